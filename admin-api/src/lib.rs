@@ -1,0 +1,40 @@
+//! The admin API: commands become events, queries read projections and ClickHouse.
+
+mod startup;
+
+use std::io::Write as _;
+
+use ccp_schemas::config::Settings;
+use ccp_schemas::secrets::access_key::KeyPepper;
+use ccp_schemas::secrets::envelope::LocalMasterKey;
+use ccp_schemas::telemetry::ServiceArgs;
+
+pub use startup::Application;
+
+/// Runs the command line's command.
+pub async fn run(args: ServiceArgs, settings: Settings) -> anyhow::Result<()> {
+    match args.command.as_deref() {
+        None | Some("serve") => {
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await
+        }
+        Some("gen-secrets") => gen_secrets(),
+        Some(other) => anyhow::bail!("unknown command `{other}` (try --help)"),
+    }
+}
+
+/// Prints a `[secrets]` section with fresh random values, for a new deployment's config file.
+fn gen_secrets() -> anyhow::Result<()> {
+    let pepper = KeyPepper::generate()?;
+    let master = LocalMasterKey::generate_b64()?;
+    let id = format!("local-{}", chrono::Utc::now().format("%Y%m%d"));
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "[secrets]")?;
+    writeln!(out, "access_key_pepper = \"{}\"", pepper.expose())?;
+    writeln!(out, "master_key_provider = \"local\"")?;
+    writeln!(out, "master_key_id = \"{id}\"")?;
+    writeln!(out, "master_key = \"{}\"", master.expose())?;
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! The projector: builds every read model from the event log.
+//!
+//! Invariant: projections are derived data; each can be thrown away and rebuilt from sequence 1.
+
+mod startup;
+
+use ccp_schemas::config::Settings;
+use ccp_schemas::telemetry::ServiceArgs;
+
+pub use startup::Application;
+
+/// Runs the command line's command.
+pub async fn run(args: ServiceArgs, settings: Settings) -> anyhow::Result<()> {
+    match args.command.as_deref() {
+        None | Some("serve") => {
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await
+        }
+        Some("migrate") => {
+            let applied = ccp_schemas::migrations::migrate(&settings.clickhouse).await?;
+            if applied.is_empty() {
+                tracing::info!(database = %settings.clickhouse.database, "ClickHouse schema is up to date");
+            } else {
+                tracing::info!(database = %settings.clickhouse.database, ?applied, "ClickHouse migrations applied");
+            }
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown command `{other}` (try --help)"),
+    }
+}

@@ -1,0 +1,465 @@
+//! Typed settings of every service, from defaults, then a TOML file, then `CCP__SECTION__KEY`
+//! environment variables (e.g. `CCP__PROXY__LISTEN=0.0.0.0:8080`).
+//!
+//! One file configures the whole system; each service reads its own sections. Unknown keys —
+//! in the file or in `CCP__…` variables — are refused with the key's name. Secrets are
+//! [`SecretString`]s: printing the settings shows `<redacted>`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::SecretString;
+use crate::subjects::{BadPrefix, Namespace};
+
+/// Every setting of the system.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Logging.
+    pub log: LogSettings,
+    /// The NATS JetStream event log.
+    pub nats: NatsSettings,
+    /// The ClickHouse analytics store.
+    pub clickhouse: ClickHouseSettings,
+    /// Server-side secrets.
+    pub secrets: SecretsSettings,
+    /// The proxy service.
+    pub proxy: ProxySettings,
+    /// The admin API service.
+    pub admin: AdminSettings,
+    /// The projector service.
+    pub projector: ProjectorSettings,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Filter in `RUST_LOG` syntax, e.g. `info,ccp_proxy=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the event log lives and how its streams are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// Server URL(s), comma-separated.
+    pub url: String,
+    /// Prefix of every subject, stream, bucket and consumer name (a-z, 0-9, _).
+    pub prefix: String,
+    /// Replicas of every stream and bucket (1 for one server, 3 for a cluster).
+    pub replicas: usize,
+    /// How long usage and circuit events are kept, in days (admin events are kept for ever).
+    pub request_max_age_days: u64,
+    /// Window in which a repeated event id is dropped as a duplicate, in seconds.
+    pub duplicate_window_secs: u64,
+    /// Optional auth token.
+    pub token: SecretString,
+    /// Optional username (with `password`).
+    pub user: Option<String>,
+    /// Optional password.
+    pub password: SecretString,
+    /// Seconds to wait for the first connection at start.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: Namespace::DEFAULT_PREFIX.into(),
+            replicas: 1,
+            request_max_age_days: 35,
+            duplicate_window_secs: 120,
+            token: SecretString::default(),
+            user: None,
+            password: SecretString::default(),
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+impl NatsSettings {
+    /// The validated namespace.
+    pub fn namespace(&self) -> Result<Namespace, BadPrefix> {
+        Namespace::new(&self.prefix)
+    }
+}
+
+/// The analytics database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseSettings {
+    /// HTTP URL of the server.
+    pub url: String,
+    /// Database holding the project's tables (created by the migrations).
+    pub database: String,
+    /// User.
+    pub user: String,
+    /// Password.
+    pub password: SecretString,
+}
+
+impl Default for ClickHouseSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "ccp".into(),
+            user: "default".into(),
+            password: SecretString::default(),
+        }
+    }
+}
+
+/// Server-side secrets. Generate them with `ccp-admin gen-secrets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsSettings {
+    /// HMAC pepper of access-key hashes (≥ 32 bytes). Changing it invalidates every key.
+    pub access_key_pepper: SecretString,
+    /// Which master key wraps Bedrock-key data keys: `local` or `kms`.
+    pub master_key_provider: MasterKeyProvider,
+    /// Id stored with each sealed secret (`local` provider).
+    pub master_key_id: String,
+    /// Base64 of 32 random bytes (`local` provider).
+    pub master_key: SecretString,
+    /// KMS key id or ARN (`kms` provider).
+    pub kms_key_id: Option<String>,
+}
+
+impl Default for SecretsSettings {
+    fn default() -> Self {
+        Self {
+            access_key_pepper: SecretString::default(),
+            master_key_provider: MasterKeyProvider::Local,
+            master_key_id: "local-1".into(),
+            master_key: SecretString::default(),
+            kms_key_id: None,
+        }
+    }
+}
+
+/// Where the Bedrock-key master key lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MasterKeyProvider {
+    /// `secrets.master_key` from configuration.
+    Local,
+    /// AWS KMS key `secrets.kms_key_id`.
+    Kms,
+}
+
+/// The proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Where Plan traffic goes.
+    pub anthropic_base_url: String,
+    /// Bedrock endpoint override (private endpoints, local fakes); unset uses AWS's.
+    pub bedrock_endpoint_url: Option<String>,
+    /// Region for keys that name none.
+    pub bedrock_default_region: String,
+    /// Seconds to wait for upstream response headers.
+    pub header_timeout_secs: u64,
+    /// Seconds to wait for a TCP/TLS connection to the upstream.
+    pub connect_timeout_secs: u64,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds in-flight requests may take to finish at shutdown.
+    pub shutdown_drain_secs: u64,
+    /// Worker threads (0: one per core).
+    pub workers: usize,
+    /// Directory of the durable event spool used while NATS is unreachable.
+    pub spool_dir: PathBuf,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            anthropic_base_url: "https://api.anthropic.com".into(),
+            bedrock_endpoint_url: None,
+            bedrock_default_region: "us-east-1".into(),
+            header_timeout_secs: 600,
+            connect_timeout_secs: 10,
+            max_body_bytes: 32 * 1024 * 1024,
+            shutdown_drain_secs: 60,
+            workers: 0,
+            spool_dir: PathBuf::from(".local/spool"),
+        }
+    }
+}
+
+/// The admin API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The proxy URL developers use, for the ready-to-paste Claude Code settings.
+    pub public_proxy_url: String,
+    /// Username of the admin created at first start.
+    pub initial_admin_username: String,
+    /// Password of that admin (required unless `dev_default_admin`).
+    pub initial_admin_password: SecretString,
+    /// Create `admin`/`admin` when no admin exists. Development only; logs a warning.
+    pub dev_default_admin: bool,
+    /// Session lifetime, in seconds.
+    pub session_ttl_secs: u64,
+    /// Origins allowed by CORS (none by default). In the environment: comma-separated.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            public_proxy_url: "http://127.0.0.1:8080".into(),
+            initial_admin_username: "admin".into(),
+            initial_admin_password: SecretString::default(),
+            dev_default_admin: false,
+            session_ttl_secs: 12 * 3600,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// A list from TOML, or a comma-separated string from the environment.
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match ListOrCsv::deserialize(d)? {
+        ListOrCsv::List(v) => v,
+        ListOrCsv::Csv(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+/// The projector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectorSettings {
+    /// Listen address of `/health`, `/ready` and `/metrics`.
+    pub listen: SocketAddr,
+    /// Largest ClickHouse insert batch.
+    pub batch_size: usize,
+    /// A partial batch is flushed after this many milliseconds.
+    pub flush_interval_ms: u64,
+    /// Apply ClickHouse migrations at start.
+    pub migrate_on_start: bool,
+}
+
+impl Default for ProjectorSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            batch_size: 10_000,
+            flush_interval_ms: 500,
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed, a key is unknown, or a value has the wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is invalid for the service that starts.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// The environment variable naming the config file when `--config` is not given.
+pub const CONFIG_PATH_ENV: &str = "CCP_CONFIG";
+
+impl Settings {
+    /// Loads defaults, then `path` (if any), then `CCP__…` variables from `env`.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("CCP__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("CCP")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(false)
+                .source(Some(env)),
+        );
+        let settings: Self = builder.build()?.try_deserialize()?;
+        settings
+            .nats
+            .namespace()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(settings)
+    }
+
+    /// Loads from the process: `--config PATH` (or `CCP_CONFIG`) and the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let from_env = std::env::var_os(CONFIG_PATH_ENV).map(PathBuf::from);
+        Self::load_from(path.or(from_env.as_deref()), std::env::vars())
+    }
+
+    /// The effective settings as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# could not render settings: {e}\n"))
+    }
+
+    /// Refuses settings a service that hashes access keys cannot run with.
+    pub fn require_pepper(&self) -> Result<(), ConfigError> {
+        crate::secrets::access_key::KeyPepper::new(&self.secrets.access_key_pepper)
+            .map(|_| ())
+            .map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "{e} (set CCP__SECRETS__ACCESS_KEY_PEPPER; `ccp-admin gen-secrets` makes one)"
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.nats.request_max_age_days, 35);
+        assert_eq!(s.proxy.header_timeout_secs, 600);
+        assert_eq!(s.proxy.max_body_bytes, 32 * 1024 * 1024);
+        assert_eq!(s.proxy.anthropic_base_url, "https://api.anthropic.com");
+    }
+
+    #[test]
+    fn file_then_environment_override_in_order() {
+        let dir = std::env::temp_dir().join(format!("ccp-cfg-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ccp.toml");
+        std::fs::write(
+            &path,
+            "[nats]\nreplicas = 3\nprefix = \"fromfile\"\n[proxy]\nlisten = \"0.0.0.0:9000\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(&path),
+            env(&[
+                ("CCP__NATS__PREFIX", "fromenv"),
+                (
+                    "CCP__ADMIN__CORS_ORIGINS",
+                    "https://a.example,https://b.example",
+                ),
+                (
+                    "CCP__SECRETS__ACCESS_KEY_PEPPER",
+                    "12345678901234567890123456789012",
+                ),
+                ("CCP_UNRELATED", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.nats.replicas, 3);
+        assert_eq!(s.nats.prefix, "fromenv");
+        assert_eq!(s.proxy.listen.port(), 9000);
+        assert_eq!(s.admin.cors_origins.len(), 2);
+        // A numeric-looking secret stays a string.
+        assert_eq!(
+            s.secrets.access_key_pepper.expose(),
+            "12345678901234567890123456789012"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = Settings::load_from(None, env(&[("CCP__PROXY__LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listn"), "{err}");
+        let err = Settings::load_from(None, env(&[("CCP__NOPE__X", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_prefixes_are_refused() {
+        let err = Settings::load_from(None, env(&[("CCP__NATS__REPLICAS", "three")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("replicas"), "{err}");
+        assert!(Settings::load_from(None, env(&[("CCP__NATS__PREFIX", "Bad.Prefix")])).is_err());
+    }
+
+    #[test]
+    fn printed_settings_never_show_secrets() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                (
+                    "CCP__SECRETS__MASTER_KEY",
+                    "c2VjcmV0LW1hc3Rlci1rZXktdmFsdWUtMzItYnl0ZXM=",
+                ),
+                ("CCP__ADMIN__INITIAL_ADMIN_PASSWORD", "hunter2hunter2"),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{}{:?}", s.to_redacted_toml(), s);
+        assert!(!shown.contains("c2VjcmV0"));
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,22 @@
+//! The wire contract of ClaudeCodeProxy and the pieces every service shares.
+//!
+//! - [`events`]: the event envelope and every event payload (the log's contract).
+//! - [`subjects`]: subject, stream, KV bucket and consumer names under one prefix.
+//! - [`streams`]: JetStream stream and bucket definitions, created idempotently.
+//! - [`migrations`]: numbered ClickHouse migrations and their runner.
+//! - [`secrets`]: access-key and Bedrock-key codecs; the only place secrets are handled.
+//! - [`config`]: typed settings (defaults → TOML file → `CCP__…` environment).
+//! - [`ids`]: typed, prefixed identifiers.
+//! - [`telemetry`]: logging, NATS connection and shutdown signals.
+
+pub mod config;
+pub mod events;
+pub mod ids;
+pub mod migrations;
+pub mod secrets;
+pub mod streams;
+pub mod subjects;
+pub mod telemetry;
+
+pub use events::{Actor, Envelope, Event};
+pub use subjects::Namespace;

@@ -1,0 +1,206 @@
+//! Subject, stream, bucket and consumer names, all under one configurable prefix so that several
+//! deployments (or parallel tests) share a NATS server without seeing each other.
+
+use crate::ids::{AccessKeyId, UserId};
+
+/// What an event is about; decides its subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Aggregate {
+    /// A user (profile, status, budget, routing).
+    User(UserId),
+    /// An access key and its Bedrock API key.
+    AccessKey(AccessKeyId),
+    /// The price list (one aggregate).
+    Pricing,
+    /// Admin logins.
+    AdminAuth,
+    /// Usage of one key (`None`: refused before a key was known).
+    Request(Option<AccessKeyId>),
+    /// The circuit breaker of one key.
+    Circuit(AccessKeyId),
+}
+
+/// Why a prefix is unusable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("nats.prefix `{0}` must be 1–32 characters of a-z, 0-9 and _, starting with a letter")]
+pub struct BadPrefix(String);
+
+/// All names of one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    prefix: String,
+    upper: String,
+}
+
+/// The three streams of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Admin events (users, keys, Bedrock keys, pricing, logins): kept for ever.
+    Admin,
+    /// Usage events: kept for `nats.request_max_age`.
+    Requests,
+    /// Circuit transitions: kept for `nats.request_max_age`.
+    Circuit,
+}
+
+impl StreamKind {
+    /// Every stream.
+    pub const ALL: [Self; 3] = [Self::Admin, Self::Requests, Self::Circuit];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Requests => "request",
+            Self::Circuit => "circuit",
+        }
+    }
+}
+
+/// The KV buckets the projector writes and the proxy / admin API read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// `user_id` → user state (status, budget, routing).
+    Users,
+    /// `key_id` → access key state (incl. sealed Bedrock key and settings).
+    AccessKeys,
+    /// key hash (hex) → key id: the proxy's lookup by presented key.
+    KeyHashes,
+    /// `key_id` → circuit state.
+    Circuits,
+}
+
+impl Bucket {
+    /// Every bucket.
+    pub const ALL: [Self; 4] = [
+        Self::Users,
+        Self::AccessKeys,
+        Self::KeyHashes,
+        Self::Circuits,
+    ];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::AccessKeys => "access_keys",
+            Self::KeyHashes => "key_hashes",
+            Self::Circuits => "circuits",
+        }
+    }
+}
+
+impl Namespace {
+    /// The default prefix.
+    pub const DEFAULT_PREFIX: &'static str = "ccp";
+
+    /// Validates a prefix.
+    pub fn new(prefix: &str) -> Result<Self, BadPrefix> {
+        let ok = (1..=32).contains(&prefix.len())
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            return Err(BadPrefix(prefix.chars().take(40).collect()));
+        }
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            upper: prefix.to_ascii_uppercase(),
+        })
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The subject of an aggregate's events.
+    pub fn subject(&self, aggregate: &Aggregate) -> String {
+        let p = &self.prefix;
+        match aggregate {
+            Aggregate::User(id) => format!("{p}.admin.user.{id}"),
+            Aggregate::AccessKey(id) => format!("{p}.admin.access_key.{id}"),
+            Aggregate::Pricing => format!("{p}.admin.pricing"),
+            Aggregate::AdminAuth => format!("{p}.admin.auth"),
+            Aggregate::Request(Some(id)) => format!("{p}.request.{id}"),
+            Aggregate::Request(None) => format!("{p}.request.unauthenticated"),
+            Aggregate::Circuit(id) => format!("{p}.circuit.{id}"),
+        }
+    }
+
+    /// The stream's name (`CCP_ADMIN`, …).
+    pub fn stream(&self, kind: StreamKind) -> String {
+        format!("{}_{}", self.upper, kind.suffix().to_ascii_uppercase())
+    }
+
+    /// The subjects a stream captures (`ccp.admin.>`, …).
+    pub fn stream_subjects(&self, kind: StreamKind) -> String {
+        format!("{}.{}.>", self.prefix, kind.suffix())
+    }
+
+    /// A KV bucket's name (`ccp_users`, …).
+    pub fn bucket(&self, bucket: Bucket) -> String {
+        format!("{}_{}", self.prefix, bucket.suffix())
+    }
+
+    /// A durable consumer's name for a component (`ccp_projector_state`, …).
+    pub fn consumer(&self, component: &str) -> String {
+        format!("{}_{}", self.prefix, component)
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self {
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+            upper: Self::DEFAULT_PREFIX.to_ascii_uppercase(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let ns = Namespace::new("t1").unwrap();
+        let key = AccessKeyId::new();
+        assert_eq!(
+            ns.subject(&Aggregate::Circuit(key)),
+            format!("t1.circuit.{key}")
+        );
+        assert_eq!(ns.stream(StreamKind::Requests), "T1_REQUEST");
+        assert_eq!(ns.stream_subjects(StreamKind::Admin), "t1.admin.>");
+        assert_eq!(ns.bucket(Bucket::KeyHashes), "t1_key_hashes");
+    }
+
+    #[test]
+    fn every_subject_is_inside_exactly_one_stream() {
+        let ns = Namespace::default();
+        let key = AccessKeyId::new();
+        let all = [
+            Aggregate::User(UserId::new()),
+            Aggregate::AccessKey(key),
+            Aggregate::Pricing,
+            Aggregate::AdminAuth,
+            Aggregate::Request(Some(key)),
+            Aggregate::Request(None),
+            Aggregate::Circuit(key),
+        ];
+        for agg in all {
+            let subject = ns.subject(&agg);
+            let n = StreamKind::ALL
+                .iter()
+                .filter(|k| subject.starts_with(ns.stream_subjects(**k).trim_end_matches('>')))
+                .count();
+            assert_eq!(n, 1, "{subject}");
+        }
+    }
+
+    #[test]
+    fn bad_prefixes_are_refused() {
+        for p in ["", "Ccp", "c.p", "c>p", "1ccp", "c p", &"a".repeat(33)] {
+            assert!(Namespace::new(p).is_err(), "{p}");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Process plumbing shared by the services: logging, NATS connection, shutdown signals.
+
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings, NatsSettings};
+
+/// Installs the global `tracing` subscriber. `RUST_LOG`, when set, overrides `log.level`.
+pub fn init_logging(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
+    let result = match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // A second initialisation (tests) keeps the first subscriber.
+    drop(result);
+}
+
+/// Connects to NATS with the configured credentials, retrying until `connect_timeout_secs`.
+pub async fn connect_nats(
+    settings: &NatsSettings,
+    name: &str,
+) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)));
+    if !settings.token.is_empty() {
+        options = options.token(settings.token.expose().to_owned());
+    }
+    if let Some(user) = &settings.user {
+        options = options.user_and_password(user.clone(), settings.password.expose().to_owned());
+    }
+    let connect = options.connect(settings.url.as_str());
+    let client = tokio::time::timeout(
+        Duration::from_secs(settings.connect_timeout_secs.max(1)),
+        connect,
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "NATS at {} did not answer within {} s",
+            settings.url,
+            settings.connect_timeout_secs
+        )
+    })?
+    .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", settings.url))?;
+    Ok(client)
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+                    _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The command line every service binary accepts: `[--config PATH] [--print-config] [COMMAND]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceArgs {
+    /// `--config PATH` (otherwise `CCP_CONFIG`, otherwise defaults and environment only).
+    pub config: Option<std::path::PathBuf>,
+    /// `--print-config`: print the effective settings (secrets redacted) and exit.
+    pub print_config: bool,
+    /// The sub-command, if any.
+    pub command: Option<String>,
+    /// `--help` / `-h`.
+    pub help: bool,
+}
+
+impl ServiceArgs {
+    /// Parses arguments (without the program name).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut out = Self::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--config" | "-c" => {
+                    out.config = Some(args.next().ok_or("--config needs a path")?.into());
+                }
+                s if s.starts_with("--config=") => out.config = Some(s["--config=".len()..].into()),
+                "--print-config" => out.print_config = true,
+                "--help" | "-h" => out.help = true,
+                s if s.starts_with('-') => {
+                    return Err(format!("unknown option `{s}` (try --help)"))
+                }
+                s if out.command.is_none() => out.command = Some(s.to_owned()),
+                s => return Err(format!("unexpected argument `{s}` (try --help)")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What a service binary does after reading its command line and settings.
+pub enum Start {
+    /// Run the given command with these settings.
+    Run(ServiceArgs, Box<crate::config::Settings>),
+    /// Exit now (help shown, settings printed, or an error reported on stderr).
+    Exit(std::process::ExitCode),
+}
+
+/// The common start of every binary: parse arguments, load settings, init logging; handles
+/// `--help` and `--print-config`. Errors are reported on stderr in one line.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub fn start(binary: &str, usage: &str) -> Start {
+    use std::process::ExitCode;
+    let args = match ServiceArgs::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{binary}: {e}");
+            return Start::Exit(ExitCode::from(2));
+        }
+    };
+    if args.help {
+        println!("{usage}");
+        return Start::Exit(ExitCode::SUCCESS);
+    }
+    let settings = match crate::config::Settings::load(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{binary}: {e}");
+            return Start::Exit(ExitCode::from(2));
+        }
+    };
+    if args.print_config {
+        print!("{}", settings.to_redacted_toml());
+        return Start::Exit(ExitCode::SUCCESS);
+    }
+    init_logging(&settings.log);
+    Start::Run(args, Box::new(settings))
+}
+
+/// The exit code of a finished service, logging the error (with its causes) if there is one.
+pub fn exit_code(binary: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "{binary} failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The JSON body of every service's `GET /health`.
+pub fn health_body(service: &str, version: &str) -> serde_json::Value {
+    serde_json::json!({ "status": "ok", "service": service, "version": version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServiceArgs, String> {
+        ServiceArgs::parse(args.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn parses_options_and_command() {
+        let a = parse(&["--config", "/etc/ccp.toml", "migrate"]).unwrap();
+        assert_eq!(
+            a.config.as_deref(),
+            Some(std::path::Path::new("/etc/ccp.toml"))
+        );
+        assert_eq!(a.command.as_deref(), Some("migrate"));
+        assert!(parse(&["--print-config"]).unwrap().print_config);
+        assert!(parse(&["--bogus"]).unwrap_err().contains("--bogus"));
+        assert!(parse(&["--config"]).is_err());
+        assert!(parse(&["a", "b"]).is_err());
+    }
+}
