@@ -1,13 +1,32 @@
 //! The proxy: the hot path between Claude Code and its models.
 //!
-//! `startup` binds the server; `routes` holds the handlers.
+//! - `startup`: builds the server, the key table follower and the event publisher.
+//! - `forward`: authenticate, read, forward, stream back (the request path).
+//! - `tap`: reads usage from the bytes passing by.
+//! - `usage`: one `request_completed` event per request.
+//! - `directory`: the in-memory key table, folded live from the admin stream.
+//! - `publisher`, `spool`: events to JetStream without waiting, durable while NATS is away.
+//! - `error`: the proxy's own answers, in Anthropic's error format.
+//! - `metrics`, `routes`: `/metrics`, `/health`, `/ready`.
+//!
+//! Invariants: the request path never waits on NATS or ClickHouse; an access key is never
+//! logged, put in a metric label or in an event (only its hash or display prefix).
 
+mod directory;
+mod error;
+mod forward;
+mod metrics;
+mod publisher;
 mod routes;
+mod spool;
 mod startup;
+mod tap;
+mod usage;
 
 use ccp_schemas::config::Settings;
 use ccp_schemas::telemetry::ServiceArgs;
 
+pub use spool::{Record as SpoolRecord, Spool};
 pub use startup::Application;
 
 /// Runs the command line's command.

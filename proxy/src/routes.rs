@@ -1,6 +1,10 @@
-//! HTTP handlers.
+//! The service's own endpoints: `/health`, `/ready`, `/metrics`, and the Anthropic-shaped 404.
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
+use ccp_schemas::ids::RequestId;
+
+use crate::error::ProxyError;
+use crate::forward::Shared;
 
 /// `GET /health`: the process is alive.
 pub async fn health() -> HttpResponse {
@@ -8,4 +12,39 @@ pub async fn health() -> HttpResponse {
         "ccp-proxy",
         env!("CARGO_PKG_VERSION"),
     ))
+}
+
+/// `GET /ready`: the access-key table is loaded.
+pub async fn ready(shared: web::Data<Shared>) -> HttpResponse {
+    let body = serde_json::json!({
+        "ready": shared.keys.is_ready(),
+        "access_keys": shared.keys.key_count(),
+        "admin_stream_seq": shared.keys.applied_seq(),
+    });
+    if shared.keys.is_ready() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+    shared
+        .recorder
+        .metrics
+        .keys_loaded
+        .set(i64::try_from(shared.keys.key_count()).unwrap_or(i64::MAX));
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(shared.recorder.metrics.render())
+}
+
+/// Any other path.
+pub async fn not_found() -> HttpResponse {
+    ProxyError::not_found(
+        "Unknown ClaudeCodeProxy path. Set ANTHROPIC_BASE_URL to https://<proxy>/ak/<your access key> \
+         (Claude Code appends /v1/messages).",
+    )
+    .response(RequestId::new())
 }

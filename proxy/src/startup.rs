@@ -1,39 +1,147 @@
-//! Builds the HTTP server from settings and runs it until SIGTERM/SIGINT.
+//! Builds the proxy from settings: the key table follower, the event publisher, the HTTP server;
+//! runs it until SIGTERM/SIGINT, then drains in-flight streams and flushes events.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use ccp_schemas::config::Settings;
+use ccp_schemas::secrets::access_key::KeyPepper;
+use ccp_schemas::streams::{self, StreamPolicy};
+use ccp_schemas::telemetry;
 
+use crate::directory::{self, KeyTable};
+use crate::forward::{self, Shared, Upstream};
+use crate::metrics::Metrics;
+use crate::publisher;
 use crate::routes;
+use crate::spool::Spool;
+use crate::usage::Recorder;
 
 /// A bound, not yet running proxy.
 pub struct Application {
     server: Server,
     port: u16,
+    publisher: tokio::task::JoinHandle<()>,
+    stop_publisher: tokio::sync::oneshot::Sender<()>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+/// This replica's id: host name and a random suffix.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "proxy".into());
+    let suffix = ulid::Ulid::new().to_string();
+    format!("{host}-{}", &suffix[suffix.len() - 6..]).to_ascii_lowercase()
 }
 
 impl Application {
-    /// Binds `proxy.listen` (port 0 picks a free port) and prepares the server.
+    /// Prepares everything and binds `proxy.listen` (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.proxy.listen)
-            .with_context(|| format!("cannot listen on {}", settings.proxy.listen))?;
+        // awc and the AWS SDK share rustls; pick its crypto provider once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cfg = &settings.proxy;
+        let pepper = KeyPepper::new(&settings.secrets.access_key_pepper).map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (set CCP__SECRETS__ACCESS_KEY_PEPPER; `ccp-admin gen-secrets` makes one)"
+            )
+        })?;
+        let ns = settings.nats.namespace()?;
+        let anthropic_base = cfg.anthropic_base_url.trim_end_matches('/').to_owned();
+        anthropic_base
+            .parse::<actix_web::http::Uri>()
+            .ok()
+            .filter(|u| u.scheme().is_some() && u.host().is_some())
+            .with_context(|| {
+                format!("proxy.anthropic_base_url `{anthropic_base}` is not an absolute URL")
+            })?;
+
+        let metrics = Arc::new(Metrics::default());
+        let spool = Spool::open(&cfg.spool_dir, cfg.spool_max_bytes).with_context(|| {
+            format!("cannot open the event spool in {}", cfg.spool_dir.display())
+        })?;
+        if !spool.is_empty() {
+            tracing::info!(
+                events = spool.len(),
+                "events waiting in the spool from an earlier run"
+            );
+        }
+        let client = telemetry::connect_nats(&settings.nats, "ccp-proxy").await?;
+        let (sink, publisher) =
+            publisher::channel(client.clone(), ns.clone(), spool, metrics.clone());
+        let (stop_publisher, stop_rx) = tokio::sync::oneshot::channel();
+        let publisher = tokio::spawn(publisher.run(stop_rx));
+
+        let keys = Arc::new(KeyTable::default());
+        let policy = StreamPolicy::from(&settings.nats);
+        let follower = {
+            let (keys, client, ns) = (keys.clone(), client.clone(), ns.clone());
+            tokio::spawn(async move {
+                let js = async_nats::jetstream::new(client.clone());
+                while let Err(e) = streams::ensure(&js, &ns, &policy).await {
+                    tracing::warn!(error = %e, "cannot prepare the event streams yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                directory::follow(keys, client, ns).await;
+            })
+        };
+
+        let shared = web::Data::new(Shared {
+            keys,
+            pepper,
+            recorder: Recorder {
+                sink,
+                metrics,
+                replica: replica_id().into(),
+            },
+            anthropic_base,
+            max_body_bytes: cfg.max_body_bytes,
+        });
+        let listener = TcpListener::bind(cfg.listen)
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let port = listener.local_addr()?.port();
-        let workers = match settings.proxy.workers {
+        let workers = match cfg.workers {
             0 => std::thread::available_parallelism().map_or(2, usize::from),
             n => n,
         };
-        let server =
-            HttpServer::new(move || App::new().route("/health", web::get().to(routes::health)))
-                .workers(workers)
-                .disable_signals()
-                .shutdown_timeout(settings.proxy.shutdown_drain_secs)
-                .listen(listener)?
-                .run();
-        tracing::info!(addr = %settings.proxy.listen, port, "proxy listening");
-        Ok(Self { server, port })
+        let (header_timeout, connect_timeout) = (
+            Duration::from_secs(cfg.header_timeout_secs),
+            Duration::from_secs(cfg.connect_timeout_secs),
+        );
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(shared.clone())
+                .app_data(web::Data::new(Upstream::new(
+                    header_timeout,
+                    connect_timeout,
+                )))
+                .route("/health", web::get().to(routes::health))
+                .route("/ready", web::get().to(routes::ready))
+                .route("/metrics", web::get().to(routes::metrics))
+                .service(web::resource("/ak/{key}/v1/{tail:.*}").to(forward::via_path))
+                .service(web::resource("/v1/{tail:.*}").to(forward::via_header))
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(cfg.shutdown_drain_secs)
+        .listen(listener)?
+        .run();
+        tracing::info!(addr = %cfg.listen, port, workers, "proxy listening");
+        Ok(Self {
+            server,
+            port,
+            publisher,
+            stop_publisher,
+            follower,
+        })
     }
 
     /// The bound port.
@@ -41,15 +149,26 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT, then stops accepting and lets in-flight requests finish.
+    /// Serves until SIGTERM/SIGINT; then stops accepting, lets in-flight streams finish (up to
+    /// `proxy.shutdown_drain_secs`) and publishes or spools every remaining event.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let stopper = actix_web::rt::spawn(async move {
-            ccp_schemas::telemetry::shutdown_signal().await;
+        let stopper = tokio::spawn(async move {
+            telemetry::shutdown_signal().await;
+            tracing::info!("draining in-flight requests");
             handle.stop(true).await;
         });
-        self.server.await?;
+        let served = self.server.await;
         stopper.abort();
+        self.follower.abort();
+        let _ = self.stop_publisher.send(());
+        if tokio::time::timeout(Duration::from_secs(15), self.publisher)
+            .await
+            .is_err()
+        {
+            tracing::warn!("event publisher did not finish in 15 s");
+        }
+        served?;
         tracing::info!("proxy stopped");
         Ok(())
     }

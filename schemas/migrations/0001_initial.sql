@@ -80,10 +80,10 @@ ORDER BY (occurred_at, key_id);
 
 CREATE TABLE IF NOT EXISTS {db}.projection_offsets
 (
-    projection String,
+    projection_name String,
     stream     String,
     last_seq   UInt64,
     updated_at DateTime('UTC')
 )
 ENGINE = ReplacingMergeTree(last_seq)
-ORDER BY (projection, stream);
+ORDER BY (projection_name, stream);

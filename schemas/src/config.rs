@@ -196,6 +196,8 @@ pub struct ProxySettings {
     pub workers: usize,
     /// Directory of the durable event spool used while NATS is unreachable.
     pub spool_dir: PathBuf,
+    /// Largest size of the spool, in bytes; events beyond it are dropped (and counted).
+    pub spool_max_bytes: u64,
 }
 
 impl Default for ProxySettings {
@@ -211,6 +213,7 @@ impl Default for ProxySettings {
             shutdown_drain_secs: 60,
             workers: 0,
             spool_dir: PathBuf::from(".local/spool"),
+            spool_max_bytes: 1 << 30,
         }
     }
 }

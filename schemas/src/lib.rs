@@ -6,6 +6,7 @@
 //! - [`migrations`]: numbered ClickHouse migrations and their runner.
 //! - [`secrets`]: access-key and Bedrock-key codecs; the only place secrets are handled.
 //! - [`config`]: typed settings (defaults → TOML file → `CCP__…` environment).
+//! - [`state`]: the fold of admin events into user and access-key state.
 //! - [`ids`]: typed, prefixed identifiers.
 //! - [`telemetry`]: logging, NATS connection and shutdown signals.
 
@@ -14,6 +15,7 @@ pub mod events;
 pub mod ids;
 pub mod migrations;
 pub mod secrets;
+pub mod state;
 pub mod streams;
 pub mod subjects;
 pub mod telemetry;

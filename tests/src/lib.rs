@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use ccp_schemas::config::Settings;
 use ccp_schemas::Namespace;
 
+pub mod events;
+pub mod fake_anthropic;
+
 /// NATS URL of the test stack.
 pub fn nats_url() -> String {
     std::env::var("CCP_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())

@@ -1,0 +1,147 @@
+//! The proxy's in-memory table of users and access keys, folded from the admin stream of the
+//! event log and kept current by following it live (an ordered consumer), so a revocation
+//! reaches every replica within milliseconds. The request path only takes a read lock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_schemas::secrets::access_key::{KeyHash, KeyPrefix};
+use ccp_schemas::state::{Directory, Refusal};
+use ccp_schemas::subjects::StreamKind;
+use ccp_schemas::{Envelope, Namespace};
+use futures_util::StreamExt as _;
+
+/// What a request learns about its key.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The key.
+    pub key_id: AccessKeyId,
+    /// Its owner.
+    pub user_id: UserId,
+    /// Display prefix.
+    pub key_prefix: KeyPrefix,
+}
+
+/// The shared table.
+#[derive(Debug, Default)]
+pub struct KeyTable {
+    directory: RwLock<Directory>,
+    ready: AtomicBool,
+    applied_seq: AtomicU64,
+}
+
+impl KeyTable {
+    /// Whether the admin stream has been read up to its head once.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The last stream sequence applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.applied_seq.load(Ordering::Acquire)
+    }
+
+    /// Looks a presented key's hash up.
+    pub fn authenticate(&self, hash: &KeyHash) -> Result<Authenticated, Refusal> {
+        let dir = self
+            .directory
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (key, _user) = dir.authenticate(hash)?;
+        Ok(Authenticated {
+            key_id: key.key_id,
+            user_id: key.user_id,
+            key_prefix: key.key_prefix.clone(),
+        })
+    }
+
+    /// Number of access keys known.
+    pub fn key_count(&self) -> usize {
+        self.directory
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .count()
+    }
+
+    fn apply(&self, seq: u64, envelope: &Envelope) {
+        self.directory
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply(envelope);
+        self.applied_seq.store(seq, Ordering::Release);
+    }
+
+    fn mark_ready(&self) {
+        if !self.ready.swap(true, Ordering::AcqRel) {
+            tracing::info!(
+                keys = self.key_count(),
+                seq = self.applied_seq(),
+                "access keys loaded"
+            );
+        }
+    }
+}
+
+/// Follows the admin stream for ever, applying every event to `table`; reconnects and resumes
+/// after the last applied sequence when NATS goes away.
+pub async fn follow(table: Arc<KeyTable>, client: async_nats::Client, ns: Namespace) {
+    let js = jetstream::new(client.clone());
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match follow_once(&table, &client, &js, &ns).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "following the admin stream failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn follow_once(
+    table: &KeyTable,
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    ns: &Namespace,
+) -> anyhow::Result<()> {
+    let mut stream = js.get_stream(ns.stream(StreamKind::Admin)).await?;
+    let head = stream.info().await?.state.last_sequence;
+    let from = table.applied_seq() + 1;
+    if head < from {
+        table.mark_ready();
+    }
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            filter_subject: ns.stream_subjects(StreamKind::Admin),
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        let info = message
+            .info()
+            .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        match Envelope::decode(&message.payload) {
+            Ok(envelope) => table.apply(seq, &envelope),
+            Err(e) => {
+                tracing::error!(seq, error = %e, "skipping undecodable admin event");
+                table.applied_seq.store(seq, Ordering::Release);
+            }
+        }
+        if pending == 0 || seq >= head {
+            table.mark_ready();
+        }
+    }
+    anyhow::bail!("the admin stream subscription ended")
+}

@@ -1,0 +1,140 @@
+//! Prometheus metrics of the proxy (`GET /metrics`). Labels come from small fixed sets
+//! (provider, status, error kind) — never a key, user or model name.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of a finished request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `anthropic`, `bedrock` or `none`.
+    pub provider: &'static str,
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// Error class, or `none`.
+    pub error_kind: &'static str,
+}
+
+/// Labels of latency histograms.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// `anthropic`, `bedrock` or `none`.
+    pub provider: &'static str,
+}
+
+type HistogramFamily = Family<ProviderLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~10 min.
+    Histogram::new(exponential_buckets(0.001, 2.0, 20))
+}
+
+/// Every metric of the proxy.
+pub struct Metrics {
+    registry: Registry,
+    /// Finished requests.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request received → response finished.
+    pub latency: HistogramFamily,
+    /// Request received → first response byte.
+    pub ttfb: HistogramFamily,
+    /// Requests being served.
+    pub in_flight: Gauge,
+    /// Events waiting in the spool.
+    pub spool_depth: Gauge,
+    /// Events acknowledged by JetStream.
+    pub events_published: Counter,
+    /// Events written to the spool.
+    pub events_spooled: Counter,
+    /// Events lost (spool full or unencodable).
+    pub events_dropped: Counter,
+    /// Access keys in the table.
+    pub keys_loaded: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ccp_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let ttfb: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let in_flight = Gauge::default();
+        let spool_depth = Gauge::default();
+        let events_published = Counter::default();
+        let events_spooled = Counter::default();
+        let events_dropped = Counter::default();
+        let keys_loaded = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests by provider, status and error kind",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Request received to response finished",
+            latency.clone(),
+        );
+        registry.register(
+            "ttfb_seconds",
+            "Request received to first response byte",
+            ttfb.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Requests being served",
+            in_flight.clone(),
+        );
+        registry.register(
+            "spool_depth_events",
+            "Events waiting in the durable spool",
+            spool_depth.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Events acknowledged by JetStream",
+            events_published.clone(),
+        );
+        registry.register(
+            "events_spooled",
+            "Events written to the spool",
+            events_spooled.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events lost (spool full or unencodable)",
+            events_dropped.clone(),
+        );
+        registry.register(
+            "access_keys_loaded",
+            "Access keys in the in-memory table",
+            keys_loaded.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            ttfb,
+            in_flight,
+            spool_depth,
+            events_published,
+            events_spooled,
+            events_dropped,
+            keys_loaded,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}

@@ -1,0 +1,240 @@
+//! Publishes events to JetStream off the request path. Handlers hand events to an
+//! [`EventSink`] (never blocks); one task publishes them with `Nats-Msg-Id` = event id. When
+//! NATS cannot take them, they go to the durable [`Spool`] and are replayed, oldest first, once
+//! NATS answers again; while the spool is not empty, new events queue behind it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream;
+use ccp_schemas::{Envelope, Namespace};
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::spool::{Record, Spool};
+
+/// Events published per round trip window.
+const WINDOW: usize = 256;
+/// How often a non-empty spool retries NATS.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// Where handlers put events. Cloneable; sending never blocks or fails the request.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    tx: mpsc::UnboundedSender<Envelope>,
+    queued: Arc<AtomicU64>,
+}
+
+impl EventSink {
+    /// Queues an event for publishing.
+    pub fn emit(&self, envelope: Envelope) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.tx.send(envelope) {
+            // Only after shutdown began: nothing can publish it any more.
+            tracing::error!(event_id = %e.0.id, "event emitted after the publisher stopped");
+        }
+    }
+}
+
+/// The publishing task's state.
+pub struct Publisher {
+    rx: mpsc::UnboundedReceiver<Envelope>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    ns: Namespace,
+    spool: Spool,
+    metrics: Arc<Metrics>,
+    queued: Arc<AtomicU64>,
+}
+
+/// A sink and the publisher that drains it.
+pub fn channel(
+    client: async_nats::Client,
+    ns: Namespace,
+    spool: Spool,
+    metrics: Arc<Metrics>,
+) -> (EventSink, Publisher) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicU64::new(0));
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(3))
+        .build(client.clone());
+    metrics.spool_depth.set(spool.len() as i64);
+    (
+        EventSink {
+            tx,
+            queued: queued.clone(),
+        },
+        Publisher {
+            rx,
+            client,
+            js,
+            ns,
+            spool,
+            metrics,
+            queued,
+        },
+    )
+}
+
+impl Publisher {
+    /// Runs until `stop` fires (or every sink is dropped), then publishes or spools everything
+    /// already queued and returns.
+    pub async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
+        let mut batch = Vec::with_capacity(WINDOW);
+        let mut stopping = false;
+        loop {
+            batch.clear();
+            let open = if stopping {
+                while batch.len() < WINDOW {
+                    match self.rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                !batch.is_empty()
+            } else {
+                tokio::select! {
+                    n = self.rx.recv_many(&mut batch, WINDOW) => n > 0,
+                    () = tokio::time::sleep(RETRY_EVERY), if !self.spool.is_empty() => true,
+                    _ = &mut stop => {
+                        stopping = true;
+                        true
+                    }
+                }
+            };
+            self.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            let records: Vec<Record> = batch.iter().filter_map(|e| self.record(e)).collect();
+            self.handle(records).await;
+            if !open {
+                break;
+            }
+        }
+        if !self.spool.is_empty() {
+            tracing::warn!(
+                spooled = self.spool.len(),
+                "stopping with events in the spool; they are sent at the next start"
+            );
+        }
+        tracing::info!("event publisher stopped");
+    }
+
+    fn record(&self, envelope: &Envelope) -> Option<Record> {
+        match envelope.encode() {
+            Ok(payload) => Some(Record {
+                id: envelope.id.to_string(),
+                subject: envelope.subject(&self.ns),
+                payload,
+            }),
+            Err(e) => {
+                tracing::error!(event_id = %envelope.id, error = %e, "event could not be encoded");
+                self.metrics.events_dropped.inc();
+                None
+            }
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    async fn handle(&mut self, records: Vec<Record>) {
+        if self.spool.is_empty() && self.connected() {
+            let failed = self.publish(records).await;
+            self.spool_records(failed);
+        } else {
+            self.spool_records(records);
+            if self.connected() {
+                self.drain().await;
+            }
+        }
+        self.metrics.spool_depth.set(self.spool.len() as i64);
+    }
+
+    fn spool_records(&mut self, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len() as u64;
+        match self.spool.append(&records) {
+            Ok(()) => {
+                self.metrics.events_spooled.inc_by(n);
+            }
+            Err(e) => {
+                tracing::error!(events = n, error = %e, "events lost: the spool refused them");
+                self.metrics.events_dropped.inc_by(n);
+            }
+        }
+    }
+
+    /// Publishes in order, pipelined; returns the records that were not acknowledged.
+    async fn publish(&self, records: Vec<Record>) -> Vec<Record> {
+        let mut failed = Vec::new();
+        for window in records.chunks(WINDOW) {
+            let mut acks = Vec::with_capacity(window.len());
+            for record in window {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", record.id.as_str());
+                let sent = self
+                    .js
+                    .publish_with_headers(
+                        record.subject.clone(),
+                        headers,
+                        record.payload.clone().into(),
+                    )
+                    .await;
+                acks.push(sent);
+            }
+            for (record, sent) in window.iter().zip(acks) {
+                let ok = match sent {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    self.metrics.events_published.inc();
+                } else {
+                    failed.push(record.clone());
+                }
+            }
+        }
+        if !failed.is_empty() {
+            tracing::warn!(
+                events = failed.len(),
+                "NATS did not acknowledge events; spooling them"
+            );
+        }
+        failed
+    }
+
+    /// Replays the spool oldest first until it is empty or NATS fails again.
+    async fn drain(&mut self) {
+        while !self.spool.is_empty() && self.connected() {
+            let batch = match self.spool.peek(WINDOW) {
+                Ok(b) if !b.is_empty() => b,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool");
+                    break;
+                }
+            };
+            let n = batch.len();
+            let failed = self.publish(batch).await;
+            let done = n - failed.len();
+            // Only a fully acknowledged prefix is consumed, so order is kept.
+            if failed.is_empty() {
+                if let Err(e) = self.spool.consume(done) {
+                    tracing::error!(error = %e, "cannot advance the spool");
+                    break;
+                }
+                self.metrics.spool_depth.set(self.spool.len() as i64);
+            } else {
+                break;
+            }
+        }
+        if self.spool.is_empty() {
+            tracing::info!("spool drained; publishing directly again");
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! The usage tap: reads a copy of the response bytes as they pass, without changing them, and
+//! extracts model, stop reason, token counts and in-stream errors from Anthropic's SSE events
+//! (`message_start`, `message_delta`, `error`) or from a JSON body. Compressed bodies
+//! (`gzip`, `deflate`, `br`, `zstd`) are kept (bounded) and decoded when the response ends.
+
+use std::io::Read;
+
+use ccp_schemas::events::TokenUsage;
+use serde::Deserialize;
+
+/// Longest SSE event kept while waiting for its end; longer ones are skipped.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Largest JSON (or compressed) body kept for parsing.
+const MAX_BUFFERED_BYTES: usize = 16 << 20;
+
+/// What the tap learned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// `model` reported by the provider.
+    pub model: Option<String>,
+    /// `stop_reason`.
+    pub stop_reason: Option<String>,
+    /// Token counts.
+    pub usage: TokenUsage,
+    /// `message_stop` seen (stream) or a complete JSON body parsed.
+    pub complete: bool,
+    /// The `error.type` of an in-stream `event: error` or an error body.
+    pub error_type: Option<String>,
+}
+
+/// How the body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `text/event-stream`.
+    Sse,
+    /// `application/json`.
+    Json,
+    /// Anything else: not parsed.
+    Opaque,
+}
+
+/// Content coding of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// Plain bytes.
+    Identity,
+    /// gzip.
+    Gzip,
+    /// zlib/deflate.
+    Deflate,
+    /// brotli.
+    Brotli,
+    /// zstd.
+    Zstd,
+    /// A coding the tap cannot read.
+    Unknown,
+}
+
+impl Coding {
+    /// From a `Content-Encoding` header value.
+    pub fn from_header(value: Option<&str>) -> Self {
+        match value.map(|v| v.trim().to_ascii_lowercase()) {
+            None => Self::Identity,
+            Some(v) => match v.as_str() {
+                "" | "identity" => Self::Identity,
+                "gzip" | "x-gzip" => Self::Gzip,
+                "deflate" => Self::Deflate,
+                "br" => Self::Brotli,
+                "zstd" => Self::Zstd,
+                _ => Self::Unknown,
+            },
+        }
+    }
+}
+
+impl Framing {
+    /// From a `Content-Type` header value.
+    pub fn from_content_type(value: Option<&str>) -> Self {
+        match value {
+            Some(v) if v.starts_with("text/event-stream") => Self::Sse,
+            Some(v) if v.starts_with("application/json") => Self::Json,
+            _ => Self::Opaque,
+        }
+    }
+}
+
+/// Incremental tap over one response body.
+#[derive(Debug)]
+pub struct UsageTap {
+    framing: Framing,
+    coding: Coding,
+    /// Identity SSE: the unfinished tail of the stream. Otherwise: the raw body.
+    buf: Vec<u8>,
+    overflow: bool,
+    sse: SseState,
+    observed: Observed,
+}
+
+#[derive(Debug, Default)]
+struct SseState {
+    event: Option<String>,
+    data: Vec<u8>,
+    skipping: bool,
+}
+
+impl UsageTap {
+    /// A tap for a body with this framing and coding.
+    pub fn new(framing: Framing, coding: Coding) -> Self {
+        Self {
+            framing,
+            coding,
+            buf: Vec::new(),
+            overflow: false,
+            sse: SseState::default(),
+            observed: Observed::default(),
+        }
+    }
+
+    /// Looks at the next chunk of the body.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        match (self.framing, self.coding) {
+            (Framing::Opaque, _) | (_, Coding::Unknown) => {}
+            (Framing::Sse, Coding::Identity) => {
+                self.buf.extend_from_slice(chunk);
+                let consumed = scan_sse(&self.buf, &mut self.sse, &mut self.observed);
+                self.buf.drain(..consumed);
+            }
+            _ => {
+                if self.buf.len() + chunk.len() > MAX_BUFFERED_BYTES {
+                    self.overflow = true;
+                } else {
+                    self.buf.extend_from_slice(chunk);
+                }
+            }
+        }
+    }
+
+    /// Everything seen so far; decodes buffered bodies. Call once, when the body ended or was cut.
+    pub fn finish(mut self) -> Observed {
+        if self.overflow
+            || matches!(self.framing, Framing::Opaque)
+            || self.coding == Coding::Unknown
+        {
+            return self.observed;
+        }
+        let plain = match self.coding {
+            Coding::Identity => std::mem::take(&mut self.buf),
+            coding => decode(coding, &self.buf),
+        };
+        match self.framing {
+            Framing::Sse => {
+                let mut data = plain;
+                if self.coding == Coding::Identity {
+                    // A cut stream may leave a last event without its blank line.
+                    data.extend_from_slice(b"\n\n");
+                }
+                scan_sse(&data, &mut self.sse, &mut self.observed);
+            }
+            Framing::Json => parse_json_body(&plain, &mut self.observed),
+            Framing::Opaque => {}
+        }
+        self.observed
+    }
+}
+
+/// Decodes as much of a compressed body as is intact (a cut body yields its prefix).
+fn decode(coding: Coding, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = match coding {
+        Coding::Gzip => flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out),
+        Coding::Deflate => {
+            // `deflate` is zlib-wrapped per RFC 9110, raw in the wild: try both.
+            let r = flate2::read::ZlibDecoder::new(bytes).read_to_end(&mut out);
+            if r.is_err() && out.is_empty() {
+                flate2::read::DeflateDecoder::new(bytes).read_to_end(&mut out)
+            } else {
+                r
+            }
+        }
+        Coding::Brotli => brotli_decompressor::Decompressor::new(bytes, 4096).read_to_end(&mut out),
+        Coding::Zstd => match ruzstd::decoding::StreamingDecoder::new(bytes) {
+            Ok(mut d) => d.read_to_end(&mut out),
+            Err(_) => Ok(0),
+        },
+        Coding::Identity | Coding::Unknown => Ok(0),
+    };
+    out
+}
+
+/// Processes complete lines of `buf`; returns how many bytes were consumed.
+fn scan_sse(buf: &[u8], state: &mut SseState, observed: &mut Observed) -> usize {
+    let mut start = 0;
+    while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+        let mut line = &buf[start..start + nl];
+        start += nl + 1;
+        if let Some(l) = line.strip_suffix(b"\r") {
+            line = l;
+        }
+        if line.is_empty() {
+            if !state.skipping {
+                dispatch(state.event.as_deref(), &state.data, observed);
+            }
+            *state = SseState::default();
+        } else if let Some(name) = line.strip_prefix(b"event:") {
+            let name = String::from_utf8_lossy(name).trim().to_owned();
+            state.skipping = !matches!(
+                name.as_str(),
+                "message_start" | "message_delta" | "message_stop" | "error"
+            );
+            state.event = Some(name);
+        } else if let Some(data) = line.strip_prefix(b"data:") {
+            if !state.skipping {
+                if state.data.len() + data.len() > MAX_EVENT_BYTES {
+                    state.skipping = true;
+                    state.data.clear();
+                } else {
+                    if !state.data.is_empty() {
+                        state.data.push(b'\n');
+                    }
+                    state
+                        .data
+                        .extend_from_slice(data.strip_prefix(b" ").unwrap_or(data));
+                }
+            }
+        }
+    }
+    start
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    model: Option<String>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireEvent {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    message: Option<WireMessage>,
+    delta: Option<WireDelta>,
+    usage: Option<WireUsage>,
+    error: Option<WireError>,
+    // A JSON body: a message or count_tokens result.
+    model: Option<String>,
+    stop_reason: Option<String>,
+    input_tokens: Option<u64>,
+}
+
+fn merge_usage(into: &mut TokenUsage, u: &WireUsage) {
+    if let Some(v) = u.input_tokens {
+        into.input_tokens = v;
+    }
+    if let Some(v) = u.output_tokens {
+        into.output_tokens = v;
+    }
+    if let Some(v) = u.cache_read_input_tokens {
+        into.cache_read_input_tokens = v;
+    }
+    if let Some(v) = u.cache_creation_input_tokens {
+        into.cache_creation_input_tokens = v;
+    }
+}
+
+fn dispatch(event: Option<&str>, data: &[u8], observed: &mut Observed) {
+    if data.is_empty() {
+        return;
+    }
+    let Ok(ev) = serde_json::from_slice::<WireEvent>(data) else {
+        return;
+    };
+    match event.or(ev.kind.as_deref()) {
+        Some("message_start") => {
+            if let Some(m) = &ev.message {
+                observed.model.clone_from(&m.model);
+                if let Some(u) = &m.usage {
+                    merge_usage(&mut observed.usage, u);
+                }
+            }
+        }
+        Some("message_delta") => {
+            if let Some(reason) = ev.delta.as_ref().and_then(|d| d.stop_reason.clone()) {
+                observed.stop_reason = Some(reason);
+            }
+            if let Some(u) = &ev.usage {
+                merge_usage(&mut observed.usage, u);
+            }
+        }
+        Some("message_stop") => observed.complete = true,
+        Some("error") => observed.error_type = ev.error.and_then(|e| e.kind),
+        _ => {}
+    }
+}
+
+fn parse_json_body(body: &[u8], observed: &mut Observed) {
+    let Ok(ev) = serde_json::from_slice::<WireEvent>(body) else {
+        return;
+    };
+    observed.complete = true;
+    if ev.kind.as_deref() == Some("error") {
+        observed.error_type = ev.error.and_then(|e| e.kind);
+        return;
+    }
+    observed.model = ev.model;
+    observed.stop_reason = ev.stop_reason;
+    if let Some(u) = &ev.usage {
+        merge_usage(&mut observed.usage, u);
+    } else if let Some(n) = ev.input_tokens {
+        observed.usage.input_tokens = n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const STREAM: &str = concat!(
+        "event: message_start\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":12,\"cache_creation_input_tokens\":100,\"cache_read_input_tokens\":2000,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: ping\n",
+        "data: {\"type\": \"ping\"}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\n",
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n",
+        "event: message_stop\n",
+        "data: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    fn expected() -> Observed {
+        Observed {
+            model: Some("claude-sonnet-4-5-20250929".into()),
+            stop_reason: Some("end_turn".into()),
+            usage: TokenUsage {
+                input_tokens: 12,
+                output_tokens: 15,
+                cache_read_input_tokens: 2000,
+                cache_creation_input_tokens: 100,
+            },
+            complete: true,
+            error_type: None,
+        }
+    }
+
+    fn tap_in_chunks(framing: Framing, coding: Coding, body: &[u8], sizes: &[usize]) -> Observed {
+        let mut tap = UsageTap::new(framing, coding);
+        let mut rest = body;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = sizes
+                .get(i % sizes.len().max(1))
+                .copied()
+                .unwrap_or(7)
+                .clamp(1, rest.len());
+            tap.feed(&rest[..n]);
+            rest = &rest[n..];
+            i += 1;
+        }
+        tap.finish()
+    }
+
+    #[test]
+    fn sse_usage_is_read_whole_and_byte_by_byte() {
+        assert_eq!(
+            tap_in_chunks(
+                Framing::Sse,
+                Coding::Identity,
+                STREAM.as_bytes(),
+                &[STREAM.len()]
+            ),
+            expected()
+        );
+        assert_eq!(
+            tap_in_chunks(Framing::Sse, Coding::Identity, STREAM.as_bytes(), &[1]),
+            expected()
+        );
+        let crlf = STREAM.replace('\n', "\r\n");
+        assert_eq!(
+            tap_in_chunks(Framing::Sse, Coding::Identity, crlf.as_bytes(), &[5, 3]),
+            expected()
+        );
+    }
+
+    #[test]
+    fn a_cut_stream_keeps_what_was_seen_and_is_not_complete() {
+        let cut = &STREAM[..STREAM.find("event: message_delta").unwrap()];
+        let seen = tap_in_chunks(Framing::Sse, Coding::Identity, cut.as_bytes(), &[64]);
+        assert!(!seen.complete);
+        assert_eq!(seen.usage.input_tokens, 12);
+        assert_eq!(seen.usage.output_tokens, 1);
+        assert_eq!(seen.stop_reason, None);
+    }
+
+    #[test]
+    fn in_stream_errors_are_recorded() {
+        let body = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let seen = tap_in_chunks(Framing::Sse, Coding::Identity, body.as_bytes(), &[10]);
+        assert_eq!(seen.error_type.as_deref(), Some("overloaded_error"));
+    }
+
+    #[test]
+    fn json_bodies_messages_count_tokens_and_errors() {
+        let msg = br#"{"id":"msg_1","type":"message","model":"m","content":[],"stop_reason":"tool_use","usage":{"input_tokens":3,"output_tokens":4,"cache_read_input_tokens":5,"cache_creation_input_tokens":6}}"#;
+        let seen = tap_in_chunks(Framing::Json, Coding::Identity, msg, &[7]);
+        assert_eq!(seen.stop_reason.as_deref(), Some("tool_use"));
+        assert_eq!(seen.usage.cache_creation_input_tokens, 6);
+        let count = tap_in_chunks(
+            Framing::Json,
+            Coding::Identity,
+            br#"{"input_tokens":42}"#,
+            &[3],
+        );
+        assert_eq!(count.usage.input_tokens, 42);
+        let err = tap_in_chunks(
+            Framing::Json,
+            Coding::Identity,
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"x"}}"#,
+            &[100],
+        );
+        assert_eq!(err.error_type.as_deref(), Some("rate_limit_error"));
+    }
+
+    #[test]
+    fn compressed_streams_are_decoded() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(STREAM.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(
+            tap_in_chunks(Framing::Sse, Coding::Gzip, &gz, &[13]),
+            expected()
+        );
+
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        zl.write_all(STREAM.as_bytes()).unwrap();
+        assert_eq!(
+            tap_in_chunks(Framing::Sse, Coding::Deflate, &zl.finish().unwrap(), &[13]),
+            expected()
+        );
+
+        let zs = ruzstd::encoding::compress_to_vec(
+            STREAM.as_bytes(),
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        assert_eq!(
+            tap_in_chunks(Framing::Sse, Coding::Zstd, &zs, &[13]),
+            expected()
+        );
+    }
+
+    #[test]
+    fn framing_and_coding_come_from_headers() {
+        assert_eq!(
+            Framing::from_content_type(Some("text/event-stream; charset=utf-8")),
+            Framing::Sse
+        );
+        assert_eq!(
+            Framing::from_content_type(Some("application/json")),
+            Framing::Json
+        );
+        assert_eq!(Framing::from_content_type(None), Framing::Opaque);
+        assert_eq!(Coding::from_header(Some("BR")), Coding::Brotli);
+        assert_eq!(Coding::from_header(Some("compress")), Coding::Unknown);
+    }
+
+    proptest! {
+        #[test]
+        fn any_chunking_gives_the_same_result(sizes in proptest::collection::vec(1usize..200, 1..20)) {
+            prop_assert_eq!(tap_in_chunks(Framing::Sse, Coding::Identity, STREAM.as_bytes(), &sizes), expected());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2000), sse in any::<bool>()) {
+            let framing = if sse { Framing::Sse } else { Framing::Json };
+            let _ = tap_in_chunks(framing, Coding::Identity, &bytes, &[17]);
+            let _ = tap_in_chunks(framing, Coding::Gzip, &bytes, &[17]);
+            let _ = tap_in_chunks(framing, Coding::Brotli, &bytes, &[17]);
+            let _ = tap_in_chunks(framing, Coding::Zstd, &bytes, &[17]);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! What the proxy knows about one request, turned into exactly one `request_completed` event
+//! (success, failure or refusal) and the request metrics, whatever way the request ends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ccp_schemas::events::{
+    Endpoint, ErrorClass, Event, FallbackReason, Provider, RequestCompleted, TokenUsage,
+};
+use ccp_schemas::ids::RequestId;
+use ccp_schemas::secrets::access_key::KeyPrefix;
+use ccp_schemas::{Actor, Envelope};
+use rust_decimal::Decimal;
+
+use crate::directory::Authenticated;
+use crate::metrics::{Metrics, ProviderLabels, RequestLabels};
+use crate::publisher::EventSink;
+use crate::tap::Observed;
+
+/// Longest client-supplied string (session id, client version) recorded.
+const MAX_CLIENT_FIELD: usize = 128;
+
+/// Where a finished request's event and metrics go.
+#[derive(Clone)]
+pub struct Recorder {
+    /// Event sink.
+    pub sink: EventSink,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// This replica's id (the events' actor).
+    pub replica: Arc<str>,
+}
+
+/// The facts gathered while a request is served.
+#[derive(Debug)]
+pub struct RequestRecord {
+    /// The request id (also `x-ccp-request-id`).
+    pub request_id: RequestId,
+    started: Instant,
+    /// The authenticated key, once known.
+    pub key: Option<Authenticated>,
+    /// Prefix of the presented key (also for refused keys).
+    pub key_prefix: Option<KeyPrefix>,
+    /// Which API.
+    pub endpoint: Endpoint,
+    /// `model` from the request body.
+    pub requested_model: Option<String>,
+    /// `stream` from the request body.
+    pub stream: bool,
+    session_id: Option<String>,
+    client_version: Option<String>,
+    ttfb: Option<Duration>,
+    /// Who answered.
+    pub provider: Provider,
+    /// Why Bedrock answered.
+    pub fallback_reason: Option<FallbackReason>,
+}
+
+fn client_field(value: Option<&str>) -> Option<String> {
+    value.map(|v| {
+        v.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_CLIENT_FIELD)
+            .collect()
+    })
+}
+
+impl RequestRecord {
+    /// Starts the record of a request, with Claude Code's session id and `User-Agent` product.
+    pub fn start(
+        endpoint: Endpoint,
+        session_id: Option<&str>,
+        user_agent: Option<&str>,
+        metrics: &Metrics,
+    ) -> Self {
+        metrics.in_flight.inc();
+        Self {
+            request_id: RequestId::new(),
+            started: Instant::now(),
+            key: None,
+            key_prefix: None,
+            endpoint,
+            requested_model: None,
+            stream: false,
+            session_id: client_field(session_id),
+            client_version: client_field(user_agent.and_then(|ua| ua.split_whitespace().next())),
+            ttfb: None,
+            provider: Provider::None,
+            fallback_reason: None,
+        }
+    }
+
+    /// Notes that the first response byte left now (once).
+    pub fn first_byte(&mut self) {
+        if self.ttfb.is_none() {
+            self.ttfb = Some(self.started.elapsed());
+        }
+    }
+
+    /// Emits the event and metrics. `status` is what the client got.
+    pub fn finish(
+        self,
+        recorder: &Recorder,
+        status: u16,
+        error_class: Option<ErrorClass>,
+        incomplete: bool,
+        observed: Observed,
+    ) {
+        let latency = self.started.elapsed();
+        let m = &recorder.metrics;
+        m.in_flight.dec();
+        let provider = self.provider.as_str();
+        m.requests
+            .get_or_create(&RequestLabels {
+                provider,
+                status,
+                error_kind: error_class.map_or("none", error_kind),
+            })
+            .inc();
+        m.latency
+            .get_or_create(&ProviderLabels { provider })
+            .observe(latency.as_secs_f64());
+        if let Some(ttfb) = self.ttfb {
+            m.ttfb
+                .get_or_create(&ProviderLabels { provider })
+                .observe(ttfb.as_secs_f64());
+        }
+        let (key_id, user_id) = self
+            .key
+            .as_ref()
+            .map_or((None, None), |k| (Some(k.key_id), Some(k.user_id)));
+        let event = RequestCompleted {
+            request_id: self.request_id,
+            key_id,
+            user_id,
+            key_prefix: self.key_prefix,
+            endpoint: self.endpoint,
+            provider: self.provider,
+            requested_model: self.requested_model,
+            response_model: observed.model,
+            bedrock_model_id: None,
+            region: None,
+            fallback: self.fallback_reason.is_some(),
+            fallback_reason: self.fallback_reason,
+            status,
+            error_class,
+            stream: self.stream,
+            incomplete,
+            stop_reason: observed.stop_reason,
+            usage: TokenUsage { ..observed.usage },
+            cost_usd: Decimal::ZERO,
+            pricing_version: None,
+            latency_ms: millis(latency),
+            ttfb_ms: self.ttfb.map(millis),
+            session_id: self.session_id,
+            client_version: self.client_version,
+        };
+        let envelope = Envelope::new(
+            Event::RequestCompleted(event),
+            Actor::Proxy {
+                replica: recorder.replica.to_string(),
+            },
+        )
+        .correlated(self.request_id.to_string());
+        recorder.sink.emit(envelope);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The metric label of an error class (its snake_case name).
+pub fn error_kind(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::MalformedAccessKey => "malformed_access_key",
+        ErrorClass::UnknownAccessKey => "unknown_access_key",
+        ErrorClass::RevokedAccessKey => "revoked_access_key",
+        ErrorClass::InactiveUser => "inactive_user",
+        ErrorClass::BadRequest => "bad_request",
+        ErrorClass::PayloadTooLarge => "payload_too_large",
+        ErrorClass::UpstreamClientError => "upstream_client_error",
+        ErrorClass::UpstreamRateLimited => "upstream_rate_limited",
+        ErrorClass::UpstreamOverloaded => "upstream_overloaded",
+        ErrorClass::UpstreamServerError => "upstream_server_error",
+        ErrorClass::UpstreamConnectError => "upstream_connect_error",
+        ErrorClass::UpstreamTimeout => "upstream_timeout",
+        ErrorClass::StreamInterrupted => "stream_interrupted",
+        ErrorClass::ClientDisconnected => "client_disconnected",
+        ErrorClass::BudgetExhausted => "budget_exhausted",
+        ErrorClass::NoBedrockFallback => "no_bedrock_fallback",
+        ErrorClass::ModelNotMapped => "model_not_mapped",
+        ErrorClass::BedrockAuthError => "bedrock_auth_error",
+        ErrorClass::BedrockQuotaExceeded => "bedrock_quota_exceeded",
+        ErrorClass::BedrockUnavailable => "bedrock_unavailable",
+        ErrorClass::BedrockValidation => "bedrock_validation",
+        ErrorClass::BedrockModelError => "bedrock_model_error",
+        ErrorClass::Internal => "internal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_match_the_serialized_class_names() {
+        for class in [
+            ErrorClass::MalformedAccessKey,
+            ErrorClass::BedrockModelError,
+            ErrorClass::StreamInterrupted,
+        ] {
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json.trim_matches('"'), error_kind(class));
+        }
+    }
+
+    #[test]
+    fn client_fields_are_bounded_and_cleaned() {
+        let long = "x".repeat(500);
+        assert_eq!(client_field(Some(&long)).unwrap().len(), MAX_CLIENT_FIELD);
+        assert_eq!(client_field(Some("a\nb")).unwrap(), "ab");
+    }
+}

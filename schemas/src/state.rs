@@ -1,0 +1,408 @@
+//! The one fold of admin events into user and access-key state (`apply`), shared by the proxy's
+//! in-memory key table, the projector's KV state and the admin API's command decisions.
+//! Pure code: no I/O.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{BedrockSettings, Envelope, Event, RoutingStrategy, UserStatus};
+use crate::ids::{AccessKeyId, UserId};
+use crate::secrets::access_key::{KeyHash, KeyPrefix};
+use crate::secrets::envelope::{SealedSecret, SecretHint};
+
+/// A user as the events describe them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserState {
+    /// The user.
+    pub user_id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Contact address.
+    pub email: Option<String>,
+    /// Whether their keys work.
+    pub status: UserStatus,
+    /// Monthly budget in USD (`None`: unlimited).
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub monthly_limit_usd: Option<Decimal>,
+    /// Routing strategy.
+    pub routing: RoutingStrategy,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Whether an access key works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Accepted (if its user is active).
+    Active,
+    /// Refused for good.
+    Revoked,
+}
+
+/// The Bedrock API key registered for an access key, sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BedrockKeyState {
+    /// Envelope-encrypted key.
+    pub sealed: SealedSecret,
+    /// What lists show.
+    pub hint: SecretHint,
+    /// When registered or last rotated.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An access key as the events describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessKeyState {
+    /// The key.
+    pub key_id: AccessKeyId,
+    /// Its owner.
+    pub user_id: UserId,
+    /// Label.
+    pub name: Option<String>,
+    /// Hash of the current secret.
+    pub key_hash: KeyHash,
+    /// Prefix of the current secret.
+    pub key_prefix: KeyPrefix,
+    /// Active or revoked.
+    pub status: KeyStatus,
+    /// Bedrock region and default model.
+    pub bedrock: BedrockSettings,
+    /// The sealed Bedrock API key, if registered.
+    pub bedrock_key: Option<BedrockKeyState>,
+    /// When issued.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl UserState {
+    /// Applies one event to a user's state (`None` before `user_created`). Events of other
+    /// aggregates and events for an unknown user are ignored.
+    pub fn apply(state: &mut Option<Self>, event: &Event, at: DateTime<Utc>) {
+        match (event, state.as_mut()) {
+            (Event::UserCreated(e), None) => {
+                *state = Some(Self {
+                    user_id: e.user_id,
+                    name: e.name.clone(),
+                    description: e.description.clone(),
+                    email: e.email.clone(),
+                    status: e.status,
+                    monthly_limit_usd: None,
+                    routing: RoutingStrategy::default(),
+                    created_at: at,
+                    updated_at: at,
+                });
+            }
+            (Event::UserUpdated(e), Some(s)) => {
+                if let Some(name) = &e.name {
+                    s.name.clone_from(name);
+                }
+                if let Some(d) = &e.description {
+                    s.description = (!d.is_empty()).then(|| d.clone());
+                }
+                if let Some(m) = &e.email {
+                    s.email = (!m.is_empty()).then(|| m.clone());
+                }
+                s.updated_at = at;
+            }
+            (Event::UserDeactivated(_), Some(s)) => {
+                s.status = UserStatus::Inactive;
+                s.updated_at = at;
+            }
+            (Event::UserReactivated(_), Some(s)) => {
+                s.status = UserStatus::Active;
+                s.updated_at = at;
+            }
+            (Event::BudgetSet(e), Some(s)) => {
+                s.monthly_limit_usd = e.monthly_limit_usd;
+                s.updated_at = at;
+            }
+            (Event::RoutingStrategySet(e), Some(s)) => {
+                s.routing = e.strategy;
+                s.updated_at = at;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl AccessKeyState {
+    /// Applies one event to an access key's state (`None` before `access_key_issued`).
+    pub fn apply(state: &mut Option<Self>, event: &Event, at: DateTime<Utc>) {
+        match (event, state.as_mut()) {
+            (Event::AccessKeyIssued(e), None) => {
+                *state = Some(Self {
+                    key_id: e.key_id,
+                    user_id: e.user_id,
+                    name: e.name.clone(),
+                    key_hash: e.key_hash,
+                    key_prefix: e.key_prefix.clone(),
+                    status: KeyStatus::Active,
+                    bedrock: e.bedrock.clone(),
+                    bedrock_key: None,
+                    created_at: at,
+                    updated_at: at,
+                });
+            }
+            (Event::AccessKeyRevoked(_), Some(s)) => {
+                s.status = KeyStatus::Revoked;
+                s.updated_at = at;
+            }
+            (Event::AccessKeyRotated(e), Some(s)) => {
+                s.key_hash = e.key_hash;
+                s.key_prefix = e.key_prefix.clone();
+                s.updated_at = at;
+            }
+            (Event::BedrockSettingsChanged(e), Some(s)) => {
+                s.bedrock = e.bedrock.clone();
+                s.updated_at = at;
+            }
+            (Event::BedrockApiKeyRegistered(e), Some(s)) => {
+                s.bedrock_key = Some(BedrockKeyState {
+                    sealed: e.sealed.clone(),
+                    hint: e.hint.clone(),
+                    updated_at: at,
+                });
+                s.updated_at = at;
+            }
+            (Event::BedrockApiKeyRotated(e), Some(s)) => {
+                s.bedrock_key = Some(BedrockKeyState {
+                    sealed: e.sealed.clone(),
+                    hint: e.hint.clone(),
+                    updated_at: at,
+                });
+                s.updated_at = at;
+            }
+            (Event::BedrockApiKeyRemoved(_), Some(s)) => {
+                s.bedrock_key = None;
+                s.updated_at = at;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why a presented key is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No key has this hash.
+    Unknown,
+    /// The key was revoked (or rotated away: its old secret is unknown).
+    Revoked,
+    /// The key's user is deactivated.
+    InactiveUser,
+}
+
+/// Every user and access key, indexed for authentication by key hash.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    users: HashMap<UserId, UserState>,
+    keys: HashMap<AccessKeyId, AccessKeyState>,
+    by_hash: HashMap<KeyHash, AccessKeyId>,
+}
+
+impl Directory {
+    /// Applies one event; returns whether it changed anything this directory tracks.
+    pub fn apply(&mut self, envelope: &Envelope) -> bool {
+        let at = envelope.occurred_at;
+        let event = &envelope.event;
+        if let Some(user_id) = user_aggregate(event) {
+            let mut state = self.users.remove(&user_id);
+            UserState::apply(&mut state, event, at);
+            if let Some(s) = state {
+                self.users.insert(user_id, s);
+            }
+            return true;
+        }
+        if let Some(key_id) = key_aggregate(event) {
+            let mut state = self.keys.remove(&key_id);
+            if let Some(old) = &state {
+                self.by_hash.remove(&old.key_hash);
+            }
+            AccessKeyState::apply(&mut state, event, at);
+            if let Some(s) = state {
+                self.by_hash.insert(s.key_hash, key_id);
+                self.keys.insert(key_id, s);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Authenticates a key hash: the key and its user, or why it is refused.
+    pub fn authenticate(&self, hash: &KeyHash) -> Result<(&AccessKeyState, &UserState), Refusal> {
+        let key = self
+            .by_hash
+            .get(hash)
+            .and_then(|id| self.keys.get(id))
+            .ok_or(Refusal::Unknown)?;
+        if key.status == KeyStatus::Revoked {
+            return Err(Refusal::Revoked);
+        }
+        let user = self.users.get(&key.user_id).ok_or(Refusal::Unknown)?;
+        if user.status != UserStatus::Active {
+            return Err(Refusal::InactiveUser);
+        }
+        Ok((key, user))
+    }
+
+    /// A user.
+    pub fn user(&self, id: &UserId) -> Option<&UserState> {
+        self.users.get(id)
+    }
+
+    /// An access key.
+    pub fn key(&self, id: &AccessKeyId) -> Option<&AccessKeyState> {
+        self.keys.get(id)
+    }
+
+    /// Every user.
+    pub fn users(&self) -> impl Iterator<Item = &UserState> {
+        self.users.values()
+    }
+
+    /// Every access key.
+    pub fn keys(&self) -> impl Iterator<Item = &AccessKeyState> {
+        self.keys.values()
+    }
+}
+
+fn user_aggregate(event: &Event) -> Option<UserId> {
+    match event {
+        Event::UserCreated(e) => Some(e.user_id),
+        Event::UserUpdated(e) => Some(e.user_id),
+        Event::UserDeactivated(e) => Some(e.user_id),
+        Event::UserReactivated(e) => Some(e.user_id),
+        Event::BudgetSet(e) => Some(e.user_id),
+        Event::RoutingStrategySet(e) => Some(e.user_id),
+        _ => None,
+    }
+}
+
+fn key_aggregate(event: &Event) -> Option<AccessKeyId> {
+    match event.aggregate() {
+        crate::subjects::Aggregate::AccessKey(id) => Some(id),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::*;
+    use crate::secrets::access_key::{AccessKey, KeyPepper};
+    use crate::secrets::SecretString;
+    use crate::Actor;
+
+    fn env(event: Event) -> Envelope {
+        Envelope::new(event, Actor::Anonymous)
+    }
+
+    fn setup() -> (Directory, KeyPepper, AccessKey, UserId, AccessKeyId) {
+        let pepper = KeyPepper::new(&SecretString::new("p".repeat(32))).unwrap();
+        let key = AccessKey::generate().unwrap();
+        let user_id = UserId::new();
+        let key_id = AccessKeyId::new();
+        let mut dir = Directory::default();
+        dir.apply(&env(Event::UserCreated(UserCreated {
+            user_id,
+            name: "dana".into(),
+            description: None,
+            email: None,
+            status: UserStatus::Active,
+        })));
+        dir.apply(&env(Event::AccessKeyIssued(AccessKeyIssued {
+            key_id,
+            user_id,
+            name: None,
+            key_hash: key.hash(&pepper),
+            key_prefix: key.display_prefix(),
+            bedrock: BedrockSettings::default(),
+        })));
+        (dir, pepper, key, user_id, key_id)
+    }
+
+    #[test]
+    fn issued_keys_authenticate_until_revoked() {
+        let (mut dir, pepper, key, user_id, key_id) = setup();
+        assert!(dir.authenticate(&key.hash(&pepper)).is_ok());
+        dir.apply(&env(Event::AccessKeyRevoked(AccessKeyRevoked {
+            key_id,
+            user_id,
+            reason: None,
+        })));
+        assert_eq!(
+            dir.authenticate(&key.hash(&pepper)).err(),
+            Some(Refusal::Revoked)
+        );
+    }
+
+    #[test]
+    fn deactivating_the_user_refuses_every_key_and_reactivating_restores_them() {
+        let (mut dir, pepper, key, user_id, _) = setup();
+        dir.apply(&env(Event::UserDeactivated(UserDeactivated {
+            user_id,
+            reason: None,
+        })));
+        assert_eq!(
+            dir.authenticate(&key.hash(&pepper)).err(),
+            Some(Refusal::InactiveUser)
+        );
+        dir.apply(&env(Event::UserReactivated(UserReactivated { user_id })));
+        assert!(dir.authenticate(&key.hash(&pepper)).is_ok());
+    }
+
+    #[test]
+    fn rotation_replaces_the_secret_and_keeps_the_rest() {
+        let (mut dir, pepper, old, user_id, key_id) = setup();
+        let new = AccessKey::generate().unwrap();
+        dir.apply(&env(Event::BedrockSettingsChanged(
+            BedrockSettingsChanged {
+                key_id,
+                user_id,
+                bedrock: BedrockSettings {
+                    region: Some("eu-west-1".into()),
+                    default_model: None,
+                },
+            },
+        )));
+        dir.apply(&env(Event::AccessKeyRotated(AccessKeyRotated {
+            key_id,
+            user_id,
+            key_hash: new.hash(&pepper),
+            key_prefix: new.display_prefix(),
+            previous_key_hash: old.hash(&pepper),
+        })));
+        assert_eq!(
+            dir.authenticate(&old.hash(&pepper)).err(),
+            Some(Refusal::Unknown)
+        );
+        let (k, _) = dir.authenticate(&new.hash(&pepper)).unwrap();
+        assert_eq!(k.key_id, key_id);
+        assert_eq!(k.bedrock.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn unknown_hashes_and_events_for_unknown_aggregates_are_harmless() {
+        let (mut dir, pepper, _, _, _) = setup();
+        let stranger = AccessKey::generate().unwrap();
+        assert_eq!(
+            dir.authenticate(&stranger.hash(&pepper)).err(),
+            Some(Refusal::Unknown)
+        );
+        let ghost = UserId::new();
+        dir.apply(&env(Event::UserDeactivated(UserDeactivated {
+            user_id: ghost,
+            reason: None,
+        })));
+        assert!(dir.user(&ghost).is_none());
+    }
+}

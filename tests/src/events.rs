@@ -1,0 +1,209 @@
+//! Writing admin events and reading usage events straight from JetStream, for tests of services
+//! that consume or produce them (before the admin API exists, or to check what it wrote).
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use ccp_schemas::events::{
+    AccessKeyIssued, AccessKeyRevoked, AccessKeyRotated, BedrockSettings, Event, RequestCompleted,
+    UserCreated, UserDeactivated, UserReactivated, UserStatus,
+};
+use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper};
+use ccp_schemas::subjects::StreamKind;
+use ccp_schemas::{Actor, Envelope, Namespace};
+use futures_util::StreamExt as _;
+
+/// A handle on one test namespace's event log.
+#[derive(Clone)]
+pub struct Log {
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// The namespace.
+    pub ns: Namespace,
+    /// The pepper keys are hashed with.
+    pub pepper: KeyPepper,
+}
+
+impl Log {
+    /// A log for `settings` (streams are created if missing).
+    pub async fn new(settings: &ccp_schemas::config::Settings) -> Self {
+        let js = jetstream::new(crate::nats().await);
+        let ns = crate::namespace(settings);
+        let policy = ccp_schemas::streams::StreamPolicy::from(&settings.nats);
+        ccp_schemas::streams::ensure(&js, &ns, &policy)
+            .await
+            .expect("streams");
+        let pepper = KeyPepper::new(&settings.secrets.access_key_pepper).expect("pepper");
+        Self { js, ns, pepper }
+    }
+
+    /// Appends an event (as the system), returning its stream sequence.
+    pub async fn append(&self, event: Event) -> u64 {
+        let envelope = Envelope::new(
+            event,
+            Actor::System {
+                component: "test".into(),
+            },
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
+        let ack = self
+            .js
+            .publish_with_headers(
+                envelope.subject(&self.ns),
+                headers,
+                envelope.encode().expect("encode").into(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+        ack.sequence
+    }
+
+    /// Creates an active user.
+    pub async fn create_user(&self, name: &str) -> UserId {
+        let user_id = UserId::new();
+        self.append(Event::UserCreated(UserCreated {
+            user_id,
+            name: name.into(),
+            description: None,
+            email: None,
+            status: UserStatus::Active,
+        }))
+        .await;
+        user_id
+    }
+
+    /// Issues a key to `user_id`; returns its id and the plaintext key.
+    pub async fn issue_key(&self, user_id: UserId) -> (AccessKeyId, AccessKey) {
+        let key = AccessKey::generate().expect("key");
+        let key_id = AccessKeyId::new();
+        self.append(Event::AccessKeyIssued(AccessKeyIssued {
+            key_id,
+            user_id,
+            name: None,
+            key_hash: key.hash(&self.pepper),
+            key_prefix: key.display_prefix(),
+            bedrock: BedrockSettings::default(),
+        }))
+        .await;
+        (key_id, key)
+    }
+
+    /// A user with one key.
+    pub async fn user_with_key(&self, name: &str) -> (UserId, AccessKeyId, AccessKey) {
+        let user_id = self.create_user(name).await;
+        let (key_id, key) = self.issue_key(user_id).await;
+        (user_id, key_id, key)
+    }
+
+    /// Revokes a key.
+    pub async fn revoke(&self, user_id: UserId, key_id: AccessKeyId) -> u64 {
+        self.append(Event::AccessKeyRevoked(AccessKeyRevoked {
+            key_id,
+            user_id,
+            reason: None,
+        }))
+        .await
+    }
+
+    /// Rotates a key; returns the new secret.
+    pub async fn rotate(&self, user_id: UserId, key_id: AccessKeyId, old: &AccessKey) -> AccessKey {
+        let new = AccessKey::generate().expect("key");
+        self.append(Event::AccessKeyRotated(AccessKeyRotated {
+            key_id,
+            user_id,
+            key_hash: new.hash(&self.pepper),
+            key_prefix: new.display_prefix(),
+            previous_key_hash: old.hash(&self.pepper),
+        }))
+        .await;
+        new
+    }
+
+    /// Deactivates a user.
+    pub async fn deactivate(&self, user_id: UserId) -> u64 {
+        self.append(Event::UserDeactivated(UserDeactivated {
+            user_id,
+            reason: None,
+        }))
+        .await
+    }
+
+    /// Reactivates a user.
+    pub async fn reactivate(&self, user_id: UserId) -> u64 {
+        self.append(Event::UserReactivated(UserReactivated { user_id }))
+            .await
+    }
+
+    /// Every envelope in a stream so far (with its sequence).
+    pub async fn read_all(&self, kind: StreamKind) -> Vec<(u64, Envelope)> {
+        let mut stream = self
+            .js
+            .get_stream(self.ns.stream(kind))
+            .await
+            .expect("stream");
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let mut out = Vec::new();
+        if last == 0 {
+            return out;
+        }
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.js.client().new_inbox(),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        let mut messages = consumer.messages().await.expect("messages");
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout(Duration::from_secs(5), messages.next()).await
+        {
+            let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+            out.push((
+                seq,
+                Envelope::decode(&msg.payload).expect("decodable event"),
+            ));
+            if seq >= last {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Every usage event so far.
+    pub async fn requests(&self) -> Vec<RequestCompleted> {
+        self.read_all(StreamKind::Requests)
+            .await
+            .into_iter()
+            .filter_map(|(_, e)| match e.event {
+                Event::RequestCompleted(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits (up to `timeout`) for the usage event of `request_id`.
+    pub async fn wait_request(&self, request_id: &str, timeout: Duration) -> RequestCompleted {
+        let id: RequestId = request_id.parse().expect("request id");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self
+                .requests()
+                .await
+                .into_iter()
+                .find(|r| r.request_id == id)
+            {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no usage event for {request_id} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The README's configuration reference lists exactly the keys the code accepts, and the example
+//! config file loads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use ccp_schemas::config::Settings;
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)).unwrap()
+}
+
+/// Every `section.key` of the settings, including optional keys (set here so they serialize).
+fn code_keys() -> BTreeSet<String> {
+    let mut s = Settings::default();
+    s.proxy.bedrock_endpoint_url = Some(String::new());
+    s.nats.user = Some(String::new());
+    s.secrets.kms_key_id = Some(String::new());
+    let value = toml::Value::try_from(&s).unwrap();
+    let mut keys = BTreeSet::new();
+    for (section, table) in value.as_table().unwrap() {
+        for key in table.as_table().unwrap().keys() {
+            keys.insert(format!("{section}.{key}"));
+        }
+    }
+    keys
+}
+
+#[test]
+fn readme_reference_table_matches_the_settings() {
+    let readme = repo_file("README.md");
+    let section = readme.split("## Configuration reference").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let documented: BTreeSet<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(String::from)
+        .collect();
+    let code = code_keys();
+    let missing: Vec<_> = code.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&code).collect();
+    assert!(missing.is_empty(), "README lacks {missing:?}");
+    assert!(
+        stale.is_empty(),
+        "README documents keys that do not exist: {stale:?}"
+    );
+}
+
+#[test]
+fn example_config_loads_and_covers_every_section() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ccp.example.toml");
+    Settings::load_from(Some(&path), Vec::new()).unwrap();
+    let text = repo_file("deploy/ccp.example.toml");
+    for section in [
+        "[log]",
+        "[nats]",
+        "[clickhouse]",
+        "[secrets]",
+        "[proxy]",
+        "[admin]",
+        "[projector]",
+    ] {
+        assert!(text.contains(section), "example lacks {section}");
+    }
+}
