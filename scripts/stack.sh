@@ -420,6 +420,10 @@ cmd_reset() {
 cmd_env() {
     echo "export CCP_TEST_NATS_URL=$NATS_URL"
     echo "export CCP_TEST_CLICKHOUSE_URL=$CH_URL"
+    local bin
+    if bin=$(nats_server_bin 2>/dev/null); then
+        echo "export CCP_TEST_NATS_SERVER=$bin"
+    fi
 }
 
 usage() {

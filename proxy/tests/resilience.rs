@@ -1,0 +1,272 @@
+//! The proxy as a process under faults: NATS goes away (requests keep being served, events are
+//! spooled durably, survive a proxy restart and are replayed exactly once, in order), and
+//! SIGTERM lets an in-flight stream finish before the process exits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ccp_schemas::config::Settings;
+use ccp_tests::events::Log;
+use ccp_tests::fake_anthropic::FakeAnthropic;
+use ccp_tests::{free_port, service_env, test_settings, wait_http_ok, Service};
+use futures_util::StreamExt as _;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ccp-proxy");
+
+/// A private NATS server (so it can be stopped without disturbing other tests).
+struct Nats {
+    child: Child,
+    port: u16,
+    store: PathBuf,
+}
+
+impl Nats {
+    fn start(port: u16, store: &Path) -> Self {
+        let bin = std::env::var("CCP_TEST_NATS_SERVER")
+            .expect("CCP_TEST_NATS_SERVER (exported by `eval \"$(scripts/stack.sh env)\"`; scripts/test sets it)");
+        let child = Command::new(bin)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--store_dir",
+            ])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            store: store.to_owned(),
+        }
+    }
+
+    fn stop(mut self) -> (u16, PathBuf) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.port, self.store.clone())
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proxy_env(
+    settings: &Settings,
+    upstream: &str,
+    port: u16,
+    spool: &Path,
+) -> Vec<(String, String)> {
+    let mut env = service_env(settings);
+    env.push(("CCP__PROXY__ANTHROPIC_BASE_URL".into(), upstream.into()));
+    env.push(("CCP__PROXY__LISTEN".into(), format!("127.0.0.1:{port}")));
+    env.push(("CCP__PROXY__SPOOL_DIR".into(), spool.display().to_string()));
+    env.push(("CCP__PROXY__WORKERS".into(), "1".into()));
+    env
+}
+
+async fn post(url: &str, key: &str, body: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}/ak/{key}/v1/messages"))
+        .header("content-type", "application/json")
+        .header("x-api-key", "sk-ant-test")
+        .body(body.to_owned());
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    req.send().await.unwrap()
+}
+
+async fn wait_accepted(url: &str, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post(
+        url,
+        key,
+        r#"{"model":"m","max_tokens":1,"messages":[]}"#,
+        &[],
+    )
+    .await
+    .status()
+        == 401
+    {
+        assert!(Instant::now() < deadline, "key not accepted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test]
+async fn events_survive_a_nats_outage_and_a_restart_and_are_sent_once_in_order() {
+    let tmp = std::env::temp_dir().join(format!("ccp-outage-{}", ulid::Ulid::new()));
+    let nats = Nats::start(free_port(), &tmp.join("nats"));
+    let mut settings = test_settings("outage");
+    settings.nats.url = format!("nats://127.0.0.1:{}", nats.port);
+    let fake = FakeAnthropic::start().unwrap();
+    let log = Log::new(&settings).await;
+    let (_, _, key) = log.user_with_key("olga").await;
+    let key = key.expose().to_owned();
+    let spool = tmp.join("spool");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let env = proxy_env(&settings, &fake.url(), port, &spool);
+    let mut proxy = Service::spawn(Path::new(BIN), &[], &env).unwrap();
+    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log_text()));
+    wait_accepted(&url, &key).await;
+
+    // NATS goes away: requests are still served, their events go to the spool.
+    let (nats_port, store) = nats.stop();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let resp = post(&url, &key, &format!(r#"{{"model":"m","max_tokens":5,"stream":true,"messages":[{{"role":"user","content":"n{i}"}}]}}"#), &[]).await;
+        assert_eq!(resp.status(), 200, "request {i} during the outage");
+        ids.push(
+            resp.headers()["x-ccp-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        resp.bytes().await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metric(&text, "ccp_proxy_spool_depth_events") >= 20.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events were not spooled:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The proxy restarts while NATS is still down: the spool is on disk.
+    let status = proxy
+        .terminate(Duration::from_secs(20))
+        .expect("proxy did not stop");
+    assert!(status.success(), "{}", proxy.log_text());
+    drop(proxy);
+
+    let _nats = Nats::start(nats_port, &store);
+    let proxy = Service::spawn(Path::new(BIN), &[], &env).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let requests = loop {
+        let got: Vec<String> = log
+            .requests()
+            .await
+            .into_iter()
+            .map(|r| r.request_id.to_string())
+            .collect();
+        if ids.iter().all(|id| got.contains(id)) {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spooled events not replayed\n{}",
+            proxy.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let replayed: Vec<&String> = requests.iter().filter(|r| ids.contains(r)).collect();
+    assert_eq!(replayed.len(), ids.len(), "each spooled event exactly once");
+    assert_eq!(
+        replayed,
+        ids.iter().collect::<Vec<_>>(),
+        "replayed in order"
+    );
+    std::fs::remove_dir_all(tmp).ok();
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish() {
+    let settings = test_settings("drain");
+    let fake = FakeAnthropic::start().unwrap();
+    let log = Log::new(&settings).await;
+    let (_, _, key) = log.user_with_key("pia").await;
+    let key = key.expose().to_owned();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let spool = std::env::temp_dir().join(format!("ccp-drain-{}", ulid::Ulid::new()));
+    let mut proxy = Service::spawn(
+        Path::new(BIN),
+        &[],
+        &proxy_env(&settings, &fake.url(), port, &spool),
+    )
+    .unwrap();
+    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log_text()));
+    wait_accepted(&url, &key).await;
+
+    let body = r#"{"model":"m","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"a b c d e f g h"}]}"#;
+    let resp = post(&url, &key, body, &[("x-fake-pace-ms", "150")]).await;
+    assert_eq!(resp.status(), 200);
+    let rid = resp.headers()["x-ccp-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = resp.bytes_stream();
+    let mut text = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
+
+    let pid = proxy.child.id();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{url}/health"))
+            .send()
+            .await
+            .is_err(),
+        "new connections are refused once stopping"
+    );
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(
+        text.contains("event: message_stop"),
+        "stream was cut: {text}"
+    );
+    let status = proxy
+        .terminate(Duration::from_secs(20))
+        .expect("proxy did not exit");
+    assert!(status.success(), "{}", proxy.log_text());
+    let event = log.wait_request(&rid, Duration::from_secs(5)).await;
+    assert!(!event.incomplete, "the drained stream is complete");
+    std::fs::remove_dir_all(spool).ok();
+}
