@@ -14,12 +14,7 @@ pub use startup::Application;
 /// Runs the command line's command.
 pub async fn run(args: ServiceArgs, settings: Settings) -> anyhow::Result<()> {
     match args.command.as_deref() {
-        None | Some("serve") => {
-            Application::build(settings)
-                .await?
-                .run_until_stopped()
-                .await
-        }
+        None | Some("serve") => Application::build(settings).await?.run_until_stopped().await,
         Some("gen-secrets") => gen_secrets(),
         Some(other) => anyhow::bail!("unknown command `{other}` (try --help)"),
     }

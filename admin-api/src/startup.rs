@@ -55,8 +55,5 @@ impl Application {
 }
 
 async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(telemetry::health_body(
-        "ccp-admin",
-        env!("CARGO_PKG_VERSION"),
-    ))
+    HttpResponse::Ok().json(telemetry::health_body("ccp-admin", env!("CARGO_PKG_VERSION")))
 }

@@ -10,18 +10,13 @@ use ccp_schemas::config::Settings;
 use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_schemas::subjects::StreamKind;
-use ccp_tests::{
-    delete_namespace, free_port, namespace, nats, service_env, test_settings, wait_http_ok, Service,
-};
+use ccp_tests::{delete_namespace, free_port, namespace, nats, service_env, test_settings, wait_http_ok, Service};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ccp-admin");
 
 #[tokio::test]
 async fn gen_secrets_prints_a_loadable_secrets_section() {
-    let out = std::process::Command::new(BIN)
-        .arg("gen-secrets")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).arg("gen-secrets").output().unwrap();
     assert!(out.status.success());
     let dir = std::env::temp_dir().join(format!("ccp-gen-{}", ulid::Ulid::new()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -29,15 +24,8 @@ async fn gen_secrets_prints_a_loadable_secrets_section() {
     std::fs::write(&path, &out.stdout).unwrap();
     let settings = Settings::load_from(Some(&path), Vec::new()).unwrap();
     KeyPepper::new(&settings.secrets.access_key_pepper).unwrap();
-    LocalMasterKey::new(
-        settings.secrets.master_key_id.clone(),
-        &settings.secrets.master_key,
-    )
-    .unwrap();
-    let again = std::process::Command::new(BIN)
-        .arg("gen-secrets")
-        .output()
-        .unwrap();
+    LocalMasterKey::new(settings.secrets.master_key_id.clone(), &settings.secrets.master_key).unwrap();
+    let again = std::process::Command::new(BIN).arg("gen-secrets").output().unwrap();
     assert_ne!(again.stdout, out.stdout, "secrets must be random");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -50,29 +38,20 @@ async fn serves_health_and_stops_cleanly_on_sigterm() {
     env.push(("CCP__ADMIN__LISTEN".into(), format!("127.0.0.1:{port}")));
     let mut admin = Service::spawn(Path::new(BIN), &[], &env).unwrap();
 
-    let body = wait_http_ok(
-        &format!("http://127.0.0.1:{port}/health"),
-        Duration::from_secs(20),
-    )
-    .await;
+    let body = wait_http_ok(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(20)).await;
     let body = body.unwrap_or_else(|e| panic!("{e}\n{}", admin.log_text()));
     assert!(body.contains("ccp-admin"));
     let ns = namespace(&settings);
     let js = async_nats::jetstream::new(nats().await);
     js.get_stream(ns.stream(StreamKind::Admin)).await.unwrap();
 
-    let status = admin
-        .terminate(Duration::from_secs(15))
-        .expect("admin did not stop on SIGTERM");
+    let status = admin.terminate(Duration::from_secs(15)).expect("admin did not stop on SIGTERM");
     assert!(status.success(), "exit {status:?}\n{}", admin.log_text());
     delete_namespace(&js, &ns).await;
 }
 
 #[tokio::test]
 async fn unknown_command_exits_non_zero() {
-    let out = std::process::Command::new(BIN)
-        .arg("frobnicate")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).arg("frobnicate").output().unwrap();
     assert!(!out.status.success());
 }

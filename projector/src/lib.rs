@@ -12,12 +12,7 @@ pub use startup::Application;
 /// Runs the command line's command.
 pub async fn run(args: ServiceArgs, settings: Settings) -> anyhow::Result<()> {
     match args.command.as_deref() {
-        None | Some("serve") => {
-            Application::build(settings)
-                .await?
-                .run_until_stopped()
-                .await
-        }
+        None | Some("serve") => Application::build(settings).await?.run_until_stopped().await,
         Some("migrate") => {
             let applied = ccp_schemas::migrations::migrate(&settings.clickhouse).await?;
             if applied.is_empty() {

@@ -16,9 +16,7 @@ environment variables (see README).";
 #[actix_web::main]
 async fn main() -> ExitCode {
     match start("ccp-projector", USAGE) {
-        Start::Run(args, settings) => {
-            exit_code("ccp-projector", ccp_projector::run(args, *settings).await)
-        }
+        Start::Run(args, settings) => exit_code("ccp-projector", ccp_projector::run(args, *settings).await),
         Start::Exit(code) => code,
     }
 }

@@ -72,10 +72,7 @@ impl Application {
 }
 
 async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(telemetry::health_body(
-        "ccp-projector",
-        env!("CARGO_PKG_VERSION"),
-    ))
+    HttpResponse::Ok().json(telemetry::health_body("ccp-projector", env!("CARGO_PKG_VERSION")))
 }
 
 async fn ready_handler(state: web::Data<Readiness>) -> HttpResponse {

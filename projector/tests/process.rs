@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use ccp_schemas::subjects::StreamKind;
 use ccp_tests::{
-    clickhouse, delete_namespace, free_port, namespace, nats, service_env, test_settings,
-    wait_http_ok, Service,
+    clickhouse, delete_namespace, free_port, namespace, nats, service_env, test_settings, wait_http_ok, Service,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_ccp-projector");
@@ -18,26 +17,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_ccp-projector");
 async fn migrate_command_applies_then_reports_up_to_date() {
     let settings = test_settings("projmigrate");
     let env = service_env(&settings);
-    for expected in [
-        "ClickHouse migrations applied",
-        "ClickHouse schema is up to date",
-    ] {
+    for expected in ["ClickHouse migrations applied", "ClickHouse schema is up to date"] {
         let out = std::process::Command::new(BIN)
             .arg("migrate")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .unwrap();
-        let log = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
+        let log = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{log}");
         assert!(log.contains(expected), "{log}");
     }
     let db = &settings.clickhouse.database;
-    clickhouse()
-        .query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute()
-        .await
-        .unwrap();
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
 }
 
 #[tokio::test]
@@ -48,25 +39,14 @@ async fn serve_prepares_the_stores_and_stops_cleanly() {
     env.push(("CCP__PROJECTOR__LISTEN".into(), format!("127.0.0.1:{port}")));
     let mut projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
 
-    let ready = wait_http_ok(
-        &format!("http://127.0.0.1:{port}/ready"),
-        Duration::from_secs(30),
-    )
-    .await;
+    let ready = wait_http_ok(&format!("http://127.0.0.1:{port}/ready"), Duration::from_secs(30)).await;
     ready.unwrap_or_else(|e| panic!("{e}\n{}", projector.log_text()));
-    wait_http_ok(
-        &format!("http://127.0.0.1:{port}/health"),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    wait_http_ok(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(1)).await.unwrap();
 
     let ns = namespace(&settings);
     let js = async_nats::jetstream::new(nats().await);
     for kind in StreamKind::ALL {
-        js.get_stream(ns.stream(kind))
-            .await
-            .unwrap_or_else(|e| panic!("stream {kind:?}: {e}"));
+        js.get_stream(ns.stream(kind)).await.unwrap_or_else(|e| panic!("stream {kind:?}: {e}"));
     }
     let tables: u64 = clickhouse()
         .query("SELECT count() FROM system.tables WHERE database = ?")
@@ -76,19 +56,9 @@ async fn serve_prepares_the_stores_and_stops_cleanly() {
         .unwrap();
     assert!(tables >= 5, "only {tables} tables");
 
-    let status = projector
-        .terminate(Duration::from_secs(15))
-        .expect("projector did not stop on SIGTERM");
-    assert!(
-        status.success(),
-        "exit {status:?}\n{}",
-        projector.log_text()
-    );
+    let status = projector.terminate(Duration::from_secs(15)).expect("projector did not stop on SIGTERM");
+    assert!(status.success(), "exit {status:?}\n{}", projector.log_text());
     delete_namespace(&js, &ns).await;
     let db = &settings.clickhouse.database;
-    clickhouse()
-        .query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute()
-        .await
-        .unwrap();
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
 }

@@ -7,8 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use ccp_schemas::events::{BedrockSettings, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::secrets::access_key::{KeyHash, KeyPrefix};
+use ccp_schemas::secrets::envelope::SealedSecret;
 use ccp_schemas::state::{Directory, Refusal};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};
@@ -23,6 +25,19 @@ pub struct Authenticated {
     pub user_id: UserId,
     /// Display prefix.
     pub key_prefix: KeyPrefix,
+    /// The owner's routing strategy.
+    pub routing: RoutingStrategy,
+    /// Whether a Bedrock API key is registered for the key.
+    pub has_bedrock_key: bool,
+}
+
+/// What a Bedrock call needs of a key; read only on failover.
+#[derive(Debug, Clone)]
+pub struct BedrockCredentials {
+    /// The sealed Bedrock API key.
+    pub sealed: SealedSecret,
+    /// Region and default model.
+    pub settings: BedrockSettings,
 }
 
 /// The shared table.
@@ -46,42 +61,38 @@ impl KeyTable {
 
     /// Looks a presented key's hash up.
     pub fn authenticate(&self, hash: &KeyHash) -> Result<Authenticated, Refusal> {
-        let dir = self
-            .directory
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (key, _user) = dir.authenticate(hash)?;
+        let dir = self.directory.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (key, user) = dir.authenticate(hash)?;
         Ok(Authenticated {
             key_id: key.key_id,
             user_id: key.user_id,
             key_prefix: key.key_prefix.clone(),
+            routing: user.routing,
+            has_bedrock_key: key.bedrock_key.is_some(),
         })
+    }
+
+    /// The sealed Bedrock key and settings of an access key, if one is registered.
+    pub fn bedrock_credentials(&self, key_id: &AccessKeyId) -> Option<BedrockCredentials> {
+        let dir = self.directory.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = dir.key(key_id)?;
+        let sealed = key.bedrock_key.as_ref()?.sealed.clone();
+        Some(BedrockCredentials { sealed, settings: key.bedrock.clone() })
     }
 
     /// Number of access keys known.
     pub fn key_count(&self) -> usize {
-        self.directory
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .keys()
-            .count()
+        self.directory.read().unwrap_or_else(std::sync::PoisonError::into_inner).keys().count()
     }
 
     fn apply(&self, seq: u64, envelope: &Envelope) {
-        self.directory
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .apply(envelope);
+        self.directory.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(envelope);
         self.applied_seq.store(seq, Ordering::Release);
     }
 
     fn mark_ready(&self) {
         if !self.ready.swap(true, Ordering::AcqRel) {
-            tracing::info!(
-                keys = self.key_count(),
-                seq = self.applied_seq(),
-                "access keys loaded"
-            );
+            tracing::info!(keys = self.key_count(), seq = self.applied_seq(), "access keys loaded");
         }
     }
 }
@@ -118,9 +129,7 @@ async fn follow_once(
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_subject: client.new_inbox(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
             filter_subject: ns.stream_subjects(StreamKind::Admin),
             ..Default::default()
         })
@@ -128,9 +137,7 @@ async fn follow_once(
     let mut messages = consumer.messages().await?;
     while let Some(message) = messages.next().await {
         let message = message?;
-        let info = message
-            .info()
-            .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
+        let info = message.info().map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
         match Envelope::decode(&message.payload) {
             Ok(envelope) => table.apply(seq, &envelope),

@@ -21,6 +21,8 @@ pub enum ApiErrorType {
     NotFound,
     /// 413.
     RequestTooLarge,
+    /// 429.
+    RateLimit,
     /// 5xx.
     Api,
 }
@@ -32,6 +34,7 @@ impl ApiErrorType {
             Self::Authentication => "authentication_error",
             Self::NotFound => "not_found_error",
             Self::RequestTooLarge => "request_too_large",
+            Self::RateLimit => "rate_limit_error",
             Self::Api => "api_error",
         }
     }
@@ -55,63 +58,29 @@ pub struct ProxyError {
 }
 
 impl ProxyError {
-    fn new(
-        status: StatusCode,
-        kind: ApiErrorType,
-        class: ErrorClass,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            kind,
-            message: message.into(),
-            class,
-            no_retry: false,
-            retry_after: None,
-        }
+    /// Any error.
+    pub fn new(status: StatusCode, kind: ApiErrorType, class: ErrorClass, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), class, no_retry: false, retry_after: None }
     }
 
     /// 401 for a key that is missing, malformed, unknown, revoked or whose user is inactive.
     pub fn unauthorized(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self {
-            no_retry: true,
-            ..Self::new(
-                StatusCode::UNAUTHORIZED,
-                ApiErrorType::Authentication,
-                class,
-                message,
-            )
-        }
+        Self { no_retry: true, ..Self::new(StatusCode::UNAUTHORIZED, ApiErrorType::Authentication, class, message) }
     }
 
     /// 400 for a request the proxy cannot accept.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            ApiErrorType::InvalidRequest,
-            ErrorClass::BadRequest,
-            message,
-        )
+        Self::new(StatusCode::BAD_REQUEST, ApiErrorType::InvalidRequest, ErrorClass::BadRequest, message)
     }
 
     /// 415 for a body that is not JSON.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiErrorType::InvalidRequest,
-            ErrorClass::BadRequest,
-            message,
-        )
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiErrorType::InvalidRequest, ErrorClass::BadRequest, message)
     }
 
     /// 404 for a path the proxy does not serve.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            ApiErrorType::NotFound,
-            ErrorClass::BadRequest,
-            message,
-        )
+        Self::new(StatusCode::NOT_FOUND, ApiErrorType::NotFound, ErrorClass::BadRequest, message)
     }
 
     /// 413 for a body over the limit.
@@ -142,6 +111,13 @@ impl ProxyError {
         }
     }
 
+    /// Sets `retry-after` (e.g. Anthropic's, kept on a 503 that explains it).
+    #[must_use]
+    pub fn retry_after(mut self, value: Option<String>) -> Self {
+        self.retry_after = value;
+        self
+    }
+
     /// The response, with the request id in the body and in `x-ccp-request-id`.
     pub fn response(&self, request_id: RequestId) -> HttpResponse {
         let body = serde_json::json!({
@@ -155,11 +131,7 @@ impl ProxyError {
         if self.no_retry {
             builder.insert_header(("x-should-retry", "false"));
         }
-        if let Some(after) = self
-            .retry_after
-            .as_deref()
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
+        if let Some(after) = self.retry_after.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
             builder.insert_header((RETRY_AFTER, after));
         }
         builder.body(body.to_string())
@@ -174,18 +146,10 @@ mod tests {
     #[test]
     fn errors_are_anthropic_shaped_with_the_request_id() {
         let id = RequestId::new();
-        let resp =
-            ProxyError::unauthorized(ErrorClass::UnknownAccessKey, "no such key").response(id);
+        let resp = ProxyError::unauthorized(ErrorClass::UnknownAccessKey, "no such key").response(id);
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(resp.headers().get("x-should-retry").unwrap(), "false");
-        assert_eq!(
-            resp.headers()
-                .get(REQUEST_ID_HEADER)
-                .unwrap()
-                .to_str()
-                .unwrap(),
-            id.to_string()
-        );
+        assert_eq!(resp.headers().get(REQUEST_ID_HEADER).unwrap().to_str().unwrap(), id.to_string());
         let bytes = resp.into_body().try_into_bytes().unwrap();
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["type"], "error");

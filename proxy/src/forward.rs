@@ -6,19 +6,21 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::http::header::{
-    HeaderMap, HeaderName, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
-};
+use actix_web::http::header::{HeaderMap, HeaderName, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use awc::error::{PayloadError, SendRequestError};
+use awc::error::SendRequestError;
 use bytes::{Bytes, BytesMut};
-use ccp_schemas::events::{Endpoint, ErrorClass, Provider};
+use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, Provider, RoutingStrategy, TripReason};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper, KeyPrefix};
+use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_schemas::state::Refusal;
 use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 
+use crate::bedrock::{self, Answer, BedrockClient, BedrockFailure, Rules};
+use crate::breaker::{Outcome, Route};
+use crate::circuits::Circuits;
 use crate::directory::KeyTable;
 use crate::error::{ProxyError, REQUEST_ID_HEADER};
 use crate::tap::{Coding, Framing, Observed, UsageTap};
@@ -39,27 +41,35 @@ pub struct Shared {
     pub anthropic_base: String,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Bedrock model mapping and body rules.
+    pub rules: Rules,
+    /// Opens sealed Bedrock keys (`None`: no master key configured, no failover).
+    pub master: Option<LocalMasterKey>,
+    /// Region for keys that name none.
+    pub default_region: String,
+    /// Per-key circuit breakers, shared with the fleet.
+    pub circuits: std::sync::Arc<Circuits>,
 }
 
 /// One per worker thread (`awc::Client` is not `Send`).
 pub struct Upstream {
     client: awc::Client,
+    bedrock: BedrockClient,
 }
 
 impl Upstream {
-    /// A pooled client with LLM-sized timeouts and no default headers of its own.
-    pub fn new(header_timeout: Duration, connect_timeout: Duration) -> Self {
-        let connector = awc::Connector::new()
-            .timeout(connect_timeout)
-            .limit(0)
-            .conn_keep_alive(Duration::from_secs(60));
+    /// A pooled Anthropic client with LLM-sized timeouts and no default headers of its own, and
+    /// a Bedrock client.
+    pub fn new(header_timeout: Duration, connect_timeout: Duration, bedrock: BedrockClient) -> Self {
+        let connector =
+            awc::Connector::new().timeout(connect_timeout).limit(0).conn_keep_alive(Duration::from_secs(60));
         let client = awc::Client::builder()
             .connector(connector)
             .timeout(header_timeout)
             .no_default_headers()
             .disable_redirects()
             .finish();
-        Self { client }
+        Self { client, bedrock }
     }
 }
 
@@ -79,16 +89,7 @@ pub async fn via_path(
     upstream: web::Data<Upstream>,
 ) -> HttpResponse {
     let (key, tail) = path.into_inner();
-    proxy(
-        req,
-        payload,
-        Some(key),
-        tail,
-        KeySource::Path,
-        &shared,
-        &upstream,
-    )
-    .await
+    proxy(req, payload, Some(key), tail, KeySource::Path, &shared, &upstream).await
 }
 
 /// `/v1/{tail}` with the key in `x-ccp-access-key`.
@@ -99,21 +100,8 @@ pub async fn via_header(
     shared: web::Data<Shared>,
     upstream: web::Data<Upstream>,
 ) -> HttpResponse {
-    let key = req
-        .headers()
-        .get(ACCESS_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    proxy(
-        req,
-        payload,
-        key,
-        path.into_inner(),
-        KeySource::Header,
-        &shared,
-        &upstream,
-    )
-    .await
+    let key = req.headers().get(ACCESS_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    proxy(req, payload, key, path.into_inner(), KeySource::Header, &shared, &upstream).await
 }
 
 fn endpoint_of(tail: &str) -> Endpoint {
@@ -149,13 +137,7 @@ async fn proxy(
         Ok(body) => send(&req, &tail, body, shared, upstream, record).await,
         Err(err) => {
             let resp = err.response(record.request_id);
-            record.finish(
-                &shared.recorder,
-                err.status.as_u16(),
-                Some(err.class),
-                false,
-                Observed::default(),
-            );
+            record.finish(&shared.recorder, err.status.as_u16(), Some(err.class), false, Observed::default());
             resp
         }
     }
@@ -190,7 +172,9 @@ async fn prepare(
         };
         ProxyError::unauthorized(
             ErrorClass::MalformedAccessKey,
-            format!("The ClaudeCodeProxy access key {place} is malformed ({e}). Ask your platform team for a valid key."),
+            format!(
+                "The ClaudeCodeProxy access key {place} is malformed ({e}). Ask your platform team for a valid key."
+            ),
         )
     })?;
     let hash = key.hash(&shared.pepper);
@@ -218,9 +202,7 @@ async fn prepare(
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ProxyError::bad_request(format!("The request body could not be read: {e}"))
-        })?;
+        let chunk = chunk.map_err(|e| ProxyError::bad_request(format!("The request body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ProxyError::too_large(limit));
         }
@@ -240,35 +222,18 @@ struct Peek {
 }
 
 /// Checks a Messages API body is a JSON object and notes its `model` and `stream`.
-fn inspect_json(
-    req: &HttpRequest,
-    body: &[u8],
-    record: &mut RequestRecord,
-) -> Result<(), ProxyError> {
+fn inspect_json(req: &HttpRequest, body: &[u8], record: &mut RequestRecord) -> Result<(), ProxyError> {
     let content_type = header_str(req.headers(), CONTENT_TYPE.as_str()).unwrap_or("");
-    if !content_type
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+    if !content_type.trim_start().to_ascii_lowercase().starts_with("application/json") {
         return Err(ProxyError::unsupported_media_type(format!(
             "The Messages API takes `Content-Type: application/json`, not `{}`.",
             content_type.chars().take(64).collect::<String>()
         )));
     }
-    let peek: Peek = serde_json::from_slice(body).map_err(|e| {
-        ProxyError::bad_request(format!("The request body is not a valid JSON object: {e}."))
-    })?;
-    record.requested_model = peek
-        .model
-        .as_ref()
-        .and_then(|m| m.as_str())
-        .map(|m| m.chars().take(128).collect());
-    record.stream = peek
-        .stream
-        .as_ref()
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false);
+    let peek: Peek = serde_json::from_slice(body)
+        .map_err(|e| ProxyError::bad_request(format!("The request body is not a valid JSON object: {e}.")))?;
+    record.requested_model = peek.model.as_ref().and_then(|m| m.as_str()).map(|m| m.chars().take(128).collect());
+    record.stream = peek.stream.as_ref().and_then(serde_json::Value::as_bool).unwrap_or(false);
     Ok(())
 }
 
@@ -300,6 +265,73 @@ fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
+/// Headers added to every relayed answer: which provider answered and why.
+const PROVIDER_HEADER: &str = "x-ccp-provider";
+const FALLBACK_REASON_HEADER: &str = "x-ccp-fallback-reason";
+
+fn fallback_label(reason: FallbackReason) -> &'static str {
+    match reason {
+        FallbackReason::RateLimited => "rate_limited",
+        FallbackReason::Overloaded => "overloaded",
+        FallbackReason::ServerError => "server_error",
+        FallbackReason::UsageLimit => "usage_limit",
+        FallbackReason::ConnectError => "connect_error",
+        FallbackReason::Timeout => "timeout",
+        FallbackReason::CircuitOpen => "circuit_open",
+        FallbackReason::Routing => "routing",
+    }
+}
+
+/// Why Anthropic could not answer, kept for the failover or for the 503 that explains it.
+#[derive(Debug, Clone)]
+struct PlanFailure {
+    reason: FallbackReason,
+    /// e.g. "429 rate_limit_error", "a connection error".
+    what: String,
+    retry_after: Option<String>,
+}
+
+/// Reads a failed Anthropic answer (small, bounded) to name its error type.
+async fn plan_failure(response: &mut awc::ClientResponse, status: StatusCode) -> PlanFailure {
+    let headers = response.headers();
+    let retry_after = header_str(headers, "retry-after").map(str::to_owned);
+    let unified_rejected = header_str(headers, "anthropic-ratelimit-unified-status") == Some("rejected");
+    let body = response.body().limit(64 * 1024).await.unwrap_or_default();
+    let observed = {
+        let mut tap = UsageTap::new(Framing::Json, Coding::Identity);
+        tap.feed(&body);
+        tap.finish()
+    };
+    let usage_limit = unified_rejected || String::from_utf8_lossy(&body).to_ascii_lowercase().contains("usage limit");
+    let reason = match status.as_u16() {
+        429 if usage_limit => FallbackReason::UsageLimit,
+        429 => FallbackReason::RateLimited,
+        529 => FallbackReason::Overloaded,
+        _ => FallbackReason::ServerError,
+    };
+    let what = match observed.error_type {
+        Some(t) => format!("{} {t}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    };
+    PlanFailure { reason, what, retry_after }
+}
+
+fn trip_reason(reason: FallbackReason) -> TripReason {
+    match reason {
+        FallbackReason::RateLimited => TripReason::RateLimited,
+        FallbackReason::Overloaded => TripReason::Overloaded,
+        FallbackReason::UsageLimit => TripReason::UsageLimit,
+        FallbackReason::ConnectError => TripReason::ConnectError,
+        FallbackReason::Timeout => TripReason::Timeout,
+        FallbackReason::ServerError | FallbackReason::CircuitOpen | FallbackReason::Routing => TripReason::ServerError,
+    }
+}
+
+/// Anthropic answers that trigger a failover: 429, 529 and other 5xx.
+fn fails_over(status: StatusCode) -> bool {
+    status.as_u16() == 429 || status.is_server_error()
+}
+
 async fn send(
     req: &HttpRequest,
     tail: &str,
@@ -308,6 +340,44 @@ async fn send(
     upstream: &Upstream,
     mut record: RequestRecord,
 ) -> HttpResponse {
+    let (routing, has_bedrock_key) =
+        record.key.as_ref().map_or((RoutingStrategy::PlanFirst, false), |k| (k.routing, k.has_bedrock_key));
+    let failover_allowed =
+        routing != RoutingStrategy::PlanOnly && record.endpoint == Endpoint::Messages && req.method() == Method::POST;
+    let can_failover = failover_allowed && has_bedrock_key && shared.master.is_some();
+    if routing == RoutingStrategy::BedrockOnly && record.endpoint == Endpoint::Messages {
+        let cause = PlanFailure { reason: FallbackReason::Routing, what: "routing".into(), retry_after: None };
+        return failover(req, body, cause, shared, upstream, record).await;
+    }
+    let key_id = record.key.as_ref().map(|k| k.key_id);
+    let breakers = &shared.circuits.breakers;
+    let route = match key_id {
+        Some(k) if failover_allowed => {
+            let (route, transition) = breakers.route(k, tokio::time::Instant::now());
+            if let Some(t) = transition {
+                shared.circuits.announce(k, t);
+            }
+            route
+        }
+        _ => Route::Plan,
+    };
+    if route == Route::Skip && can_failover {
+        let cause = PlanFailure {
+            reason: FallbackReason::CircuitOpen,
+            what: "repeated failures (circuit open)".into(),
+            retry_after: None,
+        };
+        return failover(req, body, cause, shared, upstream, record).await;
+    }
+    let outcome = |failure: Option<TripReason>| {
+        if let Some(k) = key_id.filter(|_| failover_allowed) {
+            let outcome = failure.map_or(Outcome::Success, Outcome::Failure);
+            if let Some(t) = breakers.record(k, route, outcome, tokio::time::Instant::now()) {
+                shared.circuits.announce(k, t);
+            }
+        }
+    };
+
     let mut url = String::with_capacity(shared.anthropic_base.len() + tail.len() + 16);
     url.push_str(&shared.anthropic_base);
     url.push_str("/v1/");
@@ -323,32 +393,216 @@ async fn send(
         }
     }
     record.provider = Provider::Anthropic;
-    match out.send_body(body).await {
-        Ok(response) => relay(response, shared, record),
+    match out.send_body(body.clone()).await {
+        Ok(mut response) if failover_allowed && fails_over(response.status()) => {
+            let status = response.status();
+            let cause = plan_failure(&mut response, status).await;
+            outcome(Some(trip_reason(cause.reason)));
+            tracing::info!(request_id = %record.request_id, status = status.as_u16(), reason = fallback_label(cause.reason), "Anthropic failed before answering");
+            if can_failover {
+                failover(req, body, cause, shared, upstream, record).await
+            } else {
+                no_fallback(&cause, shared, record)
+            }
+        }
+        Ok(response) => {
+            outcome(None);
+            relay(response, shared, record)
+        }
         Err(e) => {
-            let (status, class, message) = match e {
+            let (reason, status, class, what) = match e {
                 SendRequestError::Timeout => (
+                    FallbackReason::Timeout,
                     StatusCode::GATEWAY_TIMEOUT,
                     ErrorClass::UpstreamTimeout,
-                    "Anthropic did not answer in time.".to_owned(),
+                    "no answer in time".to_owned(),
                 ),
                 other => (
+                    FallbackReason::ConnectError,
                     StatusCode::BAD_GATEWAY,
                     ErrorClass::UpstreamConnectError,
-                    format!("Anthropic could not be reached: {other}."),
+                    format!("a connection error ({other})"),
                 ),
             };
-            tracing::warn!(request_id = %record.request_id, error_class = ?class, "upstream request failed");
-            let err = ProxyError::upstream(status, class, message);
+            tracing::warn!(request_id = %record.request_id, error_class = ?class, "Anthropic request failed");
+            let cause = PlanFailure { reason, what, retry_after: None };
+            if can_failover {
+                return failover(req, body, cause, shared, upstream, record).await;
+            }
+            if failover_allowed {
+                return no_fallback(&cause, shared, record);
+            }
+            let err = ProxyError::upstream(status, class, format!("Anthropic could not be used: {}.", cause.what));
             let resp = err.response(record.request_id);
-            record.finish(
-                &shared.recorder,
-                status.as_u16(),
-                Some(class),
-                false,
-                Observed::default(),
-            );
+            record.finish(&shared.recorder, status.as_u16(), Some(class), false, Observed::default());
             resp
+        }
+    }
+}
+
+/// 503 naming why Anthropic failed, when the key has no Bedrock fallback.
+fn no_fallback(cause: &PlanFailure, shared: &Shared, record: RequestRecord) -> HttpResponse {
+    let message = if cause.reason == FallbackReason::Routing {
+        "This access key is routed to Amazon Bedrock only, but it has no Bedrock API key; ask your platform team."
+            .to_owned()
+    } else {
+        format!(
+            "Anthropic returned {} and this access key has no Bedrock fallback; ask your platform team.",
+            cause.what
+        )
+    };
+    let err = ProxyError::upstream(StatusCode::SERVICE_UNAVAILABLE, ErrorClass::NoBedrockFallback, message)
+        .retry_after(cause.retry_after.clone());
+    let resp = err.response(record.request_id);
+    record.finish(&shared.recorder, 503, Some(ErrorClass::NoBedrockFallback), false, Observed::default());
+    resp
+}
+
+/// The answer to the client when Bedrock fails before answering.
+fn bedrock_error(failure: &BedrockFailure, cause: &PlanFailure) -> ProxyError {
+    let before = if cause.reason == FallbackReason::Routing {
+        "Amazon Bedrock".to_owned()
+    } else {
+        format!("Anthropic returned {}; the Amazon Bedrock fallback", cause.what)
+    };
+    let (status, message) = match failure.class {
+        ErrorClass::BedrockAuthError => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{before} refused this access key's Bedrock API key ({}); ask your platform team.", failure.detail),
+        ),
+        ErrorClass::BedrockQuotaExceeded => {
+            (StatusCode::TOO_MANY_REQUESTS, format!("{before} is throttled ({}).", failure.detail))
+        }
+        ErrorClass::BedrockValidation => {
+            (StatusCode::BAD_REQUEST, format!("{before} rejected the request ({}).", failure.detail))
+        }
+        _ => (StatusCode::SERVICE_UNAVAILABLE, format!("{before} failed ({}).", failure.detail)),
+    };
+    let kind = match status.as_u16() {
+        429 => crate::error::ApiErrorType::RateLimit,
+        400 => crate::error::ApiErrorType::InvalidRequest,
+        _ => crate::error::ApiErrorType::Api,
+    };
+    ProxyError::new(status, kind, failure.class, message)
+}
+
+/// Replays the request on Bedrock and answers as Anthropic would.
+async fn failover(
+    req: &HttpRequest,
+    body: Bytes,
+    cause: PlanFailure,
+    shared: &Shared,
+    upstream: &Upstream,
+    mut record: RequestRecord,
+) -> HttpResponse {
+    record.fallback_reason = Some(cause.reason);
+    let Some(key_id) = record.key.as_ref().map(|k| k.key_id) else {
+        return no_fallback(&cause, shared, record);
+    };
+    let (Some(creds), Some(master)) = (shared.keys.bedrock_credentials(&key_id), shared.master.as_ref()) else {
+        return no_fallback(&cause, shared, record);
+    };
+    record.provider = Provider::Bedrock;
+    let fail = |err: ProxyError, record: RequestRecord| {
+        let resp = err.response(record.request_id);
+        record.finish(&shared.recorder, err.status.as_u16(), Some(err.class), false, Observed::default());
+        resp
+    };
+    let Some(model_id) =
+        shared.rules.model_for(record.requested_model.as_deref(), creds.settings.default_model.as_deref())
+    else {
+        let model = record.requested_model.clone().unwrap_or_else(|| "(none)".into());
+        let err = ProxyError::upstream(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorClass::ModelNotMapped,
+            format!("Anthropic returned {} and model `{model}` has no Amazon Bedrock mapping (and this access key has no default Bedrock model); ask your platform team.", cause.what),
+        )
+        .retry_after(cause.retry_after.clone());
+        return fail(err, record);
+    };
+    let region = creds.settings.region.clone().unwrap_or_else(|| shared.default_region.clone());
+    record.bedrock_model_id = Some(model_id.clone());
+    record.region = Some(region.clone());
+    let api_key = match creds.sealed.open(master, &key_id.to_string()).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(request_id = %record.request_id, error = %e, "cannot open the key's Bedrock API key");
+            let err = ProxyError::upstream(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorClass::Internal,
+                "The proxy cannot decrypt this access key's Bedrock API key; ask your platform team.",
+            );
+            return fail(err, record);
+        }
+    };
+    let request = match shared.rules.adapt(&body, header_str(req.headers(), "anthropic-beta")) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(ProxyError::bad_request(format!("The request cannot be sent to Amazon Bedrock: {e}.")), record)
+        }
+    };
+    let answer = upstream.bedrock.invoke(&api_key, &region, &model_id, request).await;
+    drop(api_key);
+    let reason = fallback_label(cause.reason);
+    match answer {
+        Ok(Answer::Json { body, request_id }) => {
+            let mut tap = UsageTap::new(Framing::Json, Coding::Identity);
+            tap.feed(&body);
+            record.first_byte();
+            let observed = tap.finish();
+            let mut builder = HttpResponse::Ok();
+            builder
+                .content_type("application/json")
+                .insert_header((REQUEST_ID_HEADER, record.request_id.to_string()))
+                .insert_header((PROVIDER_HEADER, "bedrock"))
+                .insert_header((FALLBACK_REASON_HEADER, reason));
+            if let Some(id) = request_id {
+                builder.insert_header(("request-id", id));
+            }
+            let incomplete = !observed.complete;
+            record.finish(&shared.recorder, 200, None, incomplete, observed);
+            builder.body(body)
+        }
+        Ok(Answer::Stream { events, request_id }) => {
+            let mut builder = HttpResponse::Ok();
+            builder
+                .content_type("text/event-stream; charset=utf-8")
+                .insert_header(("cache-control", "no-cache"))
+                .insert_header((REQUEST_ID_HEADER, record.request_id.to_string()))
+                .insert_header((PROVIDER_HEADER, "bedrock"))
+                .insert_header((FALLBACK_REASON_HEADER, reason));
+            if let Some(id) = request_id {
+                builder.insert_header(("request-id", id));
+            }
+            let fault = std::rc::Rc::new(std::cell::Cell::new(None));
+            let sink = fault.clone();
+            let events = events.scan(false, move |ended, item| {
+                let out = match item {
+                    _ if *ended => None,
+                    Ok(bytes) => Some(Ok::<Bytes, std::convert::Infallible>(bytes)),
+                    Err(failure) => {
+                        tracing::warn!(error = %failure.detail, "Bedrock stream failed after it started");
+                        sink.set(Some(failure.class));
+                        *ended = true;
+                        Some(Ok(bedrock::sse_error(&failure)))
+                    }
+                };
+                std::future::ready(out)
+            });
+            let body = TapBody {
+                inner: Box::pin(events),
+                tap: Some(UsageTap::new(Framing::Sse, Coding::Identity)),
+                record: Some(record),
+                recorder: shared.recorder.clone(),
+                status: 200,
+                class: None,
+                fault: Some(fault),
+            };
+            builder.streaming(body)
+        }
+        Err(failure) => {
+            tracing::warn!(request_id = %record.request_id, class = ?failure.class, detail = %failure.detail, "Bedrock failed");
+            fail(bedrock_error(&failure, &cause), record)
         }
     }
 }
@@ -363,7 +617,7 @@ fn upstream_error_class(status: StatusCode) -> Option<ErrorClass> {
     }
 }
 
-/// Streams the upstream response back unchanged, tapping usage.
+/// Streams the Anthropic response back unchanged, tapping usage.
 fn relay(response: awc::ClientResponse, shared: &Shared, record: RequestRecord) -> HttpResponse {
     let status = response.status();
     let up = response.headers();
@@ -371,10 +625,7 @@ fn relay(response: awc::ClientResponse, shared: &Shared, record: RequestRecord) 
         Framing::from_content_type(up.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())),
         Coding::from_header(up.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok())),
     );
-    let length = up
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let length = up.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let mut builder = HttpResponse::build(status);
     for (name, value) in up {
         if !is_hop_by_hop(name) {
@@ -382,6 +633,7 @@ fn relay(response: awc::ClientResponse, shared: &Shared, record: RequestRecord) 
         }
     }
     builder.insert_header((REQUEST_ID_HEADER, record.request_id.to_string()));
+    builder.insert_header((PROVIDER_HEADER, "anthropic"));
     if let Some(len) = length {
         builder.no_chunking(len);
     }
@@ -392,40 +644,47 @@ fn relay(response: awc::ClientResponse, shared: &Shared, record: RequestRecord) 
         recorder: shared.recorder.clone(),
         status: status.as_u16(),
         class: upstream_error_class(status),
+        fault: None,
     };
     builder.streaming(body)
 }
 
 /// The response body on its way to the client. Finishes the request record exactly once:
 /// at the end of the stream, on an upstream error, or when dropped early (client gone).
-struct TapBody {
-    inner: awc::ClientResponse,
+struct TapBody<S> {
+    inner: S,
     tap: Option<UsageTap>,
     record: Option<RequestRecord>,
     recorder: Recorder,
     status: u16,
     class: Option<ErrorClass>,
+    /// Set by a stream that ended with an error event of its own (Bedrock).
+    fault: Option<std::rc::Rc<std::cell::Cell<Option<ErrorClass>>>>,
 }
 
-impl TapBody {
+impl<S> TapBody<S> {
     fn finish(&mut self, cut: Option<ErrorClass>) {
         let (Some(record), Some(tap)) = (self.record.take(), self.tap.take()) else {
             return;
         };
         let observed = tap.finish();
+        let fault = self.fault.as_ref().and_then(|f| f.get());
         let in_stream_error = observed.error_type.is_some() && self.status < 400;
-        let class = cut
-            .or(self.class)
-            .or(in_stream_error.then_some(ErrorClass::StreamInterrupted));
+        let class = cut.or(fault).or(self.class).or(in_stream_error.then_some(ErrorClass::StreamInterrupted));
         let incomplete = cut.is_some()
+            || fault.is_some()
             || in_stream_error
             || (record.stream && self.status < 400 && !observed.complete);
         record.finish(&self.recorder, self.status, class, incomplete, observed);
     }
 }
 
-impl Stream for TapBody {
-    type Item = Result<Bytes, PayloadError>;
+impl<S, E> Stream for TapBody<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    type Item = Result<Bytes, E>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -453,7 +712,7 @@ impl Stream for TapBody {
     }
 }
 
-impl Drop for TapBody {
+impl<S> Drop for TapBody<S> {
     fn drop(&mut self) {
         if self.record.is_some() {
             self.finish(Some(ErrorClass::ClientDisconnected));

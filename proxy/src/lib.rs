@@ -12,6 +12,9 @@
 //! Invariants: the request path never waits on NATS or ClickHouse; an access key is never
 //! logged, put in a metric label or in an event (only its hash or display prefix).
 
+mod bedrock;
+mod breaker;
+mod circuits;
 mod directory;
 mod error;
 mod forward;
@@ -32,12 +35,7 @@ pub use startup::Application;
 /// Runs the command line's command.
 pub async fn run(args: ServiceArgs, settings: Settings) -> anyhow::Result<()> {
     match args.command.as_deref() {
-        None | Some("serve") => {
-            Application::build(settings)
-                .await?
-                .run_until_stopped()
-                .await
-        }
+        None | Some("serve") => Application::build(settings).await?.run_until_stopped().await,
         Some(other) => anyhow::bail!("unknown command `{other}` (try --help)"),
     }
 }

@@ -68,51 +68,15 @@ impl Default for Metrics {
         let events_spooled = Counter::default();
         let events_dropped = Counter::default();
         let keys_loaded = Gauge::default();
-        registry.register(
-            "requests",
-            "Requests by provider, status and error kind",
-            requests.clone(),
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Request received to response finished",
-            latency.clone(),
-        );
-        registry.register(
-            "ttfb_seconds",
-            "Request received to first response byte",
-            ttfb.clone(),
-        );
-        registry.register(
-            "in_flight_requests",
-            "Requests being served",
-            in_flight.clone(),
-        );
-        registry.register(
-            "spool_depth_events",
-            "Events waiting in the durable spool",
-            spool_depth.clone(),
-        );
-        registry.register(
-            "events_published",
-            "Events acknowledged by JetStream",
-            events_published.clone(),
-        );
-        registry.register(
-            "events_spooled",
-            "Events written to the spool",
-            events_spooled.clone(),
-        );
-        registry.register(
-            "events_dropped",
-            "Events lost (spool full or unencodable)",
-            events_dropped.clone(),
-        );
-        registry.register(
-            "access_keys_loaded",
-            "Access keys in the in-memory table",
-            keys_loaded.clone(),
-        );
+        registry.register("requests", "Requests by provider, status and error kind", requests.clone());
+        registry.register("request_duration_seconds", "Request received to response finished", latency.clone());
+        registry.register("ttfb_seconds", "Request received to first response byte", ttfb.clone());
+        registry.register("in_flight_requests", "Requests being served", in_flight.clone());
+        registry.register("spool_depth_events", "Events waiting in the durable spool", spool_depth.clone());
+        registry.register("events_published", "Events acknowledged by JetStream", events_published.clone());
+        registry.register("events_spooled", "Events written to the spool", events_spooled.clone());
+        registry.register("events_dropped", "Events lost (spool full or unencodable)", events_dropped.clone());
+        registry.register("access_keys_loaded", "Access keys in the in-memory table", keys_loaded.clone());
         Self {
             registry,
             requests,

@@ -58,25 +58,9 @@ pub fn channel(
 ) -> (EventSink, Publisher) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicU64::new(0));
-    let js = jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(3))
-        .build(client.clone());
+    let js = jetstream::ContextBuilder::new().timeout(Duration::from_secs(3)).build(client.clone());
     metrics.spool_depth.set(spool.len() as i64);
-    (
-        EventSink {
-            tx,
-            queued: queued.clone(),
-        },
-        Publisher {
-            rx,
-            client,
-            js,
-            ns,
-            spool,
-            metrics,
-            queued,
-        },
-    )
+    (EventSink { tx, queued: queued.clone() }, Publisher { rx, client, js, ns, spool, metrics, queued })
 }
 
 impl Publisher {
@@ -123,11 +107,7 @@ impl Publisher {
 
     fn record(&self, envelope: &Envelope) -> Option<Record> {
         match envelope.encode() {
-            Ok(payload) => Some(Record {
-                id: envelope.id.to_string(),
-                subject: envelope.subject(&self.ns),
-                payload,
-            }),
+            Ok(payload) => Some(Record { id: envelope.id.to_string(), subject: envelope.subject(&self.ns), payload }),
             Err(e) => {
                 tracing::error!(event_id = %envelope.id, error = %e, "event could not be encoded");
                 self.metrics.events_dropped.inc();
@@ -177,14 +157,8 @@ impl Publisher {
             for record in window {
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", record.id.as_str());
-                let sent = self
-                    .js
-                    .publish_with_headers(
-                        record.subject.clone(),
-                        headers,
-                        record.payload.clone().into(),
-                    )
-                    .await;
+                let sent =
+                    self.js.publish_with_headers(record.subject.clone(), headers, record.payload.clone().into()).await;
                 acks.push(sent);
             }
             for (record, sent) in window.iter().zip(acks) {
@@ -200,10 +174,7 @@ impl Publisher {
             }
         }
         if !failed.is_empty() {
-            tracing::warn!(
-                events = failed.len(),
-                "NATS did not acknowledge events; spooling them"
-            );
+            tracing::warn!(events = failed.len(), "NATS did not acknowledge events; spooling them");
         }
         failed
     }

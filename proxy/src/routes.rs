@@ -8,10 +8,7 @@ use crate::forward::Shared;
 
 /// `GET /health`: the process is alive.
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(ccp_schemas::telemetry::health_body(
-        "ccp-proxy",
-        env!("CARGO_PKG_VERSION"),
-    ))
+    HttpResponse::Ok().json(ccp_schemas::telemetry::health_body("ccp-proxy", env!("CARGO_PKG_VERSION")))
 }
 
 /// `GET /ready`: the access-key table is loaded.
@@ -30,14 +27,8 @@ pub async fn ready(shared: web::Data<Shared>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
-    shared
-        .recorder
-        .metrics
-        .keys_loaded
-        .set(i64::try_from(shared.keys.key_count()).unwrap_or(i64::MAX));
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(shared.recorder.metrics.render())
+    shared.recorder.metrics.keys_loaded.set(i64::try_from(shared.keys.key_count()).unwrap_or(i64::MAX));
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(shared.recorder.metrics.render())
 }
 
 /// Any other path.

@@ -32,8 +32,7 @@ impl Record {
 
     fn encode(&self, out: &mut Vec<u8>) -> io::Result<()> {
         let id_len = u8::try_from(self.id.len()).map_err(|_| invalid("event id too long"))?;
-        let subj_len =
-            u16::try_from(self.subject.len()).map_err(|_| invalid("subject too long"))?;
+        let subj_len = u16::try_from(self.subject.len()).map_err(|_| invalid("subject too long"))?;
         let mut payload = Vec::with_capacity(self.encoded_len() as usize);
         payload.push(id_len);
         payload.extend_from_slice(self.id.as_bytes());
@@ -103,11 +102,7 @@ impl Spool {
             .filter_map(Result::ok)
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let n = name
-                    .strip_prefix("seg-")?
-                    .strip_suffix(".log")?
-                    .parse::<u64>()
-                    .ok()?;
+                let n = name.strip_prefix("seg-")?.strip_suffix(".log")?.parse::<u64>().ok()?;
                 Some((n, e.path()))
             })
             .collect();
@@ -119,10 +114,7 @@ impl Spool {
                 let mut parts = text.split_whitespace();
                 let name = parts.next().unwrap_or_default();
                 let offset = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
-                if front
-                    .file_name()
-                    .is_some_and(|f| f.to_string_lossy() == name)
-                {
+                if front.file_name().is_some_and(|f| f.to_string_lossy() == name) {
                     offset
                 } else {
                     0
@@ -130,15 +122,7 @@ impl Spool {
             }
             _ => 0,
         };
-        let mut spool = Self {
-            dir: dir.to_owned(),
-            max_bytes,
-            segments,
-            next_segment,
-            cursor,
-            bytes: 0,
-            records: 0,
-        };
+        let mut spool = Self { dir: dir.to_owned(), max_bytes, segments, next_segment, cursor, bytes: 0, records: 0 };
         spool.recount()?;
         Ok(spool)
     }
@@ -177,18 +161,14 @@ impl Spool {
         }
         let size: u64 = records.iter().map(Record::encoded_len).sum();
         if self.bytes + size > self.max_bytes {
-            return Err(SpoolError::Full {
-                max_bytes: self.max_bytes,
-            });
+            return Err(SpoolError::Full { max_bytes: self.max_bytes });
         }
         let mut buf = Vec::with_capacity(size as usize);
         for r in records {
             r.encode(&mut buf)?;
         }
         let path = match self.segments.back() {
-            Some(p) if fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX) < SEGMENT_BYTES => {
-                p.clone()
-            }
+            Some(p) if fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX) < SEGMENT_BYTES => p.clone(),
             _ => {
                 let p = self.dir.join(format!("seg-{:020}.log", self.next_segment));
                 self.next_segment += 1;
@@ -227,17 +207,10 @@ impl Spool {
             self.segments.pop_front();
             self.cursor = 0;
         }
-        let name = self
-            .segments
-            .front()
-            .and_then(|p| p.file_name())
-            .map(|f| f.to_string_lossy().into_owned());
+        let name = self.segments.front().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned());
         let cursor_path = self.dir.join("cursor");
         let tmp = self.dir.join("cursor.tmp");
-        fs::write(
-            &tmp,
-            format!("{} {}\n", name.unwrap_or_default(), self.cursor),
-        )?;
+        fs::write(&tmp, format!("{} {}\n", name.unwrap_or_default(), self.cursor))?;
         File::open(&tmp)?.sync_all()?;
         fs::rename(tmp, cursor_path)?;
         Ok(())
@@ -257,8 +230,7 @@ fn read_records(path: &Path, offset: u64, max: usize) -> io::Result<(Vec<Record>
     let mut out = Vec::new();
     let mut pos = 0usize;
     while out.len() < max && pos + 8 <= data.len() {
-        let len =
-            u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
         let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
         let Some(payload) = data.get(pos + 8..pos + 8 + len) else {
             break;
@@ -280,11 +252,7 @@ mod tests {
     use super::*;
 
     fn rec(i: usize) -> Record {
-        Record {
-            id: format!("01JDQ{i:021}"),
-            subject: format!("ccp.request.k{i}"),
-            payload: vec![b'x'; i % 50],
-        }
+        Record { id: format!("01JDQ{i:021}"), subject: format!("ccp.request.k{i}"), payload: vec![b'x'; i % 50] }
     }
 
     fn dir() -> PathBuf {
@@ -322,10 +290,7 @@ mod tests {
         let d = dir();
         let mut s = Spool::open(&d, 200).unwrap();
         s.append(&[rec(10)]).unwrap();
-        assert!(matches!(
-            s.append(&(0..20).map(rec).collect::<Vec<_>>()),
-            Err(SpoolError::Full { .. })
-        ));
+        assert!(matches!(s.append(&(0..20).map(rec).collect::<Vec<_>>()), Err(SpoolError::Full { .. })));
         assert_eq!(s.len(), 1);
         fs::remove_dir_all(d).ok();
     }

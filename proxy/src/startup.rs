@@ -8,11 +8,15 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
-use ccp_schemas::config::Settings;
+use ccp_schemas::config::{MasterKeyProvider, Settings};
 use ccp_schemas::secrets::access_key::KeyPepper;
+use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_schemas::streams::{self, StreamPolicy};
 use ccp_schemas::telemetry;
 
+use crate::bedrock::{BedrockClient, Rules};
+use crate::breaker::{BreakerConfig, Breakers};
+use crate::circuits::Circuits;
 use crate::directory::{self, KeyTable};
 use crate::forward::{self, Shared, Upstream};
 use crate::metrics::Metrics;
@@ -28,6 +32,7 @@ pub struct Application {
     publisher: tokio::task::JoinHandle<()>,
     stop_publisher: tokio::sync::oneshot::Sender<()>,
     follower: tokio::task::JoinHandle<()>,
+    circuit_follower: tokio::task::JoinHandle<()>,
 }
 
 /// This replica's id: host name and a random suffix.
@@ -42,6 +47,21 @@ fn replica_id() -> String {
     format!("{host}-{}", &suffix[suffix.len() - 6..]).to_ascii_lowercase()
 }
 
+/// The master key that opens Bedrock API keys; without one, failover to Bedrock is off.
+fn master_key(settings: &Settings) -> anyhow::Result<Option<LocalMasterKey>> {
+    let s = &settings.secrets;
+    match s.master_key_provider {
+        MasterKeyProvider::Local if s.master_key.is_empty() => {
+            tracing::warn!("secrets.master_key is not set: Bedrock failover is disabled");
+            Ok(None)
+        }
+        MasterKeyProvider::Local => Ok(Some(LocalMasterKey::new(s.master_key_id.clone(), &s.master_key)?)),
+        MasterKeyProvider::Kms => {
+            anyhow::bail!("secrets.master_key_provider = \"kms\" is not supported by this build yet; use \"local\"")
+        }
+    }
+}
+
 impl Application {
     /// Prepares everything and binds `proxy.listen` (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -49,9 +69,7 @@ impl Application {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let cfg = &settings.proxy;
         let pepper = KeyPepper::new(&settings.secrets.access_key_pepper).map_err(|e| {
-            anyhow::anyhow!(
-                "{e} (set CCP__SECRETS__ACCESS_KEY_PEPPER; `ccp-admin gen-secrets` makes one)"
-            )
+            anyhow::anyhow!("{e} (set CCP__SECRETS__ACCESS_KEY_PEPPER; `ccp-admin gen-secrets` makes one)")
         })?;
         let ns = settings.nats.namespace()?;
         let anthropic_base = cfg.anthropic_base_url.trim_end_matches('/').to_owned();
@@ -59,23 +77,16 @@ impl Application {
             .parse::<actix_web::http::Uri>()
             .ok()
             .filter(|u| u.scheme().is_some() && u.host().is_some())
-            .with_context(|| {
-                format!("proxy.anthropic_base_url `{anthropic_base}` is not an absolute URL")
-            })?;
+            .with_context(|| format!("proxy.anthropic_base_url `{anthropic_base}` is not an absolute URL"))?;
 
         let metrics = Arc::new(Metrics::default());
-        let spool = Spool::open(&cfg.spool_dir, cfg.spool_max_bytes).with_context(|| {
-            format!("cannot open the event spool in {}", cfg.spool_dir.display())
-        })?;
+        let spool = Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)
+            .with_context(|| format!("cannot open the event spool in {}", cfg.spool_dir.display()))?;
         if !spool.is_empty() {
-            tracing::info!(
-                events = spool.len(),
-                "events waiting in the spool from an earlier run"
-            );
+            tracing::info!(events = spool.len(), "events waiting in the spool from an earlier run");
         }
         let client = telemetry::connect_nats(&settings.nats, "ccp-proxy").await?;
-        let (sink, publisher) =
-            publisher::channel(client.clone(), ns.clone(), spool, metrics.clone());
+        let (sink, publisher) = publisher::channel(client.clone(), ns.clone(), spool, metrics.clone());
         let (stop_publisher, stop_rx) = tokio::sync::oneshot::channel();
         let publisher = tokio::spawn(publisher.run(stop_rx));
 
@@ -93,34 +104,43 @@ impl Application {
             })
         };
 
+        let replica: std::sync::Arc<str> = replica_id().into();
+        let breakers = Arc::new(Breakers::new(BreakerConfig {
+            threshold: cfg.circuit_failure_threshold.max(1),
+            window: Duration::from_secs(cfg.circuit_window_secs),
+            open_for: Duration::from_secs(cfg.circuit_open_secs),
+        }));
+        let circuits = Arc::new(Circuits::new(breakers, client.clone(), ns.clone(), replica.clone()));
+        let circuit_follower = tokio::spawn(circuits.clone().follow(client.clone()));
         let shared = web::Data::new(Shared {
             keys,
             pepper,
-            recorder: Recorder {
-                sink,
-                metrics,
-                replica: replica_id().into(),
-            },
+            recorder: Recorder { sink, metrics, replica },
+            circuits,
             anthropic_base,
             max_body_bytes: cfg.max_body_bytes,
+            rules: Rules::from(&settings.bedrock),
+            master: master_key(&settings)?,
+            default_region: cfg.bedrock_default_region.clone(),
         });
-        let listener = TcpListener::bind(cfg.listen)
-            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let listener = TcpListener::bind(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let port = listener.local_addr()?.port();
         let workers = match cfg.workers {
             0 => std::thread::available_parallelism().map_or(2, usize::from),
             n => n,
         };
-        let (header_timeout, connect_timeout) = (
-            Duration::from_secs(cfg.header_timeout_secs),
-            Duration::from_secs(cfg.connect_timeout_secs),
-        );
+        let (header_timeout, connect_timeout) =
+            (Duration::from_secs(cfg.header_timeout_secs), Duration::from_secs(cfg.connect_timeout_secs));
+        let bedrock_endpoint = cfg.bedrock_endpoint_url.clone();
+        let default_region = cfg.bedrock_default_region.clone();
+        let bedrock_timeout = Duration::from_secs(settings.bedrock.timeout_secs);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(shared.clone())
                 .app_data(web::Data::new(Upstream::new(
                     header_timeout,
                     connect_timeout,
+                    BedrockClient::new(bedrock_endpoint.as_deref(), &default_region, connect_timeout, bedrock_timeout),
                 )))
                 .route("/health", web::get().to(routes::health))
                 .route("/ready", web::get().to(routes::ready))
@@ -135,13 +155,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %cfg.listen, port, workers, "proxy listening");
-        Ok(Self {
-            server,
-            port,
-            publisher,
-            stop_publisher,
-            follower,
-        })
+        Ok(Self { server, port, publisher, stop_publisher, follower, circuit_follower })
     }
 
     /// The bound port.
@@ -161,11 +175,9 @@ impl Application {
         let served = self.server.await;
         stopper.abort();
         self.follower.abort();
+        self.circuit_follower.abort();
         let _ = self.stop_publisher.send(());
-        if tokio::time::timeout(Duration::from_secs(15), self.publisher)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(15), self.publisher).await.is_err() {
             tracing::warn!("event publisher did not finish in 15 s");
         }
         served?;

@@ -137,10 +137,7 @@ impl UsageTap {
 
     /// Everything seen so far; decodes buffered bodies. Call once, when the body ended or was cut.
     pub fn finish(mut self) -> Observed {
-        if self.overflow
-            || matches!(self.framing, Framing::Opaque)
-            || self.coding == Coding::Unknown
-        {
+        if self.overflow || matches!(self.framing, Framing::Opaque) || self.coding == Coding::Unknown {
             return self.observed;
         }
         let plain = match self.coding {
@@ -203,10 +200,7 @@ fn scan_sse(buf: &[u8], state: &mut SseState, observed: &mut Observed) -> usize 
             *state = SseState::default();
         } else if let Some(name) = line.strip_prefix(b"event:") {
             let name = String::from_utf8_lossy(name).trim().to_owned();
-            state.skipping = !matches!(
-                name.as_str(),
-                "message_start" | "message_delta" | "message_stop" | "error"
-            );
+            state.skipping = !matches!(name.as_str(), "message_start" | "message_delta" | "message_stop" | "error");
             state.event = Some(name);
         } else if let Some(data) = line.strip_prefix(b"data:") {
             if !state.skipping {
@@ -217,9 +211,7 @@ fn scan_sse(buf: &[u8], state: &mut SseState, observed: &mut Observed) -> usize 
                     if !state.data.is_empty() {
                         state.data.push(b'\n');
                     }
-                    state
-                        .data
-                        .extend_from_slice(data.strip_prefix(b" ").unwrap_or(data));
+                    state.data.extend_from_slice(data.strip_prefix(b" ").unwrap_or(data));
                 }
             }
         }
@@ -373,11 +365,7 @@ mod tests {
         let mut rest = body;
         let mut i = 0;
         while !rest.is_empty() {
-            let n = sizes
-                .get(i % sizes.len().max(1))
-                .copied()
-                .unwrap_or(7)
-                .clamp(1, rest.len());
+            let n = sizes.get(i % sizes.len().max(1)).copied().unwrap_or(7).clamp(1, rest.len());
             tap.feed(&rest[..n]);
             rest = &rest[n..];
             i += 1;
@@ -387,24 +375,10 @@ mod tests {
 
     #[test]
     fn sse_usage_is_read_whole_and_byte_by_byte() {
-        assert_eq!(
-            tap_in_chunks(
-                Framing::Sse,
-                Coding::Identity,
-                STREAM.as_bytes(),
-                &[STREAM.len()]
-            ),
-            expected()
-        );
-        assert_eq!(
-            tap_in_chunks(Framing::Sse, Coding::Identity, STREAM.as_bytes(), &[1]),
-            expected()
-        );
+        assert_eq!(tap_in_chunks(Framing::Sse, Coding::Identity, STREAM.as_bytes(), &[STREAM.len()]), expected());
+        assert_eq!(tap_in_chunks(Framing::Sse, Coding::Identity, STREAM.as_bytes(), &[1]), expected());
         let crlf = STREAM.replace('\n', "\r\n");
-        assert_eq!(
-            tap_in_chunks(Framing::Sse, Coding::Identity, crlf.as_bytes(), &[5, 3]),
-            expected()
-        );
+        assert_eq!(tap_in_chunks(Framing::Sse, Coding::Identity, crlf.as_bytes(), &[5, 3]), expected());
     }
 
     #[test]
@@ -430,12 +404,7 @@ mod tests {
         let seen = tap_in_chunks(Framing::Json, Coding::Identity, msg, &[7]);
         assert_eq!(seen.stop_reason.as_deref(), Some("tool_use"));
         assert_eq!(seen.usage.cache_creation_input_tokens, 6);
-        let count = tap_in_chunks(
-            Framing::Json,
-            Coding::Identity,
-            br#"{"input_tokens":42}"#,
-            &[3],
-        );
+        let count = tap_in_chunks(Framing::Json, Coding::Identity, br#"{"input_tokens":42}"#, &[3]);
         assert_eq!(count.usage.input_tokens, 42);
         let err = tap_in_chunks(
             Framing::Json,
@@ -451,38 +420,20 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(STREAM.as_bytes()).unwrap();
         let gz = gz.finish().unwrap();
-        assert_eq!(
-            tap_in_chunks(Framing::Sse, Coding::Gzip, &gz, &[13]),
-            expected()
-        );
+        assert_eq!(tap_in_chunks(Framing::Sse, Coding::Gzip, &gz, &[13]), expected());
 
         let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
         zl.write_all(STREAM.as_bytes()).unwrap();
-        assert_eq!(
-            tap_in_chunks(Framing::Sse, Coding::Deflate, &zl.finish().unwrap(), &[13]),
-            expected()
-        );
+        assert_eq!(tap_in_chunks(Framing::Sse, Coding::Deflate, &zl.finish().unwrap(), &[13]), expected());
 
-        let zs = ruzstd::encoding::compress_to_vec(
-            STREAM.as_bytes(),
-            ruzstd::encoding::CompressionLevel::Fastest,
-        );
-        assert_eq!(
-            tap_in_chunks(Framing::Sse, Coding::Zstd, &zs, &[13]),
-            expected()
-        );
+        let zs = ruzstd::encoding::compress_to_vec(STREAM.as_bytes(), ruzstd::encoding::CompressionLevel::Fastest);
+        assert_eq!(tap_in_chunks(Framing::Sse, Coding::Zstd, &zs, &[13]), expected());
     }
 
     #[test]
     fn framing_and_coding_come_from_headers() {
-        assert_eq!(
-            Framing::from_content_type(Some("text/event-stream; charset=utf-8")),
-            Framing::Sse
-        );
-        assert_eq!(
-            Framing::from_content_type(Some("application/json")),
-            Framing::Json
-        );
+        assert_eq!(Framing::from_content_type(Some("text/event-stream; charset=utf-8")), Framing::Sse);
+        assert_eq!(Framing::from_content_type(Some("application/json")), Framing::Json);
         assert_eq!(Framing::from_content_type(None), Framing::Opaque);
         assert_eq!(Coding::from_header(Some("BR")), Coding::Brotli);
         assert_eq!(Coding::from_header(Some("compress")), Coding::Unknown);

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccp_schemas::events::{
-    Endpoint, ErrorClass, Event, FallbackReason, Provider, RequestCompleted, TokenUsage,
-};
+use ccp_schemas::events::{Endpoint, ErrorClass, Event, FallbackReason, Provider, RequestCompleted, TokenUsage};
 use ccp_schemas::ids::RequestId;
 use ccp_schemas::secrets::access_key::KeyPrefix;
 use ccp_schemas::{Actor, Envelope};
@@ -54,25 +52,19 @@ pub struct RequestRecord {
     pub provider: Provider,
     /// Why Bedrock answered.
     pub fallback_reason: Option<FallbackReason>,
+    /// The Bedrock model id called.
+    pub bedrock_model_id: Option<String>,
+    /// The AWS region of the Bedrock call.
+    pub region: Option<String>,
 }
 
 fn client_field(value: Option<&str>) -> Option<String> {
-    value.map(|v| {
-        v.chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_CLIENT_FIELD)
-            .collect()
-    })
+    value.map(|v| v.chars().filter(|c| !c.is_control()).take(MAX_CLIENT_FIELD).collect())
 }
 
 impl RequestRecord {
     /// Starts the record of a request, with Claude Code's session id and `User-Agent` product.
-    pub fn start(
-        endpoint: Endpoint,
-        session_id: Option<&str>,
-        user_agent: Option<&str>,
-        metrics: &Metrics,
-    ) -> Self {
+    pub fn start(endpoint: Endpoint, session_id: Option<&str>, user_agent: Option<&str>, metrics: &Metrics) -> Self {
         metrics.in_flight.inc();
         Self {
             request_id: RequestId::new(),
@@ -87,6 +79,8 @@ impl RequestRecord {
             ttfb: None,
             provider: Provider::None,
             fallback_reason: None,
+            bedrock_model_id: None,
+            region: None,
         }
     }
 
@@ -111,24 +105,13 @@ impl RequestRecord {
         m.in_flight.dec();
         let provider = self.provider.as_str();
         m.requests
-            .get_or_create(&RequestLabels {
-                provider,
-                status,
-                error_kind: error_class.map_or("none", error_kind),
-            })
+            .get_or_create(&RequestLabels { provider, status, error_kind: error_class.map_or("none", error_kind) })
             .inc();
-        m.latency
-            .get_or_create(&ProviderLabels { provider })
-            .observe(latency.as_secs_f64());
+        m.latency.get_or_create(&ProviderLabels { provider }).observe(latency.as_secs_f64());
         if let Some(ttfb) = self.ttfb {
-            m.ttfb
-                .get_or_create(&ProviderLabels { provider })
-                .observe(ttfb.as_secs_f64());
+            m.ttfb.get_or_create(&ProviderLabels { provider }).observe(ttfb.as_secs_f64());
         }
-        let (key_id, user_id) = self
-            .key
-            .as_ref()
-            .map_or((None, None), |k| (Some(k.key_id), Some(k.user_id)));
+        let (key_id, user_id) = self.key.as_ref().map_or((None, None), |k| (Some(k.key_id), Some(k.user_id)));
         let event = RequestCompleted {
             request_id: self.request_id,
             key_id,
@@ -138,8 +121,8 @@ impl RequestRecord {
             provider: self.provider,
             requested_model: self.requested_model,
             response_model: observed.model,
-            bedrock_model_id: None,
-            region: None,
+            bedrock_model_id: self.bedrock_model_id,
+            region: self.region,
             fallback: self.fallback_reason.is_some(),
             fallback_reason: self.fallback_reason,
             status,
@@ -155,13 +138,9 @@ impl RequestRecord {
             session_id: self.session_id,
             client_version: self.client_version,
         };
-        let envelope = Envelope::new(
-            Event::RequestCompleted(event),
-            Actor::Proxy {
-                replica: recorder.replica.to_string(),
-            },
-        )
-        .correlated(self.request_id.to_string());
+        let envelope =
+            Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: recorder.replica.to_string() })
+                .correlated(self.request_id.to_string());
         recorder.sink.emit(envelope);
     }
 }
@@ -205,11 +184,7 @@ mod tests {
 
     #[test]
     fn error_kinds_match_the_serialized_class_names() {
-        for class in [
-            ErrorClass::MalformedAccessKey,
-            ErrorClass::BedrockModelError,
-            ErrorClass::StreamInterrupted,
-        ] {
+        for class in [ErrorClass::MalformedAccessKey, ErrorClass::BedrockModelError, ErrorClass::StreamInterrupted] {
             let json = serde_json::to_string(&class).unwrap();
             assert_eq!(json.trim_matches('"'), error_kind(class));
         }

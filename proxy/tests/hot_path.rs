@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ccp_proxy::Application;
 use ccp_schemas::config::Settings;
-use ccp_schemas::events::{Endpoint, ErrorClass, Provider};
+use ccp_schemas::events::{Endpoint, ErrorClass, Provider, RoutingStrategy};
 use ccp_schemas::subjects::StreamKind;
 use ccp_tests::events::Log;
 use ccp_tests::fake_anthropic::FakeAnthropic;
@@ -24,12 +24,8 @@ struct Harness {
 }
 
 fn fixture(name: &str) -> serde_json::Value {
-    let path = format!(
-        "{}/../../shared/fixtures/claude-code/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
-        .unwrap()
+    let path = format!("{}/../../shared/fixtures/claude-code/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
 }
 
 /// The say-hi request Claude Code 2.1.332 sent: its headers and body.
@@ -39,15 +35,8 @@ fn claude_code_request() -> (Vec<(String, String)>, Vec<u8>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| {
-            (
-                h[0].as_str().unwrap().to_owned(),
-                h[1].as_str().unwrap().to_owned(),
-            )
-        })
-        .filter(|(n, _)| {
-            !n.eq_ignore_ascii_case("content-length") && !n.eq_ignore_ascii_case("connection")
-        })
+        .map(|h| (h[0].as_str().unwrap().to_owned(), h[1].as_str().unwrap().to_owned()))
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-length") && !n.eq_ignore_ascii_case("connection"))
         .collect();
     (headers, serde_json::to_vec(&f["body"]).unwrap())
 }
@@ -56,9 +45,7 @@ async fn start_with(settings: Settings) -> String {
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
-    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20))
-        .await
-        .unwrap();
+    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20)).await.unwrap();
     url
 }
 
@@ -90,14 +77,7 @@ impl Harness {
     async fn wait_accepted(&self, key: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let resp = self
-                .post(
-                    key,
-                    "messages",
-                    br#"{"model":"m","max_tokens":1,"messages":[]}"#.to_vec(),
-                    &[],
-                )
-                .await;
+            let resp = self.post(key, "messages", br#"{"model":"m","max_tokens":1,"messages":[]}"#.to_vec(), &[]).await;
             if resp.status() != 401 {
                 return;
             }
@@ -106,13 +86,7 @@ impl Harness {
         }
     }
 
-    async fn post(
-        &self,
-        key: &str,
-        tail: &str,
-        body: Vec<u8>,
-        headers: &[(&str, &str)],
-    ) -> reqwest::Response {
+    async fn post(&self, key: &str, tail: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut req = reqwest::Client::new()
             .post(format!("{}/ak/{key}/v1/{tail}?beta=true", self.url))
             .header("content-type", "application/json")
@@ -126,27 +100,15 @@ impl Harness {
 }
 
 fn request_id(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("x-ccp-request-id")
-        .expect("x-ccp-request-id")
-        .to_str()
-        .unwrap()
-        .to_owned()
+    resp.headers().get("x-ccp-request-id").expect("x-ccp-request-id").to_str().unwrap().to_owned()
 }
 
 fn sse_events(body: &str) -> Vec<(String, serde_json::Value)> {
     body.split("\n\n")
         .filter(|e| !e.trim().is_empty())
         .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or_default()
-                .to_owned();
-            let data = e
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap_or("null");
+            let name = e.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or_default().to_owned();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("null");
             (name, serde_json::from_str(data).unwrap())
         })
         .collect()
@@ -164,21 +126,9 @@ async fn claude_code_request_streams_through_and_is_recorded_once() {
     }
     let resp = req.body(body.clone()).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(
-        resp.headers().get("request-id").is_some(),
-        "upstream request-id kept"
-    );
-    assert!(resp
-        .headers()
-        .get("anthropic-ratelimit-requests-remaining")
-        .is_some());
-    assert!(resp
-        .headers()
-        .get("content-type")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(resp.headers().get("request-id").is_some(), "upstream request-id kept");
+    assert!(resp.headers().get("anthropic-ratelimit-requests-remaining").is_some());
+    assert!(resp.headers().get("content-type").unwrap().to_str().unwrap().starts_with("text/event-stream"));
     let rid = request_id(&resp);
     let text = resp.text().await.unwrap();
     let events = sse_events(&text);
@@ -206,30 +156,15 @@ async fn claude_code_request_streams_through_and_is_recorded_once() {
     assert!(event.stream && !event.incomplete && event.error_class.is_none());
     assert_eq!(event.usage.input_tokens, sent.input_tokens);
     assert_eq!(event.usage.output_tokens, sent.output_tokens);
-    assert_eq!(
-        event.usage.cache_read_input_tokens,
-        sent.cache_read_input_tokens
-    );
-    assert_eq!(
-        event.usage.cache_creation_input_tokens,
-        sent.cache_creation_input_tokens
-    );
+    assert_eq!(event.usage.cache_read_input_tokens, sent.cache_read_input_tokens);
+    assert_eq!(event.usage.cache_creation_input_tokens, sent.cache_creation_input_tokens);
     assert_eq!(event.requested_model.as_deref(), Some("claude-opus-5-5"));
     assert_eq!(event.response_model.as_deref(), Some("claude-opus-5-5"));
     assert_eq!(event.stop_reason.as_deref(), Some("end_turn"));
-    assert_eq!(
-        event.session_id.as_deref(),
-        Some("6fe7ba0a-81a1-4871-8646-c1d0f9bb7df5")
-    );
+    assert_eq!(event.session_id.as_deref(), Some("6fe7ba0a-81a1-4871-8646-c1d0f9bb7df5"));
     assert_eq!(event.client_version.as_deref(), Some("claude-cli/2.1.332"));
     assert!(event.ttfb_ms.is_some());
-    let all: Vec<_> = h
-        .log
-        .requests()
-        .await
-        .into_iter()
-        .filter(|r| r.request_id.to_string() == rid)
-        .collect();
+    let all: Vec<_> = h.log.requests().await.into_iter().filter(|r| r.request_id.to_string() == rid).collect();
     assert_eq!(all.len(), 1, "exactly one usage event per request");
 }
 
@@ -238,7 +173,12 @@ async fn json_answers_count_tokens_and_explicit_usage_are_tapped() {
     let h = harness("json").await;
     let key = h.key().await;
     let resp = h
-        .post(&key, "messages", br#"{"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#.to_vec(), &[("x-fake-usage", "11,22,33,44")])
+        .post(
+            &key,
+            "messages",
+            br#"{"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+            &[("x-fake-usage", "11,22,33,44")],
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let rid = request_id(&resp);
@@ -266,9 +206,7 @@ async fn json_answers_count_tokens_and_explicit_usage_are_tapped() {
         .await;
     assert_eq!(resp.status(), 200);
     let rid = request_id(&resp);
-    let n = resp.json::<serde_json::Value>().await.unwrap()["input_tokens"]
-        .as_u64()
-        .unwrap();
+    let n = resp.json::<serde_json::Value>().await.unwrap()["input_tokens"].as_u64().unwrap();
     let e = h.log.wait_request(&rid, Duration::from_secs(5)).await;
     assert_eq!(e.endpoint, Endpoint::CountTokens);
     assert_eq!(e.usage.input_tokens, n);
@@ -315,32 +253,15 @@ async fn unknown_malformed_revoked_and_deactivated_keys_are_refused_live() {
     let body = br#"{"model":"m","max_tokens":1,"messages":[]}"#.to_vec();
 
     let stranger = ccp_schemas::secrets::access_key::AccessKey::generate().unwrap();
-    let rid = assert_refused(
-        h.post(stranger.expose(), "messages", body.clone(), &[])
-            .await,
-        "not known",
-    )
-    .await;
+    let rid = assert_refused(h.post(stranger.expose(), "messages", body.clone(), &[]).await, "not known").await;
     let e = h.log.wait_request(&rid, Duration::from_secs(5)).await;
     assert_eq!(e.error_class, Some(ErrorClass::UnknownAccessKey));
-    assert_eq!(
-        e.key_prefix.as_ref().unwrap().as_str(),
-        &stranger.expose()[..9]
-    );
+    assert_eq!(e.key_prefix.as_ref().unwrap().as_str(), &stranger.expose()[..9]);
     assert!(e.key_id.is_none());
     assert_eq!(e.provider, Provider::None);
 
-    assert_refused(
-        h.post("ak_short", "messages", body.clone(), &[]).await,
-        "malformed",
-    )
-    .await;
-    let no_key = reqwest::Client::new()
-        .post(format!("{}/v1/messages", h.url))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    assert_refused(h.post("ak_short", "messages", body.clone(), &[]).await, "malformed").await;
+    let no_key = reqwest::Client::new().post(format!("{}/v1/messages", h.url)).body("{}").send().await.unwrap();
     assert_refused(no_key, "No ClaudeCodeProxy access key").await;
 
     // Revocation and deactivation reach the running proxy within a second.
@@ -354,10 +275,7 @@ async fn unknown_malformed_revoked_and_deactivated_keys_are_refused_live() {
             assert_refused(resp, "revoked").await;
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "revocation took over 1 s"
-        );
+        assert!(started.elapsed() < Duration::from_secs(1), "revocation took over 1 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
@@ -371,10 +289,7 @@ async fn unknown_malformed_revoked_and_deactivated_keys_are_refused_live() {
             assert_refused(resp, "deactivated").await;
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "deactivation took over 1 s"
-        );
+        assert!(started.elapsed() < Duration::from_secs(1), "deactivation took over 1 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     h.log.reactivate(user_id).await;
@@ -396,31 +311,61 @@ async fn rotation_switches_the_secret_at_once() {
     let new = h.log.rotate(user_id, key_id, &old).await;
     h.wait_accepted(new.expose()).await;
     let body = br#"{"model":"m","max_tokens":1,"messages":[]}"#.to_vec();
-    assert_refused(
-        h.post(old.expose(), "messages", body, &[]).await,
-        "not known",
-    )
-    .await;
+    assert_refused(h.post(old.expose(), "messages", body, &[]).await, "not known").await;
 }
 
 #[actix_web::test]
-async fn upstream_errors_pass_through_with_their_headers() {
-    let h = harness("upstreamerr").await;
+async fn without_a_bedrock_key_anthropic_failures_are_explained_with_retry_after() {
+    let h = harness("nofallback").await;
     let key = h.key().await;
+    let body = br#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+    for (scenario, cause) in [
+        ("rate_limit", "429 rate_limit_error"),
+        ("overloaded", "529 overloaded_error"),
+        ("server_error", "500 api_error"),
+    ] {
+        let resp = h.post(&key, "messages", body.clone(), &[("x-fake-scenario", scenario)]).await;
+        assert_eq!(resp.status(), 503, "{scenario}");
+        if scenario == "rate_limit" {
+            assert_eq!(resp.headers().get("retry-after").unwrap(), "7", "Anthropic's retry-after is kept");
+        }
+        let rid = request_id(&resp);
+        let json: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(json["error"]["type"], "api_error");
+        let msg = json["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(&format!("Anthropic returned {cause}")), "{msg}");
+        assert!(msg.contains("no Bedrock fallback"), "{msg}");
+        let e = h.log.wait_request(&rid, Duration::from_secs(5)).await;
+        assert_eq!(e.status, 503);
+        assert_eq!(e.error_class, Some(ErrorClass::NoBedrockFallback), "{scenario}");
+    }
+    // A client error is passed through as is.
+    let resp = h.post(&key, "messages", b"[1,2]".to_vec(), &[]).await;
+    assert_eq!(resp.status(), 400);
+}
+
+#[actix_web::test]
+async fn plan_only_users_get_anthropic_errors_unchanged() {
+    let h = harness("planonly").await;
+    let (user_id, _, key) = h.log.user_with_key("kim").await;
+    h.log.set_routing(user_id, RoutingStrategy::PlanOnly).await;
+    let key = key.expose().to_owned();
+    h.wait_accepted(&key).await;
     let body = br#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#.to_vec();
     for (scenario, status, class) in [
         ("rate_limit", 429, ErrorClass::UpstreamRateLimited),
         ("overloaded", 529, ErrorClass::UpstreamOverloaded),
         ("server_error", 500, ErrorClass::UpstreamServerError),
     ] {
-        let resp = h
-            .post(
-                &key,
-                "messages",
-                body.clone(),
-                &[("x-fake-scenario", scenario)],
-            )
-            .await;
+        // The routing event may still be on its way: retry briefly until it applies.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let resp = loop {
+            let resp = h.post(&key, "messages", body.clone(), &[("x-fake-scenario", scenario)]).await;
+            if resp.status() != 503 || Instant::now() > deadline {
+                break resp;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(resp.status(), status, "{scenario}");
         if status == 429 {
             assert_eq!(resp.headers().get("retry-after").unwrap(), "7");
@@ -432,44 +377,26 @@ async fn upstream_errors_pass_through_with_their_headers() {
         assert_eq!(e.status, status);
         assert_eq!(e.error_class, Some(class), "{scenario}");
     }
-    // A client error is passed through as is.
-    let resp = h.post(&key, "messages", b"[1,2]".to_vec(), &[]).await;
-    assert_eq!(resp.status(), 400);
 }
 
 #[actix_web::test]
 async fn in_stream_errors_and_cut_streams_are_flagged_incomplete() {
     let h = harness("cut").await;
     let key = h.key().await;
-    let body = br#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi there friend"}]}"#.to_vec();
+    let body =
+        br#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi there friend"}]}"#
+            .to_vec();
 
-    let resp = h
-        .post(
-            &key,
-            "messages",
-            body.clone(),
-            &[("x-fake-scenario", "stream_error")],
-        )
-        .await;
+    let resp = h.post(&key, "messages", body.clone(), &[("x-fake-scenario", "stream_error")]).await;
     let rid = request_id(&resp);
     let text = resp.text().await.unwrap();
     assert!(text.contains("event: error"));
     let e = h.log.wait_request(&rid, Duration::from_secs(5)).await;
     assert!(e.incomplete);
     assert_eq!(e.error_class, Some(ErrorClass::StreamInterrupted));
-    assert!(
-        e.usage.input_tokens > 0,
-        "usage seen before the error is kept"
-    );
+    assert!(e.usage.input_tokens > 0, "usage seen before the error is kept");
 
-    let resp = h
-        .post(
-            &key,
-            "messages",
-            body.clone(),
-            &[("x-fake-scenario", "cut_stream")],
-        )
-        .await;
+    let resp = h.post(&key, "messages", body.clone(), &[("x-fake-scenario", "cut_stream")]).await;
     let rid = request_id(&resp);
     let _ = resp.bytes().await; // the body errors or ends early
     let e = h.log.wait_request(&rid, Duration::from_secs(5)).await;
@@ -482,9 +409,7 @@ async fn a_client_that_disconnects_mid_stream_is_recorded_as_incomplete() {
     let h = harness("disconnect").await;
     let key = h.key().await;
     let body = br#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"one two three four five six seven eight"}]}"#.to_vec();
-    let resp = h
-        .post(&key, "messages", body, &[("x-fake-pace-ms", "200")])
-        .await;
+    let resp = h.post(&key, "messages", body, &[("x-fake-pace-ms", "200")]).await;
     let rid = request_id(&resp);
     let mut stream = resp.bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
@@ -516,17 +441,10 @@ async fn compressed_answers_pass_through_compressed_and_are_tapped() {
             )
             .await;
         assert_eq!(resp.status(), 200);
-        assert_eq!(
-            resp.headers().get("content-encoding").unwrap(),
-            coding,
-            "encoding passed through"
-        );
+        assert_eq!(resp.headers().get("content-encoding").unwrap(), coding, "encoding passed through");
         let rid = request_id(&resp);
         let raw = resp.bytes().await.unwrap();
-        assert!(
-            !raw.starts_with(b"event:"),
-            "{coding}: body was decompressed by the proxy"
-        );
+        assert!(!raw.starts_with(b"event:"), "{coding}: body was decompressed by the proxy");
         let e = h.log.wait_request(&rid, Duration::from_secs(5)).await;
         assert_eq!(
             (
@@ -586,38 +504,35 @@ async fn slow_headers_time_out_and_dead_upstreams_are_502() {
     let log = Log::new(&settings).await;
     let url = start_with(settings).await;
     let h = Harness { log, fake, url };
-    let key = h.key().await;
-    let body =
-        br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#.to_vec();
-    let resp = h
-        .post(
-            &key,
-            "messages",
-            body.clone(),
-            &[
-                ("x-fake-scenario", "slow_headers"),
-                ("x-fake-delay-ms", "3000"),
-            ],
-        )
-        .await;
+    let (user_id, _, key) = h.log.user_with_key("hal").await;
+    let key = key.expose().to_owned();
+    h.wait_accepted(&key).await;
+    let body = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+    let slow = [("x-fake-scenario", "slow_headers"), ("x-fake-delay-ms", "3000")];
+
+    // Failover-eligible but no Bedrock key: a 503 that says what happened.
+    let resp = h.post(&key, "messages", body.clone(), &slow).await;
+    assert_eq!(resp.status(), 503);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert!(json["error"]["message"].as_str().unwrap().contains("no answer in time"), "{json}");
+
+    // Plan only: the timeout itself.
+    h.log.set_routing(user_id, RoutingStrategy::PlanOnly).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resp = h.post(&key, "messages", body.clone(), &slow).await;
     assert_eq!(resp.status(), 504);
     let rid = request_id(&resp);
-    assert_eq!(
-        h.log
-            .wait_request(&rid, Duration::from_secs(5))
-            .await
-            .error_class,
-        Some(ErrorClass::UpstreamTimeout)
-    );
+    assert_eq!(h.log.wait_request(&rid, Duration::from_secs(5)).await.error_class, Some(ErrorClass::UpstreamTimeout));
 
+    // A dead upstream: 502 for what cannot fail over (count_tokens).
     let dead = format!("http://127.0.0.1:{}", ccp_tests::free_port());
     let settings = proxy_settings("dead", &dead);
     let log = Log::new(&settings).await;
     let url = start_with(settings).await;
-    let (_, _, key) = log.user_with_key("hal").await;
+    let (_, _, key) = log.user_with_key("ian").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let resp = reqwest::Client::new()
-        .post(format!("{url}/ak/{}/v1/messages", key.expose()))
+        .post(format!("{url}/ak/{}/v1/messages/count_tokens", key.expose()))
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -628,9 +543,7 @@ async fn slow_headers_time_out_and_dead_upstreams_are_502() {
     let json: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(json["error"]["type"], "api_error");
     assert_eq!(
-        log.wait_request(&rid, Duration::from_secs(5))
-            .await
-            .error_class,
+        log.wait_request(&rid, Duration::from_secs(5)).await.error_class,
         Some(ErrorClass::UpstreamConnectError)
     );
 }
@@ -670,9 +583,7 @@ async fn raw_upstream(body: Vec<u8>, content_encoding: Option<&'static str>) -> 
                 head.push_str("\r\n");
                 sock.write_all(head.as_bytes()).await.unwrap();
                 for chunk in body.chunks(37) {
-                    sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                        .await
-                        .unwrap();
+                    sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.unwrap();
                     sock.write_all(chunk).await.unwrap();
                     sock.write_all(b"\r\n").await.unwrap();
                     sock.flush().await.unwrap();
@@ -723,20 +634,9 @@ async fn bytes_come_back_exactly_as_the_upstream_sent_them() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers().get("request-id").unwrap(), "req_raw");
         let rid = request_id(&resp);
-        assert_eq!(
-            resp.bytes().await.unwrap().to_vec(),
-            body,
-            "bytes changed ({encoding:?})"
-        );
+        assert_eq!(resp.bytes().await.unwrap().to_vec(), body, "bytes changed ({encoding:?})");
         let e = log.wait_request(&rid, Duration::from_secs(5)).await;
-        assert_eq!(
-            (
-                e.usage.input_tokens,
-                e.usage.output_tokens,
-                e.usage.cache_read_input_tokens
-            ),
-            (101, 9, 7)
-        );
+        assert_eq!((e.usage.input_tokens, e.usage.output_tokens, e.usage.cache_read_input_tokens), (101, 9, 7));
         assert_eq!(e.response_model.as_deref(), Some("claude-raw"));
     }
 }
@@ -745,34 +645,15 @@ async fn bytes_come_back_exactly_as_the_upstream_sent_them() {
 async fn metrics_count_requests_by_provider_status_and_error_kind() {
     let h = harness("metrics").await;
     let key = h.key().await;
-    let body =
-        br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#.to_vec();
-    h.post(&key, "messages", body.clone(), &[])
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    h.post("ak_bad", "messages", body, &[])
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    let text = reqwest::get(format!("{}/metrics", h.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+    h.post(&key, "messages", body.clone(), &[]).await.bytes().await.unwrap();
+    h.post("ak_bad", "messages", body, &[]).await.bytes().await.unwrap();
+    let text = reqwest::get(format!("{}/metrics", h.url)).await.unwrap().text().await.unwrap();
     assert!(
-        text.contains(
-            r#"ccp_proxy_requests_total{provider="anthropic",status="200",error_kind="none"}"#
-        ),
+        text.contains(r#"ccp_proxy_requests_total{provider="anthropic",status="200",error_kind="none"}"#),
         "{text}"
     );
-    assert!(
-        text.contains(r#"error_kind="malformed_access_key""#),
-        "{text}"
-    );
+    assert!(text.contains(r#"error_kind="malformed_access_key""#), "{text}");
     assert!(text.contains("ccp_proxy_request_duration_seconds_bucket"));
     assert!(text.contains("ccp_proxy_ttfb_seconds_bucket"));
     assert!(text.contains("ccp_proxy_in_flight_requests"));

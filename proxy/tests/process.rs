@@ -18,29 +18,20 @@ async fn serves_health_and_stops_cleanly_on_sigterm() {
     env.push(("CCP__PROXY__LISTEN".into(), format!("127.0.0.1:{port}")));
     let mut proxy = Service::spawn(Path::new(BIN), &[], &env).unwrap();
 
-    let body = wait_http_ok(
-        &format!("http://127.0.0.1:{port}/health"),
-        Duration::from_secs(20),
-    )
-    .await;
+    let body = wait_http_ok(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(20)).await;
     let body = body.unwrap_or_else(|e| panic!("{e}\n{}", proxy.log_text()));
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["status"], "ok");
     assert_eq!(json["service"], "ccp-proxy");
 
-    let status = proxy
-        .terminate(Duration::from_secs(15))
-        .expect("proxy did not stop on SIGTERM");
+    let status = proxy.terminate(Duration::from_secs(15)).expect("proxy did not stop on SIGTERM");
     assert!(status.success(), "exit {status:?}\n{}", proxy.log_text());
     assert!(proxy.log_text().contains("proxy stopped"));
 }
 
 #[tokio::test]
 async fn unknown_settings_are_refused_by_name() {
-    let out = std::process::Command::new(BIN)
-        .env("CCP__PROXY__LISTN", "x")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).env("CCP__PROXY__LISTN", "x").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `listn`"), "{err}");
@@ -50,10 +41,7 @@ async fn unknown_settings_are_refused_by_name() {
 async fn print_config_redacts_secrets() {
     let out = std::process::Command::new(BIN)
         .arg("--print-config")
-        .env(
-            "CCP__SECRETS__ACCESS_KEY_PEPPER",
-            "a-very-secret-pepper-value-0123456789",
-        )
+        .env("CCP__SECRETS__ACCESS_KEY_PEPPER", "a-very-secret-pepper-value-0123456789")
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -28,14 +28,7 @@ impl Nats {
         let bin = std::env::var("CCP_TEST_NATS_SERVER")
             .expect("CCP_TEST_NATS_SERVER (exported by `eval \"$(scripts/stack.sh env)\"`; scripts/test sets it)");
         let child = Command::new(bin)
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "--store_dir",
-            ])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "--store_dir"])
             .arg(store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -43,17 +36,10 @@ impl Nats {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "private nats-server did not start"
-            );
+            assert!(Instant::now() < deadline, "private nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self {
-            child,
-            port,
-            store: store.to_owned(),
-        }
+        Self { child, port, store: store.to_owned() }
     }
 
     fn stop(mut self) -> (u16, PathBuf) {
@@ -70,12 +56,7 @@ impl Drop for Nats {
     }
 }
 
-fn proxy_env(
-    settings: &Settings,
-    upstream: &str,
-    port: u16,
-    spool: &Path,
-) -> Vec<(String, String)> {
+fn proxy_env(settings: &Settings, upstream: &str, port: u16, spool: &Path) -> Vec<(String, String)> {
     let mut env = service_env(settings);
     env.push(("CCP__PROXY__ANTHROPIC_BASE_URL".into(), upstream.into()));
     env.push(("CCP__PROXY__LISTEN".into(), format!("127.0.0.1:{port}")));
@@ -98,16 +79,7 @@ async fn post(url: &str, key: &str, body: &str, headers: &[(&str, &str)]) -> req
 
 async fn wait_accepted(url: &str, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while post(
-        url,
-        key,
-        r#"{"model":"m","max_tokens":1,"messages":[]}"#,
-        &[],
-    )
-    .await
-    .status()
-        == 401
-    {
+    while post(url, key, r#"{"model":"m","max_tokens":1,"messages":[]}"#, &[]).await.status() == 401 {
         assert!(Instant::now() < deadline, "key not accepted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -145,38 +117,29 @@ async fn events_survive_a_nats_outage_and_a_restart_and_are_sent_once_in_order()
     let (nats_port, store) = nats.stop();
     let mut ids = Vec::new();
     for i in 0..20 {
-        let resp = post(&url, &key, &format!(r#"{{"model":"m","max_tokens":5,"stream":true,"messages":[{{"role":"user","content":"n{i}"}}]}}"#), &[]).await;
+        let resp = post(
+            &url,
+            &key,
+            &format!(r#"{{"model":"m","max_tokens":5,"stream":true,"messages":[{{"role":"user","content":"n{i}"}}]}}"#),
+            &[],
+        )
+        .await;
         assert_eq!(resp.status(), 200, "request {i} during the outage");
-        ids.push(
-            resp.headers()["x-ccp-request-id"]
-                .to_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned());
         resp.bytes().await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = reqwest::get(format!("{url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
         if metric(&text, "ccp_proxy_spool_depth_events") >= 20.0 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "events were not spooled:\n{text}"
-        );
+        assert!(Instant::now() < deadline, "events were not spooled:\n{text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // The proxy restarts while NATS is still down: the spool is on disk.
-    let status = proxy
-        .terminate(Duration::from_secs(20))
-        .expect("proxy did not stop");
+    let status = proxy.terminate(Duration::from_secs(20)).expect("proxy did not stop");
     assert!(status.success(), "{}", proxy.log_text());
     drop(proxy);
 
@@ -184,29 +147,16 @@ async fn events_survive_a_nats_outage_and_a_restart_and_are_sent_once_in_order()
     let proxy = Service::spawn(Path::new(BIN), &[], &env).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let requests = loop {
-        let got: Vec<String> = log
-            .requests()
-            .await
-            .into_iter()
-            .map(|r| r.request_id.to_string())
-            .collect();
+        let got: Vec<String> = log.requests().await.into_iter().map(|r| r.request_id.to_string()).collect();
         if ids.iter().all(|id| got.contains(id)) {
             break got;
         }
-        assert!(
-            Instant::now() < deadline,
-            "spooled events not replayed\n{}",
-            proxy.log_text()
-        );
+        assert!(Instant::now() < deadline, "spooled events not replayed\n{}", proxy.log_text());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let replayed: Vec<&String> = requests.iter().filter(|r| ids.contains(r)).collect();
     assert_eq!(replayed.len(), ids.len(), "each spooled event exactly once");
-    assert_eq!(
-        replayed,
-        ids.iter().collect::<Vec<_>>(),
-        "replayed in order"
-    );
+    assert_eq!(replayed, ids.iter().collect::<Vec<_>>(), "replayed in order");
     std::fs::remove_dir_all(tmp).ok();
 }
 
@@ -220,51 +170,32 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let spool = std::env::temp_dir().join(format!("ccp-drain-{}", ulid::Ulid::new()));
-    let mut proxy = Service::spawn(
-        Path::new(BIN),
-        &[],
-        &proxy_env(&settings, &fake.url(), port, &spool),
-    )
-    .unwrap();
+    let mut proxy = Service::spawn(Path::new(BIN), &[], &proxy_env(&settings, &fake.url(), port, &spool)).unwrap();
     wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log_text()));
     wait_accepted(&url, &key).await;
 
-    let body = r#"{"model":"m","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"a b c d e f g h"}]}"#;
+    let body =
+        r#"{"model":"m","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"a b c d e f g h"}]}"#;
     let resp = post(&url, &key, body, &[("x-fake-pace-ms", "150")]).await;
     assert_eq!(resp.status(), 200);
-    let rid = resp.headers()["x-ccp-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let rid = resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned();
     let mut stream = resp.bytes_stream();
     let mut text = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
 
     let pid = proxy.child.id();
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        reqwest::Client::new()
-            .get(format!("{url}/health"))
-            .send()
-            .await
-            .is_err(),
+        reqwest::Client::new().get(format!("{url}/health")).send().await.is_err(),
         "new connections are refused once stopping"
     );
     while let Some(chunk) = stream.next().await {
         text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
     }
-    assert!(
-        text.contains("event: message_stop"),
-        "stream was cut: {text}"
-    );
-    let status = proxy
-        .terminate(Duration::from_secs(20))
-        .expect("proxy did not exit");
+    assert!(text.contains("event: message_stop"), "stream was cut: {text}");
+    let status = proxy.terminate(Duration::from_secs(20)).expect("proxy did not exit");
     assert!(status.success(), "{}", proxy.log_text());
     let event = log.wait_request(&rid, Duration::from_secs(5)).await;
     assert!(!event.incomplete, "the drained stream is complete");

@@ -31,6 +31,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// The projector service.
     pub projector: ProjectorSettings,
+    /// How requests are replayed on Amazon Bedrock.
+    pub bedrock: BedrockSettings,
 }
 
 /// Log output.
@@ -45,10 +47,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
+        Self { level: "info".into(), format: LogFormat::Text }
     }
 }
 
@@ -198,6 +197,12 @@ pub struct ProxySettings {
     pub spool_dir: PathBuf,
     /// Largest size of the spool, in bytes; events beyond it are dropped (and counted).
     pub spool_max_bytes: u64,
+    /// Anthropic failures (429/529/5xx/timeout) that open a key's circuit…
+    pub circuit_failure_threshold: u32,
+    /// …within this many seconds.
+    pub circuit_window_secs: u64,
+    /// Seconds Anthropic is skipped (straight to Bedrock) before one probe.
+    pub circuit_open_secs: u64,
 }
 
 impl Default for ProxySettings {
@@ -214,6 +219,9 @@ impl Default for ProxySettings {
             workers: 0,
             spool_dir: PathBuf::from(".local/spool"),
             spool_max_bytes: 1 << 30,
+            circuit_failure_threshold: 3,
+            circuit_window_secs: 60,
+            circuit_open_secs: 30 * 60,
         }
     }
 }
@@ -263,12 +271,7 @@ fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     }
     Ok(match ListOrCsv::deserialize(d)? {
         ListOrCsv::List(v) => v,
-        ListOrCsv::Csv(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
+        ListOrCsv::Csv(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
     })
 }
 
@@ -297,6 +300,63 @@ impl Default for ProjectorSettings {
     }
 }
 
+/// Failover to Amazon Bedrock: model mapping and the rules that adapt a Claude Code request to
+/// what Bedrock's Anthropic Messages API accepts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BedrockSettings {
+    /// Anthropic model name (or name prefix) → Bedrock model id or inference profile. The longest
+    /// matching prefix wins (`claude-sonnet-4-5` maps `claude-sonnet-4-5-20250929` too).
+    pub models: std::collections::BTreeMap<String, String>,
+    /// `anthropic-beta` values passed on to Bedrock as `anthropic_beta`; others are dropped.
+    pub allowed_betas: Vec<String>,
+    /// Top-level request fields removed before the call (Bedrock rejects them).
+    pub drop_fields: Vec<String>,
+    /// Fields removed from every entry of `tools`.
+    pub drop_tool_fields: Vec<String>,
+    /// Seconds to wait for Bedrock's response headers.
+    pub timeout_secs: u64,
+}
+
+impl Default for BedrockSettings {
+    fn default() -> Self {
+        let models = [
+            ("claude-opus-4-5", "global.anthropic.claude-opus-4-5-20251101-v1:0"),
+            ("claude-opus-4-1", "us.anthropic.claude-opus-4-1-20250805-v1:0"),
+            ("claude-opus-4", "us.anthropic.claude-opus-4-20250514-v1:0"),
+            ("claude-sonnet-4-5", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            ("claude-sonnet-4", "global.anthropic.claude-sonnet-4-20250514-v1:0"),
+            ("claude-haiku-4-5", "global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+            ("claude-3-7-sonnet", "us.anthropic.claude-3-7-sonnet-20250219-v1:0"),
+            ("claude-3-5-haiku", "us.anthropic.claude-3-5-haiku-20241022-v1:0"),
+        ];
+        Self {
+            models: models.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            allowed_betas: [
+                "interleaved-thinking-2025-05-14",
+                "context-1m-2025-08-07",
+                "token-efficient-tools-2025-02-19",
+                "fine-grained-tool-streaming-2025-05-14",
+                "computer-use-2025-01-24",
+            ]
+            .map(String::from)
+            .to_vec(),
+            drop_fields: [
+                "metadata",
+                "context_management",
+                "output_config",
+                "service_tier",
+                "container",
+                "mcp_servers",
+            ]
+            .map(String::from)
+            .to_vec(),
+            drop_tool_fields: vec!["defer_loading".into()],
+            timeout_secs: 600,
+        }
+    }
+}
+
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -319,16 +379,9 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(path) = path {
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
         }
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("CCP__"))
-            .collect();
+        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("CCP__")).collect();
         builder = builder.add_source(
             config::Environment::with_prefix("CCP")
                 .prefix_separator("__")
@@ -337,10 +390,7 @@ impl Settings {
                 .source(Some(env)),
         );
         let settings: Self = builder.build()?.try_deserialize()?;
-        settings
-            .nats
-            .namespace()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.nats.namespace().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(settings)
     }
 
@@ -352,19 +402,16 @@ impl Settings {
 
     /// The effective settings as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self)
-            .unwrap_or_else(|e| format!("# could not render settings: {e}\n"))
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render settings: {e}\n"))
     }
 
     /// Refuses settings a service that hashes access keys cannot run with.
     pub fn require_pepper(&self) -> Result<(), ConfigError> {
-        crate::secrets::access_key::KeyPepper::new(&self.secrets.access_key_pepper)
-            .map(|_| ())
-            .map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "{e} (set CCP__SECRETS__ACCESS_KEY_PEPPER; `ccp-admin gen-secrets` makes one)"
-                ))
-            })
+        crate::secrets::access_key::KeyPepper::new(&self.secrets.access_key_pepper).map(|_| ()).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "{e} (set CCP__SECRETS__ACCESS_KEY_PEPPER; `ccp-admin gen-secrets` makes one)"
+            ))
+        })
     }
 }
 
@@ -373,10 +420,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -393,23 +437,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ccp-cfg-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ccp.toml");
-        std::fs::write(
-            &path,
-            "[nats]\nreplicas = 3\nprefix = \"fromfile\"\n[proxy]\nlisten = \"0.0.0.0:9000\"\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "[nats]\nreplicas = 3\nprefix = \"fromfile\"\n[proxy]\nlisten = \"0.0.0.0:9000\"\n")
+            .unwrap();
         let s = Settings::load_from(
             Some(&path),
             env(&[
                 ("CCP__NATS__PREFIX", "fromenv"),
-                (
-                    "CCP__ADMIN__CORS_ORIGINS",
-                    "https://a.example,https://b.example",
-                ),
-                (
-                    "CCP__SECRETS__ACCESS_KEY_PEPPER",
-                    "12345678901234567890123456789012",
-                ),
+                ("CCP__ADMIN__CORS_ORIGINS", "https://a.example,https://b.example"),
+                ("CCP__SECRETS__ACCESS_KEY_PEPPER", "12345678901234567890123456789012"),
                 ("CCP_UNRELATED", "ignored"),
             ]),
         )
@@ -419,30 +454,21 @@ mod tests {
         assert_eq!(s.proxy.listen.port(), 9000);
         assert_eq!(s.admin.cors_origins.len(), 2);
         // A numeric-looking secret stays a string.
-        assert_eq!(
-            s.secrets.access_key_pepper.expose(),
-            "12345678901234567890123456789012"
-        );
+        assert_eq!(s.secrets.access_key_pepper.expose(), "12345678901234567890123456789012");
         std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
     fn unknown_keys_are_refused_by_name() {
-        let err = Settings::load_from(None, env(&[("CCP__PROXY__LISTN", "x")]))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::load_from(None, env(&[("CCP__PROXY__LISTN", "x")])).unwrap_err().to_string();
         assert!(err.contains("listn"), "{err}");
-        let err = Settings::load_from(None, env(&[("CCP__NOPE__X", "1")]))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::load_from(None, env(&[("CCP__NOPE__X", "1")])).unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
     }
 
     #[test]
     fn wrong_types_and_bad_prefixes_are_refused() {
-        let err = Settings::load_from(None, env(&[("CCP__NATS__REPLICAS", "three")]))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::load_from(None, env(&[("CCP__NATS__REPLICAS", "three")])).unwrap_err().to_string();
         assert!(err.contains("replicas"), "{err}");
         assert!(Settings::load_from(None, env(&[("CCP__NATS__PREFIX", "Bad.Prefix")])).is_err());
     }
@@ -452,10 +478,7 @@ mod tests {
         let s = Settings::load_from(
             None,
             env(&[
-                (
-                    "CCP__SECRETS__MASTER_KEY",
-                    "c2VjcmV0LW1hc3Rlci1rZXktdmFsdWUtMzItYnl0ZXM=",
-                ),
+                ("CCP__SECRETS__MASTER_KEY", "c2VjcmV0LW1hc3Rlci1rZXktdmFsdWUtMzItYnl0ZXM="),
                 ("CCP__ADMIN__INITIAL_ADMIN_PASSWORD", "hunter2hunter2"),
             ]),
         )

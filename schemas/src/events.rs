@@ -232,9 +232,7 @@ pub enum DecodeError {
     #[error("undecodable event: {0}")]
     Json(#[from] serde_json::Error),
     /// Written by a newer version of the software.
-    #[error(
-        "event type `{event_type}` has schema version {found}; this build reads up to {supported}"
-    )]
+    #[error("event type `{event_type}` has schema version {found}; this build reads up to {supported}")]
     UnsupportedVersion {
         /// The type.
         event_type: &'static str,

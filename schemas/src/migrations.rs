@@ -23,11 +23,8 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/0001_initial.sql") }];
 
 impl Migration {
     /// SHA-256 of the SQL text, recorded when applied.
@@ -97,10 +94,7 @@ struct AppliedRow {
 
 /// A ClickHouse client for the configured server (no database selected).
 pub fn server_client(settings: &ClickHouseSettings) -> Client {
-    let client = Client::default()
-        .with_url(&settings.url)
-        .with_user(&settings.user)
-        .with_validation(false);
+    let client = Client::default().with_url(&settings.url).with_user(&settings.user).with_validation(false);
     if settings.password.is_empty() {
         client
     } else {
@@ -125,15 +119,8 @@ pub async fn migrate(settings: &ClickHouseSettings) -> Result<Vec<u32>, Migratio
     let db = settings.database.as_str();
     check_identifier(db)?;
     let client = server_client(settings);
-    let server = |source| MigrationError::Server {
-        url: settings.url.clone(),
-        source,
-    };
-    client
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
-        .execute()
-        .await
-        .map_err(server)?;
+    let server = |source| MigrationError::Server { url: settings.url.clone(), source };
+    client.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await.map_err(server)?;
     client
         .query(&format!(
             "CREATE TABLE IF NOT EXISTS {db}.schema_migrations \
@@ -163,15 +150,11 @@ pub async fn migrate(settings: &ClickHouseSettings) -> Result<Vec<u32>, Migratio
             continue;
         }
         for stmt in m.statements(db) {
-            client
-                .query(&stmt)
-                .execute()
-                .await
-                .map_err(|source| MigrationError::Statement {
-                    version: m.version,
-                    name: m.name,
-                    source,
-                })?;
+            client.query(&stmt).execute().await.map_err(|source| MigrationError::Statement {
+                version: m.version,
+                name: m.name,
+                source,
+            })?;
         }
         client
             .query(&format!(
@@ -183,11 +166,7 @@ pub async fn migrate(settings: &ClickHouseSettings) -> Result<Vec<u32>, Migratio
             .execute()
             .await
             .map_err(server)?;
-        tracing::info!(
-            version = m.version,
-            name = m.name,
-            "applied ClickHouse migration"
-        );
+        tracing::info!(version = m.version, name = m.name, "applied ClickHouse migration");
         done.push(m.version);
     }
     Ok(done)
@@ -210,10 +189,7 @@ mod tests {
         for m in MIGRATIONS {
             for stmt in m.statements("ccp") {
                 let upper = stmt.to_uppercase();
-                assert!(
-                    upper.contains("IF NOT EXISTS") || upper.contains("IF EXISTS"),
-                    "{stmt}"
-                );
+                assert!(upper.contains("IF NOT EXISTS") || upper.contains("IF EXISTS"), "{stmt}");
                 assert!(!stmt.contains("{db}"));
             }
         }

@@ -41,11 +41,7 @@ impl SecretString {
 
 impl fmt::Debug for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_empty() {
-            "\"\""
-        } else {
-            "\"<redacted>\""
-        })
+        f.write_str(if self.is_empty() { "\"\"" } else { "\"<redacted>\"" })
     }
 }
 

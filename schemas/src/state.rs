@@ -166,19 +166,13 @@ impl AccessKeyState {
                 s.updated_at = at;
             }
             (Event::BedrockApiKeyRegistered(e), Some(s)) => {
-                s.bedrock_key = Some(BedrockKeyState {
-                    sealed: e.sealed.clone(),
-                    hint: e.hint.clone(),
-                    updated_at: at,
-                });
+                s.bedrock_key =
+                    Some(BedrockKeyState { sealed: e.sealed.clone(), hint: e.hint.clone(), updated_at: at });
                 s.updated_at = at;
             }
             (Event::BedrockApiKeyRotated(e), Some(s)) => {
-                s.bedrock_key = Some(BedrockKeyState {
-                    sealed: e.sealed.clone(),
-                    hint: e.hint.clone(),
-                    updated_at: at,
-                });
+                s.bedrock_key =
+                    Some(BedrockKeyState { sealed: e.sealed.clone(), hint: e.hint.clone(), updated_at: at });
                 s.updated_at = at;
             }
             (Event::BedrockApiKeyRemoved(_), Some(s)) => {
@@ -239,11 +233,7 @@ impl Directory {
 
     /// Authenticates a key hash: the key and its user, or why it is refused.
     pub fn authenticate(&self, hash: &KeyHash) -> Result<(&AccessKeyState, &UserState), Refusal> {
-        let key = self
-            .by_hash
-            .get(hash)
-            .and_then(|id| self.keys.get(id))
-            .ok_or(Refusal::Unknown)?;
+        let key = self.by_hash.get(hash).and_then(|id| self.keys.get(id)).ok_or(Refusal::Unknown)?;
         if key.status == KeyStatus::Revoked {
             return Err(Refusal::Revoked);
         }
@@ -334,28 +324,15 @@ mod tests {
     fn issued_keys_authenticate_until_revoked() {
         let (mut dir, pepper, key, user_id, key_id) = setup();
         assert!(dir.authenticate(&key.hash(&pepper)).is_ok());
-        dir.apply(&env(Event::AccessKeyRevoked(AccessKeyRevoked {
-            key_id,
-            user_id,
-            reason: None,
-        })));
-        assert_eq!(
-            dir.authenticate(&key.hash(&pepper)).err(),
-            Some(Refusal::Revoked)
-        );
+        dir.apply(&env(Event::AccessKeyRevoked(AccessKeyRevoked { key_id, user_id, reason: None })));
+        assert_eq!(dir.authenticate(&key.hash(&pepper)).err(), Some(Refusal::Revoked));
     }
 
     #[test]
     fn deactivating_the_user_refuses_every_key_and_reactivating_restores_them() {
         let (mut dir, pepper, key, user_id, _) = setup();
-        dir.apply(&env(Event::UserDeactivated(UserDeactivated {
-            user_id,
-            reason: None,
-        })));
-        assert_eq!(
-            dir.authenticate(&key.hash(&pepper)).err(),
-            Some(Refusal::InactiveUser)
-        );
+        dir.apply(&env(Event::UserDeactivated(UserDeactivated { user_id, reason: None })));
+        assert_eq!(dir.authenticate(&key.hash(&pepper)).err(), Some(Refusal::InactiveUser));
         dir.apply(&env(Event::UserReactivated(UserReactivated { user_id })));
         assert!(dir.authenticate(&key.hash(&pepper)).is_ok());
     }
@@ -364,16 +341,11 @@ mod tests {
     fn rotation_replaces_the_secret_and_keeps_the_rest() {
         let (mut dir, pepper, old, user_id, key_id) = setup();
         let new = AccessKey::generate().unwrap();
-        dir.apply(&env(Event::BedrockSettingsChanged(
-            BedrockSettingsChanged {
-                key_id,
-                user_id,
-                bedrock: BedrockSettings {
-                    region: Some("eu-west-1".into()),
-                    default_model: None,
-                },
-            },
-        )));
+        dir.apply(&env(Event::BedrockSettingsChanged(BedrockSettingsChanged {
+            key_id,
+            user_id,
+            bedrock: BedrockSettings { region: Some("eu-west-1".into()), default_model: None },
+        })));
         dir.apply(&env(Event::AccessKeyRotated(AccessKeyRotated {
             key_id,
             user_id,
@@ -381,10 +353,7 @@ mod tests {
             key_prefix: new.display_prefix(),
             previous_key_hash: old.hash(&pepper),
         })));
-        assert_eq!(
-            dir.authenticate(&old.hash(&pepper)).err(),
-            Some(Refusal::Unknown)
-        );
+        assert_eq!(dir.authenticate(&old.hash(&pepper)).err(), Some(Refusal::Unknown));
         let (k, _) = dir.authenticate(&new.hash(&pepper)).unwrap();
         assert_eq!(k.key_id, key_id);
         assert_eq!(k.bedrock.region.as_deref(), Some("eu-west-1"));
@@ -394,15 +363,9 @@ mod tests {
     fn unknown_hashes_and_events_for_unknown_aggregates_are_harmless() {
         let (mut dir, pepper, _, _, _) = setup();
         let stranger = AccessKey::generate().unwrap();
-        assert_eq!(
-            dir.authenticate(&stranger.hash(&pepper)).err(),
-            Some(Refusal::Unknown)
-        );
+        assert_eq!(dir.authenticate(&stranger.hash(&pepper)).err(), Some(Refusal::Unknown));
         let ghost = UserId::new();
-        dir.apply(&env(Event::UserDeactivated(UserDeactivated {
-            user_id: ghost,
-            reason: None,
-        })));
+        dir.apply(&env(Event::UserDeactivated(UserDeactivated { user_id: ghost, reason: None })));
         assert!(dir.user(&ghost).is_none());
     }
 }

@@ -32,21 +32,9 @@ impl From<&NatsSettings> for StreamPolicy {
 /// The desired configuration of one stream.
 pub fn stream_config(ns: &Namespace, kind: StreamKind, policy: &StreamPolicy) -> stream::Config {
     let (description, max_age, forever) = match kind {
-        StreamKind::Admin => (
-            "ClaudeCodeProxy admin events (kept for ever)",
-            Duration::ZERO,
-            true,
-        ),
-        StreamKind::Requests => (
-            "ClaudeCodeProxy usage events",
-            policy.request_max_age,
-            false,
-        ),
-        StreamKind::Circuit => (
-            "ClaudeCodeProxy circuit transitions",
-            policy.request_max_age,
-            false,
-        ),
+        StreamKind::Admin => ("ClaudeCodeProxy admin events (kept for ever)", Duration::ZERO, true),
+        StreamKind::Requests => ("ClaudeCodeProxy usage events", policy.request_max_age, false),
+        StreamKind::Circuit => ("ClaudeCodeProxy circuit transitions", policy.request_max_age, false),
     };
     stream::Config {
         name: ns.stream(kind),
@@ -101,24 +89,15 @@ fn differs(have: &stream::Config, want: &stream::Config) -> bool {
 }
 
 /// Creates every stream and bucket, or updates the settings this code manages. Idempotent.
-pub async fn ensure(
-    js: &jetstream::Context,
-    ns: &Namespace,
-    policy: &StreamPolicy,
-) -> anyhow::Result<EnsureReport> {
+pub async fn ensure(js: &jetstream::Context, ns: &Namespace, policy: &StreamPolicy) -> anyhow::Result<EnsureReport> {
     let mut report = Vec::new();
     for kind in StreamKind::ALL {
         let want = stream_config(ns, kind, policy);
         let outcome = match js.get_stream(&want.name).await {
             Ok(mut existing) => {
-                let info = existing
-                    .info()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("reading stream {}: {e}", want.name))?;
+                let info = existing.info().await.map_err(|e| anyhow::anyhow!("reading stream {}: {e}", want.name))?;
                 if differs(&info.config, &want) {
-                    js.update_stream(&want)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("updating stream {}: {e}", want.name))?;
+                    js.update_stream(&want).await.map_err(|e| anyhow::anyhow!("updating stream {}: {e}", want.name))?;
                     Outcome::Updated
                 } else {
                     Outcome::Unchanged
@@ -128,9 +107,7 @@ pub async fn ensure(
                 if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref j)
                     if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
             {
-                js.create_stream(&want)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("creating stream {}: {e}", want.name))?;
+                js.create_stream(&want).await.map_err(|e| anyhow::anyhow!("creating stream {}: {e}", want.name))?;
                 Outcome::Created
             }
             Err(e) => return Err(anyhow::anyhow!("looking up stream {}: {e}", want.name)),
@@ -141,17 +118,8 @@ pub async fn ensure(
         let want = bucket_config(ns, bucket, policy);
         let name = want.bucket.clone();
         let existed = js.get_key_value(&name).await.is_ok();
-        js.create_or_update_key_value(want)
-            .await
-            .map_err(|e| anyhow::anyhow!("creating bucket {name}: {e}"))?;
-        report.push((
-            name,
-            if existed {
-                Outcome::Unchanged
-            } else {
-                Outcome::Created
-            },
-        ));
+        js.create_or_update_key_value(want).await.map_err(|e| anyhow::anyhow!("creating bucket {name}: {e}"))?;
+        report.push((name, if existed { Outcome::Unchanged } else { Outcome::Created }));
     }
     Ok(report)
 }

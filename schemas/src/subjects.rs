@@ -71,12 +71,7 @@ pub enum Bucket {
 
 impl Bucket {
     /// Every bucket.
-    pub const ALL: [Self; 4] = [
-        Self::Users,
-        Self::AccessKeys,
-        Self::KeyHashes,
-        Self::Circuits,
-    ];
+    pub const ALL: [Self; 4] = [Self::Users, Self::AccessKeys, Self::KeyHashes, Self::Circuits];
 
     fn suffix(self) -> &'static str {
         match self {
@@ -96,16 +91,11 @@ impl Namespace {
     pub fn new(prefix: &str) -> Result<Self, BadPrefix> {
         let ok = (1..=32).contains(&prefix.len())
             && prefix.starts_with(|c: char| c.is_ascii_lowercase())
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ok {
             return Err(BadPrefix(prefix.chars().take(40).collect()));
         }
-        Ok(Self {
-            prefix: prefix.to_owned(),
-            upper: prefix.to_ascii_uppercase(),
-        })
+        Ok(Self { prefix: prefix.to_owned(), upper: prefix.to_ascii_uppercase() })
     }
 
     /// The prefix.
@@ -150,10 +140,7 @@ impl Namespace {
 
 impl Default for Namespace {
     fn default() -> Self {
-        Self {
-            prefix: Self::DEFAULT_PREFIX.to_owned(),
-            upper: Self::DEFAULT_PREFIX.to_ascii_uppercase(),
-        }
+        Self { prefix: Self::DEFAULT_PREFIX.to_owned(), upper: Self::DEFAULT_PREFIX.to_ascii_uppercase() }
     }
 }
 
@@ -165,10 +152,7 @@ mod tests {
     fn names_follow_the_prefix() {
         let ns = Namespace::new("t1").unwrap();
         let key = AccessKeyId::new();
-        assert_eq!(
-            ns.subject(&Aggregate::Circuit(key)),
-            format!("t1.circuit.{key}")
-        );
+        assert_eq!(ns.subject(&Aggregate::Circuit(key)), format!("t1.circuit.{key}"));
         assert_eq!(ns.stream(StreamKind::Requests), "T1_REQUEST");
         assert_eq!(ns.stream_subjects(StreamKind::Admin), "t1.admin.>");
         assert_eq!(ns.bucket(Bucket::KeyHashes), "t1_key_hashes");

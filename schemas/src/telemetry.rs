@@ -11,9 +11,7 @@ pub fn init_logging(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
     let result = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -23,10 +21,7 @@ pub fn init_logging(settings: &LogSettings) {
 }
 
 /// Connects to NATS with the configured credentials, retrying until `connect_timeout_secs`.
-pub async fn connect_nats(
-    settings: &NatsSettings,
-    name: &str,
-) -> anyhow::Result<async_nats::Client> {
+pub async fn connect_nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
@@ -38,19 +33,12 @@ pub async fn connect_nats(
         options = options.user_and_password(user.clone(), settings.password.expose().to_owned());
     }
     let connect = options.connect(settings.url.as_str());
-    let client = tokio::time::timeout(
-        Duration::from_secs(settings.connect_timeout_secs.max(1)),
-        connect,
-    )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "NATS at {} did not answer within {} s",
-            settings.url,
-            settings.connect_timeout_secs
-        )
-    })?
-    .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", settings.url))?;
+    let client = tokio::time::timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)), connect)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("NATS at {} did not answer within {} s", settings.url, settings.connect_timeout_secs)
+        })?
+        .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", settings.url))?;
     Ok(client)
 }
 
@@ -105,9 +93,7 @@ impl ServiceArgs {
                 s if s.starts_with("--config=") => out.config = Some(s["--config=".len()..].into()),
                 "--print-config" => out.print_config = true,
                 "--help" | "-h" => out.help = true,
-                s if s.starts_with('-') => {
-                    return Err(format!("unknown option `{s}` (try --help)"))
-                }
+                s if s.starts_with('-') => return Err(format!("unknown option `{s}` (try --help)")),
                 s if out.command.is_none() => out.command = Some(s.to_owned()),
                 s => return Err(format!("unexpected argument `{s}` (try --help)")),
             }
@@ -182,10 +168,7 @@ mod tests {
     #[test]
     fn parses_options_and_command() {
         let a = parse(&["--config", "/etc/ccp.toml", "migrate"]).unwrap();
-        assert_eq!(
-            a.config.as_deref(),
-            Some(std::path::Path::new("/etc/ccp.toml"))
-        );
+        assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/etc/ccp.toml")));
         assert_eq!(a.command.as_deref(), Some("migrate"));
         assert!(parse(&["--print-config"]).unwrap().print_config);
         assert!(parse(&["--bogus"]).unwrap_err().contains("--bogus"));

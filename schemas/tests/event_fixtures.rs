@@ -6,9 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use ccp_schemas::events::{
-    AccessKeyIssued, BedrockApiKeyRegistered, BedrockSettings, Event, EVENT_TYPES,
-};
+use ccp_schemas::events::{AccessKeyIssued, BedrockApiKeyRegistered, BedrockSettings, Event, EVENT_TYPES};
 use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper};
 use ccp_schemas::secrets::envelope::{BedrockApiKey, LocalMasterKey, SealedSecret};
@@ -22,11 +20,7 @@ fn fixtures() -> Vec<(String, serde_json::Value, Vec<u8>)> {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        out.push((
-            path.file_stem().unwrap().to_string_lossy().into_owned(),
-            value,
-            bytes,
-        ));
+        out.push((path.file_stem().unwrap().to_string_lossy().into_owned(), value, bytes));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -65,10 +59,7 @@ fn newer_schema_versions_and_garbage_are_refused() {
 
 #[test]
 fn unknown_optional_fields_from_newer_writers_are_tolerated() {
-    let (_, mut value, _) = fixtures()
-        .into_iter()
-        .find(|f| f.0 == "user_created")
-        .unwrap();
+    let (_, mut value, _) = fixtures().into_iter().find(|f| f.0 == "user_created").unwrap();
     value["payload"]["team"] = "added later".into();
     value["trace_id"] = "abc".into();
     assert!(Envelope::decode(&serde_json::to_vec(&value).unwrap()).is_ok());
@@ -94,22 +85,13 @@ async fn events_built_from_real_secrets_never_contain_them() {
         Event::BedrockApiKeyRegistered(BedrockApiKeyRegistered {
             key_id,
             user_id,
-            sealed: SealedSecret::seal(&master, &bedrock_key, &key_id.to_string())
-                .await
-                .unwrap(),
+            sealed: SealedSecret::seal(&master, &bedrock_key, &key_id.to_string()).await.unwrap(),
             hint: bedrock_key.hint(),
         }),
     ];
     for event in events {
-        let json =
-            String::from_utf8(Envelope::new(event, Actor::Anonymous).encode().unwrap()).unwrap();
-        assert!(
-            !json.contains(&access_key.expose()[9..]),
-            "access key leaked: {json}"
-        );
-        assert!(
-            !json.contains(&bedrock_key.expose()[4..20]),
-            "bedrock key leaked: {json}"
-        );
+        let json = String::from_utf8(Envelope::new(event, Actor::Anonymous).encode().unwrap()).unwrap();
+        assert!(!json.contains(&access_key.expose()[9..]), "access key leaked: {json}");
+        assert!(!json.contains(&bedrock_key.expose()[4..20]), "bedrock key leaked: {json}");
     }
 }

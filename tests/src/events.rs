@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
 use ccp_schemas::events::{
-    AccessKeyIssued, AccessKeyRevoked, AccessKeyRotated, BedrockSettings, Event, RequestCompleted,
-    UserCreated, UserDeactivated, UserReactivated, UserStatus,
+    AccessKeyIssued, AccessKeyRevoked, AccessKeyRotated, BedrockApiKeyRegistered, BedrockSettings,
+    BedrockSettingsChanged, Event, RequestCompleted, RoutingStrategy, RoutingStrategySet, UserCreated, UserDeactivated,
+    UserReactivated, UserStatus,
 };
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper};
+use ccp_schemas::secrets::envelope::{BedrockApiKey, LocalMasterKey, SealedSecret};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Actor, Envelope, Namespace};
 use futures_util::StreamExt as _;
@@ -28,41 +30,25 @@ pub struct Log {
 impl Log {
     /// A log for `settings` (streams are created if missing), on `settings.nats.url`.
     pub async fn new(settings: &ccp_schemas::config::Settings) -> Self {
-        let client = async_nats::connect(settings.nats.url.as_str())
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "NATS at {} is not reachable ({e}); run scripts/stack.sh start",
-                    settings.nats.url
-                )
-            });
+        let client = async_nats::connect(settings.nats.url.as_str()).await.unwrap_or_else(|e| {
+            panic!("NATS at {} is not reachable ({e}); run scripts/stack.sh start", settings.nats.url)
+        });
         let js = jetstream::new(client);
         let ns = crate::namespace(settings);
         let policy = ccp_schemas::streams::StreamPolicy::from(&settings.nats);
-        ccp_schemas::streams::ensure(&js, &ns, &policy)
-            .await
-            .expect("streams");
+        ccp_schemas::streams::ensure(&js, &ns, &policy).await.expect("streams");
         let pepper = KeyPepper::new(&settings.secrets.access_key_pepper).expect("pepper");
         Self { js, ns, pepper }
     }
 
     /// Appends an event (as the system), returning its stream sequence.
     pub async fn append(&self, event: Event) -> u64 {
-        let envelope = Envelope::new(
-            event,
-            Actor::System {
-                component: "test".into(),
-            },
-        );
+        let envelope = Envelope::new(event, Actor::System { component: "test".into() });
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
         let ack = self
             .js
-            .publish_with_headers(
-                envelope.subject(&self.ns),
-                headers,
-                envelope.encode().expect("encode").into(),
-            )
+            .publish_with_headers(envelope.subject(&self.ns), headers, envelope.encode().expect("encode").into())
             .await
             .expect("publish")
             .await
@@ -109,12 +95,7 @@ impl Log {
 
     /// Revokes a key.
     pub async fn revoke(&self, user_id: UserId, key_id: AccessKeyId) -> u64 {
-        self.append(Event::AccessKeyRevoked(AccessKeyRevoked {
-            key_id,
-            user_id,
-            reason: None,
-        }))
-        .await
+        self.append(Event::AccessKeyRevoked(AccessKeyRevoked { key_id, user_id, reason: None })).await
     }
 
     /// Rotates a key; returns the new secret.
@@ -133,26 +114,60 @@ impl Log {
 
     /// Deactivates a user.
     pub async fn deactivate(&self, user_id: UserId) -> u64 {
-        self.append(Event::UserDeactivated(UserDeactivated {
-            user_id,
-            reason: None,
-        }))
-        .await
+        self.append(Event::UserDeactivated(UserDeactivated { user_id, reason: None })).await
     }
 
     /// Reactivates a user.
     pub async fn reactivate(&self, user_id: UserId) -> u64 {
-        self.append(Event::UserReactivated(UserReactivated { user_id }))
-            .await
+        self.append(Event::UserReactivated(UserReactivated { user_id })).await
+    }
+
+    /// Sets a user's routing strategy.
+    pub async fn set_routing(&self, user_id: UserId, strategy: RoutingStrategy) -> u64 {
+        self.append(Event::RoutingStrategySet(RoutingStrategySet { user_id, strategy })).await
+    }
+
+    /// Registers `bedrock_key` for an access key, sealed under `master`.
+    pub async fn register_bedrock_key(
+        &self,
+        user_id: UserId,
+        key_id: AccessKeyId,
+        master: &LocalMasterKey,
+        bedrock_key: &str,
+    ) -> u64 {
+        let plain = BedrockApiKey::new(bedrock_key).expect("bedrock key");
+        let sealed = SealedSecret::seal(master, &plain, &key_id.to_string()).await.expect("seal");
+        self.append(Event::BedrockApiKeyRegistered(BedrockApiKeyRegistered {
+            key_id,
+            user_id,
+            sealed,
+            hint: plain.hint(),
+        }))
+        .await
+    }
+
+    /// Sets an access key's Bedrock region and default model.
+    pub async fn set_bedrock_settings(
+        &self,
+        user_id: UserId,
+        key_id: AccessKeyId,
+        region: Option<&str>,
+        default_model: Option<&str>,
+    ) -> u64 {
+        self.append(Event::BedrockSettingsChanged(BedrockSettingsChanged {
+            key_id,
+            user_id,
+            bedrock: BedrockSettings {
+                region: region.map(str::to_owned),
+                default_model: default_model.map(str::to_owned),
+            },
+        }))
+        .await
     }
 
     /// Every envelope in a stream so far (with its sequence).
     pub async fn read_all(&self, kind: StreamKind) -> Vec<(u64, Envelope)> {
-        let mut stream = self
-            .js
-            .get_stream(self.ns.stream(kind))
-            .await
-            .expect("stream");
+        let mut stream = self.js.get_stream(self.ns.stream(kind)).await.expect("stream");
         let last = stream.info().await.expect("info").state.last_sequence;
         let mut out = Vec::new();
         if last == 0 {
@@ -167,14 +182,9 @@ impl Log {
             .await
             .expect("consumer");
         let mut messages = consumer.messages().await.expect("messages");
-        while let Ok(Some(Ok(msg))) =
-            tokio::time::timeout(Duration::from_secs(5), messages.next()).await
-        {
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await {
             let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-            out.push((
-                seq,
-                Envelope::decode(&msg.payload).expect("decodable event"),
-            ));
+            out.push((seq, Envelope::decode(&msg.payload).expect("decodable event")));
             if seq >= last {
                 break;
             }
@@ -199,18 +209,10 @@ impl Log {
         let id: RequestId = request_id.parse().expect("request id");
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(r) = self
-                .requests()
-                .await
-                .into_iter()
-                .find(|r| r.request_id == id)
-            {
+            if let Some(r) = self.requests().await.into_iter().find(|r| r.request_id == id) {
                 return r;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no usage event for {request_id} within {timeout:?}"
-            );
+            assert!(Instant::now() < deadline, "no usage event for {request_id} within {timeout:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

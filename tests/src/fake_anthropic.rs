@@ -209,10 +209,7 @@ impl FromStr for Usage {
             return Err(format!("usage {s:?}: at most 4 numbers"));
         }
         for (slot, part) in n.iter_mut().zip(parts) {
-            *slot = part
-                .trim()
-                .parse()
-                .map_err(|e| format!("usage {s:?}: {e}"))?;
+            *slot = part.trim().parse().map_err(|e| format!("usage {s:?}: {e}"))?;
         }
         Ok(Self::new(n[0], n[1], n[2], n[3]))
     }
@@ -252,27 +249,17 @@ pub struct Scenario {
 impl Scenario {
     /// A scenario with defaults for everything but its name.
     pub fn new(name: ScenarioName) -> Self {
-        Self {
-            name,
-            ..Self::default()
-        }
+        Self { name, ..Self::default() }
     }
 
     /// A text answer.
     pub fn text(text: impl Into<String>) -> Self {
-        Self {
-            text: Some(text.into()),
-            ..Self::new(ScenarioName::Text)
-        }
+        Self { text: Some(text.into()), ..Self::new(ScenarioName::Text) }
     }
 
     /// A `tool_use` answer calling `tool` with `input`.
     pub fn tool_use(tool: impl Into<String>, input: serde_json::Value) -> Self {
-        Self {
-            tool_name: Some(tool.into()),
-            tool_input: Some(input),
-            ..Self::new(ScenarioName::ToolUse)
-        }
+        Self { tool_name: Some(tool.into()), tool_input: Some(input), ..Self::new(ScenarioName::ToolUse) }
     }
 
     /// With this usage.
@@ -346,10 +333,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The body parsed as JSON.
@@ -368,9 +352,7 @@ mod base64_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -437,31 +419,22 @@ impl FakeAnthropic {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = std::sync::mpsc::channel();
         let server_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("fake-anthropic".into())
-            .spawn(move || {
-                actix_rt::System::new().block_on(async move {
-                    match build_server(listener, server_shared, false) {
-                        Ok(server) => {
-                            let _ = tx.send(Ok(server.handle()));
-                            server.await
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            Ok(())
-                        }
+        let thread = std::thread::Builder::new().name("fake-anthropic".into()).spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                match build_server(listener, server_shared, false) {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(server.handle()));
+                        server.await
                     }
-                })
-            })?;
-        let handle = rx
-            .recv()
-            .map_err(|_| io::Error::other("fake_anthropic server thread ended early"))??;
-        Ok(Self {
-            addr,
-            shared,
-            handle: Some(handle),
-            thread: Some(thread),
-        })
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        Ok(())
+                    }
+                }
+            })
+        })?;
+        let handle = rx.recv().map_err(|_| io::Error::other("fake_anthropic server thread ended early"))??;
+        Ok(Self { addr, shared, handle: Some(handle), thread: Some(thread) })
     }
 
     /// Runs a fake on `addr` in the current thread until SIGTERM or SIGINT; `on_listening`
@@ -518,22 +491,15 @@ impl Drop for FakeAnthropic {
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 256 * 1024 * 1024;
 
-fn build_server(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    handle_signals: bool,
-) -> io::Result<actix_server::Server> {
+fn build_server(listener: TcpListener, shared: Arc<Shared>, handle_signals: bool) -> io::Result<actix_server::Server> {
     let mut builder = actix_server::Server::build().workers(1).shutdown_timeout(1);
     if !handle_signals {
         builder = builder.disable_signals();
     }
     let builder = builder.listen("fake-anthropic", listener, move || {
         let data = web::Data::from(Arc::clone(&shared));
-        let app = App::new()
-            .app_data(data)
-            .default_service(web::to(respond::handle));
-        let app = actix_service::IntoServiceFactory::into_factory(app)
-            .map_err(|err| err.error_response());
+        let app = App::new().app_data(data).default_service(web::to(respond::handle));
+        let app = actix_service::IntoServiceFactory::into_factory(app).map_err(|err| err.error_response());
         let http = HttpService::build()
             .on_connect_ext(|io: &raw::RecordingIo, ext| {
                 ext.insert(io.log());

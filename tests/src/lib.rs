@@ -18,6 +18,7 @@ use ccp_schemas::Namespace;
 
 pub mod events;
 pub mod fake_anthropic;
+pub mod fake_bedrock;
 
 /// NATS URL of the test stack.
 pub fn nats_url() -> String {
@@ -33,11 +34,7 @@ pub fn clickhouse_url() -> String {
 /// as NATS prefix and ClickHouse database.
 pub fn unique_name(label: &str) -> String {
     let ulid = ulid::Ulid::new().to_string().to_ascii_lowercase();
-    let label: String = label
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(16)
-        .collect();
+    let label: String = label.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
     format!("t_{label}_{}", &ulid[ulid.len() - 12..])
 }
 
@@ -50,8 +47,7 @@ pub fn test_settings(label: &str) -> Settings {
     s.nats.prefix = name.clone();
     s.clickhouse.url = clickhouse_url();
     s.clickhouse.database = name;
-    s.secrets.access_key_pepper =
-        ccp_schemas::secrets::SecretString::new("test-pepper-test-pepper-test-pepper!");
+    s.secrets.access_key_pepper = ccp_schemas::secrets::SecretString::new("test-pepper-test-pepper-test-pepper!");
     s.proxy.listen = ([127, 0, 0, 1], 0).into();
     s.admin.listen = ([127, 0, 0, 1], 0).into();
     s.projector.listen = ([127, 0, 0, 1], 0).into();
@@ -65,12 +61,9 @@ pub fn namespace(settings: &Settings) -> Namespace {
 
 /// Connects to the test NATS server; panics with a hint if it is not running.
 pub async fn nats() -> async_nats::Client {
-    async_nats::connect(nats_url()).await.unwrap_or_else(|e| {
-        panic!(
-            "NATS at {} is not reachable ({e}); run scripts/stack.sh start",
-            nats_url()
-        )
-    })
+    async_nats::connect(nats_url())
+        .await
+        .unwrap_or_else(|e| panic!("NATS at {} is not reachable ({e}); run scripts/stack.sh start", nats_url()))
 }
 
 /// Deletes every stream and bucket of a namespace (test cleanup).
@@ -85,17 +78,12 @@ pub async fn delete_namespace(js: &async_nats::jetstream::Context, ns: &Namespac
 
 /// A ClickHouse client of the test server (no database selected).
 pub fn clickhouse() -> clickhouse::Client {
-    clickhouse::Client::default()
-        .with_url(clickhouse_url())
-        .with_validation(false)
+    clickhouse::Client::default().with_url(clickhouse_url()).with_validation(false)
 }
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 /// The workspace's target directory (where the service binaries are built).
@@ -103,9 +91,7 @@ pub fn target_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
 }
 
 /// A service binary running as a child process; killed when dropped.
@@ -121,10 +107,7 @@ impl Service {
     pub fn spawn(binary: &Path, args: &[&str], env: &[(String, String)]) -> std::io::Result<Self> {
         let log = std::env::temp_dir().join(format!(
             "{}-{}.log",
-            binary
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            binary.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             ulid::Ulid::new()
         ));
         let file = std::fs::File::create(&log)?;
@@ -147,10 +130,7 @@ impl Service {
 
     /// Sends SIGTERM and waits (up to `timeout`) for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -176,9 +156,7 @@ pub async fn wait_http_ok(url: &str, timeout: Duration) -> Result<String, String
     let mut last = String::new();
     while Instant::now() < deadline {
         match client.get(url).send().await {
-            Ok(resp) if resp.status().is_success() => {
-                return resp.text().await.map_err(|e| e.to_string())
-            }
+            Ok(resp) if resp.status().is_success() => return resp.text().await.map_err(|e| e.to_string()),
             Ok(resp) => last = format!("status {}", resp.status()),
             Err(e) => last = e.to_string(),
         }
@@ -192,17 +170,8 @@ pub fn service_env(settings: &Settings) -> Vec<(String, String)> {
     vec![
         ("CCP__NATS__URL".into(), settings.nats.url.clone()),
         ("CCP__NATS__PREFIX".into(), settings.nats.prefix.clone()),
-        (
-            "CCP__CLICKHOUSE__URL".into(),
-            settings.clickhouse.url.clone(),
-        ),
-        (
-            "CCP__CLICKHOUSE__DATABASE".into(),
-            settings.clickhouse.database.clone(),
-        ),
-        (
-            "CCP__SECRETS__ACCESS_KEY_PEPPER".into(),
-            settings.secrets.access_key_pepper.expose().to_owned(),
-        ),
+        ("CCP__CLICKHOUSE__URL".into(), settings.clickhouse.url.clone()),
+        ("CCP__CLICKHOUSE__DATABASE".into(), settings.clickhouse.database.clone()),
+        ("CCP__SECRETS__ACCESS_KEY_PEPPER".into(), settings.secrets.access_key_pepper.expose().to_owned()),
     ]
 }

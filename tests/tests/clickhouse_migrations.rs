@@ -21,31 +21,16 @@ async fn migrations_apply_once_and_then_are_a_no_op() {
     let db = settings.clickhouse.database.clone();
 
     let applied = migrate(&settings.clickhouse).await.unwrap();
-    assert_eq!(
-        applied,
-        MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>()
-    );
+    assert_eq!(applied, MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>());
     let again = migrate(&settings.clickhouse).await.unwrap();
     assert!(again.is_empty(), "second run applied {again:?}");
 
     let names = tables(&db).await;
-    for table in [
-        "audit_log",
-        "circuit_transitions",
-        "projection_offsets",
-        "requests",
-        "schema_migrations",
-    ] {
-        assert!(
-            names.iter().any(|n| n == table),
-            "{table} missing from {names:?}"
-        );
+    for table in ["audit_log", "circuit_transitions", "projection_offsets", "requests", "schema_migrations"] {
+        assert!(names.iter().any(|n| n == table), "{table} missing from {names:?}");
     }
-    let recorded: u64 = clickhouse()
-        .query(&format!("SELECT count() FROM {db}.schema_migrations"))
-        .fetch_one()
-        .await
-        .unwrap();
+    let recorded: u64 =
+        clickhouse().query(&format!("SELECT count() FROM {db}.schema_migrations")).fetch_one().await.unwrap();
     assert_eq!(recorded, MIGRATIONS.len() as u64);
 
     // The usage table takes a row of every column type it declares.
@@ -57,11 +42,7 @@ async fn migrations_apply_once_and_then_are_a_no_op() {
         .execute()
         .await
         .unwrap();
-    clickhouse()
-        .query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute()
-        .await
-        .unwrap();
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
 }
 
 #[tokio::test]
@@ -69,11 +50,7 @@ async fn an_edited_migration_is_refused() {
     // A database where version 1 was recorded with another checksum, as if its file changed since.
     let settings2 = test_settings("edited2");
     let db2 = settings2.clickhouse.database.clone();
-    clickhouse()
-        .query(&format!("CREATE DATABASE {db2}"))
-        .execute()
-        .await
-        .unwrap();
+    clickhouse().query(&format!("CREATE DATABASE {db2}")).execute().await.unwrap();
     clickhouse()
         .query(&format!(
             "CREATE TABLE {db2}.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime('UTC')) ENGINE = MergeTree() ORDER BY version"
@@ -82,22 +59,13 @@ async fn an_edited_migration_is_refused() {
         .await
         .unwrap();
     clickhouse()
-        .query(&format!(
-            "INSERT INTO {db2}.schema_migrations VALUES (1, 'initial', 'deadbeef', now())"
-        ))
+        .query(&format!("INSERT INTO {db2}.schema_migrations VALUES (1, 'initial', 'deadbeef', now())"))
         .execute()
         .await
         .unwrap();
     let err = migrate(&settings2.clickhouse).await.unwrap_err();
-    assert!(
-        matches!(err, MigrationError::Edited { version: 1, .. }),
-        "{err}"
-    );
-    clickhouse()
-        .query(&format!("DROP DATABASE IF EXISTS {db2}"))
-        .execute()
-        .await
-        .unwrap();
+    assert!(matches!(err, MigrationError::Edited { version: 1, .. }), "{err}");
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db2}")).execute().await.unwrap();
 }
 
 #[tokio::test]

@@ -14,70 +14,38 @@ fn repo() -> &'static Path {
 }
 
 fn compose() -> Value {
-    serde_yaml::from_str(&std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap())
-        .unwrap()
+    serde_yaml::from_str(&std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap()).unwrap()
 }
 
 fn service<'a>(c: &'a Value, name: &str) -> &'a Value {
-    c["services"]
-        .get(name)
-        .unwrap_or_else(|| panic!("service {name} missing"))
+    c["services"].get(name).unwrap_or_else(|| panic!("service {name} missing"))
 }
 
 #[test]
 fn images_are_pinned_official_images() {
     let c = compose();
-    for (name, prefix) in [
-        ("nats", "nats:"),
-        ("clickhouse", "clickhouse/clickhouse-server:"),
-    ] {
+    for (name, prefix) in [("nats", "nats:"), ("clickhouse", "clickhouse/clickhouse-server:")] {
         let image = service(&c, name)["image"].as_str().unwrap();
         assert!(image.starts_with(prefix), "{name}: {image}");
         let tag = image.rsplit(':').next().unwrap();
-        assert!(
-            tag.chars().next().unwrap().is_ascii_digit(),
-            "{name} is not pinned to a version: {image}"
-        );
+        assert!(tag.chars().next().unwrap().is_ascii_digit(), "{name} is not pinned to a version: {image}");
         assert!(!image.contains("latest"));
     }
-    let nats_tag = service(&c, "nats")["image"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
-    let mut parts = nats_tag
-        .split(['.', '-'])
-        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let nats_tag = service(&c, "nats")["image"].as_str().unwrap().rsplit(':').next().unwrap().to_owned();
+    let mut parts = nats_tag.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap(), parts.next().unwrap());
-    assert!(
-        major > 2 || (major == 2 && minor >= 10),
-        "NATS must be >= 2.10, got {nats_tag}"
-    );
+    assert!(major > 2 || (major == 2 && minor >= 10), "NATS must be >= 2.10, got {nats_tag}");
 }
 
 #[test]
 fn nats_runs_jetstream_on_a_volume() {
     let c = compose();
     let nats = service(&c, "nats");
-    let command: Vec<&str> = nats["command"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let command: Vec<&str> = nats["command"].as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(command.contains(&"-js"), "{command:?}");
-    let volumes: Vec<&str> = nats["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let volumes: Vec<&str> = nats["volumes"].as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(volumes.iter().any(|v| v.starts_with("nats-data:")));
-    assert!(
-        c["volumes"].get("nats-data").is_some() && c["volumes"].get("clickhouse-data").is_some()
-    );
+    assert!(c["volumes"].get("nats-data").is_some() && c["volumes"].get("clickhouse-data").is_some());
 }
 
 #[test]
@@ -85,22 +53,12 @@ fn the_three_services_build_from_the_one_dockerfile_with_healthchecks() {
     let c = compose();
     for name in ["nats", "clickhouse", "projector", "admin", "proxy"] {
         let test = &service(&c, name)["healthcheck"]["test"];
-        assert!(
-            test.is_sequence() || test.is_string(),
-            "{name} has no healthcheck"
-        );
+        assert!(test.is_sequence() || test.is_string(), "{name} has no healthcheck");
     }
-    for (name, binary) in [
-        ("projector", "ccp-projector"),
-        ("admin", "ccp-admin"),
-        ("proxy", "ccp-proxy"),
-    ] {
+    for (name, binary) in [("projector", "ccp-projector"), ("admin", "ccp-admin"), ("proxy", "ccp-proxy")] {
         let s = service(&c, name);
         let build = &s["build"];
-        let context = build
-            .as_str()
-            .or_else(|| build["context"].as_str())
-            .unwrap();
+        let context = build.as_str().or_else(|| build["context"].as_str()).unwrap();
         assert_eq!(context, ".", "{name}");
         if let Some(dockerfile) = build["dockerfile"].as_str() {
             assert_eq!(dockerfile, "Dockerfile");
@@ -113,15 +71,9 @@ fn the_three_services_build_from_the_one_dockerfile_with_healthchecks() {
         assert_eq!(command.first().copied(), Some(binary), "{name}");
     }
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
-    assert!(
-        dockerfile.matches("FROM ").count() >= 2,
-        "not a multi-stage build"
-    );
+    assert!(dockerfile.matches("FROM ").count() >= 2, "not a multi-stage build");
     for binary in ["ccp-proxy", "ccp-projector", "ccp-admin"] {
-        assert!(
-            dockerfile.contains(binary),
-            "Dockerfile does not ship {binary}"
-        );
+        assert!(dockerfile.contains(binary), "Dockerfile does not ship {binary}");
     }
 }
 
@@ -139,10 +91,7 @@ fn every_ccp_setting_in_the_compose_file_exists() {
             }
         }
     }
-    assert!(
-        env.len() > 5,
-        "expected the services' CCP__ settings, found {env:?}"
-    );
+    assert!(env.len() > 5, "expected the services' CCP__ settings, found {env:?}");
     // Values are placeholders; only the key names are checked (a wrong type would also fail,
     // so give each a value that parses for any type it may have).
     let env: Vec<(String, String)> = env

@@ -43,10 +43,7 @@ fn readme_reference_table_matches_the_settings() {
     let missing: Vec<_> = code.difference(&documented).collect();
     let stale: Vec<_> = documented.difference(&code).collect();
     assert!(missing.is_empty(), "README lacks {missing:?}");
-    assert!(
-        stale.is_empty(),
-        "README documents keys that do not exist: {stale:?}"
-    );
+    assert!(stale.is_empty(), "README documents keys that do not exist: {stale:?}");
 }
 
 #[test]
@@ -54,15 +51,7 @@ fn example_config_loads_and_covers_every_section() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ccp.example.toml");
     Settings::load_from(Some(&path), Vec::new()).unwrap();
     let text = repo_file("deploy/ccp.example.toml");
-    for section in [
-        "[log]",
-        "[nats]",
-        "[clickhouse]",
-        "[secrets]",
-        "[proxy]",
-        "[admin]",
-        "[projector]",
-    ] {
+    for section in ["[log]", "[nats]", "[clickhouse]", "[secrets]", "[proxy]", "[admin]", "[projector]"] {
         assert!(text.contains(section), "example lacks {section}");
     }
 }

@@ -30,55 +30,23 @@ async fn streams_and_buckets_are_created_once_and_updated_on_policy_change() {
 
     let first = ensure(&js, &ns, &policy()).await.unwrap();
     assert_eq!(first.len(), StreamKind::ALL.len() + Bucket::ALL.len());
-    assert!(
-        first.iter().all(|(_, o)| *o == Outcome::Created),
-        "{first:?}"
-    );
+    assert!(first.iter().all(|(_, o)| *o == Outcome::Created), "{first:?}");
 
     let second = ensure(&js, &ns, &policy()).await.unwrap();
-    assert!(
-        second.iter().all(|(_, o)| *o == Outcome::Unchanged),
-        "{second:?}"
-    );
+    assert!(second.iter().all(|(_, o)| *o == Outcome::Unchanged), "{second:?}");
 
     let mut admin = js.get_stream(ns.stream(StreamKind::Admin)).await.unwrap();
     let info = admin.info().await.unwrap();
-    assert_eq!(
-        info.config.max_age,
-        Duration::ZERO,
-        "admin events are kept for ever"
-    );
+    assert_eq!(info.config.max_age, Duration::ZERO, "admin events are kept for ever");
     assert!(info.config.deny_delete && info.config.deny_purge);
-    let mut requests = js
-        .get_stream(ns.stream(StreamKind::Requests))
-        .await
-        .unwrap();
-    assert_eq!(
-        requests.info().await.unwrap().config.max_age,
-        Duration::from_secs(35 * 86_400)
-    );
+    let mut requests = js.get_stream(ns.stream(StreamKind::Requests)).await.unwrap();
+    assert_eq!(requests.info().await.unwrap().config.max_age, Duration::from_secs(35 * 86_400));
 
-    let shorter = StreamPolicy {
-        request_max_age: Duration::from_secs(7 * 86_400),
-        ..policy()
-    };
+    let shorter = StreamPolicy { request_max_age: Duration::from_secs(7 * 86_400), ..policy() };
     let third = ensure(&js, &ns, &shorter).await.unwrap();
-    let updated: Vec<_> = third
-        .iter()
-        .filter(|(_, o)| *o == Outcome::Updated)
-        .map(|(n, _)| n.clone())
-        .collect();
-    assert_eq!(
-        updated,
-        vec![
-            ns.stream(StreamKind::Requests),
-            ns.stream(StreamKind::Circuit)
-        ]
-    );
-    assert_eq!(
-        requests.info().await.unwrap().config.max_age,
-        Duration::from_secs(7 * 86_400)
-    );
+    let updated: Vec<_> = third.iter().filter(|(_, o)| *o == Outcome::Updated).map(|(n, _)| n.clone()).collect();
+    assert_eq!(updated, vec![ns.stream(StreamKind::Requests), ns.stream(StreamKind::Circuit)]);
+    assert_eq!(requests.info().await.unwrap().config.max_age, Duration::from_secs(7 * 86_400));
 
     for bucket in Bucket::ALL {
         js.get_key_value(ns.bucket(bucket)).await.unwrap();
@@ -102,9 +70,7 @@ async fn events_round_trip_through_the_log_deduplicated_by_id() {
             email: None,
             status: UserStatus::Active,
         }),
-        Actor::System {
-            component: "test".into(),
-        },
+        Actor::System { component: "test".into() },
     );
     let subject = envelope.subject(&ns);
     let bytes = envelope.encode().unwrap();
@@ -120,10 +86,7 @@ async fn events_round_trip_through_the_log_deduplicated_by_id() {
 
     let mut stream = js.get_stream(ns.stream(StreamKind::Admin)).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
-    let stored = stream
-        .get_last_raw_message_by_subject(&subject)
-        .await
-        .unwrap();
+    let stored = stream.get_last_raw_message_by_subject(&subject).await.unwrap();
     let decoded = Envelope::decode(&stored.payload).unwrap();
     assert_eq!(decoded, envelope);
     delete_namespace(&js, &ns).await;
@@ -139,10 +102,7 @@ async fn a_stale_expected_subject_sequence_is_refused() {
 
     let publish = |expected: u64| {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(
-            "Nats-Expected-Last-Subject-Sequence",
-            expected.to_string().as_str(),
-        );
+        headers.insert("Nats-Expected-Last-Subject-Sequence", expected.to_string().as_str());
         js.publish_with_headers(subject.clone(), headers, "{}".into())
     };
     let first = publish(0).await.unwrap().await.unwrap();

@@ -9,9 +9,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ccp_tests::fake_anthropic::{
-    Compression, FakeAnthropic, Scenario, ScenarioName, Usage, DEFAULT_TEXT,
-};
+use ccp_tests::fake_anthropic::{Compression, FakeAnthropic, Scenario, ScenarioName, Usage, DEFAULT_TEXT};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -56,8 +54,8 @@ fn sse(text: &str) -> Vec<(String, Value)> {
                 .and_then(|l| l.strip_prefix("data: "))
                 .unwrap_or_else(|| panic!("no data line in {block:?}"));
             assert!(lines.next().is_none(), "extra lines in {block:?}");
-            let data: Value = serde_json::from_str(data)
-                .unwrap_or_else(|e| panic!("data of {event} is not JSON ({e}): {data}"));
+            let data: Value =
+                serde_json::from_str(data).unwrap_or_else(|e| panic!("data of {event} is not JSON ({e}): {data}"));
             (event.to_owned(), data)
         })
         .collect()
@@ -71,10 +69,7 @@ fn accumulate(events: &[(String, Value)]) -> Value {
         match name.as_str() {
             "message_start" => message = data["message"].clone(),
             "content_block_start" => {
-                message["content"]
-                    .as_array_mut()
-                    .unwrap()
-                    .push(data["content_block"].clone());
+                message["content"].as_array_mut().unwrap().push(data["content_block"].clone());
                 json_buf.clear();
             }
             "content_block_delta" => {
@@ -139,9 +134,7 @@ async fn sse_events_in_order_with_usage_and_headers() {
     let body = hello(true);
     let resp = post(&fake, &body, &[]).await;
     assert_eq!(resp.status(), 200);
-    assert!(header(&resp, "content-type")
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(header(&resp, "content-type").unwrap().starts_with("text/event-stream"));
     let rid = header(&resp, "request-id").unwrap().to_owned();
     assert!(rid.starts_with("req_"), "{rid}");
     for kind in ["requests", "tokens", "input-tokens", "output-tokens"] {
@@ -154,15 +147,8 @@ async fn sse_events_in_order_with_usage_and_headers() {
     assert!(text.ends_with("\n\n"));
     let events = sse(&text);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        &names[..3],
-        &["message_start", "content_block_start", "ping"],
-        "{names:?}"
-    );
-    assert_eq!(
-        &names[names.len() - 3..],
-        &["content_block_stop", "message_delta", "message_stop"]
-    );
+    assert_eq!(&names[..3], &["message_start", "content_block_start", "ping"], "{names:?}");
+    assert_eq!(&names[names.len() - 3..], &["content_block_stop", "message_delta", "message_stop"]);
     let deltas = &names[3..names.len() - 3];
     assert!(deltas.len() >= 2, "{names:?}");
     assert!(deltas.iter().all(|n| *n == "content_block_delta"));
@@ -196,10 +182,7 @@ async fn sse_events_in_order_with_usage_and_headers() {
     assert_eq!(recorded[0].status, 200);
     assert_eq!(recorded[0].query, "beta=true");
     assert_eq!(recorded[0].path, "/v1/messages");
-    assert_eq!(
-        recorded[0].scenario.as_ref().map(|s| s.name),
-        Some(ScenarioName::Auto)
-    );
+    assert_eq!(recorded[0].scenario.as_ref().map(|s| s.name), Some(ScenarioName::Auto));
 }
 
 #[tokio::test]
@@ -213,10 +196,7 @@ async fn json_answer_is_the_full_message() {
     assert_eq!(msg["type"], "message");
     assert_eq!(msg["role"], "assistant");
     assert_eq!(msg["model"], "claude-test-1");
-    assert_eq!(
-        msg["content"],
-        json!([{"type": "text", "text": DEFAULT_TEXT}])
-    );
+    assert_eq!(msg["content"], json!([{"type": "text", "text": DEFAULT_TEXT}]));
     assert_eq!(msg["stop_reason"], "end_turn");
     assert_eq!(msg["stop_sequence"], Value::Null);
     assert_eq!(usage_of(&msg["usage"]), Usage::new(10, 20, 30, 40));
@@ -241,44 +221,22 @@ async fn error_scenarios_use_anthropic_error_shapes() {
     assert_eq!(status, 429);
     assert_eq!(body["error"]["type"], "rate_limit_error");
 
-    let resp = post(
-        &fake,
-        &hello(true),
-        &[
-            ("x-fake-scenario", "rate_limit"),
-            ("x-fake-retry-after", "3"),
-        ],
-    )
-    .await;
+    let resp = post(&fake, &hello(true), &[("x-fake-scenario", "rate_limit"), ("x-fake-retry-after", "3")]).await;
     assert_eq!(header(&resp, "retry-after"), Some("3"));
 
-    let (status, _, body) =
-        error_of(post(&fake, &hello(true), &[("x-fake-scenario", "overloaded")]).await).await;
-    assert_eq!(
-        (status, body["error"]["type"].as_str()),
-        (529, Some("overloaded_error"))
-    );
+    let (status, _, body) = error_of(post(&fake, &hello(true), &[("x-fake-scenario", "overloaded")]).await).await;
+    assert_eq!((status, body["error"]["type"].as_str()), (529, Some("overloaded_error")));
 
-    let (status, _, body) =
-        error_of(post(&fake, &hello(false), &[("x-fake-scenario", "server_error")]).await).await;
-    assert_eq!(
-        (status, body["error"]["type"].as_str()),
-        (500, Some("api_error"))
-    );
+    let (status, _, body) = error_of(post(&fake, &hello(false), &[("x-fake-scenario", "server_error")]).await).await;
+    assert_eq!((status, body["error"]["type"].as_str()), (500, Some("api_error")));
 
     let resp = post(&fake, &hello(true), &[("x-fake-scenario", "usage_limit")]).await;
-    assert_eq!(
-        header(&resp, "anthropic-ratelimit-unified-status"),
-        Some("rejected")
-    );
+    assert_eq!(header(&resp, "anthropic-ratelimit-unified-status"), Some("rejected"));
     assert!(header(&resp, "retry-after").is_some());
     let (status, _, body) = error_of(resp).await;
     assert_eq!(status, 429);
     assert_eq!(body["error"]["type"], "rate_limit_error");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("usage limit"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("usage limit"));
 
     // No key.
     let resp = client()
@@ -288,10 +246,7 @@ async fn error_scenarios_use_anthropic_error_shapes() {
         .await
         .unwrap();
     let (status, _, body) = error_of(resp).await;
-    assert_eq!(
-        (status, body["error"]["type"].as_str()),
-        (401, Some("authentication_error"))
-    );
+    assert_eq!((status, body["error"]["type"].as_str()), (401, Some("authentication_error")));
 
     // Bearer is enough.
     let resp = client()
@@ -312,23 +267,12 @@ async fn error_scenarios_use_anthropic_error_shapes() {
         .await
         .unwrap();
     let (status, _, body) = error_of(resp).await;
-    assert_eq!(
-        (status, body["error"]["type"].as_str()),
-        (400, Some("invalid_request_error"))
-    );
+    assert_eq!((status, body["error"]["type"].as_str()), (400, Some("invalid_request_error")));
 
     // Unknown path.
-    let resp = client()
-        .get(format!("{}/v1/nothing", fake.url()))
-        .header("x-api-key", "k")
-        .send()
-        .await
-        .unwrap();
+    let resp = client().get(format!("{}/v1/nothing", fake.url())).header("x-api-key", "k").send().await.unwrap();
     let (status, _, body) = error_of(resp).await;
-    assert_eq!(
-        (status, body["error"]["type"].as_str()),
-        (404, Some("not_found_error"))
-    );
+    assert_eq!((status, body["error"]["type"].as_str()), (404, Some("not_found_error")));
 
     let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![429, 429, 529, 500, 429, 401, 200, 400, 404]);
@@ -348,12 +292,7 @@ async fn cut_stream_ends_early() {
     let rec = &fake.requests()[0];
     assert_eq!(rec.usage.map(|u| u.output_tokens), Some(1));
 
-    let resp = post(
-        &fake,
-        &hello(true),
-        &[("x-fake-scenario", "cut_stream"), ("x-fake-events", "5")],
-    )
-    .await;
+    let resp = post(&fake, &hello(true), &[("x-fake-scenario", "cut_stream"), ("x-fake-events", "5")]).await;
     let (body, failed) = read_all(resp).await;
     assert!(failed);
     assert_eq!(sse(std::str::from_utf8(&body).unwrap()).len(), 5);
@@ -376,19 +315,8 @@ async fn stream_error_sends_an_error_event() {
     assert!(!failed);
     let events = sse(std::str::from_utf8(&body).unwrap());
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "message_start",
-            "content_block_start",
-            "content_block_delta",
-            "error"
-        ]
-    );
-    assert_eq!(
-        events[3].1,
-        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
-    );
+    assert_eq!(names, ["message_start", "content_block_start", "content_block_delta", "error"]);
+    assert_eq!(events[3].1, json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}));
     let resp = post(&fake, &hello(false), &[("x-fake-scenario", "stream_error")]).await;
     assert_eq!(resp.status().as_u16(), 529);
 }
@@ -397,25 +325,16 @@ fn decode(c: Compression, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     match c {
         Compression::Gzip => {
-            flate2::read::GzDecoder::new(data)
-                .read_to_end(&mut out)
-                .unwrap();
+            flate2::read::GzDecoder::new(data).read_to_end(&mut out).unwrap();
         }
         Compression::Deflate => {
-            flate2::read::ZlibDecoder::new(data)
-                .read_to_end(&mut out)
-                .unwrap();
+            flate2::read::ZlibDecoder::new(data).read_to_end(&mut out).unwrap();
         }
         Compression::Br => {
-            brotli_decompressor::Decompressor::new(data, 4096)
-                .read_to_end(&mut out)
-                .unwrap();
+            brotli_decompressor::Decompressor::new(data, 4096).read_to_end(&mut out).unwrap();
         }
         Compression::Zstd => {
-            ruzstd::decoding::StreamingDecoder::new(data)
-                .unwrap()
-                .read_to_end(&mut out)
-                .unwrap();
+            ruzstd::decoding::StreamingDecoder::new(data).unwrap().read_to_end(&mut out).unwrap();
         }
     }
     out
@@ -424,12 +343,7 @@ fn decode(c: Compression, data: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn compressed_bodies_decode() {
     let fake = FakeAnthropic::start().unwrap();
-    for c in [
-        Compression::Gzip,
-        Compression::Deflate,
-        Compression::Br,
-        Compression::Zstd,
-    ] {
+    for c in [Compression::Gzip, Compression::Deflate, Compression::Br, Compression::Zstd] {
         for stream in [true, false] {
             let resp = post(
                 &fake,
@@ -456,31 +370,19 @@ async fn compressed_bodies_decode() {
         }
     }
     // Not compressed when the client does not accept it.
-    let resp = post(
-        &fake,
-        &hello(false),
-        &[("x-fake-compress", "br"), ("accept-encoding", "gzip")],
-    )
-    .await;
+    let resp = post(&fake, &hello(false), &[("x-fake-compress", "br"), ("accept-encoding", "gzip")]).await;
     assert_eq!(header(&resp, "content-encoding"), None);
     let msg: Value = resp.json().await.unwrap();
     assert_eq!(msg["content"][0]["text"], DEFAULT_TEXT);
-    let encodings: Vec<Option<String>> = fake
-        .requests()
-        .iter()
-        .map(|r| r.content_encoding.clone())
-        .collect();
+    let encodings: Vec<Option<String>> = fake.requests().iter().map(|r| r.content_encoding.clone()).collect();
     assert_eq!(encodings.len(), 9);
     assert_eq!(encodings[0].as_deref(), Some("gzip"));
     assert_eq!(encodings[8], None);
 }
 
 fn fixture(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/claude-code")
-        .join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {} unreadable: {e}", path.display()));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/claude-code").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {} unreadable: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -499,9 +401,7 @@ async fn replay(fake: &FakeAnthropic, entry: &Value) -> (Vec<(String, String)>, 
     }
     let resp = req.body(body.clone()).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(header(&resp, "content-type")
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(header(&resp, "content-type").unwrap().starts_with("text/event-stream"));
     (sent, body, resp.text().await.unwrap())
 }
 
@@ -521,13 +421,8 @@ async fn claude_code_tool_round_trip_fixture() {
     assert_eq!(block["type"], "tool_use");
     assert_eq!(block["name"], "Bash");
     assert!(block["id"].as_str().unwrap().starts_with("toolu_"));
-    assert_eq!(
-        block["input"],
-        json!({"command": "echo TOOL_RAN_OK", "description": "Run the command"})
-    );
-    assert!(events
-        .iter()
-        .any(|(_, d)| d["delta"]["type"] == "input_json_delta"));
+    assert_eq!(block["input"], json!({"command": "echo TOOL_RAN_OK", "description": "Run the command"}));
+    assert!(events.iter().any(|(_, d)| d["delta"]["type"] == "input_json_delta"));
 
     let rec = fake.requests();
     assert_eq!(rec.len(), 1);
@@ -567,10 +462,7 @@ async fn say_hi_fixture_gets_the_default_text() {
 async fn queue_then_defaults_and_header_wins() {
     let fake = FakeAnthropic::start().unwrap();
     fake.enqueue(Scenario::text("first"));
-    fake.enqueue(
-        Scenario::tool_use("Read", json!({"file_path": "/etc/hostname"}))
-            .with_model("claude-other"),
-    );
+    fake.enqueue(Scenario::tool_use("Read", json!({"file_path": "/etc/hostname"})).with_model("claude-other"));
     fake.enqueue(Scenario::new(ScenarioName::RateLimit));
 
     // The header scenario does not consume the queue.
@@ -583,34 +475,17 @@ async fn queue_then_defaults_and_header_wins() {
     let msg = accumulate(&sse(&text));
     assert_eq!(msg["model"], "claude-other");
     assert_eq!(msg["content"][0]["name"], "Read");
-    assert_eq!(
-        msg["content"][0]["input"],
-        json!({"file_path": "/etc/hostname"})
-    );
+    assert_eq!(msg["content"][0]["input"], json!({"file_path": "/etc/hostname"}));
     assert_eq!(post(&fake, &hello(false), &[]).await.status(), 429);
     let msg: Value = post(&fake, &hello(false), &[]).await.json().await.unwrap();
     assert_eq!(msg["content"][0]["text"], DEFAULT_TEXT);
 
     // Header parameters apply to the default answer too.
-    let msg: Value = post(
-        &fake,
-        &hello(false),
-        &[("x-fake-text", "custom"), ("x-fake-model", "m2")],
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(
-        (msg["content"][0]["text"].as_str(), msg["model"].as_str()),
-        (Some("custom"), Some("m2"))
-    );
+    let msg: Value =
+        post(&fake, &hello(false), &[("x-fake-text", "custom"), ("x-fake-model", "m2")]).await.json().await.unwrap();
+    assert_eq!((msg["content"][0]["text"].as_str(), msg["model"].as_str()), (Some("custom"), Some("m2")));
 
-    let names: Vec<ScenarioName> = fake
-        .requests()
-        .iter()
-        .map(|r| r.scenario.as_ref().unwrap().name)
-        .collect();
+    let names: Vec<ScenarioName> = fake.requests().iter().map(|r| r.scenario.as_ref().unwrap().name).collect();
     assert_eq!(
         names,
         [
@@ -644,12 +519,8 @@ async fn control_endpoints() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let resp = c
-        .post(format!("{}/_fake/enqueue", fake.url()))
-        .json(&json!([{"name": "server_error"}]))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        c.post(format!("{}/_fake/enqueue", fake.url())).json(&json!([{"name": "server_error"}])).send().await.unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap()["queued"], 2);
 
     let text = post(&fake, &hello(true), &[]).await.text().await.unwrap();
@@ -659,14 +530,7 @@ async fn control_endpoints() {
     assert_eq!(msg["usage"]["output_tokens"], 6);
     assert_eq!(post(&fake, &hello(true), &[]).await.status(), 500);
 
-    let list: Value = c
-        .get(format!("{}/_fake/requests", fake.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = c.get(format!("{}/_fake/requests", fake.url())).send().await.unwrap().json().await.unwrap();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2, "control requests are not recorded");
     assert_eq!(list[0]["body_json"], hello(true));
@@ -674,19 +538,13 @@ async fn control_endpoints() {
     assert_eq!(list[0]["scenario"]["name"], "text");
     assert_eq!(list[1]["status"], 500);
     use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(list[0]["body_base64"].as_str().unwrap())
-        .unwrap();
+    let body = base64::engine::general_purpose::STANDARD.decode(list[0]["body_base64"].as_str().unwrap()).unwrap();
     assert_eq!(body, serde_json::to_vec(&hello(true)).unwrap());
     let parsed: Vec<ccp_tests::fake_anthropic::RecordedRequest> =
         serde_json::from_value(Value::Array(list.clone())).unwrap();
     assert_eq!(parsed, fake.requests());
 
-    let resp = c
-        .post(format!("{}/_fake/reset", fake.url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = c.post(format!("{}/_fake/reset", fake.url())).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(fake.requests().is_empty());
 }
@@ -694,10 +552,8 @@ async fn control_endpoints() {
 #[tokio::test]
 async fn count_tokens_and_models() {
     let fake = FakeAnthropic::start().unwrap();
-    let body = serde_json::to_vec(
-        &json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(450)}]}),
-    )
-    .unwrap();
+    let body =
+        serde_json::to_vec(&json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(450)}]})).unwrap();
     let resp = client()
         .post(format!("{}/v1/messages/count_tokens?beta=true", fake.url()))
         .header("x-api-key", "k")
@@ -707,18 +563,10 @@ async fn count_tokens_and_models() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let n = body.len() as u64 / 100 + 1;
-    assert_eq!(
-        resp.json::<Value>().await.unwrap(),
-        json!({"input_tokens": n})
-    );
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"input_tokens": n}));
     assert_eq!(fake.requests()[0].usage, Some(Usage::new(n, 0, 0, 0)));
 
-    let resp = client()
-        .get(format!("{}/v1/models", fake.url()))
-        .header("x-api-key", "k")
-        .send()
-        .await
-        .unwrap();
+    let resp = client().get(format!("{}/v1/models", fake.url())).header("x-api-key", "k").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let list: Value = resp.json().await.unwrap();
     assert!(!list["data"].as_array().unwrap().is_empty());
@@ -731,15 +579,7 @@ async fn count_tokens_and_models() {
 async fn delays_and_pacing() {
     let fake = FakeAnthropic::start().unwrap();
     let t = Instant::now();
-    let resp = post(
-        &fake,
-        &hello(false),
-        &[
-            ("x-fake-scenario", "slow_headers"),
-            ("x-fake-delay-ms", "300"),
-        ],
-    )
-    .await;
+    let resp = post(&fake, &hello(false), &[("x-fake-scenario", "slow_headers"), ("x-fake-delay-ms", "300")]).await;
     assert!(t.elapsed() >= Duration::from_millis(300));
     assert_eq!(resp.status(), 200);
     // Recorded before the answer.
@@ -760,8 +600,7 @@ async fn delays_and_pacing() {
 fn raw_requests_recorded_byte_for_byte_from_a_plain_thread() {
     let fake = FakeAnthropic::start().unwrap();
     let mut conn = TcpStream::connect(fake.addr()).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let body1 = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
     let req1 = format!(
         "POST /v1/messages?beta=true HTTP/1.1\r\nHost: x\r\nX-Api-Key: sk-ant-test\r\nZ-Last-Alpha: 1\r\nanthropic-version: 2023-06-01\r\nA-First: 2\r\nContent-Length: {}\r\n\r\n",
@@ -856,10 +695,7 @@ fn binary_serves_and_exits_on_sigterm() {
         .strip_prefix("ccp-fake-anthropic listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let c = client();
         c.post(format!("{url}/_fake/enqueue"))
@@ -878,20 +714,10 @@ fn binary_serves_and_exits_on_sigterm() {
             .await
             .unwrap();
         assert_eq!(msg["content"][0]["text"], "from the binary");
-        let list: Value = c
-            .get(format!("{url}/_fake/requests"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = c.get(format!("{url}/_fake/requests")).send().await.unwrap().json().await.unwrap();
         assert_eq!(list.as_array().unwrap().len(), 1);
     });
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -55,9 +55,7 @@ impl AccessKey {
 
     /// Parses a key as a client presents it, checking its shape only (not whether it exists).
     pub fn parse(candidate: &str) -> Result<Self, AccessKeyError> {
-        let rest = candidate
-            .strip_prefix(KEY_PREFIX)
-            .ok_or(AccessKeyError::MissingPrefix)?;
+        let rest = candidate.strip_prefix(KEY_PREFIX).ok_or(AccessKeyError::MissingPrefix)?;
         if candidate.len() != KEY_LEN {
             return Err(AccessKeyError::WrongLength);
         }
@@ -86,9 +84,7 @@ impl AccessKey {
 
 impl fmt::Debug for AccessKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("AccessKey")
-            .field(&self.display_prefix())
-            .finish()
+        f.debug_tuple("AccessKey").field(&self.display_prefix()).finish()
     }
 }
 
@@ -107,9 +103,7 @@ impl KeyPepper {
         if bytes.len() < Self::MIN_LEN {
             return Err(PepperTooShort);
         }
-        Hmac::<Sha256>::new_from_slice(bytes)
-            .map(Self)
-            .map_err(|_| PepperTooShort)
+        Hmac::<Sha256>::new_from_slice(bytes).map(Self).map_err(|_| PepperTooShort)
     }
 
     /// A fresh random pepper (48 CSPRNG bytes, base64url), for `ccp-admin gen-secrets`.
@@ -134,10 +128,7 @@ impl fmt::Debug for KeyPepper {
 
 /// The configured pepper is too short to be a secret.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error(
-    "secrets.access_key_pepper must be at least {} bytes",
-    KeyPepper::MIN_LEN
-)]
+#[error("secrets.access_key_pepper must be at least {} bytes", KeyPepper::MIN_LEN)]
 pub struct PepperTooShort;
 
 /// HMAC-SHA256 of an access key: what events, KV entries and lookups carry. Hex in JSON.
@@ -234,9 +225,7 @@ impl<'de> Deserialize<'de> for KeyPrefix {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
         if s.chars().count() > DISPLAY_PREFIX_LEN {
-            return Err(serde::de::Error::custom(format!(
-                "a key prefix has at most {DISPLAY_PREFIX_LEN} characters"
-            )));
+            return Err(serde::de::Error::custom(format!("a key prefix has at most {DISPLAY_PREFIX_LEN} characters")));
         }
         Ok(Self(s))
     }
@@ -275,19 +264,10 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_refused_with_a_reason() {
-        assert_eq!(
-            AccessKey::parse("sk-ant-123").err(),
-            Some(AccessKeyError::MissingPrefix)
-        );
-        assert_eq!(
-            AccessKey::parse("ak_abc").err(),
-            Some(AccessKeyError::WrongLength)
-        );
+        assert_eq!(AccessKey::parse("sk-ant-123").err(), Some(AccessKeyError::MissingPrefix));
+        assert_eq!(AccessKey::parse("ak_abc").err(), Some(AccessKeyError::WrongLength));
         let bad = format!("ak_{}", "!".repeat(43));
-        assert_eq!(
-            AccessKey::parse(&bad).err(),
-            Some(AccessKeyError::BadEncoding)
-        );
+        assert_eq!(AccessKey::parse(&bad).err(), Some(AccessKeyError::BadEncoding));
     }
 
     #[test]

@@ -49,16 +49,10 @@ pub trait MasterKey: Send + Sync {
     fn id(&self) -> &str;
 
     /// Encrypts a data key.
-    fn wrap(
-        &self,
-        data_key: &[u8; KEY_LEN],
-    ) -> impl Future<Output = Result<Vec<u8>, CryptoError>> + Send;
+    fn wrap(&self, data_key: &[u8; KEY_LEN]) -> impl Future<Output = Result<Vec<u8>, CryptoError>> + Send;
 
     /// Decrypts a data key produced by [`MasterKey::wrap`].
-    fn unwrap(
-        &self,
-        wrapped: &[u8],
-    ) -> impl Future<Output = Result<Zeroizing<[u8; KEY_LEN]>, CryptoError>> + Send;
+    fn unwrap(&self, wrapped: &[u8]) -> impl Future<Output = Result<Zeroizing<[u8; KEY_LEN]>, CryptoError>> + Send;
 }
 
 /// A master key held in configuration (base64 of 32 random bytes).
@@ -71,17 +65,12 @@ impl LocalMasterKey {
     /// Builds the key from its configured id and base64 value.
     pub fn new(id: impl Into<String>, key_b64: &SecretString) -> Result<Self, CryptoError> {
         let bytes = Zeroizing::new(
-            STANDARD
-                .decode(key_b64.expose().trim())
-                .map_err(|_| CryptoError::BadMasterKey("not base64"))?,
+            STANDARD.decode(key_b64.expose().trim()).map_err(|_| CryptoError::BadMasterKey("not base64"))?,
         );
         if bytes.len() != KEY_LEN {
             return Err(CryptoError::BadMasterKey("wrong length"));
         }
-        Ok(Self {
-            id: id.into(),
-            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
-        })
+        Ok(Self { id: id.into(), cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)) })
     }
 
     /// A fresh random master key as base64, for `ccp-admin gen-secrets` and tests.
@@ -93,9 +82,7 @@ impl LocalMasterKey {
 
 impl fmt::Debug for LocalMasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalMasterKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("LocalMasterKey").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -106,14 +93,8 @@ impl MasterKey for LocalMasterKey {
 
     async fn wrap(&self, data_key: &[u8; KEY_LEN]) -> Result<Vec<u8>, CryptoError> {
         let nonce = random_bytes::<NONCE_LEN>().map_err(|_| CryptoError::Rng)?;
-        let payload = Payload {
-            msg: data_key,
-            aad: self.id.as_bytes(),
-        };
-        let ct = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), payload)
-            .map_err(|_| CryptoError::Open)?;
+        let payload = Payload { msg: data_key, aad: self.id.as_bytes() };
+        let ct = self.cipher.encrypt(Nonce::from_slice(&nonce), payload).map_err(|_| CryptoError::Open)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
@@ -125,15 +106,8 @@ impl MasterKey for LocalMasterKey {
             return Err(CryptoError::Open);
         }
         let (nonce, ct) = wrapped.split_at(NONCE_LEN);
-        let payload = Payload {
-            msg: ct,
-            aad: self.id.as_bytes(),
-        };
-        let pt = Zeroizing::new(
-            self.cipher
-                .decrypt(Nonce::from_slice(nonce), payload)
-                .map_err(|_| CryptoError::Open)?,
-        );
+        let payload = Payload { msg: ct, aad: self.id.as_bytes() };
+        let pt = Zeroizing::new(self.cipher.decrypt(Nonce::from_slice(nonce), payload).map_err(|_| CryptoError::Open)?);
         let key: [u8; KEY_LEN] = pt.as_slice().try_into().map_err(|_| CryptoError::Open)?;
         Ok(Zeroizing::new(key))
     }
@@ -147,8 +121,7 @@ impl BedrockApiKey {
     /// Wraps a key an admin submitted (trimmed). Refuses empty or multi-line input.
     pub fn new(value: &str) -> Result<Self, CryptoError> {
         let v = value.trim();
-        if v.is_empty() || v.len() > 4096 || v.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
+        if v.is_empty() || v.len() > 4096 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(CryptoError::BadPlaintext);
         }
         Ok(Self(Zeroizing::new(v.to_owned())))
@@ -213,9 +186,7 @@ impl<'de> Deserialize<'de> for SecretHint {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
         if s.chars().count() > Self::MAX_LEN {
-            return Err(serde::de::Error::custom(
-                "a secret hint has at most 12 characters",
-            ));
+            return Err(serde::de::Error::custom("a secret hint has at most 12 characters"));
         }
         Ok(Self(s))
     }
@@ -239,38 +210,19 @@ pub struct SealedSecret {
 
 impl SealedSecret {
     /// Seals `secret` for the context `aad` (the access key id) under a new data key.
-    pub async fn seal<M: MasterKey>(
-        master: &M,
-        secret: &BedrockApiKey,
-        aad: &str,
-    ) -> Result<Self, CryptoError> {
+    pub async fn seal<M: MasterKey>(master: &M, secret: &BedrockApiKey, aad: &str) -> Result<Self, CryptoError> {
         let data_key = Zeroizing::new(random_bytes::<KEY_LEN>().map_err(|_| CryptoError::Rng)?);
         let nonce = random_bytes::<NONCE_LEN>().map_err(|_| CryptoError::Rng)?;
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(data_key.as_slice()));
         let ciphertext = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: secret.expose().as_bytes(),
-                    aad: aad.as_bytes(),
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: secret.expose().as_bytes(), aad: aad.as_bytes() })
             .map_err(|_| CryptoError::Open)?;
         let wrapped_key = master.wrap(&data_key).await?;
-        Ok(Self {
-            master_key_id: master.id().to_owned(),
-            wrapped_key,
-            nonce: nonce.to_vec(),
-            ciphertext,
-        })
+        Ok(Self { master_key_id: master.id().to_owned(), wrapped_key, nonce: nonce.to_vec(), ciphertext })
     }
 
     /// Opens the secret sealed for `aad`.
-    pub async fn open<M: MasterKey>(
-        &self,
-        master: &M,
-        aad: &str,
-    ) -> Result<BedrockApiKey, CryptoError> {
+    pub async fn open<M: MasterKey>(&self, master: &M, aad: &str) -> Result<BedrockApiKey, CryptoError> {
         if self.master_key_id != master.id() {
             return Err(CryptoError::UnknownMasterKey(self.master_key_id.clone()));
         }
@@ -281,13 +233,7 @@ impl SealedSecret {
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(data_key.as_slice()));
         let plain = Zeroizing::new(
             cipher
-                .decrypt(
-                    Nonce::from_slice(&self.nonce),
-                    Payload {
-                        msg: &self.ciphertext,
-                        aad: aad.as_bytes(),
-                    },
-                )
+                .decrypt(Nonce::from_slice(&self.nonce), Payload { msg: &self.ciphertext, aad: aad.as_bytes() })
                 .map_err(|_| CryptoError::Open)?,
         );
         let text = std::str::from_utf8(&plain).map_err(|_| CryptoError::BadPlaintext)?;
@@ -306,9 +252,7 @@ mod b64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        STANDARD
-            .decode(s.as_bytes())
-            .map_err(serde::de::Error::custom)
+        STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -322,10 +266,7 @@ mod tests {
     }
 
     fn block_on<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
     }
 
     #[test]
@@ -339,23 +280,14 @@ mod tests {
         let m = master("local:1");
         let secret = BedrockApiKey::new("ABSKexampleexampleexample1234").unwrap();
         let sealed = block_on(SealedSecret::seal(&m, &secret, "key_A")).unwrap();
-        assert_eq!(
-            block_on(sealed.open(&m, "key_B")).err(),
-            Some(CryptoError::Open)
-        );
+        assert_eq!(block_on(sealed.open(&m, "key_B")).err(), Some(CryptoError::Open));
         let mut t = sealed.clone();
         t.ciphertext[0] ^= 1;
         assert_eq!(block_on(t.open(&m, "key_A")).err(), Some(CryptoError::Open));
         let other_same_id = master("local:1");
-        assert_eq!(
-            block_on(sealed.open(&other_same_id, "key_A")).err(),
-            Some(CryptoError::Open)
-        );
+        assert_eq!(block_on(sealed.open(&other_same_id, "key_A")).err(), Some(CryptoError::Open));
         let other_id = master("local:2");
-        assert!(matches!(
-            block_on(sealed.open(&other_id, "key_A")),
-            Err(CryptoError::UnknownMasterKey(_))
-        ));
+        assert!(matches!(block_on(sealed.open(&other_id, "key_A")), Err(CryptoError::UnknownMasterKey(_))));
     }
 
     #[test]

@@ -8,10 +8,7 @@ use super::Compression;
 /// Compresses a whole body.
 pub(crate) fn compress_all(c: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
     match c {
-        Compression::Zstd => Ok(ruzstd::encoding::compress_to_vec(
-            data,
-            ruzstd::encoding::CompressionLevel::Fastest,
-        )),
+        Compression::Zstd => Ok(ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)),
         other => {
             let mut enc = StreamEncoder::new(other);
             let mut out = enc.chunk(data)?;
@@ -39,20 +36,11 @@ const ZSTD_MAX_BLOCK: usize = 128 * 1024;
 impl StreamEncoder {
     pub(crate) fn new(c: Compression) -> Self {
         match c {
-            Compression::Gzip => Self::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::fast(),
-            )),
-            Compression::Deflate => Self::Deflate(flate2::write::ZlibEncoder::new(
-                Vec::new(),
-                flate2::Compression::fast(),
-            )),
-            Compression::Br => Self::Br(Box::new(brotli::CompressorWriter::new(
-                Vec::new(),
-                4096,
-                5,
-                22,
-            ))),
+            Compression::Gzip => Self::Gzip(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
+            Compression::Deflate => {
+                Self::Deflate(flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast()))
+            }
+            Compression::Br => Self::Br(Box::new(brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22))),
             Compression::Zstd => Self::Zstd { header_sent: false },
         }
     }
@@ -127,25 +115,16 @@ mod tests {
         let mut out = Vec::new();
         match c {
             Compression::Gzip => {
-                flate2::read::GzDecoder::new(data)
-                    .read_to_end(&mut out)
-                    .unwrap();
+                flate2::read::GzDecoder::new(data).read_to_end(&mut out).unwrap();
             }
             Compression::Deflate => {
-                flate2::read::ZlibDecoder::new(data)
-                    .read_to_end(&mut out)
-                    .unwrap();
+                flate2::read::ZlibDecoder::new(data).read_to_end(&mut out).unwrap();
             }
             Compression::Br => {
-                brotli_decompressor::Decompressor::new(data, 4096)
-                    .read_to_end(&mut out)
-                    .unwrap();
+                brotli_decompressor::Decompressor::new(data, 4096).read_to_end(&mut out).unwrap();
             }
             Compression::Zstd => {
-                ruzstd::decoding::StreamingDecoder::new(data)
-                    .unwrap()
-                    .read_to_end(&mut out)
-                    .unwrap();
+                ruzstd::decoding::StreamingDecoder::new(data).unwrap().read_to_end(&mut out).unwrap();
             }
         }
         out
@@ -153,12 +132,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for c in [
-            Compression::Gzip,
-            Compression::Deflate,
-            Compression::Br,
-            Compression::Zstd,
-        ] {
+        for c in [Compression::Gzip, Compression::Deflate, Compression::Br, Compression::Zstd] {
             let all = compress_all(c, b"hello hello hello").unwrap();
             assert_eq!(decode(c, &all), b"hello hello hello", "{c:?}");
             let mut enc = StreamEncoder::new(c);

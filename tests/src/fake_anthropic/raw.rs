@@ -22,10 +22,7 @@ pub(crate) struct RecordingIo {
 
 impl RecordingIo {
     pub(crate) fn new(inner: TcpStream) -> Self {
-        Self {
-            inner,
-            log: RawLog::default(),
-        }
+        Self { inner, log: RawLog::default() }
     }
 
     pub(crate) fn log(&self) -> RawLog {
@@ -34,11 +31,7 @@ impl RecordingIo {
 }
 
 impl AsyncRead for RecordingIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -52,11 +45,7 @@ impl AsyncRead for RecordingIo {
 }
 
 impl AsyncWrite for RecordingIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
@@ -114,19 +103,11 @@ fn parse_request(buf: &[u8], method: &str, target: &str) -> Option<(Vec<(String,
     if req.method != Some(method) || req.path != Some(target) {
         return None;
     }
-    let headers: Vec<(String, String)> = req
-        .headers
+    let headers: Vec<(String, String)> =
+        req.headers.iter().map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned())).collect();
+    let chunked = headers
         .iter()
-        .map(|h| {
-            (
-                h.name.to_owned(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
-    let chunked = headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
-    });
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
     let body_len = if chunked {
         chunked_len(buf.get(head_len..)?)?
     } else {
@@ -158,9 +139,7 @@ fn chunked_len(data: &[u8]) -> Option<usize> {
                 }
             }
         }
-        pos = pos
-            .checked_add(usize::try_from(size).ok()?)?
-            .checked_add(2)?;
+        pos = pos.checked_add(usize::try_from(size).ok()?)?.checked_add(2)?;
         if pos > data.len() {
             return None;
         }

@@ -26,11 +26,7 @@ pub(crate) async fn handle(req: HttpRequest, payload: web::Payload) -> HttpRespo
     let Some(shared) = req.app_data::<web::Data<Shared>>().cloned() else {
         return HttpResponse::InternalServerError().finish();
     };
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| req.path().to_owned());
+    let target = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| req.path().to_owned());
     let body = payload.to_bytes_limited(BODY_LIMIT).await;
     let headers = req
         .conn_data::<RawLog>()
@@ -38,23 +34,12 @@ pub(crate) async fn handle(req: HttpRequest, payload: web::Payload) -> HttpRespo
         .unwrap_or_else(|| {
             req.headers()
                 .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
+                .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect()
         });
     let body = match body {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                &e.to_string(),
-            )
-        }
+        Ok(Err(e)) => return error_response(StatusCode::BAD_REQUEST, "invalid_request_error", &e.to_string()),
         Err(_) => {
             return error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -68,12 +53,7 @@ pub(crate) async fn handle(req: HttpRequest, payload: web::Payload) -> HttpRespo
     if let Some(control) = path.strip_prefix("/_fake/") {
         return control_endpoint(&shared, &method, control, &body);
     }
-    let incoming = Incoming {
-        method: &method,
-        path: &path,
-        headers: &headers,
-        body: &body,
-    };
+    let incoming = Incoming { method: &method, path: &path, headers: &headers, body: &body };
     let plan = plan(&incoming, &shared);
     shared.record(RecordedRequest {
         method: method.clone(),
@@ -108,11 +88,9 @@ fn control_endpoint(shared: &Shared, method: &str, what: &str, body: &[u8]) -> H
                     }
                     json_response(StatusCode::OK, &serde_json::json!({ "queued": queued }))
                 }
-                Err(e) => error_response(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    &format!("not a scenario: {e}"),
-                ),
+                Err(e) => {
+                    error_response(StatusCode::BAD_REQUEST, "invalid_request_error", &format!("not a scenario: {e}"))
+                }
             }
         }
         ("GET", "requests") => {
@@ -123,13 +101,7 @@ fn control_endpoint(shared: &Shared, method: &str, what: &str, body: &[u8]) -> H
                 body_json: Option<Value>,
             }
             let requests = shared.requests();
-            let views: Vec<View<'_>> = requests
-                .iter()
-                .map(|r| View {
-                    request: r,
-                    body_json: r.body_json(),
-                })
-                .collect();
+            let views: Vec<View<'_>> = requests.iter().map(|r| View { request: r, body_json: r.body_json() }).collect();
             json_response(StatusCode::OK, &views)
         }
         ("POST", "reset") => {
@@ -141,9 +113,7 @@ fn control_endpoint(shared: &Shared, method: &str, what: &str, body: &[u8]) -> H
 }
 
 fn json_response<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("application/json")
-        .body(serde_json::to_vec(value).unwrap_or_default())
+    HttpResponse::build(status).content_type("application/json").body(serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// An error answered outside of a plan (body unreadable).
@@ -164,20 +134,13 @@ struct Incoming<'a> {
 
 impl Incoming<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn authorized(&self) -> bool {
-        let key = self
-            .header("x-api-key")
-            .is_some_and(|v| !v.trim().is_empty());
+        let key = self.header("x-api-key").is_some_and(|v| !v.trim().is_empty());
         let bearer = self.header("authorization").is_some_and(|v| {
-            v.get(..7)
-                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
-                && !v[7..].trim().is_empty()
+            v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("bearer ")) && !v[7..].trim().is_empty()
         });
         key || bearer
     }
@@ -189,10 +152,7 @@ impl Incoming<'_> {
                 let mut parts = item.split(';');
                 let token = parts.next().unwrap_or("").trim();
                 let refused = parts.any(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|q| q.trim().parse::<f32>().ok())
-                        .is_some_and(|q| q <= 0.0)
+                    p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
                 });
                 token.eq_ignore_ascii_case(c.token()) && !refused
             })
@@ -314,13 +274,7 @@ async fn next_piece(mut st: StreamState) -> Option<(io::Result<Bytes>, StreamSta
         if st.cut {
             // Let what was sent reach the client before the connection drops.
             actix_rt::time::sleep(Duration::from_millis(50)).await;
-            return Some((
-                Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "fake_anthropic: cut_stream",
-                )),
-                st,
-            ));
+            return Some((Err(io::Error::new(io::ErrorKind::ConnectionAborted, "fake_anthropic: cut_stream")), st));
         }
         if let Some(e) = st.encoder.take() {
             match e.finish() {
@@ -337,9 +291,7 @@ fn plan(inc: &Incoming<'_>, shared: &Shared) -> Plan {
     let rid = request_id();
     let params = match HeaderParams::parse(inc) {
         Ok(p) => p,
-        Err(msg) => {
-            return Plan::error(StatusCode::BAD_REQUEST, &rid, "invalid_request_error", &msg)
-        }
+        Err(msg) => return Plan::error(StatusCode::BAD_REQUEST, &rid, "invalid_request_error", &msg),
     };
     let mut plan = match (inc.method, inc.path) {
         ("POST", "/v1/messages") => messages(inc, shared, &params, &rid),
@@ -347,11 +299,7 @@ fn plan(inc: &Incoming<'_>, shared: &Shared) -> Plan {
         ("GET", "/v1/models") => models(inc, &rid),
         _ => Plan::error(StatusCode::NOT_FOUND, &rid, "not_found_error", "Not found"),
     };
-    let compress = plan
-        .scenario
-        .as_ref()
-        .and_then(|s| s.compress)
-        .or(params.overrides.compress);
+    let compress = plan.scenario.as_ref().and_then(|s| s.compress).or(params.overrides.compress);
     plan.encoding = compress.filter(|c| inc.accepts(*c));
     plan
 }
@@ -368,9 +316,7 @@ impl HeaderParams {
         where
             T::Err: std::fmt::Display,
         {
-            inc.header(name)
-                .map(|v| v.trim().parse().map_err(|e| format!("header {name}: {e}")))
-                .transpose()
+            inc.header(name).map(|v| v.trim().parse().map_err(|e| format!("header {name}: {e}"))).transpose()
         }
         let name = inc
             .header("x-fake-scenario")
@@ -387,9 +333,7 @@ impl HeaderParams {
             text: inc.header("x-fake-text").map(str::to_owned),
             tool_name: inc.header("x-fake-tool-name").map(str::to_owned),
             tool_input,
-            retry_after: inc
-                .header("x-fake-retry-after")
-                .map(|v| v.trim().to_owned()),
+            retry_after: inc.header("x-fake-retry-after").map(|v| v.trim().to_owned()),
             events: num(inc, "x-fake-events")?,
             delay_ms: num(inc, "x-fake-delay-ms")?,
             pace_ms: num(inc, "x-fake-pace-ms")?,
@@ -406,30 +350,14 @@ impl HeaderParams {
         macro_rules! take {
             ($($f:ident),*) => { $( if o.$f.is_some() { base.$f = o.$f.clone(); } )* };
         }
-        take!(
-            text,
-            tool_name,
-            tool_input,
-            retry_after,
-            events,
-            delay_ms,
-            pace_ms,
-            usage,
-            compress,
-            model
-        );
+        take!(text, tool_name, tool_input, retry_after, events, delay_ms, pace_ms, usage, compress, model);
         base
     }
 }
 
 fn messages(inc: &Incoming<'_>, shared: &Shared, params: &HeaderParams, rid: &str) -> Plan {
     if !inc.authorized() {
-        return Plan::error(
-            StatusCode::UNAUTHORIZED,
-            rid,
-            "authentication_error",
-            "x-api-key header is required",
-        );
+        return Plan::error(StatusCode::UNAUTHORIZED, rid, "authentication_error", "x-api-key header is required");
     }
     let request: Value = match serde_json::from_slice(inc.body) {
         Ok(v @ Value::Object(_)) => v,
@@ -456,13 +384,11 @@ fn messages(inc: &Incoming<'_>, shared: &Shared, params: &HeaderParams, rid: &st
     };
     let scenario = params.apply(base);
     let mut plan = answer(inc, &request, &scenario, rid);
-    plan.delay = Duration::from_millis(scenario.delay_ms.unwrap_or(
-        if scenario.name == ScenarioName::SlowHeaders {
-            1000
-        } else {
-            0
-        },
-    ));
+    plan.delay = Duration::from_millis(scenario.delay_ms.unwrap_or(if scenario.name == ScenarioName::SlowHeaders {
+        1000
+    } else {
+        0
+    }));
     plan.pace = Duration::from_millis(scenario.pace_ms.unwrap_or(0));
     plan.scenario = Some(scenario);
     plan
@@ -494,12 +420,7 @@ fn answer(inc: &Incoming<'_>, request: &Value, s: &Scenario, rid: &str) -> Plan 
     let model = s
         .model
         .clone()
-        .or_else(|| {
-            request
-                .get("model")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+        .or_else(|| request.get("model").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| "claude-fake".to_owned());
     let content = decide_content(s, request);
     let usage = s.usage.unwrap_or_else(|| Usage {
@@ -508,10 +429,7 @@ fn answer(inc: &Incoming<'_>, request: &Value, s: &Scenario, rid: &str) -> Plan 
         ..Usage::default()
     });
     let msg_id = format!("msg_{}", ulid::Ulid::new());
-    let start_usage = Usage {
-        output_tokens: 1,
-        ..usage
-    };
+    let start_usage = Usage { output_tokens: 1, ..usage };
     let mut plan = if stream {
         let events = sse_events(&msg_id, &model, &content, &usage);
         let (events, cut, sent_usage) = match s.name {
@@ -528,15 +446,10 @@ fn answer(inc: &Incoming<'_>, request: &Value, s: &Scenario, rid: &str) -> Plan 
                 (events.into_iter().take(n).collect(), true, sent)
             }
             ScenarioName::StreamError => {
-                let mut out: Vec<(&str, String)> = events
-                    .into_iter()
-                    .filter(|e| e.0 != "ping")
-                    .take(3)
-                    .collect();
+                let mut out: Vec<(&str, String)> = events.into_iter().filter(|e| e.0 != "ping").take(3).collect();
                 out.push((
                     "error",
-                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
-                        .to_owned(),
+                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.to_owned(),
                 ));
                 (out, false, Some(start_usage))
             }
@@ -624,12 +537,7 @@ fn error_scenario(s: &Scenario, rid: &str) -> Option<Plan> {
         }
         ScenarioName::ServerError => {
             let mut plan = with_limits(
-                Plan::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    rid,
-                    "api_error",
-                    "Internal server error",
-                ),
+                Plan::error(StatusCode::INTERNAL_SERVER_ERROR, rid, "api_error", "Internal server error"),
                 0,
                 0,
                 None,
@@ -640,10 +548,7 @@ fn error_scenario(s: &Scenario, rid: &str) -> Option<Plan> {
         ScenarioName::UsageLimit => {
             // Subscription windows reset on the hour.
             let reset = (now / 3600 + 1) * 3600;
-            let retry = s
-                .retry_after
-                .clone()
-                .unwrap_or_else(|| (reset - now).max(1).to_string());
+            let retry = s.retry_after.clone().unwrap_or_else(|| (reset - now).max(1).to_string());
             let mut plan = Plan::error(
                 StatusCode::TOO_MANY_REQUESTS,
                 rid,
@@ -654,10 +559,7 @@ fn error_scenario(s: &Scenario, rid: &str) -> Option<Plan> {
             for (n, v) in [
                 ("anthropic-ratelimit-unified-status", "rejected"),
                 ("anthropic-ratelimit-unified-reset", reset.as_str()),
-                (
-                    "anthropic-ratelimit-unified-representative-claim",
-                    "five_hour",
-                ),
+                ("anthropic-ratelimit-unified-representative-claim", "five_hour"),
                 ("anthropic-ratelimit-unified-fallback-percentage", "0.5"),
                 ("anthropic-ratelimit-unified-5h-status", "rejected"),
                 ("anthropic-ratelimit-unified-5h-reset", reset.as_str()),
@@ -665,10 +567,7 @@ fn error_scenario(s: &Scenario, rid: &str) -> Option<Plan> {
                 ("anthropic-ratelimit-unified-7d-status", "allowed"),
                 ("anthropic-ratelimit-unified-7d-utilization", "0.42"),
                 ("anthropic-ratelimit-unified-overage-status", "rejected"),
-                (
-                    "anthropic-ratelimit-unified-overage-disabled-reason",
-                    "org_level_disabled",
-                ),
+                ("anthropic-ratelimit-unified-overage-disabled-reason", "org_level_disabled"),
                 ("retry-after", retry.as_str()),
             ] {
                 plan.headers.push((n.into(), v.into()));
@@ -692,48 +591,22 @@ fn with_limits(mut plan: Plan, input: u64, output: u64, limited: Option<u64>) ->
     };
     let (req_left, in_left, out_left, reset) = match limited {
         Some(secs) => (0, INPUT, OUTPUT, reset_in(secs.max(1))),
-        None => (
-            REQUESTS - 1,
-            INPUT.saturating_sub(input),
-            OUTPUT.saturating_sub(output),
-            reset_in(1),
-        ),
+        None => (REQUESTS - 1, INPUT.saturating_sub(input), OUTPUT.saturating_sub(output), reset_in(1)),
     };
     for (n, v) in [
         ("anthropic-ratelimit-requests-limit", REQUESTS.to_string()),
-        (
-            "anthropic-ratelimit-requests-remaining",
-            req_left.to_string(),
-        ),
+        ("anthropic-ratelimit-requests-remaining", req_left.to_string()),
         ("anthropic-ratelimit-requests-reset", reset.clone()),
         ("anthropic-ratelimit-input-tokens-limit", INPUT.to_string()),
-        (
-            "anthropic-ratelimit-input-tokens-remaining",
-            in_left.to_string(),
-        ),
+        ("anthropic-ratelimit-input-tokens-remaining", in_left.to_string()),
         ("anthropic-ratelimit-input-tokens-reset", reset.clone()),
-        (
-            "anthropic-ratelimit-output-tokens-limit",
-            OUTPUT.to_string(),
-        ),
-        (
-            "anthropic-ratelimit-output-tokens-remaining",
-            out_left.to_string(),
-        ),
+        ("anthropic-ratelimit-output-tokens-limit", OUTPUT.to_string()),
+        ("anthropic-ratelimit-output-tokens-remaining", out_left.to_string()),
         ("anthropic-ratelimit-output-tokens-reset", reset.clone()),
-        (
-            "anthropic-ratelimit-tokens-limit",
-            (INPUT + OUTPUT).to_string(),
-        ),
-        (
-            "anthropic-ratelimit-tokens-remaining",
-            (in_left + out_left).to_string(),
-        ),
+        ("anthropic-ratelimit-tokens-limit", (INPUT + OUTPUT).to_string()),
+        ("anthropic-ratelimit-tokens-remaining", (in_left + out_left).to_string()),
         ("anthropic-ratelimit-tokens-reset", reset.clone()),
-        (
-            "anthropic-organization-id",
-            "0f0e0d0c-0b0a-4908-8706-050403020100".to_owned(),
-        ),
+        ("anthropic-organization-id", "0f0e0d0c-0b0a-4908-8706-050403020100".to_owned()),
     ] {
         plan.headers.push((n.into(), v));
     }
@@ -742,12 +615,7 @@ fn with_limits(mut plan: Plan, input: u64, output: u64, limited: Option<u64>) ->
 
 fn count_tokens(inc: &Incoming<'_>, params: &HeaderParams, rid: &str) -> Plan {
     if !inc.authorized() {
-        return Plan::error(
-            StatusCode::UNAUTHORIZED,
-            rid,
-            "authentication_error",
-            "x-api-key header is required",
-        );
+        return Plan::error(StatusCode::UNAUTHORIZED, rid, "authentication_error", "x-api-key header is required");
     }
     if let Err(e) = serde_json::from_slice::<Value>(inc.body) {
         return Plan::error(
@@ -762,26 +630,14 @@ fn count_tokens(inc: &Incoming<'_>, params: &HeaderParams, rid: &str) -> Plan {
         Some(p) => p,
         None => {
             let n = input_tokens(inc.body);
-            let mut p = Plan::json(
-                StatusCode::OK,
-                rid,
-                format!("{{\"input_tokens\":{n}}}").into_bytes(),
-            );
-            p.usage = Some(Usage {
-                input_tokens: n,
-                ..Usage::default()
-            });
+            let mut p = Plan::json(StatusCode::OK, rid, format!("{{\"input_tokens\":{n}}}").into_bytes());
+            p.usage = Some(Usage { input_tokens: n, ..Usage::default() });
             p
         }
     };
     if let Some(s) = &scenario {
-        plan.delay = Duration::from_millis(s.delay_ms.unwrap_or(
-            if s.name == ScenarioName::SlowHeaders {
-                1000
-            } else {
-                0
-            },
-        ));
+        plan.delay =
+            Duration::from_millis(s.delay_ms.unwrap_or(if s.name == ScenarioName::SlowHeaders { 1000 } else { 0 }));
     }
     plan.scenario = scenario;
     plan
@@ -789,12 +645,7 @@ fn count_tokens(inc: &Incoming<'_>, params: &HeaderParams, rid: &str) -> Plan {
 
 fn models(inc: &Incoming<'_>, rid: &str) -> Plan {
     if !inc.authorized() {
-        return Plan::error(
-            StatusCode::UNAUTHORIZED,
-            rid,
-            "authentication_error",
-            "x-api-key header is required",
-        );
+        return Plan::error(StatusCode::UNAUTHORIZED, rid, "authentication_error", "x-api-key header is required");
     }
     #[derive(Serialize)]
     struct Model {
@@ -831,27 +682,14 @@ fn models(inc: &Incoming<'_>, rid: &str) -> Plan {
             created_at: "2026-06-01T00:00:00Z",
         },
     ];
-    let list = List {
-        data,
-        has_more: false,
-        first_id: "claude-opus-5-5",
-        last_id: "claude-haiku-5-5",
-    };
-    Plan::json(
-        StatusCode::OK,
-        rid,
-        serde_json::to_vec(&list).unwrap_or_default(),
-    )
+    let list = List { data, has_more: false, first_id: "claude-opus-5-5", last_id: "claude-haiku-5-5" };
+    Plan::json(StatusCode::OK, rid, serde_json::to_vec(&list).unwrap_or_default())
 }
 
 /// The content of a successful answer.
 enum Content {
     Text(String),
-    ToolUse {
-        id: String,
-        name: String,
-        input: Value,
-    },
+    ToolUse { id: String, name: String, input: Value },
 }
 
 impl Content {
@@ -886,11 +724,7 @@ fn decide_content(s: &Scenario, request: &Value) -> Content {
     let last_user = request
         .get("messages")
         .and_then(Value::as_array)
-        .and_then(|msgs| {
-            msgs.iter()
-                .rev()
-                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        });
+        .and_then(|msgs| msgs.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")));
     let tool_use = |command: Option<String>| Content::ToolUse {
         id: format!("toolu_{}", ulid::Ulid::new()),
         name: s.tool_name.clone().unwrap_or_else(|| "Bash".to_owned()),
@@ -932,11 +766,7 @@ fn offers_bash(request: &Value) -> bool {
     request
         .get("tools")
         .and_then(Value::as_array)
-        .is_some_and(|tools| {
-            tools
-                .iter()
-                .any(|t| t.get("name").and_then(Value::as_str) == Some("Bash"))
-        })
+        .is_some_and(|tools| tools.iter().any(|t| t.get("name").and_then(Value::as_str) == Some("Bash")))
 }
 
 /// The text of a message's content (a string, or its text blocks).
@@ -954,26 +784,21 @@ fn texts(message: &Value) -> Vec<&str> {
 
 /// The command of a `run: <command>` line (or of the fixtures' `run echo`).
 fn run_command(message: &Value) -> Option<String> {
-    texts(message)
-        .into_iter()
-        .flat_map(str::lines)
-        .find_map(|line| {
-            let line = line.trim();
-            if let Some(cmd) = line.strip_prefix("run:") {
-                let cmd = cmd.trim();
-                return (!cmd.is_empty()).then(|| cmd.to_owned());
-            }
-            (line == "run echo").then(|| format!("echo {TOOL_RAN_OK}"))
-        })
+    texts(message).into_iter().flat_map(str::lines).find_map(|line| {
+        let line = line.trim();
+        if let Some(cmd) = line.strip_prefix("run:") {
+            let cmd = cmd.trim();
+            return (!cmd.is_empty()).then(|| cmd.to_owned());
+        }
+        (line == "run echo").then(|| format!("echo {TOOL_RAN_OK}"))
+    })
 }
 
 /// The text of the `tool_result` blocks of a message, trimmed; `None` without any.
 fn tool_result_text(message: &Value) -> Option<String> {
     let blocks = message.get("content")?.as_array()?;
-    let results: Vec<&Value> = blocks
-        .iter()
-        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
-        .collect();
+    let results: Vec<&Value> =
+        blocks.iter().filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")).collect();
     if results.is_empty() {
         return None;
     }
@@ -981,12 +806,9 @@ fn tool_result_text(message: &Value) -> Option<String> {
     for r in results {
         match r.get("content") {
             Some(Value::String(s)) => parts.push(s.clone()),
-            Some(Value::Array(inner)) => parts.extend(
-                inner
-                    .iter()
-                    .filter_map(|b| b.get("text").and_then(Value::as_str))
-                    .map(str::to_owned),
-            ),
+            Some(Value::Array(inner)) => {
+                parts.extend(inner.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).map(str::to_owned))
+            }
             _ => {}
         }
     }
@@ -1014,25 +836,14 @@ fn error_body(kind: &str, message: &str, rid: &str) -> Vec<u8> {
         error: Inner<'a>,
         request_id: &'a str,
     }
-    serde_json::to_vec(&Outer {
-        kind: "error",
-        error: Inner { kind, message },
-        request_id: rid,
-    })
-    .unwrap_or_default()
+    serde_json::to_vec(&Outer { kind: "error", error: Inner { kind, message }, request_id: rid }).unwrap_or_default()
 }
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Block<'a> {
-    Text {
-        text: &'a str,
-    },
-    ToolUse {
-        id: &'a str,
-        name: &'a str,
-        input: &'a Value,
-    },
+    Text { text: &'a str },
+    ToolUse { id: &'a str, name: &'a str, input: &'a Value },
 }
 
 #[derive(Serialize)]
@@ -1104,34 +915,16 @@ struct StopDelta {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event<'a> {
-    MessageStart {
-        message: WireMessage<'a>,
-    },
-    ContentBlockStart {
-        index: usize,
-        content_block: Block<'a>,
-    },
-    ContentBlockDelta {
-        index: usize,
-        delta: Delta<'a>,
-    },
-    ContentBlockStop {
-        index: usize,
-    },
-    MessageDelta {
-        delta: StopDelta,
-        usage: DeltaUsage,
-    },
+    MessageStart { message: WireMessage<'a> },
+    ContentBlockStart { index: usize, content_block: Block<'a> },
+    ContentBlockDelta { index: usize, delta: Delta<'a> },
+    ContentBlockStop { index: usize },
+    MessageDelta { delta: StopDelta, usage: DeltaUsage },
     MessageStop,
 }
 
 /// The SSE events (name, data) of a complete streamed answer.
-fn sse_events(
-    id: &str,
-    model: &str,
-    content: &Content,
-    usage: &Usage,
-) -> Vec<(&'static str, String)> {
+fn sse_events(id: &str, model: &str, content: &Content, usage: &Usage) -> Vec<(&'static str, String)> {
     let ser = |e: &Event<'_>| serde_json::to_string(e).unwrap_or_default();
     let mut out = Vec::new();
     out.push((
@@ -1145,56 +938,31 @@ fn sse_events(
                 content: Vec::new(),
                 stop_reason: None,
                 stop_sequence: None,
-                usage: WireUsage::new(&Usage {
-                    output_tokens: 1,
-                    ..*usage
-                }),
+                usage: WireUsage::new(&Usage { output_tokens: 1, ..*usage }),
             },
         }),
     ));
     let empty = Value::Object(serde_json::Map::new());
     let (start, pieces): (Block<'_>, Vec<String>) = match content {
         Content::Text(text) => (Block::Text { text: "" }, text_pieces(text)),
-        Content::ToolUse { id, name, input } => (
-            Block::ToolUse {
-                id,
-                name,
-                input: &empty,
-            },
-            json_pieces(&input.to_string()),
-        ),
+        Content::ToolUse { id, name, input } => {
+            (Block::ToolUse { id, name, input: &empty }, json_pieces(&input.to_string()))
+        }
     };
-    out.push((
-        "content_block_start",
-        ser(&Event::ContentBlockStart {
-            index: 0,
-            content_block: start,
-        }),
-    ));
+    out.push(("content_block_start", ser(&Event::ContentBlockStart { index: 0, content_block: start })));
     out.push(("ping", r#"{"type": "ping"}"#.to_owned()));
     for piece in &pieces {
         let delta = match content {
             Content::Text(_) => Delta::TextDelta { text: piece },
-            Content::ToolUse { .. } => Delta::InputJsonDelta {
-                partial_json: piece,
-            },
+            Content::ToolUse { .. } => Delta::InputJsonDelta { partial_json: piece },
         };
-        out.push((
-            "content_block_delta",
-            ser(&Event::ContentBlockDelta { index: 0, delta }),
-        ));
+        out.push(("content_block_delta", ser(&Event::ContentBlockDelta { index: 0, delta })));
     }
-    out.push((
-        "content_block_stop",
-        ser(&Event::ContentBlockStop { index: 0 }),
-    ));
+    out.push(("content_block_stop", ser(&Event::ContentBlockStop { index: 0 })));
     out.push((
         "message_delta",
         ser(&Event::MessageDelta {
-            delta: StopDelta {
-                stop_reason: content.stop_reason(),
-                stop_sequence: None,
-            },
+            delta: StopDelta { stop_reason: content.stop_reason(), stop_sequence: None },
             usage: DeltaUsage {
                 input_tokens: usage.input_tokens,
                 cache_creation_input_tokens: usage.cache_creation_input_tokens,
@@ -1231,8 +999,7 @@ mod tests {
     fn run_lines() {
         let m = serde_json::json!({"role": "user", "content": "hi\n  run: ls -la \nbye"});
         assert_eq!(run_command(&m).as_deref(), Some("ls -la"));
-        let m =
-            serde_json::json!({"role": "user", "content": [{"type": "text", "text": "run echo"}]});
+        let m = serde_json::json!({"role": "user", "content": [{"type": "text", "text": "run echo"}]});
         assert_eq!(run_command(&m).as_deref(), Some("echo TOOL_RAN_OK"));
         let m = serde_json::json!({"role": "user", "content": "run the tests"});
         assert_eq!(run_command(&m), None);
@@ -1240,10 +1007,7 @@ mod tests {
 
     #[test]
     fn pieces() {
-        assert_eq!(
-            text_pieces("Hello from fake_anthropic."),
-            vec!["Hello ", "from ", "fake_anthropic."]
-        );
+        assert_eq!(text_pieces("Hello from fake_anthropic."), vec!["Hello ", "from ", "fake_anthropic."]);
         let p = json_pieces(r#"{"command":"ls"}"#);
         assert_eq!(p[0], "");
         assert_eq!(p.concat(), r#"{"command":"ls"}"#);

@@ -1,0 +1,624 @@
+//! `ccp-bench`: measures, in one run and against the same upstream, the proxy versus calling
+//! that upstream directly: latency (streaming and JSON, concurrency 1 and 32), throughput at
+//! concurrency 32, added time to first byte on a paced stream, the proxy's CPU time per request
+//! and its memory. Prints a table with the targets and writes `.local/bench/latest.json`.
+//!
+//! Run it through `scripts/bench` (release build, NATS stack). See `--help`.
+
+// A command-line tool: printing its results is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod load;
+mod procfs;
+mod report;
+mod upstream;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use ccp_tests::events::Log;
+use ccp_tests::Service;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::load::{RequestSpec, Summary};
+use crate::procfs::{CpuDelta, CpuSample};
+use crate::report::{PhaseResult, Report, RssResult, TargetResult};
+use crate::upstream::{Responses, Upstream, PACE_HEADER};
+
+const USAGE: &str = "ccp-bench [options]   (normally run through scripts/bench)
+
+Runs the proxy (target/release/ccp-proxy) as a child process in front of an in-process fake
+Anthropic and compares it with calling that upstream directly. Needs NATS (scripts/stack.sh
+start; CCP_TEST_NATS_URL, default nats://127.0.0.1:4222).
+
+Options:
+  --workers N        proxy worker threads (CCP__PROXY__WORKERS)            [1]
+  --pin              client+upstream on CPU 0, proxy on CPU 1 (taskset)    [off]
+  --n1 N             requests per target at concurrency 1                  [2000]
+  --n32 N            requests per target at concurrency 32                 [5000]
+  --ttfb-n N         paced streams per target for TTFB (c=1)               [200]
+  --pace-ms N        milliseconds between SSE events of paced streams      [20]
+  --rss-n N          paced streams through the proxy at c=32 for peak RSS  [96]
+  --warmup N         warmup requests per target and phase (at least)       [200]
+  --quick            small counts (smoke test): n1=200 n32=500 ttfb-n=20 warmup=50
+  --proxy-bin PATH   proxy binary                       [$CARGO_TARGET_DIR|target/release/ccp-proxy]
+  --fixture PATH     Claude Code request capture (JSON with headers and body)
+                     [/work/shared/fixtures/claude-code/request_say_hi_v2.1.332.json]
+  --nats-pid PID     also report the NATS server's CPU per request
+  --out PATH         JSON results                                          [.local/bench/latest.json]";
+
+/// Command-line options.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Options {
+    workers: usize,
+    pin: bool,
+    n1: usize,
+    n32: usize,
+    ttfb_n: usize,
+    pace_ms: u64,
+    rss_n: usize,
+    warmup: usize,
+    proxy_bin: PathBuf,
+    fixture: PathBuf,
+    nats_pid: Option<u32>,
+    out: PathBuf,
+}
+
+impl Options {
+    fn parse() -> anyhow::Result<Option<Self>> {
+        let mut o = Self {
+            workers: 1,
+            pin: false,
+            n1: 2000,
+            n32: 5000,
+            ttfb_n: 200,
+            pace_ms: 20,
+            rss_n: 96,
+            warmup: 200,
+            proxy_bin: ccp_tests::target_dir().join("release").join("ccp-proxy"),
+            fixture: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/fixtures/claude-code/request_say_hi_v2.1.332.json"),
+            nats_pid: None,
+            out: PathBuf::from(".local/bench/latest.json"),
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    return Ok(None);
+                }
+                "--workers" => o.workers = value()?.parse()?,
+                "--pin" => o.pin = true,
+                "--n1" => o.n1 = value()?.parse()?,
+                "--n32" => o.n32 = value()?.parse()?,
+                "--ttfb-n" => o.ttfb_n = value()?.parse()?,
+                "--pace-ms" => o.pace_ms = value()?.parse()?,
+                "--rss-n" => o.rss_n = value()?.parse()?,
+                "--warmup" => o.warmup = value()?.parse()?,
+                "--quick" => {
+                    o.n1 = 200;
+                    o.n32 = 500;
+                    o.ttfb_n = 20;
+                    o.warmup = 50;
+                    o.rss_n = 64;
+                }
+                "--proxy-bin" => o.proxy_bin = value()?.into(),
+                "--fixture" => o.fixture = value()?.into(),
+                "--nats-pid" => o.nats_pid = Some(value()?.parse()?),
+                "--out" => o.out = value()?.into(),
+                other => bail!("unknown argument {other}\n\n{USAGE}"),
+            }
+        }
+        if o.workers == 0 || o.n1 == 0 || o.n32 == 0 || o.ttfb_n == 0 {
+            bail!("--workers, --n1, --n32 and --ttfb-n must be positive");
+        }
+        Ok(Some(o))
+    }
+}
+
+/// Progress lines on stderr, with the time since start.
+struct Progress(Instant);
+
+impl Progress {
+    fn say(&self, msg: impl std::fmt::Display) {
+        eprintln!("[{:>6.1}s] {msg}", self.0.elapsed().as_secs_f64());
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match Options::parse() {
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ccp-bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.pin {
+        if let Err(e) = pin_self("0") {
+            eprintln!("ccp-bench: cannot pin to CPU 0: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // The client runs on this thread alone; the upstream has its own thread.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ccp-bench: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ccp-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Restricts this process (every thread, and those it starts later) to `cpus`.
+fn pin_self(cpus: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("run taskset")?;
+    if !status.success() {
+        bail!("taskset failed: {status}");
+    }
+    Ok(())
+}
+
+/// The proxy child process and what is needed to clean up after it.
+struct Stack {
+    log: Log,
+    proxy: Service,
+    spool_dir: PathBuf,
+    proxy_url: String,
+    key: String,
+}
+
+async fn run(opts: Options) -> anyhow::Result<()> {
+    let progress = Progress(Instant::now());
+    let nats_url = ccp_tests::nats_url();
+    check_reachable(&nats_url).await?;
+    let upstream = Upstream::start()?;
+    progress.say(format!("upstream listening on {}", upstream.url()));
+
+    let mut settings = ccp_tests::test_settings("bench");
+    let ulid = ulid::Ulid::new().to_string().to_ascii_lowercase();
+    settings.nats.prefix = format!("bench_{}", &ulid[ulid.len() - 12..]);
+    let log = Log::new(&settings).await;
+    progress.say(format!("NATS {nats_url}, prefix {} (streams created)", settings.nats.prefix));
+    let spool_dir = std::env::temp_dir().join(format!("ccp-bench-spool-{}", settings.nats.prefix));
+
+    let started = start_proxy(&opts, &settings, &upstream, log.clone(), spool_dir.clone()).await;
+    let result = match started {
+        Ok(stack) => {
+            let outcome = tokio::select! {
+                r = measure(&opts, &stack, &upstream, &progress) => r,
+                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            };
+            let mut stack = stack;
+            progress.say("stopping the proxy");
+            if stack.proxy.terminate(Duration::from_secs(20)).is_none() {
+                progress.say("proxy did not stop in 20 s; killing it");
+            }
+            if outcome.is_err() {
+                eprintln!("proxy log: {}", stack.proxy.log.display());
+            } else {
+                let _ = std::fs::remove_file(&stack.proxy.log);
+            }
+            drop(stack.proxy);
+            let _ = std::fs::remove_dir_all(&stack.spool_dir);
+            outcome
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&spool_dir);
+            Err(e)
+        }
+    };
+    ccp_tests::delete_namespace(&log.js, &log.ns).await;
+    progress.say(format!("deleted the streams and buckets of prefix {}", settings.nats.prefix));
+    drop(upstream);
+    let report = result?;
+    report.print(&mut std::io::stdout())?;
+    if let Some(dir) = opts.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    std::fs::write(&opts.out, serde_json::to_vec_pretty(&report.to_json())?)
+        .with_context(|| format!("write {}", opts.out.display()))?;
+    progress.say(format!("results written to {}", opts.out.display()));
+    Ok(())
+}
+
+/// Fails early, with a hint, when NATS does not accept connections.
+async fn check_reachable(nats_url: &str) -> anyhow::Result<()> {
+    let first = nats_url.split(',').next().unwrap_or(nats_url);
+    let hostport = first.trim().trim_start_matches("nats://").rsplit('@').next().unwrap_or_default().to_owned();
+    let hostport = if hostport.contains(':') { hostport } else { format!("{hostport}:4222") };
+    match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(&hostport)).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => bail!("NATS at {nats_url} is not reachable; run scripts/stack.sh start"),
+    }
+}
+
+async fn start_proxy(
+    opts: &Options,
+    settings: &ccp_schemas::config::Settings,
+    upstream: &Upstream,
+    log: Log,
+    spool_dir: PathBuf,
+) -> anyhow::Result<Stack> {
+    if !opts.proxy_bin.exists() {
+        bail!("{} does not exist; build it: cargo build --release -p ccp-proxy", opts.proxy_bin.display());
+    }
+    let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
+    let env: Vec<(String, String)> = vec![
+        ("CCP__NATS__URL".into(), settings.nats.url.clone()),
+        ("CCP__NATS__PREFIX".into(), settings.nats.prefix.clone()),
+        ("CCP__SECRETS__ACCESS_KEY_PEPPER".into(), settings.secrets.access_key_pepper.expose().to_owned()),
+        ("CCP__PROXY__ANTHROPIC_BASE_URL".into(), upstream.url()),
+        ("CCP__PROXY__LISTEN".into(), listen.clone()),
+        ("CCP__PROXY__SPOOL_DIR".into(), spool_dir.display().to_string()),
+        ("CCP__PROXY__WORKERS".into(), opts.workers.to_string()),
+    ];
+    let bin = opts.proxy_bin.display().to_string();
+    let proxy = if opts.pin {
+        Service::spawn(Path::new("taskset"), &["-c", "1", &bin], &env)
+    } else {
+        Service::spawn(&opts.proxy_bin, &[], &env)
+    }
+    .with_context(|| format!("start {bin}"))?;
+    let proxy_url = format!("http://{listen}");
+    let mut stack = Stack { log, proxy, spool_dir, proxy_url, key: String::new() };
+    let ready = ccp_tests::wait_http_ok(&format!("{}/ready", stack.proxy_url), Duration::from_secs(30)).await;
+    if let Err(e) = ready {
+        let tail = tail(&stack.proxy.log_text(), 20);
+        let _ = stack.proxy.terminate(Duration::from_secs(5));
+        bail!("the proxy did not become ready: {e}\n--- proxy log:\n{tail}");
+    }
+    let (_, _, key) = stack.log.user_with_key("bench").await;
+    stack.key = key.expose().to_owned();
+    if let Err(e) = wait_accepted(&stack).await {
+        let tail = tail(&stack.proxy.log_text(), 20);
+        let _ = stack.proxy.terminate(Duration::from_secs(5));
+        bail!("{e}\n--- proxy log:\n{tail}");
+    }
+    Ok(stack)
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until the proxy knows the key (the admin stream is followed asynchronously).
+async fn wait_accepted(stack: &Stack) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = client
+            .post(format!("{}/ak/{}/v1/messages", stack.proxy_url, stack.key))
+            .header("content-type", "application/json")
+            .header("x-api-key", "sk-ant-bench")
+            .body(r#"{"model":"m","max_tokens":1,"messages":[]}"#)
+            .send()
+            .await?;
+        let status = resp.status();
+        let _ = resp.bytes().await;
+        if status == 200 {
+            return Ok(());
+        }
+        if status != 401 || Instant::now() > deadline {
+            bail!("the proxy does not accept the new key: status {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Claude Code request: headers (minus framing ones) and the body as JSON.
+fn claude_code_request(path: &Path) -> (HeaderMap, serde_json::Value, &'static str) {
+    let parsed = std::fs::read_to_string(path).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+    let mut headers = HeaderMap::new();
+    if let Some(f) = parsed.filter(|f| f["body"].is_object()) {
+        for h in f["headers"].as_array().into_iter().flatten() {
+            let (Some(n), Some(v)) = (h[0].as_str(), h[1].as_str()) else {
+                continue;
+            };
+            if ["content-length", "connection", "host", "transfer-encoding"].iter().any(|x| n.eq_ignore_ascii_case(x)) {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(n), HeaderValue::try_from(v)) {
+                headers.append(n, v);
+            }
+        }
+        return (headers, f["body"].clone(), "Claude Code fixture");
+    }
+    for (n, v) in [
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+        ("user-agent", "claude-cli/2.1.332 (external, sdk-cli)"),
+        ("x-claude-code-session-id", "6fe7ba0a-81a1-4871-8646-c1d0f9bb7df5"),
+        ("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14"),
+        ("anthropic-version", "2023-06-01"),
+        ("x-api-key", "sk-ant-bench"),
+        ("x-app", "cli"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+    ] {
+        headers.insert(n, HeaderValue::from_static(v));
+    }
+    let filler = "You are Claude Code, Anthropic's official CLI. ".repeat(200);
+    let tools: Vec<serde_json::Value> = (0..16)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("Tool{i}"),
+                "description": "Runs a tool. ".repeat(180),
+                "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}},
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "model": "claude-opus-4-1-20250805",
+        "max_tokens": 32000,
+        "system": [{"type": "text", "text": filler}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "say hi"}]}],
+        "tools": tools,
+        "metadata": {"user_id": "user_bench"},
+        "stream": true,
+    });
+    (headers, body, "synthesized")
+}
+
+/// One measured setting.
+struct Phase {
+    name: &'static str,
+    stream: bool,
+    concurrency: usize,
+    count: usize,
+    pace_ms: u64,
+}
+
+/// What `measure` prepared for every phase.
+struct Bench<'a> {
+    client: reqwest::Client,
+    headers: HeaderMap,
+    stream_body: Bytes,
+    json_body: Bytes,
+    responses: Responses,
+    upstream: &'a Upstream,
+    stack: &'a Stack,
+    opts: &'a Options,
+    clk_tck: u64,
+    progress: &'a Progress,
+}
+
+/// CPU of everything involved, at one moment.
+struct CpuSnapshot {
+    proxy: CpuSample,
+    own_total: u64,
+    own_upstream: u64,
+    nats: Option<CpuSample>,
+}
+
+impl Bench<'_> {
+    fn snapshot(&self) -> anyhow::Result<CpuSnapshot> {
+        let own = procfs::threads(std::process::id());
+        Ok(CpuSnapshot {
+            proxy: CpuSample::read(self.stack.proxy.child.id())?,
+            own_total: own.iter().map(|(_, ns)| ns).sum(),
+            own_upstream: own.iter().filter(|(name, _)| name == "bench-upstream").map(|(_, ns)| ns).sum(),
+            nats: self.opts.nats_pid.and_then(|p| CpuSample::read(p).ok()),
+        })
+    }
+
+    fn spec(&self, proxied: bool, phase: &Phase) -> anyhow::Result<Arc<RequestSpec>> {
+        let url = if proxied {
+            format!("{}/ak/{}/v1/messages?beta=true", self.stack.proxy_url, self.stack.key)
+        } else {
+            format!("{}/v1/messages?beta=true", self.upstream.url())
+        };
+        let mut extra = Vec::new();
+        if phase.pace_ms > 0 {
+            extra.push((PACE_HEADER, phase.pace_ms.to_string()));
+        }
+        let (body, expect) = if phase.stream {
+            (self.stream_body.clone(), self.responses.sse_body_len)
+        } else {
+            (self.json_body.clone(), self.responses.json_body_len)
+        };
+        RequestSpec::new(&url, &self.headers, &extra, body, expect)
+    }
+
+    async fn target(&self, proxied: bool, phase: &Phase) -> anyhow::Result<TargetResult> {
+        let spec = self.spec(proxied, phase)?;
+        let warmup = if phase.pace_ms > 0 { (phase.count / 20).max(5) } else { self.opts.warmup.max(phase.count / 10) };
+        load::run(&self.client, &spec, phase.concurrency, warmup).await?;
+        let before = self.snapshot()?;
+        let run = load::run(&self.client, &spec, phase.concurrency, phase.count).await?;
+        let after = self.snapshot()?;
+        let n = run.samples.len().max(1) as f64;
+        let per_req_ms = |ns: u64| ns as f64 / n / 1e6;
+        let proxy_cpu = CpuDelta::between(before.proxy, after.proxy, self.clk_tck);
+        let upstream_ns = after.own_upstream.saturating_sub(before.own_upstream);
+        let client_ns = after.own_total.saturating_sub(before.own_total).saturating_sub(upstream_ns);
+        // NATS (Go) starts and ends threads: utime+stime counts the ended ones too.
+        let nats_ms = match (before.nats, after.nats) {
+            (Some(b), Some(a)) => Some(per_req_ms(CpuDelta::between(b, a, self.clk_tck).ticks_ns)),
+            _ => None,
+        };
+        Ok(TargetResult {
+            latency: Summary::of(run.samples.iter().map(|s| s.total_ns).collect()),
+            ttfb: Summary::of(run.samples.iter().map(|s| s.ttfb_ns).collect()),
+            wall_s: run.wall.as_secs_f64(),
+            rps: n / run.wall.as_secs_f64().max(1e-9),
+            warmup,
+            client_cpu_ms_per_req: per_req_ms(client_ns),
+            upstream_cpu_ms_per_req: per_req_ms(upstream_ns),
+            proxy_cpu_ms_per_req: proxied.then(|| per_req_ms(proxy_cpu.sched_ns)),
+            proxy_cpu_ticks_ms_per_req: proxied.then(|| per_req_ms(proxy_cpu.ticks_ns)),
+            nats_cpu_ms_per_req: nats_ms,
+        })
+    }
+
+    async fn phase(&self, phase: &Phase) -> anyhow::Result<PhaseResult> {
+        let direct = self.target(false, phase).await?;
+        self.progress.say(format!(
+            "{:<24} direct: p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s",
+            phase.name, direct.latency.p50_ms, direct.latency.p99_ms, direct.ttfb.p50_ms, direct.rps
+        ));
+        let proxy = self.target(true, phase).await?;
+        self.progress.say(format!(
+            "{:<24} proxy:  p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s  cpu {:.3} ms/req",
+            phase.name,
+            proxy.latency.p50_ms,
+            proxy.latency.p99_ms,
+            proxy.ttfb.p50_ms,
+            proxy.rps,
+            proxy.proxy_cpu_ms_per_req.unwrap_or(0.0)
+        ));
+        Ok(PhaseResult {
+            name: phase.name.to_owned(),
+            stream: phase.stream,
+            concurrency: phase.concurrency,
+            count: phase.count,
+            pace_ms: phase.pace_ms,
+            direct,
+            proxy,
+        })
+    }
+
+    /// Peak RSS of the proxy while `rss_n` paced streams run through it, 32 at a time.
+    async fn rss_under_streams(&self) -> anyhow::Result<(u64, Summary)> {
+        let phase = Phase {
+            name: "rss",
+            stream: true,
+            concurrency: 32,
+            count: self.opts.rss_n.max(32),
+            pace_ms: self.opts.pace_ms,
+        };
+        let spec = self.spec(true, &phase)?;
+        let pid = self.stack.proxy.child.id();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut peak = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok((rss, _)) = procfs::rss_kib(pid) {
+                        peak = peak.max(rss);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                peak
+            })
+        };
+        let run = load::run(&self.client, &spec, phase.concurrency, phase.count).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = sampler.await.context("rss sampler")?;
+        let run = run?;
+        Ok((peak, Summary::of(run.samples.iter().map(|s| s.ttfb_ns).collect())))
+    }
+}
+
+async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &Progress) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let load_before = procfs::loadavg();
+    let proxy_pid = stack.proxy.child.id();
+    progress.say(format!(
+        "proxy pid {proxy_pid} at {} (workers={}, pinned={}), key accepted",
+        stack.proxy_url, opts.workers, opts.pin
+    ));
+    let (headers, mut body, body_source) = claude_code_request(&opts.fixture);
+    body["stream"] = serde_json::Value::Bool(true);
+    let stream_body = Bytes::from(serde_json::to_vec(&body)?);
+    body["stream"] = serde_json::Value::Bool(false);
+    let json_body = Bytes::from(serde_json::to_vec(&body)?);
+    progress.say(format!("request body: {} bytes ({body_source}), {} headers", stream_body.len(), headers.len()));
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_rss_kib, _) = procfs::rss_kib(proxy_pid)?;
+    progress.say(format!("proxy RSS idle after start: {:.1} MiB", idle_rss_kib as f64 / 1024.0));
+
+    let bench = Bench {
+        client: load::client()?,
+        headers,
+        stream_body,
+        json_body,
+        responses: Responses::new(),
+        upstream,
+        stack,
+        opts,
+        clk_tck: procfs::clk_tck(),
+        progress,
+    };
+
+    progress.say(format!("peak RSS: {} paced streams through the proxy, 32 at a time", opts.rss_n.max(32)));
+    let (peak_rss_kib, rss_ttfb) = bench.rss_under_streams().await?;
+    let (_, hwm_after_streams) = procfs::rss_kib(proxy_pid)?;
+    progress.say(format!(
+        "proxy RSS peak during 32 paced streams: {:.1} MiB (VmHWM {:.1} MiB)",
+        peak_rss_kib as f64 / 1024.0,
+        hwm_after_streams as f64 / 1024.0
+    ));
+
+    let phases = [
+        Phase { name: "stream c=1", stream: true, concurrency: 1, count: opts.n1, pace_ms: 0 },
+        Phase { name: "json c=1", stream: false, concurrency: 1, count: opts.n1, pace_ms: 0 },
+        Phase { name: "stream c=32", stream: true, concurrency: 32, count: opts.n32, pace_ms: 0 },
+        Phase { name: "json c=32", stream: false, concurrency: 32, count: opts.n32, pace_ms: 0 },
+        Phase {
+            name: "paced stream c=1 (TTFB)",
+            stream: true,
+            concurrency: 1,
+            count: opts.ttfb_n,
+            pace_ms: opts.pace_ms,
+        },
+    ];
+    let mut results = Vec::new();
+    for phase in &phases {
+        progress.say(format!(
+            "{}: {} requests per target{}",
+            phase.name,
+            phase.count,
+            if phase.pace_ms > 0 {
+                format!(
+                    ", events {} ms apart (~{:.0} s per target)",
+                    phase.pace_ms,
+                    phase.count as f64 * (phase.pace_ms * 15) as f64 / 1000.0
+                )
+            } else {
+                String::new()
+            }
+        ));
+        results.push(bench.phase(phase).await?);
+    }
+    let (end_rss_kib, end_hwm_kib) = procfs::rss_kib(proxy_pid)?;
+    Ok(Report {
+        generated_at: chrono::Utc::now().to_rfc3339(),
+        options: opts.clone(),
+        cpus: std::thread::available_parallelism().map_or(0, usize::from),
+        load_before,
+        load_after: procfs::loadavg(),
+        body_bytes: bench.stream_body.len(),
+        body_source: body_source.to_owned(),
+        duration_s: started.elapsed().as_secs_f64(),
+        phases: results,
+        rss: RssResult {
+            idle_mib: idle_rss_kib as f64 / 1024.0,
+            peak_streams_mib: peak_rss_kib as f64 / 1024.0,
+            hwm_after_streams_mib: hwm_after_streams as f64 / 1024.0,
+            end_mib: end_rss_kib as f64 / 1024.0,
+            hwm_end_mib: end_hwm_kib as f64 / 1024.0,
+            streams: opts.rss_n.max(32),
+            ttfb_under_32_streams: rss_ttfb,
+        },
+    })
+}

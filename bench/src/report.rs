@@ -1,0 +1,400 @@
+//! Results: the table on stdout, the targets with PASS/MISS, and the JSON file.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::load::Summary;
+use crate::Options;
+
+/// Added p50 latency (proxy − direct) at concurrency 1, ms.
+pub const ADDED_P50_MS: f64 = 0.1;
+/// Added p50 time to first byte on a paced stream, ms.
+pub const ADDED_TTFB_P50_MS: f64 = 0.3;
+/// Proxy CPU time per request, ms.
+pub const CPU_MS_PER_REQ: f64 = 0.1;
+/// Proxy throughput over direct throughput at concurrency 32.
+pub const THROUGHPUT_RATIO: f64 = 0.5;
+/// Proxy resident memory, MiB.
+pub const RSS_MIB: f64 = 40.0;
+
+/// One target's figures in one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    /// Send to end of response.
+    pub latency: Summary,
+    /// Send to first body byte.
+    pub ttfb: Summary,
+    /// Wall time of the measured requests.
+    pub wall_s: f64,
+    /// Requests per second over the measured requests.
+    pub rps: f64,
+    /// Warmup requests sent (and discarded) before.
+    pub warmup: usize,
+    /// The load generator's CPU per request (this process minus the upstream thread).
+    pub client_cpu_ms_per_req: f64,
+    /// The upstream thread's CPU per request.
+    pub upstream_cpu_ms_per_req: f64,
+    /// The proxy's CPU per request (schedstat of its threads, ns precision).
+    pub proxy_cpu_ms_per_req: Option<f64>,
+    /// The same from utime+stime (clock-tick precision, includes ended threads).
+    pub proxy_cpu_ticks_ms_per_req: Option<f64>,
+    /// The NATS server's CPU per request (when its pid was given).
+    pub nats_cpu_ms_per_req: Option<f64>,
+}
+
+/// One phase: the same requests, direct then through the proxy.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseResult {
+    /// Label.
+    pub name: String,
+    /// SSE (`"stream":true`) or JSON.
+    pub stream: bool,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// Measured requests per target.
+    pub count: usize,
+    /// Milliseconds between SSE events (0: all at once).
+    pub pace_ms: u64,
+    /// Straight to the upstream.
+    pub direct: TargetResult,
+    /// Through the proxy.
+    pub proxy: TargetResult,
+}
+
+impl PhaseResult {
+    fn added_p50(&self) -> f64 {
+        self.proxy.latency.p50_ms - self.direct.latency.p50_ms
+    }
+    fn added_p99(&self) -> f64 {
+        self.proxy.latency.p99_ms - self.direct.latency.p99_ms
+    }
+    fn ratio_p50(&self) -> f64 {
+        self.proxy.latency.p50_ms / self.direct.latency.p50_ms.max(1e-9)
+    }
+    fn rps_ratio(&self) -> f64 {
+        self.proxy.rps / self.direct.rps.max(1e-9)
+    }
+    fn added_ttfb_p50(&self) -> f64 {
+        self.proxy.ttfb.p50_ms - self.direct.ttfb.p50_ms
+    }
+}
+
+/// The proxy's memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct RssResult {
+    /// VmRSS once ready, before any load.
+    pub idle_mib: f64,
+    /// Largest VmRSS sampled (every 2 ms) while 32 paced streams ran.
+    pub peak_streams_mib: f64,
+    /// VmHWM right after those streams.
+    pub hwm_after_streams_mib: f64,
+    /// VmRSS after every phase.
+    pub end_mib: f64,
+    /// VmHWM after every phase.
+    pub hwm_end_mib: f64,
+    /// Paced streams sent for the peak.
+    pub streams: usize,
+    /// Their time to first byte.
+    pub ttfb_under_32_streams: Summary,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// When.
+    pub generated_at: String,
+    /// With which options.
+    pub options: Options,
+    /// CPUs available.
+    pub cpus: usize,
+    /// Load average before the phases.
+    pub load_before: String,
+    /// Load average after them.
+    pub load_after: String,
+    /// Request body size.
+    pub body_bytes: usize,
+    /// Where the body came from.
+    pub body_source: String,
+    /// Seconds the measurements took.
+    pub duration_s: f64,
+    /// Every phase.
+    pub phases: Vec<PhaseResult>,
+    /// Memory.
+    pub rss: RssResult,
+}
+
+/// One target from the issue, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What is checked.
+    pub what: String,
+    /// The measured value.
+    pub value: f64,
+    /// `<=` or `>=`.
+    pub op: &'static str,
+    /// The target.
+    pub limit: f64,
+    /// Unit of both.
+    pub unit: &'static str,
+    /// Met.
+    pub pass: bool,
+}
+
+impl Check {
+    fn at_most(what: String, value: f64, limit: f64, unit: &'static str) -> Self {
+        Self { what, value, op: "<=", limit, unit, pass: value <= limit }
+    }
+    fn at_least(what: String, value: f64, limit: f64, unit: &'static str) -> Self {
+        Self { what, value, op: ">=", limit, unit, pass: value >= limit }
+    }
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+impl Report {
+    fn latency_phases(&self) -> impl Iterator<Item = &PhaseResult> {
+        self.phases.iter().filter(|p| p.pace_ms == 0)
+    }
+
+    fn ttfb_phase(&self) -> Option<&PhaseResult> {
+        self.phases.iter().find(|p| p.pace_ms > 0)
+    }
+
+    /// Every target of the issue with its verdict.
+    pub fn checks(&self) -> Vec<Check> {
+        let mut checks = Vec::new();
+        for p in self.latency_phases().filter(|p| p.concurrency == 1) {
+            checks.push(Check::at_most(format!("added p50 latency, {}", p.name), p.added_p50(), ADDED_P50_MS, "ms"));
+        }
+        if let Some(p) = self.ttfb_phase() {
+            checks.push(Check::at_most(
+                format!("added TTFB p50, {}", p.name),
+                p.added_ttfb_p50(),
+                ADDED_TTFB_P50_MS,
+                "ms",
+            ));
+        }
+        for p in &self.phases {
+            if let Some(cpu) = p.proxy.proxy_cpu_ms_per_req {
+                checks.push(Check::at_most(format!("proxy CPU per request, {}", p.name), cpu, CPU_MS_PER_REQ, "ms"));
+            }
+        }
+        for p in self.latency_phases().filter(|p| p.concurrency > 1) {
+            checks.push(Check::at_least(
+                format!("throughput proxy/direct, {}", p.name),
+                p.rps_ratio(),
+                THROUGHPUT_RATIO,
+                "x",
+            ));
+        }
+        checks.push(Check::at_most("proxy RSS idle after start".into(), self.rss.idle_mib, RSS_MIB, "MiB"));
+        checks.push(Check::at_most(
+            "proxy RSS peak during 32 paced streams".into(),
+            self.rss.peak_streams_mib.max(self.rss.hwm_after_streams_mib),
+            RSS_MIB,
+            "MiB",
+        ));
+        checks
+    }
+
+    /// The results as JSON (with the checks).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["checks"] = serde_json::to_value(self.checks()).unwrap_or_default();
+        v
+    }
+
+    /// The table.
+    pub fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let o = &self.options;
+        let line = "-".repeat(118);
+        writeln!(out)?;
+        writeln!(
+            out,
+            "ClaudeCodeProxy benchmark: proxy vs direct, same in-process upstream, same client ({})",
+            self.generated_at
+        )?;
+        writeln!(
+            out,
+            "proxy: {}, workers={}, pinned={} (client+upstream on CPU 0, proxy on CPU 1 when pinned); CPUs: {}",
+            o.proxy_bin.display(),
+            o.workers,
+            o.pin,
+            self.cpus
+        )?;
+        writeln!(
+            out,
+            "client: reqwest HTTP/1.1 keep-alive pool, 1 thread; upstream: raw tokio, 1 thread; body {} B ({}); warmup discarded",
+            self.body_bytes, self.body_source
+        )?;
+        writeln!(
+            out,
+            "load average before {} / after {}; measured in {:.1} s",
+            self.load_before, self.load_after, self.duration_s
+        )?;
+
+        writeln!(out, "\nLATENCY (ms, send to last byte)\n{line}")?;
+        writeln!(
+            out,
+            "{:<14}{:>6} | {:>8}{:>8} | {:>8}{:>8} | {:>9}{:>9}{:>7} | target: added p50 <= {:.3} ms",
+            "phase", "n", "dir p50", "dir p99", "prx p50", "prx p99", "+p50", "+p99", "ratio", ADDED_P50_MS
+        )?;
+        for p in self.latency_phases() {
+            let target = if p.concurrency == 1 {
+                verdict(p.added_p50() <= ADDED_P50_MS).to_owned()
+            } else {
+                "(n/a: queueing at c=32, see throughput)".to_owned()
+            };
+            writeln!(
+                out,
+                "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3}{:>6.2}x | {}",
+                p.name,
+                p.count,
+                p.direct.latency.p50_ms,
+                p.direct.latency.p99_ms,
+                p.proxy.latency.p50_ms,
+                p.proxy.latency.p99_ms,
+                p.added_p50(),
+                p.added_p99(),
+                p.ratio_p50(),
+                target
+            )?;
+        }
+
+        writeln!(out, "\nTHROUGHPUT at c=32 (req/s)\n{line}")?;
+        writeln!(
+            out,
+            "{:<14}{:>6} | {:>10}{:>10} | {:>7} | target: proxy/direct >= {:.2}x",
+            "phase", "n", "direct", "proxy", "ratio", THROUGHPUT_RATIO
+        )?;
+        for p in self.latency_phases().filter(|p| p.concurrency > 1) {
+            writeln!(
+                out,
+                "{:<14}{:>6} | {:>10.0}{:>10.0} | {:>6.2}x | {}",
+                p.name,
+                p.count,
+                p.direct.rps,
+                p.proxy.rps,
+                p.rps_ratio(),
+                verdict(p.rps_ratio() >= THROUGHPUT_RATIO)
+            )?;
+        }
+
+        if let Some(p) = self.ttfb_phase() {
+            writeln!(
+                out,
+                "\nTIME TO FIRST BODY BYTE, paced stream ({} ms between SSE events, c=1) (ms)\n{line}",
+                p.pace_ms
+            )?;
+            writeln!(
+                out,
+                "{:<14}{:>6} | {:>8}{:>8} | {:>8}{:>8} | {:>9}{:>9} | target: added TTFB p50 <= {:.3} ms",
+                "", "n", "dir p50", "dir p99", "prx p50", "prx p99", "+p50", "+p99", ADDED_TTFB_P50_MS
+            )?;
+            writeln!(
+                out,
+                "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3} | {}",
+                "ttfb",
+                p.count,
+                p.direct.ttfb.p50_ms,
+                p.direct.ttfb.p99_ms,
+                p.proxy.ttfb.p50_ms,
+                p.proxy.ttfb.p99_ms,
+                p.added_ttfb_p50(),
+                p.proxy.ttfb.p99_ms - p.direct.ttfb.p99_ms,
+                verdict(p.added_ttfb_p50() <= ADDED_TTFB_P50_MS)
+            )?;
+            writeln!(
+                out,
+                "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3} | (whole paced stream, info)",
+                "total",
+                p.count,
+                p.direct.latency.p50_ms,
+                p.direct.latency.p99_ms,
+                p.proxy.latency.p50_ms,
+                p.proxy.latency.p99_ms,
+                p.added_p50(),
+                p.added_p99()
+            )?;
+        }
+
+        writeln!(out, "\nCPU TIME PER REQUEST (ms; measured requests only)\n{line}")?;
+        writeln!(
+            out,
+            "{:<24} | {:>9}{:>9} | {:>8}{:>8}{:>8} | {:>8}{:>8}{:>8} | target: proxy <= {:.3} ms",
+            "phase", "proxy", "(ticks)", "client", "upstr", "nats", "client", "upstr", "", CPU_MS_PER_REQ
+        )?;
+        writeln!(out, "{:<24} | {:>18} | {:>24} | {:>24} |", "", "proxy run", "proxy run", "direct run")?;
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+        for p in &self.phases {
+            let cpu = p.proxy.proxy_cpu_ms_per_req.unwrap_or(f64::NAN);
+            writeln!(
+                out,
+                "{:<24} | {:>9.3}{:>9} | {:>8.3}{:>8.3}{:>8} | {:>8.3}{:>8.3}{:>8} | {}",
+                p.name,
+                cpu,
+                opt(p.proxy.proxy_cpu_ticks_ms_per_req),
+                p.proxy.client_cpu_ms_per_req,
+                p.proxy.upstream_cpu_ms_per_req,
+                opt(p.proxy.nats_cpu_ms_per_req),
+                p.direct.client_cpu_ms_per_req,
+                p.direct.upstream_cpu_ms_per_req,
+                "",
+                verdict(cpu <= CPU_MS_PER_REQ)
+            )?;
+        }
+
+        writeln!(out, "\nPROXY MEMORY (MiB)\n{line}")?;
+        let r = &self.rss;
+        writeln!(
+            out,
+            "idle after start (VmRSS)                          {:>8.1}   target <= {:.0} MiB  {}",
+            r.idle_mib,
+            RSS_MIB,
+            verdict(r.idle_mib <= RSS_MIB)
+        )?;
+        let peak = r.peak_streams_mib.max(r.hwm_after_streams_mib);
+        writeln!(
+            out,
+            "peak during {} paced streams, 32 at a time        {:>8.1}   target <= {:.0} MiB  {}   (sampled VmRSS max {:.1}, VmHWM {:.1})",
+            r.streams,
+            peak,
+            RSS_MIB,
+            verdict(peak <= RSS_MIB),
+            r.peak_streams_mib,
+            r.hwm_after_streams_mib
+        )?;
+        writeln!(
+            out,
+            "after every phase: VmRSS {:.1}, VmHWM {:.1} (info; includes the c=32 throughput runs)",
+            r.end_mib, r.hwm_end_mib
+        )?;
+        writeln!(
+            out,
+            "TTFB through the proxy with 32 paced streams in flight: p50 {:.3} ms, p99 {:.3} ms (info)",
+            r.ttfb_under_32_streams.p50_ms, r.ttfb_under_32_streams.p99_ms
+        )?;
+
+        writeln!(out, "\nTARGETS\n{line}")?;
+        let checks = self.checks();
+        for c in &checks {
+            writeln!(out, "{:<4}  {:<52} {:>10.3} {} {} {}", verdict(c.pass), c.what, c.value, c.unit, c.op, c.limit)?;
+        }
+        let missed = checks.iter().filter(|c| !c.pass).count();
+        writeln!(
+            out,
+            "{} of {} targets met{}",
+            checks.len() - missed,
+            checks.len(),
+            if missed > 0 { format!(", {missed} missed") } else { String::new() }
+        )?;
+        out.flush()
+    }
+}

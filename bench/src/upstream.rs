@@ -1,0 +1,424 @@
+//! A minimal, fast and deterministic Anthropic Messages API stand-in for the benchmark.
+//!
+//! HTTP/1.1 with keep-alive on raw tokio (no framework), on its own thread with a
+//! single-threaded runtime, so its cost per request is small and the same for the direct and
+//! the proxied runs. `POST /v1/messages` answers a fixed Server-Sent-Events stream when the
+//! body contains `"stream":true` (message_start … 10 text deltas … message_stop, chunked, with
+//! Anthropic's response headers), else a fixed JSON message. With `x-bench-pace-ms: N` the SSE
+//! events are sent N ms apart (the first one right away), to measure time to first byte.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bytes::{Buf as _, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Request header that spaces the SSE events this many milliseconds apart.
+pub const PACE_HEADER: &str = "x-bench-pace-ms";
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Largest request body accepted.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+
+const MODEL: &str = "claude-opus-4-1-20250805";
+
+/// Text of the answer, one delta each.
+const DELTAS: [&str; 10] =
+    ["Hi", "! I'm", " ready", " to help", " with your", " code.", " What would", " you like", " to work", " on today?"];
+
+/// The canned responses, prepared once.
+pub struct Responses {
+    /// Status line and headers of the SSE answer (chunked).
+    pub sse_head: Bytes,
+    /// Each SSE event as one HTTP chunk; the last one also carries the terminating chunk.
+    pub sse_chunks: Vec<Bytes>,
+    /// The whole SSE answer in one buffer (head and every chunk).
+    pub sse_whole: Bytes,
+    /// The whole JSON answer (head and body).
+    pub json_whole: Bytes,
+    /// Body bytes of the SSE answer (what a client reads after de-chunking).
+    pub sse_body_len: usize,
+    /// Body bytes of the JSON answer.
+    pub json_body_len: usize,
+    /// The answer to any other method or path.
+    pub not_found: Bytes,
+}
+
+fn common_headers(out: &mut String) {
+    // The shape of Anthropic's real response headers (values are fixed, not secret).
+    for (n, v) in [
+        ("date", "Mon, 01 Jun 2026 12:00:00 GMT"),
+        ("connection", "keep-alive"),
+        ("cache-control", "no-cache"),
+        ("anthropic-ratelimit-input-tokens-limit", "2000000"),
+        ("anthropic-ratelimit-input-tokens-remaining", "2000000"),
+        ("anthropic-ratelimit-input-tokens-reset", "2026-06-01T12:00:00Z"),
+        ("anthropic-ratelimit-output-tokens-limit", "400000"),
+        ("anthropic-ratelimit-output-tokens-remaining", "400000"),
+        ("anthropic-ratelimit-output-tokens-reset", "2026-06-01T12:00:00Z"),
+        ("anthropic-ratelimit-requests-limit", "4000"),
+        ("anthropic-ratelimit-requests-remaining", "3999"),
+        ("anthropic-ratelimit-requests-reset", "2026-06-01T12:00:00Z"),
+        ("anthropic-ratelimit-tokens-limit", "2400000"),
+        ("anthropic-ratelimit-tokens-remaining", "2400000"),
+        ("anthropic-ratelimit-tokens-reset", "2026-06-01T12:00:00Z"),
+        ("request-id", "req_011CbenchBenchBenchBench01"),
+        ("strict-transport-security", "max-age=31536000"),
+        ("anthropic-organization-id", "00000000-0000-4000-8000-000000000000"),
+        ("via", "1.1 google"),
+        ("cf-cache-status", "DYNAMIC"),
+        ("x-robots-tag", "none"),
+        ("server", "cloudflare"),
+        ("cf-ray", "9a00000000000000-FRA"),
+    ] {
+        out.push_str(n);
+        out.push_str(": ");
+        out.push_str(v);
+        out.push_str("\r\n");
+    }
+}
+
+fn usage_json(output_tokens: u32) -> String {
+    format!(
+        r#"{{"input_tokens":4,"cache_creation_input_tokens":1523,"cache_read_input_tokens":11870,"cache_creation":{{"ephemeral_5m_input_tokens":1523,"ephemeral_1h_input_tokens":0}},"output_tokens":{output_tokens},"service_tier":"standard"}}"#
+    )
+}
+
+fn sse_events() -> Vec<String> {
+    let mut events = Vec::with_capacity(DELTAS.len() + 6);
+    let mut push = |name: &str, data: String| events.push(format!("event: {name}\ndata: {data}\n\n"));
+    push(
+        "message_start",
+        format!(
+            r#"{{"type":"message_start","message":{{"model":"{MODEL}","id":"msg_01BenchBenchBenchBenchBench","type":"message","role":"assistant","content":[],"stop_reason":null,"stop_sequence":null,"usage":{}}}}}"#,
+            usage_json(1)
+        ),
+    );
+    push(
+        "content_block_start",
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.into(),
+    );
+    push("ping", r#"{"type": "ping"}"#.into());
+    for d in DELTAS {
+        push(
+            "content_block_delta",
+            format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{d}"}}}}"#),
+        );
+    }
+    push("content_block_stop", r#"{"type":"content_block_stop","index":0}"#.into());
+    push(
+        "message_delta",
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":4,"cache_creation_input_tokens":1523,"cache_read_input_tokens":11870,"output_tokens":24}}"#.into(),
+    );
+    push("message_stop", r#"{"type":"message_stop"}"#.into());
+    events
+}
+
+impl Responses {
+    /// Builds the canned answers.
+    pub fn new() -> Self {
+        let mut head = String::from("HTTP/1.1 200 OK\r\n");
+        head.push_str("content-type: text/event-stream; charset=utf-8\r\n");
+        head.push_str("transfer-encoding: chunked\r\n");
+        common_headers(&mut head);
+        head.push_str("\r\n");
+        let events = sse_events();
+        let sse_body_len = events.iter().map(String::len).sum();
+        let last = events.len() - 1;
+        let sse_chunks: Vec<Bytes> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut c = format!("{:x}\r\n{e}\r\n", e.len());
+                if i == last {
+                    c.push_str("0\r\n\r\n");
+                }
+                Bytes::from(c)
+            })
+            .collect();
+        let mut whole = BytesMut::from(head.as_bytes());
+        for c in &sse_chunks {
+            whole.extend_from_slice(c);
+        }
+
+        let text: String = DELTAS.concat();
+        let body = format!(
+            r#"{{"model":"{MODEL}","id":"msg_01BenchBenchBenchBenchBench","type":"message","role":"assistant","content":[{{"type":"text","text":"{text}"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{}}}"#,
+            usage_json(24)
+        );
+        let mut json = String::from("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
+        json.push_str(&format!("content-length: {}\r\n", body.len()));
+        common_headers(&mut json);
+        json.push_str("\r\n");
+        json.push_str(&body);
+
+        let nf = r#"{"type":"error","error":{"type":"not_found_error","message":"Not found"}}"#;
+        let not_found = format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{nf}",
+            nf.len()
+        );
+
+        Self {
+            not_found: Bytes::from(not_found),
+            sse_head: Bytes::from(head),
+            sse_chunks,
+            sse_whole: whole.freeze(),
+            json_body_len: body.len(),
+            json_whole: Bytes::from(json),
+            sse_body_len,
+        }
+    }
+}
+
+impl Default for Responses {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The running upstream.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    /// Binds 127.0.0.1 on a free port and serves on a new thread.
+    pub fn start() -> anyhow::Result<Self> {
+        let listener = StdListener::bind("127.0.0.1:0").context("bind the upstream")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("upstream runtime")?;
+        let thread = std::thread::Builder::new()
+            .name("bench-upstream".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let responses = std::sync::Arc::new(Responses::new());
+                    tokio::select! {
+                        () = accept_loop(listener, responses) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .context("upstream thread")?;
+        Ok(Self { addr, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, responses: std::sync::Arc<Responses>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                let responses = responses.clone();
+                tokio::spawn(async move {
+                    let _ = serve(stream, &responses).await;
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// What the handler needs from a request head.
+struct Head {
+    post_messages: bool,
+    content_length: Option<usize>,
+    chunked: bool,
+    pace_ms: u64,
+    close: bool,
+    len: usize,
+}
+
+fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
+    let mut headers = [httparse::EMPTY_HEADER; 96];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf)? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let path = req.path.unwrap_or("");
+    let path = path.split('?').next().unwrap_or("");
+    let mut head = Head {
+        post_messages: req.method == Some("POST") && path == "/v1/messages",
+        content_length: None,
+        chunked: false,
+        pace_ms: 0,
+        close: req.version == Some(0),
+        len,
+    };
+    for h in req.headers.iter() {
+        let v = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            head.content_length = Some(v.parse().context("content-length")?);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            head.chunked = v.to_ascii_lowercase().contains("chunked");
+        } else if h.name.eq_ignore_ascii_case(PACE_HEADER) {
+            head.pace_ms = v.parse().unwrap_or(0);
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            head.close = v.eq_ignore_ascii_case("close");
+        }
+    }
+    Ok(Some(head))
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> anyhow::Result<bool> {
+    if buf.capacity() - buf.len() < 16 * 1024 {
+        buf.reserve(64 * 1024);
+    }
+    Ok(stream.read_buf(buf).await? > 0)
+}
+
+/// Reads a chunked body; returns it de-chunked. `buf` starts at the body.
+async fn read_chunked(stream: &mut TcpStream, buf: &mut BytesMut) -> anyhow::Result<BytesMut> {
+    let mut body = BytesMut::new();
+    loop {
+        match httparse::parse_chunk_size(buf) {
+            Ok(httparse::Status::Complete((skip, size))) => {
+                let size = usize::try_from(size)?;
+                if size == 0 {
+                    // Trailer section: ends with an empty line (no trailers expected).
+                    while buf.len() < skip + 2 {
+                        if !fill(stream, buf).await? {
+                            bail!("eof in chunked trailer");
+                        }
+                    }
+                    buf.advance(skip + 2);
+                    return Ok(body);
+                }
+                if body.len() + size > MAX_BODY {
+                    bail!("body too large");
+                }
+                while buf.len() < skip + size + 2 {
+                    if !fill(stream, buf).await? {
+                        bail!("eof in chunk");
+                    }
+                }
+                body.extend_from_slice(&buf[skip..skip + size]);
+                buf.advance(skip + size + 2);
+            }
+            Ok(httparse::Status::Partial) => {
+                if !fill(stream, buf).await? {
+                    bail!("eof in chunk size");
+                }
+            }
+            Err(e) => bail!("bad chunk size: {e:?}"),
+        }
+    }
+}
+
+fn wants_stream(body: &[u8]) -> bool {
+    // Claude Code puts `stream` last; compact JSON as serialized by the clients.
+    memchr::memmem::rfind(body, br#""stream":true"#).is_some()
+        || memchr::memmem::rfind(body, br#""stream": true"#).is_some()
+}
+
+async fn serve(mut stream: TcpStream, responses: &Responses) -> anyhow::Result<()> {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let head = loop {
+            if let Some(head) = parse_head(&buf)? {
+                break head;
+            }
+            if buf.len() > MAX_HEAD {
+                bail!("request head too large");
+            }
+            if !fill(&mut stream, &mut buf).await? {
+                return Ok(());
+            }
+        };
+        buf.advance(head.len);
+        let stream_wanted = if head.chunked {
+            let body = read_chunked(&mut stream, &mut buf).await?;
+            wants_stream(&body)
+        } else {
+            let n = head.content_length.unwrap_or(0);
+            if n > MAX_BODY {
+                bail!("body too large");
+            }
+            while buf.len() < n {
+                if !fill(&mut stream, &mut buf).await? {
+                    return Ok(());
+                }
+            }
+            let wanted = wants_stream(&buf[..n]);
+            buf.advance(n);
+            wanted
+        };
+        if !head.post_messages {
+            stream.write_all(&responses.not_found).await?;
+        } else if !stream_wanted {
+            stream.write_all(&responses.json_whole).await?;
+        } else if head.pace_ms == 0 {
+            stream.write_all(&responses.sse_whole).await?;
+        } else {
+            let pace = Duration::from_millis(head.pace_ms);
+            let mut first = BytesMut::from(&responses.sse_head[..]);
+            let mut chunks = responses.sse_chunks.iter();
+            if let Some(c) = chunks.next() {
+                first.extend_from_slice(c);
+            }
+            stream.write_all(&first).await?;
+            for c in chunks {
+                tokio::time::sleep(pace).await;
+                stream.write_all(c).await?;
+            }
+        }
+        if head.close {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canned_answers_are_well_formed() {
+        let r = Responses::new();
+        let whole = std::str::from_utf8(&r.sse_whole).unwrap();
+        assert!(whole.contains("event: message_start"));
+        assert!(whole.ends_with("data: {\"type\":\"message_stop\"}\n\n\r\n0\r\n\r\n"));
+        assert_eq!(whole.matches("content_block_delta").count(), 20);
+        let json = std::str::from_utf8(&r.json_whole).unwrap();
+        let body = json.split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(body.len(), r.json_body_len);
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+        let nf = std::str::from_utf8(&r.not_found).unwrap();
+        let (head, body) = nf.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
+    #[test]
+    fn stream_flag_is_found() {
+        assert!(wants_stream(br#"{"a":1,"stream":true}"#));
+        assert!(!wants_stream(br#"{"a":1,"stream":false}"#));
+        assert!(!wants_stream(br#"{"a":1}"#));
+    }
+}

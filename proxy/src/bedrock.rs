@@ -1,0 +1,407 @@
+//! Replaying a Messages request on Amazon Bedrock (InvokeModel / InvokeModelWithResponseStream)
+//! with the access key's Bedrock API key as bearer token, and answering as Anthropic would: the
+//! Bedrock stream is re-emitted as Anthropic SSE, Bedrock-only fields dropped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_bedrockruntime::config::{Region, Token};
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
+use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::InvokeModelWithResponseStreamError;
+use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
+use aws_sdk_bedrockruntime::types::ResponseStream;
+use bytes::Bytes;
+use ccp_schemas::config::BedrockSettings;
+use ccp_schemas::events::ErrorClass;
+use ccp_schemas::secrets::envelope::BedrockApiKey;
+use futures_util::Stream;
+use serde_json::{Map, Value};
+
+/// The `anthropic_version` Bedrock requires.
+pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+/// Bedrock adds this to the last stream event and to JSON answers; Anthropic does not.
+const INVOCATION_METRICS: &str = "amazon-bedrock-invocationMetrics";
+
+/// What the request asks for, after adaptation for Bedrock.
+#[derive(Debug)]
+pub struct BedrockRequest {
+    /// The body to send.
+    pub body: Vec<u8>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+}
+
+/// The rules of [`BedrockSettings`], ready to use.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    models: BTreeMap<String, String>,
+    allowed_betas: Vec<String>,
+    drop_fields: Vec<String>,
+    drop_tool_fields: Vec<String>,
+}
+
+impl From<&BedrockSettings> for Rules {
+    fn from(s: &BedrockSettings) -> Self {
+        Self {
+            models: s.models.clone(),
+            allowed_betas: s.allowed_betas.clone(),
+            drop_fields: s.drop_fields.clone(),
+            drop_tool_fields: s.drop_tool_fields.clone(),
+        }
+    }
+}
+
+impl Rules {
+    /// The Bedrock model id for a requested model: an exact entry, else the longest entry that
+    /// is a prefix of it, else the key's default model.
+    pub fn model_for(&self, requested: Option<&str>, key_default: Option<&str>) -> Option<String> {
+        let mapped = requested.and_then(|m| {
+            self.models.get(m).or_else(|| {
+                self.models
+                    .iter()
+                    .filter(|(name, _)| m.starts_with(name.as_str()))
+                    .max_by_key(|(name, _)| name.len())
+                    .map(|(_, id)| id)
+            })
+        });
+        mapped.cloned().or_else(|| key_default.map(str::to_owned))
+    }
+
+    /// Adapts an Anthropic Messages body for Bedrock: drops `model`, `stream` and the configured
+    /// fields, adds `anthropic_version`, and passes the allowed betas as `anthropic_beta`.
+    /// Everything else (thinking, cache_control, images, tools, tool results) is kept as is.
+    pub fn adapt(&self, body: &[u8], beta_header: Option<&str>) -> Result<BedrockRequest, String> {
+        let mut map: Map<String, Value> =
+            serde_json::from_slice(body).map_err(|e| format!("the request body is not a JSON object: {e}"))?;
+        let stream = map.remove("stream").and_then(|v| v.as_bool()).unwrap_or(false);
+        map.remove("model");
+        for field in &self.drop_fields {
+            map.remove(field);
+        }
+        if let Some(Value::Array(tools)) = map.get_mut("tools") {
+            for tool in tools.iter_mut().filter_map(Value::as_object_mut) {
+                for field in &self.drop_tool_fields {
+                    tool.remove(field);
+                }
+            }
+        }
+        let betas: Vec<Value> = beta_header
+            .into_iter()
+            .flat_map(|h| h.split(','))
+            .map(str::trim)
+            .filter(|b| self.allowed_betas.iter().any(|a| a == b))
+            .map(|b| Value::String(b.to_owned()))
+            .collect();
+        if !betas.is_empty() {
+            map.insert("anthropic_beta".into(), Value::Array(betas));
+        }
+        map.insert("anthropic_version".into(), Value::String(BEDROCK_ANTHROPIC_VERSION.into()));
+        let body = serde_json::to_vec(&map).map_err(|e| e.to_string())?;
+        Ok(BedrockRequest { body, stream })
+    }
+}
+
+/// A Bedrock failure, classified.
+#[derive(Debug, Clone)]
+pub struct BedrockFailure {
+    /// The label.
+    pub class: ErrorClass,
+    /// Bedrock's error code and message (no secrets: Bedrock never echoes the key).
+    pub detail: String,
+}
+
+/// Classifies an error by its AWS error code.
+fn classify(code: Option<&str>, message: Option<&str>, fallback: &str) -> BedrockFailure {
+    let class = match code.unwrap_or_default() {
+        "UnrecognizedClientException"
+        | "AccessDeniedException"
+        | "InvalidSignatureException"
+        | "ExpiredTokenException"
+        | "IncompleteSignature"
+        | "MissingAuthenticationTokenException" => ErrorClass::BedrockAuthError,
+        "ThrottlingException" | "ServiceQuotaExceededException" | "TooManyRequestsException" => {
+            ErrorClass::BedrockQuotaExceeded
+        }
+        "ValidationException" | "ResourceNotFoundException" => ErrorClass::BedrockValidation,
+        "ModelErrorException" | "ModelStreamErrorException" | "ModelTimeoutException" => ErrorClass::BedrockModelError,
+        _ => ErrorClass::BedrockUnavailable,
+    };
+    let detail = match (code, message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_owned(),
+        (None, Some(m)) => m.to_owned(),
+        (None, None) => fallback.to_owned(),
+    };
+    BedrockFailure { class, detail: detail.chars().take(500).collect() }
+}
+
+fn sdk_failure<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    err: &SdkError<E, R>,
+) -> BedrockFailure {
+    match err {
+        SdkError::ServiceError(e) => classify(e.err().code(), e.err().message(), "Bedrock error"),
+        SdkError::TimeoutError(_) => classify(None, Some("Bedrock did not answer in time"), ""),
+        SdkError::DispatchFailure(_) => classify(None, Some("Bedrock could not be reached"), ""),
+        other => classify(other.code(), other.message(), "Bedrock answered unexpectedly"),
+    }
+}
+
+/// What Bedrock answered.
+pub enum Answer {
+    /// A whole message (JSON).
+    Json {
+        /// The body, Bedrock-only fields removed.
+        body: Bytes,
+        /// Bedrock's request id.
+        request_id: Option<String>,
+    },
+    /// An event stream.
+    Stream {
+        /// The events as Anthropic SSE bytes.
+        events: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, BedrockFailure>>>>,
+        /// Bedrock's request id.
+        request_id: Option<String>,
+    },
+}
+
+/// One per worker: the SDK client (retries off; we fail over ourselves).
+pub struct BedrockClient {
+    client: aws_sdk_bedrockruntime::Client,
+}
+
+impl BedrockClient {
+    /// A client for `endpoint_url` (or AWS's), with no retries and Bedrock-sized timeouts.
+    pub fn new(endpoint_url: Option<&str>, default_region: &str, connect_timeout: Duration, timeout: Duration) -> Self {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let mut config = aws_sdk_bedrockruntime::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new(default_region.to_owned()))
+            .http_client(http)
+            .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_bedrockruntime::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(connect_timeout)
+                    .read_timeout(timeout)
+                    .build(),
+            );
+        if let Some(url) = endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        Self { client: aws_sdk_bedrockruntime::Client::from_conf(config.build()) }
+    }
+
+    /// Calls Bedrock with `api_key` in `region` on `model_id`.
+    pub async fn invoke(
+        &self,
+        api_key: &BedrockApiKey,
+        region: &str,
+        model_id: &str,
+        request: BedrockRequest,
+    ) -> Result<Answer, BedrockFailure> {
+        let overrides = aws_sdk_bedrockruntime::Config::builder()
+            .bearer_token(Token::new(api_key.expose().to_owned(), None))
+            .region(Region::new(region.to_owned()));
+        if request.stream {
+            let out = self
+                .client
+                .invoke_model_with_response_stream()
+                .model_id(model_id)
+                .content_type("application/json")
+                .accept("application/json")
+                .body(Blob::new(request.body))
+                .customize()
+                .config_override(overrides)
+                .send()
+                .await
+                .map_err(|e: SdkError<InvokeModelWithResponseStreamError, _>| sdk_failure(&e))?;
+            let request_id = aws_sdk_bedrockruntime::operation::RequestId::request_id(&out).map(str::to_owned);
+            let receiver = out.body;
+            let events = futures_util::stream::unfold((receiver, false), |(mut rx, done)| async move {
+                if done {
+                    return None;
+                }
+                match rx.recv().await {
+                    Ok(Some(ResponseStream::Chunk(part))) => {
+                        let bytes = part.bytes.map(Blob::into_inner).unwrap_or_default();
+                        Some((Ok(sse_event(&bytes)), (rx, false)))
+                    }
+                    Ok(Some(_)) => Some((Ok(Bytes::new()), (rx, false))),
+                    Ok(None) => None,
+                    Err(e) => {
+                        let failure = match &e {
+                            SdkError::ServiceError(se) => stream_failure(se.err()),
+                            other => classify(None, Some(&other.to_string()), ""),
+                        };
+                        Some((Err(failure), (rx, true)))
+                    }
+                }
+            });
+            Ok(Answer::Stream { events: Box::pin(events), request_id })
+        } else {
+            let out = self
+                .client
+                .invoke_model()
+                .model_id(model_id)
+                .content_type("application/json")
+                .accept("application/json")
+                .body(Blob::new(request.body))
+                .customize()
+                .config_override(overrides)
+                .send()
+                .await
+                .map_err(|e: SdkError<InvokeModelError, _>| sdk_failure(&e))?;
+            let request_id = aws_sdk_bedrockruntime::operation::RequestId::request_id(&out).map(str::to_owned);
+            Ok(Answer::Json { body: strip_metrics(out.body.into_inner()), request_id })
+        }
+    }
+}
+
+fn stream_failure(e: &ResponseStreamError) -> BedrockFailure {
+    let code = match e {
+        ResponseStreamError::ModelStreamErrorException(_) => Some("ModelStreamErrorException"),
+        ResponseStreamError::ThrottlingException(_) => Some("ThrottlingException"),
+        ResponseStreamError::ValidationException(_) => Some("ValidationException"),
+        ResponseStreamError::ModelTimeoutException(_) => Some("ModelTimeoutException"),
+        ResponseStreamError::InternalServerException(_) => Some("InternalServerException"),
+        ResponseStreamError::ServiceUnavailableException(_) => Some("ServiceUnavailableException"),
+        _ => e.code(),
+    };
+    classify(code, e.message(), "Bedrock stream error")
+}
+
+/// Removes Bedrock's invocation metrics from a JSON document (if present).
+fn strip_metrics(json: Vec<u8>) -> Bytes {
+    if !contains(&json, INVOCATION_METRICS.as_bytes()) {
+        return Bytes::from(json);
+    }
+    match serde_json::from_slice::<Map<String, Value>>(&json) {
+        Ok(mut map) => {
+            map.remove(INVOCATION_METRICS);
+            serde_json::to_vec(&map).map(Bytes::from).unwrap_or_default()
+        }
+        Err(_) => Bytes::from(json),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// One Bedrock chunk (an Anthropic stream event as JSON) as an SSE event.
+fn sse_event(json: &[u8]) -> Bytes {
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    let data = strip_metrics(json.to_vec());
+    let name = serde_json::from_slice::<Typed<'_>>(&data)
+        .ok()
+        .and_then(|t| t.kind.map(|k| k.into_owned()))
+        .unwrap_or_else(|| "message".into());
+    let mut out = Vec::with_capacity(data.len() + name.len() + 16);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(&data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// The in-stream error event Anthropic sends when a stream fails after it started.
+pub fn sse_error(failure: &BedrockFailure) -> Bytes {
+    let kind = match failure.class {
+        ErrorClass::BedrockQuotaExceeded => "overloaded_error",
+        _ => "api_error",
+    };
+    let json = serde_json::json!({"type": "error", "error": {"type": kind, "message": failure.detail}});
+    Bytes::from(format!("event: error\ndata: {json}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules::from(&BedrockSettings::default())
+    }
+
+    #[test]
+    fn models_map_exactly_then_by_longest_prefix_then_key_default() {
+        let r = rules();
+        assert_eq!(
+            r.model_for(Some("claude-sonnet-4-5"), None).unwrap(),
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+        );
+        assert_eq!(
+            r.model_for(Some("claude-sonnet-4-5-20250929"), None).unwrap(),
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+        );
+        assert_eq!(
+            r.model_for(Some("claude-sonnet-4-20250514"), None).unwrap(),
+            "global.anthropic.claude-sonnet-4-20250514-v1:0"
+        );
+        assert_eq!(r.model_for(Some("claude-opus-5-5"), Some("my.default")).as_deref(), Some("my.default"));
+        assert_eq!(r.model_for(Some("gpt-4"), None), None);
+    }
+
+    #[test]
+    fn claude_code_bodies_are_adapted_and_keep_their_content() {
+        let path = format!(
+            "{}/../../shared/fixtures/claude-code/tool_roundtrip_bash_v2.1.332.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for request in fixture.as_array().unwrap() {
+            let body = serde_json::to_vec(&request["body"]).unwrap();
+            let beta = request["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h[0] == "anthropic-beta")
+                .and_then(|h| h[1].as_str());
+            let adapted = rules().adapt(&body, beta).unwrap();
+            assert!(adapted.stream);
+            let out: Map<String, Value> = serde_json::from_slice(&adapted.body).unwrap();
+            assert_eq!(out["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
+            for gone in ["model", "stream", "metadata", "context_management", "output_config"] {
+                assert!(!out.contains_key(gone), "{gone} kept");
+            }
+            let betas: Vec<&str> =
+                out["anthropic_beta"].as_array().unwrap().iter().map(|b| b.as_str().unwrap()).collect();
+            assert_eq!(betas, vec!["interleaved-thinking-2025-05-14"]);
+            assert!(out["tools"].as_array().unwrap().iter().all(|t| t.get("defer_loading").is_none()));
+            // Messages, system blocks (with cache_control), thinking and tools arrive intact.
+            assert_eq!(out["messages"], request["body"]["messages"]);
+            assert_eq!(out["system"], request["body"]["system"]);
+            assert_eq!(out["thinking"], request["body"]["thinking"]);
+            assert_eq!(out["tools"].as_array().unwrap().len(), request["body"]["tools"].as_array().unwrap().len());
+        }
+    }
+
+    #[test]
+    fn stream_chunks_become_anthropic_sse_without_bedrock_metrics() {
+        let chunk = br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":1}}"#;
+        let sse = String::from_utf8(sse_event(chunk).to_vec()).unwrap();
+        assert_eq!(sse, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        let delta = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#;
+        let sse = String::from_utf8(sse_event(delta).to_vec()).unwrap();
+        assert_eq!(sse, format!("event: content_block_delta\ndata: {}\n\n", String::from_utf8_lossy(delta)));
+    }
+
+    #[test]
+    fn errors_are_classified_by_code() {
+        assert_eq!(classify(Some("UnrecognizedClientException"), None, "").class, ErrorClass::BedrockAuthError);
+        assert_eq!(classify(Some("ThrottlingException"), None, "").class, ErrorClass::BedrockQuotaExceeded);
+        assert_eq!(classify(Some("ValidationException"), Some("bad"), "").class, ErrorClass::BedrockValidation);
+        assert_eq!(classify(Some("ModelStreamErrorException"), None, "").class, ErrorClass::BedrockModelError);
+        assert_eq!(classify(Some("ServiceUnavailableException"), None, "").class, ErrorClass::BedrockUnavailable);
+        assert_eq!(classify(None, None, "x").class, ErrorClass::BedrockUnavailable);
+    }
+}

@@ -1,0 +1,583 @@
+//! The real clients through the proxy: Claude Code 2.1.332 (the native `claude` binary, headless)
+//! and the official Anthropic Python SDK, against the fake Anthropic behind an in-process proxy
+//! on a real NATS JetStream. Checks what the client shows, what reached "Anthropic", and that
+//! every upstream request left exactly one usage event with the token counts Anthropic sent.
+//!
+//! The clients come from `scripts/install-clients.sh` (`.local/clients/`), or from where
+//! `CCP_TEST_CLAUDE_BIN` and `CCP_TEST_PYTHON` point. A missing client fails the test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use ccp_proxy::Application;
+use ccp_schemas::config::Settings;
+use ccp_schemas::events::{Endpoint, ErrorClass, Provider, RequestCompleted, RoutingStrategy};
+use ccp_schemas::ids::{AccessKeyId, RequestId};
+use ccp_schemas::secrets::access_key::AccessKey;
+use ccp_tests::events::Log;
+use ccp_tests::fake_anthropic::{FakeAnthropic, RecordedRequest, Scenario, ScenarioName, DEFAULT_TEXT, TOOL_RAN_OK};
+use ccp_tests::{test_settings, unique_name, wait_http_ok};
+
+const CLAUDE_CODE_VERSION: &str = "2.1.332";
+/// The credential Claude Code and the SDK send; the proxy passes it on untouched.
+const API_KEY: &str = "sk-ant-test";
+const INSTALL_HINT: &str = "run scripts/install-clients.sh (scripts/test does)";
+
+// ---------------------------------------------------------------------------------------------
+// Harness (as in hot_path.rs): a fake Anthropic and a proxy in-process on a fresh NATS prefix.
+
+struct Harness {
+    log: Log,
+    fake: FakeAnthropic,
+    url: String,
+}
+
+async fn harness(label: &str) -> Harness {
+    let fake = FakeAnthropic::start().unwrap();
+    let mut settings: Settings = test_settings(label);
+    settings.proxy.anthropic_base_url = fake.url();
+    settings.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-{}", settings.nats.prefix));
+    settings.proxy.workers = 1;
+    let log = Log::new(&settings).await;
+    let app = Application::build(settings).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20)).await.unwrap();
+    Harness { log, fake, url }
+}
+
+impl Harness {
+    /// Issues a key and waits until the proxy accepts it; then forgets what the fake saw.
+    async fn key(&self) -> (AccessKeyId, String) {
+        self.key_routed(None).await
+    }
+
+    /// A key whose user has `routing` (default: plan first).
+    async fn key_routed(&self, routing: Option<RoutingStrategy>) -> (AccessKeyId, String) {
+        let (user_id, key_id, key) = self.log.user_with_key("dana").await;
+        if let Some(r) = routing {
+            let seq = self.log.set_routing(user_id, r).await;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while reqwest::get(format!("{}/ready", self.url)).await.unwrap().json::<serde_json::Value>().await.unwrap()
+                ["admin_stream_seq"]
+                .as_u64()
+                .unwrap_or(0)
+                < seq
+            {
+                assert!(Instant::now() < deadline, "routing not applied");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let key = key.expose().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = reqwest::Client::new()
+                .post(format!("{}/ak/{key}/v1/messages?beta=true", self.url))
+                .header("content-type", "application/json")
+                .header("x-api-key", API_KEY)
+                .body(r#"{"model":"m","max_tokens":1,"messages":[]}"#)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status != 401 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "key not accepted in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.fake.clear();
+        (key_id, key)
+    }
+
+    /// Ids of the usage events published so far (to tell a client's events from earlier ones).
+    async fn seen(&self) -> HashSet<RequestId> {
+        self.log.requests().await.into_iter().map(|r| r.request_id).collect()
+    }
+
+    /// Waits until the proxy published one usage event (not in `before`) per request the fake
+    /// received, then checks they are exactly those requests: same endpoint, success (200 or
+    /// not: the proxy may answer an upstream error with a status of its own) and token counts
+    /// (compared as multisets: the order of events need not be the order of requests).
+    async fn check_usage_events(
+        &self,
+        key_id: AccessKeyId,
+        before: &HashSet<RequestId>,
+    ) -> (Vec<RecordedRequest>, Vec<RequestCompleted>) {
+        let recorded = self.fake.requests();
+        let new_events = || async {
+            self.log.requests().await.into_iter().filter(|r| !before.contains(&r.request_id)).collect::<Vec<_>>()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut events = new_events().await;
+        while events.len() < recorded.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            events = new_events().await;
+        }
+        // Anything extra would be published by now too.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let events = new_events().await;
+        assert_eq!(
+            events.len(),
+            recorded.len(),
+            "one usage event per upstream request; upstream got {:?}, events {:#?}",
+            recorded.iter().map(describe).collect::<Vec<_>>(),
+            events
+        );
+        let mut sent: Vec<_> = recorded
+            .iter()
+            .map(|r| {
+                let u = r.usage.unwrap_or_default();
+                (
+                    endpoint_of(&r.path),
+                    r.status == 200,
+                    [u.input_tokens, u.output_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens],
+                )
+            })
+            .collect();
+        let mut seen: Vec<_> = events
+            .iter()
+            .map(|e| {
+                (
+                    format!("{:?}", e.endpoint),
+                    e.status == 200,
+                    [
+                        e.usage.input_tokens,
+                        e.usage.output_tokens,
+                        e.usage.cache_read_input_tokens,
+                        e.usage.cache_creation_input_tokens,
+                    ],
+                )
+            })
+            .collect();
+        sent.sort();
+        seen.sort();
+        assert_eq!(
+            seen, sent,
+            "usage events (endpoint, answered 200, [input, output, cache_read, cache_creation]) \
+             vs what the fake Anthropic answered"
+        );
+        for e in &events {
+            assert_eq!(e.key_id, Some(key_id), "event of the client's key: {e:?}");
+            assert_eq!(e.provider, Provider::Anthropic);
+            assert!(!e.fallback);
+        }
+        (recorded, events)
+    }
+}
+
+fn endpoint_of(path: &str) -> String {
+    let e = match path {
+        "/v1/messages" => Endpoint::Messages,
+        "/v1/messages/count_tokens" => Endpoint::CountTokens,
+        _ => Endpoint::Other,
+    };
+    format!("{e:?}")
+}
+
+fn describe(r: &RecordedRequest) -> String {
+    let body = r.body_json().unwrap_or_default();
+    format!(
+        "{} {}?{} -> {} model={} stream={} messages={} usage={:?}",
+        r.method,
+        r.path,
+        r.query,
+        r.status,
+        body["model"],
+        body["stream"],
+        body["messages"].as_array().map_or(0, Vec::len),
+        r.usage
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The clients as child processes.
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A client executable: `$var`, else `<repo>/<default>`; fails the test if it is missing.
+fn client_path(var: &str, default: &str, what: &str) -> PathBuf {
+    let path = std::env::var_os(var).filter(|v| !v.is_empty()).map_or_else(|| repo_root().join(default), PathBuf::from);
+    assert!(path.is_file(), "{what} not found at {} (set {var} or {INSTALL_HINT})", path.display());
+    path
+}
+
+fn claude_bin() -> PathBuf {
+    let bin = client_path("CCP_TEST_CLAUDE_BIN", ".local/clients/bin/claude", "Claude Code");
+    let out = Command::new(&bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{} --version: {e} ({INSTALL_HINT})", bin.display()));
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        version.starts_with(CLAUDE_CODE_VERSION),
+        "{} is Claude Code {version:?}, the tests need {CLAUDE_CODE_VERSION} ({INSTALL_HINT})",
+        bin.display()
+    );
+    bin
+}
+
+fn python_bin() -> PathBuf {
+    client_path("CCP_TEST_PYTHON", ".local/clients/py/bin/python", "Python with the Anthropic SDK")
+}
+
+/// A fresh directory, removed on drop unless the test failed (then it is kept to look at).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(unique_name(label));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    fn sub(&self, name: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {} for inspection", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn dump(&self) -> String {
+        format!(
+            "exit {:?} after {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status.code(),
+            self.elapsed,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` (stdin closed, output to files in `dir`) without blocking the runtime the
+/// proxy serves on; kills it and fails after `timeout`.
+async fn run_client(mut cmd: Command, dir: &TempDir, name: &str, timeout: Duration) -> Run {
+    let out_path = dir.0.join(format!("{name}.stdout"));
+    let err_path = dir.0.join(format!("{name}.stderr"));
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e} ({INSTALL_HINT})"));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name} did not finish within {timeout:?}\n--- stdout\n{}\n--- stderr\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let run = Run {
+        status,
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        elapsed: start.elapsed(),
+    };
+    eprintln!("{name}: {}", run.dump());
+    run
+}
+
+/// `claude <args>` headless, as a developer would run it against the proxy: only `PATH` is
+/// inherited; `HOME` and the working directory are fresh and empty.
+fn claude(base_url: &str, dir: &TempDir, args: &[&str]) -> Command {
+    let mut cmd = Command::new(claude_bin());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.sub("home"))
+        .env("ANTHROPIC_BASE_URL", base_url)
+        .env("ANTHROPIC_API_KEY", API_KEY)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .current_dir(dir.sub("work"));
+    cmd
+}
+
+const CLAUDE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Claude Code's `--output-format json` result object.
+fn result_json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("claude's output is not one JSON object ({e}): {}", run.dump()))
+}
+
+/// What every request Claude Code sent upstream must look like.
+fn check_claude_code_requests(recorded: &[RecordedRequest], key: &str) {
+    assert!(!recorded.is_empty(), "the fake Anthropic got no request");
+    for r in recorded {
+        eprintln!("upstream: {}", describe(r));
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str(), r.query.as_str()),
+            ("POST", "/v1/messages", "beta=true"),
+            "Claude Code called something else: {}",
+            describe(r)
+        );
+        assert_eq!(r.header("x-api-key"), Some(API_KEY), "credential passed on");
+        assert!(r.header("x-ccp-access-key").is_none());
+        let ua = r.header("user-agent").unwrap_or_default();
+        assert!(ua.starts_with(&format!("claude-cli/{CLAUDE_CODE_VERSION}")), "user-agent {ua:?}");
+        assert!(!String::from_utf8_lossy(&r.body).contains(key), "the access key leaked upstream");
+        assert!(r.headers.iter().all(|(_, v)| !v.contains(key)), "the access key leaked upstream in a header");
+        assert_eq!(r.status, 200, "{}", describe(r));
+    }
+}
+
+/// What every usage event of a Claude Code run must say, and that they add up to the usage
+/// Claude Code itself reports (`result`: its `--output-format json` object).
+fn check_claude_code_events(events: &[RequestCompleted], result: &serde_json::Value) {
+    let sessions: HashSet<_> = events.iter().map(|e| e.session_id.as_deref()).collect();
+    assert_eq!(sessions, HashSet::from([result["session_id"].as_str()]), "the events carry Claude Code's session id");
+    let sum = |f: fn(&RequestCompleted) -> u64| events.iter().map(f).sum::<u64>();
+    let usage = &result["usage"];
+    assert_eq!(usage["input_tokens"], sum(|e| e.usage.input_tokens));
+    assert_eq!(usage["output_tokens"], sum(|e| e.usage.output_tokens));
+    assert_eq!(usage["cache_read_input_tokens"], sum(|e| e.usage.cache_read_input_tokens));
+    assert_eq!(usage["cache_creation_input_tokens"], sum(|e| e.usage.cache_creation_input_tokens));
+    for e in events {
+        assert_eq!(e.endpoint, Endpoint::Messages);
+        assert!(e.stream, "Claude Code streams");
+        assert!(!e.incomplete && e.error_class.is_none(), "{e:?}");
+        assert_eq!(e.client_version.as_deref(), Some(format!("claude-cli/{CLAUDE_CODE_VERSION}").as_str()));
+        assert!(e.stop_reason.is_some(), "{e:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests.
+
+#[actix_web::test]
+async fn claude_code_answers_through_the_proxy() {
+    claude_bin(); // fails now if Claude Code is missing
+    let h = harness("cc_hi").await;
+    let (key_id, key) = h.key().await;
+    let before = h.seen().await;
+    let dir = TempDir::new("cc_hi");
+
+    let cmd = claude(&format!("{}/ak/{key}", h.url), &dir, &["-p", "say hi", "--output-format", "json"]);
+    let run = run_client(cmd, &dir, "claude", CLAUDE_TIMEOUT).await;
+    assert!(run.status.success(), "claude failed: {}", run.dump());
+    let result = result_json(&run);
+    assert_eq!(result["is_error"], false, "{}", run.dump());
+    assert!(result["result"].as_str().is_some_and(|r| r.contains(DEFAULT_TEXT)), "result: {}", run.dump());
+
+    let (recorded, events) = h.check_usage_events(key_id, &before).await;
+    check_claude_code_requests(&recorded, &key);
+    check_claude_code_events(&events, &result);
+}
+
+#[actix_web::test]
+async fn claude_code_completes_a_bash_tool_round_trip() {
+    claude_bin(); // fails now if Claude Code is missing
+    let h = harness("cc_tool").await;
+    let (key_id, key) = h.key().await;
+    let before = h.seen().await;
+    let dir = TempDir::new("cc_tool");
+
+    let prompt = format!("Please run this command.\nrun: echo {TOOL_RAN_OK}");
+    let cmd = claude(
+        &format!("{}/ak/{key}", h.url),
+        &dir,
+        &["-p", &prompt, "--allowedTools", "Bash", "--output-format", "json"],
+    );
+    let run = run_client(cmd, &dir, "claude", CLAUDE_TIMEOUT).await;
+    assert!(run.status.success(), "claude failed: {}", run.dump());
+    let result = result_json(&run);
+    assert_eq!(result["is_error"], false, "{}", run.dump());
+    assert!(
+        result["result"].as_str().is_some_and(|r| r.contains(&format!("Tool said: {TOOL_RAN_OK}"))),
+        "the tool's output should come back through the model: {}",
+        run.dump()
+    );
+
+    let (recorded, events) = h.check_usage_events(key_id, &before).await;
+    check_claude_code_requests(&recorded, &key);
+    check_claude_code_events(&events, &result);
+    // The fake asked for the tool, Claude Code ran it and sent its output back.
+    let tool_result = recorded.iter().find_map(|r| {
+        let body = r.body_json()?;
+        let last = body["messages"].as_array()?.last()?.clone();
+        last["content"].as_array()?.iter().find(|b| b["type"] == "tool_result").cloned()
+    });
+    let tool_result = tool_result.unwrap_or_else(|| {
+        panic!("no request carried a tool_result: {:?}", recorded.iter().map(describe).collect::<Vec<_>>())
+    });
+    assert!(tool_result.to_string().contains(TOOL_RAN_OK), "tool_result {tool_result}");
+    assert!(
+        events.iter().any(|e| e.stop_reason.as_deref() == Some("tool_use")),
+        "the tool_use answer was recorded: {events:#?}"
+    );
+}
+
+#[actix_web::test]
+async fn claude_code_shows_the_proxy_message_for_a_refused_key() {
+    claude_bin(); // fails now if Claude Code is missing
+    let h = harness("cc_refused").await;
+    let before = h.seen().await;
+    let dir = TempDir::new("cc_refused");
+    // Well-formed, never issued.
+    let unknown = AccessKey::generate().unwrap().expose().to_owned();
+
+    let cmd = claude(&format!("{}/ak/{unknown}", h.url), &dir, &["-p", "hi", "--output-format", "json"]);
+    let run = run_client(cmd, &dir, "claude", CLAUDE_TIMEOUT).await;
+    assert!(!run.status.success(), "claude should fail with an unknown key: {}", run.dump());
+    // `x-should-retry: false`: no ten retries over three minutes.
+    assert!(run.elapsed < Duration::from_secs(30), "claude gave up only after {:?}: {}", run.elapsed, run.dump());
+    // Claude Code shows "Failed to authenticate. API Error: 401 <the proxy's message>".
+    let result = result_json(&run);
+    assert_eq!(result["is_error"], true, "{}", run.dump());
+    assert_eq!(result["api_error_status"], 401, "{}", run.dump());
+    let shown = result["result"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("API Error: 401")
+            && shown.contains("access key is not known")
+            && shown.contains("platform team"),
+        "the proxy's 401 message should reach the developer: {}",
+        run.dump()
+    );
+
+    // The same in plain text mode, as a developer sees it.
+    let cmd = claude(&format!("{}/ak/{unknown}", h.url), &dir, &["-p", "hi"]);
+    let text = run_client(cmd, &dir, "claude-text", CLAUDE_TIMEOUT).await;
+    assert!(!text.status.success(), "{}", text.dump());
+    assert!(text.elapsed < Duration::from_secs(30), "{}", text.dump());
+    assert!(
+        format!("{}{}", text.stdout, text.stderr).contains("platform team"),
+        "the proxy's 401 message should reach the developer: {}",
+        text.dump()
+    );
+    assert!(h.fake.requests().is_empty(), "nothing reached Anthropic");
+
+    // One attempt per run (no retries), each recorded as refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events: Vec<_> = h.log.requests().await.into_iter().filter(|r| !before.contains(&r.request_id)).collect();
+    assert_eq!(events.len(), 2, "one attempt per run: {events:#?}");
+    for e in &events {
+        assert_eq!(e.status, 401);
+        assert_eq!(e.error_class, Some(ErrorClass::UnknownAccessKey));
+        assert_eq!(e.key_id, None);
+        assert_eq!(
+            e.key_prefix.as_ref().map(ToString::to_string),
+            Some(AccessKey::parse(&unknown).unwrap().display_prefix().to_string())
+        );
+        assert_eq!(e.client_version.as_deref(), Some(format!("claude-cli/{CLAUDE_CODE_VERSION}").as_str()));
+    }
+}
+
+#[actix_web::test]
+async fn anthropic_python_sdk_works_through_the_proxy() {
+    let python = python_bin();
+    let h = harness("sdk").await;
+    // The SDK checks expect Anthropic's own 429 and in-stream errors: a plan-only user gets them
+    // unchanged (plan-first users without a Bedrock key get the proxy's explaining 503 instead,
+    // covered in hot_path.rs).
+    let (key_id, key) = h.key_routed(Some(RoutingStrategy::PlanOnly)).await;
+    let before = h.seen().await;
+    let dir = TempDir::new("sdk");
+
+    let mut cmd = Command::new(python);
+    cmd.arg(repo_root().join("tests/python/check_anthropic_sdk.py"))
+        .arg(format!("{}/ak/{key}", h.url))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.sub("home"))
+        .current_dir(dir.sub("work"));
+    let run = run_client(cmd, &dir, "check_anthropic_sdk", Duration::from_secs(120)).await;
+    assert!(run.status.success(), "SDK checks failed: {}", run.dump());
+    let summary = run.stdout.lines().last().unwrap_or_default();
+    let passed: usize = summary
+        .strip_suffix(" passed, 0 failed")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("summary line {summary:?}: {}", run.dump()));
+    assert!(passed >= 6, "{}", run.dump());
+
+    let (recorded, events) = h.check_usage_events(key_id, &before).await;
+    for r in &recorded {
+        eprintln!("upstream: {}", describe(r));
+        // SDK 2.14 sends `api_key` as `Authorization: Bearer` (not `x-api-key`); either way
+        // the client's credential reaches Anthropic untouched.
+        assert_eq!(r.header("authorization"), Some(format!("Bearer {API_KEY}").as_str()), "{:?}", r.headers);
+        assert!(r.header("x-ccp-access-key").is_none());
+        assert!(!String::from_utf8_lossy(&r.body).contains(&key));
+        assert!(r.headers.iter().all(|(_, v)| !v.contains(&key)));
+    }
+    let with_usage = recorded
+        .iter()
+        .filter(|r| r.usage.is_some() && matches!(r.path.as_str(), "/v1/messages" | "/v1/messages/count_tokens"))
+        .count();
+    let events_with_usage = events.iter().filter(|e| e.usage.input_tokens + e.usage.output_tokens > 0).count();
+    assert_eq!(events_with_usage, with_usage, "{events:#?}");
+    assert!(events.iter().any(|e| e.endpoint == Endpoint::CountTokens && e.status == 200), "count_tokens recorded");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.error_class, Some(ErrorClass::UpstreamRateLimited | ErrorClass::NoBedrockFallback))),
+        "the rate limit recorded: {events:#?}"
+    );
+}
+
+/// Anthropic rate-limits the first request of a key without a Bedrock fallback: the proxy
+/// answers it with an error (keeping Anthropic's `retry-after`), Claude Code waits and retries
+/// through the proxy, and the retry is answered.
+#[actix_web::test]
+async fn claude_code_retries_an_anthropic_rate_limit_through_the_proxy() {
+    claude_bin(); // fails now if Claude Code is missing
+    let h = harness("cc_429").await;
+    let (key_id, key) = h.key().await;
+    let before = h.seen().await;
+    let dir = TempDir::new("cc_429");
+    h.fake.enqueue(Scenario::new(ScenarioName::RateLimit).with_retry_after("1"));
+
+    let cmd = claude(&format!("{}/ak/{key}", h.url), &dir, &["-p", "say hi", "--output-format", "json"]);
+    let run = run_client(cmd, &dir, "claude", CLAUDE_TIMEOUT).await;
+    assert!(run.status.success(), "claude failed: {}", run.dump());
+    let result = result_json(&run);
+    assert_eq!(result["is_error"], false, "{}", run.dump());
+    assert_eq!(result["result"], DEFAULT_TEXT, "{}", run.dump());
+    assert!(run.elapsed >= Duration::from_secs(1), "Claude Code waited the retry-after second: {}", run.dump());
+
+    let (recorded, events) = h.check_usage_events(key_id, &before).await;
+    let statuses: Vec<u16> = recorded.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 200], "one rate limit, one retry");
+    assert_eq!(
+        recorded[0].body_json().unwrap()["messages"],
+        recorded[1].body_json().unwrap()["messages"],
+        "the retry is the same conversation"
+    );
+    let refused: Vec<_> = events.iter().filter(|e| e.status != 200).collect();
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert!(refused[0].error_class.is_some() && refused[0].status >= 429, "{events:#?}");
+    eprintln!("the proxy answered Anthropic's 429 with {} ({:?})", refused[0].status, refused[0].error_class);
+    let answered: Vec<_> = events.iter().filter(|e| e.status == 200).cloned().collect();
+    check_claude_code_events(&answered, &result);
+}

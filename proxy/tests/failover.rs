@@ -1,0 +1,415 @@
+//! Failover to Amazon Bedrock, against the fake Anthropic and the fake Bedrock (real AWS
+//! event-stream framing): when it happens and when not, the answer in Anthropic's format,
+//! Bedrock errors, routing, and the per-key circuit breaker shared by two proxies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use ccp_proxy::Application;
+use ccp_schemas::config::Settings;
+use ccp_schemas::events::{ErrorClass, Event, FallbackReason, Provider, RoutingStrategy};
+use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_schemas::secrets::envelope::LocalMasterKey;
+use ccp_schemas::subjects::StreamKind;
+use ccp_tests::events::Log;
+use ccp_tests::fake_anthropic::FakeAnthropic;
+use ccp_tests::fake_bedrock::{BedrockScenario, FakeBedrock};
+use ccp_tests::{test_settings, wait_http_ok};
+
+const BEDROCK_KEY: &str = "ABSKQmVkcm9ja0FQSUtleS10ZXN0LWtleS0wMDAx";
+
+struct Env {
+    log: Log,
+    anthropic: FakeAnthropic,
+    bedrock: FakeBedrock,
+    master: LocalMasterKey,
+    settings: Settings,
+    url: String,
+}
+
+struct Dev {
+    user_id: UserId,
+    key_id: AccessKeyId,
+    key: String,
+}
+
+async fn start(settings: Settings) -> String {
+    let app = Application::build(settings).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20)).await.unwrap();
+    url
+}
+
+async fn env(label: &str, tweak: impl FnOnce(&mut Settings)) -> Env {
+    let anthropic = FakeAnthropic::start().unwrap();
+    let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
+    let mut settings = test_settings(label);
+    settings.proxy.anthropic_base_url = anthropic.url();
+    settings.proxy.bedrock_endpoint_url = Some(bedrock.url());
+    settings.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-{}", settings.nats.prefix));
+    settings.proxy.workers = 1;
+    let master_b64 = LocalMasterKey::generate_b64().unwrap();
+    settings.secrets.master_key = master_b64.clone();
+    let master = LocalMasterKey::new(settings.secrets.master_key_id.clone(), &master_b64).unwrap();
+    tweak(&mut settings);
+    let log = Log::new(&settings).await;
+    let url = start(settings.clone()).await;
+    Env { log, anthropic, bedrock, master, settings, url }
+}
+
+impl Env {
+    /// A developer whose key has the Bedrock key registered (and is known to the proxy).
+    async fn dev(&self, bedrock_key: Option<&str>) -> Dev {
+        let (user_id, key_id, key) = self.log.user_with_key("dana").await;
+        let mut last = 0;
+        if let Some(bk) = bedrock_key {
+            last = self.log.register_bedrock_key(user_id, key_id, &self.master, bk).await;
+        }
+        let dev = Dev { user_id, key_id, key: key.expose().to_owned() };
+        self.wait_applied(last).await;
+        dev
+    }
+
+    /// Waits until the proxy has applied the admin stream up to `seq`.
+    async fn wait_applied(&self, seq: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ready: serde_json::Value =
+                reqwest::get(format!("{}/ready", self.url)).await.unwrap().json().await.unwrap();
+            if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= seq {
+                return;
+            }
+            assert!(Instant::now() < deadline, "proxy did not apply seq {seq}: {ready}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn post(&self, key: &str, body: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/ak/{key}/v1/messages?beta=true", self.url))
+            .header("content-type", "application/json")
+            .header("x-api-key", "sk-ant-test")
+            .header("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14")
+            .body(body.to_owned());
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+/// The text an SSE answer says (its text deltas joined); every data line must be JSON.
+fn said(sse: &str) -> String {
+    let mut out = String::new();
+    for data in sse.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        if let Some(t) = v["delta"]["text"].as_str() {
+            out.push_str(t);
+        }
+    }
+    out
+}
+
+fn rid(resp: &reqwest::Response) -> String {
+    resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned()
+}
+
+fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+const STREAM_BODY: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"stream":true,"metadata":{"user_id":"u"},"messages":[{"role":"user","content":"hello there"}]}"#;
+const JSON_BODY: &str =
+    r#"{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"hello there"}]}"#;
+
+#[actix_web::test]
+async fn a_rate_limited_stream_is_answered_by_bedrock_as_anthropic_would() {
+    let e = env("fo_stream", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let resp = e.post(&d.key, STREAM_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-ccp-provider"), Some("bedrock"));
+    assert_eq!(header(&resp, "x-ccp-fallback-reason"), Some("rate_limited"));
+    assert!(header(&resp, "content-type").unwrap().starts_with("text/event-stream"));
+    let id = rid(&resp);
+    let text = resp.text().await.unwrap();
+    let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(names.last(), Some(&"message_stop"));
+    assert!(names.contains(&"content_block_delta"));
+    assert!(!text.contains("amazon-bedrock-invocationMetrics"), "Bedrock-only fields are dropped");
+    assert_eq!(said(&text), "Hello from fake_bedrock.");
+
+    let got = e.bedrock.requests();
+    assert_eq!(got.len(), 1);
+    let b = &got[0];
+    assert!(b.streaming);
+    assert!(b.key_was(BEDROCK_KEY), "the key's Bedrock API key is the bearer token");
+    assert_eq!(b.model_id.as_deref(), Some("global.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+    let sent = b.body_json().unwrap();
+    assert_eq!(sent["anthropic_version"], "bedrock-2023-05-31");
+    assert!(sent.get("model").is_none() && sent.get("stream").is_none() && sent.get("metadata").is_none());
+    assert_eq!(sent["anthropic_beta"], serde_json::json!(["interleaved-thinking-2025-05-14"]));
+    assert_eq!(sent["messages"][0]["content"], "hello there");
+
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert_eq!(ev.provider, Provider::Bedrock);
+    assert!(ev.fallback);
+    assert_eq!(ev.fallback_reason, Some(FallbackReason::RateLimited));
+    assert_eq!(ev.bedrock_model_id.as_deref(), Some("global.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+    assert_eq!(ev.region.as_deref(), Some("us-east-1"));
+    assert_eq!(ev.status, 200);
+    assert!(!ev.incomplete && ev.error_class.is_none());
+    let usage = b.usage.unwrap();
+    assert_eq!(ev.usage.input_tokens, usage.input_tokens);
+    assert_eq!(ev.usage.output_tokens, usage.output_tokens);
+    // Nothing secret in the event log.
+    for (_, env) in
+        e.log.read_all(StreamKind::Admin).await.into_iter().chain(e.log.read_all(StreamKind::Requests).await)
+    {
+        let json = String::from_utf8(env.encode().unwrap()).unwrap();
+        assert!(!json.contains(&BEDROCK_KEY[4..20]), "Bedrock key leaked into the event log");
+    }
+}
+
+#[actix_web::test]
+async fn overloaded_json_requests_fail_over_too_and_region_and_model_follow_the_key() {
+    let e = env("fo_json", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let seq = e.log.set_bedrock_settings(d.user_id, d.key_id, Some("eu-central-1"), None).await;
+    e.wait_applied(seq).await;
+    let resp = e.post(&d.key, JSON_BODY, &[("x-fake-scenario", "overloaded")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-ccp-fallback-reason"), Some("overloaded"));
+    let id = rid(&resp);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(json["type"], "message");
+    assert!(json.get("amazon-bedrock-invocationMetrics").is_none());
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert_eq!(ev.fallback_reason, Some(FallbackReason::Overloaded));
+    assert_eq!(ev.region.as_deref(), Some("eu-central-1"));
+    assert_eq!(e.bedrock.requests()[0].model_id.as_deref(), Some("global.anthropic.claude-haiku-4-5-20251001-v1:0"));
+    assert!(ev.usage.input_tokens > 0);
+
+    // A model nothing maps: the key's default model, else a clear error.
+    let body = r#"{"model":"claude-opus-5-5","max_tokens":8,"messages":[{"role":"user","content":"x"}]}"#;
+    let resp = e.post(&d.key, body, &[("x-fake-scenario", "server_error")]).await;
+    assert_eq!(resp.status(), 503);
+    let id = rid(&resp);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert!(json["error"]["message"].as_str().unwrap().contains("no Amazon Bedrock mapping"), "{json}");
+    assert_eq!(e.log.wait_request(&id, Duration::from_secs(5)).await.error_class, Some(ErrorClass::ModelNotMapped));
+    let seq =
+        e.log.set_bedrock_settings(d.user_id, d.key_id, None, Some("us.anthropic.claude-opus-4-1-20250805-v1:0")).await;
+    e.wait_applied(seq).await;
+    let resp = e.post(&d.key, body, &[("x-fake-scenario", "server_error")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        e.bedrock.requests().last().unwrap().model_id.as_deref(),
+        Some("us.anthropic.claude-opus-4-1-20250805-v1:0")
+    );
+}
+
+#[actix_web::test]
+async fn claude_code_requests_are_accepted_by_bedrock_intact() {
+    let e = env("fo_fixture", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    // The fixture's model has no mapping: the platform team gave the key a default model.
+    let seq = e
+        .log
+        .set_bedrock_settings(d.user_id, d.key_id, None, Some("global.anthropic.claude-opus-4-5-20251101-v1:0"))
+        .await;
+    e.wait_applied(seq).await;
+    let path =
+        format!("{}/../../shared/fixtures/claude-code/tool_roundtrip_bash_v2.1.332.json", env!("CARGO_MANIFEST_DIR"));
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (i, request) in fixture.as_array().unwrap().iter().enumerate() {
+        let mut req = reqwest::Client::new().post(format!("{}/ak/{}/v1/messages?beta=true", e.url, d.key));
+        for h in request["headers"].as_array().unwrap() {
+            let (n, v) = (h[0].as_str().unwrap(), h[1].as_str().unwrap());
+            if !["content-length", "connection", "accept-encoding"].contains(&n.to_ascii_lowercase().as_str()) {
+                req = req.header(n, v);
+            }
+        }
+        let body = serde_json::to_vec(&request["body"]).unwrap();
+        let resp = req.header("x-fake-scenario", "rate_limit").body(body).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}: {}", resp.text().await.unwrap_or_default());
+        let text = resp.text().await.unwrap();
+        let b = e.bedrock.requests().pop().unwrap();
+        assert_eq!(b.status, 200, "Bedrock refused request {i}: {:?}", b.error_type);
+        let sent = b.body_json().unwrap();
+        assert_eq!(sent["messages"], request["body"]["messages"], "messages intact");
+        assert_eq!(sent["system"], request["body"]["system"], "system blocks with cache_control intact");
+        assert_eq!(sent["thinking"], request["body"]["thinking"]);
+        if i == 0 {
+            assert!(text.contains("\"tool_use\""), "the Bash tool round trip starts on Bedrock: {text}");
+        } else {
+            assert!(said(&text).starts_with("Tool said:"), "the tool result reached Bedrock: {text}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn bedrock_errors_are_classified_and_answered_in_anthropic_format() {
+    let e = env("fo_errors", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    for (scenario, status, kind, class) in [
+        (BedrockScenario::throttling(), 429, "rate_limit_error", ErrorClass::BedrockQuotaExceeded),
+        (
+            BedrockScenario::error(400, "ValidationException", "bad input"),
+            400,
+            "invalid_request_error",
+            ErrorClass::BedrockValidation,
+        ),
+        (
+            BedrockScenario::error(503, "ServiceUnavailableException", "down"),
+            503,
+            "api_error",
+            ErrorClass::BedrockUnavailable,
+        ),
+        (
+            BedrockScenario::error(424, "ModelErrorException", "model failed"),
+            503,
+            "api_error",
+            ErrorClass::BedrockModelError,
+        ),
+    ] {
+        e.bedrock.enqueue(scenario);
+        let resp = e.post(&d.key, JSON_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+        assert_eq!(resp.status(), status, "{class:?}");
+        let id = rid(&resp);
+        let json: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(json["error"]["type"], kind, "{class:?}");
+        assert_eq!(json["request_id"], id.as_str());
+        let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+        assert_eq!(ev.error_class, Some(class));
+        assert_eq!(ev.provider, Provider::Bedrock);
+    }
+
+    // A key Bedrock does not accept.
+    let other = e.dev(Some("ABSKbm90LWFjY2VwdGVkLWtleS14eHh4eHh4eA==")).await;
+    let resp = e.post(&other.key, JSON_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 503);
+    let id = rid(&resp);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert!(json["error"]["message"].as_str().unwrap().contains("refused this access key's Bedrock API key"), "{json}");
+    assert_eq!(e.log.wait_request(&id, Duration::from_secs(5)).await.error_class, Some(ErrorClass::BedrockAuthError));
+
+    // A stream that fails after it started ends with Anthropic's in-stream error event.
+    e.bedrock.enqueue(BedrockScenario::new(ccp_tests::fake_bedrock::BedrockScenarioName::ModelStreamError));
+    let resp = e.post(&d.key, STREAM_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200);
+    let id = rid(&resp);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("event: message_start"));
+    assert!(text.contains("event: error"), "{text}");
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert_eq!(ev.error_class, Some(ErrorClass::BedrockModelError));
+    assert!(ev.incomplete);
+}
+
+#[actix_web::test]
+async fn client_errors_never_fail_over_and_connect_errors_do() {
+    let e = env("fo_when", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let resp = e.post(&d.key, "[1]", &[]).await;
+    assert_eq!(resp.status(), 400, "a 400 from Anthropic passes through");
+    assert!(e.bedrock.requests().is_empty());
+
+    let dead = format!("http://127.0.0.1:{}", ccp_tests::free_port());
+    let mut settings = e.settings.clone();
+    settings.proxy.anthropic_base_url = dead;
+    settings.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-dead-{}", ulid::Ulid::new()));
+    let url = start(settings).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/ak/{}/v1/messages", d.key))
+        .header("content-type", "application/json")
+        .body(JSON_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-ccp-fallback-reason"), Some("connect_error"));
+}
+
+#[actix_web::test]
+async fn bedrock_only_users_never_reach_anthropic() {
+    let e = env("fo_routing", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let seq = e.log.set_routing(d.user_id, RoutingStrategy::BedrockOnly).await;
+    e.wait_applied(seq).await;
+    e.anthropic.clear();
+    let resp = e.post(&d.key, JSON_BODY, &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-ccp-fallback-reason"), Some("routing"));
+    assert!(e.anthropic.requests().is_empty());
+}
+
+#[actix_web::test]
+async fn the_circuit_opens_after_three_failures_for_every_replica() {
+    let e = env("fo_circuit", |s| s.proxy.circuit_window_secs = 60).await;
+    let second = start({
+        let mut s = e.settings.clone();
+        s.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-2-{}", ulid::Ulid::new()));
+        s
+    })
+    .await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    for _ in 0..3 {
+        let resp = e.post(&d.key, JSON_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+        assert_eq!(header(&resp, "x-ccp-fallback-reason"), Some("rate_limited"));
+    }
+    // The transition is an event...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let opened = e
+            .log
+            .read_all(StreamKind::Circuit)
+            .await
+            .into_iter()
+            .filter(|(_, env)| matches!(&env.event, Event::CircuitOpened(o) if o.key_id == d.key_id))
+            .count();
+        if opened == 1 {
+            break;
+        }
+        assert!(opened == 0 && Instant::now() < deadline, "expected exactly one circuit_opened, saw {opened}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and both replicas now skip Anthropic for this key.
+    e.anthropic.clear();
+    for url in [&e.url, &second] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let resp = reqwest::Client::new()
+                .post(format!("{url}/ak/{}/v1/messages", d.key))
+                .header("content-type", "application/json")
+                .body(JSON_BODY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            if header(&resp, "x-ccp-fallback-reason") == Some("circuit_open") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "replica {url} did not apply the open circuit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let after = e.anthropic.requests().len();
+    for _ in 0..3 {
+        e.post(&d.key, JSON_BODY, &[]).await;
+    }
+    assert_eq!(e.anthropic.requests().len(), after, "Anthropic is skipped while the circuit is open");
+    // Bedrock failures never move the breaker: two Anthropic failures whose Bedrock replays also
+    // fail, then a third request: still two failures counted, so Anthropic is used.
+    let other = e.dev(Some(BEDROCK_KEY)).await;
+    for _ in 0..2 {
+        e.bedrock.enqueue(BedrockScenario::throttling());
+        let resp = e.post(&other.key, JSON_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+        assert_eq!(resp.status(), 429);
+    }
+    let resp = e.post(&other.key, JSON_BODY, &[]).await;
+    assert_eq!(header(&resp, "x-ccp-provider"), Some("anthropic"));
+}

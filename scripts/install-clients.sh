@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs the real clients the client tests (proxy/tests/clients.rs) drive through the proxy,
+# into <repo>/.local/clients/ (git-ignored). Idempotent: what is already installed is kept.
+#
+#   .local/clients/claude-code/   npm prefix of @anthropic-ai/claude-code (exact pin below)
+#   .local/clients/bin/claude     symlink to its native `claude` executable
+#   .local/clients/py/            Python venv with tests/python/requirements.txt (Anthropic SDK)
+#
+# Needs node + npm (node 20 is fine: the package is a native binary; its `engines` warning is
+# harmless) and python3 with venv. Set CLAUDE_CODE_VERSION to try another pinned version.
+# The tests find the clients there, or where CCP_TEST_CLAUDE_BIN / CCP_TEST_PYTHON point.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+# Plain `npm install @anthropic-ai/claude-code` on node 20 resolves an older release: pin it.
+CLAUDE_CODE_VERSION=${CLAUDE_CODE_VERSION:-2.1.332}
+CLIENTS=$ROOT/.local/clients
+NPM_PREFIX=$CLIENTS/claude-code
+BIN_DIR=$CLIENTS/bin
+VENV=$CLIENTS/py
+REQUIREMENTS=$ROOT/tests/python/requirements.txt
+
+say() { printf 'install-clients: %s\n' "$*"; }
+die() {
+    printf 'install-clients: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Prints the first candidate executable whose `--version` reports $CLAUDE_CODE_VERSION.
+find_claude() {
+    local pkg=$NPM_PREFIX/node_modules/@anthropic-ai
+    local candidates=(
+        # The native binary of the platform package (what the wrapper's postinstall copies).
+        "$pkg"/claude-code-linux-x64/claude
+        "$pkg"/claude-code-linux-arm64/claude
+        "$pkg"/claude-code-linux-x64-musl/claude
+        "$pkg"/claude-code-linux-arm64-musl/claude
+        "$pkg"/claude-code-darwin-arm64/claude
+        "$pkg"/claude-code-darwin-x64/claude
+        # The wrapper's bin (the native binary once postinstall ran, else a placeholder).
+        "$pkg"/claude-code/bin/claude.exe
+        "$NPM_PREFIX"/node_modules/.bin/claude
+    )
+    local c out
+    for c in "${candidates[@]}"; do
+        [[ -x "$c" ]] || continue
+        out=$("$c" --version 2>/dev/null </dev/null) || continue
+        if [[ "$out" == "$CLAUDE_CODE_VERSION"* ]]; then
+            printf '%s\n' "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+install_claude_code() {
+    command -v npm >/dev/null || die "npm not found (install node + npm)"
+    local claude
+    if claude=$(find_claude); then
+        say "Claude Code $CLAUDE_CODE_VERSION already installed"
+    else
+        say "installing @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION into $NPM_PREFIX (npm) ..."
+        mkdir -p "$NPM_PREFIX"
+        # --save-exact keeps the pin in the prefix's package.json; the engines warning
+        # (node >= 22) does not matter for the native binary.
+        npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --save-exact --loglevel=error \
+            "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+        if ! claude=$(find_claude); then
+            # npm may not have run the wrapper's postinstall (install scripts not allowed);
+            # run it by hand, then look again.
+            say "running the package's postinstall by hand ..."
+            (cd "$NPM_PREFIX/node_modules/@anthropic-ai/claude-code" && node install.cjs) || true
+            claude=$(find_claude) ||
+                die "no \`claude\` in $NPM_PREFIX reports version $CLAUDE_CODE_VERSION"
+        fi
+    fi
+    mkdir -p "$BIN_DIR"
+    ln -sfn "$claude" "$BIN_DIR/claude"
+    local version
+    version=$("$BIN_DIR/claude" --version </dev/null)
+    [[ "$version" == "$CLAUDE_CODE_VERSION"* ]] ||
+        die "$BIN_DIR/claude --version printed '$version', expected $CLAUDE_CODE_VERSION"
+    say "claude --version: $version"
+}
+
+install_python_sdk() {
+    command -v python3 >/dev/null || die "python3 not found"
+    local stamp=$VENV/.requirements.txt
+    if [[ -x "$VENV/bin/python" ]] && cmp -s "$REQUIREMENTS" "$stamp" &&
+        "$VENV/bin/python" -c 'import anthropic' 2>/dev/null; then
+        say "Python venv with $(tr '\n' ' ' <"$REQUIREMENTS")already installed"
+    else
+        if [[ ! -x "$VENV/bin/python" ]]; then
+            say "creating Python venv $VENV ..."
+            python3 -m venv "$VENV" ||
+                die "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
+        fi
+        say "pip install -r tests/python/requirements.txt into $VENV ..."
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+        cp "$REQUIREMENTS" "$stamp"
+    fi
+    say "anthropic SDK: $("$VENV/bin/python" -c 'import anthropic; print(anthropic.__version__)')"
+}
+
+install_claude_code
+install_python_sdk
+
+say "done:"
+printf '  CCP_TEST_CLAUDE_BIN=%s  (-> %s)\n' "$BIN_DIR/claude" "$(readlink -f "$BIN_DIR/claude")"
+printf '  CCP_TEST_PYTHON=%s\n' "$VENV/bin/python"

@@ -1,0 +1,871 @@
+//! Answers: authentication, routing, Bedrock's request checks, scenario selection, and the
+//! wire format (JSON messages, event-stream chunks, AWS error shapes).
+//!
+//! The answer-building rules (`run:` → Bash `tool_use`, `tool_result` → "Tool said: …", text
+//! deltas of whole words, tool input in up to 4 JSON pieces) are those of
+//! `fake_anthropic/respond.rs`, duplicated here in small because they are private there.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::eventstream;
+use super::{
+    sha256_hex, BedrockRequest, BedrockScenario, BedrockScenarioName, Shared, Usage, ACCEPTED_BODY_KEYS,
+    ANTHROPIC_VERSION, BODY_LIMIT, DEFAULT_TEXT,
+};
+use crate::fake_anthropic::TOOL_RAN_OK;
+
+/// The qualifier Bedrock appends to `x-amzn-ErrorType` for its own errors.
+const BEDROCK_QUALIFIER: &str = ":http://internal.amazon.com/coral/com.amazon.bedrock/";
+/// The qualifier of the errors of AWS's front door (authentication, routing).
+const CORAL_QUALIFIER: &str = ":http://internal.amazon.com/coral/com.amazon.coral.service/";
+
+/// The one handler: every method and path.
+pub(crate) async fn handle(req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let started = Instant::now();
+    let Some(shared) = req.app_data::<web::Data<Shared>>().cloned() else {
+        return HttpResponse::InternalServerError().finish();
+    };
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let body = match payload.to_bytes_limited(BODY_LIMIT).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Plan::error(400, "ValidationException", &e.to_string()).into_response(started),
+        Err(_) => {
+            return Plan::error(413, "ValidationException", "Request body exceeds the maximum size.")
+                .into_response(started)
+        }
+    };
+    if let Some(control) = path.strip_prefix("/_fake/") {
+        return control_endpoint(&shared, &method, control, &body);
+    }
+    let raw_headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let route = Route::parse(&method, &path);
+    let key = bearer_key(&raw_headers);
+    let key_sha256 = key.map(sha256_hex);
+    let key_accepted = key_sha256.as_deref().is_some_and(|h| shared.accepts(h));
+    let mut plan = plan(&shared, &raw_headers, key_sha256.is_some(), key_accepted, &route, &body);
+    shared.record(BedrockRequest {
+        method,
+        path,
+        query: req.query_string().to_owned(),
+        model_id: route.model_id.clone(),
+        streaming: route.streaming,
+        headers: redact(raw_headers),
+        body: body.to_vec(),
+        key_sha256,
+        key_accepted,
+        status: plan.status,
+        error_type: plan.error_type.clone(),
+        usage: plan.usage,
+        scenario: plan.scenario.take(),
+    });
+    if !plan.delay.is_zero() {
+        actix_rt::time::sleep(plan.delay).await;
+    }
+    plan.into_response(started)
+}
+
+fn control_endpoint(shared: &Shared, method: &str, what: &str, body: &[u8]) -> HttpResponse {
+    let ok = |v: &Value| json_response(StatusCode::OK, v);
+    let bad = |msg: String| json_response(StatusCode::BAD_REQUEST, &json!({ "message": msg }));
+    match (method, what) {
+        ("POST", "enqueue") => {
+            let parsed: Result<Vec<BedrockScenario>, _> = match serde_json::from_slice::<Value>(body) {
+                Ok(Value::Array(items)) => items.into_iter().map(serde_json::from_value).collect(),
+                Ok(one) => serde_json::from_value(one).map(|s| vec![s]),
+                Err(e) => Err(e),
+            };
+            match parsed {
+                Ok(list) => {
+                    let mut queued = 0;
+                    for s in list {
+                        queued = shared.enqueue(s);
+                    }
+                    ok(&json!({ "queued": queued }))
+                }
+                Err(e) => bad(format!("not a scenario: {e}")),
+            }
+        }
+        ("GET", "requests") => {
+            #[derive(Serialize)]
+            struct View<'a> {
+                #[serde(flatten)]
+                request: &'a BedrockRequest,
+                body_json: Option<Value>,
+            }
+            let requests = shared.requests();
+            let views: Vec<View<'_>> = requests.iter().map(|r| View { request: r, body_json: r.body_json() }).collect();
+            json_response(StatusCode::OK, &views)
+        }
+        ("POST", "reset") => {
+            shared.reset();
+            ok(&json!({ "ok": true }))
+        }
+        ("POST", "allowed_betas") => match serde_json::from_slice::<Vec<String>>(body) {
+            Ok(betas) => {
+                shared.set_allowed_betas(betas);
+                ok(&json!({ "allowed_betas": shared.allowed_betas() }))
+            }
+            Err(e) => bad(format!("not a list of strings: {e}")),
+        },
+        ("GET", "allowed_betas") => ok(&json!({ "allowed_betas": shared.allowed_betas() })),
+        _ => json_response(StatusCode::NOT_FOUND, &json!({ "message": "Not found" })),
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+    HttpResponse::build(status).content_type("application/json").body(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// The key of `Authorization: Bearer <key>`, if that is the header's form.
+fn bearer_key(headers: &[(String, String)]) -> Option<&str> {
+    let value = header(headers, "authorization")?.trim();
+    let (scheme, key) = value.split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// The headers with credentials replaced by `<redacted>`.
+fn redact(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .map(|(n, v)| {
+            if n.eq_ignore_ascii_case("authorization") {
+                let scheme = v.split_whitespace().next().unwrap_or("").to_owned();
+                (n, format!("{scheme} <redacted>").trim().to_owned())
+            } else if n.eq_ignore_ascii_case("x-amz-security-token") {
+                (n, "<redacted>".to_owned())
+            } else {
+                (n, v)
+            }
+        })
+        .collect()
+}
+
+/// Which operation a request asks for.
+struct Route {
+    /// The decoded model id of a `/model/{modelId}/…` path.
+    model_id: Option<String>,
+    streaming: bool,
+    /// `POST` to one of the two operations.
+    known: bool,
+}
+
+impl Route {
+    fn parse(method: &str, path: &str) -> Self {
+        let parsed = path.strip_prefix("/model/").and_then(|rest| {
+            let (id, op) = rest.rsplit_once('/')?;
+            let streaming = match op {
+                "invoke" => false,
+                "invoke-with-response-stream" => true,
+                _ => return None,
+            };
+            Some((percent_decode(id)?, streaming))
+        });
+        match parsed {
+            Some((id, streaming)) => Self { model_id: Some(id), streaming, known: method == "POST" },
+            None => Self { model_id: None, streaming: false, known: false },
+        }
+    }
+}
+
+/// `%XX`-decodes a path segment; `None` if it is not valid UTF-8 or has a bad escape.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The geography prefixes of Bedrock's cross-region inference profiles (`global.` routes
+/// worldwide).
+const INFERENCE_PROFILE_PREFIXES: &[&str] = &["global", "us", "us-gov", "eu", "apac", "jp", "au", "ca"];
+
+/// The Claude model name inside a Bedrock model id (`[prefix.]anthropic.claude-…[-vN[:M]]`,
+/// or an ARN ending in one), e.g. `global.anthropic.claude-sonnet-4-5-20250929-v1:0` →
+/// `claude-sonnet-4-5-20250929`; `None` for anything else.
+pub fn claude_model_name(model_id: &str) -> Option<String> {
+    let id = if model_id.starts_with("arn:") { model_id.rsplit('/').next()? } else { model_id };
+    let at = id.find("anthropic.claude")?;
+    let prefix = &id[..at];
+    if !prefix.is_empty() && !INFERENCE_PROFILE_PREFIXES.contains(&prefix.strip_suffix('.')?) {
+        return None;
+    }
+    let name = id[at..].strip_prefix("anthropic.")?;
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | ':')) {
+        return None;
+    }
+    let name = name.split(':').next().unwrap_or(name);
+    let name = match name.rsplit_once("-v") {
+        Some((base, v)) if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) => base,
+        _ => name,
+    };
+    (name.len() > "claude".len()).then(|| name.to_owned())
+}
+
+/// What to answer.
+struct Plan {
+    status: u16,
+    error_type: Option<String>,
+    headers: Vec<(String, String)>,
+    /// A JSON body (message or error), or `None` for a stream.
+    json: Option<Vec<u8>>,
+    /// Event-stream messages of a streamed answer.
+    stream: Vec<Part>,
+    usage: Option<Usage>,
+    /// Usage for the invocation metrics and token-count headers.
+    metrics: Option<Usage>,
+    scenario: Option<BedrockScenario>,
+    delay: Duration,
+    pace: Duration,
+}
+
+/// One event-stream message to send.
+enum Part {
+    /// A `chunk` event carrying one Anthropic streaming event.
+    Event(Value),
+    /// An exception message.
+    Exception { kind: String, message: String },
+}
+
+impl Plan {
+    fn new(status: u16) -> Self {
+        Self {
+            status,
+            error_type: None,
+            headers: Vec::new(),
+            json: None,
+            stream: Vec::new(),
+            usage: None,
+            metrics: None,
+            scenario: None,
+            delay: Duration::ZERO,
+            pace: Duration::ZERO,
+        }
+    }
+
+    /// An AWS REST-JSON error: `{"message": …}` with `x-amzn-ErrorType`.
+    fn error(status: u16, kind: &str, message: &str) -> Self {
+        let qualifier = match kind {
+            "UnrecognizedClientException" | "MissingAuthenticationTokenException" | "UnknownOperationException" => {
+                CORAL_QUALIFIER
+            }
+            _ => BEDROCK_QUALIFIER,
+        };
+        let mut plan = Self::new(status);
+        plan.error_type = Some(kind.to_owned());
+        plan.headers.push(("x-amzn-ErrorType".into(), format!("{kind}{qualifier}")));
+        plan.json = Some(serde_json::to_vec(&json!({ "message": message })).unwrap_or_default());
+        plan
+    }
+
+    fn into_response(self, started: Instant) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut b = HttpResponse::build(status);
+        b.insert_header(("x-amzn-requestid", request_id()));
+        for (n, v) in &self.headers {
+            b.append_header((n.as_str(), v.as_str()));
+        }
+        if let Some(body) = self.json {
+            if let (Some(u), true) = (self.metrics, status.is_success()) {
+                let latency = started.elapsed().as_millis().max(1).to_string();
+                b.insert_header(("x-amzn-bedrock-invocation-latency", latency));
+                for (n, v) in token_headers(&u) {
+                    b.insert_header((n, v));
+                }
+            }
+            return b.content_type("application/json").body(body);
+        }
+        b.content_type("application/vnd.amazon.eventstream");
+        b.insert_header(("x-amzn-bedrock-content-type", "application/json"));
+        let state = StreamState {
+            parts: self.stream.into(),
+            first: true,
+            pace: self.pace,
+            started,
+            first_byte_ms: None,
+            metrics: self.metrics.unwrap_or_default(),
+            seq: 0,
+        };
+        b.streaming(futures_util::stream::unfold(state, next_message))
+    }
+}
+
+/// The `x-amzn-bedrock-*-token-count` headers of a usage.
+fn token_headers(u: &Usage) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("x-amzn-bedrock-input-token-count", u.input_tokens.to_string()),
+        ("x-amzn-bedrock-output-token-count", u.output_tokens.to_string()),
+    ];
+    if u.cache_read_input_tokens > 0 {
+        out.push(("x-amzn-bedrock-cache-read-input-token-count", u.cache_read_input_tokens.to_string()));
+    }
+    if u.cache_creation_input_tokens > 0 {
+        out.push(("x-amzn-bedrock-cache-write-input-token-count", u.cache_creation_input_tokens.to_string()));
+    }
+    out
+}
+
+struct StreamState {
+    parts: VecDeque<Part>,
+    first: bool,
+    pace: Duration,
+    started: Instant,
+    first_byte_ms: Option<u128>,
+    metrics: Usage,
+    seq: usize,
+}
+
+/// The next event-stream message of a streamed answer.
+async fn next_message(mut st: StreamState) -> Option<(io::Result<Bytes>, StreamState)> {
+    let part = st.parts.pop_front()?;
+    if !st.first && !st.pace.is_zero() {
+        actix_rt::time::sleep(st.pace).await;
+    }
+    st.first = false;
+    let elapsed = st.started.elapsed().as_millis().max(1);
+    let first_byte = *st.first_byte_ms.get_or_insert(elapsed);
+    st.seq += 1;
+    let frame = match part {
+        Part::Event(mut event) => {
+            if event.get("type").and_then(Value::as_str) == Some("message_stop") {
+                let u = st.metrics;
+                let mut m = json!({
+                    "inputTokenCount": u.input_tokens,
+                    "outputTokenCount": u.output_tokens,
+                    "invocationLatency": u64::try_from(elapsed).unwrap_or(u64::MAX),
+                    "firstByteLatency": u64::try_from(first_byte).unwrap_or(u64::MAX),
+                });
+                if u.cache_read_input_tokens > 0 {
+                    m["cacheReadInputTokenCount"] = json!(u.cache_read_input_tokens);
+                }
+                if u.cache_creation_input_tokens > 0 {
+                    m["cacheWriteInputTokenCount"] = json!(u.cache_creation_input_tokens);
+                }
+                event["amazon-bedrock-invocationMetrics"] = m;
+            }
+            let bytes =
+                base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&event).unwrap_or_default());
+            // Bedrock pads chunk payloads with a `p` field of varying length.
+            let payload = json!({ "bytes": bytes, "p": padding(st.seq) });
+            eventstream::encode(
+                &[(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")],
+                &serde_json::to_vec(&payload).unwrap_or_default(),
+            )
+        }
+        Part::Exception { kind, message } => eventstream::encode(
+            &[
+                (":exception-type", kind.as_str()),
+                (":content-type", "application/json"),
+                (":message-type", "exception"),
+            ],
+            &serde_json::to_vec(&json!({ "message": message })).unwrap_or_default(),
+        ),
+    };
+    Some((Ok(Bytes::from(frame)), st))
+}
+
+/// Padding of varying length, like the `p` field of Bedrock's chunks.
+fn padding(seq: usize) -> &'static str {
+    const ALPHABET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    &ALPHABET[..(seq * 7) % ALPHABET.len() + 1]
+}
+
+fn plan(
+    shared: &Shared,
+    headers: &[(String, String)],
+    key_sent: bool,
+    key_accepted: bool,
+    route: &Route,
+    body: &[u8],
+) -> Plan {
+    if !key_sent {
+        if header(headers, "authorization").is_none() {
+            return Plan::error(403, "MissingAuthenticationTokenException", "Missing Authentication Token");
+        }
+        return unrecognized();
+    }
+    if !key_accepted {
+        return unrecognized();
+    }
+    if !route.known {
+        return Plan::error(404, "UnknownOperationException", "Unknown operation");
+    }
+    let Some(model) = route.model_id.as_deref().and_then(claude_model_name) else {
+        return Plan::error(400, "ValidationException", "The provided model identifier is invalid.");
+    };
+    let request = match validate_body(body) {
+        Ok(v) => v,
+        Err(message) => return Plan::error(400, "ValidationException", &message),
+    };
+    if let Some(Value::Array(betas)) = request.get("anthropic_beta") {
+        let all_allowed = betas.iter().all(|b| b.as_str().is_some_and(|b| shared.beta_allowed(b)));
+        if !all_allowed {
+            return Plan::error(400, "ValidationException", "invalid beta flag");
+        }
+    }
+    let scenario = shared.next_queued().unwrap_or_default();
+    let mut plan = answer(&request, body, &scenario, &model, route.streaming);
+    plan.delay = Duration::from_millis(scenario.delay_ms.unwrap_or(if scenario.name == BedrockScenarioName::Slow {
+        1000
+    } else {
+        0
+    }));
+    plan.pace = Duration::from_millis(scenario.pace_ms.unwrap_or(0));
+    plan.scenario = Some(scenario);
+    plan
+}
+
+fn unrecognized() -> Plan {
+    Plan::error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+}
+
+/// The JSON type name Bedrock's schema validator uses.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "Null",
+        Value::Bool(_) => "Boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "Integer",
+        Value::Number(_) => "BigDecimal",
+        Value::String(_) => "String",
+        Value::Array(_) => "JSONArray",
+        Value::Object(_) => "JSONObject",
+    }
+}
+
+/// Checks a body against Bedrock's Claude Messages schema; the error is Bedrock's message.
+fn validate_body(body: &[u8]) -> Result<Value, String> {
+    let wrap =
+        |violations: &str| format!("Malformed input request: {violations}, please reformat your input and try again.");
+    let request: Value =
+        serde_json::from_slice(body).map_err(|e| wrap(&format!("#: the body is not valid JSON ({e})")))?;
+    let Value::Object(map) = &request else {
+        return Err(wrap(&format!("#: expected type: JSONObject, found: {}", type_name(&request))));
+    };
+    let mut violations = Vec::new();
+    for key in ["anthropic_version", "max_tokens", "messages"] {
+        if !map.contains_key(key) {
+            violations.push(format!("#: required key [{key}] not found"));
+        }
+    }
+    for key in map.keys() {
+        if !ACCEPTED_BODY_KEYS.contains(&key.as_str()) {
+            violations.push(format!("#: extraneous key [{key}] is not permitted"));
+        }
+    }
+    match map.get("anthropic_version") {
+        Some(Value::String(v)) if v == ANTHROPIC_VERSION => {}
+        Some(Value::String(v)) => violations.push(format!("#/anthropic_version: {v} is not a valid enum value")),
+        Some(other) => {
+            violations.push(format!("#/anthropic_version: expected type: String, found: {}", type_name(other)))
+        }
+        None => {}
+    }
+    match map.get("max_tokens") {
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => {}
+        Some(Value::Number(n)) if n.is_i64() => {
+            violations.push(format!("#/max_tokens: {n} is not greater or equal to 1"))
+        }
+        Some(other) => violations.push(format!("#/max_tokens: expected type: Integer, found: {}", type_name(other))),
+        None => {}
+    }
+    match map.get("messages") {
+        Some(Value::Array(_)) | None => {}
+        Some(other) => violations.push(format!("#/messages: expected type: JSONArray, found: {}", type_name(other))),
+    }
+    match map.get("anthropic_beta") {
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if !item.is_string() {
+                    violations.push(format!("#/anthropic_beta/{i}: expected type: String, found: {}", type_name(item)));
+                }
+            }
+        }
+        Some(other) => {
+            violations.push(format!("#/anthropic_beta: expected type: JSONArray, found: {}", type_name(other)))
+        }
+        None => {}
+    }
+    if violations.is_empty() {
+        Ok(request)
+    } else {
+        Err(wrap(&violations.concat()))
+    }
+}
+
+/// Default input tokens of a request body.
+fn input_tokens(body: &[u8]) -> u64 {
+    u64::try_from(body.len() / 100 + 1).unwrap_or(u64::MAX)
+}
+
+fn answer(request: &Value, body: &[u8], s: &BedrockScenario, model: &str, stream: bool) -> Plan {
+    if let Some((status, kind, message)) = s.name.http_error() {
+        let (status, kind) = if s.name == BedrockScenarioName::Error {
+            (s.status.unwrap_or(status), s.error_type.as_deref().unwrap_or(kind))
+        } else {
+            (status, kind)
+        };
+        return Plan::error(status, kind, s.message.as_deref().unwrap_or(message));
+    }
+    if s.name == BedrockScenarioName::ModelStreamError && !stream {
+        let (status, kind, message) = BedrockScenarioName::ModelError.http_error().unwrap_or((
+            424,
+            "ModelErrorException",
+            "The model returned an error.",
+        ));
+        return Plan::error(status, kind, s.message.as_deref().unwrap_or(message));
+    }
+    let model = s.model.clone().unwrap_or_else(|| model.to_owned());
+    let content = decide_content(s, request);
+    let usage = s.usage.unwrap_or_else(|| Usage {
+        input_tokens: input_tokens(body),
+        output_tokens: words(&content.answer_text()) + 1,
+        ..Usage::default()
+    });
+    let msg_id = format!("msg_bdrk_{}", ulid::Ulid::new());
+    let mut plan = Plan::new(200);
+    plan.metrics = Some(usage);
+    if !stream {
+        let message = json!({
+            "id": msg_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [content.block()],
+            "stop_reason": content.stop_reason(),
+            "stop_sequence": null,
+            "usage": wire_usage(&usage),
+        });
+        plan.json = Some(serde_json::to_vec(&message).unwrap_or_default());
+        plan.usage = Some(usage);
+        return plan;
+    }
+    let events = stream_events(&msg_id, &model, &content, &usage);
+    if s.name == BedrockScenarioName::ModelStreamError {
+        let start_usage = Usage { output_tokens: 1, ..usage };
+        plan.stream = events.into_iter().take(3).map(Part::Event).collect();
+        plan.stream.push(Part::Exception {
+            kind: s.stream_exception.clone().unwrap_or_else(|| "modelStreamErrorException".to_owned()),
+            message: s.message.clone().unwrap_or_else(|| {
+                "The model encountered an error while streaming the response. Try your request again.".to_owned()
+            }),
+        });
+        plan.error_type = s.stream_exception.clone().or_else(|| Some("modelStreamErrorException".to_owned()));
+        plan.usage = Some(start_usage);
+        plan.metrics = Some(start_usage);
+        return plan;
+    }
+    plan.stream = events.into_iter().map(Part::Event).collect();
+    plan.usage = Some(usage);
+    plan
+}
+
+fn wire_usage(u: &Usage) -> Value {
+    json!({
+        "input_tokens": u.input_tokens,
+        "cache_creation_input_tokens": u.cache_creation_input_tokens,
+        "cache_read_input_tokens": u.cache_read_input_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": u.cache_creation_input_tokens,
+            "ephemeral_1h_input_tokens": 0,
+        },
+        "output_tokens": u.output_tokens,
+    })
+}
+
+/// The Anthropic streaming events of a complete answer (Bedrock sends no `ping`).
+fn stream_events(id: &str, model: &str, content: &Content, usage: &Usage) -> Vec<Value> {
+    let mut out = vec![json!({
+        "type": "message_start",
+        "message": {
+            "id": id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": null,
+            "stop_sequence": null,
+            "usage": wire_usage(&Usage { output_tokens: 1, ..*usage }),
+        },
+    })];
+    let (start, deltas): (Value, Vec<Value>) = match content {
+        Content::Text(text) => (
+            json!({"type": "text", "text": ""}),
+            text_pieces(text).into_iter().map(|t| json!({"type": "text_delta", "text": t})).collect(),
+        ),
+        Content::ToolUse { id, name, input } => (
+            json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+            json_pieces(&input.to_string())
+                .into_iter()
+                .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
+                .collect(),
+        ),
+    };
+    out.push(json!({"type": "content_block_start", "index": 0, "content_block": start}));
+    for delta in deltas {
+        out.push(json!({"type": "content_block_delta", "index": 0, "delta": delta}));
+    }
+    out.push(json!({"type": "content_block_stop", "index": 0}));
+    out.push(json!({
+        "type": "message_delta",
+        "delta": {"stop_reason": content.stop_reason(), "stop_sequence": null},
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "output_tokens": usage.output_tokens,
+        },
+    }));
+    out.push(json!({"type": "message_stop"}));
+    out
+}
+
+/// A new request id in Bedrock's form (a UUID).
+fn request_id() -> String {
+    let h = format!("{:032x}", ulid::Ulid::new().0);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+// ---- answer content (as fake_anthropic's, which keeps these private) ----
+
+/// The content of a successful answer.
+enum Content {
+    Text(String),
+    ToolUse { id: String, name: String, input: Value },
+}
+
+impl Content {
+    fn stop_reason(&self) -> &'static str {
+        match self {
+            Self::Text(_) => "end_turn",
+            Self::ToolUse { .. } => "tool_use",
+        }
+    }
+
+    /// The text whose words count as output tokens.
+    fn answer_text(&self) -> String {
+        match self {
+            Self::Text(t) => t.clone(),
+            Self::ToolUse { input, .. } => input.to_string(),
+        }
+    }
+
+    fn block(&self) -> Value {
+        match self {
+            Self::Text(text) => json!({"type": "text", "text": text}),
+            Self::ToolUse { id, name, input } => {
+                json!({"type": "tool_use", "id": id, "name": name, "input": input})
+            }
+        }
+    }
+}
+
+fn words(text: &str) -> u64 {
+    u64::try_from(text.split_whitespace().count()).unwrap_or(u64::MAX)
+}
+
+fn decide_content(s: &BedrockScenario, request: &Value) -> Content {
+    let last_user = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|msgs| msgs.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")));
+    let tool_use = |command: Option<String>| Content::ToolUse {
+        id: format!("toolu_bdrk_{}", ulid::Ulid::new()),
+        name: s.tool_name.clone().unwrap_or_else(|| "Bash".to_owned()),
+        input: s.tool_input.clone().unwrap_or_else(|| {
+            json!({
+                "command": command.unwrap_or_else(|| "echo hello".to_owned()),
+                "description": "Run the command",
+            })
+        }),
+    };
+    if s.name == BedrockScenarioName::ToolUse {
+        return tool_use(last_user.and_then(run_command));
+    }
+    if let Some(t) = &s.text {
+        return Content::Text(t.clone());
+    }
+    if s.name != BedrockScenarioName::Text && (s.tool_name.is_some() || s.tool_input.is_some()) {
+        return tool_use(last_user.and_then(run_command));
+    }
+    if let Some(result) = last_user.and_then(tool_result_text) {
+        return Content::Text(format!("Tool said: {result}"));
+    }
+    if s.name != BedrockScenarioName::Text && offers_bash(request) {
+        if let Some(command) = last_user.and_then(run_command) {
+            return tool_use(Some(command));
+        }
+    }
+    Content::Text(DEFAULT_TEXT.to_owned())
+}
+
+fn offers_bash(request: &Value) -> bool {
+    request
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|tools| tools.iter().any(|t| t.get("name").and_then(Value::as_str) == Some("Bash")))
+}
+
+/// The text of a message's content (a string, or its text blocks).
+fn texts(message: &Value) -> Vec<&str> {
+    match message.get("content") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The command of a `run: <command>` line (or of the fixtures' `run echo`).
+fn run_command(message: &Value) -> Option<String> {
+    texts(message).into_iter().flat_map(str::lines).find_map(|line| {
+        let line = line.trim();
+        if let Some(cmd) = line.strip_prefix("run:") {
+            let cmd = cmd.trim();
+            return (!cmd.is_empty()).then(|| cmd.to_owned());
+        }
+        (line == "run echo").then(|| format!("echo {TOOL_RAN_OK}"))
+    })
+}
+
+/// The text of the `tool_result` blocks of a message, trimmed; `None` without any.
+fn tool_result_text(message: &Value) -> Option<String> {
+    let blocks = message.get("content")?.as_array()?;
+    let results: Vec<&Value> =
+        blocks.iter().filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")).collect();
+    if results.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for r in results {
+        match r.get("content") {
+            Some(Value::String(s)) => parts.push(s.clone()),
+            Some(Value::Array(inner)) => {
+                parts.extend(inner.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).map(str::to_owned))
+            }
+            _ => {}
+        }
+    }
+    Some(parts.join("\n").trim().to_owned())
+}
+
+/// A text cut into deltas of whole words (at most 20 deltas).
+fn text_pieces(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let per = words.len().div_ceil(20).max(1);
+    words.chunks(per).map(|c| c.concat()).collect()
+}
+
+/// Tool input JSON cut into deltas the way the API does: an empty one, then up to 4 pieces.
+fn json_pieces(json: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let chars: Vec<char> = json.chars().collect();
+    let per = chars.len().div_ceil(4).max(1);
+    out.extend(chars.chunks(per).map(|c| c.iter().collect::<String>()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names() {
+        for (id, name) in [
+            ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", Some("claude-sonnet-4-5-20250929")),
+            ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", Some("claude-3-5-sonnet-20241022")),
+            ("anthropic.claude-opus-4-6-v1", Some("claude-opus-4-6")),
+            (
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.anthropic.claude-haiku-4-5-20251001-v1:0",
+                Some("claude-haiku-4-5-20251001"),
+            ),
+            ("us-gov.anthropic.claude-3-haiku-20240307-v1:0", Some("claude-3-haiku-20240307")),
+            ("amazon.nova-pro-v1:0", None),
+            ("meta.anthropic.claude-x", None),
+            ("Global.anthropic.claude-x", None),
+            ("anthropic.claude", None),
+            ("claude-sonnet-4-5", None),
+        ] {
+            assert_eq!(claude_model_name(id).as_deref(), name, "{id}");
+        }
+    }
+
+    #[test]
+    fn body_checks() {
+        let ok = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[]}"#;
+        assert!(validate_body(ok).is_ok());
+        let e = validate_body(
+            br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":5,"messages":[],"model":"m","stream":true}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("extraneous key [model] is not permitted"), "{e}");
+        assert!(e.contains("extraneous key [stream] is not permitted"), "{e}");
+        assert!(e.starts_with("Malformed input request: #: "), "{e}");
+        let e = validate_body(br#"{"max_tokens":"5","anthropic_beta":"x"}"#).unwrap_err();
+        assert!(e.contains("required key [anthropic_version] not found"), "{e}");
+        assert!(e.contains("required key [messages] not found"), "{e}");
+        assert!(e.contains("#/max_tokens: expected type: Integer, found: String"), "{e}");
+        assert!(e.contains("#/anthropic_beta: expected type: JSONArray"), "{e}");
+        let e = validate_body(br#"[1]"#).unwrap_err();
+        assert!(e.contains("expected type: JSONObject, found: JSONArray"), "{e}");
+    }
+
+    #[test]
+    fn paths() {
+        let r = Route::parse(
+            "POST",
+            "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream",
+        );
+        assert!(r.known && r.streaming);
+        assert_eq!(r.model_id.as_deref(), Some("global.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+        let r = Route::parse(
+            "POST",
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.anthropic.claude-x-v1%3A0/invoke",
+        );
+        assert!(r.known && !r.streaming);
+        assert_eq!(
+            r.model_id.as_deref(),
+            Some("arn:aws:bedrock:us-east-1:1:inference-profile/us.anthropic.claude-x-v1:0")
+        );
+        assert!(!Route::parse("GET", "/model/x/invoke").known);
+        assert!(!Route::parse("POST", "/model/x/converse").known);
+        assert!(!Route::parse("POST", "/v1/messages").known);
+    }
+
+    #[test]
+    fn request_ids_are_uuids() {
+        let id = request_id();
+        let parts: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(parts, vec![8, 4, 4, 4, 12]);
+    }
+}
