@@ -398,6 +398,8 @@ struct Bench<'a> {
     opts: &'a Options,
     clk_tck: u64,
     progress: &'a Progress,
+    /// The proxy's CPU use when idle, ns per second (timers, NATS keep-alive).
+    proxy_idle_ns_per_s: f64,
 }
 
 /// CPU of everything involved, at one moment.
@@ -464,6 +466,11 @@ impl Bench<'_> {
             upstream_cpu_ms_per_req: per_req_ms(upstream_ns),
             proxy_cpu_ms_per_req: proxied.then(|| per_req_ms(proxy_cpu.sched_ns)),
             proxy_cpu_ticks_ms_per_req: proxied.then(|| per_req_ms(proxy_cpu.ticks_ns)),
+            proxy_cpu_net_ms_per_req: proxied.then(|| {
+                let idle = self.proxy_idle_ns_per_s * run.wall.as_secs_f64();
+                (proxy_cpu.sched_ns as f64 - idle).max(0.0) / n / 1e6
+            }),
+            proxy_sys_share: proxied.then(|| proxy_cpu.sys_ns as f64 / (proxy_cpu.ticks_ns as f64).max(1.0)),
             nats_cpu_ms_per_req: nats_ms,
         })
     }
@@ -545,7 +552,16 @@ async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss_kib, _) = procfs::rss_kib(proxy_pid)?;
-    progress.say(format!("proxy RSS idle after start: {:.1} MiB", idle_rss_kib as f64 / 1024.0));
+    let idle_window = Duration::from_secs(2);
+    let before = CpuSample::read(proxy_pid)?;
+    tokio::time::sleep(idle_window).await;
+    let after = CpuSample::read(proxy_pid)?;
+    let proxy_idle_ns_per_s = after.sched_ns.saturating_sub(before.sched_ns) as f64 / idle_window.as_secs_f64();
+    progress.say(format!(
+        "proxy idle: RSS {:.1} MiB, CPU {:.3} ms/s",
+        idle_rss_kib as f64 / 1024.0,
+        proxy_idle_ns_per_s / 1e6
+    ));
 
     let bench = Bench {
         client: load::client()?,
@@ -558,6 +574,7 @@ async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &
         opts,
         clk_tck: procfs::clk_tck(),
         progress,
+        proxy_idle_ns_per_s,
     };
 
     progress.say(format!("peak RSS: {} paced streams through the proxy, 32 at a time", opts.rss_n.max(32)));
@@ -611,6 +628,7 @@ async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &
         body_source: body_source.to_owned(),
         duration_s: started.elapsed().as_secs_f64(),
         phases: results,
+        proxy_idle_cpu_ms_per_s: proxy_idle_ns_per_s / 1e6,
         rss: RssResult {
             idle_mib: idle_rss_kib as f64 / 1024.0,
             peak_streams_mib: peak_rss_kib as f64 / 1024.0,

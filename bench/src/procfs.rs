@@ -9,6 +9,8 @@ pub struct CpuSample {
     pub sched_ns: u64,
     /// `utime + stime` from `/proc/PID/stat`, in clock ticks (every thread, also exited ones).
     pub ticks: u64,
+    /// `stime` alone: time in the kernel (system calls, network stack, scheduling), in ticks.
+    pub sys_ticks: u64,
 }
 
 impl CpuSample {
@@ -22,7 +24,8 @@ impl CpuSample {
         let field = |n: usize| -> anyhow::Result<u64> {
             fields.get(n - 3).context("short /proc/PID/stat")?.parse::<u64>().context("bad /proc/PID/stat field")
         };
-        let ticks = field(14)? + field(15)?;
+        let sys_ticks = field(15)?;
+        let ticks = field(14)? + sys_ticks;
         let mut sched_ns = 0;
         for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
             let Ok(entry) = entry else { continue };
@@ -31,7 +34,7 @@ impl CpuSample {
                 sched_ns += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             }
         }
-        Ok(Self { sched_ns, ticks })
+        Ok(Self { sched_ns, ticks, sys_ticks })
     }
 }
 
@@ -42,6 +45,8 @@ pub struct CpuDelta {
     pub sched_ns: u64,
     /// From utime+stime, nanoseconds (tick resolution).
     pub ticks_ns: u64,
+    /// From stime alone, nanoseconds (tick resolution).
+    pub sys_ns: u64,
 }
 
 impl CpuDelta {
@@ -50,6 +55,7 @@ impl CpuDelta {
         Self {
             sched_ns: after.sched_ns.saturating_sub(before.sched_ns),
             ticks_ns: after.ticks.saturating_sub(before.ticks) * (1_000_000_000 / clk_tck.max(1)),
+            sys_ns: after.sys_ticks.saturating_sub(before.sys_ticks) * (1_000_000_000 / clk_tck.max(1)),
         }
     }
 }

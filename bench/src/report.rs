@@ -39,6 +39,10 @@ pub struct TargetResult {
     pub proxy_cpu_ms_per_req: Option<f64>,
     /// The same from utime+stime (clock-tick precision, includes ended threads).
     pub proxy_cpu_ticks_ms_per_req: Option<f64>,
+    /// The proxy's CPU per request minus its idle background use over the same time.
+    pub proxy_cpu_net_ms_per_req: Option<f64>,
+    /// Share of the proxy's CPU time spent in the kernel (stime / (utime + stime)).
+    pub proxy_sys_share: Option<f64>,
     /// The NATS server's CPU per request (when its pid was given).
     pub nats_cpu_ms_per_req: Option<f64>,
 }
@@ -120,6 +124,8 @@ pub struct Report {
     pub duration_s: f64,
     /// Every phase.
     pub phases: Vec<PhaseResult>,
+    /// The proxy's CPU use while idle (timers, NATS keep-alive), ms per second.
+    pub proxy_idle_cpu_ms_per_s: f64,
     /// Memory.
     pub rss: RssResult,
 }
@@ -325,28 +331,33 @@ impl Report {
             )?;
         }
 
-        writeln!(out, "\nCPU TIME PER REQUEST (ms; measured requests only)\n{line}")?;
         writeln!(
             out,
-            "{:<24} | {:>9}{:>9} | {:>8}{:>8}{:>8} | {:>8}{:>8}{:>8} | target: proxy <= {:.3} ms",
-            "phase", "proxy", "(ticks)", "client", "upstr", "nats", "client", "upstr", "", CPU_MS_PER_REQ
+            "\nCPU TIME PER REQUEST (ms; measured requests only; proxy idle background {:.3} ms/s)\n{line}",
+            self.proxy_idle_cpu_ms_per_s
         )?;
-        writeln!(out, "{:<24} | {:>18} | {:>24} | {:>24} |", "", "proxy run", "proxy run", "direct run")?;
+        writeln!(
+            out,
+            "{:<24} | {:>7}{:>7}{:>8}{:>5} | {:>7}{:>7}{:>7} | {:>7}{:>7} | target: proxy <= {:.3} ms",
+            "phase", "proxy", "net", "(ticks)", "sys", "client", "upstr", "nats", "client", "upstr", CPU_MS_PER_REQ
+        )?;
+        writeln!(out, "{:<24} | {:>27} | {:>21} | {:>14} |", "", "proxy", "others, proxy run", "direct run")?;
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
         for p in &self.phases {
             let cpu = p.proxy.proxy_cpu_ms_per_req.unwrap_or(f64::NAN);
             writeln!(
                 out,
-                "{:<24} | {:>9.3}{:>9} | {:>8.3}{:>8.3}{:>8} | {:>8.3}{:>8.3}{:>8} | {}",
+                "{:<24} | {:>7.3}{:>7}{:>8}{:>4.0}% | {:>7.3}{:>7.3}{:>7} | {:>7.3}{:>7.3} | {}",
                 p.name,
                 cpu,
+                opt(p.proxy.proxy_cpu_net_ms_per_req),
                 opt(p.proxy.proxy_cpu_ticks_ms_per_req),
+                p.proxy.proxy_sys_share.unwrap_or(0.0) * 100.0,
                 p.proxy.client_cpu_ms_per_req,
                 p.proxy.upstream_cpu_ms_per_req,
                 opt(p.proxy.nats_cpu_ms_per_req),
                 p.direct.client_cpu_ms_per_req,
                 p.direct.upstream_cpu_ms_per_req,
-                "",
                 verdict(cpu <= CPU_MS_PER_REQ)
             )?;
         }

@@ -7,14 +7,16 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
-use ccp_schemas::events::{BedrockSettings, RoutingStrategy};
+use ccp_schemas::events::{BedrockSettings, Event, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_schemas::pricing::PriceList;
 use ccp_schemas::secrets::access_key::{KeyHash, KeyPrefix};
 use ccp_schemas::secrets::envelope::SealedSecret;
 use ccp_schemas::state::{Directory, Refusal};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};
 use futures_util::StreamExt as _;
+use rust_decimal::Decimal;
 
 /// What a request learns about its key.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct Authenticated {
     pub routing: RoutingStrategy,
     /// Whether a Bedrock API key is registered for the key.
     pub has_bedrock_key: bool,
+    /// The owner's monthly budget in USD (`None`: unlimited).
+    pub monthly_limit_usd: Option<Decimal>,
 }
 
 /// What a Bedrock call needs of a key; read only on failover.
@@ -40,15 +44,26 @@ pub struct BedrockCredentials {
     pub settings: BedrockSettings,
 }
 
-/// The shared table.
+/// The shared table (and the price list, which arrives on the same stream).
 #[derive(Debug, Default)]
 pub struct KeyTable {
     directory: RwLock<Directory>,
+    prices: RwLock<Arc<PriceList>>,
     ready: AtomicBool,
     applied_seq: AtomicU64,
 }
 
 impl KeyTable {
+    /// An empty table with the configured price list (version 0).
+    pub fn new(prices: PriceList) -> Self {
+        Self { prices: RwLock::new(Arc::new(prices)), ..Self::default() }
+    }
+
+    /// The price list in force.
+    pub fn prices(&self) -> Arc<PriceList> {
+        self.prices.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// Whether the admin stream has been read up to its head once.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -69,6 +84,7 @@ impl KeyTable {
             key_prefix: key.key_prefix.clone(),
             routing: user.routing,
             has_bedrock_key: key.bedrock_key.is_some(),
+            monthly_limit_usd: user.monthly_limit_usd,
         })
     }
 
@@ -86,6 +102,12 @@ impl KeyTable {
     }
 
     fn apply(&self, seq: u64, envelope: &Envelope) {
+        if let Event::PricingSet(p) = &envelope.event {
+            let mut prices = self.prices.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if p.version > prices.version {
+                *prices = Arc::new(PriceList::from(p));
+            }
+        }
         self.directory.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(envelope);
         self.applied_seq.store(seq, Ordering::Release);
     }

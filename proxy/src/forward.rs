@@ -23,8 +23,10 @@ use crate::breaker::{Outcome, Route};
 use crate::circuits::Circuits;
 use crate::directory::KeyTable;
 use crate::error::{ProxyError, REQUEST_ID_HEADER};
+use crate::spend::{Month, Spend};
 use crate::tap::{Coding, Framing, Observed, UsageTap};
 use crate::usage::{Recorder, RequestRecord};
+use ccp_schemas::config::BudgetEnforcement;
 
 /// Header that carries the access key when the base URL has none.
 pub const ACCESS_KEY_HEADER: &str = "x-ccp-access-key";
@@ -49,6 +51,36 @@ pub struct Shared {
     pub default_region: String,
     /// Per-key circuit breakers, shared with the fleet.
     pub circuits: std::sync::Arc<Circuits>,
+    /// Month-to-date spend per user (all replicas).
+    pub spend: std::sync::Arc<Spend>,
+    /// Which requests an exhausted budget stops.
+    pub budget_enforcement: BudgetEnforcement,
+}
+
+/// 429 when the user's monthly budget is spent.
+fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
+    let key = record.key.as_ref()?;
+    let limit = key.monthly_limit_usd?;
+    let now = chrono::Utc::now();
+    let spent = shared.spend.spent(key.user_id, now);
+    if spent < limit {
+        return None;
+    }
+    let tz = shared.spend.tz();
+    let resets = Month::of(now, tz).next().first_day();
+    let mut err = ProxyError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        crate::error::ApiErrorType::RateLimit,
+        ErrorClass::BudgetExhausted,
+        format!(
+            "Your monthly ClaudeCodeProxy budget is used up: ${} spent of ${}. It resets on {resets} ({tz}). \
+             Ask your platform team to raise it.",
+            spent.round_dp(2),
+            limit.round_dp(2)
+        ),
+    );
+    err.no_retry = true;
+    Some(err)
 }
 
 /// One per worker thread (`awc::Client` is not `Send`).
@@ -349,6 +381,13 @@ async fn send(
         let cause = PlanFailure { reason: FallbackReason::Routing, what: "routing".into(), retry_after: None };
         return failover(req, body, cause, shared, upstream, record).await;
     }
+    if shared.budget_enforcement == BudgetEnforcement::All {
+        if let Some(err) = budget_refusal(shared, &record) {
+            let resp = err.response(record.request_id);
+            record.finish(&shared.recorder, err.status.as_u16(), Some(err.class), false, Observed::default());
+            return resp;
+        }
+    }
     let key_id = record.key.as_ref().map(|k| k.key_id);
     let breakers = &shared.circuits.breakers;
     let route = match key_id {
@@ -502,12 +541,15 @@ async fn failover(
     let (Some(creds), Some(master)) = (shared.keys.bedrock_credentials(&key_id), shared.master.as_ref()) else {
         return no_fallback(&cause, shared, record);
     };
-    record.provider = Provider::Bedrock;
     let fail = |err: ProxyError, record: RequestRecord| {
         let resp = err.response(record.request_id);
         record.finish(&shared.recorder, err.status.as_u16(), Some(err.class), false, Observed::default());
         resp
     };
+    if let Some(err) = budget_refusal(shared, &record) {
+        return fail(err, record);
+    }
+    record.provider = Provider::Bedrock;
     let Some(model_id) =
         shared.rules.model_for(record.requested_model.as_deref(), creds.settings.default_model.as_deref())
     else {

@@ -22,8 +22,10 @@ use crate::forward::{self, Shared, Upstream};
 use crate::metrics::Metrics;
 use crate::publisher;
 use crate::routes;
+use crate::spend::Spend;
 use crate::spool::Spool;
 use crate::usage::Recorder;
+use ccp_schemas::pricing::PriceList;
 
 /// A bound, not yet running proxy.
 pub struct Application {
@@ -33,6 +35,7 @@ pub struct Application {
     stop_publisher: tokio::sync::oneshot::Sender<()>,
     follower: tokio::task::JoinHandle<()>,
     circuit_follower: tokio::task::JoinHandle<()>,
+    spend_follower: tokio::task::JoinHandle<()>,
 }
 
 /// This replica's id: host name and a random suffix.
@@ -90,7 +93,9 @@ impl Application {
         let (stop_publisher, stop_rx) = tokio::sync::oneshot::channel();
         let publisher = tokio::spawn(publisher.run(stop_rx));
 
-        let keys = Arc::new(KeyTable::default());
+        let keys = Arc::new(KeyTable::new(PriceList { version: 0, models: settings.pricing.models.clone() }));
+        let spend = Arc::new(Spend::new(settings.budgets.tz()?));
+        let spend_follower = tokio::spawn(spend.clone().follow(client.clone(), ns.clone()));
         let policy = StreamPolicy::from(&settings.nats);
         let follower = {
             let (keys, client, ns) = (keys.clone(), client.clone(), ns.clone());
@@ -113,9 +118,11 @@ impl Application {
         let circuits = Arc::new(Circuits::new(breakers, client.clone(), ns.clone(), replica.clone()));
         let circuit_follower = tokio::spawn(circuits.clone().follow(client.clone()));
         let shared = web::Data::new(Shared {
-            keys,
+            keys: keys.clone(),
             pepper,
-            recorder: Recorder { sink, metrics, replica },
+            recorder: Recorder { sink, metrics, replica, keys: keys.clone() },
+            spend,
+            budget_enforcement: settings.budgets.enforce,
             circuits,
             anthropic_base,
             max_body_bytes: cfg.max_body_bytes,
@@ -155,7 +162,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %cfg.listen, port, workers, "proxy listening");
-        Ok(Self { server, port, publisher, stop_publisher, follower, circuit_follower })
+        Ok(Self { server, port, publisher, stop_publisher, follower, circuit_follower, spend_follower })
     }
 
     /// The bound port.
@@ -176,6 +183,7 @@ impl Application {
         stopper.abort();
         self.follower.abort();
         self.circuit_follower.abort();
+        self.spend_follower.abort();
         let _ = self.stop_publisher.send(());
         if tokio::time::timeout(Duration::from_secs(15), self.publisher).await.is_err() {
             tracing::warn!("event publisher did not finish in 15 s");

@@ -10,7 +10,7 @@ use ccp_schemas::secrets::access_key::KeyPrefix;
 use ccp_schemas::{Actor, Envelope};
 use rust_decimal::Decimal;
 
-use crate::directory::Authenticated;
+use crate::directory::{Authenticated, KeyTable};
 use crate::metrics::{Metrics, ProviderLabels, RequestLabels};
 use crate::publisher::EventSink;
 use crate::tap::Observed;
@@ -27,6 +27,8 @@ pub struct Recorder {
     pub metrics: Arc<Metrics>,
     /// This replica's id (the events' actor).
     pub replica: Arc<str>,
+    /// Prices (from the key table, which follows pricing events).
+    pub keys: Arc<KeyTable>,
 }
 
 /// The facts gathered while a request is served.
@@ -112,6 +114,12 @@ impl RequestRecord {
             m.ttfb.get_or_create(&ProviderLabels { provider }).observe(ttfb.as_secs_f64());
         }
         let (key_id, user_id) = self.key.as_ref().map_or((None, None), |k| (Some(k.key_id), Some(k.user_id)));
+        let prices = recorder.keys.prices();
+        let priced_model = observed.model.as_deref().or(self.requested_model.as_deref());
+        let cost = match (self.provider, priced_model) {
+            (Provider::None, _) | (_, None) => None,
+            (provider, Some(model)) => prices.cost(model, provider, self.region.as_deref(), &observed.usage),
+        };
         let event = RequestCompleted {
             request_id: self.request_id,
             key_id,
@@ -131,8 +139,8 @@ impl RequestRecord {
             incomplete,
             stop_reason: observed.stop_reason,
             usage: TokenUsage { ..observed.usage },
-            cost_usd: Decimal::ZERO,
-            pricing_version: None,
+            cost_usd: cost.unwrap_or(Decimal::ZERO),
+            pricing_version: cost.map(|_| prices.version),
             latency_ms: millis(latency),
             ttfb_ms: self.ttfb.map(millis),
             session_id: self.session_id,

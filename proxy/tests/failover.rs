@@ -74,16 +74,7 @@ impl Env {
 
     /// Waits until the proxy has applied the admin stream up to `seq`.
     async fn wait_applied(&self, seq: u64) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let ready: serde_json::Value =
-                reqwest::get(format!("{}/ready", self.url)).await.unwrap().json().await.unwrap();
-            if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= seq {
-                return;
-            }
-            assert!(Instant::now() < deadline, "proxy did not apply seq {seq}: {ready}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_applied_at(&self.url, seq).await;
     }
 
     async fn post(&self, key: &str, body: &str, headers: &[(&str, &str)]) -> reqwest::Response {
@@ -112,6 +103,19 @@ fn said(sse: &str) -> String {
     out
 }
 
+/// Waits until the proxy at `url` has applied the admin stream up to `seq`.
+async fn wait_applied_at(url: &str, seq: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready: serde_json::Value = reqwest::get(format!("{url}/ready")).await.unwrap().json().await.unwrap();
+        if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= seq {
+            return;
+        }
+        assert!(Instant::now() < deadline, "proxy did not apply seq {seq}: {ready}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn rid(resp: &reqwest::Response) -> String {
     resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned()
 }
@@ -121,6 +125,8 @@ fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
 }
 
 const STREAM_BODY: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"stream":true,"metadata":{"user_id":"u"},"messages":[{"role":"user","content":"hello there"}]}"#;
+const SONNET_BODY: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}"#;
 const JSON_BODY: &str =
     r#"{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"hello there"}]}"#;
 
@@ -412,4 +418,161 @@ async fn the_circuit_opens_after_three_failures_for_every_replica() {
     }
     let resp = e.post(&other.key, JSON_BODY, &[]).await;
     assert_eq!(header(&resp, "x-ccp-provider"), Some("anthropic"));
+}
+
+#[actix_web::test]
+async fn usage_events_carry_their_cost_and_the_price_list_version() {
+    use ccp_schemas::events::{ModelPrice, PricingSet};
+    let e = env("cost", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;
+    // 1000 in × $3 + 2000 out × $15 + 100k cache reads × $0.30 + 10k cache writes × $3.75 per MTok.
+    let resp = e.post(&d.key, body, &[("x-fake-usage", "1000,2000,100000,10000")]).await;
+    let ev = e.log.wait_request(&rid(&resp), Duration::from_secs(5)).await;
+    assert_eq!(ev.cost_usd, "0.1005".parse().unwrap());
+    assert_eq!(ev.pricing_version, Some(0), "the configured price list is version 0");
+
+    let seq = e
+        .log
+        .append(Event::PricingSet(PricingSet {
+            version: 7,
+            models: vec![ModelPrice {
+                model: "claude-sonnet-4".into(),
+                provider: None,
+                region: None,
+                input_per_mtok: "10".parse().unwrap(),
+                output_per_mtok: "0".parse().unwrap(),
+                cache_write_per_mtok: "0".parse().unwrap(),
+                cache_read_per_mtok: "0".parse().unwrap(),
+            }],
+        }))
+        .await;
+    e.wait_applied(seq).await;
+    let resp = e.post(&d.key, body, &[("x-fake-usage", "1000,2000,100000,10000")]).await;
+    let ev = e.log.wait_request(&rid(&resp), Duration::from_secs(5)).await;
+    assert_eq!(ev.cost_usd, "0.01".parse().unwrap());
+    assert_eq!(ev.pricing_version, Some(7));
+    // Costs already recorded are not recomputed.
+    let first =
+        e.log.requests().await.into_iter().find(|r| r.pricing_version == Some(0) && r.usage.input_tokens == 1000);
+    assert_eq!(first.unwrap().cost_usd, "0.1005".parse().unwrap());
+}
+
+/// Bedrock answers costing $0.045 each (10k input × $3 + 1k output × $15 per MTok).
+fn priced_bedrock(e: &Env, n: usize) {
+    for _ in 0..n {
+        e.bedrock.enqueue(
+            BedrockScenario::text("ok").with_usage(ccp_tests::fake_anthropic::Usage::new(10_000, 1_000, 0, 0)),
+        );
+    }
+}
+
+#[actix_web::test]
+async fn an_exhausted_budget_stops_bedrock_with_a_clear_429() {
+    use ccp_schemas::events::BudgetSet;
+    // A breaker that does not open here, so Plan requests still reach Anthropic.
+    let e = env("budget", |s| s.proxy.circuit_failure_threshold = 1000).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let seq = e
+        .log
+        .append(Event::BudgetSet(BudgetSet { user_id: d.user_id, monthly_limit_usd: Some("0.08".parse().unwrap()) }))
+        .await;
+    e.wait_applied(seq).await;
+    priced_bedrock(&e, 2);
+    for _ in 0..2 {
+        let resp = e.post(&d.key, SONNET_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-ccp-provider"), Some("bedrock"));
+        let ev = e.log.wait_request(&rid(&resp), Duration::from_secs(5)).await;
+        assert_eq!(ev.cost_usd, "0.045".parse().unwrap());
+    }
+    // $0.09 spent of $0.08: the next Bedrock request is refused (once the spend is seen).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let resp = loop {
+        priced_bedrock(&e, 1);
+        let resp = e.post(&d.key, SONNET_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+        if resp.status() == 429 || Instant::now() > deadline {
+            break resp;
+        }
+    };
+    assert_eq!(resp.status(), 429);
+    assert_eq!(header(&resp, "x-should-retry"), Some("false"));
+    let id = rid(&resp);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(json["error"]["type"], "rate_limit_error");
+    let msg = json["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("spent of $0.08"), "{msg}");
+    let next_month = {
+        use chrono::Datelike;
+        let now = chrono::Utc::now();
+        let (y, m) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
+        format!("{y:04}-{m:02}-01")
+    };
+    assert!(msg.contains(&next_month), "{msg}");
+    assert_eq!(e.log.wait_request(&id, Duration::from_secs(5)).await.error_class, Some(ErrorClass::BudgetExhausted));
+    // The developer's own Plan is not limited (budgets.enforce = bedrock).
+    let resp = e.post(&d.key, SONNET_BODY, &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-ccp-provider"), Some("anthropic"));
+}
+
+#[actix_web::test]
+async fn concurrent_requests_on_two_replicas_overshoot_the_budget_only_by_what_is_in_flight() {
+    use ccp_schemas::events::BudgetSet;
+    let e = env("budgetconc", |s| s.proxy.circuit_failure_threshold = 1000).await;
+    let second = start({
+        let mut s = e.settings.clone();
+        s.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-2-{}", ulid::Ulid::new()));
+        s
+    })
+    .await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let limit: rust_decimal::Decimal = "0.45".parse().unwrap();
+    let seq = e.log.append(Event::BudgetSet(BudgetSet { user_id: d.user_id, monthly_limit_usd: Some(limit) })).await;
+    e.wait_applied(seq).await;
+    wait_applied_at(&second, seq).await;
+    // 8 clients, 4 per replica, each sending Bedrock-bound requests until refused.
+    const CLIENTS: usize = 8;
+    priced_bedrock(&e, 200);
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let url = if i % 2 == 0 { e.url.clone() } else { second.clone() };
+        let key = d.key.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for _ in 0..50 {
+                let resp = client
+                    .post(format!("{url}/ak/{key}/v1/messages"))
+                    .header("content-type", "application/json")
+                    .header("x-fake-scenario", "rate_limit")
+                    .header("x-api-key", "sk-ant-test")
+                    .body(SONNET_BODY)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                resp.bytes().await.unwrap();
+                if status == 429 {
+                    return;
+                }
+                assert_eq!(status, 200);
+            }
+            panic!("the budget never stopped this client");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let spent: rust_decimal::Decimal =
+        e.log.requests().await.iter().filter(|r| r.user_id == Some(d.user_id)).map(|r| r.cost_usd).sum();
+    let per_request: rust_decimal::Decimal = "0.045".parse().unwrap();
+    assert!(spent >= limit, "the budget was reached: {spent}");
+    // Requests admitted before the spend that exhausted the budget was visible on both
+    // replicas: at most one in flight per client, plus the one that crossed the limit.
+    let bound = limit + per_request * rust_decimal::Decimal::from(CLIENTS as u64 + 1);
+    assert!(
+        spent <= bound,
+        "spent {spent} exceeds the limit {limit} by more than the requests in flight (bound {bound})"
+    );
 }

@@ -33,6 +33,10 @@ pub struct Settings {
     pub projector: ProjectorSettings,
     /// How requests are replayed on Amazon Bedrock.
     pub bedrock: BedrockSettings,
+    /// Prices, until the first `pricing_set` event replaces them.
+    pub pricing: PricingSettings,
+    /// Monthly budgets.
+    pub budgets: BudgetSettings,
 }
 
 /// Log output.
@@ -357,6 +361,76 @@ impl Default for BedrockSettings {
     }
 }
 
+/// The price list from configuration (pricing version 0). A `pricing_set` event (admin API)
+/// replaces it with a numbered version; costs already recorded are never recomputed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PricingSettings {
+    /// Prices per model (and optionally provider and region), USD per million tokens.
+    pub models: Vec<crate::events::ModelPrice>,
+}
+
+impl Default for PricingSettings {
+    fn default() -> Self {
+        use rust_decimal::Decimal;
+        let price = |model: &str, input: i64, output: i64, write: i64, read: i64| crate::events::ModelPrice {
+            model: model.into(),
+            provider: None,
+            region: None,
+            // Hundredths of a dollar per million tokens.
+            input_per_mtok: Decimal::new(input, 2),
+            output_per_mtok: Decimal::new(output, 2),
+            cache_write_per_mtok: Decimal::new(write, 2),
+            cache_read_per_mtok: Decimal::new(read, 2),
+        };
+        Self {
+            models: vec![
+                price("claude-opus-4-5", 500, 2500, 625, 50),
+                price("claude-opus-4", 1500, 7500, 1875, 150),
+                price("claude-sonnet-4", 300, 1500, 375, 30),
+                price("claude-3-7-sonnet", 300, 1500, 375, 30),
+                price("claude-haiku-4-5", 100, 500, 125, 10),
+                price("claude-3-5-haiku", 80, 400, 100, 8),
+            ],
+        }
+    }
+}
+
+/// When budgets apply and what a month is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetSettings {
+    /// IANA time zone whose calendar months budgets count (e.g. `Europe/Berlin`).
+    pub time_zone: String,
+    /// `bedrock`: an exhausted budget stops Bedrock requests only; `all`: every request.
+    pub enforce: BudgetEnforcement,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        Self { time_zone: "UTC".into(), enforce: BudgetEnforcement::Bedrock }
+    }
+}
+
+impl BudgetSettings {
+    /// The configured time zone.
+    pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.time_zone.parse().map_err(|_| {
+            ConfigError::Invalid(format!("budgets.time_zone `{}` is not an IANA time zone", self.time_zone))
+        })
+    }
+}
+
+/// Which requests an exhausted budget stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetEnforcement {
+    /// Requests that would go to Bedrock (the Plan is the developer's own).
+    Bedrock,
+    /// Every request.
+    All,
+}
+
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -391,6 +465,7 @@ impl Settings {
         );
         let settings: Self = builder.build()?.try_deserialize()?;
         settings.nats.namespace().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.budgets.tz()?;
         Ok(settings)
     }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod events;
 pub mod ids;
 pub mod migrations;
+pub mod pricing;
 pub mod secrets;
 pub mod state;
 pub mod streams;

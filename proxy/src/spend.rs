@@ -1,0 +1,175 @@
+//! Month-to-date spend per user, summed from the usage events of every replica (the request
+//! stream, followed from the start of the month), for budget checks on the request path —
+//! which never queries ClickHouse.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use ccp_schemas::events::Event;
+use ccp_schemas::ids::UserId;
+use ccp_schemas::subjects::StreamKind;
+use ccp_schemas::{Envelope, Namespace};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use futures_util::StreamExt as _;
+use rust_decimal::Decimal;
+
+/// A calendar month in the budget time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Month {
+    year: i32,
+    month: u32,
+}
+
+impl Month {
+    /// The month `at` falls in, in `tz`.
+    pub fn of(at: DateTime<Utc>, tz: Tz) -> Self {
+        let local = at.with_timezone(&tz);
+        Self { year: local.year(), month: local.month() }
+    }
+
+    /// Its first instant, in UTC.
+    pub fn start(self, tz: Tz) -> DateTime<Utc> {
+        let day = NaiveDate::from_ymd_opt(self.year, self.month, 1).unwrap_or_default();
+        let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+        tz.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |d| d.with_timezone(&Utc))
+    }
+
+    /// The first day of the next month (when budgets reset).
+    pub fn next(self) -> Self {
+        if self.month == 12 {
+            Self { year: self.year + 1, month: 1 }
+        } else {
+            Self { year: self.year, month: self.month + 1 }
+        }
+    }
+
+    /// `YYYY-MM-01`.
+    pub fn first_day(self) -> String {
+        format!("{:04}-{:02}-01", self.year, self.month)
+    }
+}
+
+/// Spend per user in the current month.
+#[derive(Debug)]
+pub struct Spend {
+    tz: Tz,
+    state: Mutex<(Option<Month>, HashMap<UserId, Decimal>)>,
+}
+
+impl Spend {
+    /// An empty tally for months in `tz`.
+    pub fn new(tz: Tz) -> Self {
+        Self { tz, state: Mutex::new((None, HashMap::new())) }
+    }
+
+    /// The budget time zone.
+    pub fn tz(&self) -> Tz {
+        self.tz
+    }
+
+    /// Adds a cost that occurred at `at`.
+    pub fn add(&self, user: UserId, cost: Decimal, at: DateTime<Utc>) {
+        let month = Month::of(at, self.tz);
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match state.0 {
+            Some(current) if current == month => {}
+            Some(current) if (month.year, month.month) < (current.year, current.month) => return,
+            _ => *state = (Some(month), HashMap::new()),
+        }
+        *state.1.entry(user).or_default() += cost;
+    }
+
+    /// What `user` spent so far in the month of `now`.
+    pub fn spent(&self, user: UserId, now: DateTime<Utc>) -> Decimal {
+        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match state.0 {
+            Some(m) if m == Month::of(now, self.tz) => state.1.get(&user).copied().unwrap_or_default(),
+            _ => Decimal::ZERO,
+        }
+    }
+
+    /// Follows the request stream from the start of the current month, for ever.
+    pub async fn follow(self: Arc<Self>, client: async_nats::Client, ns: Namespace) {
+        let js = jetstream::new(client.clone());
+        let mut last = 0u64;
+        loop {
+            if let Err(e) = self.follow_once(&js, &client, &ns, &mut last).await {
+                tracing::warn!(error = %e, "following the request stream for budgets failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        js: &jetstream::Context,
+        client: &async_nats::Client,
+        ns: &Namespace,
+        last: &mut u64,
+    ) -> anyhow::Result<()> {
+        let stream = js.get_stream(ns.stream(StreamKind::Requests)).await?;
+        let deliver_policy = if *last == 0 {
+            let start = Month::of(Utc::now(), self.tz).start(self.tz);
+            let start_time = time::OffsetDateTime::from_unix_timestamp(start.timestamp())?;
+            DeliverPolicy::ByStartTime { start_time }
+        } else {
+            DeliverPolicy::ByStartSequence { start_sequence: *last + 1 }
+        };
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: client.new_inbox(),
+                deliver_policy,
+                filter_subject: ns.stream_subjects(StreamKind::Requests),
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            *last = message.info().map(|i| i.stream_sequence).unwrap_or(*last);
+            if let Ok(Envelope { event: Event::RequestCompleted(r), occurred_at, .. }) =
+                Envelope::decode(&message.payload)
+            {
+                if let Some(user) = r.user_id {
+                    if r.cost_usd > Decimal::ZERO {
+                        self.add(user, r.cost_usd, occurred_at);
+                    }
+                }
+            }
+        }
+        anyhow::bail!("the request stream subscription ended")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_follow_the_time_zone() {
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let at: DateTime<Utc> = "2026-12-01T03:00:00Z".parse().unwrap();
+        assert_eq!(Month::of(at, tz), Month { year: 2026, month: 11 }, "still November in New York");
+        assert_eq!(Month::of(at, chrono_tz::UTC), Month { year: 2026, month: 12 });
+        assert_eq!(Month { year: 2026, month: 12 }.start(tz).to_rfc3339(), "2026-12-01T05:00:00+00:00");
+        assert_eq!(Month { year: 2026, month: 12 }.next().first_day(), "2027-01-01");
+    }
+
+    #[test]
+    fn spend_resets_with_the_month_and_ignores_older_months() {
+        let s = Spend::new(chrono_tz::UTC);
+        let u = UserId::new();
+        let nov: DateTime<Utc> = "2026-11-20T10:00:00Z".parse().unwrap();
+        let dec: DateTime<Utc> = "2026-12-02T10:00:00Z".parse().unwrap();
+        s.add(u, Decimal::new(150, 2), nov);
+        s.add(u, Decimal::new(25, 2), nov);
+        assert_eq!(s.spent(u, nov), Decimal::new(175, 2));
+        s.add(u, Decimal::new(100, 2), dec);
+        s.add(u, Decimal::new(999, 2), nov);
+        assert_eq!(s.spent(u, dec), Decimal::new(100, 2));
+        assert_eq!(s.spent(UserId::new(), dec), Decimal::ZERO);
+    }
+}
