@@ -406,6 +406,8 @@ struct Bench<'a> {
 struct CpuSnapshot {
     proxy: CpuSample,
     own_total: u64,
+    own: CpuSample,
+    system: procfs::SystemCpu,
     own_upstream: u64,
     nats: Option<CpuSample>,
 }
@@ -416,6 +418,8 @@ impl Bench<'_> {
         Ok(CpuSnapshot {
             proxy: CpuSample::read(self.stack.proxy.child.id())?,
             own_total: own.iter().map(|(_, ns)| ns).sum(),
+            own: CpuSample::read(std::process::id())?,
+            system: procfs::SystemCpu::read()?,
             own_upstream: own.iter().filter(|(name, _)| name == "bench-upstream").map(|(_, ns)| ns).sum(),
             nats: self.opts.nats_pid.and_then(|p| CpuSample::read(p).ok()),
         })
@@ -472,6 +476,22 @@ impl Bench<'_> {
             }),
             proxy_sys_share: proxied.then(|| proxy_cpu.sys_ns as f64 / (proxy_cpu.ticks_ns as f64).max(1.0)),
             nats_cpu_ms_per_req: nats_ms,
+            other_cpu_cores: {
+                // Machine busy time not spent by this process, the proxy or NATS: other work
+                // competing for the cores (a compile, a test run) skews the figures.
+                let tick_ns = 1e9 / self.clk_tck as f64;
+                let busy = after.system.busy.saturating_sub(before.system.busy) as f64 * tick_ns;
+                let ours = CpuDelta::between(before.own, after.own, self.clk_tck).ticks_ns
+                    + proxy_cpu.ticks_ns
+                    + match (before.nats, after.nats) {
+                        (Some(b), Some(a)) => CpuDelta::between(b, a, self.clk_tck).ticks_ns,
+                        _ => 0,
+                    };
+                ((busy - ours as f64) / 1e9 / run.wall.as_secs_f64().max(1e-9)).max(0.0)
+            },
+            steal_cores: after.system.steal.saturating_sub(before.system.steal) as f64
+                / self.clk_tck as f64
+                / run.wall.as_secs_f64().max(1e-9),
         })
     }
 

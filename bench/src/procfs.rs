@@ -106,6 +106,27 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((get("VmRSS:"), get("VmHWM:")))
 }
 
+/// Whole-machine CPU counters from the first line of `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemCpu {
+    /// Time not idle (user, nice, system, irq, softirq, steal).
+    pub busy: u64,
+    /// Time the hypervisor ran something else while this VM wanted the CPU.
+    pub steal: u64,
+}
+
+impl SystemCpu {
+    /// Reads `/proc/stat`.
+    pub fn read() -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+        let line = stat.lines().next().context("empty /proc/stat")?;
+        let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        Ok(Self { busy: at(0) + at(1) + at(2) + at(5) + at(6) + at(7), steal: at(7) })
+    }
+}
+
 /// The 1-minute load average (for the report: other work on the machine skews results).
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -15,6 +15,8 @@ pub const ADDED_TTFB_P50_MS: f64 = 0.3;
 pub const CPU_MS_PER_REQ: f64 = 0.1;
 /// Proxy throughput over direct throughput at concurrency 32.
 pub const THROUGHPUT_RATIO: f64 = 0.5;
+/// Cores used by other processes above which the report warns.
+pub const OTHER_LOAD_WARN: f64 = 0.15;
 /// Proxy resident memory, MiB.
 pub const RSS_MIB: f64 = 40.0;
 
@@ -45,6 +47,10 @@ pub struct TargetResult {
     pub proxy_sys_share: Option<f64>,
     /// The NATS server's CPU per request (when its pid was given).
     pub nats_cpu_ms_per_req: Option<f64>,
+    /// Cores used by other processes meanwhile (machine busy time minus bench, proxy, NATS).
+    pub other_cpu_cores: f64,
+    /// Cores stolen by the hypervisor meanwhile.
+    pub steal_cores: f64,
 }
 
 /// One phase: the same requests, direct then through the proxy.
@@ -245,6 +251,20 @@ impl Report {
             "load average before {} / after {}; measured in {:.1} s",
             self.load_before, self.load_after, self.duration_s
         )?;
+        let (other, phase) = self
+            .phases
+            .iter()
+            .flat_map(|p| [(p.direct.other_cpu_cores, &p.name), (p.proxy.other_cpu_cores, &p.name)])
+            .fold((0.0, None), |acc, (v, n)| if v > acc.0 { (v, Some(n)) } else { acc });
+        let steal = self.phases.iter().flat_map(|p| [p.direct.steal_cores, p.proxy.steal_cores]).fold(0.0, f64::max);
+        writeln!(
+            out,
+            "other processes used up to {other:.2} cores during a measured run{}; hypervisor steal up to {steal:.2} cores",
+            phase.map(|n| format!(" ({n})")).unwrap_or_default()
+        )?;
+        if other > OTHER_LOAD_WARN || steal > OTHER_LOAD_WARN {
+            writeln!(out, "WARNING: other work competed for the CPUs; figures are skewed. Re-run on a quiet machine.")?;
+        }
 
         writeln!(out, "\nLATENCY (ms, send to last byte)\n{line}")?;
         writeln!(

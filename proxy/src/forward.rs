@@ -13,7 +13,7 @@ use awc::error::SendRequestError;
 use bytes::{Bytes, BytesMut};
 use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, Provider, RoutingStrategy, TripReason};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper, KeyPrefix};
-use ccp_schemas::secrets::envelope::LocalMasterKey;
+use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
 use ccp_schemas::state::Refusal;
 use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
@@ -46,7 +46,7 @@ pub struct Shared {
     /// Bedrock model mapping and body rules.
     pub rules: Rules,
     /// Opens sealed Bedrock keys (`None`: no master key configured, no failover).
-    pub master: Option<LocalMasterKey>,
+    pub master: Option<ConfiguredMasterKey>,
     /// Region for keys that name none.
     pub default_region: String,
     /// Per-key circuit breakers, shared with the fleet.

@@ -2,13 +2,13 @@
 //! stream, followed from the start of the month), for budget checks on the request path —
 //! which never queries ClickHouse.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
 use ccp_schemas::events::Event;
-use ccp_schemas::ids::UserId;
+use ccp_schemas::ids::{RequestId, UserId};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
@@ -52,17 +52,20 @@ impl Month {
     }
 }
 
-/// Spend per user in the current month.
+/// Spend per user in the current month: this replica's own costs as soon as a request ends,
+/// everyone's as their events arrive from the request stream (own events are not counted twice).
 #[derive(Debug)]
 pub struct Spend {
     tz: Tz,
     state: Mutex<(Option<Month>, HashMap<UserId, Decimal>)>,
+    /// Requests counted locally whose events have not come back from the stream yet.
+    local: Mutex<HashSet<RequestId>>,
 }
 
 impl Spend {
     /// An empty tally for months in `tz`.
     pub fn new(tz: Tz) -> Self {
-        Self { tz, state: Mutex::new((None, HashMap::new())) }
+        Self { tz, state: Mutex::new((None, HashMap::new())), local: Mutex::new(HashSet::new()) }
     }
 
     /// The budget time zone.
@@ -80,6 +83,19 @@ impl Spend {
             _ => *state = (Some(month), HashMap::new()),
         }
         *state.1.entry(user).or_default() += cost;
+    }
+
+    /// Counts a request this replica just finished (its event follows through the stream).
+    pub fn add_local(&self, request: RequestId, user: UserId, cost: Decimal, at: DateTime<Utc>) {
+        self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(request);
+        self.add(user, cost, at);
+    }
+
+    /// Counts a request read from the stream, unless this replica counted it already.
+    fn add_seen(&self, request: RequestId, user: UserId, cost: Decimal, at: DateTime<Utc>) {
+        if !self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&request) {
+            self.add(user, cost, at);
+        }
     }
 
     /// What `user` spent so far in the month of `now`.
@@ -135,7 +151,7 @@ impl Spend {
             {
                 if let Some(user) = r.user_id {
                     if r.cost_usd > Decimal::ZERO {
-                        self.add(user, r.cost_usd, occurred_at);
+                        self.add_seen(r.request_id, user, r.cost_usd, occurred_at);
                     }
                 }
             }
@@ -171,5 +187,18 @@ mod tests {
         s.add(u, Decimal::new(999, 2), nov);
         assert_eq!(s.spent(u, dec), Decimal::new(100, 2));
         assert_eq!(s.spent(UserId::new(), dec), Decimal::ZERO);
+    }
+
+    #[test]
+    fn own_requests_count_at_once_and_once() {
+        let s = Spend::new(chrono_tz::UTC);
+        let (u, r) = (UserId::new(), RequestId::new());
+        let now = Utc::now();
+        s.add_local(r, u, Decimal::ONE, now);
+        assert_eq!(s.spent(u, now), Decimal::ONE);
+        s.add_seen(r, u, Decimal::ONE, now);
+        assert_eq!(s.spent(u, now), Decimal::ONE, "its event does not count it again");
+        s.add_seen(RequestId::new(), u, Decimal::ONE, now);
+        assert_eq!(s.spent(u, now), Decimal::TWO, "another replica's request counts");
     }
 }

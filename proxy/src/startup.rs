@@ -8,9 +8,9 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
-use ccp_schemas::config::{MasterKeyProvider, Settings};
+use ccp_schemas::config::Settings;
 use ccp_schemas::secrets::access_key::KeyPepper;
-use ccp_schemas::secrets::envelope::LocalMasterKey;
+use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
 use ccp_schemas::streams::{self, StreamPolicy};
 use ccp_schemas::telemetry;
 
@@ -51,18 +51,12 @@ fn replica_id() -> String {
 }
 
 /// The master key that opens Bedrock API keys; without one, failover to Bedrock is off.
-fn master_key(settings: &Settings) -> anyhow::Result<Option<LocalMasterKey>> {
-    let s = &settings.secrets;
-    match s.master_key_provider {
-        MasterKeyProvider::Local if s.master_key.is_empty() => {
-            tracing::warn!("secrets.master_key is not set: Bedrock failover is disabled");
-            Ok(None)
-        }
-        MasterKeyProvider::Local => Ok(Some(LocalMasterKey::new(s.master_key_id.clone(), &s.master_key)?)),
-        MasterKeyProvider::Kms => {
-            anyhow::bail!("secrets.master_key_provider = \"kms\" is not supported by this build yet; use \"local\"")
-        }
+fn master_key(settings: &Settings) -> anyhow::Result<Option<ConfiguredMasterKey>> {
+    let key = ConfiguredMasterKey::from_settings(&settings.secrets)?;
+    if key.is_none() {
+        tracing::warn!("secrets.master_key is not set: Bedrock failover is disabled");
     }
+    Ok(key)
 }
 
 impl Application {
@@ -120,7 +114,7 @@ impl Application {
         let shared = web::Data::new(Shared {
             keys: keys.clone(),
             pepper,
-            recorder: Recorder { sink, metrics, replica, keys: keys.clone() },
+            recorder: Recorder { sink, metrics, replica, keys: keys.clone(), spend: spend.clone() },
             spend,
             budget_enforcement: settings.budgets.enforce,
             circuits,

@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use crate::directory::{Authenticated, KeyTable};
 use crate::metrics::{Metrics, ProviderLabels, RequestLabels};
 use crate::publisher::EventSink;
+use crate::spend::Spend;
 use crate::tap::Observed;
 
 /// Longest client-supplied string (session id, client version) recorded.
@@ -29,6 +30,8 @@ pub struct Recorder {
     pub replica: Arc<str>,
     /// Prices (from the key table, which follows pricing events).
     pub keys: Arc<KeyTable>,
+    /// Month-to-date spend, updated as requests end.
+    pub spend: Arc<Spend>,
 }
 
 /// The facts gathered while a request is served.
@@ -120,6 +123,11 @@ impl RequestRecord {
             (Provider::None, _) | (_, None) => None,
             (provider, Some(model)) => prices.cost(model, provider, self.region.as_deref(), &observed.usage),
         };
+        if let (Some(user), Some(c)) = (user_id, cost) {
+            if c > Decimal::ZERO {
+                recorder.spend.add_local(self.request_id, user, c, chrono::Utc::now());
+            }
+        }
         let event = RequestCompleted {
             request_id: self.request_id,
             key_id,

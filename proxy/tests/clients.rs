@@ -2,6 +2,9 @@
 //! and the official Anthropic Python SDK, against the fake Anthropic behind an in-process proxy
 //! on a real NATS JetStream. Checks what the client shows, what reached "Anthropic", and that
 //! every upstream request left exactly one usage event with the token counts Anthropic sent.
+//! Claude Code also runs against a proxy that fails over to the fake Bedrock: Anthropic
+//! rate-limits every request, Bedrock answers (text, and a Bash tool round trip), and Claude
+//! Code notices nothing.
 //!
 //! The clients come from `scripts/install-clients.sh` (`.local/clients/`), or from where
 //! `CCP_TEST_CLAUDE_BIN` and `CCP_TEST_PYTHON` point. A missing client fails the test.
@@ -15,11 +18,13 @@ use std::time::{Duration, Instant};
 
 use ccp_proxy::Application;
 use ccp_schemas::config::Settings;
-use ccp_schemas::events::{Endpoint, ErrorClass, Provider, RequestCompleted, RoutingStrategy};
+use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, Provider, RequestCompleted, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, RequestId};
 use ccp_schemas::secrets::access_key::AccessKey;
+use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_tests::events::Log;
 use ccp_tests::fake_anthropic::{FakeAnthropic, RecordedRequest, Scenario, ScenarioName, DEFAULT_TEXT, TOOL_RAN_OK};
+use ccp_tests::fake_bedrock::{self, BedrockRequest, FakeBedrock};
 use ccp_tests::{test_settings, unique_name, wait_http_ok};
 
 const CLAUDE_CODE_VERSION: &str = "2.1.332";
@@ -28,26 +33,52 @@ const API_KEY: &str = "sk-ant-test";
 const INSTALL_HINT: &str = "run scripts/install-clients.sh (scripts/test does)";
 
 // ---------------------------------------------------------------------------------------------
-// Harness (as in hot_path.rs): a fake Anthropic and a proxy in-process on a fresh NATS prefix.
+// Harness (as in hot_path.rs): a fake Anthropic and a proxy in-process on a fresh NATS prefix;
+// for the failover tests also a fake Bedrock (as in failover.rs).
+
+/// The Bedrock API key registered for the failover tests' access keys (the fake Bedrock
+/// accepts only it).
+const BEDROCK_KEY: &str = "ABSKQmVkcm9ja0FQSUtleS10ZXN0LWtleS0wMDAx";
+/// The Bedrock model the platform team gave those keys: Claude Code's default model
+/// (`claude-opus-5-5` in 2.1.332) has no mapping of its own.
+const BEDROCK_DEFAULT_MODEL: &str = "global.anthropic.claude-opus-4-5-20251101-v1:0";
 
 struct Harness {
     log: Log,
     fake: FakeAnthropic,
+    /// With [`failover_harness`].
+    bedrock: Option<FakeBedrock>,
+    master: LocalMasterKey,
     url: String,
 }
 
 async fn harness(label: &str) -> Harness {
+    harness_with(label, false, |_| {}).await
+}
+
+/// A harness whose proxy fails over to a fake Bedrock.
+async fn failover_harness(label: &str, tweak: impl FnOnce(&mut Settings)) -> Harness {
+    harness_with(label, true, tweak).await
+}
+
+async fn harness_with(label: &str, with_bedrock: bool, tweak: impl FnOnce(&mut Settings)) -> Harness {
     let fake = FakeAnthropic::start().unwrap();
+    let bedrock = with_bedrock.then(|| FakeBedrock::start(&[BEDROCK_KEY]).unwrap());
     let mut settings: Settings = test_settings(label);
     settings.proxy.anthropic_base_url = fake.url();
+    settings.proxy.bedrock_endpoint_url = bedrock.as_ref().map(FakeBedrock::url);
     settings.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-{}", settings.nats.prefix));
     settings.proxy.workers = 1;
+    let master_b64 = LocalMasterKey::generate_b64().unwrap();
+    settings.secrets.master_key = master_b64.clone();
+    let master = LocalMasterKey::new(settings.secrets.master_key_id.clone(), &master_b64).unwrap();
+    tweak(&mut settings);
     let log = Log::new(&settings).await;
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20)).await.unwrap();
-    Harness { log, fake, url }
+    Harness { log, fake, bedrock, master, url }
 }
 
 impl Harness {
@@ -61,18 +92,46 @@ impl Harness {
         let (user_id, key_id, key) = self.log.user_with_key("dana").await;
         if let Some(r) = routing {
             let seq = self.log.set_routing(user_id, r).await;
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while reqwest::get(format!("{}/ready", self.url)).await.unwrap().json::<serde_json::Value>().await.unwrap()
-                ["admin_stream_seq"]
-                .as_u64()
-                .unwrap_or(0)
-                < seq
-            {
-                assert!(Instant::now() < deadline, "routing not applied");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            self.wait_applied(seq).await;
         }
         let key = key.expose().to_owned();
+        self.wait_accepted(&key).await;
+        (key_id, key)
+    }
+
+    /// A key with [`BEDROCK_KEY`] registered and [`BEDROCK_DEFAULT_MODEL`] as its default
+    /// Bedrock model (plan first); then forgets what both fakes saw.
+    async fn key_with_bedrock(&self) -> (AccessKeyId, String) {
+        let (user_id, key_id, key) = self.log.user_with_key("dana").await;
+        self.log.register_bedrock_key(user_id, key_id, &self.master, BEDROCK_KEY).await;
+        let seq = self.log.set_bedrock_settings(user_id, key_id, None, Some(BEDROCK_DEFAULT_MODEL)).await;
+        self.wait_applied(seq).await;
+        let key = key.expose().to_owned();
+        self.wait_accepted(&key).await;
+        self.bedrock().clear();
+        (key_id, key)
+    }
+
+    fn bedrock(&self) -> &FakeBedrock {
+        self.bedrock.as_ref().expect("a failover_harness")
+    }
+
+    /// Waits until the proxy has applied the admin stream up to `seq`.
+    async fn wait_applied(&self, seq: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ready: serde_json::Value =
+                reqwest::get(format!("{}/ready", self.url)).await.unwrap().json().await.unwrap();
+            if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= seq {
+                return;
+            }
+            assert!(Instant::now() < deadline, "proxy did not apply seq {seq}: {ready}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the proxy accepts `key`; then forgets what the fake Anthropic saw.
+    async fn wait_accepted(&self, key: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let status = reqwest::Client::new()
@@ -91,12 +150,37 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.fake.clear();
-        (key_id, key)
     }
 
     /// Ids of the usage events published so far (to tell a client's events from earlier ones).
     async fn seen(&self) -> HashSet<RequestId> {
         self.log.requests().await.into_iter().map(|r| r.request_id).collect()
+    }
+
+    /// Waits until the proxy published `n` usage events not in `before`, then a little more
+    /// (anything extra would be published by then too) and returns them all; `upstream`
+    /// describes what the fakes got, for the failure message.
+    async fn new_usage_events(
+        &self,
+        before: &HashSet<RequestId>,
+        n: usize,
+        upstream: &dyn std::fmt::Debug,
+    ) -> Vec<RequestCompleted> {
+        let new_events = || async {
+            self.log.requests().await.into_iter().filter(|r| !before.contains(&r.request_id)).collect::<Vec<_>>()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while new_events().await.len() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let events = new_events().await;
+        assert_eq!(
+            events.len(),
+            n,
+            "one usage event per client request; upstream got {upstream:#?}, events {events:#?}"
+        );
+        events
     }
 
     /// Waits until the proxy published one usage event (not in `before`) per request the fake
@@ -109,25 +193,8 @@ impl Harness {
         before: &HashSet<RequestId>,
     ) -> (Vec<RecordedRequest>, Vec<RequestCompleted>) {
         let recorded = self.fake.requests();
-        let new_events = || async {
-            self.log.requests().await.into_iter().filter(|r| !before.contains(&r.request_id)).collect::<Vec<_>>()
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut events = new_events().await;
-        while events.len() < recorded.len() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            events = new_events().await;
-        }
-        // Anything extra would be published by now too.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let events = new_events().await;
-        assert_eq!(
-            events.len(),
-            recorded.len(),
-            "one usage event per upstream request; upstream got {:?}, events {:#?}",
-            recorded.iter().map(describe).collect::<Vec<_>>(),
-            events
-        );
+        let events =
+            self.new_usage_events(before, recorded.len(), &recorded.iter().map(describe).collect::<Vec<_>>()).await;
         let mut sent: Vec<_> = recorded
             .iter()
             .map(|r| {
@@ -191,6 +258,110 @@ fn describe(r: &RecordedRequest) -> String {
         body["stream"],
         body["messages"].as_array().map_or(0, Vec::len),
         r.usage
+    )
+}
+
+/// What the fakes and the event log must show after a Claude Code run (`result`: its
+/// `--output-format json` object) on a key with [`BEDROCK_KEY`] whose every Anthropic attempt
+/// was rate-limited: each request Claude Code sent reached Anthropic once (no retry: Claude
+/// Code never saw the 429) and was answered by Bedrock, the same conversation, with the key's
+/// Bedrock key; one usage event per request, saying Bedrock answered after a rate limit, with
+/// the token counts Bedrock sent. A request the proxy sent straight to Bedrock because the
+/// key's circuit was open (`circuit_open`) counts as answered without an Anthropic attempt.
+/// Returns Bedrock's requests (in order) and the events.
+async fn check_failover(
+    h: &Harness,
+    key_id: AccessKeyId,
+    key: &str,
+    before: &HashSet<RequestId>,
+    result: &serde_json::Value,
+) -> (Vec<BedrockRequest>, Vec<RequestCompleted>) {
+    let anthropic = h.fake.requests();
+    let bedrock = h.bedrock().requests();
+    let upstream =
+        (anthropic.iter().map(describe).collect::<Vec<_>>(), bedrock.iter().map(describe_bedrock).collect::<Vec<_>>());
+    eprintln!("upstream (anthropic, bedrock): {upstream:#?}");
+    let events = h.new_usage_events(before, bedrock.len(), &upstream).await;
+
+    // Anthropic: every attempt a 429, and no request twice (a retry resends the same body).
+    check_claude_code_requests(&anthropic, key, 429);
+    for r in &anthropic {
+        assert_eq!(r.scenario.as_ref().map(|s| s.name), Some(ScenarioName::RateLimit), "{}", describe(r));
+    }
+    let bodies: HashSet<&[u8]> = anthropic.iter().map(|r| r.body.as_slice()).collect();
+    assert_eq!(bodies.len(), anthropic.len(), "Claude Code retried a request: {upstream:#?}");
+
+    // Bedrock: one answer per request Claude Code sent, in the same order.
+    let reason = |e: &RequestCompleted| e.fallback_reason;
+    let rate_limited = events.iter().filter(|e| reason(e) == Some(FallbackReason::RateLimited)).count();
+    let circuit_open = events.iter().filter(|e| reason(e) == Some(FallbackReason::CircuitOpen)).count();
+    assert_eq!(rate_limited + circuit_open, events.len(), "{events:#?}");
+    assert_eq!(rate_limited, anthropic.len(), "one Anthropic attempt per rate-limited request: {events:#?}");
+    assert!(!bedrock.is_empty(), "Bedrock got nothing: {upstream:#?}");
+    for (i, b) in bedrock.iter().enumerate() {
+        assert_eq!(b.status, 200, "{}", describe_bedrock(b));
+        assert!(b.streaming, "Claude Code streams: {}", describe_bedrock(b));
+        assert!(b.key_accepted && b.key_was(BEDROCK_KEY), "the key's Bedrock API key is the bearer token");
+        let body = String::from_utf8_lossy(&b.body);
+        assert!(!body.contains(key) && !body.contains(API_KEY), "a credential leaked to Bedrock");
+        for (name, value) in &b.headers {
+            assert!(!value.contains(key) && !value.contains(API_KEY), "a credential leaked to Bedrock in {name}");
+        }
+        if let Some(a) = anthropic.get(i) {
+            let (a, b) = (a.body_json().unwrap(), b.body_json().unwrap());
+            assert_eq!(b["messages"], a["messages"], "request {i}: Bedrock got the conversation Anthropic refused");
+            assert_eq!(b["system"], a["system"], "request {i}");
+        }
+    }
+
+    // The events: Bedrock, after a rate limit, with Bedrock's token counts.
+    for e in &events {
+        assert_eq!(e.key_id, Some(key_id), "{e:?}");
+        assert_eq!(e.provider, Provider::Bedrock, "{e:?}");
+        assert!(e.fallback, "{e:?}");
+        assert_eq!(e.status, 200, "{e:?}");
+        assert_eq!(e.region.as_deref(), Some("us-east-1"), "{e:?}");
+    }
+    let mut sent: Vec<_> = bedrock
+        .iter()
+        .map(|b| {
+            let u = b.usage.unwrap_or_default();
+            (
+                b.model_id.clone(),
+                [u.input_tokens, u.output_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens],
+            )
+        })
+        .collect();
+    let mut seen: Vec<_> = events
+        .iter()
+        .map(|e| {
+            let u = &e.usage;
+            (
+                e.bedrock_model_id.clone(),
+                [u.input_tokens, u.output_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens],
+            )
+        })
+        .collect();
+    sent.sort();
+    seen.sort();
+    assert_eq!(
+        seen, sent,
+        "usage events (Bedrock model id, [input, output, cache_read, cache_creation]) vs what the fake Bedrock answered"
+    );
+    check_claude_code_events(&events, result);
+    (bedrock, events)
+}
+
+fn describe_bedrock(b: &BedrockRequest) -> String {
+    let body = b.body_json().unwrap_or_default();
+    format!(
+        "{} {} -> {} {:?} messages={} usage={:?}",
+        b.method,
+        b.model_id.as_deref().unwrap_or(&b.path),
+        b.status,
+        b.error_type,
+        body["messages"].as_array().map_or(0, Vec::len),
+        b.usage
     )
 }
 
@@ -332,8 +503,9 @@ fn result_json(run: &Run) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("claude's output is not one JSON object ({e}): {}", run.dump()))
 }
 
-/// What every request Claude Code sent upstream must look like.
-fn check_claude_code_requests(recorded: &[RecordedRequest], key: &str) {
+/// What every request Claude Code sent upstream must look like (`status`: what the fake
+/// Anthropic answered each).
+fn check_claude_code_requests(recorded: &[RecordedRequest], key: &str, status: u16) {
     assert!(!recorded.is_empty(), "the fake Anthropic got no request");
     for r in recorded {
         eprintln!("upstream: {}", describe(r));
@@ -349,7 +521,7 @@ fn check_claude_code_requests(recorded: &[RecordedRequest], key: &str) {
         assert!(ua.starts_with(&format!("claude-cli/{CLAUDE_CODE_VERSION}")), "user-agent {ua:?}");
         assert!(!String::from_utf8_lossy(&r.body).contains(key), "the access key leaked upstream");
         assert!(r.headers.iter().all(|(_, v)| !v.contains(key)), "the access key leaked upstream in a header");
-        assert_eq!(r.status, 200, "{}", describe(r));
+        assert_eq!(r.status, status, "{}", describe(r));
     }
 }
 
@@ -392,7 +564,7 @@ async fn claude_code_answers_through_the_proxy() {
     assert!(result["result"].as_str().is_some_and(|r| r.contains(DEFAULT_TEXT)), "result: {}", run.dump());
 
     let (recorded, events) = h.check_usage_events(key_id, &before).await;
-    check_claude_code_requests(&recorded, &key);
+    check_claude_code_requests(&recorded, &key, 200);
     check_claude_code_events(&events, &result);
 }
 
@@ -421,7 +593,7 @@ async fn claude_code_completes_a_bash_tool_round_trip() {
     );
 
     let (recorded, events) = h.check_usage_events(key_id, &before).await;
-    check_claude_code_requests(&recorded, &key);
+    check_claude_code_requests(&recorded, &key, 200);
     check_claude_code_events(&events, &result);
     // The fake asked for the tool, Claude Code ran it and sent its output back.
     let tool_result = recorded.iter().find_map(|r| {
@@ -580,4 +752,116 @@ async fn claude_code_retries_an_anthropic_rate_limit_through_the_proxy() {
     eprintln!("the proxy answered Anthropic's 429 with {} ({:?})", refused[0].status, refused[0].error_class);
     let answered: Vec<_> = events.iter().filter(|e| e.status == 200).cloned().collect();
     check_claude_code_events(&answered, &result);
+}
+
+/// Enough 429s for every request of one Claude Code run: each Anthropic attempt is refused.
+fn rate_limit_everything(h: &Harness) {
+    for _ in 0..10 {
+        h.fake.enqueue(Scenario::new(ScenarioName::RateLimit));
+    }
+}
+
+/// What Claude Code must not notice of a failover: no error, no retry (the fake's 429 says
+/// `retry-after: 7`; Claude Code would have waited and sent the request again, which
+/// [`check_failover`] rules out), nothing about a rate limit or Bedrock, and the usage counted
+/// under the model Claude Code asked for.
+fn check_failover_invisible(run: &Run, result: &serde_json::Value, anthropic: &[RecordedRequest]) {
+    assert_eq!(result["is_error"], false, "{}", run.dump());
+    assert_eq!(result["subtype"], "success", "{}", run.dump());
+    assert!(result.get("api_error_status").is_none_or(serde_json::Value::is_null), "{}", run.dump());
+    let said = result["result"].as_str().unwrap_or_default().to_lowercase();
+    assert!(!said.contains("rate limit") && !said.contains("429"), "{}", run.dump());
+    let stderr = run.stderr.to_lowercase();
+    assert!(!["rate", "429", "bedrock", "retry"].iter().any(|w| stderr.contains(w)), "{}", run.dump());
+    let requested: HashSet<String> =
+        anthropic.iter().filter_map(|r| r.body_json()?["model"].as_str().map(str::to_owned)).collect();
+    let counted: HashSet<String> =
+        result["modelUsage"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    assert!(
+        !counted.is_empty() && counted.is_subset(&requested),
+        "usage counted under {counted:?}, Claude Code asked for {requested:?}: {}",
+        run.dump()
+    );
+}
+
+/// Anthropic rate-limits every request of a key with a Bedrock key: Claude Code gets Bedrock's
+/// answer at once, as if Anthropic had given it.
+#[actix_web::test]
+async fn claude_code_gets_bedrocks_answer_when_anthropic_rate_limits() {
+    claude_bin(); // fails now if Claude Code is missing
+                  // A breaker that does not open here, so every request is tried on Anthropic first.
+    let h = failover_harness("cc_fo_hi", |s| s.proxy.circuit_failure_threshold = 1000).await;
+    let (key_id, key) = h.key_with_bedrock().await;
+    let before = h.seen().await;
+    let dir = TempDir::new("cc_fo_hi");
+    rate_limit_everything(&h);
+
+    let cmd = claude(&format!("{}/ak/{key}", h.url), &dir, &["-p", "say hi", "--output-format", "json"]);
+    let run = run_client(cmd, &dir, "claude", CLAUDE_TIMEOUT).await;
+    assert!(run.status.success(), "claude failed: {}", run.dump());
+    let result = result_json(&run);
+    check_failover_invisible(&run, &result, &h.fake.requests());
+    assert!(
+        result["result"].as_str().is_some_and(|r| r.contains(fake_bedrock::DEFAULT_TEXT)),
+        "Bedrock's answer: {}",
+        run.dump()
+    );
+
+    let (bedrock, events) = check_failover(&h, key_id, &key, &before, &result).await;
+    assert_eq!(h.fake.requests().len(), bedrock.len(), "one Anthropic attempt per Bedrock answer");
+    assert!(events.iter().all(|e| e.fallback_reason == Some(FallbackReason::RateLimited)), "{events:#?}");
+}
+
+/// The same, through Claude Code's Bash tool: the `tool_use` comes from Bedrock, Claude Code
+/// runs the command, and its `tool_result` goes to Bedrock too (Anthropic refuses it again).
+#[actix_web::test]
+async fn claude_code_completes_a_bash_tool_round_trip_across_a_failover() {
+    claude_bin(); // fails now if Claude Code is missing
+    let h = failover_harness("cc_fo_tool", |s| s.proxy.circuit_failure_threshold = 1000).await;
+    let (key_id, key) = h.key_with_bedrock().await;
+    let before = h.seen().await;
+    let dir = TempDir::new("cc_fo_tool");
+    rate_limit_everything(&h);
+
+    let prompt = format!("Please run this command.\nrun: echo {TOOL_RAN_OK}");
+    let cmd = claude(
+        &format!("{}/ak/{key}", h.url),
+        &dir,
+        &["-p", &prompt, "--allowedTools", "Bash", "--output-format", "json"],
+    );
+    let run = run_client(cmd, &dir, "claude", CLAUDE_TIMEOUT).await;
+    assert!(run.status.success(), "claude failed: {}", run.dump());
+    let result = result_json(&run);
+    check_failover_invisible(&run, &result, &h.fake.requests());
+    assert!(
+        result["result"].as_str().is_some_and(|r| r.contains(&format!("Tool said: {TOOL_RAN_OK}"))),
+        "the tool's output should come back through Bedrock: {}",
+        run.dump()
+    );
+
+    let (bedrock, events) = check_failover(&h, key_id, &key, &before, &result).await;
+    assert_eq!(h.fake.requests().len(), bedrock.len(), "one Anthropic attempt per Bedrock answer");
+    assert!(events.iter().all(|e| e.fallback_reason == Some(FallbackReason::RateLimited)), "{events:#?}");
+    assert!(bedrock.len() >= 2, "the tool_use and the answer to its result: {bedrock:#?}");
+    // Bedrock asked for the tool, Claude Code ran it and sent its output back (to Bedrock).
+    let tool_result = bedrock.iter().find_map(|b| {
+        let body = b.body_json()?;
+        let last = body["messages"].as_array()?.last()?.clone();
+        last["content"].as_array()?.iter().find(|c| c["type"] == "tool_result").cloned()
+    });
+    let tool_result = tool_result.unwrap_or_else(|| {
+        panic!(
+            "no Bedrock request carried a tool_result: {:?}",
+            bedrock.iter().map(describe_bedrock).collect::<Vec<_>>()
+        )
+    });
+    assert!(tool_result.to_string().contains(TOOL_RAN_OK), "tool_result {tool_result}");
+    assert!(
+        tool_result["tool_use_id"].as_str().is_some_and(|id| id.starts_with("toolu_bdrk_")),
+        "the result answers Bedrock's tool_use: {tool_result}"
+    );
+    assert!(
+        events.iter().any(|e| e.stop_reason.as_deref() == Some("tool_use")),
+        "the tool_use answer was recorded: {events:#?}"
+    );
 }

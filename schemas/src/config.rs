@@ -149,8 +149,13 @@ pub struct SecretsSettings {
     pub master_key_id: String,
     /// Base64 of 32 random bytes (`local` provider).
     pub master_key: SecretString,
-    /// KMS key id or ARN (`kms` provider).
+    /// KMS key id or ARN (`kms` provider). Credentials: `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
     pub kms_key_id: Option<String>,
+    /// AWS region of the KMS key.
+    pub kms_region: String,
+    /// KMS endpoint override (VPC endpoints, tests).
+    pub kms_endpoint_url: Option<String>,
 }
 
 impl Default for SecretsSettings {
@@ -161,6 +166,8 @@ impl Default for SecretsSettings {
             master_key_id: "local-1".into(),
             master_key: SecretString::default(),
             kms_key_id: None,
+            kms_region: "us-east-1".into(),
+            kms_endpoint_url: None,
         }
     }
 }

@@ -11,6 +11,8 @@
 
 pub mod access_key;
 pub mod envelope;
+#[cfg(feature = "kms")]
+pub mod kms;
 
 use std::fmt;
 

@@ -19,6 +19,7 @@ use ccp_schemas::Namespace;
 pub mod events;
 pub mod fake_anthropic;
 pub mod fake_bedrock;
+pub mod fake_kms;
 
 /// NATS URL of the test stack.
 pub fn nats_url() -> String {

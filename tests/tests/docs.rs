@@ -18,6 +18,7 @@ fn code_keys() -> BTreeSet<String> {
     s.proxy.bedrock_endpoint_url = Some(String::new());
     s.nats.user = Some(String::new());
     s.secrets.kms_key_id = Some(String::new());
+    s.secrets.kms_endpoint_url = Some(String::new());
     let value = toml::Value::try_from(&s).unwrap();
     let mut keys = BTreeSet::new();
     for (section, table) in value.as_table().unwrap() {
