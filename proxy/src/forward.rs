@@ -446,7 +446,16 @@ async fn send(
         }
         Ok(response) => {
             outcome(None);
-            relay(response, shared, record)
+            let on_failure = key_id.filter(|_| failover_allowed).map(|k| {
+                let circuits = shared.circuits.clone();
+                Box::new(move || {
+                    let failure = Outcome::Failure(TripReason::ServerError);
+                    if let Some(t) = circuits.breakers.record(k, Route::Plan, failure, tokio::time::Instant::now()) {
+                        circuits.announce(k, t);
+                    }
+                }) as Box<dyn FnOnce()>
+            });
+            relay(response, shared, record, on_failure)
         }
         Err(e) => {
             let (reason, status, class, what) = match e {
@@ -639,6 +648,7 @@ async fn failover(
                 status: 200,
                 class: None,
                 fault: Some(fault),
+                on_upstream_failure: None,
             };
             builder.streaming(body)
         }
@@ -660,7 +670,12 @@ fn upstream_error_class(status: StatusCode) -> Option<ErrorClass> {
 }
 
 /// Streams the Anthropic response back unchanged, tapping usage.
-fn relay(response: awc::ClientResponse, shared: &Shared, record: RequestRecord) -> HttpResponse {
+fn relay(
+    response: awc::ClientResponse,
+    shared: &Shared,
+    record: RequestRecord,
+    on_upstream_failure: Option<Box<dyn FnOnce()>>,
+) -> HttpResponse {
     let status = response.status();
     let up = response.headers();
     let tap = UsageTap::new(
@@ -687,6 +702,7 @@ fn relay(response: awc::ClientResponse, shared: &Shared, record: RequestRecord) 
         status: status.as_u16(),
         class: upstream_error_class(status),
         fault: None,
+        on_upstream_failure,
     };
     builder.streaming(body)
 }
@@ -702,6 +718,8 @@ struct TapBody<S> {
     class: Option<ErrorClass>,
     /// Set by a stream that ended with an error event of its own (Bedrock).
     fault: Option<std::rc::Rc<std::cell::Cell<Option<ErrorClass>>>>,
+    /// Called when Anthropic's stream fails after bytes were sent (counts a breaker failure).
+    on_upstream_failure: Option<Box<dyn FnOnce()>>,
 }
 
 impl<S> TapBody<S> {
@@ -717,6 +735,11 @@ impl<S> TapBody<S> {
             || fault.is_some()
             || in_stream_error
             || (record.stream && self.status < 400 && !observed.complete);
+        if in_stream_error || cut == Some(ErrorClass::StreamInterrupted) {
+            if let Some(count_failure) = self.on_upstream_failure.take() {
+                count_failure();
+            }
+        }
         record.finish(&self.recorder, self.status, class, incomplete, observed);
     }
 }

@@ -103,6 +103,33 @@ fn said(sse: &str) -> String {
     out
 }
 
+/// A second proxy replica as its own process, configured like `settings`.
+async fn second_process(settings: &Settings) -> (ccp_tests::Service, String) {
+    let port = ccp_tests::free_port();
+    let mut env = ccp_tests::service_env(settings);
+    env.extend([
+        ("CCP__PROXY__LISTEN".to_owned(), format!("127.0.0.1:{port}")),
+        ("CCP__PROXY__ANTHROPIC_BASE_URL".to_owned(), settings.proxy.anthropic_base_url.clone()),
+        (
+            "CCP__PROXY__BEDROCK_ENDPOINT_URL".to_owned(),
+            settings.proxy.bedrock_endpoint_url.clone().unwrap_or_default(),
+        ),
+        ("CCP__PROXY__CIRCUIT_FAILURE_THRESHOLD".to_owned(), settings.proxy.circuit_failure_threshold.to_string()),
+        ("CCP__SECRETS__MASTER_KEY".to_owned(), settings.secrets.master_key.expose().to_owned()),
+        ("CCP__SECRETS__MASTER_KEY_ID".to_owned(), settings.secrets.master_key_id.clone()),
+        (
+            "CCP__PROXY__SPOOL_DIR".to_owned(),
+            std::env::temp_dir().join(format!("ccp-spool-p2-{}", ulid::Ulid::new())).display().to_string(),
+        ),
+    ]);
+    let service = ccp_tests::Service::spawn(std::path::Path::new(env!("CARGO_BIN_EXE_ccp-proxy")), &[], &env).unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    if let Err(e) = wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20)).await {
+        panic!("{e}\n{}", service.log_text());
+    }
+    (service, url)
+}
+
 /// Waits until the proxy at `url` has applied the admin stream up to `seq`.
 async fn wait_applied_at(url: &str, seq: u64) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -356,12 +383,7 @@ async fn bedrock_only_users_never_reach_anthropic() {
 #[actix_web::test]
 async fn the_circuit_opens_after_three_failures_for_every_replica() {
     let e = env("fo_circuit", |s| s.proxy.circuit_window_secs = 60).await;
-    let second = start({
-        let mut s = e.settings.clone();
-        s.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-2-{}", ulid::Ulid::new()));
-        s
-    })
-    .await;
+    let (_replica, second) = second_process(&e.settings).await;
     let d = e.dev(Some(BEDROCK_KEY)).await;
     for _ in 0..3 {
         let resp = e.post(&d.key, JSON_BODY, &[("x-fake-scenario", "rate_limit")]).await;
@@ -520,12 +542,7 @@ async fn an_exhausted_budget_stops_bedrock_with_a_clear_429() {
 async fn concurrent_requests_on_two_replicas_overshoot_the_budget_only_by_what_is_in_flight() {
     use ccp_schemas::events::BudgetSet;
     let e = env("budgetconc", |s| s.proxy.circuit_failure_threshold = 1000).await;
-    let second = start({
-        let mut s = e.settings.clone();
-        s.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-2-{}", ulid::Ulid::new()));
-        s
-    })
-    .await;
+    let (_replica, second) = second_process(&e.settings).await;
     let d = e.dev(Some(BEDROCK_KEY)).await;
     let limit: rust_decimal::Decimal = "0.45".parse().unwrap();
     let seq = e.log.append(Event::BudgetSet(BudgetSet { user_id: d.user_id, monthly_limit_usd: Some(limit) })).await;
@@ -575,4 +592,26 @@ async fn concurrent_requests_on_two_replicas_overshoot_the_budget_only_by_what_i
         spent <= bound,
         "spent {spent} exceeds the limit {limit} by more than the requests in flight (bound {bound})"
     );
+}
+
+#[actix_web::test]
+async fn streams_that_fail_after_bytes_pass_the_error_through_and_count_for_the_breaker() {
+    let e = env("fo_midstream", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    for _ in 0..3 {
+        let resp = e.post(&d.key, STREAM_BODY, &[("x-fake-scenario", "stream_error")]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-ccp-provider"), Some("anthropic"), "no failover once bytes were sent");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("event: error"), "the in-stream error reaches the client: {text}");
+    }
+    assert!(e.bedrock.requests().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = e.post(&d.key, STREAM_BODY, &[]).await;
+        if header(&resp, "x-ccp-fallback-reason") == Some("circuit_open") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "three broken streams did not open the circuit");
+    }
 }

@@ -141,6 +141,9 @@ async fn events_survive_a_nats_outage_and_a_restart_and_are_sent_once_in_order()
     // The proxy restarts while NATS is still down: the spool is on disk.
     let status = proxy.terminate(Duration::from_secs(20)).expect("proxy did not stop");
     assert!(status.success(), "{}", proxy.log_text());
+    let logs = proxy.log_text();
+    assert!(logs.contains("spool"), "the outage is logged:\n{logs}");
+    assert!(!logs.contains(&key[3..]), "the access key appears in the proxy's log");
     drop(proxy);
 
     let _nats = Nats::start(nats_port, &store);
