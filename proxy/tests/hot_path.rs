@@ -660,3 +660,23 @@ async fn metrics_count_requests_by_provider_status_and_error_kind() {
     assert!(text.contains("ccp_proxy_spool_depth_events"));
     assert!(!text.contains(&key[9..]), "no key in metrics");
 }
+
+#[actix_web::test]
+async fn a_stalled_client_does_not_block_others() {
+    let h = harness("stall").await;
+    let key = h.key().await;
+    // A client that sends headers announcing a body, then stalls.
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /ak/{key}/v1/messages HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{{\"model\":"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let body = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+    for _ in 0..5 {
+        assert_eq!(h.post(&key, "messages", body.clone(), &[]).await.status(), 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "other requests waited for the stalled client");
+    drop(stalled);
+}
