@@ -44,6 +44,7 @@ Options:
   --pace-ms N        milliseconds between SSE events of paced streams      [20]
   --rss-n N          paced streams through the proxy at c=32 for peak RSS  [96]
   --warmup N         warmup requests per target and phase (at least)       [200]
+  --rounds N         measured rounds per phase, alternating direct/proxy   [4]
   --quick            small counts (smoke test): n1=200 n32=500 ttfb-n=20 warmup=50
   --proxy-bin PATH   proxy binary                       [$CARGO_TARGET_DIR|target/release/ccp-proxy]
   --fixture PATH     Claude Code request capture (JSON with headers and body)
@@ -62,6 +63,7 @@ pub struct Options {
     pace_ms: u64,
     rss_n: usize,
     warmup: usize,
+    rounds: usize,
     proxy_bin: PathBuf,
     fixture: PathBuf,
     nats_pid: Option<u32>,
@@ -79,6 +81,7 @@ impl Options {
             pace_ms: 20,
             rss_n: 96,
             warmup: 200,
+            rounds: 4,
             proxy_bin: ccp_tests::target_dir().join("release").join("ccp-proxy"),
             fixture: Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../shared/fixtures/claude-code/request_say_hi_v2.1.332.json"),
@@ -101,6 +104,7 @@ impl Options {
                 "--pace-ms" => o.pace_ms = value()?.parse()?,
                 "--rss-n" => o.rss_n = value()?.parse()?,
                 "--warmup" => o.warmup = value()?.parse()?,
+                "--rounds" => o.rounds = value()?.parse()?,
                 "--quick" => {
                     o.n1 = 200;
                     o.n32 = 500;
@@ -402,6 +406,21 @@ struct Bench<'a> {
     proxy_idle_ns_per_s: f64,
 }
 
+/// What the measured rounds of one target add up to.
+#[derive(Default)]
+struct Accumulated {
+    samples: Vec<load::Sample>,
+    wall: Duration,
+    proxy_sched_ns: u64,
+    proxy_ticks_ns: u64,
+    proxy_sys_ns: u64,
+    client_ns: u64,
+    upstream_ns: u64,
+    nats_ns: Option<u64>,
+    other_ns: u64,
+    steal_ticks: u64,
+}
+
 /// CPU of everything involved, at one moment.
 struct CpuSnapshot {
     proxy: CpuSample,
@@ -443,65 +462,88 @@ impl Bench<'_> {
         RequestSpec::new(&url, &self.headers, &extra, body, expect)
     }
 
-    async fn target(&self, proxied: bool, phase: &Phase) -> anyhow::Result<TargetResult> {
-        let spec = self.spec(proxied, phase)?;
-        let warmup = if phase.pace_ms > 0 { (phase.count / 20).max(5) } else { self.opts.warmup.max(phase.count / 10) };
-        load::run(&self.client, &spec, phase.concurrency, warmup).await?;
+    /// Runs `count` requests and adds what they cost to `acc`.
+    async fn block(
+        &self,
+        spec: &Arc<RequestSpec>,
+        concurrency: usize,
+        count: usize,
+        acc: &mut Accumulated,
+    ) -> anyhow::Result<()> {
         let before = self.snapshot()?;
-        let run = load::run(&self.client, &spec, phase.concurrency, phase.count).await?;
+        let run = load::run(&self.client, spec, concurrency, count).await?;
         let after = self.snapshot()?;
-        let n = run.samples.len().max(1) as f64;
-        let per_req_ms = |ns: u64| ns as f64 / n / 1e6;
-        let proxy_cpu = CpuDelta::between(before.proxy, after.proxy, self.clk_tck);
+        let proxy = CpuDelta::between(before.proxy, after.proxy, self.clk_tck);
         let upstream_ns = after.own_upstream.saturating_sub(before.own_upstream);
-        let client_ns = after.own_total.saturating_sub(before.own_total).saturating_sub(upstream_ns);
         // NATS (Go) starts and ends threads: utime+stime counts the ended ones too.
-        let nats_ms = match (before.nats, after.nats) {
-            (Some(b), Some(a)) => Some(per_req_ms(CpuDelta::between(b, a, self.clk_tck).ticks_ns)),
+        let nats_ns = match (before.nats, after.nats) {
+            (Some(b), Some(a)) => Some(CpuDelta::between(b, a, self.clk_tck).ticks_ns),
             _ => None,
         };
-        Ok(TargetResult {
-            latency: Summary::of(run.samples.iter().map(|s| s.total_ns).collect()),
-            ttfb: Summary::of(run.samples.iter().map(|s| s.ttfb_ns).collect()),
-            wall_s: run.wall.as_secs_f64(),
-            rps: n / run.wall.as_secs_f64().max(1e-9),
-            warmup,
-            client_cpu_ms_per_req: per_req_ms(client_ns),
-            upstream_cpu_ms_per_req: per_req_ms(upstream_ns),
-            proxy_cpu_ms_per_req: proxied.then(|| per_req_ms(proxy_cpu.sched_ns)),
-            proxy_cpu_ticks_ms_per_req: proxied.then(|| per_req_ms(proxy_cpu.ticks_ns)),
-            proxy_cpu_net_ms_per_req: proxied.then(|| {
-                let idle = self.proxy_idle_ns_per_s * run.wall.as_secs_f64();
-                (proxy_cpu.sched_ns as f64 - idle).max(0.0) / n / 1e6
-            }),
-            proxy_sys_share: proxied.then(|| proxy_cpu.sys_ns as f64 / (proxy_cpu.ticks_ns as f64).max(1.0)),
-            nats_cpu_ms_per_req: nats_ms,
-            other_cpu_cores: {
-                // Machine busy time not spent by this process, the proxy or NATS: other work
-                // competing for the cores (a compile, a test run) skews the figures.
-                let tick_ns = 1e9 / self.clk_tck as f64;
-                let busy = after.system.busy.saturating_sub(before.system.busy) as f64 * tick_ns;
-                let ours = CpuDelta::between(before.own, after.own, self.clk_tck).ticks_ns
-                    + proxy_cpu.ticks_ns
-                    + match (before.nats, after.nats) {
-                        (Some(b), Some(a)) => CpuDelta::between(b, a, self.clk_tck).ticks_ns,
-                        _ => 0,
-                    };
-                ((busy - ours as f64) / 1e9 / run.wall.as_secs_f64().max(1e-9)).max(0.0)
-            },
-            steal_cores: after.system.steal.saturating_sub(before.system.steal) as f64
-                / self.clk_tck as f64
-                / run.wall.as_secs_f64().max(1e-9),
-        })
+        // Machine busy time not spent by this process, the proxy or NATS: other work competing
+        // for the cores (a compile, a test run) skews the figures.
+        let busy_ns = after.system.busy.saturating_sub(before.system.busy) * (1_000_000_000 / self.clk_tck.max(1));
+        let ours_ns =
+            CpuDelta::between(before.own, after.own, self.clk_tck).ticks_ns + proxy.ticks_ns + nats_ns.unwrap_or(0);
+        acc.samples.extend(run.samples);
+        acc.wall += run.wall;
+        acc.proxy_sched_ns += proxy.sched_ns;
+        acc.proxy_ticks_ns += proxy.ticks_ns;
+        acc.proxy_sys_ns += proxy.sys_ns;
+        acc.upstream_ns += upstream_ns;
+        acc.client_ns += after.own_total.saturating_sub(before.own_total).saturating_sub(upstream_ns);
+        acc.nats_ns = nats_ns.map(|n| acc.nats_ns.unwrap_or(0) + n);
+        acc.other_ns += busy_ns.saturating_sub(ours_ns);
+        acc.steal_ticks += after.system.steal.saturating_sub(before.system.steal);
+        Ok(())
     }
 
+    fn result(&self, acc: Accumulated, proxied: bool, warmup: usize) -> TargetResult {
+        let n = acc.samples.len().max(1) as f64;
+        let per_req_ms = |ns: u64| ns as f64 / n / 1e6;
+        let wall = acc.wall.as_secs_f64().max(1e-9);
+        TargetResult {
+            latency: Summary::of(acc.samples.iter().map(|s| s.total_ns).collect()),
+            ttfb: Summary::of(acc.samples.iter().map(|s| s.ttfb_ns).collect()),
+            wall_s: wall,
+            rps: n / wall,
+            warmup,
+            client_cpu_ms_per_req: per_req_ms(acc.client_ns),
+            upstream_cpu_ms_per_req: per_req_ms(acc.upstream_ns),
+            proxy_cpu_ms_per_req: proxied.then(|| per_req_ms(acc.proxy_sched_ns)),
+            proxy_cpu_ticks_ms_per_req: proxied.then(|| per_req_ms(acc.proxy_ticks_ns)),
+            proxy_cpu_net_ms_per_req: proxied
+                .then(|| (acc.proxy_sched_ns as f64 - self.proxy_idle_ns_per_s * wall).max(0.0) / n / 1e6),
+            proxy_sys_share: proxied.then(|| acc.proxy_sys_ns as f64 / (acc.proxy_ticks_ns as f64).max(1.0)),
+            nats_cpu_ms_per_req: acc.nats_ns.map(per_req_ms),
+            other_cpu_cores: acc.other_ns as f64 / 1e9 / wall,
+            steal_cores: acc.steal_ticks as f64 / self.clk_tck.max(1) as f64 / wall,
+        }
+    }
+
+    /// Direct and proxied, warmed up, then measured in alternating rounds (direct, proxy,
+    /// direct, proxy, ...) so that drift and passing load elsewhere hit both alike.
     async fn phase(&self, phase: &Phase) -> anyhow::Result<PhaseResult> {
-        let direct = self.target(false, phase).await?;
+        let specs = [self.spec(false, phase)?, self.spec(true, phase)?];
+        let warmup = if phase.pace_ms > 0 { (phase.count / 20).max(5) } else { self.opts.warmup.max(phase.count / 10) };
+        for spec in &specs {
+            load::run(&self.client, spec, phase.concurrency, warmup).await?;
+        }
+        let rounds = self.opts.rounds.clamp(1, phase.count);
+        let mut accs = [Accumulated::default(), Accumulated::default()];
+        for round in 0..rounds {
+            let count = phase.count / rounds + usize::from(round < phase.count % rounds);
+            for (spec, acc) in specs.iter().zip(accs.iter_mut()) {
+                self.block(spec, phase.concurrency, count, acc).await?;
+            }
+        }
+        let [direct, proxy] = accs;
+        let direct = self.result(direct, false, warmup);
+        let proxy = self.result(proxy, true, warmup);
         self.progress.say(format!(
             "{:<24} direct: p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s",
             phase.name, direct.latency.p50_ms, direct.latency.p99_ms, direct.ttfb.p50_ms, direct.rps
         ));
-        let proxy = self.target(true, phase).await?;
         self.progress.say(format!(
             "{:<24} proxy:  p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s  cpu {:.3} ms/req",
             phase.name,

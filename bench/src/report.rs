@@ -243,8 +243,8 @@ impl Report {
         )?;
         writeln!(
             out,
-            "client: reqwest HTTP/1.1 keep-alive pool, 1 thread; upstream: raw tokio, 1 thread; body {} B ({}); warmup discarded",
-            self.body_bytes, self.body_source
+            "client: reqwest HTTP/1.1 keep-alive pool, 1 thread; upstream: raw tokio, 1 thread; body {} B ({}); warmup discarded; {} alternating rounds per phase",
+            self.body_bytes, self.body_source, o.rounds
         )?;
         writeln!(
             out,
