@@ -55,9 +55,17 @@ pub enum Transition {
 
 #[derive(Debug, Clone)]
 enum State {
-    Closed { failures: VecDeque<Instant> },
-    Open { until: Instant },
-    HalfOpen { probing: bool },
+    Closed {
+        failures: VecDeque<Instant>,
+    },
+    Open {
+        until: Instant,
+    },
+    /// `probe`: when this replica's probe started (a probe whose outcome never came back — the
+    /// client went away — stops blocking after `open_for`).
+    HalfOpen {
+        probe: Option<Instant>,
+    },
 }
 
 impl Default for State {
@@ -98,16 +106,18 @@ impl Breakers {
         self.with(key, |state| match state {
             State::Closed { .. } => (Route::Plan, None),
             State::Open { until } if now >= *until => {
-                *state = State::HalfOpen { probing: true };
+                *state = State::HalfOpen { probe: Some(now) };
                 (Route::Probe, Some(Transition::HalfOpened))
             }
             State::Open { .. } => (Route::Skip, None),
-            // Another replica announced half-open: the first request here probes.
-            State::HalfOpen { probing: false } => {
-                *state = State::HalfOpen { probing: true };
+            State::HalfOpen { probe: Some(started) } if now.duration_since(*started) < self.config.open_for => {
+                (Route::Skip, None)
+            }
+            // Another replica announced half-open, or our probe was lost: this request probes.
+            State::HalfOpen { .. } => {
+                *state = State::HalfOpen { probe: Some(now) };
                 (Route::Probe, None)
             }
-            State::HalfOpen { probing: true } => (Route::Skip, None),
         })
     }
 
@@ -153,7 +163,7 @@ impl Breakers {
             }
             Transition::HalfOpened => {
                 if !matches!(state, State::HalfOpen { .. }) {
-                    *state = State::HalfOpen { probing: false };
+                    *state = State::HalfOpen { probe: None };
                 }
             }
             Transition::Closed(_) => {
@@ -237,6 +247,22 @@ mod tests {
             Some(Transition::Closed(CloseCause::ProbeSucceeded))
         );
         assert_eq!(b.route(k, Instant::now()), (Route::Plan, None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_probe_does_not_keep_the_circuit_half_open_for_ever() {
+        let b = breakers();
+        let k = AccessKeyId::new();
+        for _ in 0..3 {
+            b.record(k, Route::Plan, FAIL, Instant::now());
+        }
+        tokio::time::advance(Duration::from_secs(30 * 60)).await;
+        assert_eq!(b.route(k, Instant::now()).0, Route::Probe);
+        // The probe's outcome never arrives (its client disconnected).
+        tokio::time::advance(Duration::from_secs(29 * 60)).await;
+        assert_eq!(b.route(k, Instant::now()).0, Route::Skip);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(b.route(k, Instant::now()).0, Route::Probe, "a new probe after open_for");
     }
 
     #[tokio::test(start_paused = true)]

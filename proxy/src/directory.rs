@@ -163,6 +163,11 @@ async fn follow_once(
         let (seq, pending) = (info.stream_sequence, info.pending);
         match Envelope::decode(&message.payload) {
             Ok(envelope) => table.apply(seq, &envelope),
+            Err(e @ ccp_schemas::events::DecodeError::UnsupportedVersion { .. }) => {
+                // Written by a newer admin API: it may revoke a key. Fail closed until upgraded.
+                table.ready.store(false, Ordering::Release);
+                anyhow::bail!("admin event {seq} cannot be applied ({e}); upgrade this proxy");
+            }
             Err(e) => {
                 tracing::error!(seq, error = %e, "skipping undecodable admin event");
                 table.applied_seq.store(seq, Ordering::Release);

@@ -106,7 +106,7 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 ApiErrorType::Api,
                 ErrorClass::Internal,
-                "The proxy is starting and has not loaded its access keys yet; retry in a moment.",
+                "The proxy is starting and has not loaded its access keys and budgets yet; retry in a moment.",
             )
         }
     }

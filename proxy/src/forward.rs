@@ -163,13 +163,13 @@ async fn proxy(
         endpoint_of(&tail),
         header_str(headers, "x-claude-code-session-id"),
         header_str(headers, "user-agent"),
-        &shared.recorder.metrics,
+        &shared.recorder,
     );
     match prepare(&req, payload, key, source, shared, &mut record).await {
         Ok(body) => send(&req, &tail, body, shared, upstream, record).await,
         Err(err) => {
             let resp = err.response(record.request_id);
-            record.finish(&shared.recorder, err.status.as_u16(), Some(err.class), false, Observed::default());
+            record.finish(err.status.as_u16(), Some(err.class), false, Observed::default());
             resp
         }
     }
@@ -184,7 +184,7 @@ async fn prepare(
     shared: &Shared,
     record: &mut RequestRecord,
 ) -> Result<Bytes, ProxyError> {
-    if !shared.keys.is_ready() {
+    if !shared.keys.is_ready() || !shared.spend.is_ready() {
         return Err(ProxyError::not_ready());
     }
     let presented = key.ok_or_else(|| {
@@ -328,13 +328,20 @@ async fn plan_failure(response: &mut awc::ClientResponse, status: StatusCode) ->
     let headers = response.headers();
     let retry_after = header_str(headers, "retry-after").map(str::to_owned);
     let unified_rejected = header_str(headers, "anthropic-ratelimit-unified-status") == Some("rejected");
-    let body = response.body().limit(64 * 1024).await.unwrap_or_default();
+    let coding = Coding::from_header(header_str(headers, CONTENT_ENCODING.as_str()));
+    // The error body is small; a stalled one must not hold the failover.
+    let raw = tokio::time::timeout(Duration::from_secs(5), response.body().limit(64 * 1024))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let body = crate::tap::decode(coding, &raw);
     let observed = {
         let mut tap = UsageTap::new(Framing::Json, Coding::Identity);
         tap.feed(&body);
         tap.finish()
     };
-    let usage_limit = unified_rejected || String::from_utf8_lossy(&body).to_ascii_lowercase().contains("usage limit");
+    let usage_limit = unified_rejected || body.windows(11).any(|w| w.eq_ignore_ascii_case(b"usage limit"));
     let reason = match status.as_u16() {
         429 if usage_limit => FallbackReason::UsageLimit,
         429 => FallbackReason::RateLimited,
@@ -384,7 +391,7 @@ async fn send(
     if shared.budget_enforcement == BudgetEnforcement::All {
         if let Some(err) = budget_refusal(shared, &record) {
             let resp = err.response(record.request_id);
-            record.finish(&shared.recorder, err.status.as_u16(), Some(err.class), false, Observed::default());
+            record.finish(err.status.as_u16(), Some(err.class), false, Observed::default());
             return resp;
         }
     }
@@ -441,7 +448,7 @@ async fn send(
             if can_failover {
                 failover(req, body, cause, shared, upstream, record).await
             } else {
-                no_fallback(&cause, shared, record)
+                no_fallback(&cause, record)
             }
         }
         Ok(response) => {
@@ -455,7 +462,7 @@ async fn send(
                     }
                 }) as Box<dyn FnOnce()>
             });
-            relay(response, shared, record, on_failure)
+            relay(response, record, on_failure)
         }
         Err(e) => {
             let (reason, status, class, what) = match e {
@@ -474,22 +481,23 @@ async fn send(
             };
             tracing::warn!(request_id = %record.request_id, error_class = ?class, "Anthropic request failed");
             let cause = PlanFailure { reason, what, retry_after: None };
+            outcome(Some(trip_reason(reason)));
             if can_failover {
                 return failover(req, body, cause, shared, upstream, record).await;
             }
             if failover_allowed {
-                return no_fallback(&cause, shared, record);
+                return no_fallback(&cause, record);
             }
             let err = ProxyError::upstream(status, class, format!("Anthropic could not be used: {}.", cause.what));
             let resp = err.response(record.request_id);
-            record.finish(&shared.recorder, status.as_u16(), Some(class), false, Observed::default());
+            record.finish(status.as_u16(), Some(class), false, Observed::default());
             resp
         }
     }
 }
 
 /// 503 naming why Anthropic failed, when the key has no Bedrock fallback.
-fn no_fallback(cause: &PlanFailure, shared: &Shared, record: RequestRecord) -> HttpResponse {
+fn no_fallback(cause: &PlanFailure, record: RequestRecord) -> HttpResponse {
     let message = if cause.reason == FallbackReason::Routing {
         "This access key is routed to Amazon Bedrock only, but it has no Bedrock API key; ask your platform team."
             .to_owned()
@@ -502,7 +510,7 @@ fn no_fallback(cause: &PlanFailure, shared: &Shared, record: RequestRecord) -> H
     let err = ProxyError::upstream(StatusCode::SERVICE_UNAVAILABLE, ErrorClass::NoBedrockFallback, message)
         .retry_after(cause.retry_after.clone());
     let resp = err.response(record.request_id);
-    record.finish(&shared.recorder, 503, Some(ErrorClass::NoBedrockFallback), false, Observed::default());
+    record.finish(503, Some(ErrorClass::NoBedrockFallback), false, Observed::default());
     resp
 }
 
@@ -545,14 +553,14 @@ async fn failover(
 ) -> HttpResponse {
     record.fallback_reason = Some(cause.reason);
     let Some(key_id) = record.key.as_ref().map(|k| k.key_id) else {
-        return no_fallback(&cause, shared, record);
+        return no_fallback(&cause, record);
     };
     let (Some(creds), Some(master)) = (shared.keys.bedrock_credentials(&key_id), shared.master.as_ref()) else {
-        return no_fallback(&cause, shared, record);
+        return no_fallback(&cause, record);
     };
     let fail = |err: ProxyError, record: RequestRecord| {
         let resp = err.response(record.request_id);
-        record.finish(&shared.recorder, err.status.as_u16(), Some(err.class), false, Observed::default());
+        record.finish(err.status.as_u16(), Some(err.class), false, Observed::default());
         resp
     };
     if let Some(err) = budget_refusal(shared, &record) {
@@ -611,7 +619,7 @@ async fn failover(
                 builder.insert_header(("request-id", id));
             }
             let incomplete = !observed.complete;
-            record.finish(&shared.recorder, 200, None, incomplete, observed);
+            record.finish(200, None, incomplete, observed);
             builder.body(body)
         }
         Ok(Answer::Stream { events, request_id }) => {
@@ -644,7 +652,6 @@ async fn failover(
                 inner: Box::pin(events),
                 tap: Some(UsageTap::new(Framing::Sse, Coding::Identity)),
                 record: Some(record),
-                recorder: shared.recorder.clone(),
                 status: 200,
                 class: None,
                 fault: Some(fault),
@@ -672,7 +679,6 @@ fn upstream_error_class(status: StatusCode) -> Option<ErrorClass> {
 /// Streams the Anthropic response back unchanged, tapping usage.
 fn relay(
     response: awc::ClientResponse,
-    shared: &Shared,
     record: RequestRecord,
     on_upstream_failure: Option<Box<dyn FnOnce()>>,
 ) -> HttpResponse {
@@ -698,7 +704,6 @@ fn relay(
         inner: response,
         tap: Some(tap),
         record: Some(record),
-        recorder: shared.recorder.clone(),
         status: status.as_u16(),
         class: upstream_error_class(status),
         fault: None,
@@ -713,7 +718,6 @@ struct TapBody<S> {
     inner: S,
     tap: Option<UsageTap>,
     record: Option<RequestRecord>,
-    recorder: Recorder,
     status: u16,
     class: Option<ErrorClass>,
     /// Set by a stream that ended with an error event of its own (Bedrock).
@@ -740,7 +744,7 @@ impl<S> TapBody<S> {
                 count_failure();
             }
         }
-        record.finish(&self.recorder, self.status, class, incomplete, observed);
+        record.finish(self.status, class, incomplete, observed);
     }
 }
 

@@ -13,12 +13,14 @@ pub async fn health() -> HttpResponse {
 
 /// `GET /ready`: the access-key table is loaded.
 pub async fn ready(shared: web::Data<Shared>) -> HttpResponse {
+    let ready = shared.keys.is_ready() && shared.spend.is_ready();
     let body = serde_json::json!({
-        "ready": shared.keys.is_ready(),
+        "ready": ready,
+        "budgets_loaded": shared.spend.is_ready(),
         "access_keys": shared.keys.key_count(),
         "admin_stream_seq": shared.keys.applied_seq(),
     });
-    if shared.keys.is_ready() {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

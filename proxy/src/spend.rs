@@ -60,12 +60,28 @@ pub struct Spend {
     state: Mutex<(Option<Month>, HashMap<UserId, Decimal>)>,
     /// Requests counted locally whose events have not come back from the stream yet.
     local: Mutex<HashSet<RequestId>>,
+    /// The month so far has been read once (budgets are meaningful).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl Spend {
     /// An empty tally for months in `tz`.
     pub fn new(tz: Tz) -> Self {
-        Self { tz, state: Mutex::new((None, HashMap::new())), local: Mutex::new(HashSet::new()) }
+        Self {
+            tz,
+            state: Mutex::new((None, HashMap::new())),
+            local: Mutex::new(HashSet::new()),
+            ready: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the month's events have been read up to the stream's head once.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn mark_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The budget time zone.
@@ -142,10 +158,17 @@ impl Spend {
                 ..Default::default()
             })
             .await?;
+        if consumer.cached_info().num_pending == 0 {
+            self.mark_ready();
+        }
         let mut messages = consumer.messages().await?;
         while let Some(message) = messages.next().await {
             let message = message?;
-            *last = message.info().map(|i| i.stream_sequence).unwrap_or(*last);
+            let info = message.info().ok();
+            *last = info.as_ref().map_or(*last, |i| i.stream_sequence);
+            if info.is_some_and(|i| i.pending == 0) {
+                self.mark_ready();
+            }
             if let Ok(Envelope { event: Event::RequestCompleted(r), occurred_at, .. }) =
                 Envelope::decode(&message.payload)
             {

@@ -122,6 +122,17 @@ impl Spool {
             }
             _ => 0,
         };
+        // A crash mid-append leaves a torn record at the end of the last segment: cut it off, or
+        // records appended after it could never be read.
+        if let Some(last) = segments.back() {
+            let (_, end) = read_records(last, 0, usize::MAX)?;
+            let file = OpenOptions::new().write(true).open(last)?;
+            if file.metadata()?.len() > end {
+                tracing::warn!(segment = %last.display(), intact_bytes = end, "cutting a torn record off the spool");
+                file.set_len(end)?;
+                file.sync_all()?;
+            }
+        }
         let mut spool = Self { dir: dir.to_owned(), max_bytes, segments, next_segment, cursor, bytes: 0, records: 0 };
         spool.recount()?;
         Ok(spool)
@@ -177,8 +188,12 @@ impl Spool {
             }
         };
         let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-        file.write_all(&buf)?;
-        file.sync_data()?;
+        let before = file.metadata()?.len();
+        if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+            // Leave no partial record behind (it would hide everything appended after it).
+            let _ = file.set_len(before);
+            return Err(e.into());
+        }
         self.bytes += size;
         self.records += records.len() as u64;
         Ok(())
@@ -292,6 +307,21 @@ mod tests {
         s.append(&[rec(10)]).unwrap();
         assert!(matches!(s.append(&(0..20).map(rec).collect::<Vec<_>>()), Err(SpoolError::Full { .. })));
         assert_eq!(s.len(), 1);
+        fs::remove_dir_all(d).ok();
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_so_later_appends_are_read() {
+        let d = dir();
+        let mut s = Spool::open(&d, 1 << 20).unwrap();
+        s.append(&[rec(1)]).unwrap();
+        let seg = s.segments.front().unwrap().clone();
+        drop(s);
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[200, 0, 0, 0, 9, 9]).unwrap();
+        let mut s = Spool::open(&d, 1 << 20).unwrap();
+        s.append(&[rec(2)]).unwrap();
+        assert_eq!(s.peek(10).unwrap(), vec![rec(1), rec(2)]);
         fs::remove_dir_all(d).ok();
     }
 

@@ -35,7 +35,6 @@ pub struct Recorder {
 }
 
 /// The facts gathered while a request is served.
-#[derive(Debug)]
 pub struct RequestRecord {
     /// The request id (also `x-ccp-request-id`).
     pub request_id: RequestId,
@@ -61,6 +60,8 @@ pub struct RequestRecord {
     pub bedrock_model_id: Option<String>,
     /// The AWS region of the Bedrock call.
     pub region: Option<String>,
+    recorder: Recorder,
+    finished: bool,
 }
 
 fn client_field(value: Option<&str>) -> Option<String> {
@@ -69,8 +70,8 @@ fn client_field(value: Option<&str>) -> Option<String> {
 
 impl RequestRecord {
     /// Starts the record of a request, with Claude Code's session id and `User-Agent` product.
-    pub fn start(endpoint: Endpoint, session_id: Option<&str>, user_agent: Option<&str>, metrics: &Metrics) -> Self {
-        metrics.in_flight.inc();
+    pub fn start(endpoint: Endpoint, session_id: Option<&str>, user_agent: Option<&str>, recorder: &Recorder) -> Self {
+        recorder.metrics.in_flight.inc();
         Self {
             request_id: RequestId::new(),
             started: Instant::now(),
@@ -86,6 +87,8 @@ impl RequestRecord {
             fallback_reason: None,
             bedrock_model_id: None,
             region: None,
+            recorder: recorder.clone(),
+            finished: false,
         }
     }
 
@@ -97,14 +100,13 @@ impl RequestRecord {
     }
 
     /// Emits the event and metrics. `status` is what the client got.
-    pub fn finish(
-        self,
-        recorder: &Recorder,
-        status: u16,
-        error_class: Option<ErrorClass>,
-        incomplete: bool,
-        observed: Observed,
-    ) {
+    pub fn finish(mut self, status: u16, error_class: Option<ErrorClass>, incomplete: bool, observed: Observed) {
+        self.emit(status, error_class, incomplete, observed);
+    }
+
+    fn emit(&mut self, status: u16, error_class: Option<ErrorClass>, incomplete: bool, observed: Observed) {
+        self.finished = true;
+        let recorder = &self.recorder.clone();
         let latency = self.started.elapsed();
         let m = &recorder.metrics;
         m.in_flight.dec();
@@ -120,6 +122,8 @@ impl RequestRecord {
         let prices = recorder.keys.prices();
         let priced_model = observed.model.as_deref().or(self.requested_model.as_deref());
         let cost = match (self.provider, priced_model) {
+            // count_tokens is free; its `input_tokens` are a count, not usage.
+            _ if self.endpoint == Endpoint::CountTokens => None,
             (Provider::None, _) | (_, None) => None,
             (provider, Some(model)) => prices.cost(model, provider, self.region.as_deref(), &observed.usage),
         };
@@ -132,13 +136,13 @@ impl RequestRecord {
             request_id: self.request_id,
             key_id,
             user_id,
-            key_prefix: self.key_prefix,
+            key_prefix: self.key_prefix.take(),
             endpoint: self.endpoint,
             provider: self.provider,
-            requested_model: self.requested_model,
+            requested_model: self.requested_model.take(),
             response_model: observed.model,
-            bedrock_model_id: self.bedrock_model_id,
-            region: self.region,
+            bedrock_model_id: self.bedrock_model_id.take(),
+            region: self.region.take(),
             fallback: self.fallback_reason.is_some(),
             fallback_reason: self.fallback_reason,
             status,
@@ -151,13 +155,23 @@ impl RequestRecord {
             pricing_version: cost.map(|_| prices.version),
             latency_ms: millis(latency),
             ttfb_ms: self.ttfb.map(millis),
-            session_id: self.session_id,
-            client_version: self.client_version,
+            session_id: self.session_id.take(),
+            client_version: self.client_version.take(),
         };
         let envelope =
             Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: recorder.replica.to_string() })
                 .correlated(self.request_id.to_string());
         recorder.sink.emit(envelope);
+    }
+}
+
+impl Drop for RequestRecord {
+    /// A request whose handler was dropped before it finished (the client went away while the
+    /// body was read or Anthropic was awaited, or the drain time ran out) still gets its event.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.emit(499, Some(ErrorClass::ClientDisconnected), true, Observed::default());
+        }
     }
 }
 

@@ -680,3 +680,27 @@ async fn a_stalled_client_does_not_block_others() {
     assert!(started.elapsed() < Duration::from_secs(5), "other requests waited for the stalled client");
     drop(stalled);
 }
+
+#[actix_web::test]
+async fn a_client_that_leaves_before_the_answer_still_gets_one_usage_event() {
+    let h = harness("leave").await;
+    let key = h.key().await;
+    let before = h.log.requests().await.len();
+    let body = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let sent = client
+        .post(format!("{}/ak/{key}/v1/messages", h.url))
+        .header("content-type", "application/json")
+        .header("x-api-key", "sk-ant-test")
+        .header("x-fake-scenario", "slow_headers")
+        .header("x-fake-delay-ms", "1500")
+        .body(body)
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up first");
+    // Over HTTP/1 the proxy learns the client left only when it writes the answer; whatever it
+    // learns, the request has exactly one usage event.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let events = h.log.requests().await;
+    assert_eq!(events.len(), before + 1, "exactly one event for the abandoned request");
+}

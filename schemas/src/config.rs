@@ -77,7 +77,8 @@ pub struct NatsSettings {
     pub replicas: usize,
     /// How long usage and circuit events are kept, in days (admin events are kept for ever).
     pub request_max_age_days: u64,
-    /// Window in which a repeated event id is dropped as a duplicate, in seconds.
+    /// Window in which a repeated event id is dropped as a duplicate, in seconds (covers spool
+    /// replays after NATS outages of up to this long).
     pub duplicate_window_secs: u64,
     /// Optional auth token.
     pub token: SecretString,
@@ -96,7 +97,7 @@ impl Default for NatsSettings {
             prefix: Namespace::DEFAULT_PREFIX.into(),
             replicas: 1,
             request_max_age_days: 35,
-            duplicate_window_secs: 120,
+            duplicate_window_secs: 3600,
             token: SecretString::default(),
             user: None,
             password: SecretString::default(),

@@ -30,7 +30,7 @@ impl fmt::Debug for KmsMasterKey {
 }
 
 /// Where KMS is and how to authenticate.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KmsOptions {
     /// Key id, alias or ARN.
     pub key_id: String,
@@ -44,6 +44,17 @@ pub struct KmsOptions {
     pub secret_access_key: String,
     /// Session token, for temporary credentials.
     pub session_token: Option<String>,
+}
+
+impl fmt::Debug for KmsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KmsOptions")
+            .field("key_id", &self.key_id)
+            .field("region", &self.region)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KmsOptions {
