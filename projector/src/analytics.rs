@@ -123,7 +123,7 @@ pub struct Stats {
     pub lag: AtomicU64,
 }
 
-/// What a call of [`RequestsProjection::process_next_batch`] did.
+/// What a call of [`Projection::process_next_batch`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     /// Messages received.
@@ -132,8 +132,24 @@ pub struct Outcome {
     pub inserted: usize,
 }
 
-/// The `requests` table fed from the request stream.
-pub struct RequestsProjection {
+/// How one table is fed: which stream, which table, and the row of an event (if any).
+pub trait TableSpec: Send + 'static {
+    /// The row type (column names = field names).
+    type Row: for<'a> clickhouse::Row<Value<'a> = Self::Row> + clickhouse::RowWrite + Serialize + Send + Sync + 'static;
+    /// Projection name (metrics, consumer name).
+    const NAME: &'static str;
+    /// The table.
+    const TABLE: &'static str;
+    /// The stream it reads.
+    const STREAM: StreamKind;
+    /// The row of an event, or `None` for events this table does not keep.
+    fn row(seq: u64, envelope: &Envelope) -> Option<Self::Row>;
+    /// The row's stream sequence.
+    fn seq(row: &Self::Row) -> u64;
+}
+
+/// One ClickHouse table fed from one stream, exactly once.
+pub struct Projection<T: TableSpec> {
     consumer: jetstream::consumer::Consumer<pull::Config>,
     clickhouse: clickhouse::Client,
     batch_size: usize,
@@ -141,12 +157,12 @@ pub struct RequestsProjection {
     /// Progress, from `max(stream_seq)` of the table.
     last_seq: u64,
     /// A batch whose insert failed (ClickHouse away), retried before fetching more.
-    pending: Option<(Vec<RequestRow>, Option<jetstream::Message>)>,
+    pending: Option<(Vec<T::Row>, Option<jetstream::Message>)>,
     /// Counters.
     pub stats: Arc<Stats>,
 }
 
-impl RequestsProjection {
+impl<T: TableSpec> Projection<T> {
     /// Opens the projection: reads its progress from ClickHouse and binds its durable consumer.
     pub async fn open(
         js: &jetstream::Context,
@@ -155,9 +171,9 @@ impl RequestsProjection {
         batch_size: usize,
         flush_interval: Duration,
     ) -> anyhow::Result<Self> {
-        let last_seq: u64 = clickhouse.query("SELECT max(stream_seq) FROM requests").fetch_one().await?;
-        let stream = js.get_stream(ns.stream(StreamKind::Requests)).await?;
-        let name = ns.consumer("projector_requests");
+        let last_seq: u64 = clickhouse.query(&format!("SELECT max(stream_seq) FROM {}", T::TABLE)).fetch_one().await?;
+        let stream = js.get_stream(ns.stream(T::STREAM)).await?;
+        let name = ns.consumer(&format!("projector_{}", T::NAME));
         // The consumer is re-created at the table's progress on every start: events are then
         // delivered strictly in order from there, so `max(stream_seq)` stays an exact watermark
         // (a surviving consumer could redeliver a dead run's batch after newer ones).
@@ -165,7 +181,7 @@ impl RequestsProjection {
         let consumer = stream
             .create_consumer(pull::Config {
                 durable_name: Some(name.clone()),
-                description: Some("ClickHouse requests projection".into()),
+                description: Some(format!("ClickHouse projection into {}", T::TABLE)),
                 deliver_policy: if last_seq == 0 {
                     DeliverPolicy::All
                 } else {
@@ -174,13 +190,13 @@ impl RequestsProjection {
                 ack_policy: AckPolicy::All,
                 ack_wait: Duration::from_secs(60),
                 max_ack_pending: i64::try_from(batch_size).unwrap_or(i64::MAX),
-                filter_subject: ns.stream_subjects(StreamKind::Requests),
+                filter_subject: ns.stream_subjects(T::STREAM),
                 ..Default::default()
             })
             .await?;
         let stats = Arc::new(Stats::default());
         stats.last_seq.store(last_seq, Ordering::Relaxed);
-        tracing::info!(last_seq, consumer = %name, "requests projection resumes");
+        tracing::info!(last_seq, consumer = %name, table = T::TABLE, "projection resumes");
         Ok(Self { consumer, clickhouse, batch_size: batch_size.max(1), flush_interval, last_seq, pending: None, stats })
     }
 
@@ -207,12 +223,9 @@ impl RequestsProjection {
                 self.stats.skipped.fetch_add(1, Ordering::Relaxed);
             } else {
                 match Envelope::decode(&message.payload) {
-                    Ok(envelope) => match &envelope.event {
-                        Event::RequestCompleted(r) => rows.push(RequestRow::new(seq, &envelope, r)),
-                        other => tracing::debug!(seq, event_type = other.event_type(), "not a usage event"),
-                    },
+                    Ok(envelope) => rows.extend(T::row(seq, &envelope)),
                     Err(e) => {
-                        tracing::error!(seq, error = %e, "terminating undecodable usage event");
+                        tracing::error!(seq, error = %e, table = T::TABLE, "terminating undecodable event");
                         self.stats.terminated.fetch_add(1, Ordering::Relaxed);
                         message.ack_with(AckKind::Term).await.map_err(|e| anyhow::anyhow!("term: {e}"))?;
                     }
@@ -226,8 +239,8 @@ impl RequestsProjection {
     }
 
     /// One insert, then the acknowledgement; on failure the batch is kept for the next call.
-    async fn write(&mut self, rows: Vec<RequestRow>, last: Option<jetstream::Message>) -> anyhow::Result<()> {
-        if let Some(max_seq) = rows.iter().map(|r| r.stream_seq).max() {
+    async fn write(&mut self, rows: Vec<T::Row>, last: Option<jetstream::Message>) -> anyhow::Result<()> {
+        if let Some(max_seq) = rows.iter().map(T::seq).max() {
             if let Err(e) = self.insert(&rows).await {
                 self.pending = Some((rows, last));
                 return Err(e);
@@ -243,12 +256,178 @@ impl RequestsProjection {
         Ok(())
     }
 
-    async fn insert(&self, rows: &[RequestRow]) -> anyhow::Result<()> {
-        let mut insert = self.clickhouse.insert::<RequestRow>("requests").await?;
+    async fn insert(&self, rows: &[T::Row]) -> anyhow::Result<()> {
+        let mut insert = self.clickhouse.insert::<T::Row>(T::TABLE).await?;
         for row in rows {
             insert.write(row).await?;
         }
         insert.end().await?;
         Ok(())
+    }
+}
+
+/// `requests`: one row per usage event.
+pub struct Requests;
+
+impl TableSpec for Requests {
+    type Row = RequestRow;
+    const NAME: &'static str = "requests";
+    const TABLE: &'static str = "requests";
+    const STREAM: StreamKind = StreamKind::Requests;
+
+    fn row(seq: u64, envelope: &Envelope) -> Option<RequestRow> {
+        match &envelope.event {
+            Event::RequestCompleted(r) => Some(RequestRow::new(seq, envelope, r)),
+            _ => None,
+        }
+    }
+
+    fn seq(row: &RequestRow) -> u64 {
+        row.stream_seq
+    }
+}
+
+/// One `audit_log` row: an admin command or login (no secrets: sealed keys and hashes are
+/// left out of `details`).
+#[derive(Debug, Clone, Serialize, clickhouse::Row)]
+pub struct AuditRow {
+    event_id: String,
+    stream_seq: u64,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    occurred_at: DateTime<Utc>,
+    event_type: String,
+    actor_kind: String,
+    actor_id: String,
+    actor_name: String,
+    target_kind: String,
+    target_id: String,
+    user_id: String,
+    key_id: String,
+    source: String,
+    correlation_id: String,
+    details: String,
+}
+
+/// Payload fields never copied into the audit log.
+const AUDIT_OMITTED: &[&str] = &["sealed", "key_hash", "previous_key_hash"];
+
+impl AuditRow {
+    fn new(seq: u64, envelope: &Envelope) -> Self {
+        let (actor_kind, actor_id, actor_name) = match &envelope.actor {
+            Actor::Admin { admin_id, username } => ("admin", admin_id.to_string(), username.clone()),
+            Actor::Anonymous => ("anonymous", String::new(), String::new()),
+            Actor::Proxy { replica } => ("proxy", replica.clone(), String::new()),
+            Actor::System { component } => ("system", component.clone(), String::new()),
+        };
+        let event = &envelope.event;
+        let (target_kind, target_id) = match event.aggregate() {
+            ccp_schemas::subjects::Aggregate::User(id) => ("user", id.to_string()),
+            ccp_schemas::subjects::Aggregate::AccessKey(id) => ("access_key", id.to_string()),
+            ccp_schemas::subjects::Aggregate::Pricing => ("pricing", String::new()),
+            ccp_schemas::subjects::Aggregate::AdminAuth => ("admin", login_username(event)),
+            ccp_schemas::subjects::Aggregate::Circuit(id) => ("circuit", id.to_string()),
+            ccp_schemas::subjects::Aggregate::Request(id) => ("request", id.map(|k| k.to_string()).unwrap_or_default()),
+        };
+        let mut details = serde_json::to_value(event).ok().and_then(|v| v.get("payload").cloned()).unwrap_or_default();
+        if let Some(map) = details.as_object_mut() {
+            for field in AUDIT_OMITTED {
+                map.remove(*field);
+            }
+        }
+        Self {
+            event_id: envelope.id.to_string(),
+            stream_seq: seq,
+            occurred_at: envelope.occurred_at,
+            event_type: event.event_type().to_owned(),
+            actor_kind: actor_kind.to_owned(),
+            actor_id,
+            actor_name,
+            target_kind: target_kind.to_owned(),
+            target_id,
+            user_id: event.user_id().map(|u| u.to_string()).unwrap_or_default(),
+            key_id: event.key_id().map(|k| k.to_string()).unwrap_or_default(),
+            source: envelope.source.map(|s| s.to_string()).unwrap_or_default(),
+            correlation_id: envelope.correlation_id.clone().unwrap_or_default(),
+            details: details.to_string(),
+        }
+    }
+}
+
+fn login_username(event: &Event) -> String {
+    match event {
+        Event::AdminLoginSucceeded(e) => e.username.clone(),
+        Event::AdminLoginFailed(e) => e.username.clone(),
+        _ => String::new(),
+    }
+}
+
+/// `audit_log`: every event of the admin stream.
+pub struct Audit;
+
+impl TableSpec for Audit {
+    type Row = AuditRow;
+    const NAME: &'static str = "audit";
+    const TABLE: &'static str = "audit_log";
+    const STREAM: StreamKind = StreamKind::Admin;
+
+    fn row(seq: u64, envelope: &Envelope) -> Option<AuditRow> {
+        Some(AuditRow::new(seq, envelope))
+    }
+
+    fn seq(row: &AuditRow) -> u64 {
+        row.stream_seq
+    }
+}
+
+/// One `circuit_transitions` row.
+#[derive(Debug, Clone, Serialize, clickhouse::Row)]
+pub struct CircuitRow {
+    event_id: String,
+    stream_seq: u64,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    occurred_at: DateTime<Utc>,
+    key_id: String,
+    state: String,
+    reason: String,
+    failures: u32,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    retry_at: DateTime<Utc>,
+    replica: String,
+}
+
+/// `circuit_transitions`: every transition of every key's breaker.
+pub struct Circuits;
+
+impl TableSpec for Circuits {
+    type Row = CircuitRow;
+    const NAME: &'static str = "circuits";
+    const TABLE: &'static str = "circuit_transitions";
+    const STREAM: StreamKind = StreamKind::Circuit;
+
+    fn row(seq: u64, envelope: &Envelope) -> Option<CircuitRow> {
+        let (key_id, state, reason, failures, retry_at) = match &envelope.event {
+            Event::CircuitOpened(e) => (e.key_id, "open", label(&e.reason), e.failures, e.retry_at),
+            Event::CircuitHalfOpened(e) => (e.key_id, "half_open", String::new(), 0, DateTime::<Utc>::UNIX_EPOCH),
+            Event::CircuitClosed(e) => (e.key_id, "closed", label(&e.cause), 0, DateTime::<Utc>::UNIX_EPOCH),
+            _ => return None,
+        };
+        Some(CircuitRow {
+            event_id: envelope.id.to_string(),
+            stream_seq: seq,
+            occurred_at: envelope.occurred_at,
+            key_id: key_id.to_string(),
+            state: state.to_owned(),
+            reason,
+            failures,
+            retry_at,
+            replica: match &envelope.actor {
+                Actor::Proxy { replica } => replica.clone(),
+                _ => String::new(),
+            },
+        })
+    }
+
+    fn seq(row: &CircuitRow) -> u64 {
+        row.stream_seq
     }
 }

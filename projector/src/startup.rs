@@ -12,7 +12,7 @@ use ccp_schemas::config::Settings;
 use ccp_schemas::migrations;
 use ccp_schemas::streams::{self, StreamPolicy};
 
-use crate::analytics::{RequestsProjection, Stats};
+use crate::analytics::{Audit, Circuits, Projection, Requests, Stats, TableSpec};
 use ccp_schemas::telemetry;
 
 /// Readiness shared with the HTTP handlers.
@@ -24,7 +24,7 @@ pub struct Application {
     server: Server,
     port: u16,
     stop: Arc<AtomicBool>,
-    worker: tokio::task::JoinHandle<()>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -39,34 +39,21 @@ impl Application {
         let js = async_nats::jetstream::new(client);
         streams::ensure(&js, &ns, &StreamPolicy::from(&settings.nats)).await?;
         let clickhouse = migrations::server_client(&settings.clickhouse).with_database(&settings.clickhouse.database);
-        let mut requests = RequestsProjection::open(
-            &js,
-            &ns,
-            clickhouse,
-            settings.projector.batch_size,
-            Duration::from_millis(settings.projector.flush_interval_ms.max(10)),
-        )
-        .await?;
-        let stats = requests.stats.clone();
-        ready.0.store(true, Ordering::Release);
         let stop = Arc::new(AtomicBool::new(false));
-        let worker = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut backoff = Duration::from_millis(100);
-                while !stop.load(Ordering::Acquire) {
-                    match requests.process_next_batch().await {
-                        Ok(_) => backoff = Duration::from_millis(100),
-                        Err(e) => {
-                            tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "requests projection batch failed");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                }
-            })
-        };
-
+        let batch = settings.projector.batch_size;
+        let flush = Duration::from_millis(settings.projector.flush_interval_ms.max(10));
+        let mut stats = Vec::new();
+        let mut workers = Vec::new();
+        for (name, s, w) in [
+            spawn::<Requests>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
+            spawn::<Audit>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
+            spawn::<Circuits>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
+        ] {
+            stats.push((name, s));
+            workers.push(w);
+        }
+        let stats = Arc::new(stats);
+        ready.0.store(true, Ordering::Release);
         let listener = TcpListener::bind(settings.projector.listen)
             .with_context(|| format!("cannot listen on {}", settings.projector.listen))?;
         let port = listener.local_addr()?.port();
@@ -84,7 +71,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %settings.projector.listen, port, "projector listening");
-        Ok(Self { server, port, stop, worker })
+        Ok(Self { server, port, stop, workers })
     }
 
     /// The bound port.
@@ -102,8 +89,10 @@ impl Application {
         self.server.await?;
         stopper.abort();
         self.stop.store(true, Ordering::Release);
-        if tokio::time::timeout(Duration::from_secs(10), self.worker).await.is_err() {
-            tracing::warn!("the projection did not finish its batch in 10 s");
+        for worker in self.workers {
+            if tokio::time::timeout(Duration::from_secs(10), worker).await.is_err() {
+                tracing::warn!("a projection did not finish its batch in 10 s");
+            }
         }
         tracing::info!("projector stopped");
         Ok(())
@@ -114,31 +103,55 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(telemetry::health_body("ccp-projector", env!("CARGO_PKG_VERSION")))
 }
 
-async fn metrics(stats: web::Data<Arc<Stats>>) -> HttpResponse {
+type AllStats = Arc<Vec<(&'static str, Arc<Stats>)>>;
+
+async fn metrics(stats: web::Data<AllStats>) -> HttpResponse {
+    use std::fmt::Write as _;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let body = format!(
-        "# HELP ccp_projector_events_projected_total Rows written to ClickHouse.\n\
-         # TYPE ccp_projector_events_projected_total counter\n\
-         ccp_projector_events_projected_total{{projection=\"requests\"}} {}\n\
-         # HELP ccp_projector_events_skipped_total Redelivered events already in ClickHouse.\n\
-         # TYPE ccp_projector_events_skipped_total counter\n\
-         ccp_projector_events_skipped_total{{projection=\"requests\"}} {}\n\
-         # HELP ccp_projector_events_terminated_total Undecodable events terminated.\n\
-         # TYPE ccp_projector_events_terminated_total counter\n\
-         ccp_projector_events_terminated_total{{projection=\"requests\"}} {}\n\
-         # HELP ccp_projector_last_sequence Last stream sequence written.\n\
-         # TYPE ccp_projector_last_sequence gauge\n\
-         ccp_projector_last_sequence{{projection=\"requests\"}} {}\n\
-         # HELP ccp_projector_lag_events Events in the stream not yet projected.\n\
-         # TYPE ccp_projector_lag_events gauge\n\
-         ccp_projector_lag_events{{projection=\"requests\"}} {}\n",
-        g(&stats.projected),
-        g(&stats.skipped),
-        g(&stats.terminated),
-        g(&stats.last_seq),
-        g(&stats.lag),
-    );
+    type Family = (&'static str, &'static str, &'static str, fn(&Stats) -> &std::sync::atomic::AtomicU64);
+    let families: [Family; 5] = [
+        ("ccp_projector_events_projected_total", "counter", "Rows written to ClickHouse.", |s| &s.projected),
+        ("ccp_projector_events_skipped_total", "counter", "Redelivered events already in ClickHouse.", |s| &s.skipped),
+        ("ccp_projector_events_terminated_total", "counter", "Undecodable events terminated.", |s| &s.terminated),
+        ("ccp_projector_last_sequence", "gauge", "Last stream sequence written.", |s| &s.last_seq),
+        ("ccp_projector_lag_events", "gauge", "Events in the stream not yet projected.", |s| &s.lag),
+    ];
+    let mut body = String::new();
+    for (name, kind, help, field) in families {
+        let _ = writeln!(body, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (projection, s) in stats.iter() {
+            let _ = writeln!(body, "{name}{{projection=\"{projection}\"}} {}", g(field(s)));
+        }
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
+}
+
+/// Opens a projection and runs it until `stop`.
+async fn spawn<T: TableSpec>(
+    js: &async_nats::jetstream::Context,
+    ns: &ccp_schemas::Namespace,
+    clickhouse: &clickhouse::Client,
+    batch: usize,
+    flush: Duration,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<(&'static str, Arc<Stats>, tokio::task::JoinHandle<()>)> {
+    let mut projection = Projection::<T>::open(js, ns, clickhouse.clone(), batch, flush).await?;
+    let stats = projection.stats.clone();
+    let stop = stop.clone();
+    let worker = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        while !stop.load(Ordering::Acquire) {
+            match projection.process_next_batch().await {
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(table = T::TABLE, error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "projection batch failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    });
+    Ok((T::NAME, stats, worker))
 }
 
 async fn ready_handler(state: web::Data<Readiness>) -> HttpResponse {

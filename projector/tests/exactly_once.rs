@@ -192,7 +192,7 @@ async fn a_projector_killed_at_random_points_projects_every_event_exactly_once()
     let mut stream = log.js.get_stream(log.ns.stream(StreamKind::Requests)).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, expected.rows + expected.garbage);
     assert!(expected.garbage >= GARBAGE, "the log has undecodable events");
-    assert!(logs.contains("terminating undecodable usage event"), "undecodable events are logged");
+    assert!(logs.contains("terminating undecodable event"), "undecodable events are logged");
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
 }
