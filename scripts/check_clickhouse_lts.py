@@ -184,7 +184,7 @@ def sample_expr(type_name: str) -> str:
     if base in ("String", "FixedString"):
         expr = "''"
     elif re.fullmatch(r"U?Int(8|16|32|64|128|256)|Float(32|64)|BFloat16|Decimal\d*", base):
-        expr = "0"
+        expr = "1"  # not 0: SummingMergeTree drops rows whose sums are all zero
     elif base == "Bool":
         expr = "false"
     elif base == "DateTime":

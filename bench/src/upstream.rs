@@ -5,7 +5,19 @@
 //! the proxied runs. `POST /v1/messages` answers a fixed Server-Sent-Events stream when the
 //! body contains `"stream":true` (message_start … 10 text deltas … message_stop, chunked, with
 //! Anthropic's response headers), else a fixed JSON message. With `x-bench-pace-ms: N` the SSE
-//! events are sent N ms apart (the first one right away), to measure time to first byte.
+//! events are sent N ms apart (the first one right away), to measure time to first byte. With
+//! `x-bench-scenario: rate_limit` it answers what Anthropic answers a rate-limited request: 429
+//! `rate_limit_error` JSON with `retry-after` (the proxy then fails over to Bedrock).
+//!
+//! A second listener on the same thread stands in for Amazon Bedrock Runtime: `POST
+//! /model/{modelId}/invoke` answers a fixed Anthropic message as JSON (with the
+//! `x-amzn-bedrock-*` headers), `POST /model/{modelId}/invoke-with-response-stream` the same
+//! answer as fixed Anthropic streaming events in AWS event-stream framing
+//! (`application/vnd.amazon.eventstream`, one `chunk` message per event, payload
+//! `{"bytes":"<base64 of the event>"}`, `amazon-bedrock-invocationMetrics` on `message_stop`),
+//! framed by `ccp_tests::fake_bedrock::encode_event_stream`. No `Authorization: Bearer`: 403.
+//! Every answer is prepared once; nothing is recorded (unlike `ccp_tests::fake_bedrock`, whose
+//! actix server records and re-encodes every request).
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::time::Duration;
@@ -17,6 +29,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Request header that spaces the SSE events this many milliseconds apart.
 pub const PACE_HEADER: &str = "x-bench-pace-ms";
+/// Request header choosing a failure: `rate_limit` answers 429 `rate_limit_error`.
+pub const SCENARIO_HEADER: &str = "x-bench-scenario";
+/// The Bedrock model the fake answers as (its `model`).
+const BEDROCK_MODEL: &str = "claude-opus-4-5-20251101";
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -45,6 +61,28 @@ pub struct Responses {
     pub json_body_len: usize,
     /// The answer to any other method or path.
     pub not_found: Bytes,
+    /// The 429 `rate_limit_error` answer (head and body).
+    pub rate_limited: Bytes,
+    /// Body bytes of the 429 answer.
+    pub rate_limited_body_len: usize,
+    /// The fake Bedrock's answers.
+    pub bedrock: BedrockResponses,
+}
+
+/// The fake Bedrock's canned answers.
+pub struct BedrockResponses {
+    /// `invoke-with-response-stream`: head and the event-stream messages, one HTTP chunk each.
+    pub stream_whole: Bytes,
+    /// `invoke`: head and JSON body.
+    pub json_whole: Bytes,
+    /// Body bytes of the event stream (de-chunked).
+    pub stream_body_len: usize,
+    /// Body bytes of the JSON answer.
+    pub json_body_len: usize,
+    /// 404 `UnknownOperationException`.
+    pub not_found: Bytes,
+    /// 403 `MissingAuthenticationTokenException` (no bearer key).
+    pub forbidden: Bytes,
 }
 
 fn common_headers(out: &mut String) {
@@ -87,34 +125,130 @@ fn usage_json(output_tokens: u32) -> String {
     )
 }
 
-fn sse_events() -> Vec<String> {
+/// The Anthropic streaming events of the answer as `(event name, JSON data)`, as `model`.
+fn stream_events(model: &str) -> Vec<(&'static str, String)> {
     let mut events = Vec::with_capacity(DELTAS.len() + 6);
-    let mut push = |name: &str, data: String| events.push(format!("event: {name}\ndata: {data}\n\n"));
-    push(
+    events.push((
         "message_start",
         format!(
-            r#"{{"type":"message_start","message":{{"model":"{MODEL}","id":"msg_01BenchBenchBenchBenchBench","type":"message","role":"assistant","content":[],"stop_reason":null,"stop_sequence":null,"usage":{}}}}}"#,
+            r#"{{"type":"message_start","message":{{"model":"{model}","id":"msg_01BenchBenchBenchBenchBench","type":"message","role":"assistant","content":[],"stop_reason":null,"stop_sequence":null,"usage":{}}}}}"#,
             usage_json(1)
         ),
-    );
-    push(
+    ));
+    events.push((
         "content_block_start",
         r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.into(),
-    );
-    push("ping", r#"{"type": "ping"}"#.into());
+    ));
+    events.push(("ping", r#"{"type": "ping"}"#.into()));
     for d in DELTAS {
-        push(
+        events.push((
             "content_block_delta",
             format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{d}"}}}}"#),
-        );
+        ));
     }
-    push("content_block_stop", r#"{"type":"content_block_stop","index":0}"#.into());
-    push(
+    events.push(("content_block_stop", r#"{"type":"content_block_stop","index":0}"#.into()));
+    events.push((
         "message_delta",
         r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":4,"cache_creation_input_tokens":1523,"cache_read_input_tokens":11870,"output_tokens":24}}"#.into(),
-    );
-    push("message_stop", r#"{"type":"message_stop"}"#.into());
+    ));
+    events.push(("message_stop", r#"{"type":"message_stop"}"#.into()));
     events
+}
+
+fn sse_events() -> Vec<String> {
+    stream_events(MODEL).into_iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect()
+}
+
+/// The whole JSON message of the answer, as `model`.
+fn message_json(model: &str) -> String {
+    let text: String = DELTAS.concat();
+    format!(
+        r#"{{"model":"{model}","id":"msg_01BenchBenchBenchBenchBench","type":"message","role":"assistant","content":[{{"type":"text","text":"{text}"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{}}}"#,
+        usage_json(24)
+    )
+}
+
+/// Standard base64 with padding (the event-stream payload's `bytes`).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// An AWS REST-JSON error answer.
+fn aws_error(status: &str, kind: &str, message: &str) -> Bytes {
+    let body = format!(r#"{{"message":"{message}"}}"#);
+    Bytes::from(format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nx-amzn-requestid: 00000000-0000-4000-8000-00000000be0c\r\nx-amzn-ErrorType: {kind}:http://internal.amazon.com/coral/com.amazon.coral.service/\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+impl BedrockResponses {
+    /// Builds the canned answers.
+    pub fn new() -> Self {
+        let common = "x-amzn-requestid: 4b1c2f3e-0000-4000-8000-00000000be0c\r\ndate: Mon, 01 Jun 2026 12:00:00 GMT\r\nconnection: keep-alive\r\n";
+        let mut messages = Vec::new();
+        // Bedrock sends no `ping`; it adds its metrics to `message_stop` and pads payloads.
+        for (seq, (name, data)) in stream_events(BEDROCK_MODEL).into_iter().filter(|(n, _)| *n != "ping").enumerate() {
+            let data = if name == "message_stop" {
+                r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":4,"outputTokenCount":24,"invocationLatency":412,"firstByteLatency":188,"cacheReadInputTokenCount":11870,"cacheWriteInputTokenCount":1523}}"#.to_owned()
+            } else {
+                data
+            };
+            let pad = &"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[..(seq * 7) % 62 + 1];
+            let payload = format!(r#"{{"bytes":"{}","p":"{pad}"}}"#, base64(data.as_bytes()));
+            messages.push(ccp_tests::fake_bedrock::encode_event_stream(
+                &[(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")],
+                payload.as_bytes(),
+            ));
+        }
+        let mut stream = BytesMut::new();
+        stream.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream\r\nx-amzn-bedrock-content-type: application/json\r\ntransfer-encoding: chunked\r\n");
+        stream.extend_from_slice(common.as_bytes());
+        stream.extend_from_slice(b"\r\n");
+        for m in &messages {
+            stream.extend_from_slice(format!("{:x}\r\n", m.len()).as_bytes());
+            stream.extend_from_slice(m);
+            stream.extend_from_slice(b"\r\n");
+        }
+        stream.extend_from_slice(b"0\r\n\r\n");
+
+        let body = message_json(BEDROCK_MODEL);
+        let json = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{common}x-amzn-bedrock-invocation-latency: 412\r\nx-amzn-bedrock-input-token-count: 4\r\nx-amzn-bedrock-output-token-count: 24\r\nx-amzn-bedrock-cache-read-input-token-count: 11870\r\nx-amzn-bedrock-cache-write-input-token-count: 1523\r\n\r\n{body}",
+            body.len()
+        );
+        Self {
+            stream_whole: stream.freeze(),
+            json_whole: Bytes::from(json),
+            stream_body_len: messages.iter().map(Vec::len).sum(),
+            json_body_len: body.len(),
+            not_found: aws_error("404 Not Found", "UnknownOperationException", "Unknown operation"),
+            forbidden: aws_error(
+                "403 Forbidden",
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            ),
+        }
+    }
+}
+
+impl Default for BedrockResponses {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Responses {
@@ -144,11 +278,7 @@ impl Responses {
             whole.extend_from_slice(c);
         }
 
-        let text: String = DELTAS.concat();
-        let body = format!(
-            r#"{{"model":"{MODEL}","id":"msg_01BenchBenchBenchBenchBench","type":"message","role":"assistant","content":[{{"type":"text","text":"{text}"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{}}}"#,
-            usage_json(24)
-        );
+        let body = message_json(MODEL);
         let mut json = String::from("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
         json.push_str(&format!("content-length: {}\r\n", body.len()));
         common_headers(&mut json);
@@ -161,7 +291,16 @@ impl Responses {
             nf.len()
         );
 
+        let rl = r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization (00000000-0000-4000-8000-000000000000) of 2,000,000 input tokens per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits."},"request_id":"req_011CbenchBenchBenchBench02"}"#;
+        let rate_limited = format!(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 13\r\nx-should-retry: true\r\nanthropic-ratelimit-input-tokens-limit: 2000000\r\nanthropic-ratelimit-input-tokens-remaining: 0\r\nanthropic-ratelimit-input-tokens-reset: 2026-06-01T12:00:13Z\r\nrequest-id: req_011CbenchBenchBenchBench02\r\ndate: Mon, 01 Jun 2026 12:00:00 GMT\r\nconnection: keep-alive\r\nserver: cloudflare\r\n\r\n{rl}",
+            rl.len()
+        );
+
         Self {
+            rate_limited: Bytes::from(rate_limited),
+            rate_limited_body_len: rl.len(),
+            bedrock: BedrockResponses::new(),
             not_found: Bytes::from(not_found),
             sse_head: Bytes::from(head),
             sse_chunks,

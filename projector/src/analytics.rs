@@ -431,3 +431,25 @@ impl TableSpec for Circuits {
         row.stream_seq
     }
 }
+
+/// Drops `usage_minute` partitions (one per day) older than `retention_days`; returns them.
+pub async fn expire_minute_partitions(
+    clickhouse: &clickhouse::Client,
+    retention_days: u32,
+) -> anyhow::Result<Vec<String>> {
+    let cutoff = (Utc::now() - chrono::Duration::days(i64::from(retention_days))).format("%Y%m%d").to_string();
+    let partitions: Vec<String> = clickhouse
+        .query(
+            "SELECT DISTINCT partition FROM system.parts \
+             WHERE database = currentDatabase() AND table = 'usage_minute' AND active ORDER BY partition",
+        )
+        .fetch_all()
+        .await?;
+    let mut dropped = Vec::new();
+    for p in partitions.into_iter().filter(|p| p.len() == 8 && p.chars().all(|c| c.is_ascii_digit()) && *p < cutoff) {
+        clickhouse.query(&format!("ALTER TABLE usage_minute DROP PARTITION {p}")).execute().await?;
+        tracing::info!(partition = %p, "expired minute rollups");
+        dropped.push(p);
+    }
+    Ok(dropped)
+}

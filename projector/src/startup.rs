@@ -53,6 +53,22 @@ impl Application {
             workers.push(w);
         }
         let stats = Arc::new(stats);
+        workers.push({
+            let (clickhouse, stop, days) = (clickhouse.clone(), stop.clone(), settings.projector.minute_retention_days);
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Acquire) {
+                    if let Err(e) = crate::analytics::expire_minute_partitions(&clickhouse, days).await {
+                        tracing::warn!(error = %e, "expiring minute rollups failed");
+                    }
+                    for _ in 0..3600 {
+                        if stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            })
+        });
         ready.0.store(true, Ordering::Release);
         let listener = TcpListener::bind(settings.projector.listen)
             .with_context(|| format!("cannot listen on {}", settings.projector.listen))?;

@@ -299,6 +299,8 @@ pub struct ProjectorSettings {
     pub flush_interval_ms: u64,
     /// Apply ClickHouse migrations at start.
     pub migrate_on_start: bool,
+    /// Days of per-minute usage rollups kept (older day partitions are dropped hourly).
+    pub minute_retention_days: u32,
 }
 
 impl Default for ProjectorSettings {
@@ -308,6 +310,7 @@ impl Default for ProjectorSettings {
             batch_size: 10_000,
             flush_interval_ms: 500,
             migrate_on_start: true,
+            minute_retention_days: 14,
         }
     }
 }

@@ -23,8 +23,10 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/0001_initial.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("../migrations/0001_initial.sql") },
+    Migration { version: 2, name: "usage_rollups", sql: include_str!("../migrations/0002_usage_rollups.sql") },
+];
 
 impl Migration {
     /// SHA-256 of the SQL text, recorded when applied.

@@ -1,0 +1,154 @@
+//! Usage rollups (minute, hour, day) equal aggregates of the raw rows, and per-minute rollups
+//! older than the retention are expired by dropping whole partitions while hours and days stay.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ccp_schemas::events::{Endpoint, Event, Provider, RequestCompleted, TokenUsage};
+use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+use ccp_schemas::subjects::Aggregate;
+use ccp_schemas::{Actor, Envelope};
+use ccp_tests::events::Log;
+use ccp_tests::{clickhouse, delete_namespace, service_env, test_settings, Service};
+use rust_decimal::Decimal;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ccp-projector");
+
+#[derive(Debug, PartialEq, Eq, serde::Deserialize, clickhouse::Row)]
+struct Agg {
+    user_id: String,
+    model: String,
+    provider: String,
+    requests: u64,
+    errors: u64,
+    input: u64,
+    output: u64,
+    cost: u64,
+}
+
+async fn aggregate(from: &str, requests_expr: &str) -> Vec<Agg> {
+    clickhouse()
+        .query(&format!(
+            "SELECT user_id, model, provider, {requests_expr} AS requests, sum(errors) AS errors, \
+             sum(input_tokens) AS input, sum(output_tokens) AS output, sum(cost_nanos) AS cost \
+             FROM {from} GROUP BY user_id, model, provider ORDER BY user_id, model, provider"
+        ))
+        .fetch_all()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rollups_equal_the_raw_rows_and_old_minutes_expire() {
+    let settings = test_settings("rollups");
+    let db = settings.clickhouse.database.clone();
+    let log = Log::new(&settings).await;
+    let users = [UserId::new(), UserId::new(), UserId::new()];
+    let key = AccessKeyId::new();
+    let mut n = 0u64;
+    for days_ago in [0i64, 0, 1, 20, 40] {
+        for i in 0..30u64 {
+            n += 1;
+            let mut envelope = Envelope::new(
+                Event::RequestCompleted(RequestCompleted {
+                    request_id: RequestId::new(),
+                    key_id: Some(key),
+                    user_id: Some(users[(i % 3) as usize]),
+                    key_prefix: None,
+                    endpoint: Endpoint::Messages,
+                    provider: if i % 4 == 0 { Provider::Bedrock } else { Provider::Anthropic },
+                    requested_model: Some("claude-sonnet-4-5".into()),
+                    response_model: (i % 5 != 0).then(|| "claude-sonnet-4-5-20250929".into()),
+                    bedrock_model_id: None,
+                    region: None,
+                    fallback: i % 4 == 0,
+                    fallback_reason: None,
+                    status: if i % 7 == 0 { 503 } else { 200 },
+                    error_class: (i % 7 == 0).then_some(ccp_schemas::events::ErrorClass::NoBedrockFallback),
+                    stream: true,
+                    incomplete: false,
+                    stop_reason: None,
+                    usage: TokenUsage {
+                        input_tokens: i * 10,
+                        output_tokens: i,
+                        cache_read_input_tokens: 0,
+                        cache_creation_input_tokens: 0,
+                    },
+                    cost_usd: Decimal::new((i * 1000) as i64, 9),
+                    pricing_version: Some(0),
+                    latency_ms: 10,
+                    ttfb_ms: None,
+                    session_id: None,
+                    client_version: None,
+                }),
+                Actor::Proxy { replica: "t".into() },
+            );
+            envelope.occurred_at -= chrono::Duration::days(days_ago) + chrono::Duration::minutes(i as i64);
+            log.js
+                .publish(log.ns.subject(&Aggregate::Request(Some(key))), envelope.encode().unwrap().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+    let mut env = service_env(&settings);
+    env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
+    let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let count = || async {
+        clickhouse().query(&format!("SELECT count() FROM {db}.requests")).fetch_one::<u64>().await.unwrap_or(0)
+    };
+    while count().await < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count().await, n, "{}", projector.log_text());
+
+    let raw_from = format!(
+        "(SELECT user_id, if(response_model != '', response_model, requested_model) AS model, provider, \
+         error_class != '' AS errors, input_tokens, output_tokens, cost_nanos FROM {db}.requests)"
+    );
+    let raw = aggregate(&raw_from, "count()").await;
+    assert!(!raw.is_empty());
+    for table in ["usage_minute", "usage_hour", "usage_day"] {
+        let rolled = aggregate(&format!("{db}.{table}"), "sum(requests)").await;
+        assert_eq!(rolled, raw, "{table} differs from the raw rows");
+    }
+    // Week and month answers come from the day rollup.
+    let month_from_days: u64 = clickhouse()
+        .query(&format!(
+            "SELECT sum(requests) FROM {db}.usage_day WHERE toStartOfMonth(bucket) = toStartOfMonth(now())"
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    let month_raw: u64 = clickhouse()
+        .query(&format!("SELECT count() FROM {db}.requests WHERE toStartOfMonth(occurred_at) = toStartOfMonth(now())"))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(month_from_days, month_raw);
+
+    // Expiry: minute partitions older than 14 days go, hours and days stay.
+    let ch = ccp_schemas::migrations::server_client(&settings.clickhouse).with_database(&db);
+    let dropped = ccp_projector::analytics::expire_minute_partitions(&ch, 14).await.unwrap();
+    assert!(dropped.len() >= 2, "the 20- and 40-day-old partitions: {dropped:?}");
+    let old_minutes: u64 = clickhouse()
+        .query(&format!("SELECT count() FROM {db}.usage_minute WHERE bucket < now() - INTERVAL 15 DAY"))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(old_minutes, 0);
+    let recent_minutes: u64 =
+        clickhouse().query(&format!("SELECT sum(requests) FROM {db}.usage_minute")).fetch_one().await.unwrap();
+    assert_eq!(recent_minutes, 90, "today's and yesterday's minutes stay");
+    let days: u64 = clickhouse().query(&format!("SELECT sum(requests) FROM {db}.usage_day")).fetch_one().await.unwrap();
+    assert_eq!(days, n, "day rollups are kept for ever");
+    assert!(ccp_projector::analytics::expire_minute_partitions(&ch, 14).await.unwrap().is_empty(), "idempotent");
+
+    drop(projector);
+    delete_namespace(&log.js, &log.ns).await;
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+}
