@@ -152,3 +152,119 @@ async fn rollups_equal_the_raw_rows_and_old_minutes_expire() {
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
 }
+
+/// Runs one of `schemas/queries/*.sql` on the test database over HTTP, rows as JSON.
+async fn analyst_query(db: &str, name: &str) -> Vec<serde_json::Value> {
+    let path = format!("{}/../schemas/queries/{name}.sql", env!("CARGO_MANIFEST_DIR"));
+    let sql = std::fs::read_to_string(&path).unwrap().replace("{db}", db);
+    let body = reqwest::Client::new()
+        .post(ccp_tests::clickhouse_url())
+        .body(format!("{sql}\nFORMAT JSONEachRow"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}: {l}"))).collect()
+}
+
+fn num(v: &serde_json::Value) -> f64 {
+    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(f64::NAN)
+}
+
+#[tokio::test]
+async fn the_documented_analyst_queries_answer_from_real_data() {
+    let settings = test_settings("queries");
+    let db = settings.clickhouse.database.clone();
+    let log = Log::new(&settings).await;
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let key = AccessKeyId::new();
+    // alice: 4 requests of $0.25, 1000 input + 3000 cache reads each, one via Bedrock, session s1.
+    // bob: 2 requests of $1, 1000 input, no cache, session s2.
+    let mut n = 0;
+    for (user, cost_nanos, cache_read, fallback, session) in [
+        (alice, 250_000_000i64, 3000u64, true, "s1"),
+        (alice, 250_000_000, 3000, false, "s1"),
+        (alice, 250_000_000, 3000, false, "s1"),
+        (alice, 250_000_000, 3000, false, "s1"),
+        (bob, 1_000_000_000, 0, false, "s2"),
+        (bob, 1_000_000_000, 0, false, "s2"),
+    ] {
+        n += 1;
+        let envelope = Envelope::new(
+            Event::RequestCompleted(RequestCompleted {
+                request_id: RequestId::new(),
+                key_id: Some(key),
+                user_id: Some(user),
+                key_prefix: None,
+                endpoint: Endpoint::Messages,
+                provider: if fallback { Provider::Bedrock } else { Provider::Anthropic },
+                requested_model: Some("claude-sonnet-4-5".into()),
+                response_model: None,
+                bedrock_model_id: None,
+                region: None,
+                fallback,
+                fallback_reason: None,
+                status: 200,
+                error_class: None,
+                stream: true,
+                incomplete: false,
+                stop_reason: None,
+                usage: TokenUsage {
+                    input_tokens: 1000,
+                    output_tokens: 10,
+                    cache_read_input_tokens: cache_read,
+                    cache_creation_input_tokens: 0,
+                },
+                cost_usd: Decimal::new(cost_nanos, 9),
+                pricing_version: Some(0),
+                latency_ms: 10,
+                ttfb_ms: None,
+                session_id: Some(session.into()),
+                client_version: None,
+            }),
+            Actor::Proxy { replica: "t".into() },
+        );
+        log.js
+            .publish(log.ns.subject(&Aggregate::Request(Some(key))), envelope.encode().unwrap().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut env = service_env(&settings);
+    env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
+    let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let count = || async {
+        clickhouse().query(&format!("SELECT count() FROM {db}.requests")).fetch_one::<u64>().await.unwrap_or(0)
+    };
+    while count().await < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count().await, n, "{}", projector.log_text());
+
+    let cost = analyst_query(&db, "cost_per_user_this_month").await;
+    assert_eq!(cost.len(), 2);
+    assert_eq!(cost[0]["user_id"], bob.to_string(), "most expensive first");
+    assert!((num(&cost[0]["cost_usd"]) - 2.0).abs() < 1e-9);
+    assert!((num(&cost[1]["cost_usd"]) - 1.0).abs() < 1e-9);
+
+    let cache = analyst_query(&db, "cache_hit_ratio_per_user").await;
+    let alice_row = cache.iter().find(|r| r["user_id"] == alice.to_string()).unwrap();
+    assert!((num(&alice_row["cache_hit_ratio"]) - 0.75).abs() < 1e-9, "{alice_row}");
+
+    let fallback = analyst_query(&db, "fallback_rate_per_day").await;
+    assert_eq!(fallback.len(), 1);
+    assert!((num(&fallback[0]["fallback_rate"]) - 1.0 / 6.0).abs() < 1e-9, "{:?}", fallback[0]);
+
+    let sessions = analyst_query(&db, "top_sessions_by_cost").await;
+    assert_eq!(sessions[0]["session_id"], "s2");
+    assert_eq!(num(&sessions[0]["request_count"]) as u64, 2);
+    assert_eq!(sessions[1]["session_id"], "s1");
+
+    drop(projector);
+    delete_namespace(&log.js, &log.ns).await;
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+}
