@@ -4,6 +4,7 @@
 
 pub mod analytics;
 mod startup;
+pub mod state;
 
 use ccp_schemas::config::Settings;
 use ccp_schemas::telemetry::ServiceArgs;

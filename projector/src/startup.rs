@@ -25,6 +25,7 @@ pub struct Application {
     port: u16,
     stop: Arc<AtomicBool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
+    state_projection: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -53,6 +54,7 @@ impl Application {
             workers.push(w);
         }
         let stats = Arc::new(stats);
+        let state_projection = tokio::spawn(crate::state::run(js.client(), ns.clone()));
         workers.push({
             let (clickhouse, stop, days) = (clickhouse.clone(), stop.clone(), settings.projector.minute_retention_days);
             tokio::spawn(async move {
@@ -87,7 +89,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %settings.projector.listen, port, "projector listening");
-        Ok(Self { server, port, stop, workers })
+        Ok(Self { server, port, stop, workers, state_projection })
     }
 
     /// The bound port.
@@ -105,6 +107,7 @@ impl Application {
         self.server.await?;
         stopper.abort();
         self.stop.store(true, Ordering::Release);
+        self.state_projection.abort();
         for worker in self.workers {
             if tokio::time::timeout(Duration::from_secs(10), worker).await.is_err() {
                 tracing::warn!("a projection did not finish its batch in 10 s");
