@@ -20,6 +20,10 @@ pub struct RequestSpec {
     pub body: Bytes,
     /// Body bytes the response must have.
     pub expect_len: usize,
+    /// Status the response must have.
+    pub expect_status: u16,
+    /// A header (name, value) the response must have.
+    pub expect_header: Option<(&'static str, &'static str)>,
 }
 
 impl RequestSpec {
@@ -31,6 +35,18 @@ impl RequestSpec {
         body: Bytes,
         expect_len: usize,
     ) -> anyhow::Result<Arc<Self>> {
+        Self::with_status(url, headers, extra, body, expect_len, 200)
+    }
+
+    /// A spec whose responses must have `status` (not 200).
+    pub fn with_status(
+        url: &str,
+        headers: &HeaderMap,
+        extra: &[(&str, String)],
+        body: Bytes,
+        expect_len: usize,
+        expect_status: u16,
+    ) -> anyhow::Result<Arc<Self>> {
         let mut headers = headers.clone();
         for (n, v) in extra {
             headers.insert(HeaderName::try_from(*n)?, HeaderValue::try_from(v.as_str())?);
@@ -40,6 +56,8 @@ impl RequestSpec {
             headers,
             body,
             expect_len,
+            expect_status,
+            expect_header: None,
         }))
     }
 }
@@ -73,6 +91,12 @@ async fn once(client: &reqwest::Client, spec: &RequestSpec) -> anyhow::Result<Sa
     let t0 = Instant::now();
     let mut resp = client.post(spec.url.clone()).headers(spec.headers.clone()).body(spec.body.clone()).send().await?;
     let status = resp.status();
+    if let Some((name, value)) = spec.expect_header {
+        let got = resp.headers().get(name).map(HeaderValue::as_bytes);
+        if got != Some(value.as_bytes()) {
+            bail!("response header {name}: {:?}, expected {value:?}", got.map(String::from_utf8_lossy));
+        }
+    }
     let mut ttfb = None;
     let mut n = 0;
     while let Some(chunk) = resp.chunk().await? {
@@ -82,8 +106,8 @@ async fn once(client: &reqwest::Client, spec: &RequestSpec) -> anyhow::Result<Sa
         n += chunk.len();
     }
     let total = t0.elapsed();
-    if status != reqwest::StatusCode::OK {
-        bail!("status {status}");
+    if status.as_u16() != spec.expect_status {
+        bail!("status {status}, expected {}", spec.expect_status);
     }
     if n != spec.expect_len {
         bail!("response body has {n} bytes, expected {}", spec.expect_len);

@@ -1,7 +1,10 @@
 //! `ccp-bench`: measures, in one run and against the same upstream, the proxy versus calling
 //! that upstream directly: latency (streaming and JSON, concurrency 1 and 32), throughput at
 //! concurrency 32, added time to first byte on a paced stream, the proxy's CPU time per request
-//! and its memory. Prints a table with the targets and writes `.local/bench/latest.json`.
+//! and its memory; the same passthrough figures for a key whose user has a monthly budget and a
+//! Bedrock key (budget and breaker checks on every request); and the failover path (Anthropic
+//! answers 429, the proxy replays on a fake Bedrock) against the two upstreams' own time, measured
+//! directly in the same run. Prints a table with the targets and writes `.local/bench/latest.json`.
 //!
 //! Run it through `scripts/bench` (release build, NATS stack). See `--help`.
 
@@ -20,14 +23,26 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
+use ccp_schemas::events::{BudgetSet, Event};
+use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_tests::events::Log;
 use ccp_tests::Service;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::load::{RequestSpec, Summary};
 use crate::procfs::{CpuDelta, CpuSample};
-use crate::report::{PhaseResult, Report, RssResult, TargetResult};
-use crate::upstream::{Responses, Upstream, PACE_HEADER};
+use crate::report::{FailoverResult, PhaseResult, Report, RssResult, Setup, TargetResult};
+use crate::upstream::{Responses, Upstream, PACE_HEADER, SCENARIO_HEADER};
+
+/// The Bedrock API key registered for the keys that fail over (the fake only wants a bearer).
+const BEDROCK_KEY: &str = "ABSKQmVuY2hCZWRyb2NrQVBJS2V5LWJlbmNoLTAwMDE=";
+/// Monthly budget of the users with budget checks, USD (never reached).
+const BUDGET_USD: &str = "1000000";
+/// Bedrock model of those keys for requested models the configuration does not map.
+const DEFAULT_BEDROCK_MODEL: &str = "global.anthropic.claude-opus-4-5-20251101-v1:0";
+/// Anthropic failures that would open a key's circuit: never reached during a run, so every
+/// failover request really asks Anthropic first (an open circuit would skip it).
+const CIRCUIT_FAILURE_THRESHOLD: u32 = 1_000_000_000;
 
 const USAGE: &str = "ccp-bench [options]   (normally run through scripts/bench)
 
@@ -45,7 +60,13 @@ Options:
   --rss-n N          paced streams through the proxy at c=32 for peak RSS  [96]
   --warmup N         warmup requests per target and phase (at least)       [200]
   --rounds N         measured rounds per phase, alternating direct/proxy   [4]
+  --failover-n N     failover requests per target and mode (c=1)           [500]
+  --budget-enforce M budgets.enforce of the proxy: all | bedrock            [all]
+                     (all: the budget check runs on every request, so the
+                     +checks passthrough rows measure it; bedrock: the default,
+                     budgets checked on the failover path only)
   --quick            small counts (smoke test): n1=200 n32=500 ttfb-n=20 warmup=50
+                     failover-n=100
   --proxy-bin PATH   proxy binary                       [$CARGO_TARGET_DIR|target/release/ccp-proxy]
   --fixture PATH     Claude Code request capture (JSON with headers and body)
                      [/work/shared/fixtures/claude-code/request_say_hi_v2.1.332.json]
@@ -64,6 +85,8 @@ pub struct Options {
     rss_n: usize,
     warmup: usize,
     rounds: usize,
+    failover_n: usize,
+    budget_enforce: String,
     proxy_bin: PathBuf,
     fixture: PathBuf,
     nats_pid: Option<u32>,
@@ -82,6 +105,8 @@ impl Options {
             rss_n: 96,
             warmup: 200,
             rounds: 4,
+            failover_n: 500,
+            budget_enforce: "all".into(),
             proxy_bin: ccp_tests::target_dir().join("release").join("ccp-proxy"),
             fixture: Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../shared/fixtures/claude-code/request_say_hi_v2.1.332.json"),
@@ -105,12 +130,15 @@ impl Options {
                 "--rss-n" => o.rss_n = value()?.parse()?,
                 "--warmup" => o.warmup = value()?.parse()?,
                 "--rounds" => o.rounds = value()?.parse()?,
+                "--failover-n" => o.failover_n = value()?.parse()?,
+                "--budget-enforce" => o.budget_enforce = value()?,
                 "--quick" => {
                     o.n1 = 200;
                     o.n32 = 500;
                     o.ttfb_n = 20;
                     o.warmup = 50;
                     o.rss_n = 64;
+                    o.failover_n = 100;
                 }
                 "--proxy-bin" => o.proxy_bin = value()?.into(),
                 "--fixture" => o.fixture = value()?.into(),
@@ -119,8 +147,11 @@ impl Options {
                 other => bail!("unknown argument {other}\n\n{USAGE}"),
             }
         }
-        if o.workers == 0 || o.n1 == 0 || o.n32 == 0 || o.ttfb_n == 0 {
-            bail!("--workers, --n1, --n32 and --ttfb-n must be positive");
+        if o.workers == 0 || o.n1 == 0 || o.n32 == 0 || o.ttfb_n == 0 || o.failover_n == 0 {
+            bail!("--workers, --n1, --n32, --ttfb-n and --failover-n must be positive");
+        }
+        if !["all", "bedrock"].contains(&o.budget_enforce.as_str()) {
+            bail!("--budget-enforce takes all or bedrock");
         }
         Ok(Some(o))
     }
@@ -186,7 +217,12 @@ struct Stack {
     proxy: Service,
     spool_dir: PathBuf,
     proxy_url: String,
+    /// A plain key: no budget, no Bedrock key (the passthrough baseline).
     key: String,
+    /// A key whose user has a monthly budget and which has a Bedrock key (passthrough "+checks").
+    checked_key: String,
+    /// The same setup, another user: the failover requests (its breaker counts their 429s).
+    failover_key: String,
 }
 
 async fn run(opts: Options) -> anyhow::Result<()> {
@@ -194,11 +230,12 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let nats_url = ccp_tests::nats_url();
     check_reachable(&nats_url).await?;
     let upstream = Upstream::start()?;
-    progress.say(format!("upstream listening on {}", upstream.url()));
+    progress.say(format!("upstream listening on {}, fake Bedrock on {}", upstream.url(), upstream.bedrock_url()));
 
     let mut settings = ccp_tests::test_settings("bench");
     let ulid = ulid::Ulid::new().to_string().to_ascii_lowercase();
     settings.nats.prefix = format!("bench_{}", &ulid[ulid.len() - 12..]);
+    settings.secrets.master_key = LocalMasterKey::generate_b64().map_err(|e| anyhow::anyhow!("master key: {e}"))?;
     let log = Log::new(&settings).await;
     progress.say(format!("NATS {nats_url}, prefix {} (streams created)", settings.nats.prefix));
     let spool_dir = std::env::temp_dir().join(format!("ccp-bench-spool-{}", settings.nats.prefix));
@@ -273,6 +310,11 @@ async fn start_proxy(
         ("CCP__PROXY__LISTEN".into(), listen.clone()),
         ("CCP__PROXY__SPOOL_DIR".into(), spool_dir.display().to_string()),
         ("CCP__PROXY__WORKERS".into(), opts.workers.to_string()),
+        ("CCP__PROXY__BEDROCK_ENDPOINT_URL".into(), upstream.bedrock_url()),
+        ("CCP__PROXY__CIRCUIT_FAILURE_THRESHOLD".into(), CIRCUIT_FAILURE_THRESHOLD.to_string()),
+        ("CCP__SECRETS__MASTER_KEY".into(), settings.secrets.master_key.expose().to_owned()),
+        ("CCP__SECRETS__MASTER_KEY_ID".into(), settings.secrets.master_key_id.clone()),
+        ("CCP__BUDGETS__ENFORCE".into(), opts.budget_enforce.clone()),
     ];
     let bin = opts.proxy_bin.display().to_string();
     let proxy = if opts.pin {
@@ -282,7 +324,15 @@ async fn start_proxy(
     }
     .with_context(|| format!("start {bin}"))?;
     let proxy_url = format!("http://{listen}");
-    let mut stack = Stack { log, proxy, spool_dir, proxy_url, key: String::new() };
+    let mut stack = Stack {
+        log,
+        proxy,
+        spool_dir,
+        proxy_url,
+        key: String::new(),
+        checked_key: String::new(),
+        failover_key: String::new(),
+    };
     let ready = ccp_tests::wait_http_ok(&format!("{}/ready", stack.proxy_url), Duration::from_secs(30)).await;
     if let Err(e) = ready {
         let tail = tail(&stack.proxy.log_text(), 20);
@@ -291,12 +341,54 @@ async fn start_proxy(
     }
     let (_, _, key) = stack.log.user_with_key("bench").await;
     stack.key = key.expose().to_owned();
-    if let Err(e) = wait_accepted(&stack).await {
+    let prepared = async {
+        let master = LocalMasterKey::new(settings.secrets.master_key_id.clone(), &settings.secrets.master_key)
+            .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
+        let (checked, _) = bedrock_user(&stack.log, "bench-checked", &master).await?;
+        let (failover, seq) = bedrock_user(&stack.log, "bench-failover", &master).await?;
+        stack.checked_key = checked;
+        stack.failover_key = failover;
+        wait_applied(&stack.proxy_url, seq).await?;
+        for key in [&stack.key, &stack.checked_key, &stack.failover_key] {
+            wait_accepted(&stack.proxy_url, key).await?;
+        }
+        anyhow::Ok(())
+    };
+    if let Err(e) = prepared.await {
         let tail = tail(&stack.proxy.log_text(), 20);
         let _ = stack.proxy.terminate(Duration::from_secs(5));
-        bail!("{e}\n--- proxy log:\n{tail}");
+        bail!("{e:#}\n--- proxy log:\n{tail}");
     }
     Ok(stack)
+}
+
+/// A user with a monthly budget and one key with a Bedrock key (and a default Bedrock model);
+/// returns the key and the admin stream sequence of the last event.
+async fn bedrock_user(log: &Log, name: &str, master: &LocalMasterKey) -> anyhow::Result<(String, u64)> {
+    let (user_id, key_id, key) = log.user_with_key(name).await;
+    log.register_bedrock_key(user_id, key_id, master, BEDROCK_KEY).await;
+    log.set_bedrock_settings(user_id, key_id, None, Some(DEFAULT_BEDROCK_MODEL)).await;
+    let budget: BudgetSet =
+        serde_json::from_value(serde_json::json!({"user_id": user_id, "monthly_limit_usd": BUDGET_USD}))
+            .context("budget event")?;
+    let seq = log.append(Event::BudgetSet(budget)).await;
+    Ok((key.expose().to_owned(), seq))
+}
+
+/// Waits until the proxy has applied the admin stream up to `seq`.
+async fn wait_applied(proxy_url: &str, seq: u64) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready: serde_json::Value = client.get(format!("{proxy_url}/ready")).send().await?.json().await?;
+        if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= seq {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the proxy did not apply the admin stream up to {seq}: {ready}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -305,12 +397,12 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Waits until the proxy knows the key (the admin stream is followed asynchronously).
-async fn wait_accepted(stack: &Stack) -> anyhow::Result<()> {
+async fn wait_accepted(proxy_url: &str, key: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::builder().no_proxy().build()?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let resp = client
-            .post(format!("{}/ak/{}/v1/messages", stack.proxy_url, stack.key))
+            .post(format!("{proxy_url}/ak/{key}/v1/messages"))
             .header("content-type", "application/json")
             .header("x-api-key", "sk-ant-bench")
             .body(r#"{"model":"m","max_tokens":1,"messages":[]}"#)
@@ -381,6 +473,17 @@ fn claude_code_request(path: &Path) -> (HeaderMap, serde_json::Value, &'static s
     (headers, body, "synthesized")
 }
 
+/// Who is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The upstream, directly.
+    Direct,
+    /// The proxy, with the plain key.
+    Proxy,
+    /// The proxy, with the key whose user has a budget and a Bedrock key.
+    Checked,
+}
+
 /// One measured setting.
 struct Phase {
     name: &'static str,
@@ -396,6 +499,12 @@ struct Bench<'a> {
     headers: HeaderMap,
     stream_body: Bytes,
     json_body: Bytes,
+    /// What the proxy sends Bedrock for these bodies (the same for both: `stream` is dropped).
+    bedrock_body: Bytes,
+    /// Headers of a direct Bedrock call.
+    bedrock_headers: HeaderMap,
+    /// The Bedrock model the failover requests go to.
+    bedrock_model_id: String,
     responses: Responses,
     upstream: &'a Upstream,
     stack: &'a Stack,
@@ -444,11 +553,11 @@ impl Bench<'_> {
         })
     }
 
-    fn spec(&self, proxied: bool, phase: &Phase) -> anyhow::Result<Arc<RequestSpec>> {
-        let url = if proxied {
-            format!("{}/ak/{}/v1/messages?beta=true", self.stack.proxy_url, self.stack.key)
-        } else {
-            format!("{}/v1/messages?beta=true", self.upstream.url())
+    fn spec(&self, target: Target, phase: &Phase) -> anyhow::Result<Arc<RequestSpec>> {
+        let url = match target {
+            Target::Direct => format!("{}/v1/messages?beta=true", self.upstream.url()),
+            Target::Proxy => format!("{}/ak/{}/v1/messages?beta=true", self.stack.proxy_url, self.stack.key),
+            Target::Checked => format!("{}/ak/{}/v1/messages?beta=true", self.stack.proxy_url, self.stack.checked_key),
         };
         let mut extra = Vec::new();
         if phase.pace_ms > 0 {
@@ -521,25 +630,46 @@ impl Bench<'_> {
         }
     }
 
-    /// Direct and proxied, warmed up, then measured in alternating rounds (direct, proxy,
-    /// direct, proxy, ...) so that drift and passing load elsewhere hit both alike.
-    async fn phase(&self, phase: &Phase) -> anyhow::Result<PhaseResult> {
-        let specs = [self.spec(false, phase)?, self.spec(true, phase)?];
-        let warmup = if phase.pace_ms > 0 { (phase.count / 20).max(5) } else { self.opts.warmup.max(phase.count / 10) };
-        for spec in &specs {
-            load::run(&self.client, spec, phase.concurrency, warmup).await?;
+    /// Warms every spec up, then measures them in alternating rounds (A, B, C, A, B, C, ...) so
+    /// that drift and passing load elsewhere hit all alike. `proxied[i]`: spec i goes through the
+    /// proxy (its CPU is reported).
+    async fn rounds(
+        &self,
+        specs: &[Arc<RequestSpec>],
+        proxied: &[bool],
+        concurrency: usize,
+        count: usize,
+        warmup: usize,
+    ) -> anyhow::Result<Vec<TargetResult>> {
+        for spec in specs {
+            load::run(&self.client, spec, concurrency, warmup).await?;
         }
-        let rounds = self.opts.rounds.clamp(1, phase.count);
-        let mut accs = [Accumulated::default(), Accumulated::default()];
+        let rounds = self.opts.rounds.clamp(1, count);
+        let mut accs: Vec<Accumulated> = specs.iter().map(|_| Accumulated::default()).collect();
         for round in 0..rounds {
-            let count = phase.count / rounds + usize::from(round < phase.count % rounds);
+            let n = count / rounds + usize::from(round < count % rounds);
             for (spec, acc) in specs.iter().zip(accs.iter_mut()) {
-                self.block(spec, phase.concurrency, count, acc).await?;
+                self.block(spec, concurrency, n, acc).await?;
             }
         }
-        let [direct, proxy] = accs;
-        let direct = self.result(direct, false, warmup);
-        let proxy = self.result(proxy, true, warmup);
+        Ok(accs.into_iter().zip(proxied).map(|(acc, &p)| self.result(acc, p, warmup)).collect())
+    }
+
+    /// Direct, proxied and (unpaced phases) proxied with the budget/breaker key, warmed up, then
+    /// measured in alternating rounds.
+    async fn phase(&self, phase: &Phase) -> anyhow::Result<PhaseResult> {
+        let mut specs = vec![self.spec(Target::Direct, phase)?, self.spec(Target::Proxy, phase)?];
+        let mut proxied = vec![false, true];
+        if phase.pace_ms == 0 {
+            specs.push(self.spec(Target::Checked, phase)?);
+            proxied.push(true);
+        }
+        let warmup = if phase.pace_ms > 0 { (phase.count / 20).max(5) } else { self.opts.warmup.max(phase.count / 10) };
+        let mut results = self.rounds(&specs, &proxied, phase.concurrency, phase.count, warmup).await?.into_iter();
+        let (Some(direct), Some(proxy)) = (results.next(), results.next()) else {
+            bail!("missing results");
+        };
+        let proxy_checked = results.next();
         self.progress.say(format!(
             "{:<24} direct: p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s",
             phase.name, direct.latency.p50_ms, direct.latency.p99_ms, direct.ttfb.p50_ms, direct.rps
@@ -553,6 +683,17 @@ impl Bench<'_> {
             proxy.rps,
             proxy.proxy_cpu_ms_per_req.unwrap_or(0.0)
         ));
+        if let Some(checked) = &proxy_checked {
+            self.progress.say(format!(
+                "{:<24} +checks: p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s  cpu {:.3} ms/req",
+                phase.name,
+                checked.latency.p50_ms,
+                checked.latency.p99_ms,
+                checked.ttfb.p50_ms,
+                checked.rps,
+                checked.proxy_cpu_ms_per_req.unwrap_or(0.0)
+            ));
+        }
         Ok(PhaseResult {
             name: phase.name.to_owned(),
             stream: phase.stream,
@@ -561,7 +702,99 @@ impl Bench<'_> {
             pace_ms: phase.pace_ms,
             direct,
             proxy,
+            proxy_checked,
         })
+    }
+
+    /// One proxied failover request, checked: Bedrock answered (after Anthropic's 429), as
+    /// Anthropic would. Returns the answer's body length.
+    async fn calibrate_failover(&self, spec: &RequestSpec, stream: bool) -> anyhow::Result<usize> {
+        let resp =
+            self.client.post(spec.url.clone()).headers(spec.headers.clone()).body(spec.body.clone()).send().await?;
+        let status = resp.status();
+        let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let (provider, reason) = (header("x-ccp-provider"), header("x-ccp-fallback-reason"));
+        let text = resp.text().await?;
+        if status != 200 || provider != "bedrock" || reason != "rate_limited" {
+            bail!(
+                "the failover request was not answered by Bedrock: status {status}, x-ccp-provider {provider:?}, \
+                 x-ccp-fallback-reason {reason:?}: {}",
+                text.chars().take(300).collect::<String>()
+            );
+        }
+        let ok = if stream {
+            text.starts_with("event: message_start\n")
+                && text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+                && text.matches("event: content_block_delta").count() == 10
+        } else {
+            serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v["type"] == "message")
+        };
+        if !ok || text.contains("amazon-bedrock-invocationMetrics") {
+            bail!(
+                "the failover answer is not what Anthropic would send: {}",
+                text.chars().take(600).collect::<String>()
+            );
+        }
+        Ok(text.len())
+    }
+
+    /// The failover path at c=1: Anthropic answers 429 and the proxy replays on Bedrock, against
+    /// the same 429 asked directly and the same Bedrock call (the body the proxy sends) asked
+    /// directly, in alternating rounds.
+    async fn failover_phase(&self, name: &str, stream: bool) -> anyhow::Result<FailoverResult> {
+        let count = self.opts.failover_n;
+        let body = if stream { self.stream_body.clone() } else { self.json_body.clone() };
+        let scenario = [(SCENARIO_HEADER, "rate_limit".to_owned())];
+        let direct_429 = RequestSpec::with_status(
+            &format!("{}/v1/messages?beta=true", self.upstream.url()),
+            &self.headers,
+            &scenario,
+            body.clone(),
+            self.responses.rate_limited_body_len,
+            429,
+        )?;
+        let operation = if stream { "invoke-with-response-stream" } else { "invoke" };
+        let bedrock = &self.responses.bedrock;
+        let direct_bedrock = RequestSpec::new(
+            &format!("{}/model/{}/{operation}", self.upstream.bedrock_url(), self.bedrock_model_id.replace(':', "%3A")),
+            &self.bedrock_headers,
+            &[],
+            self.bedrock_body.clone(),
+            if stream { bedrock.stream_body_len } else { bedrock.json_body_len },
+        )?;
+        let url = format!("{}/ak/{}/v1/messages?beta=true", self.stack.proxy_url, self.stack.failover_key);
+        let probe = RequestSpec::new(&url, &self.headers, &scenario, body.clone(), 0)?;
+        let answer_len = self.calibrate_failover(&probe, stream).await?;
+        let mut via_proxy = RequestSpec::with_status(&url, &self.headers, &scenario, body, answer_len, 200)?;
+        if let Some(spec) = Arc::get_mut(&mut via_proxy) {
+            spec.expect_header = Some(("x-ccp-fallback-reason", "rate_limited"));
+        }
+        let warmup = self.opts.warmup.max(count / 10);
+        let results =
+            self.rounds(&[direct_429, direct_bedrock, via_proxy], &[false, false, true], 1, count, warmup).await?;
+        let [direct_429, direct_bedrock, proxy]: [TargetResult; 3] =
+            results.try_into().map_err(|_| anyhow::anyhow!("missing results"))?;
+        let r = FailoverResult {
+            name: name.to_owned(),
+            stream,
+            count,
+            direct_429,
+            direct_bedrock,
+            proxy,
+            bedrock_body_bytes: self.bedrock_body.len(),
+            answer_body_bytes: answer_len,
+        };
+        self.progress.say(format!(
+            "{name:<24} 429 p50 {:.3} ms + Bedrock p50 {:.3} ms = {:.3} ms; proxy p50 {:.3} ms p99 {:.3} ms: added {:+.3} ms, cpu {:.3} ms/req",
+            r.direct_429.latency.p50_ms,
+            r.direct_bedrock.latency.p50_ms,
+            r.upstreams_p50(),
+            r.proxy.latency.p50_ms,
+            r.proxy.latency.p99_ms,
+            r.added_p50(),
+            r.proxy.proxy_cpu_ms_per_req.unwrap_or(0.0)
+        ));
+        Ok(r)
     }
 
     /// Peak RSS of the proxy while `rss_n` paced streams run through it, 32 at a time.
@@ -573,7 +806,7 @@ impl Bench<'_> {
             count: self.opts.rss_n.max(32),
             pace_ms: self.opts.pace_ms,
         };
-        let spec = self.spec(true, &phase)?;
+        let spec = self.spec(Target::Proxy, &phase)?;
         let pid = self.stack.proxy.child.id();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sampler = {
@@ -625,11 +858,32 @@ async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &
         proxy_idle_ns_per_s / 1e6
     ));
 
+    let beta = headers.get("anthropic-beta").and_then(|v| v.to_str().ok());
+    let bedrock_body = Bytes::from(bedrock_body(&body, beta)?);
+    let bedrock_model_id = bedrock_model_for(body["model"].as_str());
+    let mut bedrock_headers = HeaderMap::new();
+    for (n, v) in [
+        ("content-type", "application/json"),
+        ("accept", "application/json"),
+        ("authorization", &*format!("Bearer {BEDROCK_KEY}")),
+    ] {
+        bedrock_headers.insert(HeaderName::from_static(n), HeaderValue::try_from(v)?);
+    }
+    progress.say(format!(
+        "failover: Bedrock model {bedrock_model_id}, Bedrock body {} bytes; circuit_failure_threshold {CIRCUIT_FAILURE_THRESHOLD} \
+         (the breaker never opens), budgets.enforce={}, monthly budget ${BUDGET_USD}",
+        bedrock_body.len(),
+        opts.budget_enforce
+    ));
+
     let bench = Bench {
         client: load::client()?,
         headers,
         stream_body,
         json_body,
+        bedrock_body,
+        bedrock_headers,
+        bedrock_model_id,
         responses: Responses::new(),
         upstream,
         stack,
@@ -662,6 +916,7 @@ async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &
         },
     ];
     let mut results = Vec::new();
+    let mut failover = Vec::new();
     for phase in &phases {
         progress.say(format!(
             "{}: {} requests per target{}",
@@ -678,6 +933,15 @@ async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &
             }
         ));
         results.push(bench.phase(phase).await?);
+        if phase.name == "json c=32" {
+            for (name, stream) in [("failover stream c=1", true), ("failover json c=1", false)] {
+                progress.say(format!(
+                    "{name}: {} requests per target (direct 429, direct Bedrock, proxy: 429 then Bedrock)",
+                    opts.failover_n
+                ));
+                failover.push(bench.failover_phase(name, stream).await?);
+            }
+        }
     }
     let (end_rss_kib, end_hwm_kib) = procfs::rss_kib(proxy_pid)?;
     Ok(Report {
@@ -690,6 +954,14 @@ async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &
         body_source: body_source.to_owned(),
         duration_s: started.elapsed().as_secs_f64(),
         phases: results,
+        failover,
+        setup: Setup {
+            circuit_failure_threshold: CIRCUIT_FAILURE_THRESHOLD,
+            budgets_enforce: opts.budget_enforce.clone(),
+            monthly_budget_usd: BUDGET_USD.to_owned(),
+            bedrock_model_id: bench.bedrock_model_id.clone(),
+            bedrock_body_bytes: bench.bedrock_body.len(),
+        },
         proxy_idle_cpu_ms_per_s: proxy_idle_ns_per_s / 1e6,
         rss: RssResult {
             idle_mib: idle_rss_kib as f64 / 1024.0,
@@ -701,4 +973,89 @@ async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &
             ttfb_under_32_streams: rss_ttfb,
         },
     })
+}
+
+/// The Bedrock model id the proxy picks for `model` with the default configuration: an exact
+/// entry of `bedrock.models`, else the longest prefix entry, else the key's default model.
+fn bedrock_model_for(model: Option<&str>) -> String {
+    let models = ccp_schemas::config::BedrockSettings::default().models;
+    model
+        .and_then(|m| {
+            models.get(m).cloned().or_else(|| {
+                models
+                    .iter()
+                    .filter(|(name, _)| m.starts_with(name.as_str()))
+                    .max_by_key(|(name, _)| name.len())
+                    .map(|(_, id)| id.clone())
+            })
+        })
+        .unwrap_or_else(|| DEFAULT_BEDROCK_MODEL.to_owned())
+}
+
+/// The body the proxy sends Bedrock for `body`, adapted as the default configuration does: no
+/// `model`, `stream` or dropped fields, `anthropic_version`, the allowed betas as
+/// `anthropic_beta`.
+fn bedrock_body(body: &serde_json::Value, beta_header: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let rules = ccp_schemas::config::BedrockSettings::default();
+    let mut map = body.as_object().cloned().context("the request body is not a JSON object")?;
+    map.remove("stream");
+    map.remove("model");
+    for field in &rules.drop_fields {
+        map.remove(field);
+    }
+    if let Some(serde_json::Value::Array(tools)) = map.get_mut("tools") {
+        for tool in tools.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+            for field in &rules.drop_tool_fields {
+                tool.remove(field);
+            }
+        }
+    }
+    let betas: Vec<serde_json::Value> = beta_header
+        .into_iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .filter(|b| rules.allowed_betas.iter().any(|a| a == b))
+        .map(|b| serde_json::Value::String(b.to_owned()))
+        .collect();
+    if !betas.is_empty() {
+        map.insert("anthropic_beta".into(), serde_json::Value::Array(betas));
+    }
+    map.insert("anthropic_version".into(), "bedrock-2023-05-31".into());
+    Ok(serde_json::to_vec(&map)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bedrock_model_follows_the_mapping_then_the_default() {
+        assert_eq!(
+            bedrock_model_for(Some("claude-sonnet-4-5-20250929")),
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+        );
+        assert_eq!(bedrock_model_for(Some("claude-opus-4-1-20250805")), "us.anthropic.claude-opus-4-1-20250805-v1:0");
+        assert_eq!(bedrock_model_for(Some("claude-opus-5-5")), DEFAULT_BEDROCK_MODEL);
+        assert_eq!(bedrock_model_for(None), DEFAULT_BEDROCK_MODEL);
+    }
+
+    #[test]
+    fn bedrock_body_is_adapted_like_the_proxy_does() {
+        let body = serde_json::json!({
+            "model": "m", "stream": true, "max_tokens": 8, "metadata": {"user_id": "u"},
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"name": "t", "defer_loading": true, "input_schema": {}}],
+        });
+        let out: serde_json::Value = serde_json::from_slice(
+            &bedrock_body(&body, Some("claude-code-20250219, interleaved-thinking-2025-05-14")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["anthropic_version"], "bedrock-2023-05-31");
+        assert_eq!(out["anthropic_beta"], serde_json::json!(["interleaved-thinking-2025-05-14"]));
+        for gone in ["model", "stream", "metadata"] {
+            assert!(out.get(gone).is_none(), "{gone}");
+        }
+        assert!(out["tools"][0].get("defer_loading").is_none());
+        assert_eq!(out["messages"], body["messages"]);
+    }
 }

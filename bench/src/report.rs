@@ -19,6 +19,8 @@ pub const THROUGHPUT_RATIO: f64 = 0.5;
 pub const OTHER_LOAD_WARN: f64 = 0.15;
 /// Proxy resident memory, MiB.
 pub const RSS_MIB: f64 = 40.0;
+/// Added p50 latency of the failover path beyond the two upstreams' own p50s, ms.
+pub const FAILOVER_ADDED_P50_MS: f64 = 1.0;
 
 /// One target's figures in one phase.
 #[derive(Debug, Clone, Serialize)]
@@ -70,6 +72,60 @@ pub struct PhaseResult {
     pub direct: TargetResult,
     /// Through the proxy.
     pub proxy: TargetResult,
+    /// Through the proxy with a key whose user has a monthly budget and that has a Bedrock key
+    /// (budget and breaker checks on every request); unpaced phases only.
+    pub proxy_checked: Option<TargetResult>,
+}
+
+/// The failover path: Anthropic answers 429, the proxy replays the request on Bedrock.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverResult {
+    /// Label.
+    pub name: String,
+    /// SSE (Bedrock event stream) or JSON.
+    pub stream: bool,
+    /// Measured requests per target (c=1).
+    pub count: usize,
+    /// The 429 asked of the fake Anthropic directly.
+    pub direct_429: TargetResult,
+    /// The Bedrock call asked of the fake Bedrock directly (the body the proxy sends).
+    pub direct_bedrock: TargetResult,
+    /// Through the proxy: Anthropic 429, then Bedrock, answered as Anthropic would.
+    pub proxy: TargetResult,
+    /// Body sent to Bedrock.
+    pub bedrock_body_bytes: usize,
+    /// Body of the proxy's answer.
+    pub answer_body_bytes: usize,
+}
+
+impl FailoverResult {
+    /// The two upstreams' own p50s, added.
+    pub fn upstreams_p50(&self) -> f64 {
+        self.direct_429.latency.p50_ms + self.direct_bedrock.latency.p50_ms
+    }
+    /// Proxy p50 minus the two upstreams' own p50s.
+    pub fn added_p50(&self) -> f64 {
+        self.proxy.latency.p50_ms - self.upstreams_p50()
+    }
+    /// Proxy p99 minus the sum of the two upstreams' p99s (info: a sum of p99s is not a p99).
+    pub fn added_p99(&self) -> f64 {
+        self.proxy.latency.p99_ms - (self.direct_429.latency.p99_ms + self.direct_bedrock.latency.p99_ms)
+    }
+}
+
+/// How the proxy and the keys were set up for the budget/breaker and failover phases.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setup {
+    /// `proxy.circuit_failure_threshold` (set so high that no circuit opens during the run).
+    pub circuit_failure_threshold: u32,
+    /// `budgets.enforce`.
+    pub budgets_enforce: String,
+    /// Monthly budget of the checked and failover users, USD.
+    pub monthly_budget_usd: String,
+    /// Bedrock model of the failover requests.
+    pub bedrock_model_id: String,
+    /// Body sent to Bedrock.
+    pub bedrock_body_bytes: usize,
 }
 
 impl PhaseResult {
@@ -79,14 +135,17 @@ impl PhaseResult {
     fn added_p99(&self) -> f64 {
         self.proxy.latency.p99_ms - self.direct.latency.p99_ms
     }
-    fn ratio_p50(&self) -> f64 {
-        self.proxy.latency.p50_ms / self.direct.latency.p50_ms.max(1e-9)
-    }
     fn rps_ratio(&self) -> f64 {
         self.proxy.rps / self.direct.rps.max(1e-9)
     }
     fn added_ttfb_p50(&self) -> f64 {
         self.proxy.ttfb.p50_ms - self.direct.ttfb.p50_ms
+    }
+    fn checked_added_p50(&self) -> Option<f64> {
+        self.proxy_checked.as_ref().map(|c| c.latency.p50_ms - self.direct.latency.p50_ms)
+    }
+    fn checked_rps_ratio(&self) -> Option<f64> {
+        self.proxy_checked.as_ref().map(|c| c.rps / self.direct.rps.max(1e-9))
     }
 }
 
@@ -130,6 +189,10 @@ pub struct Report {
     pub duration_s: f64,
     /// Every phase.
     pub phases: Vec<PhaseResult>,
+    /// The failover path.
+    pub failover: Vec<FailoverResult>,
+    /// Setup of the budget/breaker and failover phases.
+    pub setup: Setup,
     /// The proxy's CPU use while idle (timers, NATS keep-alive), ms per second.
     pub proxy_idle_cpu_ms_per_s: f64,
     /// Memory.
@@ -179,11 +242,31 @@ impl Report {
         self.phases.iter().find(|p| p.pace_ms > 0)
     }
 
+    /// Every measured target with its phase's name.
+    fn all_targets(&self) -> impl Iterator<Item = (&String, &TargetResult)> {
+        let phases = self.phases.iter().flat_map(|p| {
+            [Some(&p.direct), Some(&p.proxy), p.proxy_checked.as_ref()].into_iter().flatten().map(|t| (&p.name, t))
+        });
+        let failover = self
+            .failover
+            .iter()
+            .flat_map(|f| [&f.direct_429, &f.direct_bedrock, &f.proxy].into_iter().map(|t| (&f.name, t)));
+        phases.chain(failover)
+    }
+
     /// Every target of the issue with its verdict.
     pub fn checks(&self) -> Vec<Check> {
         let mut checks = Vec::new();
         for p in self.latency_phases().filter(|p| p.concurrency == 1) {
             checks.push(Check::at_most(format!("added p50 latency, {}", p.name), p.added_p50(), ADDED_P50_MS, "ms"));
+            if let Some(added) = p.checked_added_p50() {
+                let what = format!("added p50 latency, {} +checks", p.name);
+                checks.push(Check::at_most(what, added, ADDED_P50_MS, "ms"));
+            }
+        }
+        for f in &self.failover {
+            let what = format!("failover added p50 (beyond 429+Bedrock), {}", f.name.trim_start_matches("failover "));
+            checks.push(Check::at_most(what, f.added_p50(), FAILOVER_ADDED_P50_MS, "ms"));
         }
         if let Some(p) = self.ttfb_phase() {
             checks.push(Check::at_most(
@@ -197,6 +280,10 @@ impl Report {
             if let Some(cpu) = p.proxy.proxy_cpu_ms_per_req {
                 checks.push(Check::at_most(format!("proxy CPU per request, {}", p.name), cpu, CPU_MS_PER_REQ, "ms"));
             }
+            if let Some(cpu) = p.proxy_checked.as_ref().and_then(|c| c.proxy_cpu_ms_per_req) {
+                let what = format!("proxy CPU per request, {} +checks", p.name);
+                checks.push(Check::at_most(what, cpu, CPU_MS_PER_REQ, "ms"));
+            }
         }
         for p in self.latency_phases().filter(|p| p.concurrency > 1) {
             checks.push(Check::at_least(
@@ -205,6 +292,10 @@ impl Report {
                 THROUGHPUT_RATIO,
                 "x",
             ));
+            if let Some(ratio) = p.checked_rps_ratio() {
+                let what = format!("throughput proxy/direct, {} +checks", p.name);
+                checks.push(Check::at_least(what, ratio, THROUGHPUT_RATIO, "x"));
+            }
         }
         checks.push(Check::at_most("proxy RSS idle after start".into(), self.rss.idle_mib, RSS_MIB, "MiB"));
         checks.push(Check::at_most(
@@ -243,7 +334,7 @@ impl Report {
         )?;
         writeln!(
             out,
-            "client: reqwest HTTP/1.1 keep-alive pool, 1 thread; upstream: raw tokio, 1 thread; body {} B ({}); warmup discarded; {} alternating rounds per phase",
+            "client: reqwest HTTP/1.1 keep-alive pool, 1 thread; upstreams (fake Anthropic + fake Bedrock): raw tokio, 1 thread; body {} B ({}); warmup discarded; {} alternating rounds per phase",
             self.body_bytes, self.body_source, o.rounds
         )?;
         writeln!(
@@ -252,11 +343,10 @@ impl Report {
             self.load_before, self.load_after, self.duration_s
         )?;
         let (other, phase) = self
-            .phases
-            .iter()
-            .flat_map(|p| [(p.direct.other_cpu_cores, &p.name), (p.proxy.other_cpu_cores, &p.name)])
+            .all_targets()
+            .map(|(n, t)| (t.other_cpu_cores, n))
             .fold((0.0, None), |acc, (v, n)| if v > acc.0 { (v, Some(n)) } else { acc });
-        let steal = self.phases.iter().flat_map(|p| [p.direct.steal_cores, p.proxy.steal_cores]).fold(0.0, f64::max);
+        let steal = self.all_targets().map(|(_, t)| t.steal_cores).fold(0.0, f64::max);
         writeln!(
             out,
             "other processes used up to {other:.2} cores during a measured run{}; hypervisor steal up to {steal:.2} cores",
@@ -273,24 +363,43 @@ impl Report {
             "phase", "n", "dir p50", "dir p99", "prx p50", "prx p99", "+p50", "+p99", "ratio", ADDED_P50_MS
         )?;
         for p in self.latency_phases() {
-            let target = if p.concurrency == 1 {
-                verdict(p.added_p50() <= ADDED_P50_MS).to_owned()
-            } else {
-                "(n/a: queueing at c=32, see throughput)".to_owned()
-            };
+            let rows = [Some((p.name.as_str(), &p.proxy)), p.proxy_checked.as_ref().map(|c| ("  +checks", c))];
+            for (name, proxy) in rows.into_iter().flatten() {
+                let added = proxy.latency.p50_ms - p.direct.latency.p50_ms;
+                let target = if p.concurrency == 1 {
+                    verdict(added <= ADDED_P50_MS).to_owned()
+                } else {
+                    "(n/a: queueing at c=32, see throughput)".to_owned()
+                };
+                writeln!(
+                    out,
+                    "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3}{:>6.2}x | {}",
+                    name,
+                    p.count,
+                    p.direct.latency.p50_ms,
+                    p.direct.latency.p99_ms,
+                    proxy.latency.p50_ms,
+                    proxy.latency.p99_ms,
+                    added,
+                    proxy.latency.p99_ms - p.direct.latency.p99_ms,
+                    proxy.latency.p50_ms / p.direct.latency.p50_ms.max(1e-9),
+                    target
+                )?;
+            }
+        }
+        if self.phases.iter().any(|p| p.proxy_checked.is_some()) {
             writeln!(
                 out,
-                "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3}{:>6.2}x | {}",
-                p.name,
-                p.count,
-                p.direct.latency.p50_ms,
-                p.direct.latency.p99_ms,
-                p.proxy.latency.p50_ms,
-                p.proxy.latency.p99_ms,
-                p.added_p50(),
-                p.added_p99(),
-                p.ratio_p50(),
-                target
+                "+checks: the same requests, in the same alternating rounds, with a key whose user has a monthly budget \
+                 (${}) and\n         a registered Bedrock key; budgets.enforce={} ({}). The breaker runs for every Messages request of \
+                 every key,\n         the plain rows included.",
+                self.setup.monthly_budget_usd,
+                self.setup.budgets_enforce,
+                if self.setup.budgets_enforce == "all" {
+                    "the budget is checked on every request"
+                } else {
+                    "passthrough requests skip the budget check; it runs on the failover path only"
+                }
             )?;
         }
 
@@ -310,6 +419,71 @@ impl Report {
                 p.proxy.rps,
                 p.rps_ratio(),
                 verdict(p.rps_ratio() >= THROUGHPUT_RATIO)
+            )?;
+            if let (Some(c), Some(ratio)) = (&p.proxy_checked, p.checked_rps_ratio()) {
+                writeln!(
+                    out,
+                    "{:<14}{:>6} | {:>10.0}{:>10.0} | {:>6.2}x | {}",
+                    "  +checks",
+                    p.count,
+                    p.direct.rps,
+                    c.rps,
+                    ratio,
+                    verdict(ratio >= THROUGHPUT_RATIO)
+                )?;
+            }
+        }
+
+        if !self.failover.is_empty() {
+            let s = &self.setup;
+            writeln!(
+                out,
+                "\nFAILOVER: Anthropic 429 -> Bedrock, c=1 (ms, send to last byte)\n\
+                 circuit_failure_threshold={} (no circuit opens: every request asks Anthropic first), budgets.enforce={}, \
+                 monthly budget ${},\nBedrock model {}, body to Bedrock {} B; 429 and Bedrock asked directly in the same \
+                 alternating rounds\n{line}",
+                s.circuit_failure_threshold, s.budgets_enforce, s.monthly_budget_usd, s.bedrock_model_id, s.bedrock_body_bytes
+            )?;
+            writeln!(
+                out,
+                "{:<14}{:>6} | {:>8}{:>8} | {:>8}{:>8} | {:>8} | {:>8}{:>8}{:>9} | {:>9}{:>9} | target: added p50 <= {:.3} ms",
+                "phase",
+                "n",
+                "429 p50",
+                "429 p99",
+                "bdr p50",
+                "bdr p99",
+                "sum p50",
+                "prx p50",
+                "prx p99",
+                "prx ttfb",
+                "+p50",
+                "+p99",
+                FAILOVER_ADDED_P50_MS
+            )?;
+            for f in &self.failover {
+                writeln!(
+                    out,
+                    "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>8.3} | {:>8.3}{:>8.3}{:>9.3} | {:>+9.3}{:>+9.3} | {}",
+                    f.name.trim_start_matches("failover "),
+                    f.count,
+                    f.direct_429.latency.p50_ms,
+                    f.direct_429.latency.p99_ms,
+                    f.direct_bedrock.latency.p50_ms,
+                    f.direct_bedrock.latency.p99_ms,
+                    f.upstreams_p50(),
+                    f.proxy.latency.p50_ms,
+                    f.proxy.latency.p99_ms,
+                    f.proxy.ttfb.p50_ms,
+                    f.added_p50(),
+                    f.added_p99(),
+                    verdict(f.added_p50() <= FAILOVER_ADDED_P50_MS)
+                )?;
+            }
+            writeln!(
+                out,
+                "+p50 = prx p50 - (429 p50 + bdr p50); +p99 = prx p99 - (429 p99 + bdr p99) (info: a sum of p99s is not a p99);\n\
+                 prx ttfb = p50 time to the answer's first body byte (the fakes answer at once: a gap to prx p50 is the proxy's)"
             )?;
         }
 
@@ -363,23 +537,34 @@ impl Report {
         )?;
         writeln!(out, "{:<24} | {:>27} | {:>21} | {:>14} |", "", "proxy", "others, proxy run", "direct run")?;
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+        let cpu_row =
+            |out: &mut dyn Write, name: &str, proxy: &TargetResult, direct: &[&TargetResult], verdict: &str| {
+                writeln!(
+                    out,
+                    "{:<24} | {:>7.3}{:>7}{:>8}{:>4.0}% | {:>7.3}{:>7.3}{:>7} | {:>7.3}{:>7.3} | {}",
+                    name,
+                    proxy.proxy_cpu_ms_per_req.unwrap_or(f64::NAN),
+                    opt(proxy.proxy_cpu_net_ms_per_req),
+                    opt(proxy.proxy_cpu_ticks_ms_per_req),
+                    proxy.proxy_sys_share.unwrap_or(0.0) * 100.0,
+                    proxy.client_cpu_ms_per_req,
+                    proxy.upstream_cpu_ms_per_req,
+                    opt(proxy.nats_cpu_ms_per_req),
+                    direct.iter().map(|d| d.client_cpu_ms_per_req).sum::<f64>(),
+                    direct.iter().map(|d| d.upstream_cpu_ms_per_req).sum::<f64>(),
+                    verdict
+                )
+            };
         for p in &self.phases {
             let cpu = p.proxy.proxy_cpu_ms_per_req.unwrap_or(f64::NAN);
-            writeln!(
-                out,
-                "{:<24} | {:>7.3}{:>7}{:>8}{:>4.0}% | {:>7.3}{:>7.3}{:>7} | {:>7.3}{:>7.3} | {}",
-                p.name,
-                cpu,
-                opt(p.proxy.proxy_cpu_net_ms_per_req),
-                opt(p.proxy.proxy_cpu_ticks_ms_per_req),
-                p.proxy.proxy_sys_share.unwrap_or(0.0) * 100.0,
-                p.proxy.client_cpu_ms_per_req,
-                p.proxy.upstream_cpu_ms_per_req,
-                opt(p.proxy.nats_cpu_ms_per_req),
-                p.direct.client_cpu_ms_per_req,
-                p.direct.upstream_cpu_ms_per_req,
-                verdict(cpu <= CPU_MS_PER_REQ)
-            )?;
+            cpu_row(out, &p.name, &p.proxy, &[&p.direct], verdict(cpu <= CPU_MS_PER_REQ))?;
+            if let Some(c) = &p.proxy_checked {
+                let cpu = c.proxy_cpu_ms_per_req.unwrap_or(f64::NAN);
+                cpu_row(out, &format!("  {} +checks", p.name), c, &[&p.direct], verdict(cpu <= CPU_MS_PER_REQ))?;
+            }
+        }
+        for f in &self.failover {
+            cpu_row(out, &f.name, &f.proxy, &[&f.direct_429, &f.direct_bedrock], "(info; direct: 429 + Bedrock)")?;
         }
 
         writeln!(out, "\nPROXY MEMORY (MiB)\n{line}")?;

@@ -79,8 +79,6 @@ pub struct BedrockResponses {
     pub stream_body_len: usize,
     /// Body bytes of the JSON answer.
     pub json_body_len: usize,
-    /// 404 `UnknownOperationException`.
-    pub not_found: Bytes,
     /// 403 `MissingAuthenticationTokenException` (no bearer key).
     pub forbidden: Bytes,
 }
@@ -235,7 +233,6 @@ impl BedrockResponses {
             json_whole: Bytes::from(json),
             stream_body_len: messages.iter().map(Vec::len).sum(),
             json_body_len: body.len(),
-            not_found: aws_error("404 Not Found", "UnknownOperationException", "Unknown operation"),
             forbidden: aws_error(
                 "403 Forbidden",
                 "MissingAuthenticationTokenException",
@@ -318,43 +315,58 @@ impl Default for Responses {
     }
 }
 
-/// The running upstream.
+/// The running upstreams (fake Anthropic and fake Bedrock), on one thread.
 pub struct Upstream {
-    /// Where it listens.
+    /// Where the fake Anthropic listens.
     pub addr: SocketAddr,
+    /// Where the fake Bedrock listens.
+    pub bedrock_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Upstream {
-    /// Binds 127.0.0.1 on a free port and serves on a new thread.
+    /// Binds 127.0.0.1 on two free ports and serves both on a new thread.
     pub fn start() -> anyhow::Result<Self> {
-        let listener = StdListener::bind("127.0.0.1:0").context("bind the upstream")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        let bind = || -> anyhow::Result<(StdListener, SocketAddr)> {
+            let listener = StdListener::bind("127.0.0.1:0").context("bind the upstream")?;
+            listener.set_nonblocking(true)?;
+            let addr = listener.local_addr()?;
+            Ok((listener, addr))
+        };
+        let (anthropic, addr) = bind()?;
+        let (bedrock, bedrock_addr) = bind()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("upstream runtime")?;
         let thread = std::thread::Builder::new()
             .name("bench-upstream".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let Ok(listener) = TcpListener::from_std(listener) else {
+                    let (Ok(anthropic), Ok(bedrock)) =
+                        (TcpListener::from_std(anthropic), TcpListener::from_std(bedrock))
+                    else {
                         return;
                     };
                     let responses = std::sync::Arc::new(Responses::new());
                     tokio::select! {
-                        () = accept_loop(listener, responses) => {}
+                        () = accept_loop(anthropic, responses.clone()) => {}
+                        () = accept_loop(bedrock, responses) => {}
                         _ = stopped => {}
                     }
                 });
             })
             .context("upstream thread")?;
-        Ok(Self { addr, stop: Some(stop), thread: Some(thread) })
+        Ok(Self { addr, bedrock_addr, stop: Some(stop), thread: Some(thread) })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` of the fake Anthropic.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT` of the fake Bedrock (the proxy's `bedrock_endpoint_url`).
+    pub fn bedrock_url(&self) -> String {
+        format!("http://{}", self.bedrock_addr)
     }
 }
 
@@ -384,12 +396,41 @@ async fn accept_loop(listener: TcpListener, responses: std::sync::Arc<Responses>
     }
 }
 
+/// What a request asks for (both fakes answer on either port; the proxy uses one each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// `POST /v1/messages`.
+    Messages,
+    /// `POST /model/{id}/invoke`.
+    BedrockInvoke,
+    /// `POST /model/{id}/invoke-with-response-stream`.
+    BedrockStream,
+    /// Anything else.
+    Other,
+}
+
+fn route_of(method: Option<&str>, path: &str) -> Route {
+    if method != Some("POST") {
+        return Route::Other;
+    }
+    if path == "/v1/messages" {
+        return Route::Messages;
+    }
+    match path.strip_prefix("/model/").and_then(|rest| rest.split_once('/')) {
+        Some((id, "invoke")) if !id.is_empty() => Route::BedrockInvoke,
+        Some((id, "invoke-with-response-stream")) if !id.is_empty() => Route::BedrockStream,
+        _ => Route::Other,
+    }
+}
+
 /// What the handler needs from a request head.
 struct Head {
-    post_messages: bool,
+    route: Route,
     content_length: Option<usize>,
     chunked: bool,
     pace_ms: u64,
+    rate_limit: bool,
+    bearer: bool,
     close: bool,
     len: usize,
 }
@@ -404,10 +445,12 @@ fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
     let path = req.path.unwrap_or("");
     let path = path.split('?').next().unwrap_or("");
     let mut head = Head {
-        post_messages: req.method == Some("POST") && path == "/v1/messages",
+        route: route_of(req.method, path),
         content_length: None,
         chunked: false,
         pace_ms: 0,
+        rate_limit: false,
+        bearer: false,
         close: req.version == Some(0),
         len,
     };
@@ -419,6 +462,10 @@ fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
             head.chunked = v.to_ascii_lowercase().contains("chunked");
         } else if h.name.eq_ignore_ascii_case(PACE_HEADER) {
             head.pace_ms = v.parse().unwrap_or(0);
+        } else if h.name.eq_ignore_ascii_case(SCENARIO_HEADER) {
+            head.rate_limit = v.eq_ignore_ascii_case("rate_limit");
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            head.bearer = v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ");
         } else if h.name.eq_ignore_ascii_case("connection") {
             head.close = v.eq_ignore_ascii_case("close");
         }
@@ -505,27 +552,33 @@ async fn serve(mut stream: TcpStream, responses: &Responses) -> anyhow::Result<(
                     return Ok(());
                 }
             }
-            let wanted = wants_stream(&buf[..n]);
+            // Only the Messages API says `stream` in the body; Bedrock says it in the path.
+            let wanted = head.route == Route::Messages && wants_stream(&buf[..n]);
             buf.advance(n);
             wanted
         };
-        if !head.post_messages {
-            stream.write_all(&responses.not_found).await?;
-        } else if !stream_wanted {
-            stream.write_all(&responses.json_whole).await?;
-        } else if head.pace_ms == 0 {
-            stream.write_all(&responses.sse_whole).await?;
-        } else {
-            let pace = Duration::from_millis(head.pace_ms);
-            let mut first = BytesMut::from(&responses.sse_head[..]);
-            let mut chunks = responses.sse_chunks.iter();
-            if let Some(c) = chunks.next() {
-                first.extend_from_slice(c);
+        match head.route {
+            Route::Other => stream.write_all(&responses.not_found).await?,
+            Route::BedrockInvoke | Route::BedrockStream if !head.bearer => {
+                stream.write_all(&responses.bedrock.forbidden).await?;
             }
-            stream.write_all(&first).await?;
-            for c in chunks {
-                tokio::time::sleep(pace).await;
-                stream.write_all(c).await?;
+            Route::BedrockInvoke => stream.write_all(&responses.bedrock.json_whole).await?,
+            Route::BedrockStream => stream.write_all(&responses.bedrock.stream_whole).await?,
+            Route::Messages if head.rate_limit => stream.write_all(&responses.rate_limited).await?,
+            Route::Messages if !stream_wanted => stream.write_all(&responses.json_whole).await?,
+            Route::Messages if head.pace_ms == 0 => stream.write_all(&responses.sse_whole).await?,
+            Route::Messages => {
+                let pace = Duration::from_millis(head.pace_ms);
+                let mut first = BytesMut::from(&responses.sse_head[..]);
+                let mut chunks = responses.sse_chunks.iter();
+                if let Some(c) = chunks.next() {
+                    first.extend_from_slice(c);
+                }
+                stream.write_all(&first).await?;
+                for c in chunks {
+                    tokio::time::sleep(pace).await;
+                    stream.write_all(c).await?;
+                }
             }
         }
         if head.close {
@@ -552,6 +605,102 @@ mod tests {
         let nf = std::str::from_utf8(&r.not_found).unwrap();
         let (head, body) = nf.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
+    #[test]
+    fn rate_limit_answer_is_anthropics_429() {
+        let r = Responses::new();
+        let text = std::str::from_utf8(&r.rate_limited).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 429 "));
+        assert!(head.contains("\r\nretry-after: 13\r\n"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert_eq!(body.len(), r.rate_limited_body_len);
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+    }
+
+    #[test]
+    fn bedrock_answers_decode_as_bedrock_sends_them() {
+        let b = BedrockResponses::new();
+        let text = std::str::from_utf8(&b.json_whole).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert_eq!(body.len(), b.json_body_len);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap()["type"], "message");
+
+        // De-chunk the stream, then decode the event-stream messages.
+        let at = memchr::memmem::find(&b.stream_whole, b"\r\n\r\n").unwrap() + 4;
+        let mut rest = &b.stream_whole[at..];
+        let mut body = Vec::new();
+        loop {
+            let httparse::Status::Complete((skip, size)) = httparse::parse_chunk_size(rest).unwrap() else {
+                panic!("partial chunk")
+            };
+            let size = usize::try_from(size).unwrap();
+            if size == 0 {
+                assert_eq!(&rest[skip..], b"\r\n");
+                break;
+            }
+            body.extend_from_slice(&rest[skip..skip + size]);
+            rest = &rest[skip + size + 2..];
+        }
+        assert_eq!(body.len(), b.stream_body_len);
+        let (frames, used) = ccp_tests::fake_bedrock::decode_event_stream(&body).unwrap();
+        assert_eq!(used, body.len());
+        let events: Vec<serde_json::Value> = frames
+            .iter()
+            .map(|f| {
+                assert_eq!(f.header(":event-type"), Some("chunk"));
+                let payload: serde_json::Value = serde_json::from_slice(&f.payload).unwrap();
+                let b64 = payload["bytes"].as_str().unwrap();
+                serde_json::from_slice(&decode_base64(b64)).unwrap()
+            })
+            .collect();
+        assert_eq!(events.first().unwrap()["type"], "message_start");
+        assert!(events.iter().all(|e| e["type"] != "ping"));
+        assert!(events.last().unwrap()["amazon-bedrock-invocationMetrics"].is_object());
+        assert_eq!(events.iter().filter(|e| e["type"] == "content_block_delta").count(), DELTAS.len());
+    }
+
+    fn decode_base64(s: &str) -> Vec<u8> {
+        let val = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            _ => 63,
+        };
+        let mut out = Vec::new();
+        for quad in s.as_bytes().chunks(4) {
+            let n = quad.iter().take_while(|&&c| c != b'=').fold(0u32, |acc, &c| (acc << 6) | u32::from(val(c)));
+            let k = quad.iter().filter(|&&c| c != b'=').count();
+            let n = n << (6 * (4 - k));
+            out.extend_from_slice(&n.to_be_bytes()[1..k]);
+        }
+        out
+    }
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(decode_base64(&base64(b"any bytes \xff")), b"any bytes \xff");
+    }
+
+    #[test]
+    fn routes_are_told_apart() {
+        assert_eq!(route_of(Some("POST"), "/v1/messages"), Route::Messages);
+        assert_eq!(
+            route_of(Some("POST"), "/model/global.anthropic.claude-opus-4-5-20251101-v1%3A0/invoke"),
+            Route::BedrockInvoke
+        );
+        assert_eq!(route_of(Some("POST"), "/model/x/invoke-with-response-stream"), Route::BedrockStream);
+        assert_eq!(route_of(Some("GET"), "/v1/messages"), Route::Other);
+        assert_eq!(route_of(Some("POST"), "/model//invoke"), Route::Other);
     }
 
     #[test]
