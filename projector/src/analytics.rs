@@ -151,6 +151,7 @@ pub trait TableSpec: Send + 'static {
 /// One ClickHouse table fed from one stream, exactly once.
 pub struct Projection<T: TableSpec> {
     consumer: jetstream::consumer::Consumer<pull::Config>,
+    name: String,
     clickhouse: clickhouse::Client,
     batch_size: usize,
     flush_interval: Duration,
@@ -171,9 +172,21 @@ impl<T: TableSpec> Projection<T> {
         batch_size: usize,
         flush_interval: Duration,
     ) -> anyhow::Result<Self> {
+        Self::open_as(js, ns, clickhouse, batch_size, flush_interval, "projector").await
+    }
+
+    /// [`Projection::open`] with its own consumer name (`rebuild` uses another one).
+    pub async fn open_as(
+        js: &jetstream::Context,
+        ns: &Namespace,
+        clickhouse: clickhouse::Client,
+        batch_size: usize,
+        flush_interval: Duration,
+        role: &str,
+    ) -> anyhow::Result<Self> {
         let last_seq: u64 = clickhouse.query(&format!("SELECT max(stream_seq) FROM {}", T::TABLE)).fetch_one().await?;
         let stream = js.get_stream(ns.stream(T::STREAM)).await?;
-        let name = ns.consumer(&format!("projector_{}", T::NAME));
+        let name = ns.consumer(&format!("{role}_{}", T::NAME));
         // The consumer is re-created at the table's progress on every start: events are then
         // delivered strictly in order from there, so `max(stream_seq)` stays an exact watermark
         // (a surviving consumer could redeliver a dead run's batch after newer ones).
@@ -197,7 +210,16 @@ impl<T: TableSpec> Projection<T> {
         let stats = Arc::new(Stats::default());
         stats.last_seq.store(last_seq, Ordering::Relaxed);
         tracing::info!(last_seq, consumer = %name, table = T::TABLE, "projection resumes");
-        Ok(Self { consumer, clickhouse, batch_size: batch_size.max(1), flush_interval, last_seq, pending: None, stats })
+        Ok(Self {
+            consumer,
+            name,
+            clickhouse,
+            batch_size: batch_size.max(1),
+            flush_interval,
+            last_seq,
+            pending: None,
+            stats,
+        })
     }
 
     /// Fetches up to `batch_size` events (waiting at most the flush interval), writes the new
@@ -236,6 +258,12 @@ impl<T: TableSpec> Projection<T> {
         let inserted = rows.len();
         self.write(rows, last).await?;
         Ok(Outcome { received, inserted })
+    }
+
+    /// Deletes this projection's durable consumer (after a rebuild).
+    pub async fn remove_consumer(self, js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<()> {
+        js.get_stream(ns.stream(T::STREAM)).await?.delete_consumer(&self.name).await?;
+        Ok(())
     }
 
     /// One insert, then the acknowledgement; on failure the batch is kept for the next call.

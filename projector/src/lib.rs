@@ -3,6 +3,7 @@
 //! Invariant: projections are derived data; each can be thrown away and rebuilt from sequence 1.
 
 pub mod analytics;
+pub mod rebuild;
 mod startup;
 pub mod state;
 
@@ -23,6 +24,14 @@ pub async fn run(args: ServiceArgs, settings: Settings) -> anyhow::Result<()> {
                 tracing::info!(database = %settings.clickhouse.database, ?applied, "ClickHouse migrations applied");
             }
             Ok(())
+        }
+        Some("rebuild") => {
+            let ns = settings.nats.namespace()?;
+            let client = ccp_schemas::telemetry::connect_nats(&settings.nats, "ccp-projector-rebuild").await?;
+            let js = async_nats::jetstream::new(client);
+            ccp_schemas::streams::ensure(&js, &ns, &ccp_schemas::streams::StreamPolicy::from(&settings.nats)).await?;
+            ccp_schemas::migrations::migrate(&settings.clickhouse).await?;
+            rebuild::rebuild(&settings, &js, &ns).await
         }
         Some(other) => anyhow::bail!("unknown command `{other}` (try --help)"),
     }

@@ -9,6 +9,8 @@ const USAGE: &str = "ccp-projector [--config PATH] [--print-config] [COMMAND]
 Commands:
   serve     (default) apply migrations, ensure streams, project events; /health /ready on projector.listen
   migrate   apply pending ClickHouse migrations and exit
+  rebuild   rebuild the ClickHouse analytics from sequence 1 into fresh tables and swap them in
+            (stop the running projector first), with progress output
 
 Settings: defaults, then the TOML file given by --config or CCP_CONFIG, then CCP__SECTION__KEY
 environment variables (see README).";

@@ -1,0 +1,155 @@
+//! `ccp-projector rebuild` gives the same tables as the live projection, prints progress, and
+//! leaves a working setup: the projector continues on the rebuilt tables and the rollup views.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ccp_schemas::events::{CircuitOpened, Endpoint, Event, Provider, RequestCompleted, TokenUsage, TripReason};
+use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+use ccp_schemas::subjects::Aggregate;
+use ccp_schemas::{Actor, Envelope};
+use ccp_tests::events::Log;
+use ccp_tests::{clickhouse, delete_namespace, service_env, test_settings, Service};
+use rust_decimal::Decimal;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ccp-projector");
+
+async fn publish_requests(log: &Log, users: &[UserId], n: u64) {
+    let key = AccessKeyId::new();
+    let mut acks = Vec::new();
+    for i in 0..n {
+        let envelope = Envelope::new(
+            Event::RequestCompleted(RequestCompleted {
+                request_id: RequestId::new(),
+                key_id: Some(key),
+                user_id: Some(users[(i % users.len() as u64) as usize]),
+                key_prefix: None,
+                endpoint: Endpoint::Messages,
+                provider: if i % 3 == 0 { Provider::Bedrock } else { Provider::Anthropic },
+                requested_model: Some("claude-haiku-4-5".into()),
+                response_model: None,
+                bedrock_model_id: None,
+                region: None,
+                fallback: i % 3 == 0,
+                fallback_reason: None,
+                status: 200,
+                error_class: None,
+                stream: false,
+                incomplete: false,
+                stop_reason: None,
+                usage: TokenUsage {
+                    input_tokens: i,
+                    output_tokens: 2 * i,
+                    cache_read_input_tokens: 3,
+                    cache_creation_input_tokens: 1,
+                },
+                cost_usd: Decimal::new(i as i64, 6),
+                pricing_version: Some(0),
+                latency_ms: 1,
+                ttfb_ms: None,
+                session_id: None,
+                client_version: None,
+            }),
+            Actor::Proxy { replica: "t".into() },
+        );
+        acks.push(
+            log.js
+                .publish(log.ns.subject(&Aggregate::Request(Some(key))), envelope.encode().unwrap().into())
+                .await
+                .unwrap(),
+        );
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+}
+
+/// Everything that must be identical between the live projection and a rebuild.
+async fn snapshot(db: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for q in [
+        "SELECT count(), sum(input_tokens), sum(output_tokens), sum(cost_nanos), uniqExact(request_id), max(stream_seq) FROM requests",
+        "SELECT count(), groupArray(event_type), max(stream_seq) FROM (SELECT * FROM audit_log ORDER BY stream_seq)",
+        "SELECT count(), groupArray(state) FROM circuit_transitions",
+        "SELECT sum(requests), sum(fallbacks), sum(input_tokens), sum(cost_nanos) FROM usage_minute",
+        "SELECT sum(requests), sum(fallbacks), sum(input_tokens), sum(cost_nanos) FROM usage_hour",
+        "SELECT sum(requests), sum(fallbacks), sum(input_tokens), sum(cost_nanos) FROM usage_day",
+    ] {
+        let body = reqwest::Client::new()
+            .post(format!("{}/?database={db}", ccp_tests::clickhouse_url()))
+            .body(q.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        out.push(body);
+    }
+    out
+}
+
+async fn wait_rows(db: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let count: u64 =
+            clickhouse().query(&format!("SELECT count() FROM {db}.requests")).fetch_one().await.unwrap_or(0);
+        if count >= n {
+            assert_eq!(count, n);
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {count} of {n} rows");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_equals_the_live_projection_and_the_projector_continues_on_it() {
+    let settings = test_settings("rebuild");
+    let db = settings.clickhouse.database.clone();
+    let log = Log::new(&settings).await;
+    let users = [log.create_user("a").await, log.create_user("b").await, UserId::new()];
+    log.issue_key(users[0]).await;
+    log.append(Event::CircuitOpened(CircuitOpened {
+        key_id: AccessKeyId::new(),
+        reason: TripReason::RateLimited,
+        failures: 3,
+        retry_at: chrono::Utc::now(),
+    }))
+    .await;
+    publish_requests(&log, &users, 3000).await;
+
+    let mut env = service_env(&settings);
+    env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
+    let mut live = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
+    wait_rows(&db, 3000).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // audit and circuit rows too
+    let status = live.terminate(Duration::from_secs(20)).unwrap();
+    assert!(status.success(), "{}", live.log_text());
+    let before = snapshot(&db).await;
+    assert!(before[1].starts_with('3'), "three admin events projected: {}", before[1]);
+
+    let out = std::process::Command::new(BIN)
+        .arg("rebuild")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("rebuild requests: 3000/3000 events"), "{stdout}");
+    assert!(stdout.contains("events/s") && stdout.contains("ETA"), "progress output: {stdout}");
+    assert_eq!(snapshot(&db).await, before, "the rebuilt tables differ from the live projection");
+
+    // The projector continues on the rebuilt tables, and the rollup views feed again.
+    let _live = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
+    publish_requests(&log, &users, 100).await;
+    wait_rows(&db, 3100).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let day: u64 = clickhouse().query(&format!("SELECT sum(requests) FROM {db}.usage_day")).fetch_one().await.unwrap();
+    assert_eq!(day, 3100);
+
+    delete_namespace(&log.js, &log.ns).await;
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+}
