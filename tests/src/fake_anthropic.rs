@@ -39,7 +39,7 @@
 
 mod compress;
 mod raw;
-mod respond;
+pub(crate) mod respond;
 
 use std::collections::VecDeque;
 use std::io;

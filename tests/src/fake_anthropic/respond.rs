@@ -395,7 +395,7 @@ fn messages(inc: &Incoming<'_>, shared: &Shared, params: &HeaderParams, rid: &st
 }
 
 /// Default input tokens of a request body.
-fn input_tokens(body: &[u8]) -> u64 {
+pub(crate) fn input_tokens(body: &[u8]) -> u64 {
     u64::try_from(body.len() / 100 + 1).unwrap_or(u64::MAX)
 }
 
@@ -716,7 +716,7 @@ impl Content {
     }
 }
 
-fn words(text: &str) -> u64 {
+pub(crate) fn words(text: &str) -> u64 {
     u64::try_from(text.split_whitespace().count()).unwrap_or(u64::MAX)
 }
 
@@ -762,7 +762,7 @@ fn decide_content(s: &Scenario, request: &Value) -> Content {
     Content::Text(DEFAULT_TEXT.to_owned())
 }
 
-fn offers_bash(request: &Value) -> bool {
+pub(crate) fn offers_bash(request: &Value) -> bool {
     request
         .get("tools")
         .and_then(Value::as_array)
@@ -770,7 +770,7 @@ fn offers_bash(request: &Value) -> bool {
 }
 
 /// The text of a message's content (a string, or its text blocks).
-fn texts(message: &Value) -> Vec<&str> {
+pub(crate) fn texts(message: &Value) -> Vec<&str> {
     match message.get("content") {
         Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(blocks)) => blocks
@@ -783,7 +783,7 @@ fn texts(message: &Value) -> Vec<&str> {
 }
 
 /// The command of a `run: <command>` line (or of the fixtures' `run echo`).
-fn run_command(message: &Value) -> Option<String> {
+pub(crate) fn run_command(message: &Value) -> Option<String> {
     texts(message).into_iter().flat_map(str::lines).find_map(|line| {
         let line = line.trim();
         if let Some(cmd) = line.strip_prefix("run:") {
@@ -795,7 +795,7 @@ fn run_command(message: &Value) -> Option<String> {
 }
 
 /// The text of the `tool_result` blocks of a message, trimmed; `None` without any.
-fn tool_result_text(message: &Value) -> Option<String> {
+pub(crate) fn tool_result_text(message: &Value) -> Option<String> {
     let blocks = message.get("content")?.as_array()?;
     let results: Vec<&Value> =
         blocks.iter().filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")).collect();
@@ -976,14 +976,14 @@ fn sse_events(id: &str, model: &str, content: &Content, usage: &Usage) -> Vec<(&
 }
 
 /// A text cut into deltas of whole words (at most 20 deltas).
-fn text_pieces(text: &str) -> Vec<String> {
+pub(crate) fn text_pieces(text: &str) -> Vec<String> {
     let words: Vec<&str> = text.split_inclusive(' ').collect();
     let per = words.len().div_ceil(20).max(1);
     words.chunks(per).map(|c| c.concat()).collect()
 }
 
 /// Tool input JSON cut into deltas the way the API does: an empty one, then up to 4 pieces.
-fn json_pieces(json: &str) -> Vec<String> {
+pub(crate) fn json_pieces(json: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     let chars: Vec<char> = json.chars().collect();
     let per = chars.len().div_ceil(4).max(1);

@@ -21,7 +21,9 @@ use super::{
     sha256_hex, BedrockRequest, BedrockScenario, BedrockScenarioName, Shared, Usage, ACCEPTED_BODY_KEYS,
     ANTHROPIC_VERSION, BODY_LIMIT, DEFAULT_TEXT,
 };
-use crate::fake_anthropic::TOOL_RAN_OK;
+use crate::fake_anthropic::respond::{
+    input_tokens, json_pieces, offers_bash, run_command, text_pieces, tool_result_text, words,
+};
 
 /// The qualifier Bedrock appends to `x-amzn-ErrorType` for its own errors.
 const BEDROCK_QUALIFIER: &str = ":http://internal.amazon.com/coral/com.amazon.bedrock/";
@@ -520,11 +522,6 @@ fn validate_body(body: &[u8]) -> Result<Value, String> {
     }
 }
 
-/// Default input tokens of a request body.
-fn input_tokens(body: &[u8]) -> u64 {
-    u64::try_from(body.len() / 100 + 1).unwrap_or(u64::MAX)
-}
-
 fn answer(request: &Value, body: &[u8], s: &BedrockScenario, model: &str, stream: bool) -> Plan {
     if let Some((status, kind, message)) = s.name.http_error() {
         let (status, kind) = if s.name == BedrockScenarioName::Error {
@@ -687,10 +684,6 @@ impl Content {
     }
 }
 
-fn words(text: &str) -> u64 {
-    u64::try_from(text.split_whitespace().count()).unwrap_or(u64::MAX)
-}
-
 fn decide_content(s: &BedrockScenario, request: &Value) -> Content {
     let last_user = request
         .get("messages")
@@ -724,75 +717,6 @@ fn decide_content(s: &BedrockScenario, request: &Value) -> Content {
         }
     }
     Content::Text(DEFAULT_TEXT.to_owned())
-}
-
-fn offers_bash(request: &Value) -> bool {
-    request
-        .get("tools")
-        .and_then(Value::as_array)
-        .is_some_and(|tools| tools.iter().any(|t| t.get("name").and_then(Value::as_str) == Some("Bash")))
-}
-
-/// The text of a message's content (a string, or its text blocks).
-fn texts(message: &Value) -> Vec<&str> {
-    match message.get("content") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(blocks)) => blocks
-            .iter()
-            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The command of a `run: <command>` line (or of the fixtures' `run echo`).
-fn run_command(message: &Value) -> Option<String> {
-    texts(message).into_iter().flat_map(str::lines).find_map(|line| {
-        let line = line.trim();
-        if let Some(cmd) = line.strip_prefix("run:") {
-            let cmd = cmd.trim();
-            return (!cmd.is_empty()).then(|| cmd.to_owned());
-        }
-        (line == "run echo").then(|| format!("echo {TOOL_RAN_OK}"))
-    })
-}
-
-/// The text of the `tool_result` blocks of a message, trimmed; `None` without any.
-fn tool_result_text(message: &Value) -> Option<String> {
-    let blocks = message.get("content")?.as_array()?;
-    let results: Vec<&Value> =
-        blocks.iter().filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")).collect();
-    if results.is_empty() {
-        return None;
-    }
-    let mut parts = Vec::new();
-    for r in results {
-        match r.get("content") {
-            Some(Value::String(s)) => parts.push(s.clone()),
-            Some(Value::Array(inner)) => {
-                parts.extend(inner.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).map(str::to_owned))
-            }
-            _ => {}
-        }
-    }
-    Some(parts.join("\n").trim().to_owned())
-}
-
-/// A text cut into deltas of whole words (at most 20 deltas).
-fn text_pieces(text: &str) -> Vec<String> {
-    let words: Vec<&str> = text.split_inclusive(' ').collect();
-    let per = words.len().div_ceil(20).max(1);
-    words.chunks(per).map(|c| c.concat()).collect()
-}
-
-/// Tool input JSON cut into deltas the way the API does: an empty one, then up to 4 pieces.
-fn json_pieces(json: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let chars: Vec<char> = json.chars().collect();
-    let per = chars.len().div_ceil(4).max(1);
-    out.extend(chars.chunks(per).map(|c| c.iter().collect::<String>()));
-    out
 }
 
 #[cfg(test)]
