@@ -231,6 +231,7 @@ impl BedrockClient {
                         let bytes = part.bytes.map(Blob::into_inner).unwrap_or_default();
                         Some((Ok(sse_event(&bytes)), (rx, false)))
                     }
+                    // Unknown event kinds carry nothing for the client: skip them.
                     Ok(Some(_)) => Some((Ok(Bytes::new()), (rx, false))),
                     Ok(None) => None,
                     Err(e) => {

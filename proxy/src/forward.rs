@@ -758,6 +758,11 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
+                if chunk.is_empty() {
+                    // Nothing reached the client: not a first byte, nothing to tap.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 if let Some(record) = this.record.as_mut() {
                     record.first_byte();
                 }

@@ -3,7 +3,6 @@
 //! NATS cannot take them, they go to the durable [`Spool`] and are replayed, oldest first, once
 //! NATS answers again; while the spool is not empty, new events queue behind it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,13 +23,11 @@ const RETRY_EVERY: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug)]
 pub struct EventSink {
     tx: mpsc::UnboundedSender<Envelope>,
-    queued: Arc<AtomicU64>,
 }
 
 impl EventSink {
     /// Queues an event for publishing.
     pub fn emit(&self, envelope: Envelope) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.tx.send(envelope) {
             // Only after shutdown began: nothing can publish it any more.
             tracing::error!(event_id = %e.0.id, "event emitted after the publisher stopped");
@@ -46,7 +43,6 @@ pub struct Publisher {
     ns: Namespace,
     spool: Spool,
     metrics: Arc<Metrics>,
-    queued: Arc<AtomicU64>,
 }
 
 /// A sink and the publisher that drains it.
@@ -57,10 +53,9 @@ pub fn channel(
     metrics: Arc<Metrics>,
 ) -> (EventSink, Publisher) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicU64::new(0));
     let js = jetstream::ContextBuilder::new().timeout(Duration::from_secs(3)).build(client.clone());
     metrics.spool_depth.set(spool.len() as i64);
-    (EventSink { tx, queued: queued.clone() }, Publisher { rx, client, js, ns, spool, metrics, queued })
+    (EventSink { tx }, Publisher { rx, client, js, ns, spool, metrics })
 }
 
 impl Publisher {
@@ -89,7 +84,6 @@ impl Publisher {
                     }
                 }
             };
-            self.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
             let records: Vec<Record> = batch.iter().filter_map(|e| self.record(e)).collect();
             self.handle(records).await;
             if !open {
