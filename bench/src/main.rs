@@ -630,9 +630,9 @@ impl Bench<'_> {
         }
     }
 
-    /// Warms every spec up, then measures them in alternating rounds (A, B, C, A, B, C, ...) so
-    /// that drift and passing load elsewhere hit all alike. `proxied[i]`: spec i goes through the
-    /// proxy (its CPU is reported).
+    /// Warms every spec up, then measures them in alternating rounds, the order rotated each round
+    /// (A B C, B C A, C A B, ...), so that drift, passing load elsewhere and position hit all
+    /// alike. `proxied[i]`: spec i goes through the proxy (its CPU is reported).
     async fn rounds(
         &self,
         specs: &[Arc<RequestSpec>],
@@ -648,8 +648,11 @@ impl Bench<'_> {
         let mut accs: Vec<Accumulated> = specs.iter().map(|_| Accumulated::default()).collect();
         for round in 0..rounds {
             let n = count / rounds + usize::from(round < count % rounds);
-            for (spec, acc) in specs.iter().zip(accs.iter_mut()) {
-                self.block(spec, concurrency, n, acc).await?;
+            // Each round starts with the next target (A B C, B C A, C A B, ...): no target always
+            // runs right after another one.
+            for i in 0..specs.len() {
+                let t = (round + i) % specs.len();
+                self.block(&specs[t], concurrency, n, &mut accs[t]).await?;
             }
         }
         Ok(accs.into_iter().zip(proxied).map(|(acc, &p)| self.result(acc, p, warmup)).collect())

@@ -334,7 +334,7 @@ impl Report {
         )?;
         writeln!(
             out,
-            "client: reqwest HTTP/1.1 keep-alive pool, 1 thread; upstreams (fake Anthropic + fake Bedrock): raw tokio, 1 thread; body {} B ({}); warmup discarded; {} alternating rounds per phase",
+            "client: reqwest HTTP/1.1 keep-alive pool, 1 thread; upstreams (fake Anthropic + fake Bedrock): raw tokio, 1 thread; body {} B ({}); warmup discarded; {} alternating rounds per phase, order rotated each round",
             self.body_bytes, self.body_source, o.rounds
         )?;
         writeln!(
@@ -342,14 +342,27 @@ impl Report {
             "load average before {} / after {}; measured in {:.1} s",
             self.load_before, self.load_after, self.duration_s
         )?;
-        let (other, phase) = self
-            .all_targets()
-            .map(|(n, t)| (t.other_cpu_cores, n))
+        // Per phase, weighted by wall time: machine busy time is counted in clock ticks (10 ms),
+        // so a target measured for a few milliseconds alone (a direct 429) says little.
+        let mut by_phase: Vec<(&String, f64, f64, f64)> = Vec::new();
+        for (name, t) in self.all_targets() {
+            if by_phase.last().is_none_or(|(n, ..)| *n != name) {
+                by_phase.push((name, 0.0, 0.0, 0.0));
+            }
+            if let Some(last) = by_phase.last_mut() {
+                last.1 += t.other_cpu_cores * t.wall_s;
+                last.2 += t.steal_cores * t.wall_s;
+                last.3 += t.wall_s;
+            }
+        }
+        let (other, phase) = by_phase
+            .iter()
+            .map(|(n, other, _, wall)| (other / wall.max(1e-9), *n))
             .fold((0.0, None), |acc, (v, n)| if v > acc.0 { (v, Some(n)) } else { acc });
-        let steal = self.all_targets().map(|(_, t)| t.steal_cores).fold(0.0, f64::max);
+        let steal = by_phase.iter().map(|(_, _, steal, wall)| steal / wall.max(1e-9)).fold(0.0, f64::max);
         writeln!(
             out,
-            "other processes used up to {other:.2} cores during a measured run{}; hypervisor steal up to {steal:.2} cores",
+            "other processes used up to {other:.2} cores during a measured phase{}; hypervisor steal up to {steal:.2} cores",
             phase.map(|n| format!(" ({n})")).unwrap_or_default()
         )?;
         if other > OTHER_LOAD_WARN || steal > OTHER_LOAD_WARN {
@@ -390,15 +403,15 @@ impl Report {
         if self.phases.iter().any(|p| p.proxy_checked.is_some()) {
             writeln!(
                 out,
-                "+checks: the same requests, in the same alternating rounds, with a key whose user has a monthly budget \
-                 (${}) and\n         a registered Bedrock key; budgets.enforce={} ({}). The breaker runs for every Messages request of \
-                 every key,\n         the plain rows included.",
+                "+checks: the same requests in the same rounds, through the proxy with a key whose user has a monthly budget\n\
+                 \x20        (${}) and that has a Bedrock key. The breaker runs for every Messages request of every key, the plain\n\
+                 \x20        rows included. budgets.enforce={}: {}.",
                 self.setup.monthly_budget_usd,
                 self.setup.budgets_enforce,
                 if self.setup.budgets_enforce == "all" {
                     "the budget is checked on every request"
                 } else {
-                    "passthrough requests skip the budget check; it runs on the failover path only"
+                    "passthrough requests skip the budget check (it runs on the failover path only)"
                 }
             )?;
         }
@@ -439,10 +452,10 @@ impl Report {
             writeln!(
                 out,
                 "\nFAILOVER: Anthropic 429 -> Bedrock, c=1 (ms, send to last byte)\n\
-                 circuit_failure_threshold={} (no circuit opens: every request asks Anthropic first), budgets.enforce={}, \
-                 monthly budget ${},\nBedrock model {}, body to Bedrock {} B; 429 and Bedrock asked directly in the same \
-                 alternating rounds\n{line}",
-                s.circuit_failure_threshold, s.budgets_enforce, s.monthly_budget_usd, s.bedrock_model_id, s.bedrock_body_bytes
+                 every request: Anthropic 429, then Bedrock (circuit_failure_threshold={}: no circuit opens, Anthropic is\n\
+                 always asked first); key with a Bedrock key, user with a monthly budget of ${} (budgets.enforce={});\n\
+                 Bedrock model {}, body to Bedrock {} B; the 429 and the Bedrock call also asked directly, same rounds\n{line}",
+                s.circuit_failure_threshold, s.monthly_budget_usd, s.budgets_enforce, s.bedrock_model_id, s.bedrock_body_bytes
             )?;
             writeln!(
                 out,

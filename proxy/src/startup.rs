@@ -152,6 +152,9 @@ impl Application {
         })
         .workers(workers)
         .disable_signals()
+        // SSE events are small writes: without this, Nagle holds the last one until the client
+        // ACKs (up to 40 ms with delayed ACKs), measured by `scripts/bench` on the failover path.
+        .tcp_nodelay(true)
         .shutdown_timeout(cfg.shutdown_drain_secs)
         .listen(listener)?
         .run();
