@@ -146,9 +146,17 @@ async fn a_rebuild_equals_the_live_projection_and_the_projector_continues_on_it(
     let _live = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
     publish_requests(&log, &users, 100).await;
     wait_rows(&db, 3100).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let day: u64 = clickhouse().query(&format!("SELECT sum(requests) FROM {db}.usage_day")).fetch_one().await.unwrap();
-    assert_eq!(day, 3100);
+    // The views write after the raw rows become visible: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let day: u64 =
+            clickhouse().query(&format!("SELECT sum(requests) FROM {db}.usage_day")).fetch_one().await.unwrap();
+        if day == 3100 {
+            break;
+        }
+        assert!(day < 3100 && Instant::now() < deadline, "usage_day has {day} of 3100 requests");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
