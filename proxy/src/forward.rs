@@ -136,6 +136,13 @@ pub async fn via_header(
     proxy(req, payload, key, path.into_inner(), KeySource::Header, &shared, &upstream).await
 }
 
+/// The proxy's own error answer, and the request's usage event for it.
+fn answer_error(err: ProxyError, record: RequestRecord) -> HttpResponse {
+    let resp = err.response(record.request_id);
+    record.finish(err.status.as_u16(), Some(err.class), false, Observed::default());
+    resp
+}
+
 fn endpoint_of(tail: &str) -> Endpoint {
     match tail {
         "messages" => Endpoint::Messages,
@@ -167,11 +174,7 @@ async fn proxy(
     );
     match prepare(&req, payload, key, source, shared, &mut record).await {
         Ok(body) => send(&req, &tail, body, shared, upstream, record).await,
-        Err(err) => {
-            let resp = err.response(record.request_id);
-            record.finish(err.status.as_u16(), Some(err.class), false, Observed::default());
-            resp
-        }
+        Err(err) => answer_error(err, record),
     }
 }
 
@@ -389,9 +392,7 @@ async fn send(
     }
     if shared.budget_enforcement == BudgetEnforcement::All {
         if let Some(err) = budget_refusal(shared, &record) {
-            let resp = err.response(record.request_id);
-            record.finish(err.status.as_u16(), Some(err.class), false, Observed::default());
-            return resp;
+            return answer_error(err, record);
         }
     }
     let key_id = record.key.as_ref().map(|k| k.key_id);
@@ -488,9 +489,7 @@ async fn send(
                 return no_fallback(&cause, record);
             }
             let err = ProxyError::upstream(status, class, format!("Anthropic could not be used: {}.", cause.what));
-            let resp = err.response(record.request_id);
-            record.finish(status.as_u16(), Some(class), false, Observed::default());
-            resp
+            answer_error(err, record)
         }
     }
 }
@@ -508,9 +507,7 @@ fn no_fallback(cause: &PlanFailure, record: RequestRecord) -> HttpResponse {
     };
     let err = ProxyError::upstream(StatusCode::SERVICE_UNAVAILABLE, ErrorClass::NoBedrockFallback, message)
         .retry_after(cause.retry_after.clone());
-    let resp = err.response(record.request_id);
-    record.finish(503, Some(ErrorClass::NoBedrockFallback), false, Observed::default());
-    resp
+    answer_error(err, record)
 }
 
 /// The answer to the client when Bedrock fails before answering.
@@ -557,13 +554,8 @@ async fn failover(
     let (Some(creds), Some(master)) = (shared.keys.bedrock_credentials(&key_id), shared.master.as_ref()) else {
         return no_fallback(&cause, record);
     };
-    let fail = |err: ProxyError, record: RequestRecord| {
-        let resp = err.response(record.request_id);
-        record.finish(err.status.as_u16(), Some(err.class), false, Observed::default());
-        resp
-    };
     if let Some(err) = budget_refusal(shared, &record) {
-        return fail(err, record);
+        return answer_error(err, record);
     }
     record.provider = Provider::Bedrock;
     let Some(model_id) =
@@ -576,7 +568,7 @@ async fn failover(
             format!("Anthropic returned {} and model `{model}` has no Amazon Bedrock mapping (and this access key has no default Bedrock model); ask your platform team.", cause.what),
         )
         .retry_after(cause.retry_after.clone());
-        return fail(err, record);
+        return answer_error(err, record);
     };
     let region = creds.settings.region.clone().unwrap_or_else(|| shared.default_region.clone());
     record.bedrock_model_id = Some(model_id.clone());
@@ -590,13 +582,16 @@ async fn failover(
                 ErrorClass::Internal,
                 "The proxy cannot decrypt this access key's Bedrock API key; ask your platform team.",
             );
-            return fail(err, record);
+            return answer_error(err, record);
         }
     };
     let request = match shared.rules.adapt(&body, header_str(req.headers(), "anthropic-beta")) {
         Ok(r) => r,
         Err(e) => {
-            return fail(ProxyError::bad_request(format!("The request cannot be sent to Amazon Bedrock: {e}.")), record)
+            return answer_error(
+                ProxyError::bad_request(format!("The request cannot be sent to Amazon Bedrock: {e}.")),
+                record,
+            )
         }
     };
     let answer = upstream.bedrock.invoke(&api_key, &region, &model_id, request).await;
@@ -660,7 +655,7 @@ async fn failover(
         }
         Err(failure) => {
             tracing::warn!(request_id = %record.request_id, class = ?failure.class, detail = %failure.detail, "Bedrock failed");
-            fail(bedrock_error(&failure, &cause), record)
+            answer_error(bedrock_error(&failure, &cause), record)
         }
     }
 }
