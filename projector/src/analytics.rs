@@ -153,6 +153,8 @@ pub struct Projection<T: TableSpec> {
     consumer: jetstream::consumer::Consumer<pull::Config>,
     name: String,
     clickhouse: clickhouse::Client,
+    /// Prefix of this projection's insert query ids (see [`wait_for_orphaned_inserts`]).
+    tag: String,
     batch_size: usize,
     flush_interval: Duration,
     /// Progress, from `max(stream_seq)` of the table.
@@ -184,6 +186,8 @@ impl<T: TableSpec> Projection<T> {
         flush_interval: Duration,
         role: &str,
     ) -> anyhow::Result<Self> {
+        let tag = insert_tag(&clickhouse, T::TABLE);
+        wait_for_orphaned_inserts(&clickhouse, &tag).await?;
         let last_seq: u64 = clickhouse.query(&format!("SELECT max(stream_seq) FROM {}", T::TABLE)).fetch_one().await?;
         let stream = js.get_stream(ns.stream(T::STREAM)).await?;
         let name = ns.consumer(&format!("{role}_{}", T::NAME));
@@ -214,6 +218,7 @@ impl<T: TableSpec> Projection<T> {
             consumer,
             name,
             clickhouse,
+            tag,
             batch_size: batch_size.max(1),
             flush_interval,
             last_seq,
@@ -285,12 +290,53 @@ impl<T: TableSpec> Projection<T> {
     }
 
     async fn insert(&self, rows: &[T::Row]) -> anyhow::Result<()> {
-        let mut insert = self.clickhouse.insert::<T::Row>(T::TABLE).await?;
+        let query_id = format!("{}{}", self.tag, ulid::Ulid::new());
+        let mut insert = self.clickhouse.insert::<T::Row>(T::TABLE).await?.with_setting("query_id", query_id);
         for row in rows {
             insert.write(row).await?;
         }
         insert.end().await?;
         Ok(())
+    }
+}
+
+/// The query-id prefix of one table's projection inserts: `ccp-projector.<database>.<table>.`.
+fn insert_tag(clickhouse: &clickhouse::Client, table: &str) -> String {
+    let database = clickhouse.database().unwrap_or("default");
+    format!("ccp-projector.{database}.{table}.")
+}
+
+/// A projector killed while an insert was on the wire leaves that insert running in ClickHouse:
+/// it still commits after the process is gone (ClickHouse takes the closed connection for the
+/// end of the body and inserts what arrived, a prefix of the batch in stream order). Reading the
+/// progress before it commits would project its rows a second time, so a starting projection
+/// first waits until no insert of its own tag has been running for two looks in a row, a moment
+/// apart (bounded: a stuck query is reported and then ignored).
+async fn wait_for_orphaned_inserts(clickhouse: &clickhouse::Client, tag: &str) -> anyhow::Result<()> {
+    const LIMIT: Duration = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let mut quiet_looks = 0;
+    loop {
+        let running: u64 = clickhouse
+            .query("SELECT count() FROM system.processes WHERE startsWith(query_id, ?)")
+            .bind(tag)
+            .fetch_one()
+            .await?;
+        if running == 0 {
+            quiet_looks += 1;
+            if quiet_looks == 2 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        quiet_looks = 0;
+        if started.elapsed() > LIMIT {
+            tracing::warn!(running, tag, "inserts of an earlier run still running; resuming anyway");
+            return Ok(());
+        }
+        tracing::info!(running, tag, "waiting for an earlier run's insert to finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
