@@ -383,7 +383,7 @@ pub struct AuditRow {
 }
 
 /// Payload fields never copied into the audit log.
-const AUDIT_OMITTED: &[&str] = &["sealed", "key_hash", "previous_key_hash"];
+const AUDIT_OMITTED: &[&str] = &["sealed", "key_hash", "previous_key_hash", "password_hash", "token_hash"];
 
 impl AuditRow {
     fn new(seq: u64, envelope: &Envelope) -> Self {
@@ -399,6 +399,7 @@ impl AuditRow {
             ccp_schemas::subjects::Aggregate::AccessKey(id) => ("access_key", id.to_string()),
             ccp_schemas::subjects::Aggregate::Pricing => ("pricing", String::new()),
             ccp_schemas::subjects::Aggregate::AdminAuth => ("admin", login_username(event)),
+            ccp_schemas::subjects::Aggregate::Admin(id) => ("admin", id.to_string()),
             ccp_schemas::subjects::Aggregate::Circuit(id) => ("circuit", id.to_string()),
             ccp_schemas::subjects::Aggregate::Request(id) => ("request", id.map(|k| k.to_string()).unwrap_or_default()),
         };

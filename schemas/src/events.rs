@@ -80,6 +80,9 @@ pub enum Event {
     PricingSet(PricingSet),
     AdminLoginSucceeded(AdminLoginSucceeded),
     AdminLoginFailed(AdminLoginFailed),
+    AdminCreated(AdminCreated),
+    ApiTokenIssued(ApiTokenIssued),
+    ApiTokenRevoked(ApiTokenRevoked),
     RequestCompleted(RequestCompleted),
     CircuitOpened(CircuitOpened),
     CircuitHalfOpened(CircuitHalfOpened),
@@ -104,6 +107,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "pricing_set",
     "admin_login_succeeded",
     "admin_login_failed",
+    "admin_created",
+    "api_token_issued",
+    "api_token_revoked",
     "request_completed",
     "circuit_opened",
     "circuit_half_opened",
@@ -130,6 +136,9 @@ impl Event {
             Self::PricingSet(_) => "pricing_set",
             Self::AdminLoginSucceeded(_) => "admin_login_succeeded",
             Self::AdminLoginFailed(_) => "admin_login_failed",
+            Self::AdminCreated(_) => "admin_created",
+            Self::ApiTokenIssued(_) => "api_token_issued",
+            Self::ApiTokenRevoked(_) => "api_token_revoked",
             Self::RequestCompleted(_) => "request_completed",
             Self::CircuitOpened(_) => "circuit_opened",
             Self::CircuitHalfOpened(_) => "circuit_half_opened",
@@ -160,6 +169,9 @@ impl Event {
             Self::BedrockApiKeyRemoved(e) => Aggregate::AccessKey(e.key_id),
             Self::PricingSet(_) => Aggregate::Pricing,
             Self::AdminLoginSucceeded(_) | Self::AdminLoginFailed(_) => Aggregate::AdminAuth,
+            Self::AdminCreated(e) => Aggregate::Admin(e.admin_id),
+            Self::ApiTokenIssued(e) => Aggregate::Admin(e.admin_id),
+            Self::ApiTokenRevoked(e) => Aggregate::Admin(e.admin_id),
             Self::RequestCompleted(e) => Aggregate::Request(e.key_id),
             Self::CircuitOpened(e) => Aggregate::Circuit(e.key_id),
             Self::CircuitHalfOpened(e) => Aggregate::Circuit(e.key_id),
@@ -187,6 +199,9 @@ impl Event {
             Self::PricingSet(_)
             | Self::AdminLoginSucceeded(_)
             | Self::AdminLoginFailed(_)
+            | Self::AdminCreated(_)
+            | Self::ApiTokenIssued(_)
+            | Self::ApiTokenRevoked(_)
             | Self::CircuitOpened(_)
             | Self::CircuitHalfOpened(_)
             | Self::CircuitClosed(_) => None,
@@ -198,7 +213,7 @@ impl Event {
         match self.aggregate() {
             Aggregate::AccessKey(k) | Aggregate::Circuit(k) => Some(k),
             Aggregate::Request(k) => k,
-            Aggregate::User(_) | Aggregate::Pricing | Aggregate::AdminAuth => None,
+            Aggregate::User(_) | Aggregate::Pricing | Aggregate::AdminAuth | Aggregate::Admin(_) => None,
         }
     }
 }

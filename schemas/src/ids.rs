@@ -102,6 +102,10 @@ prefixed_id!(
     /// An admin account of the admin API.
     AdminId, "adm_", "admin"
 );
+prefixed_id!(
+    /// A long-lived API token of an admin, for automation.
+    ApiTokenId, "tok_", "API token"
+);
 
 #[cfg(test)]
 mod tests {

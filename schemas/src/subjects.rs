@@ -1,7 +1,7 @@
 //! Subject, stream, bucket and consumer names, all under one configurable prefix so that several
 //! deployments (or parallel tests) share a NATS server without seeing each other.
 
-use crate::ids::{AccessKeyId, UserId};
+use crate::ids::{AccessKeyId, AdminId, UserId};
 
 /// What an event is about; decides its subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,6 +14,8 @@ pub enum Aggregate {
     Pricing,
     /// Admin logins.
     AdminAuth,
+    /// An admin account and its API tokens.
+    Admin(AdminId),
     /// Usage of one key (`None`: refused before a key was known).
     Request(Option<AccessKeyId>),
     /// The circuit breaker of one key.
@@ -111,6 +113,7 @@ impl Namespace {
             Aggregate::AccessKey(id) => format!("{p}.admin.access_key.{id}"),
             Aggregate::Pricing => format!("{p}.admin.pricing"),
             Aggregate::AdminAuth => format!("{p}.admin.auth"),
+            Aggregate::Admin(id) => format!("{p}.admin.account.{id}"),
             Aggregate::Request(Some(id)) => format!("{p}.request.{id}"),
             Aggregate::Request(None) => format!("{p}.request.unauthenticated"),
             Aggregate::Circuit(id) => format!("{p}.circuit.{id}"),
@@ -167,6 +170,7 @@ mod tests {
             Aggregate::AccessKey(key),
             Aggregate::Pricing,
             Aggregate::AdminAuth,
+            Aggregate::Admin(crate::ids::AdminId::new()),
             Aggregate::Request(Some(key)),
             Aggregate::Request(None),
             Aggregate::Circuit(key),

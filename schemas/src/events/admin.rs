@@ -1,8 +1,80 @@
-//! Admin authentication events (subject `<prefix>.admin.auth`), for the audit log.
+//! Admin accounts (subject `<prefix>.admin.account.<admin_id>`: created, API tokens issued and
+//! revoked) and admin authentication events (subject `<prefix>.admin.auth`, for the audit log).
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
 
-use crate::ids::AdminId;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ids::{AdminId, ApiTokenId};
+use crate::secrets::access_key::{KeyHash, KeyPrefix};
+
+/// An argon2id password hash in PHC string form (`$argon2id$v=19$m=…`). Deserialization refuses
+/// anything else, so an event cannot carry a plaintext password in this field.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// The PHC prefix every stored hash has.
+    pub const PHC_PREFIX: &'static str = "$argon2id$";
+
+    /// Wraps a PHC string; `None` unless it is an argon2id hash.
+    pub fn new(phc: String) -> Option<Self> {
+        (phc.starts_with(Self::PHC_PREFIX) && phc.len() <= 256).then_some(Self(phc))
+    }
+
+    /// The PHC string, for verification.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(argon2id)")
+    }
+}
+
+impl<'de> Deserialize<'de> for PasswordHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::new(String::deserialize(deserializer)?)
+            .ok_or_else(|| serde::de::Error::custom("a password hash is an argon2id PHC string"))
+    }
+}
+
+/// An admin account was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCreated {
+    /// The new admin.
+    pub admin_id: AdminId,
+    /// Login name, unique among admins.
+    pub username: String,
+    /// argon2id hash of the password.
+    pub password_hash: PasswordHash,
+}
+
+/// An admin was issued a long-lived API token (only its hash and prefix are here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokenIssued {
+    /// The token's owner.
+    pub admin_id: AdminId,
+    /// The token.
+    pub token_id: ApiTokenId,
+    /// A label such as "ci".
+    pub name: String,
+    /// HMAC-SHA256 of the token under the server pepper.
+    pub token_hash: KeyHash,
+    /// First characters of the token.
+    pub token_prefix: KeyPrefix,
+}
+
+/// An API token was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokenRevoked {
+    /// The token's owner.
+    pub admin_id: AdminId,
+    /// The token.
+    pub token_id: ApiTokenId,
+}
 
 /// How an admin authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
