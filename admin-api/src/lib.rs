@@ -1,6 +1,17 @@
 //! The admin API: commands become events, queries read projections and ClickHouse.
 
+pub mod api;
+pub mod auth;
+pub mod context;
+pub mod domain;
+pub mod error;
+pub mod json;
+pub mod openapi;
+pub mod query;
+pub mod routes;
 mod startup;
+pub mod store;
+pub mod view;
 
 use std::io::Write as _;
 

@@ -1,13 +1,30 @@
 //! Builds the admin API from settings and runs it until SIGTERM/SIGINT.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
+use async_nats::jetstream::{self, kv};
 use ccp_schemas::config::Settings;
+use ccp_schemas::ids::AdminId;
+use ccp_schemas::secrets::access_key::KeyPepper;
+use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
+use ccp_schemas::secrets::SecretString;
 use ccp_schemas::streams::{self, StreamPolicy};
-use ccp_schemas::telemetry;
+use ccp_schemas::{telemetry, Actor, Namespace};
+
+use crate::auth::{require_auth, Auth, Throttle};
+use crate::context::request_id;
+use crate::error::{ApiError, ErrorKind};
+use crate::routes::{self, admins, AppState};
+use crate::store::{CommandMeta, EventStore};
+use crate::view::View;
 
 /// A bound, not yet running admin API.
 pub struct Application {
@@ -15,22 +32,86 @@ pub struct Application {
     port: u16,
 }
 
+/// Opens (or creates) one of the admin API's own KV buckets.
+async fn bucket(
+    js: &jetstream::Context,
+    name: String,
+    max_age: Duration,
+    description: &str,
+) -> anyhow::Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(&name).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: name.clone(),
+        description: description.to_owned(),
+        max_age,
+        history: 1,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("cannot create KV bucket {name}"))
+}
+
 impl Application {
-    /// Connects to NATS, ensures the streams and binds `admin.listen`.
+    /// Connects to NATS, ensures the streams, loads the admin state and binds `admin.listen`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let ns = settings.nats.namespace()?;
         let client = telemetry::connect_nats(&settings.nats, "ccp-admin").await?;
-        let js = async_nats::jetstream::new(client);
+        let js = jetstream::new(client.clone());
         streams::ensure(&js, &ns, &StreamPolicy::from(&settings.nats)).await?;
+        let ttl = Duration::from_secs(settings.admin.session_ttl_secs.max(60));
+        let sessions =
+            bucket(&js, format!("{}_admin_sessions", ns.prefix()), ttl, "ClaudeCodeProxy admin sessions").await?;
+
+        let pepper = KeyPepper::new(&settings.secrets.access_key_pepper)
+            .map_err(|_| anyhow::anyhow!("secrets.access_key_pepper must be at least 32 bytes"))?;
+        let master = ConfiguredMasterKey::from_settings(&settings.secrets)?;
+        if master.is_none() {
+            tracing::warn!("no master key configured: Bedrock API keys cannot be registered");
+        }
+        let view = View::new();
+        view.start(client.clone(), ns.clone()).await?;
+        let state = web::Data::new(AppState {
+            store: EventStore::new(client.clone(), ns.clone()),
+            view: Arc::clone(&view),
+            pepper: pepper.clone(),
+            master,
+            public_proxy_url: settings.admin.public_proxy_url.clone(),
+            clickhouse: ccp_schemas::migrations::server_client(&settings.clickhouse)
+                .with_database(&settings.clickhouse.database),
+            settings: settings.clone(),
+        });
+        bootstrap_admin(&state, &settings, &ns).await?;
+        let auth = web::Data::new(Auth { sessions, pepper, ttl, throttle: Throttle::default(), view });
+        let cors = web::Data::new(Cors { origins: settings.admin.cors_origins.clone() });
 
         let listener = TcpListener::bind(settings.admin.listen)
             .with_context(|| format!("cannot listen on {}", settings.admin.listen))?;
         let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || App::new().route("/health", web::get().to(health)))
-            .workers(2)
-            .disable_signals()
-            .listen(listener)?
-            .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(auth.clone())
+                .app_data(cors.clone())
+                .app_data(
+                    web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()),
+                )
+                .wrap(from_fn(cors_headers))
+                .wrap(from_fn(request_id))
+                .route("/health", web::get().to(health))
+                .route("/openapi.json", web::get().to(openapi))
+                .service(
+                    web::scope("/v1")
+                        .configure(admins::configure_login)
+                        .service(web::scope("").wrap(from_fn(require_auth)).configure(routes::configure)),
+                )
+                .default_service(web::to(not_found))
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
         tracing::info!(addr = %settings.admin.listen, port, "admin API listening");
         Ok(Self { server, port })
     }
@@ -54,6 +135,106 @@ impl Application {
     }
 }
 
+/// Creates the first admin when none exists: from `admin.initial_admin_password`, or
+/// `admin`/`admin` when `admin.dev_default_admin` is on (with a loud warning).
+async fn bootstrap_admin(state: &AppState, settings: &Settings, ns: &Namespace) -> anyhow::Result<()> {
+    if !state.view.read().admins.is_empty() {
+        return Ok(());
+    }
+    let configured = &settings.admin.initial_admin_password;
+    let (username, password) = if !configured.is_empty() {
+        crate::auth::check_password("admin.initial_admin_password", configured.expose())
+            .map_err(|e| anyhow::anyhow!("admin.initial_admin_password: {}", e.message))?;
+        (settings.admin.initial_admin_username.clone(), configured.clone())
+    } else if settings.admin.dev_default_admin {
+        tracing::warn!(
+            "DEVELOPMENT DEFAULT ADMIN: creating admin/admin because admin.dev_default_admin is on. Never do this in production"
+        );
+        ("admin".to_owned(), SecretString::new("admin"))
+    } else {
+        tracing::warn!(
+            "no admin account exists: set admin.initial_admin_password (CCP__ADMIN__INITIAL_ADMIN_PASSWORD) to create one"
+        );
+        return Ok(());
+    };
+    // The initial admin's id is derived from the deployment and username, so replicas starting
+    // together append to the same subject and the concurrency check lets exactly one win.
+    let admin_id = initial_admin_id(ns, &username);
+    let meta = CommandMeta {
+        actor: Actor::System { component: "ccp-admin".into() },
+        request_id: ccp_schemas::ids::RequestId::new().to_string(),
+        source: None,
+        if_match: None,
+    };
+    match admins::create_admin_account(state, &meta, admin_id, username.clone(), password).await {
+        Ok(_) => tracing::info!(username, "initial admin created"),
+        Err(e) if e.kind == ErrorKind::Conflict => tracing::info!(username, "initial admin already created"),
+        Err(e) => anyhow::bail!("creating the initial admin failed: {}", e.message),
+    }
+    Ok(())
+}
+
+fn initial_admin_id(ns: &Namespace, username: &str) -> AdminId {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{}:{username}", ns.prefix()).as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    bytes[0] = 0; // keep the ULID's timestamp in range
+    AdminId::from_ulid(ulid::Ulid::from_bytes(bytes))
+}
+
+/// Allowed CORS origins.
+struct Cors {
+    origins: Vec<String>,
+}
+
+/// CORS only for the configured origins; preflights answered before authentication.
+async fn cors_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let origin = req.headers().get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let allowed = origin
+        .filter(|o| req.app_data::<web::Data<Cors>>().is_some_and(|c| c.origins.iter().any(|allowed| allowed == o)));
+    let preflight =
+        req.method() == actix_web::http::Method::OPTIONS && req.headers().contains_key("access-control-request-method");
+    let mut response = if preflight {
+        let mut r = HttpResponse::NoContent();
+        if allowed.is_some() {
+            r.insert_header(("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE"));
+            r.insert_header((
+                "access-control-allow-headers",
+                "authorization, content-type, idempotency-key, x-csrf-token",
+            ));
+            r.insert_header(("access-control-max-age", "600"));
+        }
+        req.into_response(r.finish())
+    } else {
+        next.call(req).await?.map_into_boxed_body()
+    };
+    if let Some(origin) = allowed {
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&origin) {
+            headers.insert(HeaderName::from_static("access-control-allow-origin"), v);
+        }
+        headers.insert(HeaderName::from_static("access-control-allow-credentials"), HeaderValue::from_static("true"));
+        headers.insert(HeaderName::from_static("vary"), HeaderValue::from_static("origin"));
+        headers.insert(
+            HeaderName::from_static("access-control-expose-headers"),
+            HeaderValue::from_static("x-request-id, idempotent-replayed, retry-after"),
+        );
+    }
+    Ok(response)
+}
+
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(telemetry::health_body("ccp-admin", env!("CARGO_PKG_VERSION")))
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document())
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorKind::NotFound, format!("no route {} {}", req.method(), req.path())))
 }

@@ -59,6 +59,16 @@ impl<'de> Deserialize<'de> for SecretString {
     }
 }
 
+/// A fresh bearer token: `prefix` + base64url of 32 CSPRNG bytes (admin sessions, API tokens).
+pub fn random_token(prefix: &str) -> Result<SecretString, getrandom::Error> {
+    use base64::Engine as _;
+    let bytes = zeroize::Zeroizing::new(random_bytes::<32>()?);
+    let mut token = String::with_capacity(prefix.len() + 43);
+    token.push_str(prefix);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes.as_slice(), &mut token);
+    Ok(SecretString::new(token))
+}
+
 /// Fills `buf` from the operating system's CSPRNG.
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
     let mut buf = [0u8; N];

@@ -1,0 +1,376 @@
+//! The REST API's request and response bodies: one definition shared by the handlers, the
+//! OpenAPI document and `ccpctl`.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use ccp_schemas::events::{RoutingStrategy, UserStatus};
+use ccp_schemas::state::{AccessKeyState, KeyStatus, UserState};
+
+/// A user (a developer using Claude Code through the proxy).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// `usr_…`
+    #[schema(value_type = String, example = "usr_01JDQ7ABCDEFGHJKMNPQRSTVWX")]
+    pub user_id: String,
+    /// Display name, unique among users.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Contact address.
+    pub email: Option<String>,
+    /// Whether their keys work.
+    #[schema(value_type = String, example = "active")]
+    pub status: UserStatus,
+    /// Monthly budget in USD (a decimal string); `null`: unlimited.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>, example = "250.00")]
+    pub monthly_limit_usd: Option<Decimal>,
+    /// `plan_first`, `bedrock_only` or `plan_only`.
+    #[schema(value_type = String, example = "plan_first")]
+    pub routing: RoutingStrategy,
+    /// Number of access keys that are not revoked.
+    pub active_keys: usize,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    /// The API shape of a user's state.
+    pub fn from_state(s: &UserState, active_keys: usize) -> Self {
+        Self {
+            user_id: s.user_id.to_string(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            email: s.email.clone(),
+            status: s.status,
+            monthly_limit_usd: s.monthly_limit_usd,
+            routing: s.routing,
+            active_keys,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// 1–64 characters: letters, digits, space, `.`, `_`, `-`, `@`.
+    pub name: String,
+    /// At most 500 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// An email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `active` (default) or `inactive`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub status: Option<UserStatus>,
+    /// Monthly budget in USD as a decimal string, e.g. `"250.00"`.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>)]
+    pub monthly_limit_usd: Option<Decimal>,
+    /// Routing strategy (default `plan_first`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub routing: Option<RoutingStrategy>,
+}
+
+/// `PATCH /v1/users/{user_id}`: absent fields are unchanged, `""` clears description or email.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New email.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `POST /v1/users/{user_id}/deactivate` (body optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    /// Why, for the audit log (at most 500 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `PUT /v1/users/{user_id}/budget`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetBudget {
+    /// Monthly limit in USD as a decimal string (`"0"`–`"1000000"`); `null`: unlimited.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>, example = "250.00")]
+    pub monthly_limit_usd: Option<Decimal>,
+}
+
+/// `PUT /v1/users/{user_id}/routing`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRouting {
+    /// `plan_first`, `bedrock_only` or `plan_only`.
+    #[schema(value_type = String, example = "plan_first")]
+    pub strategy: RoutingStrategy,
+}
+
+/// Query of `GET /v1/users`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListUsers {
+    /// Case-insensitive substring of name, email or description.
+    pub search: Option<String>,
+    /// `active` or `inactive`.
+    #[param(value_type = Option<String>)]
+    pub status: Option<UserStatus>,
+    /// Page size, 1–500 (default 50).
+    pub limit: Option<usize>,
+    /// Items to skip (default 0).
+    pub offset: Option<usize>,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Items matching in total.
+    pub total: usize,
+    /// The offset of this page.
+    pub offset: usize,
+    /// The page size.
+    pub limit: usize,
+}
+
+/// A Bedrock API key as lists show it (never the key).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BedrockKeyInfo {
+    /// First and last characters, e.g. `ABSK…x9Q=`.
+    pub hint: String,
+    /// When registered or last rotated.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An access key as lists show it: prefix and mask, never the key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Key {
+    /// `key_…`
+    pub key_id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Label.
+    pub name: Option<String>,
+    /// First characters of the key, e.g. `ak_3fQx9a`.
+    pub prefix: String,
+    /// What to show: `ak_3fQx9a…`.
+    pub masked: String,
+    /// `active` or `revoked`.
+    #[schema(value_type = String, example = "active")]
+    pub status: KeyStatus,
+    /// Bedrock region (`null`: the proxy's default).
+    pub bedrock_region: Option<String>,
+    /// Bedrock model used when the requested model maps to nothing.
+    pub bedrock_default_model: Option<String>,
+    /// The registered Bedrock API key, if any.
+    pub bedrock_key: Option<BedrockKeyInfo>,
+    /// When issued.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When last used through the proxy (from the usage analytics; `null`: never or unknown).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl Key {
+    /// The API shape of a key's state.
+    pub fn from_state(s: &AccessKeyState) -> Self {
+        Self {
+            key_id: s.key_id.to_string(),
+            user_id: s.user_id.to_string(),
+            name: s.name.clone(),
+            prefix: s.key_prefix.as_str().to_owned(),
+            masked: s.key_prefix.masked(),
+            status: s.status,
+            bedrock_region: s.bedrock.region.clone(),
+            bedrock_default_model: s.bedrock.default_model.clone(),
+            bedrock_key: s
+                .bedrock_key
+                .as_ref()
+                .map(|b| BedrockKeyInfo { hint: b.hint.as_str().to_owned(), updated_at: b.updated_at }),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            last_used_at: None,
+        }
+    }
+}
+
+/// `POST /v1/users/{user_id}/keys`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueKey {
+    /// Label, e.g. `laptop` (at most 64 characters).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Bedrock region, e.g. `us-east-1`.
+    #[serde(default)]
+    pub bedrock_region: Option<String>,
+    /// Bedrock model id used when the requested model maps to nothing.
+    #[serde(default)]
+    pub bedrock_default_model: Option<String>,
+}
+
+/// `PUT /v1/keys/{key_id}/bedrock`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetBedrockSettings {
+    /// Bedrock region (`null`: the proxy's default).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Default Bedrock model id (`null`: none).
+    #[serde(default)]
+    pub default_model: Option<String>,
+}
+
+/// `PUT /v1/keys/{key_id}/bedrock-key`: the Bedrock API key (registered or replaced). It is
+/// encrypted at once and never returned.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetBedrockKey {
+    /// The Bedrock API key.
+    pub api_key: String,
+}
+
+/// How Claude Code is pointed at the proxy with this key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClaudeCodeSetup {
+    /// The `ANTHROPIC_BASE_URL` value.
+    pub base_url: String,
+    /// The line for a shell profile: `export ANTHROPIC_BASE_URL=…`.
+    pub shell: String,
+    /// The `env` block for `~/.claude/settings.json`.
+    pub settings_json: serde_json::Value,
+}
+
+/// The answer of issuing or rotating a key: the only time the key is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IssuedKey {
+    /// The key's state.
+    pub key: Key,
+    /// The full access key. Shown once; store it now. `null` when this answer is an
+    /// idempotent replay.
+    pub access_key: Option<String>,
+    /// Ready-to-paste Claude Code settings (`null` on a replay).
+    pub claude_code: Option<ClaudeCodeSetup>,
+}
+
+/// A user with their keys (`GET /v1/users/{user_id}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserDetail {
+    /// The user.
+    #[serde(flatten)]
+    pub user: User,
+    /// Their access keys, newest first.
+    pub keys: Vec<Key>,
+}
+
+/// `POST /v1/auth/login`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// Username.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A session.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    /// The session token: `Authorization: Bearer <token>`. Also set as the HttpOnly cookie
+    /// `ccp_session` for the dashboard.
+    pub token: String,
+    /// Send as `x-csrf-token` on unsafe requests authenticated by the cookie.
+    pub csrf_token: String,
+    /// When the session ends.
+    pub expires_at: DateTime<Utc>,
+    /// Who logged in.
+    pub admin: Admin,
+}
+
+/// An admin account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Admin {
+    /// `adm_…`
+    pub admin_id: String,
+    /// Login name.
+    pub username: String,
+    /// When created (`null` in a login answer).
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/auth/me`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    /// `adm_…`
+    pub admin_id: String,
+    /// Login name.
+    pub username: String,
+    /// How this request authenticated.
+    pub method: crate::auth::AuthMethod,
+}
+
+/// `POST /v1/admins`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAdmin {
+    /// Login name: 1–64 characters of letters, digits, `.`, `_`, `-`, `@`.
+    pub username: String,
+    /// At least 12 characters.
+    pub password: String,
+}
+
+/// `POST /v1/api-tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueApiToken {
+    /// Label, e.g. `ci` (1–64 characters).
+    pub name: String,
+}
+
+/// An API token as lists show it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiToken {
+    /// `tok_…`
+    pub token_id: String,
+    /// Label.
+    pub name: String,
+    /// First characters.
+    pub prefix: String,
+    /// Whether revoked.
+    pub revoked: bool,
+    /// When issued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer of issuing an API token: the only time it is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IssuedApiToken {
+    /// The token's state.
+    #[serde(flatten)]
+    pub info: ApiToken,
+    /// The token (`Authorization: Bearer <token>`); `null` on an idempotent replay.
+    pub token: Option<String>,
+}

@@ -1,0 +1,304 @@
+//! Admin authentication: argon2id passwords, expiring sessions (a Bearer token for the API, the
+//! same token in an HttpOnly cookie for the dashboard, with a CSRF token for unsafe methods),
+//! long-lived API tokens stored hashed, and login throttling. Every route under `/v1` except
+//! `POST /v1/auth/login` goes through [`require_auth`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage as _, HttpRequest};
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::Argon2;
+use async_nats::jetstream::kv;
+use ccp_schemas::events::PasswordHash;
+use ccp_schemas::ids::AdminId;
+use ccp_schemas::secrets::access_key::KeyPepper;
+use ccp_schemas::secrets::{random_token, SecretString};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::view::View;
+
+/// Prefix of session tokens.
+pub const SESSION_PREFIX: &str = "ccps_";
+/// Prefix of API tokens.
+pub const API_TOKEN_PREFIX: &str = "ccpt_";
+/// The dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "ccp_session";
+/// The header carrying the CSRF token with cookie sessions.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Failed logins allowed per username, and per address, within [`THROTTLE_WINDOW`].
+const MAX_FAILURES_PER_USER: usize = 5;
+const MAX_FAILURES_PER_ADDR: usize = 20;
+const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Shortest accepted password.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// How a request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// A session token as `Authorization: Bearer`.
+    Session,
+    /// The dashboard's session cookie (unsafe methods need the CSRF token).
+    Cookie,
+    /// A long-lived API token.
+    ApiToken,
+}
+
+/// The authenticated admin of a request (in its extensions).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// Their username.
+    pub username: String,
+    /// How.
+    pub method: AuthMethod,
+}
+
+/// A session, stored in the sessions KV bucket under the hash of its token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// Their username.
+    pub username: String,
+    /// The CSRF token for cookie-authenticated unsafe requests.
+    pub csrf_token: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Password hashing with argon2id (the crate's default parameters: m=19456, t=2, p=1).
+pub async fn hash_password(password: SecretString) -> Result<PasswordHash, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::encode_b64(&random_salt()?).map_err(|e| ApiError::internal(&e))?;
+        let phc = Argon2::default()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map_err(|e| ApiError::internal(&e))?
+            .to_string();
+        PasswordHash::new(phc).ok_or_else(|| ApiError::internal(&"argon2 produced a non-argon2id hash"))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+}
+
+fn random_salt() -> Result<[u8; 16], ApiError> {
+    let token = random_token("").map_err(|e| ApiError::internal(&e))?;
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&token.expose().as_bytes()[..16]);
+    Ok(salt)
+}
+
+/// Verifies a password against a hash (or against a dummy hash, to take the same time).
+pub async fn verify_password(password: SecretString, hash: Option<PasswordHash>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let dummy = dummy_hash();
+        let phc = hash.as_ref().map_or(dummy.as_str(), PasswordHash::as_str);
+        let Ok(parsed) = argon2::PasswordHash::new(phc) else { return false };
+        let ok = Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok();
+        ok && hash.is_some()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn dummy_hash() -> String {
+    "$argon2id$v=19$m=19456,t=2,p=1$ZHVtbXlzYWx0ZHVtbXk$2Qj5b6n3c7N2C2fL0mJ8xj5CwqQ7bq1G2yQ3f0s6x4Y".to_owned()
+}
+
+/// Checks a new password's strength; the message names the rule.
+pub fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::unprocessable(field, format!("passwords have at least {MIN_PASSWORD_LEN} characters")));
+    }
+    if password.len() > 1024 {
+        return Err(ApiError::unprocessable(field, "passwords have at most 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// Failed-login bookkeeping per username and per client address (this replica's view).
+#[derive(Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl Throttle {
+    /// Seconds until the next attempt is allowed, if throttled now.
+    pub fn check(&self, username: &str, addr: Option<IpAddr>) -> Option<u64> {
+        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let mut wait = None;
+        for (key, limit) in Self::keys(username, addr) {
+            let list = map.entry(key).or_default();
+            list.retain(|t| now.duration_since(*t) < THROTTLE_WINDOW);
+            if list.len() >= limit {
+                let oldest = list.first().copied().unwrap_or(now);
+                let secs = THROTTLE_WINDOW.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
+                wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
+            }
+        }
+        wait
+    }
+
+    /// Records a failed attempt.
+    pub fn fail(&self, username: &str, addr: Option<IpAddr>) {
+        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (key, _) in Self::keys(username, addr) {
+            map.entry(key).or_default().push(Instant::now());
+        }
+    }
+
+    /// Forgets a username's failures after a success.
+    pub fn succeed(&self, username: &str) {
+        self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&format!("user:{username}"));
+    }
+
+    fn keys(username: &str, addr: Option<IpAddr>) -> Vec<(String, usize)> {
+        let mut keys = vec![(format!("user:{username}"), MAX_FAILURES_PER_USER)];
+        if let Some(a) = addr {
+            keys.push((format!("addr:{a}"), MAX_FAILURES_PER_ADDR));
+        }
+        keys
+    }
+}
+
+/// Everything authentication needs.
+pub struct Auth {
+    /// Sessions, by token hash; entries expire with the bucket's max age.
+    pub sessions: kv::Store,
+    /// Hashes tokens.
+    pub pepper: KeyPepper,
+    /// Session lifetime.
+    pub ttl: Duration,
+    /// Login throttling.
+    pub throttle: Throttle,
+    /// The read model (admins and API tokens).
+    pub view: Arc<View>,
+}
+
+impl Auth {
+    /// Opens a session for an admin: the token (shown once) and its record.
+    pub async fn open_session(
+        &self,
+        admin_id: AdminId,
+        username: &str,
+    ) -> Result<(SecretString, SessionRecord), ApiError> {
+        let token = random_token(SESSION_PREFIX).map_err(|e| ApiError::internal(&e))?;
+        let csrf = random_token("").map_err(|e| ApiError::internal(&e))?;
+        let record = SessionRecord {
+            admin_id,
+            username: username.to_owned(),
+            csrf_token: csrf.expose().to_owned(),
+            expires_at: Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or_default(),
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| ApiError::internal(&e))?;
+        self.sessions
+            .put(self.pepper.hash(token.expose()).to_hex(), bytes.into())
+            .await
+            .map_err(|e| ApiError::unavailable("the session store", &e))?;
+        Ok((token, record))
+    }
+
+    /// Ends a session.
+    pub async fn close_session(&self, token: &str) -> Result<(), ApiError> {
+        self.sessions
+            .purge(self.pepper.hash(token).to_hex())
+            .await
+            .map_err(|e| ApiError::unavailable("the session store", &e))
+    }
+
+    async fn session(&self, token: &str) -> Result<Option<SessionRecord>, ApiError> {
+        let entry = self
+            .sessions
+            .get(self.pepper.hash(token).to_hex())
+            .await
+            .map_err(|e| ApiError::unavailable("the session store", &e))?;
+        Ok(entry
+            .and_then(|bytes| serde_json::from_slice::<SessionRecord>(&bytes).ok())
+            .filter(|s| s.expires_at > Utc::now()))
+    }
+
+    /// Who a request is, from `Authorization: Bearer` or the session cookie (with CSRF check).
+    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Identity, ApiError> {
+        let bearer = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        if let Some(token) = bearer {
+            if token.starts_with(API_TOKEN_PREFIX) {
+                let hash = self.pepper.hash(token);
+                let model = self.view.read();
+                let admin = model
+                    .admin_by_token(&hash)
+                    .ok_or_else(|| ApiError::unauthenticated("the API token is unknown or revoked; issue a new one"))?;
+                return Ok(Identity {
+                    admin_id: admin.admin_id,
+                    username: admin.username.clone(),
+                    method: AuthMethod::ApiToken,
+                });
+            }
+            let session = self.session(token).await?.ok_or_else(expired)?;
+            return Ok(Identity {
+                admin_id: session.admin_id,
+                username: session.username,
+                method: AuthMethod::Session,
+            });
+        }
+        if let Some(cookie) = req.cookie(SESSION_COOKIE) {
+            let session = self.session(cookie.value()).await?.ok_or_else(expired)?;
+            let safe = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+            if !safe {
+                let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let ok: bool = subtle_eq(sent.as_bytes(), session.csrf_token.as_bytes());
+                if !ok {
+                    return Err(ApiError::new(
+                        ErrorKind::Forbidden,
+                        format!("cookie-authenticated changes need the `{CSRF_HEADER}` header from the login response"),
+                    ));
+                }
+            }
+            return Ok(Identity { admin_id: session.admin_id, username: session.username, method: AuthMethod::Cookie });
+        }
+        Err(ApiError::unauthenticated(
+            "authentication required: send `Authorization: Bearer <session or API token>` (POST /v1/auth/login)",
+        ))
+    }
+}
+
+fn expired() -> ApiError {
+    ApiError::unauthenticated("the session is unknown or expired; log in again")
+}
+
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Middleware: every request it wraps must authenticate; the [`Identity`] goes into the
+/// request's extensions.
+pub async fn require_auth(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let Some(auth) = req.app_data::<actix_web::web::Data<Auth>>().cloned() else {
+        return Ok(req.error_response(ApiError::internal(&"auth state missing")));
+    };
+    match auth.authenticate(req.request()).await {
+        Ok(identity) => {
+            req.extensions_mut().insert(identity);
+            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+        }
+        // Answered here, inside the request-id scope, so the body carries the request id.
+        Err(e) => Ok(req.error_response(e)),
+    }
+}

@@ -1,0 +1,262 @@
+//! Admin accounts and authentication: login/logout/me, admins, API tokens.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{web, HttpRequest, HttpResponse};
+use ccp_schemas::events::{AdminLoginFailed, AdminLoginSucceeded, Event, LoginFailure, LoginMethod};
+use ccp_schemas::ids::{AdminId, ApiTokenId};
+use ccp_schemas::secrets::access_key::KeyPrefix;
+use ccp_schemas::secrets::{random_token, SecretString};
+use ccp_schemas::subjects::Aggregate;
+use ccp_schemas::Actor;
+
+use super::{check_name, parse_id, AppState};
+use crate::api::{Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Session};
+use crate::auth::{check_password, hash_password, verify_password, Auth, API_TOKEN_PREFIX, SESSION_COOKIE};
+use crate::context::Ctx;
+use crate::domain::{decide_admin, AdminCommand, AdminState, TokenState};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorKind};
+use crate::json::Json;
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/logout", web::post().to(logout))
+        .route("/auth/me", web::get().to(me))
+        .route("/admins", web::get().to(list_admins))
+        .route("/admins", web::post().to(create_admin))
+        .route("/api-tokens", web::get().to(list_tokens))
+        .route("/api-tokens", web::post().to(issue_token))
+        .route("/api-tokens/{token_id}/revoke", web::post().to(revoke_token));
+}
+
+/// The one unauthenticated command.
+pub fn configure_login(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/login", web::post().to(login));
+}
+
+/// Log in with username and password: a session token (also set as an HttpOnly cookie) and
+/// its CSRF token. Failures are throttled per username and per address.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = Login,
+    responses((status = 200, body = Session), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
+pub async fn login(
+    state: web::Data<AppState>,
+    auth: web::Data<Auth>,
+    ctx: Ctx,
+    body: Json<Login>,
+) -> ApiResult<HttpResponse> {
+    let Login { username, password } = body.0;
+    let username: String = username.trim().chars().take(64).collect();
+    let password = SecretString::new(password);
+    let fail = |reason: LoginFailure| {
+        let store = state.store.clone();
+        let meta = ctx.meta();
+        let username = username.clone();
+        async move {
+            let _ = store.record(Event::AdminLoginFailed(AdminLoginFailed { username, reason }), &meta).await;
+        }
+    };
+    if let Some(wait) = auth.throttle.check(&username, ctx.source) {
+        fail(LoginFailure::Throttled).await;
+        let mut e = ApiError::new(ErrorKind::RateLimited, format!("too many failed logins; try again in {wait} s"));
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
+    let admin = state.view.read().admin_by_name(&username).cloned();
+    if !verify_password(password, admin.as_ref().map(|a| a.password_hash.clone())).await {
+        auth.throttle.fail(&username, ctx.source);
+        fail(LoginFailure::BadCredentials).await;
+        return Err(ApiError::unauthenticated("wrong username or password"));
+    }
+    let Some(admin) = admin else { return Err(ApiError::unauthenticated("wrong username or password")) };
+    auth.throttle.succeed(&username);
+    let (token, record) = auth.open_session(admin.admin_id, &admin.username).await?;
+    let mut meta = ctx.meta();
+    meta.actor = Actor::Admin { admin_id: admin.admin_id, username: admin.username.clone() };
+    state
+        .store
+        .record(
+            Event::AdminLoginSucceeded(AdminLoginSucceeded {
+                admin_id: admin.admin_id,
+                username: admin.username.clone(),
+                method: LoginMethod::Password,
+            }),
+            &meta,
+        )
+        .await?;
+    let cookie = Cookie::build(SESSION_COOKIE, token.expose().to_owned())
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(actix_web::cookie::time::Duration::seconds(i64::try_from(auth.ttl.as_secs()).unwrap_or(i64::MAX)))
+        .finish();
+    Ok(HttpResponse::Ok().cookie(cookie).insert_header(("cache-control", "no-store")).json(Session {
+        token: token.expose().to_owned(),
+        csrf_token: record.csrf_token,
+        expires_at: record.expires_at,
+        admin: Admin {
+            admin_id: admin.admin_id.to_string(),
+            username: admin.username,
+            created_at: Some(admin.created_at),
+        },
+    }))
+}
+
+/// End the current session (API tokens are revoked instead).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn logout(auth: web::Data<Auth>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let token = bearer.or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()));
+    if let Some(t) = token.filter(|t| !t.starts_with(API_TOKEN_PREFIX)) {
+        auth.close_session(&t).await?;
+    }
+    let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    gone.make_removal();
+    Ok(HttpResponse::NoContent().cookie(gone).finish())
+}
+
+/// Who is calling.
+#[utoipa::path(get, path = "/v1/auth/me", tag = "auth",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn me(ctx: Ctx) -> ApiResult<web::Json<Me>> {
+    let admin = ctx.admin()?;
+    Ok(web::Json(Me { admin_id: admin.admin_id.to_string(), username: admin.username.clone(), method: admin.method }))
+}
+
+fn admin_view(a: &AdminState) -> Admin {
+    Admin { admin_id: a.admin_id.to_string(), username: a.username.clone(), created_at: Some(a.created_at) }
+}
+
+/// Every admin account.
+#[utoipa::path(get, path = "/v1/admins", tag = "auth",
+    responses((status = 200, body = Vec<Admin>), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_admins(state: web::Data<AppState>) -> web::Json<Vec<Admin>> {
+    let model = state.view.read();
+    let mut admins: Vec<Admin> = model.admins.values().map(admin_view).collect();
+    admins.sort_by(|a, b| a.username.cmp(&b.username));
+    web::Json(admins)
+}
+
+/// Creates an admin account (also used for the initial admin at start).
+pub async fn create_admin_account(
+    state: &AppState,
+    meta: &crate::store::CommandMeta,
+    admin_id: AdminId,
+    username: String,
+    password: SecretString,
+) -> ApiResult<AdminState> {
+    let password_hash = hash_password(password).await?;
+    let executed = state
+        .store
+        .execute(Aggregate::Admin(admin_id), meta, AdminState::apply, |s| {
+            decide_admin(
+                s,
+                admin_id,
+                AdminCommand::Create { username: username.clone(), password_hash: password_hash.clone() },
+            )
+        })
+        .await?;
+    state.settle(executed.seq).await;
+    executed.state.ok_or_else(|| ApiError::internal(&"admin missing after creation"))
+}
+
+/// Create another admin account.
+#[utoipa::path(post, path = "/v1/admins", tag = "auth", request_body = CreateAdmin,
+    responses((status = 201, body = Admin), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_admin(state: web::Data<AppState>, ctx: Ctx, body: Json<CreateAdmin>) -> ApiResult<HttpResponse> {
+    let CreateAdmin { username, password } = body.0;
+    let username = check_name("username", &username)?;
+    if username.contains(' ') {
+        return Err(ApiError::unprocessable("username", "must not contain spaces"));
+    }
+    check_password("password", &password)?;
+    if state.view.read().admin_by_name(&username).is_some() {
+        return Err(ApiError::conflict(format!("an admin named `{username}` already exists")).field("username"));
+    }
+    let admin =
+        create_admin_account(&state, &ctx.meta(), AdminId::new(), username, SecretString::new(password)).await?;
+    Ok(HttpResponse::Created().json(admin_view(&admin)))
+}
+
+fn token_view(t: &TokenState) -> ApiToken {
+    ApiToken {
+        token_id: t.token_id.to_string(),
+        name: t.name.clone(),
+        prefix: t.prefix.as_str().to_owned(),
+        revoked: t.revoked,
+        created_at: t.created_at,
+    }
+}
+
+/// The caller's API tokens.
+#[utoipa::path(get, path = "/v1/api-tokens", tag = "auth",
+    responses((status = 200, body = Vec<ApiToken>), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_tokens(state: web::Data<AppState>, ctx: Ctx) -> ApiResult<web::Json<Vec<ApiToken>>> {
+    let admin_id = ctx.admin()?.admin_id;
+    let model = state.view.read();
+    let tokens = model.admins.get(&admin_id).map(|a| a.tokens.iter().map(token_view).collect()).unwrap_or_default();
+    Ok(web::Json(tokens))
+}
+
+/// Issue a long-lived API token for automation. The answer is the only place it appears.
+#[utoipa::path(post, path = "/v1/api-tokens", tag = "auth", request_body = IssueApiToken,
+    responses((status = 201, body = IssuedApiToken), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn issue_token(state: web::Data<AppState>, ctx: Ctx, body: Json<IssueApiToken>) -> ApiResult<HttpResponse> {
+    let admin_id = ctx.admin()?.admin_id;
+    let name = check_name("name", &body.0.name)?;
+    let token = random_token(API_TOKEN_PREFIX).map_err(|e| ApiError::internal(&e))?;
+    let token_id = ApiTokenId::new();
+    let command = AdminCommand::IssueToken {
+        token_id,
+        name,
+        token_hash: state.pepper.hash(token.expose()),
+        token_prefix: KeyPrefix::of_candidate(token.expose()),
+    };
+    let executed = state
+        .store
+        .execute(Aggregate::Admin(admin_id), &ctx.meta(), AdminState::apply, |s| {
+            decide_admin(s, admin_id, command.clone())
+        })
+        .await?;
+    state.settle(executed.seq).await;
+    let admin = executed.state.ok_or_else(|| ApiError::not_found("the calling admin no longer exists"))?;
+    let info = admin
+        .tokens
+        .iter()
+        .find(|t| t.token_id == token_id)
+        .map(token_view)
+        .ok_or_else(|| ApiError::internal(&"token missing after issue"))?;
+    Ok(HttpResponse::Created()
+        .insert_header(("cache-control", "no-store"))
+        .json(IssuedApiToken { info, token: Some(token.expose().to_owned()) }))
+}
+
+/// Revoke one of the caller's API tokens.
+#[utoipa::path(post, path = "/v1/api-tokens/{token_id}/revoke", tag = "auth", params(("token_id" = String, Path)),
+    responses((status = 200, body = ApiToken), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    path: web::Path<String>,
+) -> ApiResult<web::Json<ApiToken>> {
+    let admin_id = ctx.admin()?.admin_id;
+    let token_id: ApiTokenId = parse_id("token_id", &path)?;
+    let executed = state
+        .store
+        .execute(Aggregate::Admin(admin_id), &ctx.meta(), AdminState::apply, |s| {
+            decide_admin(s, admin_id, AdminCommand::RevokeToken(token_id))
+        })
+        .await?;
+    state.settle(executed.seq).await;
+    let admin = executed.state.ok_or_else(|| ApiError::not_found("the calling admin no longer exists"))?;
+    let token = admin.tokens.iter().find(|t| t.token_id == token_id).map(token_view);
+    token.map(web::Json).ok_or_else(|| ApiError::not_found(format!("no API token {token_id}")))
+}

@@ -1,0 +1,244 @@
+//! Access keys (issue, list, get, revoke, rotate, Bedrock settings) and their Bedrock API keys
+//! (register or replace, remove). The plaintext access key exists only in the answer that
+//! issues it; the Bedrock API key only while it is sealed.
+
+use actix_web::{web, HttpResponse};
+use ccp_schemas::events::BedrockSettings;
+use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_schemas::secrets::access_key::AccessKey;
+use ccp_schemas::secrets::envelope::{BedrockApiKey, SealedSecret};
+use ccp_schemas::state::AccessKeyState;
+use ccp_schemas::subjects::Aggregate;
+
+use super::{check_name, check_text, check_token, parse_id, versioned, AppState};
+use crate::api::{ClaudeCodeSetup, IssueKey, IssuedKey, Key, Reason, SetBedrockKey, SetBedrockSettings};
+use crate::context::Ctx;
+use crate::domain::{decide_key, KeyCommand};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorKind};
+use crate::json::{Json, OptionalJson};
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/users/{user_id}/keys", web::post().to(issue_key))
+        .route("/users/{user_id}/keys", web::get().to(list_keys))
+        .route("/keys/{key_id}", web::get().to(get_key))
+        .route("/keys/{key_id}/revoke", web::post().to(revoke_key))
+        .route("/keys/{key_id}/rotate", web::post().to(rotate_key))
+        .route("/keys/{key_id}/bedrock", web::put().to(set_bedrock_settings))
+        .route("/keys/{key_id}/bedrock-key", web::put().to(set_bedrock_key))
+        .route("/keys/{key_id}/bedrock-key", web::delete().to(remove_bedrock_key));
+}
+
+/// The Claude Code settings for a key.
+pub fn claude_code_setup(public_proxy_url: &str, key: &AccessKey) -> ClaudeCodeSetup {
+    let base_url = format!("{}/ak/{}", public_proxy_url.trim_end_matches('/'), key.expose());
+    ClaudeCodeSetup {
+        shell: format!("export ANTHROPIC_BASE_URL={base_url}"),
+        settings_json: serde_json::json!({ "env": { "ANTHROPIC_BASE_URL": base_url } }),
+        base_url,
+    }
+}
+
+/// Runs a command and answers the key's state with its version.
+async fn run(state: &AppState, ctx: &Ctx, key_id: AccessKeyId, command: KeyCommand) -> ApiResult<HttpResponse> {
+    let (key, version) = run_with_owner(state, ctx, key_id, None, command).await?;
+    Ok(versioned(HttpResponse::Ok(), &Key::from_state(&key), version))
+}
+
+async fn run_with_owner(
+    state: &AppState,
+    ctx: &Ctx,
+    key_id: AccessKeyId,
+    owner: Option<ccp_schemas::state::UserState>,
+    command: KeyCommand,
+) -> ApiResult<(AccessKeyState, u64)> {
+    let executed = state
+        .store
+        .execute(Aggregate::AccessKey(key_id), &ctx.meta(), AccessKeyState::apply, |s| {
+            decide_key(s, key_id, owner.as_ref(), command.clone())
+        })
+        .await?;
+    state.settle(executed.seq).await;
+    let key = executed.state.ok_or_else(|| ApiError::not_found(format!("no access key {key_id}")))?;
+    Ok((key, executed.seq))
+}
+
+fn bedrock_settings(region: Option<String>, model: Option<String>, prefix: &str) -> ApiResult<BedrockSettings> {
+    Ok(BedrockSettings {
+        region: region.filter(|r| !r.is_empty()).map(|r| check_token(&format!("{prefix}region"), &r)).transpose()?,
+        default_model: model
+            .filter(|m| !m.is_empty())
+            .map(|m| check_token(&format!("{prefix}default_model"), &m))
+            .transpose()?,
+    })
+}
+
+/// Issue an access key to a user. The answer is the only place the key ever appears.
+#[utoipa::path(post, path = "/v1/users/{user_id}/keys", tag = "keys", params(("user_id" = String, Path)),
+    request_body(content = Option<IssueKey>),
+    responses((status = 201, body = IssuedKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn issue_key(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    path: web::Path<String>,
+    body: OptionalJson<IssueKey>,
+) -> ApiResult<HttpResponse> {
+    let user_id: UserId = parse_id("user_id", &path)?;
+    let body = body.0.unwrap_or_default();
+    let name = body.name.as_deref().filter(|n| !n.trim().is_empty()).map(|n| check_name("name", n)).transpose()?;
+    let bedrock = bedrock_settings(body.bedrock_region, body.bedrock_default_model, "bedrock_")?;
+    let owner = state
+        .view
+        .read()
+        .directory
+        .user(&user_id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no user {user_id}")))?;
+    let key = AccessKey::generate().map_err(|e| ApiError::internal(&e))?;
+    let key_id = AccessKeyId::new();
+    let command =
+        KeyCommand::Issue { name, key_hash: key.hash(&state.pepper), key_prefix: key.display_prefix(), bedrock };
+    let (issued, version) = run_with_owner(&state, &ctx, key_id, Some(owner), command).await?;
+    let answer = IssuedKey {
+        key: Key::from_state(&issued),
+        claude_code: Some(claude_code_setup(&state.public_proxy_url, &key)),
+        access_key: Some(key.expose().to_owned()),
+    };
+    let mut created = HttpResponse::Created();
+    created.insert_header(("location", format!("/v1/keys/{key_id}"))).insert_header(("cache-control", "no-store"));
+    Ok(versioned(created, &answer, version))
+}
+
+/// A user's access keys, newest first (prefix and mask only).
+#[utoipa::path(get, path = "/v1/users/{user_id}/keys", tag = "keys", params(("user_id" = String, Path)),
+    responses((status = 200, body = Vec<Key>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_keys(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<web::Json<Vec<Key>>> {
+    let user_id: UserId = parse_id("user_id", &path)?;
+    let model = state.view.read();
+    if model.directory.user(&user_id).is_none() {
+        return Err(ApiError::not_found(format!("no user {user_id}")));
+    }
+    Ok(web::Json(keys_of(&model, user_id)))
+}
+
+/// A user's keys, newest first.
+pub fn keys_of(model: &crate::view::Model, user_id: UserId) -> Vec<Key> {
+    let mut keys: Vec<Key> = model.directory.keys().filter(|k| k.user_id == user_id).map(Key::from_state).collect();
+    keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+    keys
+}
+
+/// One access key.
+#[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+    responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_key(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let key_id: AccessKeyId = parse_id("key_id", &path)?;
+    let model = state.view.read();
+    let key = model.directory.key(&key_id).ok_or_else(|| ApiError::not_found(format!("no access key {key_id}")))?;
+    Ok(versioned(HttpResponse::Ok(), &Key::from_state(key), model.version(&Aggregate::AccessKey(key_id))))
+}
+
+/// Revoke an access key for good.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/revoke", tag = "keys", params(("key_id" = String, Path)),
+    request_body(content = Option<Reason>),
+    responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    path: web::Path<String>,
+    body: OptionalJson<Reason>,
+) -> ApiResult<HttpResponse> {
+    let key_id: AccessKeyId = parse_id("key_id", &path)?;
+    let reason = body.0.and_then(|b| b.reason).map(|r| check_text("reason", &r, 500)).transpose()?;
+    run(&state, &ctx, key_id, KeyCommand::Revoke { reason }).await
+}
+
+/// Rotate an access key: a new secret (shown once), the old one refused at once; id, Bedrock
+/// key and settings stay.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/rotate", tag = "keys", params(("key_id" = String, Path)),
+    responses((status = 200, body = IssuedKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rotate_key(state: web::Data<AppState>, ctx: Ctx, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let key_id: AccessKeyId = parse_id("key_id", &path)?;
+    let key = AccessKey::generate().map_err(|e| ApiError::internal(&e))?;
+    let command = KeyCommand::Rotate { key_hash: key.hash(&state.pepper), key_prefix: key.display_prefix() };
+    let (rotated, version) = run_with_owner(&state, &ctx, key_id, None, command).await?;
+    let answer = IssuedKey {
+        key: Key::from_state(&rotated),
+        claude_code: Some(claude_code_setup(&state.public_proxy_url, &key)),
+        access_key: Some(key.expose().to_owned()),
+    };
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header(("cache-control", "no-store"));
+    Ok(versioned(ok, &answer, version))
+}
+
+/// Set a key's Bedrock region and default model.
+#[utoipa::path(put, path = "/v1/keys/{key_id}/bedrock", tag = "keys", params(("key_id" = String, Path)),
+    request_body = SetBedrockSettings,
+    responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_bedrock_settings(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    path: web::Path<String>,
+    body: Json<SetBedrockSettings>,
+) -> ApiResult<HttpResponse> {
+    let key_id: AccessKeyId = parse_id("key_id", &path)?;
+    let settings = bedrock_settings(body.0.region, body.0.default_model, "")?;
+    run(&state, &ctx, key_id, KeyCommand::SetBedrockSettings(settings)).await
+}
+
+/// Register (or replace) the key's Bedrock API key. It is encrypted before it is stored and
+/// never returned.
+#[utoipa::path(put, path = "/v1/keys/{key_id}/bedrock-key", tag = "keys", params(("key_id" = String, Path)),
+    request_body = SetBedrockKey,
+    responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_bedrock_key(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    path: web::Path<String>,
+    body: Json<SetBedrockKey>,
+) -> ApiResult<HttpResponse> {
+    let key_id: AccessKeyId = parse_id("key_id", &path)?;
+    let secret = BedrockApiKey::new(&body.0.api_key).map_err(|_| {
+        ApiError::unprocessable("api_key", "must be the Bedrock API key: one line, no spaces, at most 4096 bytes")
+    })?;
+    let master = state.master.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::Unavailable,
+            "no master key is configured (secrets.master_key or secrets.kms_key_id); Bedrock API keys cannot be stored",
+        )
+    })?;
+    if state.view.read().directory.key(&key_id).is_none() {
+        return Err(ApiError::not_found(format!("no access key {key_id}")));
+    }
+    let sealed = SealedSecret::seal(master, &secret, &key_id.to_string())
+        .await
+        .map_err(|e| ApiError::unavailable("the master key", &e))?;
+    let command = KeyCommand::SetBedrockKey { sealed, hint: secret.hint() };
+    drop(secret);
+    run(&state, &ctx, key_id, command).await
+}
+
+/// Remove the key's Bedrock API key (the key no longer fails over).
+#[utoipa::path(delete, path = "/v1/keys/{key_id}/bedrock-key", tag = "keys", params(("key_id" = String, Path)),
+    responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove_bedrock_key(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let key_id: AccessKeyId = parse_id("key_id", &path)?;
+    run(&state, &ctx, key_id, KeyCommand::RemoveBedrockKey).await
+}

@@ -1,0 +1,149 @@
+//! The admin API's read model: every user, access key and admin account, folded from the admin
+//! stream and kept current by following it (an ordered consumer). A command waits until the
+//! view has applied its own events before answering, so the next GET already shows them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::push::OrderedConfig;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::{self};
+use ccp_schemas::ids::AdminId;
+use ccp_schemas::secrets::access_key::KeyHash;
+use ccp_schemas::state::Directory;
+use ccp_schemas::subjects::{Aggregate, StreamKind};
+use ccp_schemas::{Envelope, Event, Namespace};
+use futures_util::StreamExt as _;
+use tokio::sync::watch;
+
+use crate::domain::AdminState;
+
+/// Everything the view holds.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// Users and access keys.
+    pub directory: Directory,
+    /// Admin accounts.
+    pub admins: HashMap<AdminId, AdminState>,
+    /// Each aggregate's version: the stream sequence of its last event (its `ETag`).
+    pub versions: HashMap<Aggregate, u64>,
+}
+
+impl Model {
+    /// An aggregate's version (0: no events).
+    pub fn version(&self, aggregate: &Aggregate) -> u64 {
+        self.versions.get(aggregate).copied().unwrap_or(0)
+    }
+
+    fn apply(&mut self, envelope: &Envelope, seq: u64) {
+        self.versions.insert(envelope.event.aggregate(), seq);
+        if self.directory.apply(envelope) {
+            return;
+        }
+        let admin_id = match &envelope.event {
+            Event::AdminCreated(e) => e.admin_id,
+            Event::ApiTokenIssued(e) => e.admin_id,
+            Event::ApiTokenRevoked(e) => e.admin_id,
+            _ => return,
+        };
+        let mut state = self.admins.remove(&admin_id);
+        AdminState::apply(&mut state, &envelope.event, envelope.occurred_at);
+        if let Some(s) = state {
+            self.admins.insert(admin_id, s);
+        }
+    }
+
+    /// The admin with this username.
+    pub fn admin_by_name(&self, username: &str) -> Option<&AdminState> {
+        self.admins.values().find(|a| a.username == username)
+    }
+
+    /// The admin owning an active API token with this hash.
+    pub fn admin_by_token(&self, hash: &KeyHash) -> Option<&AdminState> {
+        self.admins.values().find(|a| a.tokens.iter().any(|t| !t.revoked && t.hash.ct_eq(hash)))
+    }
+}
+
+/// The shared, live read model.
+pub struct View {
+    model: RwLock<Model>,
+    applied: watch::Sender<u64>,
+}
+
+impl View {
+    /// An empty view.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self { model: RwLock::new(Model::default()), applied: watch::Sender::new(0) })
+    }
+
+    /// Read access.
+    pub fn read(&self) -> RwLockReadGuard<'_, Model> {
+        self.model.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The last applied admin stream sequence.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits (at most `timeout`) until the view has applied `seq`; whether it has.
+    pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Loads the whole admin stream, then follows it for ever (in a spawned task).
+    pub async fn start(self: &Arc<Self>, client: async_nats::Client, ns: Namespace) -> anyhow::Result<()> {
+        let js = jetstream::new(client.clone());
+        let stream = js.get_stream(ns.stream(StreamKind::Admin)).await?;
+        let target = stream.get_info().await?.state.last_sequence;
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut last = 0u64;
+            loop {
+                if let Err(e) = this.follow(&js, &client, &ns, &mut last).await {
+                    tracing::warn!(error = %e, "following the admin stream failed; retrying");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        if !self.wait_for(target, Duration::from_secs(120)).await {
+            anyhow::bail!("the admin stream did not load within 120 s");
+        }
+        tracing::info!(events = target, "admin state loaded");
+        Ok(())
+    }
+
+    async fn follow(
+        &self,
+        js: &jetstream::Context,
+        client: &async_nats::Client,
+        ns: &Namespace,
+        last: &mut u64,
+    ) -> anyhow::Result<()> {
+        let stream = js.get_stream(ns.stream(StreamKind::Admin)).await?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: client.new_inbox(),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: *last + 1 },
+                filter_subject: ns.stream_subjects(StreamKind::Admin),
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            let seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
+            match Envelope::decode(&message.payload) {
+                Ok(envelope) => {
+                    self.model.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(&envelope, seq)
+                }
+                Err(e) => tracing::error!(seq, error = %e, "skipping an undecodable admin event"),
+            }
+            *last = seq;
+            self.applied.send_replace(seq);
+        }
+        Ok(())
+    }
+}
