@@ -9,6 +9,41 @@ use utoipa::{IntoParams, ToSchema};
 use ccp_schemas::events::{RoutingStrategy, UserStatus};
 use ccp_schemas::state::{AccessKeyState, KeyStatus, UserState};
 
+/// `active` or `inactive` (documentation of [`UserStatus`]).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum UserStatusDoc {
+    /// Keys work.
+    Active,
+    /// Every key is refused.
+    Inactive,
+}
+
+/// Routing strategy (documentation of [`RoutingStrategy`]).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RoutingDoc {
+    /// Anthropic first, Bedrock on rate limits and failures.
+    PlanFirst,
+    /// Always Bedrock.
+    BedrockOnly,
+    /// Never Bedrock.
+    PlanOnly,
+}
+
+/// `active` or `revoked` (documentation of [`KeyStatus`]).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum KeyStatusDoc {
+    /// Accepted.
+    Active,
+    /// Refused for good.
+    Revoked,
+}
+
 /// A user (a developer using Claude Code through the proxy).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct User {
@@ -22,14 +57,14 @@ pub struct User {
     /// Contact address.
     pub email: Option<String>,
     /// Whether their keys work.
-    #[schema(value_type = String, example = "active")]
+    #[schema(value_type = UserStatusDoc)]
     pub status: UserStatus,
     /// Monthly budget in USD (a decimal string); `null`: unlimited.
-    #[serde(with = "rust_decimal::serde::str_option")]
+    #[serde(with = "ccp_schemas::pricing::decimal_str_option")]
     #[schema(value_type = Option<String>, example = "250.00")]
     pub monthly_limit_usd: Option<Decimal>,
     /// `plan_first`, `bedrock_only` or `plan_only`.
-    #[schema(value_type = String, example = "plan_first")]
+    #[schema(value_type = RoutingDoc)]
     pub routing: RoutingStrategy,
     /// Number of access keys that are not revoked.
     pub active_keys: usize,
@@ -62,24 +97,30 @@ impl User {
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// 1–64 characters: letters, digits, space, `.`, `_`, `-`, `@`.
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub name: String,
     /// At most 500 characters.
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]{0,500}$")]
     pub description: Option<String>,
     /// An email address.
     #[serde(default)]
+    #[schema(
+        max_length = 254,
+        pattern = r"^$|^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s.\x00-\x1f\x7f-\x9f]+(\.[^@\s.\x00-\x1f\x7f-\x9f]+)+$"
+    )]
     pub email: Option<String>,
     /// `active` (default) or `inactive`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<UserStatusDoc>)]
     pub status: Option<UserStatus>,
     /// Monthly budget in USD as a decimal string, e.g. `"250.00"`.
-    #[serde(default, with = "rust_decimal::serde::str_option")]
-    #[schema(value_type = Option<String>)]
+    #[serde(default, with = "crate::api::strict_decimal")]
+    #[schema(value_type = Option<String>, pattern = r"^(1000000(\.0{1,6})?|[0-9]{1,6}(\.[0-9]{1,6})?)$")]
     pub monthly_limit_usd: Option<Decimal>,
     /// Routing strategy (default `plan_first`).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<RoutingDoc>)]
     pub routing: Option<RoutingStrategy>,
 }
 
@@ -89,12 +130,18 @@ pub struct CreateUser {
 pub struct UpdateUser {
     /// New name.
     #[serde(default)]
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub name: Option<String>,
     /// New description.
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]{0,500}$")]
     pub description: Option<String>,
     /// New email.
     #[serde(default)]
+    #[schema(
+        max_length = 254,
+        pattern = r"^$|^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s.\x00-\x1f\x7f-\x9f]+(\.[^@\s.\x00-\x1f\x7f-\x9f]+)+$"
+    )]
     pub email: Option<String>,
 }
 
@@ -104,6 +151,7 @@ pub struct UpdateUser {
 pub struct Reason {
     /// Why, for the audit log (at most 500 characters).
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]{0,500}$")]
     pub reason: Option<String>,
 }
 
@@ -112,8 +160,8 @@ pub struct Reason {
 #[serde(deny_unknown_fields)]
 pub struct SetBudget {
     /// Monthly limit in USD as a decimal string (`"0"`–`"1000000"`); `null`: unlimited.
-    #[serde(with = "rust_decimal::serde::str_option")]
-    #[schema(value_type = Option<String>, example = "250.00")]
+    #[serde(with = "crate::api::strict_decimal")]
+    #[schema(value_type = Option<String>, required = true, example = "250.00", pattern = r"^(1000000(\.0{1,6})?|[0-9]{1,6}(\.[0-9]{1,6})?)$")]
     pub monthly_limit_usd: Option<Decimal>,
 }
 
@@ -122,7 +170,7 @@ pub struct SetBudget {
 #[serde(deny_unknown_fields)]
 pub struct SetRouting {
     /// `plan_first`, `bedrock_only` or `plan_only`.
-    #[schema(value_type = String, example = "plan_first")]
+    #[schema(value_type = RoutingDoc)]
     pub strategy: RoutingStrategy,
 }
 
@@ -134,11 +182,13 @@ pub struct ListUsers {
     /// Case-insensitive substring of name, email or description.
     pub search: Option<String>,
     /// `active` or `inactive`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<UserStatusDoc>)]
     pub status: Option<UserStatus>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// Items to skip (default 0).
+    /// Items to skip (default 0, at most 1000000).
+    #[param(minimum = 0, maximum = 1000000)]
     pub offset: Option<usize>,
 }
 
@@ -178,7 +228,7 @@ pub struct Key {
     /// What to show: `ak_3fQx9a…`.
     pub masked: String,
     /// `active` or `revoked`.
-    #[schema(value_type = String, example = "active")]
+    #[schema(value_type = KeyStatusDoc)]
     pub status: KeyStatus,
     /// Bedrock region (`null`: the proxy's default).
     pub bedrock_region: Option<String>,
@@ -223,12 +273,15 @@ impl Key {
 pub struct IssueKey {
     /// Label, e.g. `laptop` (at most 64 characters).
     #[serde(default)]
+    #[schema(pattern = r"^$|^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub name: Option<String>,
     /// Bedrock region, e.g. `us-east-1`.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9.:_/-]{0,128}$")]
     pub bedrock_region: Option<String>,
     /// Bedrock model id used when the requested model maps to nothing.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9.:_/-]{0,128}$")]
     pub bedrock_default_model: Option<String>,
 }
 
@@ -238,9 +291,11 @@ pub struct IssueKey {
 pub struct SetBedrockSettings {
     /// Bedrock region (`null`: the proxy's default).
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9.:_/-]{0,128}$")]
     pub region: Option<String>,
     /// Default Bedrock model id (`null`: none).
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9.:_/-]{0,128}$")]
     pub default_model: Option<String>,
 }
 
@@ -250,6 +305,7 @@ pub struct SetBedrockSettings {
 #[serde(deny_unknown_fields)]
 pub struct SetBedrockKey {
     /// The Bedrock API key.
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,1024}$")]
     pub api_key: String,
 }
 
@@ -337,8 +393,10 @@ pub struct Me {
 #[serde(deny_unknown_fields)]
 pub struct CreateAdmin {
     /// Login name: 1–64 characters of letters, digits, `.`, `_`, `-`, `@`.
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,64}$")]
     pub username: String,
     /// At least 12 characters.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: String,
 }
 
@@ -347,6 +405,7 @@ pub struct CreateAdmin {
 #[serde(deny_unknown_fields)]
 pub struct IssueApiToken {
     /// Label, e.g. `ci` (1–64 characters).
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub name: String,
 }
 
@@ -373,4 +432,50 @@ pub struct IssuedApiToken {
     pub info: ApiToken,
     /// The token (`Authorization: Bearer <token>`); `null` on an idempotent replay.
     pub token: Option<String>,
+}
+
+/// `Option<Decimal>` as a decimal string or `null`, and nothing else (request bodies: a JSON
+/// number is refused, as the OpenAPI document says).
+pub mod strict_decimal {
+    use std::str::FromStr as _;
+
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `"12.5"` or `null`.
+    pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        ccp_schemas::pricing::decimal_str_option::serialize(value, s)
+    }
+
+    /// A decimal string of digits with an optional fraction, or `null`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|text| parse(&text)).transpose()
+    }
+
+    /// A required decimal string.
+    pub mod required {
+        use rust_decimal::Decimal;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// `"12.5"`.
+        pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&value.to_string())
+        }
+
+        /// A decimal string of digits with an optional fraction.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+            super::parse(&String::deserialize(d)?)
+        }
+    }
+
+    fn parse<E: serde::de::Error>(text: &str) -> Result<Decimal, E> {
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        let shaped =
+            !whole.is_empty() && digits(whole) && digits(fraction) && (!text.contains('.') || !fraction.is_empty());
+        if !shaped {
+            return Err(E::custom("expected a decimal string such as \"250.00\""));
+        }
+        Decimal::from_str(text).map_err(|_| E::custom("the number is too large"))
+    }
 }

@@ -119,8 +119,8 @@ pub fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(ApiError::unprocessable(field, format!("passwords have at least {MIN_PASSWORD_LEN} characters")));
     }
-    if password.len() > 1024 {
-        return Err(ApiError::unprocessable(field, "passwords have at most 1024 bytes"));
+    if password.chars().count() > 256 {
+        return Err(ApiError::unprocessable(field, "passwords have at most 256 characters"));
     }
     Ok(())
 }

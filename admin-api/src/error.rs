@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Forbidden,
     /// No such resource (404).
     NotFound,
+    /// The path exists, the method does not (405).
+    MethodNotAllowed,
     /// The resource changed concurrently, or the command conflicts with its state (409).
     Conflict,
     /// Well-formed but semantically invalid, e.g. an out-of-range value (422).
@@ -43,6 +45,7 @@ impl ErrorKind {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -42,6 +42,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
         Box::pin(async move {
             match body.await? {
                 None => Ok(Self(None)),
+                Some(bytes) if bytes.trim_ascii() == b"null" => Ok(Self(None)),
                 Some(bytes) => decode(&bytes).map(|v| Self(Some(v))),
             }
         })
@@ -92,6 +93,9 @@ fn too_large() -> ApiError {
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::invalid("body", "the body is empty; send a JSON object"));
+    }
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::invalid("body", "the body must be a JSON object (`{…}`)"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {

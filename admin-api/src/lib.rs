@@ -5,6 +5,7 @@ pub mod auth;
 pub mod context;
 pub mod domain;
 pub mod error;
+pub mod idempotency;
 pub mod json;
 pub mod openapi;
 pub mod query;

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admins, keys, users};
+use crate::routes::{admins, keys, ops, queries, users};
 
 /// The document.
 #[derive(OpenApi)]
@@ -17,12 +17,16 @@ use crate::routes::{admins, keys, users};
         users::deactivate_user, users::reactivate_user, users::set_budget, users::set_routing,
         keys::issue_key, keys::list_keys, keys::get_key, keys::revoke_key, keys::rotate_key,
         keys::set_bedrock_settings, keys::set_bedrock_key, keys::remove_bedrock_key,
+        ops::get_circuit, ops::reset_circuit, ops::list_circuits, ops::get_pricing, ops::set_pricing,
+        queries::usage, queries::get_budget, queries::get_request, queries::audit,
     ),
     modifiers(&Security),
     tags(
         (name = "auth", description = "Login, sessions, admins and API tokens"),
         (name = "users", description = "Developers using Claude Code through the proxy"),
         (name = "keys", description = "Access keys and their Bedrock API keys"),
+        (name = "operations", description = "Circuit breakers per access key, and the price list"),
+        (name = "usage", description = "Usage and cost over time, budgets, request lookup and the audit log (from ClickHouse)"),
     )
 )]
 pub struct ApiDoc;
@@ -33,7 +37,60 @@ impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        // Any status an operation does not list (401, 413, 415, 429, 503, …) is an error in the
+        // one error shape.
+        let error = utoipa::openapi::ResponseBuilder::new()
+            .description("An error: `{\"error\":{\"type\",\"message\",\"field\"},\"request_id\"}`")
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+            {
+                operation.responses.responses.entry("default".into()).or_insert_with(|| error.clone().into());
+            }
+        }
     }
+}
+
+/// The methods the document lists for a request path (matching `{param}` segments), if the
+/// path is one of its routes.
+pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
+    static ROUTES: std::sync::OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        document()
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let segments = template.split('/').map(str::to_owned).collect();
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, present)| present.then_some(m))
+                .collect();
+                (segments, methods)
+            })
+            .collect()
+    });
+    let wanted: Vec<&str> = path.split('/').collect();
+    routes
+        .iter()
+        .find(|(segments, _)| {
+            segments.len() == wanted.len()
+                && segments.iter().zip(&wanted).all(|(t, w)| (t.starts_with('{') && !w.is_empty()) || t == w)
+        })
+        .map(|(_, methods)| methods.clone())
 }
 
 /// The document as JSON.

@@ -83,6 +83,15 @@ impl Application {
             settings: settings.clone(),
         });
         bootstrap_admin(&state, &settings, &ns).await?;
+        let idempotency = web::Data::new(crate::idempotency::Idempotency {
+            records: bucket(
+                &js,
+                format!("{}_idempotency", ns.prefix()),
+                Duration::from_secs(24 * 3600),
+                "ClaudeCodeProxy admin API idempotency records",
+            )
+            .await?,
+        });
         let auth = web::Data::new(Auth { sessions, pepper, ttl, throttle: Throttle::default(), view });
         let cors = web::Data::new(Cors { origins: settings.admin.cors_origins.clone() });
 
@@ -94,6 +103,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(auth.clone())
                 .app_data(cors.clone())
+                .app_data(idempotency.clone())
                 .app_data(
                     web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()),
                 )
@@ -102,9 +112,12 @@ impl Application {
                 .route("/health", web::get().to(health))
                 .route("/openapi.json", web::get().to(openapi))
                 .service(
-                    web::scope("/v1")
-                        .configure(admins::configure_login)
-                        .service(web::scope("").wrap(from_fn(require_auth)).configure(routes::configure)),
+                    web::scope("/v1").configure(admins::configure_login).service(
+                        web::scope("")
+                            .wrap(from_fn(crate::idempotency::idempotent))
+                            .wrap(from_fn(require_auth))
+                            .configure(routes::configure),
+                    ),
                 )
                 .default_service(web::to(not_found))
         })
@@ -235,6 +248,19 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(crate::openapi::document())
 }
 
-async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorKind::NotFound, format!("no route {} {}", req.method(), req.path())))
+/// Unknown paths are 404; known paths with a method they do not have are 405 with `Allow`.
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError as _;
+    if let Some(methods) = crate::openapi::allowed_methods(req.path()) {
+        let error = ApiError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("{} is not allowed on {}; allowed: {}", req.method(), req.path(), methods.join(", ")),
+        );
+        let mut response = error.error_response();
+        if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
+            response.headers_mut().insert(HeaderName::from_static("allow"), v);
+        }
+        return response;
+    }
+    ApiError::new(ErrorKind::NotFound, format!("no route {} {}", req.method(), req.path())).error_response()
 }

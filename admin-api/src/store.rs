@@ -197,4 +197,84 @@ impl EventStore {
             .map_err(|e| ApiError::unavailable("the event log", &e))?;
         Ok(ack.sequence)
     }
+
+    /// An aggregate's last event in stream `kind` and its stream sequence (`None`: no events).
+    /// For aggregates whose last event is their whole state (circuits, the price list).
+    pub async fn last_event(&self, kind: StreamKind, aggregate: &Aggregate) -> ApiResult<Option<(Envelope, u64)>> {
+        let subject = self.ns.subject(aggregate);
+        let read = async {
+            let stream = self.js.get_stream(self.ns.stream(kind)).await?;
+            match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(m) => Ok::<_, anyhow::Error>(Some((m.payload, m.sequence))),
+                Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        };
+        let found = tokio::time::timeout(LOAD_TIMEOUT, read)
+            .await
+            .map_err(|_| ApiError::unavailable("the event log", &"timed out reading an aggregate"))?
+            .map_err(|e| ApiError::unavailable("the event log", &e))?;
+        match found {
+            None => Ok(None),
+            Some((payload, seq)) => {
+                let envelope = Envelope::decode(&payload)
+                    .map_err(|e| ApiError::internal(&format!("event {seq} on {subject} is undecodable: {e}")))?;
+                Ok(Some((envelope, seq)))
+            }
+        }
+    }
+
+    /// Appends one event to its aggregate if the aggregate's subject is still at `expected`
+    /// (0: no events yet), with this command's metadata. `None`: another writer came first.
+    pub async fn append_after(
+        &self,
+        event: Event,
+        meta: &CommandMeta,
+        expected: u64,
+    ) -> ApiResult<Option<(Envelope, u64)>> {
+        let aggregate = event.aggregate();
+        let envelope =
+            Envelope::new(event, meta.actor.clone()).correlated(meta.request_id.clone()).from_source(meta.source);
+        let appended = self.append(&aggregate, std::slice::from_ref(&envelope), expected).await?;
+        Ok(appended.map(|seq| (envelope, seq)))
+    }
+
+    /// The last event of every subject in stream `kind`, with its stream sequence, oldest first.
+    /// Undecodable events are logged and left out.
+    pub async fn last_per_subject(&self, kind: StreamKind) -> ApiResult<Vec<(Envelope, u64)>> {
+        tokio::time::timeout(LOAD_TIMEOUT, self.last_per_subject_inner(kind))
+            .await
+            .map_err(|_| ApiError::unavailable("the event log", &"timed out reading a stream"))?
+            .map_err(|e| ApiError::unavailable("the event log", &e))
+    }
+
+    async fn last_per_subject_inner(&self, kind: StreamKind) -> anyhow::Result<Vec<(Envelope, u64)>> {
+        let stream = self.js.get_stream(self.ns.stream(kind)).await?;
+        if stream.get_info().await?.state.messages == 0 {
+            return Ok(Vec::new());
+        }
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                filter_subject: self.ns.stream_subjects(kind),
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        let mut out = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            let info = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            match Envelope::decode(&message.payload) {
+                Ok(envelope) => out.push((envelope, seq)),
+                Err(e) => tracing::error!(seq, error = %e, "skipping an undecodable event"),
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
 }

@@ -122,3 +122,42 @@ mod tests {
         }
     }
 }
+
+/// Serde for `Option<Decimal>` as a decimal string or `null` that also works inside flattened
+/// and tagged enums (where `rust_decimal::serde::str_option` refuses `null`).
+pub mod decimal_str_option {
+    use std::str::FromStr as _;
+
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `"12.5"` or `null`.
+    pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_str(&d.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// A decimal string (or a JSON number), or `null`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(serde_json::Number),
+        }
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Text(t)) => Decimal::from_str(t.trim()).map(Some).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{}` is not a decimal number",
+                    t.chars().take(40).collect::<String>()
+                ))
+            }),
+            Some(Raw::Number(n)) => Decimal::from_str(&n.to_string())
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom("not a decimal number")),
+        }
+    }
+}

@@ -27,7 +27,7 @@ pub struct UserState {
     /// Whether their keys work.
     pub status: UserStatus,
     /// Monthly budget in USD (`None`: unlimited).
-    #[serde(with = "rust_decimal::serde::str_option")]
+    #[serde(with = "crate::pricing::decimal_str_option")]
     pub monthly_limit_usd: Option<Decimal>,
     /// Routing strategy.
     pub routing: RoutingStrategy,

@@ -95,3 +95,14 @@ async fn events_built_from_real_secrets_never_contain_them() {
         assert!(!json.contains(&bedrock_key.expose()[4..20]), "bedrock key leaked: {json}");
     }
 }
+
+/// A cleared budget (`null` limit) survives the envelope, whose payload is flattened.
+#[test]
+fn a_cleared_budget_round_trips_through_the_envelope() {
+    use ccp_schemas::events::BudgetSet;
+    for limit in [None, Some(rust_decimal::Decimal::new(25050, 2))] {
+        let event = Event::BudgetSet(BudgetSet { user_id: UserId::new(), monthly_limit_usd: limit });
+        let bytes = Envelope::new(event.clone(), Actor::Anonymous).encode().unwrap();
+        assert_eq!(Envelope::decode(&bytes).unwrap().event, event);
+    }
+}

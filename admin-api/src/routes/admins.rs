@@ -9,7 +9,7 @@ use ccp_schemas::secrets::{random_token, SecretString};
 use ccp_schemas::subjects::Aggregate;
 use ccp_schemas::Actor;
 
-use super::{check_name, parse_id, AppState};
+use super::{check_name, check_username, parse_id, AppState};
 use crate::api::{Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Session};
 use crate::auth::{check_password, hash_password, verify_password, Auth, API_TOKEN_PREFIX, SESSION_COOKIE};
 use crate::context::Ctx;
@@ -171,10 +171,7 @@ pub async fn create_admin_account(
     security(("bearer" = [])))]
 pub async fn create_admin(state: web::Data<AppState>, ctx: Ctx, body: Json<CreateAdmin>) -> ApiResult<HttpResponse> {
     let CreateAdmin { username, password } = body.0;
-    let username = check_name("username", &username)?;
-    if username.contains(' ') {
-        return Err(ApiError::unprocessable("username", "must not contain spaces"));
-    }
+    let username = check_username("username", &username)?;
     check_password("password", &password)?;
     if state.view.read().admin_by_name(&username).is_some() {
         return Err(ApiError::conflict(format!("an admin named `{username}` already exists")).field("username"));
@@ -239,7 +236,7 @@ pub async fn issue_token(state: web::Data<AppState>, ctx: Ctx, body: Json<IssueA
 }
 
 /// Revoke one of the caller's API tokens.
-#[utoipa::path(post, path = "/v1/api-tokens/{token_id}/revoke", tag = "auth", params(("token_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/api-tokens/{token_id}/revoke", tag = "auth", params(("token_id" = String, Path, pattern = r"^tok_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     responses((status = 200, body = ApiToken), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke_token(

@@ -73,7 +73,7 @@ fn bedrock_settings(region: Option<String>, model: Option<String>, prefix: &str)
 }
 
 /// Issue an access key to a user. The answer is the only place the key ever appears.
-#[utoipa::path(post, path = "/v1/users/{user_id}/keys", tag = "keys", params(("user_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/users/{user_id}/keys", tag = "keys", params(("user_id" = String, Path, pattern = r"^usr_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     request_body(content = Option<IssueKey>),
     responses((status = 201, body = IssuedKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -86,7 +86,7 @@ pub async fn issue_key(
 ) -> ApiResult<HttpResponse> {
     let user_id: UserId = parse_id("user_id", &path)?;
     let body = body.0.unwrap_or_default();
-    let name = body.name.as_deref().filter(|n| !n.trim().is_empty()).map(|n| check_name("name", n)).transpose()?;
+    let name = body.name.as_deref().filter(|n| !n.is_empty()).map(|n| check_name("name", n)).transpose()?;
     let bedrock = bedrock_settings(body.bedrock_region, body.bedrock_default_model, "bedrock_")?;
     let owner = state
         .view
@@ -111,16 +111,29 @@ pub async fn issue_key(
 }
 
 /// A user's access keys, newest first (prefix and mask only).
-#[utoipa::path(get, path = "/v1/users/{user_id}/keys", tag = "keys", params(("user_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/users/{user_id}/keys", tag = "keys", params(("user_id" = String, Path, pattern = r"^usr_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     responses((status = 200, body = Vec<Key>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_keys(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<web::Json<Vec<Key>>> {
     let user_id: UserId = parse_id("user_id", &path)?;
-    let model = state.view.read();
-    if model.directory.user(&user_id).is_none() {
-        return Err(ApiError::not_found(format!("no user {user_id}")));
+    let keys = {
+        let model = state.view.read();
+        if model.directory.user(&user_id).is_none() {
+            return Err(ApiError::not_found(format!("no user {user_id}")));
+        }
+        keys_of(&model, user_id)
+    };
+    Ok(web::Json(with_last_used(&state, keys).await))
+}
+
+/// Fills `last_used_at` from the usage analytics (left `null` if ClickHouse cannot answer).
+pub async fn with_last_used(state: &AppState, mut keys: Vec<Key>) -> Vec<Key> {
+    let ids: Vec<String> = keys.iter().map(|k| k.key_id.clone()).collect();
+    let used = super::queries::last_used(&state.clickhouse, &ids).await;
+    for key in &mut keys {
+        key.last_used_at = used.get(&key.key_id).copied();
     }
-    Ok(web::Json(keys_of(&model, user_id)))
+    keys
 }
 
 /// A user's keys, newest first.
@@ -131,18 +144,23 @@ pub fn keys_of(model: &crate::view::Model, user_id: UserId) -> Vec<Key> {
 }
 
 /// One access key.
-#[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/keys/{key_id}", tag = "keys", params(("key_id" = String, Path, pattern = r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_key(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let key_id: AccessKeyId = parse_id("key_id", &path)?;
-    let model = state.view.read();
-    let key = model.directory.key(&key_id).ok_or_else(|| ApiError::not_found(format!("no access key {key_id}")))?;
-    Ok(versioned(HttpResponse::Ok(), &Key::from_state(key), model.version(&Aggregate::AccessKey(key_id))))
+    let (key, version) = {
+        let model = state.view.read();
+        let key = model.directory.key(&key_id).ok_or_else(|| ApiError::not_found(format!("no access key {key_id}")))?;
+        (Key::from_state(key), model.version(&Aggregate::AccessKey(key_id)))
+    };
+    let key =
+        with_last_used(&state, vec![key]).await.into_iter().next().ok_or_else(|| ApiError::internal(&"key lost"))?;
+    Ok(versioned(HttpResponse::Ok(), &key, version))
 }
 
 /// Revoke an access key for good.
-#[utoipa::path(post, path = "/v1/keys/{key_id}/revoke", tag = "keys", params(("key_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/keys/{key_id}/revoke", tag = "keys", params(("key_id" = String, Path, pattern = r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     request_body(content = Option<Reason>),
     responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -159,7 +177,7 @@ pub async fn revoke_key(
 
 /// Rotate an access key: a new secret (shown once), the old one refused at once; id, Bedrock
 /// key and settings stay.
-#[utoipa::path(post, path = "/v1/keys/{key_id}/rotate", tag = "keys", params(("key_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/keys/{key_id}/rotate", tag = "keys", params(("key_id" = String, Path, pattern = r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     responses((status = 200, body = IssuedKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -179,7 +197,7 @@ pub async fn rotate_key(state: web::Data<AppState>, ctx: Ctx, path: web::Path<St
 }
 
 /// Set a key's Bedrock region and default model.
-#[utoipa::path(put, path = "/v1/keys/{key_id}/bedrock", tag = "keys", params(("key_id" = String, Path)),
+#[utoipa::path(put, path = "/v1/keys/{key_id}/bedrock", tag = "keys", params(("key_id" = String, Path, pattern = r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     request_body = SetBedrockSettings,
     responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -197,7 +215,7 @@ pub async fn set_bedrock_settings(
 
 /// Register (or replace) the key's Bedrock API key. It is encrypted before it is stored and
 /// never returned.
-#[utoipa::path(put, path = "/v1/keys/{key_id}/bedrock-key", tag = "keys", params(("key_id" = String, Path)),
+#[utoipa::path(put, path = "/v1/keys/{key_id}/bedrock-key", tag = "keys", params(("key_id" = String, Path, pattern = r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     request_body = SetBedrockKey,
     responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -209,8 +227,13 @@ pub async fn set_bedrock_key(
     body: Json<SetBedrockKey>,
 ) -> ApiResult<HttpResponse> {
     let key_id: AccessKeyId = parse_id("key_id", &path)?;
-    let secret = BedrockApiKey::new(&body.0.api_key).map_err(|_| {
-        ApiError::unprocessable("api_key", "must be the Bedrock API key: one line, no spaces, at most 4096 bytes")
+    let raw = &body.0.api_key;
+    let shaped = (1..=1024).contains(&raw.chars().count()) && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+    let secret = BedrockApiKey::new(raw).ok().filter(|_| shaped).ok_or_else(|| {
+        ApiError::unprocessable(
+            "api_key",
+            "must be the Bedrock API key: 1–1024 characters, no spaces or control characters",
+        )
     })?;
     let master = state.master.as_ref().ok_or_else(|| {
         ApiError::new(
@@ -230,7 +253,7 @@ pub async fn set_bedrock_key(
 }
 
 /// Remove the key's Bedrock API key (the key no longer fails over).
-#[utoipa::path(delete, path = "/v1/keys/{key_id}/bedrock-key", tag = "keys", params(("key_id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/keys/{key_id}/bedrock-key", tag = "keys", params(("key_id" = String, Path, pattern = r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]

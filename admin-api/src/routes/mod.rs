@@ -2,6 +2,8 @@
 
 pub mod admins;
 pub mod keys;
+pub mod ops;
+pub mod queries;
 pub mod users;
 
 use std::sync::Arc;
@@ -33,6 +35,9 @@ pub struct AppState {
     pub settings: ccp_schemas::config::Settings,
 }
 
+/// Largest `offset` of a paged list.
+pub const MAX_OFFSET: usize = 1_000_000;
+
 /// Longest a command waits for the read model to show its events.
 pub const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
@@ -59,18 +64,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     keys::configure(cfg);
     admins::configure(cfg);
+    queries::configure(cfg);
+    ops::configure(cfg);
 }
 
-/// A display name: 1–64 characters, letters, digits, space and `._-@'`, trimmed.
+fn is_control(c: char) -> bool {
+    c.is_control()
+}
+
+/// A display name: 1–64 characters, no control characters, not starting or ending with
+/// whitespace (the OpenAPI pattern says the same).
 pub fn check_name(field: &str, value: &str) -> ApiResult<String> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > 64 {
+    let n = value.chars().count();
+    if n == 0 || n > 64 {
         return Err(ApiError::unprocessable(field, "must be 1–64 characters"));
     }
-    if !v.chars().all(|c| c.is_alphanumeric() || " ._-@'".contains(c)) {
-        return Err(ApiError::unprocessable(field, "may contain letters, digits, spaces and . _ - @ ' only"));
+    if value.chars().any(is_control) {
+        return Err(ApiError::unprocessable(field, "must not contain control characters"));
     }
-    Ok(v.to_owned())
+    if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
+        return Err(ApiError::unprocessable(field, "must not start or end with whitespace"));
+    }
+    Ok(value.to_owned())
 }
 
 /// Free text: at most `max` characters, no control characters other than newlines.
@@ -78,36 +93,47 @@ pub fn check_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
     if value.chars().count() > max {
         return Err(ApiError::unprocessable(field, format!("must be at most {max} characters")));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::unprocessable(field, "must not contain control characters"));
+    if value.chars().any(|c| is_control(c) && c != '\n') {
+        return Err(ApiError::unprocessable(field, "must not contain control characters other than newlines"));
     }
     Ok(value.trim().to_owned())
 }
 
-/// An email address (`local@domain.tld`, at most 254 characters) or `""` to clear.
+/// An email address (`local@domain.tld`, at most 254 characters) or `""` for none.
 pub fn check_email(field: &str, value: &str) -> ApiResult<String> {
-    let v = value.trim();
-    if v.is_empty() {
+    if value.is_empty() {
         return Ok(String::new());
     }
-    let valid = v.len() <= 254
-        && v.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-        })
-        && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+    let plain = |c: char| c != '@' && !c.is_whitespace() && !is_control(c);
+    let valid = value.chars().count() <= 254
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && local.chars().all(plain)
+                && domain.split('.').count() >= 2
+                && domain.split('.').all(|label| !label.is_empty() && label.chars().all(plain))
+        });
     if !valid {
         return Err(ApiError::unprocessable(field, "must be an email address like dana@example.com"));
     }
-    Ok(v.to_owned())
+    Ok(value.to_owned())
 }
 
 /// An identifier-like value (AWS region, Bedrock model id): 1–128 of `[A-Za-z0-9.:_/-]`.
 pub fn check_token(field: &str, value: &str) -> ApiResult<String> {
-    let v = value.trim();
-    if v.is_empty() || v.len() > 128 || !v.chars().all(|c| c.is_ascii_alphanumeric() || ".:_/-".contains(c)) {
+    if value.is_empty() || value.len() > 128 || !value.chars().all(|c| c.is_ascii_alphanumeric() || ".:_/-".contains(c))
+    {
         return Err(ApiError::unprocessable(field, "must be 1–128 characters of letters, digits and . : _ / -"));
     }
-    Ok(v.to_owned())
+    Ok(value.to_owned())
+}
+
+/// A login name: like a display name, without any whitespace.
+pub fn check_username(field: &str, value: &str) -> ApiResult<String> {
+    let name = check_name(field, value)?;
+    if name.chars().any(char::is_whitespace) {
+        return Err(ApiError::unprocessable(field, "must not contain whitespace"));
+    }
+    Ok(name)
 }
 
 /// A path id of type `T` (`usr_…`, `key_…`), or 404 naming what was not found.

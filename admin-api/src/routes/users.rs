@@ -104,6 +104,9 @@ pub async fn list_users(state: web::Data<AppState>, query: Query<ListUsers>) -> 
         return Err(ApiError::invalid("limit", "must be between 1 and 500"));
     }
     let offset = q.offset.unwrap_or(0);
+    if offset > super::MAX_OFFSET {
+        return Err(ApiError::invalid("offset", format!("must be at most {}", super::MAX_OFFSET)));
+    }
     let needle = q.search.as_deref().map(str::to_lowercase).filter(|s| !s.is_empty());
     let model = state.view.read();
     let mut matching: Vec<&UserState> = model
@@ -134,21 +137,24 @@ pub async fn list_users(state: web::Data<AppState>, query: Query<ListUsers>) -> 
 }
 
 /// A user with their keys.
-#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, pattern = r"^usr_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     responses((status = 200, body = UserDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let user_id: UserId = parse_id("user_id", &path)?;
-    let model = state.view.read();
-    let user = model.directory.user(&user_id).ok_or_else(|| ApiError::not_found(format!("no user {user_id}")))?;
-    let keys = super::keys::keys_of(&model, user_id);
+    let (user, keys, version) = {
+        let model = state.view.read();
+        let user = model.directory.user(&user_id).ok_or_else(|| ApiError::not_found(format!("no user {user_id}")))?;
+        (user.clone(), super::keys::keys_of(&model, user_id), model.version(&Aggregate::User(user_id)))
+    };
+    let keys = super::keys::with_last_used(&state, keys).await;
     let active = keys.iter().filter(|k| k.status == KeyStatus::Active).count();
-    let detail = UserDetail { user: User::from_state(user, active), keys };
-    Ok(versioned(HttpResponse::Ok(), &detail, model.version(&Aggregate::User(user_id))))
+    let detail = UserDetail { user: User::from_state(&user, active), keys };
+    Ok(versioned(HttpResponse::Ok(), &detail, version))
 }
 
 /// Change a user's name, description or email.
-#[utoipa::path(patch, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, pattern = r"^usr_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     request_body = UpdateUser,
     responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -173,7 +179,7 @@ pub async fn update_user(
 }
 
 /// Deactivate a user: every key of theirs is refused at once.
-#[utoipa::path(post, path = "/v1/users/{user_id}/deactivate", tag = "users", params(("user_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/users/{user_id}/deactivate", tag = "users", params(("user_id" = String, Path, pattern = r"^usr_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     request_body(content = Option<Reason>),
     responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -189,7 +195,7 @@ pub async fn deactivate_user(
 }
 
 /// Reactivate a user.
-#[utoipa::path(post, path = "/v1/users/{user_id}/reactivate", tag = "users", params(("user_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/users/{user_id}/reactivate", tag = "users", params(("user_id" = String, Path, pattern = r"^usr_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn reactivate_user(state: web::Data<AppState>, ctx: Ctx, path: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -198,7 +204,7 @@ pub async fn reactivate_user(state: web::Data<AppState>, ctx: Ctx, path: web::Pa
 }
 
 /// Set or clear a user's monthly budget.
-#[utoipa::path(put, path = "/v1/users/{user_id}/budget", tag = "users", params(("user_id" = String, Path)),
+#[utoipa::path(put, path = "/v1/users/{user_id}/budget", tag = "users", params(("user_id" = String, Path, pattern = r"^usr_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     request_body = SetBudget,
     responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)),
@@ -215,7 +221,7 @@ pub async fn set_budget(
 }
 
 /// Set a user's routing strategy.
-#[utoipa::path(put, path = "/v1/users/{user_id}/routing", tag = "users", params(("user_id" = String, Path)),
+#[utoipa::path(put, path = "/v1/users/{user_id}/routing", tag = "users", params(("user_id" = String, Path, pattern = r"^usr_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     request_body = SetRouting,
     responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

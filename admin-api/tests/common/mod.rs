@@ -18,6 +18,22 @@ pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 pub const PUBLIC_PROXY_URL: &str = "https://proxy.example.test";
 
+/// Another workspace binary (e.g. `ccp-proxy` of package `ccp-proxy`), built now if missing:
+/// integration tests only get their own package's binaries from cargo.
+pub fn workspace_bin(package: &str, name: &str) -> std::path::PathBuf {
+    let path = ccp_tests::target_dir().join("debug").join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", package, "--bin", name])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
+        assert!(status.success(), "building {name} failed");
+    }
+    assert!(path.exists(), "{} is missing after building it", path.display());
+    path
+}
+
 /// A `ccp-admin` under test.
 pub struct AdminApi {
     pub settings: Settings,
@@ -90,7 +106,12 @@ impl AdminApi {
     /// A session token for a username and password (panics on failure).
     pub async fn login(&self, username: &str, password: &str) -> String {
         let a = self
-            .send(reqwest::Method::POST, "/v1/auth/login", None, Some(serde_json::json!({"username": username, "password": password})))
+            .send(
+                reqwest::Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(serde_json::json!({"username": username, "password": password})),
+            )
             .await;
         assert_eq!(a.status, 200, "login failed: {}\n{}", a.text, self.service.log_text());
         a.body["token"].as_str().unwrap().to_owned()

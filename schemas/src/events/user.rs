@@ -85,7 +85,7 @@ pub struct BudgetSet {
     /// The user.
     pub user_id: UserId,
     /// Monthly limit in USD; `None` means unlimited.
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, with = "crate::pricing::decimal_str_option")]
     pub monthly_limit_usd: Option<Decimal>,
 }
 

@@ -1,0 +1,163 @@
+//! `login`, `logout`, `whoami`, `tokens …` and `admins …`.
+
+use ccp_admin_api::api::{Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Session};
+use serde_json::json;
+
+use crate::cli::{AdminsCommand, TokensCommand};
+use crate::client::{CliError, CliResult, Client};
+use crate::output::{self, note, Out};
+use crate::session::{self, SavedSession};
+use crate::{input, to_json};
+
+/// `login`: the session token is saved, never printed; the password is never saved.
+pub async fn login(url: &str, username: Option<String>, out: Out) -> CliResult<()> {
+    let username = match username {
+        Some(u) => u,
+        None => input::visible("Username: ", "--username")?,
+    };
+    let password = input::secret(&format!("Password for {username} at {url}: "), "password")?;
+    let client = Client::new(url, None, String::new())?;
+    let body = to_json(&Login { username, password })?;
+    let session: Session = client.post(&["v1", "auth", "login"], Some(&body)).await?.parse()?;
+    let saved = SavedSession {
+        url: url.to_owned(),
+        token: session.token,
+        expires_at: session.expires_at,
+        username: session.admin.username.clone(),
+    };
+    let path = session::save(&saved)?;
+    if std::env::var("CCPCTL_TOKEN").is_ok_and(|t| !t.trim().is_empty()) {
+        note("warning: CCPCTL_TOKEN is set and takes precedence over this session; unset it to use the session");
+    }
+    if out.json {
+        return out.document(&json!({
+            "url": url,
+            "admin": session.admin,
+            "expires_at": session.expires_at,
+            "session_file": path,
+        }));
+    }
+    out.line(&format!(
+        "logged in to {url} as {} (session until {}, saved in {})",
+        saved.username,
+        output::time(&saved.expires_at),
+        path.display()
+    ))
+}
+
+/// `logout`: ends the session on the server (best effort) and deletes the file.
+pub async fn logout(out: Out) -> CliResult<()> {
+    let Some(saved) = session::load()? else {
+        return if out.json { out.document(&json!({ "logged_out": false })) } else { out.line("not logged in") };
+    };
+    let client = Client::new(&saved.url, Some(saved.token.clone()), String::new())?;
+    if let Err(e) = client.post(&["v1", "auth", "logout"], None).await {
+        note(&format!("warning: the server did not end the session ({e}); deleting it here anyway"));
+    }
+    session::remove()?;
+    if out.json {
+        return out.document(&json!({ "logged_out": true, "url": saved.url, "username": saved.username }));
+    }
+    out.line(&format!("logged out {} from {}", saved.username, saved.url))
+}
+
+/// `whoami`.
+pub async fn whoami(client: &Client, out: Out) -> CliResult<()> {
+    let answer = client.get(&["v1", "auth", "me"]).await?;
+    if out.json {
+        return out.document(&answer.body);
+    }
+    let me: Me = answer.parse()?;
+    out.line(&format!(
+        "{} ({}) at {}, authenticated by {}",
+        me.username,
+        me.admin_id,
+        client.base(),
+        output::label(&me.method).replace('_', " ")
+    ))
+}
+
+/// `tokens …`.
+pub async fn tokens(client: &Client, command: TokensCommand, out: Out) -> CliResult<()> {
+    match command {
+        TokensCommand::List => {
+            let answer = client.get(&["v1", "api-tokens"]).await?;
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let tokens: Vec<ApiToken> = answer.parse()?;
+            let rows: Vec<Vec<String>> = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.token_id.clone(),
+                        t.name.clone(),
+                        format!("{}…", t.prefix),
+                        if t.revoked { "revoked" } else { "active" }.to_owned(),
+                        output::time(&t.created_at),
+                    ]
+                })
+                .collect();
+            out.table(&["TOKEN_ID", "NAME", "TOKEN", "STATUS", "CREATED"], &rows)
+        }
+        TokensCommand::Issue { name } => {
+            let body = to_json(&IssueApiToken { name })?;
+            let answer = client.post(&["v1", "api-tokens"], Some(&body)).await?;
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let issued: IssuedApiToken = answer.parse()?;
+            out.line(&format!("issued API token {} ({})", issued.info.name, issued.info.token_id))?;
+            match issued.token {
+                Some(token) => {
+                    note("warning: this is the only time the token is shown; store it now (e.g. in your CI's secrets)");
+                    out.line(&format!("token: {token}"))
+                }
+                None => Err(replayed("token")),
+            }
+        }
+        TokensCommand::Revoke { token_id } => {
+            let answer = client.post(&["v1", "api-tokens", &token_id, "revoke"], None).await?;
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let token: ApiToken = answer.parse()?;
+            out.line(&format!("revoked API token {} ({})", token.name, token.token_id))
+        }
+    }
+}
+
+/// The error for an idempotent replay, whose secret the server no longer has.
+pub fn replayed(what: &str) -> CliError {
+    CliError::Other(anyhow::anyhow!(
+        "the server replayed an earlier answer to this request, without the {what}; it cannot be shown again"
+    ))
+}
+
+/// `admins …`.
+pub async fn admins(client: &Client, command: AdminsCommand, out: Out) -> CliResult<()> {
+    match command {
+        AdminsCommand::List => {
+            let answer = client.get(&["v1", "admins"]).await?;
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let admins: Vec<Admin> = answer.parse()?;
+            let rows: Vec<Vec<String>> = admins
+                .iter()
+                .map(|a| vec![a.admin_id.clone(), a.username.clone(), output::time_or(a.created_at.as_ref(), "–")])
+                .collect();
+            out.table(&["ADMIN_ID", "USERNAME", "CREATED"], &rows)
+        }
+        AdminsCommand::Create { username } => {
+            let password = input::new_secret(&format!("Password for the new admin {username}: "), "password")?;
+            let body = to_json(&CreateAdmin { username, password })?;
+            let answer = client.post(&["v1", "admins"], Some(&body)).await?;
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let admin: Admin = answer.parse()?;
+            out.line(&format!("created admin {} ({})", admin.username, admin.admin_id))
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The command line. Secrets (passwords, Bedrock API keys, tokens) are deliberately not flags:
+//! they are read from stdin or a no-echo prompt (see `input`).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rust_decimal::Decimal;
+
+use ccp_schemas::events::{RoutingStrategy, UserStatus};
+
+/// ccpctl: manage ClaudeCodeProxy users, access keys, Bedrock keys and admins over the admin API.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ccpctl",
+    version,
+    after_help = "Credentials: CCPCTL_TOKEN (an API token or session token), else the session saved by \
+                  `ccpctl login` in $CCPCTL_CONFIG_DIR, $XDG_CONFIG_HOME/ccpctl or ~/.config/ccpctl.\n\
+                  Secrets are never arguments: they are read from stdin or a prompt.\n\
+                  Exit status: 0 ok, 1 the API refused or failed, 2 usage error, 3 server unreachable."
+)]
+pub struct Cli {
+    /// Admin API URL [default: the saved session's URL, else http://127.0.0.1:8081]
+    #[arg(long, global = true, env = "CCPCTL_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// Print the API's JSON (one document on stdout) instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in (the password is read from stdin, or a prompt on a terminal) and save the session
+    Login {
+        /// Admin username (prompted for when omitted)
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// End the saved session and delete it
+    Logout,
+    /// Show who the credentials belong to
+    Whoami,
+    /// Users: list, get, create, update, deactivate, reactivate, budget, routing
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Access keys: list, get, issue, revoke, rotate, Bedrock settings
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Register or remove the Bedrock API key of an access key
+    #[command(subcommand)]
+    BedrockKey(BedrockKeyCommand),
+    /// Your API tokens for automation: list, issue, revoke
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Admin accounts: list, create
+    #[command(subcommand)]
+    Admins(AdminsCommand),
+    /// Create a user, issue their key (and register a Bedrock key); print their setup line
+    Onboard(OnboardArgs),
+    /// Usage and cost, grouped and bucketed
+    Usage(UsageArgs),
+    /// A user's budget: limit, spend this month, remaining
+    Budget {
+        /// `usr_…`
+        user_id: String,
+    },
+    /// One proxied request by its id
+    Request {
+        /// `req_…`
+        request_id: String,
+    },
+    /// The audit log of admin actions
+    Audit(AuditArgs),
+    /// An access key's Anthropic circuit breaker
+    Circuit {
+        /// `key_…`
+        key_id: String,
+        /// Close the circuit now (send the key to Anthropic again)
+        #[arg(long)]
+        reset: bool,
+    },
+    /// The price list used for costs
+    Pricing,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List users (sorted by name)
+    List {
+        /// Substring of name, email or description
+        #[arg(long)]
+        search: Option<String>,
+        /// Only users with this status
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        /// Page size (1–500, default 50)
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Users to skip
+        #[arg(long)]
+        offset: Option<usize>,
+    },
+    /// A user with their keys
+    Get {
+        /// `usr_…`
+        user_id: String,
+    },
+    /// Create a user
+    Create {
+        /// Display name (unique)
+        name: String,
+        /// Contact address
+        #[arg(long)]
+        email: Option<String>,
+        /// Free text
+        #[arg(long)]
+        description: Option<String>,
+        /// Monthly budget in USD (e.g. 250 or 99.50); unlimited when omitted
+        #[arg(long, value_name = "USD", value_parser = parse_usd)]
+        budget: Option<Decimal>,
+        /// Routing strategy (default plan_first)
+        #[arg(long, value_enum)]
+        routing: Option<RoutingArg>,
+    },
+    /// Change a user's name, email or description ("" clears email or description)
+    Update {
+        /// `usr_…`
+        user_id: String,
+        /// New name
+        #[arg(long)]
+        name: Option<String>,
+        /// New email
+        #[arg(long)]
+        email: Option<String>,
+        /// New description
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Deactivate a user: all their keys are refused at once
+    Deactivate {
+        /// `usr_…`
+        user_id: String,
+        /// Why (for the audit log)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reactivate a user
+    Reactivate {
+        /// `usr_…`
+        user_id: String,
+    },
+    /// Set a user's monthly budget
+    Budget {
+        /// `usr_…`
+        user_id: String,
+        /// USD amount, or `unlimited`
+        #[arg(value_name = "USD|unlimited", value_parser = parse_limit)]
+        limit: Limit,
+    },
+    /// Set a user's routing strategy
+    Routing {
+        /// `usr_…`
+        user_id: String,
+        /// How their requests are routed
+        #[arg(value_enum)]
+        strategy: RoutingArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// A user's access keys (newest first; never the keys themselves)
+    List {
+        /// `usr_…`
+        user_id: String,
+    },
+    /// One access key
+    Get {
+        /// `key_…`
+        key_id: String,
+    },
+    /// Issue an access key (shown once)
+    Issue {
+        /// `usr_…`
+        user_id: String,
+        #[command(flatten)]
+        key: KeyOptions,
+    },
+    /// Revoke an access key for good
+    Revoke {
+        /// `key_…`
+        key_id: String,
+        /// Why (for the audit log)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Replace a key's secret (the new key is shown once; the old one stops working)
+    Rotate {
+        /// `key_…`
+        key_id: String,
+    },
+    /// Set a key's Bedrock region and default model (unchanged when omitted; "" clears)
+    Bedrock {
+        /// `key_…`
+        key_id: String,
+        /// Bedrock region, e.g. us-east-1
+        #[arg(long)]
+        region: Option<String>,
+        /// Bedrock model id used when the requested model maps to nothing
+        #[arg(long)]
+        default_model: Option<String>,
+    },
+}
+
+/// Options of a new access key.
+#[derive(Debug, Clone, Args)]
+pub struct KeyOptions {
+    /// Label, e.g. laptop
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bedrock region, e.g. us-east-1
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Bedrock model id used when the requested model maps to nothing
+    #[arg(long)]
+    pub default_model: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BedrockKeyCommand {
+    /// Register or replace it (read from stdin, or a no-echo prompt on a terminal)
+    Set {
+        /// `key_…`
+        key_id: String,
+    },
+    /// Remove it (the key no longer fails over to Bedrock)
+    Remove {
+        /// `key_…`
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Your API tokens
+    List,
+    /// Issue an API token (shown once)
+    Issue {
+        /// Label, e.g. ci
+        name: String,
+    },
+    /// Revoke one of your API tokens
+    Revoke {
+        /// `tok_…`
+        token_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminsCommand {
+    /// Every admin account
+    List,
+    /// Create an admin (password from stdin, or a prompt on a terminal)
+    Create {
+        /// Login name
+        username: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct OnboardArgs {
+    /// The user's display name
+    pub name: String,
+    /// Contact address
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Monthly budget in USD; unlimited when omitted
+    #[arg(long, value_name = "USD", value_parser = parse_usd)]
+    pub budget: Option<Decimal>,
+    /// Label of the access key, e.g. laptop
+    #[arg(long)]
+    pub key_name: Option<String>,
+    /// Bedrock region of the key, e.g. us-east-1
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Bedrock model id used when the requested model maps to nothing
+    #[arg(long)]
+    pub default_model: Option<String>,
+    /// Also register the user's Bedrock API key, read from stdin (a no-echo prompt on a terminal)
+    #[arg(long)]
+    pub bedrock_key_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// A named range: today, yesterday, last_24h, last_7d, last_30d, this_month, last_month
+    /// [default: last_24h]
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub preset: Option<String>,
+    /// Start (inclusive), RFC 3339, e.g. 2026-11-01T00:00:00Z
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (exclusive), RFC 3339 [default: now]
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Row width: minute, hour, day, week, month
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Comma-separated dimensions: user,key,model,provider
+    #[arg(long, value_name = "DIMS")]
+    pub group_by: Option<String>,
+    /// Only this user (`usr_…`)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this key (`key_…`)
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only anthropic or only bedrock
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only this model
+    #[arg(long)]
+    pub model: Option<String>,
+    /// IANA time zone of presets and buckets, e.g. Europe/Berlin [default: the budget time zone]
+    #[arg(long)]
+    pub tz: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only actions by this admin (username or `adm_…`)
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only actions on this user, key or admin (`usr_…`, `key_…`, `adm_…`; a user includes their keys)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only this event type, e.g. user_deactivated
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// Start (inclusive), RFC 3339
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (exclusive), RFC 3339
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Page size (1–500, default 50)
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Entries to skip
+    #[arg(long)]
+    pub offset: Option<usize>,
+}
+
+/// `--status`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum StatusArg {
+    Active,
+    Inactive,
+}
+
+impl From<StatusArg> for UserStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Active => Self::Active,
+            StatusArg::Inactive => Self::Inactive,
+        }
+    }
+}
+
+/// A routing strategy.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum RoutingArg {
+    /// Anthropic first, Bedrock on rate limits and failures
+    PlanFirst,
+    /// Always Bedrock
+    BedrockOnly,
+    /// Never Bedrock
+    PlanOnly,
+}
+
+impl From<RoutingArg> for RoutingStrategy {
+    fn from(r: RoutingArg) -> Self {
+        match r {
+            RoutingArg::PlanFirst => Self::PlanFirst,
+            RoutingArg::BedrockOnly => Self::BedrockOnly,
+            RoutingArg::PlanOnly => Self::PlanOnly,
+        }
+    }
+}
+
+/// A monthly limit: an amount, or `None` for unlimited.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit(pub Option<Decimal>);
+
+/// A USD amount: `250`, `99.50`, `$250`.
+pub fn parse_usd(raw: &str) -> Result<Decimal, String> {
+    let s = raw.trim();
+    let s = s.strip_prefix('$').unwrap_or(s);
+    s.parse::<Decimal>().map_err(|_| format!("`{raw}` is not a USD amount (e.g. 250 or 99.50)"))
+}
+
+fn parse_limit(raw: &str) -> Result<Limit, String> {
+    if matches!(raw.trim().to_ascii_lowercase().as_str(), "unlimited" | "none") {
+        return Ok(Limit(None));
+    }
+    parse_usd(raw).map(|d| Limit(Some(d))).map_err(|_| format!("`{raw}` is neither a USD amount nor `unlimited`"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn budgets_parse() {
+        assert_eq!(parse_usd("$99.50").unwrap(), Decimal::new(9950, 2));
+        assert!(parse_limit("Unlimited").unwrap().0.is_none());
+        assert!(parse_limit("lots").is_err());
+    }
+}

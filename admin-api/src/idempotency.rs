@@ -1,0 +1,211 @@
+//! `Idempotency-Key`: a command sent again with the same key (by the same admin) is not run
+//! again; the first answer is replayed with `idempotent-replayed: true`. Records live 24 h in a
+//! KV bucket. While the first request runs, a repeat gets 409; a repeat with a different
+//! method, path or body gets 422. Secrets in answers (a new access key or API token, the Claude
+//! Code settings that embed the key) are never stored: a replay shows them as `null`.
+
+use actix_web::body::{self, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage as _, HttpResponse};
+use async_nats::jetstream::kv;
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::auth::Identity;
+use crate::error::{ApiError, ErrorKind};
+use crate::json::MAX_BODY;
+
+/// The header.
+pub const HEADER: &str = "idempotency-key";
+/// Fields of an answer that are never stored for replay.
+const SECRET_FIELDS: &[&str] = &["access_key", "token", "claude_code"];
+
+/// The idempotency records.
+pub struct Idempotency {
+    /// KV bucket, entries expire after 24 h.
+    pub records: kv::Store,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum Record {
+    /// The first request is still running (since `started_at`, Unix seconds).
+    Pending { fingerprint: String, started_at: i64 },
+    /// Its answer, without secrets.
+    Done { fingerprint: String, status: u16, body: String },
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Middleware for the authenticated scope (after [`crate::auth::require_auth`]).
+pub async fn idempotent(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let unsafe_method = matches!(req.method().as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
+    let Some(raw) = req.headers().get(HEADER).cloned().filter(|_| unsafe_method) else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    let key = match raw.to_str() {
+        Ok(k) if (1..=255).contains(&k.len()) && k.chars().all(|c| c.is_ascii_graphic()) => k.to_owned(),
+        _ => {
+            let e = ApiError::invalid(HEADER, "must be 1–255 visible ASCII characters (a ULID or UUID is ideal)");
+            return Ok(req.error_response(e));
+        }
+    };
+    let (Some(store), Some(identity)) =
+        (req.app_data::<web::Data<Idempotency>>().cloned(), req.extensions().get::<Identity>().cloned())
+    else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+
+    // The body is read here (and handed on unchanged) to fingerprint the request.
+    let mut payload = req.take_payload();
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return Ok(req.error_response(ApiError::invalid("body", "reading the body failed")));
+        };
+        if bytes.len() + chunk.len() > MAX_BODY {
+            let e = ApiError::new(ErrorKind::PayloadTooLarge, format!("the body is larger than {MAX_BODY} bytes"));
+            return Ok(req.error_response(e));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let bytes = bytes.freeze();
+    let fingerprint = {
+        let mut h = Sha256::new();
+        h.update(req.method().as_str().as_bytes());
+        h.update(b" ");
+        h.update(req.uri().to_string().as_bytes());
+        h.update(b"\n");
+        h.update(&bytes);
+        hex(&h.finalize())
+    };
+    let record_key = hex(&Sha256::digest(format!("{}\n{key}", identity.admin_id).as_bytes()));
+    req.set_payload(actix_web::dev::Payload::from(bytes));
+
+    match claim(&store, &record_key, &fingerprint).await {
+        Ok(Claim::Run) => {}
+        Ok(Claim::Replay { status, body }) => {
+            let mut response = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+            response.insert_header((HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true")));
+            response.content_type("application/json");
+            return Ok(req.into_response(response.body(body)));
+        }
+        Err(e) => return Ok(req.error_response(e)),
+    }
+
+    let response = next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = store.records.purge(&record_key).await;
+            return Err(e);
+        }
+    };
+    let status = response.status();
+    let (request, response) = response.into_parts();
+    let (head, body) = response.into_parts();
+    let body = body::to_bytes(body).await.unwrap_or_default();
+    let keep = status.is_success() || (status.is_client_error() && !matches!(status.as_u16(), 409 | 429));
+    if keep {
+        let record = Record::Done { fingerprint, status: status.as_u16(), body: redact(&body) };
+        if let Ok(bytes) = serde_json::to_vec(&record) {
+            if let Err(e) = store.records.put(&record_key, bytes.into()).await {
+                tracing::warn!(error = %e, "storing an idempotency record failed");
+            }
+        }
+    } else {
+        let _ = store.records.purge(&record_key).await;
+    }
+    Ok(ServiceResponse::new(request, head.set_body(BoxBody::new(body))))
+}
+
+/// What to do with a request carrying an idempotency key.
+enum Claim {
+    /// Run it (the key is now ours).
+    Run,
+    /// Answer what the first request answered.
+    Replay { status: u16, body: String },
+}
+
+/// A pending record older than this was left by a crashed replica and may be taken over.
+const ABANDONED_SECS: i64 = 120;
+
+/// Claims the key (compare-and-set in the KV bucket), or finds the earlier answer.
+async fn claim(store: &Idempotency, record_key: &str, fingerprint: &str) -> Result<Claim, ApiError> {
+    let unavailable = |e: &dyn std::fmt::Display| ApiError::unavailable("the idempotency store", e);
+    let pending = || {
+        serde_json::to_vec(&Record::Pending {
+            fingerprint: fingerprint.to_owned(),
+            started_at: chrono::Utc::now().timestamp(),
+        })
+        .unwrap_or_default()
+    };
+    match store.records.create(record_key, pending().into()).await {
+        Ok(_) => return Ok(Claim::Run),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+        Err(e) => return Err(unavailable(&e)),
+    }
+    let entry = store.records.entry(record_key).await.map_err(|e| unavailable(&e))?;
+    let Some(entry) = entry else {
+        return Err(ApiError::conflict("a request with this Idempotency-Key just finished; retry").field(HEADER));
+    };
+    let different = || {
+        ApiError::unprocessable(HEADER, "this Idempotency-Key was already used for a different request; use a new key")
+    };
+    match serde_json::from_slice::<Record>(&entry.value) {
+        Ok(Record::Done { fingerprint: f, status, body }) if f == fingerprint => Ok(Claim::Replay { status, body }),
+        Ok(Record::Done { .. }) => Err(different()),
+        Ok(Record::Pending { fingerprint: f, .. }) if f != fingerprint => Err(different()),
+        Ok(Record::Pending { started_at, .. }) if chrono::Utc::now().timestamp() - started_at > ABANDONED_SECS => {
+            match store.records.update(record_key, pending().into(), entry.revision).await {
+                Ok(_) => Ok(Claim::Run),
+                Err(_) => Err(in_progress()),
+            }
+        }
+        _ => Err(in_progress()),
+    }
+}
+
+fn in_progress() -> ApiError {
+    ApiError::conflict("a request with this Idempotency-Key is still being processed; retry shortly").field(HEADER)
+}
+
+/// The answer without its secrets.
+fn redact(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            for field in SECRET_FIELDS {
+                if let Some(v) = map.get_mut(*field) {
+                    *v = serde_json::Value::Null;
+                }
+            }
+            serde_json::Value::Object(map).to_string()
+        }
+        Ok(other) => other.to_string(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_not_kept_for_replay() {
+        let body = br#"{"key":{"key_id":"key_1"},"access_key":"ak_secret","claude_code":{"shell":"export ANTHROPIC_BASE_URL=x/ak_secret"}}"#;
+        let kept = redact(body);
+        assert!(!kept.contains("ak_secret"), "{kept}");
+        assert!(kept.contains("key_1"));
+        let token = redact(br#"{"token_id":"tok_1","token":"ccpt_secret"}"#);
+        assert!(!token.contains("ccpt_secret"));
+    }
+}
