@@ -125,41 +125,57 @@ pub fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Failed-login bookkeeping per username and per client address (this replica's view).
+/// Login attempts per username and per client address (this replica's view). An attempt counts
+/// as a failure from the moment it starts (so parallel attempts cannot slip past the limit) and
+/// is taken back when it succeeds.
 #[derive(Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<String, Vec<Instant>>>,
 }
 
+/// Most usernames and addresses the throttle remembers; beyond, idle entries are dropped first.
+const THROTTLE_ENTRIES: usize = 100_000;
+
 impl Throttle {
-    /// Seconds until the next attempt is allowed, if throttled now.
-    pub fn check(&self, username: &str, addr: Option<IpAddr>) -> Option<u64> {
+    /// Starts an attempt: `Err(seconds to wait)` when throttled, else the attempt is recorded.
+    pub fn begin(&self, username: &str, addr: Option<IpAddr>) -> Result<(), u64> {
         let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        let mut wait = None;
+        if map.len() > THROTTLE_ENTRIES {
+            map.retain(|_, list| {
+                list.retain(|t| now.duration_since(*t) < THROTTLE_WINDOW);
+                !list.is_empty()
+            });
+        }
+        let mut wait: Option<u64> = None;
         for (key, limit) in Self::keys(username, addr) {
             let list = map.entry(key).or_default();
             list.retain(|t| now.duration_since(*t) < THROTTLE_WINDOW);
             if list.len() >= limit {
                 let oldest = list.first().copied().unwrap_or(now);
                 let secs = THROTTLE_WINDOW.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
-                wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
+                wait = Some(wait.map_or(secs, |w| w.max(secs)));
             }
         }
-        wait
-    }
-
-    /// Records a failed attempt.
-    pub fn fail(&self, username: &str, addr: Option<IpAddr>) {
-        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (key, _) in Self::keys(username, addr) {
-            map.entry(key).or_default().push(Instant::now());
+        if let Some(w) = wait {
+            return Err(w);
         }
+        for (key, _) in Self::keys(username, addr) {
+            map.entry(key).or_default().push(now);
+        }
+        Ok(())
     }
 
-    /// Forgets a username's failures after a success.
-    pub fn succeed(&self, username: &str) {
-        self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&format!("user:{username}"));
+    /// A successful attempt: the username's failures are forgotten and this attempt no longer
+    /// counts against the address.
+    pub fn succeed(&self, username: &str, addr: Option<IpAddr>) {
+        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.remove(&format!("user:{username}"));
+        if let Some(a) = addr {
+            if let Some(list) = map.get_mut(&format!("addr:{a}")) {
+                list.pop();
+            }
+        }
     }
 
     fn keys(username: &str, addr: Option<IpAddr>) -> Vec<(String, usize)> {
@@ -169,6 +185,13 @@ impl Throttle {
         }
         keys
     }
+}
+
+/// The bearer token of a request (`Authorization: Bearer <token>`, scheme case-insensitive).
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get("authorization")?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 /// Everything authentication needs.
@@ -183,7 +206,12 @@ pub struct Auth {
     pub throttle: Throttle,
     /// The read model (admins and API tokens).
     pub view: Arc<View>,
+    /// Password verifications running at once (argon2 takes ~19 MiB and a core each).
+    pub verifications: tokio::sync::Semaphore,
 }
+
+/// Password verifications allowed at once per process.
+pub const CONCURRENT_VERIFICATIONS: usize = 4;
 
 impl Auth {
     /// Opens a session for an admin: the token (shown once) and its record.
@@ -229,13 +257,7 @@ impl Auth {
 
     /// Who a request is, from `Authorization: Bearer` or the session cookie (with CSRF check).
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Identity, ApiError> {
-        let bearer = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
-        if let Some(token) = bearer {
+        if let Some(token) = bearer_token(req) {
             if token.starts_with(API_TOKEN_PREFIX) {
                 let hash = self.pepper.hash(token);
                 let model = self.view.read();

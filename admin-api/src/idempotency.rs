@@ -26,6 +26,9 @@ const SECRET_FIELDS: &[&str] = &["access_key", "token", "claude_code"];
 
 /// The idempotency records.
 pub struct Idempotency {
+    /// Keys the request fingerprints (bodies may hold passwords or Bedrock keys: a plain hash
+    /// of them in the bucket could be guessed offline).
+    pub pepper: ccp_schemas::secrets::access_key::KeyPepper,
     /// KV bucket, entries expire after 24 h.
     pub records: kv::Store,
 }
@@ -80,13 +83,9 @@ pub async fn idempotent(
     }
     let bytes = bytes.freeze();
     let fingerprint = {
-        let mut h = Sha256::new();
-        h.update(req.method().as_str().as_bytes());
-        h.update(b" ");
-        h.update(req.uri().to_string().as_bytes());
-        h.update(b"\n");
-        h.update(&bytes);
-        hex(&h.finalize())
+        let mut data = format!("{} {}\n", req.method(), req.uri()).into_bytes();
+        data.extend_from_slice(&bytes);
+        store.pepper.hash_bytes(&data).to_hex()
     };
     let record_key = hex(&Sha256::digest(format!("{}\n{key}", identity.admin_id).as_bytes()));
     req.set_payload(actix_web::dev::Payload::from(bytes));

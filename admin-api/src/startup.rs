@@ -12,7 +12,6 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, kv};
 use ccp_schemas::config::Settings;
-use ccp_schemas::ids::AdminId;
 use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
 use ccp_schemas::secrets::SecretString;
@@ -78,12 +77,15 @@ impl Application {
             pepper: pepper.clone(),
             master,
             public_proxy_url: settings.admin.public_proxy_url.clone(),
+            // Analytics queries answer within 30 s or fail (a full scan must not hold requests).
             clickhouse: ccp_schemas::migrations::server_client(&settings.clickhouse)
-                .with_database(&settings.clickhouse.database),
+                .with_database(&settings.clickhouse.database)
+                .with_setting("max_execution_time", "30"),
             settings: settings.clone(),
         });
         bootstrap_admin(&state, &settings, &ns).await?;
         let idempotency = web::Data::new(crate::idempotency::Idempotency {
+            pepper: pepper.clone(),
             records: bucket(
                 &js,
                 format!("{}_idempotency", ns.prefix()),
@@ -92,7 +94,14 @@ impl Application {
             )
             .await?,
         });
-        let auth = web::Data::new(Auth { sessions, pepper, ttl, throttle: Throttle::default(), view });
+        let auth = web::Data::new(Auth {
+            sessions,
+            pepper: pepper.clone(),
+            ttl,
+            throttle: Throttle::default(),
+            view,
+            verifications: tokio::sync::Semaphore::new(crate::auth::CONCURRENT_VERIFICATIONS),
+        });
         let cors = web::Data::new(Cors { origins: settings.admin.cors_origins.clone() });
 
         let listener = TcpListener::bind(settings.admin.listen)
@@ -172,7 +181,7 @@ async fn bootstrap_admin(state: &AppState, settings: &Settings, ns: &Namespace) 
     };
     // The initial admin's id is derived from the deployment and username, so replicas starting
     // together append to the same subject and the concurrency check lets exactly one win.
-    let admin_id = initial_admin_id(ns, &username);
+    let admin_id = admins::admin_id_for(ns, &username);
     let meta = CommandMeta {
         actor: Actor::System { component: "ccp-admin".into() },
         request_id: ccp_schemas::ids::RequestId::new().to_string(),
@@ -185,15 +194,6 @@ async fn bootstrap_admin(state: &AppState, settings: &Settings, ns: &Namespace) 
         Err(e) => anyhow::bail!("creating the initial admin failed: {}", e.message),
     }
     Ok(())
-}
-
-fn initial_admin_id(ns: &Namespace, username: &str) -> AdminId {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(format!("{}:{username}", ns.prefix()).as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    bytes[0] = 0; // keep the ULID's timestamp in range
-    AdminId::from_ulid(ulid::Ulid::from_bytes(bytes))
 }
 
 /// Allowed CORS origins.

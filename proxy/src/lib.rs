@@ -21,7 +21,7 @@ mod forward;
 mod metrics;
 mod publisher;
 mod routes;
-mod spend;
+pub mod spend;
 mod spool;
 mod startup;
 mod tap;

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy, kv};
 use ccp_schemas::events::Event;
 use ccp_schemas::ids::{RequestId, UserId};
 use ccp_schemas::subjects::StreamKind;
@@ -52,11 +52,101 @@ impl Month {
     }
 }
 
+/// Every replica's month-to-date spend per user, in nanodollars, in a KV bucket
+/// (`<prefix>_spend`, key `<user_id>.<YYYY-MM>`) updated by compare-and-set as each request
+/// ends. A replica reads it before admitting a budgeted request, so a request finished on any
+/// replica counts everywhere at once — not only once its event has been followed — and a budget
+/// is overshot only by the requests in flight when it was reached.
+#[derive(Debug)]
+pub struct SharedTally {
+    kv: kv::Store,
+    /// Additions to one key from this replica go one at a time, so compare-and-set only ever
+    /// races with other replicas.
+    writers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SharedTally {
+    /// How long an admission waits for the shared tally before trusting the local one.
+    pub const READ_TIMEOUT: Duration = Duration::from_millis(250);
+
+    /// Opens (or creates) the bucket.
+    pub async fn open(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<Self> {
+        let bucket = format!("{}_spend", ns.prefix());
+        let kv = match js.get_key_value(&bucket).await {
+            Ok(kv) => kv,
+            Err(_) => {
+                js.create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    description: "ClaudeCodeProxy month-to-date spend per user (nanodollars)".into(),
+                    history: 1,
+                    max_age: Duration::from_secs(62 * 86_400),
+                    ..Default::default()
+                })
+                .await?
+            }
+        };
+        Ok(Self { kv, writers: Mutex::new(HashMap::new()) })
+    }
+
+    fn key(user: UserId, month: Month) -> String {
+        format!("{user}.{:04}-{:02}", month.year, month.month)
+    }
+
+    /// Adds `nanos` to a user's month (compare-and-set, retried on a concurrent update).
+    pub async fn add(&self, user: UserId, month: Month, nanos: u64) {
+        const ATTEMPTS: u32 = 200;
+        let key = Self::key(user, month);
+        let writer = self
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _turn = writer.lock().await;
+        for attempt in 0..ATTEMPTS {
+            let result = match self.kv.entry(&key).await {
+                Ok(None) => self.kv.create(&key, nanos.to_string().into()).await.map(|_| ()).map_err(|e| e.to_string()),
+                Ok(Some(entry)) => {
+                    let have: u64 = std::str::from_utf8(&entry.value).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+                    self.kv
+                        .update(&key, have.saturating_add(nanos).to_string().into(), entry.revision)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, attempt, "shared spend update raced; retrying");
+                    // Another replica wrote in between: back off a little, differently each time.
+                    let jitter = u64::from(attempt % 7) + u64::from(nanos.to_le_bytes()[0] % 5);
+                    tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+                }
+            }
+        }
+        tracing::warn!(user = %user, "shared spend not updated after {ATTEMPTS} attempts; the local tally still counts it");
+    }
+
+    /// A user's month so far, in USD.
+    pub async fn get(&self, user: UserId, month: Month) -> anyhow::Result<Decimal> {
+        let nanos = match self.kv.get(Self::key(user, month)).await? {
+            Some(v) => std::str::from_utf8(&v)?.parse::<u64>()?,
+            None => 0,
+        };
+        Ok(Decimal::new(i64::try_from(nanos)?, 9))
+    }
+}
+
 /// Spend per user in the current month: this replica's own costs as soon as a request ends,
-/// everyone's as their events arrive from the request stream (own events are not counted twice).
+/// everyone's as their events arrive from the request stream (own events are not counted twice),
+/// and — when opened — the [`SharedTally`] of every replica.
 #[derive(Debug)]
 pub struct Spend {
     tz: Tz,
+    shared: std::sync::OnceLock<Arc<SharedTally>>,
     state: Mutex<(Option<Month>, HashMap<UserId, Decimal>)>,
     /// Requests counted locally whose events have not come back from the stream yet.
     local: Mutex<HashSet<RequestId>>,
@@ -69,6 +159,7 @@ impl Spend {
     pub fn new(tz: Tz) -> Self {
         Self {
             tz,
+            shared: std::sync::OnceLock::new(),
             state: Mutex::new((None, HashMap::new())),
             local: Mutex::new(HashSet::new()),
             ready: std::sync::atomic::AtomicBool::new(false),
@@ -101,10 +192,39 @@ impl Spend {
         *state.1.entry(user).or_default() += cost;
     }
 
-    /// Counts a request this replica just finished (its event follows through the stream).
+    /// Uses the shared tally from now on.
+    pub fn share(&self, tally: Arc<SharedTally>) {
+        let _ = self.shared.set(tally);
+    }
+
+    /// Counts a request this replica just finished (its event follows through the stream), and
+    /// adds it to the shared tally.
     pub fn add_local(&self, request: RequestId, user: UserId, cost: Decimal, at: DateTime<Utc>) {
         self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(request);
         self.add(user, cost, at);
+        if let Some(tally) = self.shared.get().cloned() {
+            let (month, nanos) = (Month::of(at, self.tz), ccp_schemas::pricing::to_nanos(cost));
+            tokio::spawn(async move { tally.add(user, month, nanos).await });
+        }
+    }
+
+    /// What `user` spent so far in the month of `now`: the larger of this replica's tally and
+    /// the shared one (which has every replica's finished requests at once; if it does not
+    /// answer quickly, the local tally alone decides).
+    pub async fn spent_everywhere(&self, user: UserId, now: DateTime<Utc>) -> Decimal {
+        let local = self.spent(user, now);
+        let Some(tally) = self.shared.get() else { return local };
+        match tokio::time::timeout(SharedTally::READ_TIMEOUT, tally.get(user, Month::of(now, self.tz))).await {
+            Ok(Ok(shared)) => local.max(shared),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the shared spend failed; using this replica's tally");
+                local
+            }
+            Err(_) => {
+                tracing::warn!("the shared spend did not answer in time; using this replica's tally");
+                local
+            }
+        }
     }
 
     /// Counts a request read from the stream, unless this replica counted it already.

@@ -89,6 +89,19 @@ impl Application {
 
         let keys = Arc::new(KeyTable::new(PriceList { version: 0, models: settings.pricing.models.clone() }));
         let spend = Arc::new(Spend::new(settings.budgets.tz()?));
+        // The shared tally is opened in the background: a proxy starts (and spools) without NATS.
+        {
+            let (spend, js, ns) = (spend.clone(), async_nats::jetstream::new(client.clone()), ns.clone());
+            tokio::spawn(async move {
+                loop {
+                    match crate::spend::SharedTally::open(&js, &ns).await {
+                        Ok(tally) => return spend.share(Arc::new(tally)),
+                        Err(e) => tracing::warn!(error = %e, "opening the shared spend tally failed; retrying"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
         let spend_follower = tokio::spawn(spend.clone().follow(client.clone(), ns.clone()));
         let policy = StreamPolicy::from(&settings.nats);
         let follower = {

@@ -41,6 +41,7 @@ pub async fn login(
     state: web::Data<AppState>,
     auth: web::Data<Auth>,
     ctx: Ctx,
+    req: HttpRequest,
     body: Json<Login>,
 ) -> ApiResult<HttpResponse> {
     let Login { username, password } = body.0;
@@ -54,20 +55,25 @@ pub async fn login(
             let _ = store.record(Event::AdminLoginFailed(AdminLoginFailed { username, reason }), &meta).await;
         }
     };
-    if let Some(wait) = auth.throttle.check(&username, ctx.source) {
-        fail(LoginFailure::Throttled).await;
+    if let Err(wait) = auth.throttle.begin(&username, ctx.source) {
+        // Not recorded as an event: a flood of throttled attempts must not grow the log.
         let mut e = ApiError::new(ErrorKind::RateLimited, format!("too many failed logins; try again in {wait} s"));
         e.retry_after = Some(wait);
         return Err(e);
     }
+    let Ok(_permit) = tokio::time::timeout(std::time::Duration::from_secs(5), auth.verifications.acquire()).await
+    else {
+        let mut e = ApiError::new(ErrorKind::RateLimited, "too many logins at once; try again shortly");
+        e.retry_after = Some(1);
+        return Err(e);
+    };
     let admin = state.view.read().admin_by_name(&username).cloned();
     if !verify_password(password, admin.as_ref().map(|a| a.password_hash.clone())).await {
-        auth.throttle.fail(&username, ctx.source);
         fail(LoginFailure::BadCredentials).await;
         return Err(ApiError::unauthenticated("wrong username or password"));
     }
     let Some(admin) = admin else { return Err(ApiError::unauthenticated("wrong username or password")) };
-    auth.throttle.succeed(&username);
+    auth.throttle.succeed(&username, ctx.source);
     let (token, record) = auth.open_session(admin.admin_id, &admin.username).await?;
     let mut meta = ctx.meta();
     meta.actor = Actor::Admin { admin_id: admin.admin_id, username: admin.username.clone() };
@@ -82,7 +88,9 @@ pub async fn login(
             &meta,
         )
         .await?;
+    let https = req.connection_info().scheme() == "https";
     let cookie = Cookie::build(SESSION_COOKIE, token.expose().to_owned())
+        .secure(https)
         .http_only(true)
         .same_site(SameSite::Strict)
         .path("/")
@@ -104,12 +112,7 @@ pub async fn login(
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn logout(auth: web::Data<Auth>, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let bearer = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
+    let bearer = crate::auth::bearer_token(&req).map(str::to_owned);
     let token = bearer.or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()));
     if let Some(t) = token.filter(|t| !t.starts_with(API_TOKEN_PREFIX)) {
         auth.close_session(&t).await?;
@@ -162,6 +165,16 @@ pub async fn create_admin_account(
         .await?;
     state.settle(executed.seq).await;
     executed.state.ok_or_else(|| ApiError::internal(&"admin missing after creation"))
+}
+
+/// The id of the admin with this username in this deployment.
+pub fn admin_id_for(ns: &ccp_schemas::Namespace, username: &str) -> AdminId {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{}:{username}", ns.prefix()).as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    bytes[0] &= 0x7f; // a ULID's first character is 0–7
+    AdminId::from_ulid(ulid::Ulid::from_bytes(bytes))
 }
 
 /// Create another admin account.

@@ -114,8 +114,13 @@ impl KeyPepper {
 
     /// HMAC-SHA256(pepper, key). Also used for keys of unknown validity (lookups).
     pub fn hash(&self, key: &str) -> KeyHash {
+        self.hash_bytes(key.as_bytes())
+    }
+
+    /// HMAC-SHA256(pepper, bytes): a keyed fingerprint of data that may contain secrets.
+    pub fn hash_bytes(&self, bytes: &[u8]) -> KeyHash {
         let mut mac = self.0.clone();
-        mac.update(key.as_bytes());
+        mac.update(bytes);
         KeyHash(mac.finalize().into_bytes().into())
     }
 }
