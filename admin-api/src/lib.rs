@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod context;
+pub mod dashboard;
 pub mod domain;
 pub mod error;
 pub mod idempotency;

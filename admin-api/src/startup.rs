@@ -120,6 +120,7 @@ impl Application {
                 .wrap(from_fn(request_id))
                 .route("/health", web::get().to(health))
                 .route("/openapi.json", web::get().to(openapi))
+                .configure(crate::dashboard::configure)
                 .service(
                     web::scope("/v1").configure(admins::configure_login).service(
                         web::scope("")

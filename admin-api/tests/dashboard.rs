@@ -1,0 +1,917 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The dashboard end to end in a real headless Chromium, driven through chromedriver's W3C
+//! WebDriver HTTP API (a small client below): log in, create a user, issue a key (read once from
+//! its dialog), register a Bedrock key, send requests through a running `ccp-proxy` (two of them
+//! fail over to Bedrock and open the key's circuit), see them in the overview, usage, request
+//! lookup and circuits pages (projected into ClickHouse by a running `ccp-projector`), revoke the
+//! key and see the proxy refuse it, find every change in the audit log. Every page is saved as a
+//! PNG in `target/dashboard-screenshots/`, and no page ever holds a secret outside the one-time
+//! key dialog. Chromium and chromedriver come from Debian (`scripts/test` installs them).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ccp_schemas::subjects::StreamKind;
+use ccp_tests::fake_anthropic::{FakeAnthropic, Scenario, ScenarioName};
+use ccp_tests::fake_bedrock::FakeBedrock;
+use common::AdminApi;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const BEDROCK_KEY: &str = "ABSKZGFzaGJvYXJkLXRlc3QtYmVkcm9jay1rZXktOTg3NjU0MzIx";
+const MESSAGE: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+/// How long the page may take to show something (ClickHouse projection included).
+const WAIT: Duration = Duration::from_secs(20);
+/// The browser window (width, height).
+const WINDOW: (u64, u64) = (1400, 1000);
+
+// ---------------------------------------------------------------------------------------------
+// A tiny WebDriver client
+// ---------------------------------------------------------------------------------------------
+
+/// A chromedriver process with one Chromium session; both end when dropped.
+struct Browser {
+    http: reqwest::Client,
+    /// `http://127.0.0.1:<port>/session/<id>`
+    session: String,
+    driver: Child,
+    /// chromedriver's log (kept when the test fails).
+    driver_log: PathBuf,
+    profile: PathBuf,
+    shots: PathBuf,
+    shot_count: usize,
+}
+
+/// A WebDriver error answer (`{"value":{"error","message"}}`).
+#[derive(Debug)]
+struct WdError {
+    error: String,
+    message: String,
+}
+
+impl std::fmt::Display for WdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error, self.message)
+    }
+}
+
+impl Browser {
+    async fn start(downloads: &Path, shots: &Path) -> Self {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: apt-get install chromium chromium-driver (scripts/test does)"
+            );
+        }
+        let port = ccp_tests::free_port();
+        let log = std::env::temp_dir().join(format!("chromedriver-{}.log", ulid::Ulid::new()));
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            // Dates on the page are then UTC, like the test's own clock.
+            .env("TZ", "UTC")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ready = match http.get(format!("{base}/status")).send().await {
+                Ok(r) => r.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool()).unwrap_or(false),
+                Err(_) => false,
+            };
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start; log: {}", log.display());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = std::env::temp_dir().join(format!("ccp-chromium-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&profile).unwrap();
+        // Without the background-networking flags Chromium's own outbound connections are
+        // refused here and it stalls; the rest keep it quiet and reproducible.
+        let args = [
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            format!("--user-data-dir={}", profile.display()),
+            format!("--window-size={},{}", WINDOW.0, WINDOW.1),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": args,
+                "prefs": {
+                    "download.default_directory": downloads.display().to_string(),
+                    "download.prompt_for_download": false,
+                },
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "timeouts": {"implicit": 0, "pageLoad": 30000, "script": 15000},
+        }}});
+        let answer: Value =
+            http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
+        let id = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
+        let browser = Self {
+            http,
+            session: format!("{base}/session/{id}"),
+            driver,
+            driver_log: log,
+            profile,
+            shots: shots.to_owned(),
+            shot_count: 0,
+        };
+        // Headless downloads go where this says (the preference alone is not always honoured).
+        let _ = browser
+            .cmd(
+                Method::POST,
+                "/goog/cdp/execute",
+                json!({"cmd": "Browser.setDownloadBehavior",
+                       "params": {"behavior": "allow", "downloadPath": downloads.display().to_string()}}),
+            )
+            .await;
+        browser
+    }
+
+    async fn cmd(&self, method: Method, path: &str, body: Value) -> Result<Value, WdError> {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.session));
+        if method != Method::GET && method != Method::DELETE {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.map_err(|e| WdError { error: "transport".into(), message: e.to_string() })?;
+        let ok = resp.status().is_success();
+        let v: Value = resp.json().await.map_err(|e| WdError { error: "decode".into(), message: e.to_string() })?;
+        if ok {
+            Ok(v["value"].clone())
+        } else {
+            Err(WdError {
+                error: v["value"]["error"].as_str().unwrap_or("?").to_owned(),
+                message: v["value"]["message"].as_str().unwrap_or("").lines().next().unwrap_or("").to_owned(),
+            })
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(Method::POST, "/url", json!({ "url": url })).await.unwrap();
+    }
+
+    async fn current_url(&self) -> String {
+        self.cmd(Method::GET, "/url", Value::Null).await.unwrap().as_str().unwrap().to_owned()
+    }
+
+    async fn find(&self, css: &str) -> Option<String> {
+        let v = self.cmd(Method::POST, "/element", json!({"using": "css selector", "value": css})).await.ok()?;
+        v[ELEMENT].as_str().map(str::to_owned)
+    }
+
+    async fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd(Method::POST, "/execute/sync", json!({ "script": script, "args": args }))
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Polls a script until it returns something truthy; fails the test (with a screenshot and
+    /// the page's text) at the deadline.
+    async fn until(&mut self, what: &str, script: &str, args: Value) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.js(script, args.clone()).await;
+            let truthy = match &v {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return v;
+            }
+            if Instant::now() > deadline {
+                self.die(&format!("timed out waiting for {what}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for an element; returns its reference.
+    async fn wait(&mut self, css: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(e) = self.find(css).await {
+                return e;
+            }
+            if Instant::now() > deadline {
+                self.die(&format!("no element `{css}`")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until an element's text contains `needle`; returns the text.
+    async fn wait_text(&mut self, css: &str, needle: &str) -> String {
+        let script = "const e = document.querySelector(arguments[0]); \
+                      return e && e.textContent.includes(arguments[1]) ? e.textContent : null;";
+        let v = self.until(&format!("`{css}` to contain {needle:?}"), script, json!([css, needle])).await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn click(&mut self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let element = self.wait(css).await;
+            match self.cmd(Method::POST, &format!("/element/{element}/click"), json!({})).await {
+                Ok(_) => return,
+                // Re-rendered or not yet clickable (a dialog opening): find it again.
+                Err(e)
+                    if Instant::now() < deadline
+                        && ["stale element reference", "element click intercepted", "element not interactable"]
+                            .contains(&e.error.as_str()) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => self.die(&format!("cannot click `{css}`: {e}")).await,
+            }
+        }
+    }
+
+    async fn type_into(&mut self, css: &str, text: &str) {
+        let element = self.wait(css).await;
+        self.cmd(Method::POST, &format!("/element/{element}/clear"), json!({})).await.unwrap();
+        self.cmd(Method::POST, &format!("/element/{element}/value"), json!({ "text": text })).await.unwrap();
+    }
+
+    async fn press_escape(&mut self, css: &str) {
+        let element = self.wait(css).await;
+        self.cmd(Method::POST, &format!("/element/{element}/value"), json!({ "text": "\u{E00C}" })).await.unwrap();
+    }
+
+    /// Sets a `<select>` like a person choosing an option (the change event included).
+    async fn choose(&mut self, css: &str, value: &str) {
+        self.wait(css).await;
+        let script = "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
+                      s.dispatchEvent(new Event('change', {bubbles: true})); return s.value === arguments[1];";
+        assert_eq!(self.js(script, json!([css, value])).await, json!(true), "{css} has no option {value}");
+    }
+
+    async fn text(&mut self, css: &str) -> String {
+        let element = self.wait(css).await;
+        self.cmd(Method::GET, &format!("/element/{element}/text"), Value::Null)
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn source(&self) -> String {
+        self.cmd(Method::GET, "/source", Value::Null).await.unwrap().as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Saves a PNG of the whole page as `NN-name.png` (the window is made as tall as the page
+    /// for the shot: WebDriver screenshots show the viewport).
+    async fn screenshot(&mut self, name: &str) -> PathBuf {
+        self.shot_count += 1;
+        // The window's height minus the viewport's is the browser's own frame.
+        let sizes = self
+            .js("return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]", json!([]))
+            .await;
+        let needed = sizes[0].as_u64().unwrap_or(0) + sizes[1].as_u64().unwrap_or(0);
+        let tall = needed.clamp(WINDOW.1, 5000);
+        if tall > WINDOW.1 {
+            let _ = self.cmd(Method::POST, "/window/rect", json!({"width": WINDOW.0, "height": tall})).await;
+        }
+        let png = self.cmd(Method::GET, "/screenshot", Value::Null).await;
+        if tall > WINDOW.1 {
+            let _ = self.cmd(Method::POST, "/window/rect", json!({"width": WINDOW.0, "height": WINDOW.1})).await;
+        }
+        let png = png.unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+        let path = self.shots.join(format!("{:02}-{name}.png", self.shot_count));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Browser console entries so far (chromedriver's log endpoint).
+    async fn console(&self) -> Vec<Value> {
+        match self.cmd(Method::POST, "/se/log", json!({"type": "browser"})).await {
+            Ok(Value::Array(entries)) => entries,
+            _ => Vec::new(),
+        }
+    }
+
+    async fn die(&mut self, why: &str) -> ! {
+        let shot = self.screenshot("FAILED").await;
+        let text = self.js("return document.body.innerText", json!([])).await;
+        panic!(
+            "{why}\nat {}\nscreenshot: {}\npage text:\n{}\nconsole: {:?}",
+            self.current_url().await,
+            shot.display(),
+            text.as_str().unwrap_or_default(),
+            self.console().await
+        );
+    }
+
+    async fn quit(mut self) {
+        let _ = self.cmd(Method::DELETE, "", Value::Null).await;
+        self.session.clear();
+        let _ = std::fs::remove_file(&self.driver_log);
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            // Best effort without a runtime: end the session so Chromium exits with chromedriver.
+            delete_blocking(&self.session);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// `DELETE <url>` over a plain TCP connection (used from `Drop`).
+fn delete_blocking(url: &str) {
+    use std::io::{Read as _, Write as _};
+    let Some(rest) = url.strip_prefix("http://") else { return };
+    let Some((host, path)) = rest.split_once('/') else { return };
+    if let Ok(mut stream) = std::net::TcpStream::connect(host) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ =
+            write!(stream, "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The system under test
+// ---------------------------------------------------------------------------------------------
+
+/// Starts a service binary with `env` and waits for `ready_path`.
+async fn spawn_service(
+    bin: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    url: &str,
+    ready_path: &str,
+) -> ccp_tests::Service {
+    let service = ccp_tests::Service::spawn(bin, args, env).unwrap();
+    if let Err(e) = ccp_tests::wait_http_ok(&format!("{url}{ready_path}"), Duration::from_secs(30)).await {
+        panic!("{} did not start: {e}\n{}", bin.display(), service.log_text());
+    }
+    service
+}
+
+async fn through_proxy(proxy: &str, key: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{proxy}/ak/{key}/v1/messages"))
+        .header("content-type", "application/json")
+        .header("x-api-key", "sk-ant-test")
+        .body(MESSAGE)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Polls until the proxy answers `want` for the key.
+async fn until_status(proxy: &str, key: &str, want: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = through_proxy(proxy, key).await.status().as_u16();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: the proxy still answers {got}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fails if any secret is in the page (the one-time dialog must be closed before).
+fn assert_no_secrets(page: &str, what: &str, secrets: &[(&str, &str)]) {
+    for (name, secret) in secrets.iter().filter(|(_, s)| !s.is_empty()) {
+        assert!(!page.contains(secret), "the {name} is in the HTML of {what}");
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = ccp_tests::target_dir().join("dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashboard() {
+    let started = Instant::now();
+    let proxy_bin = common::workspace_bin("ccp-proxy", "ccp-proxy");
+    let projector_bin = common::workspace_bin("ccp-projector", "ccp-projector");
+    let anthropic = FakeAnthropic::start().unwrap();
+    let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
+    let api = AdminApi::start("dashboard").await;
+
+    // The projector (it migrates ClickHouse) and a proxy on the same log.
+    let projector_port = ccp_tests::free_port();
+    let mut env = ccp_tests::service_env(&api.settings);
+    env.extend([
+        ("CCP__PROJECTOR__LISTEN".to_owned(), format!("127.0.0.1:{projector_port}")),
+        ("CCP__PROJECTOR__FLUSH_INTERVAL_MS".to_owned(), "100".to_owned()),
+    ]);
+    let projector =
+        spawn_service(&projector_bin, &["serve"], &env, &format!("http://127.0.0.1:{projector_port}"), "/ready").await;
+    let proxy_port = ccp_tests::free_port();
+    let proxy_url = format!("http://127.0.0.1:{proxy_port}");
+    let mut env = ccp_tests::service_env(&api.settings);
+    env.extend([
+        ("CCP__PROXY__LISTEN".to_owned(), format!("127.0.0.1:{proxy_port}")),
+        ("CCP__PROXY__ANTHROPIC_BASE_URL".to_owned(), anthropic.url()),
+        ("CCP__PROXY__BEDROCK_ENDPOINT_URL".to_owned(), bedrock.url()),
+        ("CCP__PROXY__CIRCUIT_FAILURE_THRESHOLD".to_owned(), "2".to_owned()),
+        ("CCP__SECRETS__MASTER_KEY".to_owned(), common::MASTER_KEY.to_owned()),
+        ("CCP__SECRETS__MASTER_KEY_ID".to_owned(), "local-test".to_owned()),
+        (
+            "CCP__PROXY__SPOOL_DIR".to_owned(),
+            std::env::temp_dir().join(format!("ccp-spool-dash-{}", ulid::Ulid::new())).display().to_string(),
+        ),
+    ]);
+    let proxy = spawn_service(&proxy_bin, &[], &env, &proxy_url, "/ready").await;
+
+    let shots = screenshots_dir();
+    let downloads = std::env::temp_dir().join(format!("ccp-downloads-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&downloads).unwrap();
+    let mut b = Browser::start(&downloads, &shots).await;
+    let base = api.url.clone();
+    let mut access_key = String::new();
+    let mut rotated_key = String::new();
+    macro_rules! no_secrets {
+        ($what:expr) => {{
+            let page = b.source().await;
+            assert_no_secrets(
+                &page,
+                $what,
+                &[
+                    ("access key", access_key.as_str()),
+                    ("rotated access key", rotated_key.as_str()),
+                    ("Bedrock API key", BEDROCK_KEY),
+                    ("admin password", common::ADMIN_PASSWORD),
+                ],
+            );
+        }};
+    }
+
+    // Log in: a wrong password shows the API's message, the right one opens the overview.
+    b.goto(&format!("{base}/")).await;
+    b.wait("#login-form").await;
+    let focused = b.js("return document.activeElement.id", json!([])).await;
+    assert_eq!(focused, "login-username", "the username field has the focus");
+    b.screenshot("login").await;
+    b.type_into("#login-username", common::ADMIN_USER).await;
+    b.type_into("#login-password", "not the password at all").await;
+    b.click("#login-submit").await;
+    b.wait_text("#login-form .error-box", "wrong username or password").await;
+    b.type_into("#login-password", common::ADMIN_PASSWORD).await;
+    b.click("#login-submit").await;
+    b.wait("#topbar:not([hidden])").await;
+    b.wait_text("h1", "Overview").await;
+    let cookies = b.js("return document.cookie", json!([])).await;
+    assert_eq!(cookies, "", "the session cookie is HttpOnly");
+    let storage =
+        b.js("return JSON.stringify([Object.keys(sessionStorage), Object.keys(localStorage)])", json!([])).await;
+    assert_eq!(storage, r#"[["ccp.csrf"],[]]"#, "only the CSRF token is kept");
+    b.wait("#stat-today-requests").await;
+    no_secrets!("the overview after login");
+
+    // Create a user.
+    b.click("a[data-nav=users]").await;
+    b.wait("#users-table, #main .empty").await;
+    b.click("#new-user").await;
+    b.wait("#new-user-dialog[open]").await;
+    assert_eq!(b.js("return document.activeElement.id", json!([])).await, "user-name");
+    b.type_into("#user-name", "Dana Scully").await;
+    b.type_into("#user-email", "dana@example.com").await;
+    b.type_into("#user-budget", "50").await;
+    b.click("#new-user-dialog button[data-role=submit]").await;
+    b.wait_text("h1", "Dana Scully").await;
+    let url = b.current_url().await;
+    let user_id = url.rsplit('/').next().unwrap().to_owned();
+    assert!(user_id.starts_with("usr_"), "{url}");
+    b.wait_text("#user-keys", "No access keys yet").await;
+    b.wait_text("#user-budget-panel", "of $50.00 spent").await;
+
+    // The list finds her by search, not among the inactive.
+    b.click("nav.breadcrumb a").await;
+    b.wait_text("#users-table", "Dana Scully").await;
+    b.type_into("#user-search", "SCULLY").await;
+    b.until(
+        "the search to apply",
+        "return location.hash.includes('search=SCULLY') && !document.querySelector('#main [aria-busy]') \
+                && document.querySelector('#users-table')?.textContent.includes('dana@example.com');",
+        json!([]),
+    )
+    .await;
+    b.choose("#user-status", "inactive").await;
+    b.wait_text("#main .empty", "No user matches these filters").await;
+    b.choose("#user-status", "active").await;
+    b.wait_text("#users-table", "Dana Scully").await;
+    b.screenshot("users").await;
+    b.click("#users-table a").await;
+    b.wait_text("h1", "Dana Scully").await;
+    b.wait_text("#user-keys", "No access keys yet").await;
+
+    // Issue a key: shown once, with copy buttons for the key and the export line.
+    b.click("#issue-key").await;
+    b.wait("#issue-key-dialog[open]").await;
+    b.type_into("#key-name", "laptop").await;
+    b.click("#issue-key-dialog button[data-role=submit]").await;
+    b.wait("#onetime-dialog[open]").await;
+    access_key = b.text("#onetime-key").await;
+    assert!(access_key.starts_with("ak_") && access_key.len() > 40, "{access_key}");
+    let export = b.text("#onetime-export").await;
+    assert_eq!(export, format!("export ANTHROPIC_BASE_URL={}/ak/{access_key}", common::PUBLIC_PROXY_URL));
+    b.wait("#copy-key").await;
+    b.wait("#copy-export").await;
+    assert_eq!(b.js("return document.activeElement.id", json!([])).await, "copy-key");
+    b.click("#copy-key").await;
+    b.screenshot("one-time-key-dialog").await;
+    b.press_escape("#copy-export").await;
+    b.until("the one-time dialog to close", "return !document.querySelector('#onetime-dialog')", json!([])).await;
+    b.wait_text("#keys-table", "laptop").await;
+    no_secrets!("the user page after the key dialog closed");
+
+    // Register the key's Bedrock API key (a password field, never shown again).
+    b.click("#keys-table button[data-action=bedrock-key]").await;
+    b.wait("#bedrock-key-dialog[open]").await;
+    let kind = b.js("return document.querySelector('#bedrock-key-input').type", json!([])).await;
+    assert_eq!(kind, "password");
+    b.type_into("#bedrock-key-input", BEDROCK_KEY).await;
+    b.click("#bedrock-key-dialog button[data-role=submit]").await;
+    b.until("the dialog to close", "return !document.querySelector('#bedrock-key-dialog')", json!([])).await;
+    b.wait_text("#keys-table", "linked").await;
+    b.wait("#keys-table button[data-action=remove-bedrock-key]").await;
+    no_secrets!("the user page after registering the Bedrock key");
+
+    // Traffic: three requests on the Plan, then two rate-limited ones that fail over to Bedrock
+    // (and open the key's circuit: its threshold is 2).
+    // Wait until the proxy has applied the whole admin stream, so that no request is refused
+    // (a refused request would be counted too).
+    let mut admin_stream = api.log.js.get_stream(api.log.ns.stream(StreamKind::Admin)).await.unwrap();
+    let last = admin_stream.info().await.unwrap().state.last_sequence;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready: Value = reqwest::get(format!("{proxy_url}/ready")).await.unwrap().json().await.unwrap();
+        if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the proxy did not apply seq {last}: {ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let traffic_day = chrono::Utc::now().date_naive();
+    for _ in 0..3 {
+        assert_eq!(through_proxy(&proxy_url, &access_key).await.status(), 200);
+    }
+    let mut fallback_id = String::new();
+    for _ in 0..2 {
+        anthropic.enqueue(Scenario::new(ScenarioName::RateLimit));
+        let resp = through_proxy(&proxy_url, &access_key).await;
+        assert_eq!(resp.status(), 200, "failed over to Bedrock");
+        assert_eq!(resp.headers().get("x-ccp-provider").and_then(|v| v.to_str().ok()), Some("bedrock"));
+        fallback_id = resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned();
+    }
+    assert_eq!(bedrock.requests().len(), 2);
+
+    // The overview shows them (the page refreshes itself; the button makes it sooner).
+    b.click("a[data-nav=overview]").await;
+    b.wait("#refresh").await;
+    // Each section reads its own rollup table, and ClickHouse may show one a moment before another:
+    // refresh until every section shows the traffic.
+    let script = "const ready = document.querySelector('#stat-month-requests')?.dataset.value === '5' \
+                    && (!arguments[0] || document.querySelector('#stat-today-requests')?.dataset.value === '5') \
+                    && document.querySelector('#top-users') \
+                    && document.querySelector('li[data-provider=bedrock]') \
+                    && document.querySelector('#chart-throughput svg rect.bar-rect') \
+                    && document.querySelector('#overview-circuits'); \
+                  if (ready) return true; \
+                  if (!(Date.now() - window.ccpTestRefreshed < 1000)) { \
+                    window.ccpTestRefreshed = Date.now(); document.querySelector('#refresh')?.click(); } \
+                  return null;";
+    // (Today's count too, unless midnight passed since the traffic.)
+    let same_day = chrono::Utc::now().date_naive() == traffic_day;
+    b.until("the overview to show the 5 requests", script, json!([same_day])).await;
+    b.wait_text("li[data-provider=bedrock]", "2 requests").await;
+    b.wait_text("li[data-provider=anthropic]", "3 requests").await;
+    b.wait_text("#stat-fallback-rate", "40.0%").await;
+    b.wait_text("#top-users", "Dana Scully").await;
+    b.wait("#chart-throughput svg rect.bar-rect").await;
+    b.wait("#overview-circuits").await;
+    b.screenshot("overview").await;
+    no_secrets!("the overview");
+
+    // The usage page, filtered to the user, by provider, with CSV export.
+    b.goto(&format!("{base}/#/usage?preset=last_24h&bucket=hour&group=provider&user_id={user_id}")).await;
+    b.until(
+        "the usage totals",
+        "const e = document.querySelector('#usage-total-requests'); \
+         if (e && e.dataset.value === '5') return true; \
+         if (e && !(Date.now() - window.ccpTestRefreshed < 1000)) { \
+           window.ccpTestRefreshed = Date.now(); document.querySelector('#usage-apply')?.click(); } \
+         return null;",
+        json!([]),
+    )
+    .await;
+    b.wait("#chart-usage-tokens svg rect.bar-rect").await;
+    b.wait("#chart-usage-cost").await;
+    b.wait_text("#usage-table", "Bedrock").await;
+    b.wait_text("#usage-table", "Plan (Anthropic)").await;
+    let selected = b.js("return document.querySelector('#usage-user').value", json!([])).await;
+    assert_eq!(selected, user_id.as_str(), "the user filter is applied");
+    b.click("#export-csv").await;
+    let csv = {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let done = std::fs::read_dir(&downloads)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "csv"));
+            if let Some(path) = done {
+                break std::fs::read_to_string(path).unwrap();
+            }
+            if Instant::now() > deadline {
+                b.die("no CSV was downloaded").await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "bucket_start,time_zone,provider,requests,errors,fallbacks,input_tokens,output_tokens,\
+             cache_read_tokens,cache_creation_tokens,cost_usd"
+        )
+    );
+    // (requests, fallbacks) per provider, over however many hours the traffic spans.
+    let mut sums = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    for row in lines {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert_eq!(cells.len(), 11, "{row}");
+        let sum = sums.entry(cells[2].to_owned()).or_default();
+        sum.0 += cells[3].parse::<u64>().unwrap();
+        sum.1 += cells[5].parse::<u64>().unwrap();
+    }
+    assert_eq!(sums.get("anthropic"), Some(&(3, 0)), "{csv}");
+    assert_eq!(sums.get("bedrock"), Some(&(2, 2)), "{csv}");
+    b.screenshot("usage").await;
+    no_secrets!("the usage page");
+
+    // A custom range (read in the chosen time zone) by week, and by month: the same totals.
+    let from = (chrono::Utc::now() - chrono::Duration::hours(3)).format("%Y-%m-%dT%H:%M").to_string();
+    b.choose("#usage-preset", "custom").await;
+    b.js("document.querySelector('#usage-from').value = arguments[0]", json!([from])).await;
+    for bucket in ["week", "month"] {
+        b.choose("#usage-bucket", bucket).await;
+        b.click("#usage-apply").await;
+        b.until(
+            &format!("usage per {bucket} of the custom range"),
+            "const e = document.querySelector('#usage-total-requests'); \
+             return e && e.dataset.value === '5' && location.hash.includes('bucket=' + arguments[0]) \
+                    && location.hash.includes('from=') && document.querySelector('#chart-usage-cost rect.bar-rect');",
+            json!([bucket]),
+        )
+        .await;
+    }
+
+    // Request lookup of a fallback.
+    b.goto(&format!("{base}/#/requests/{fallback_id}")).await;
+    b.wait_text("#request-detail", "Bedrock").await;
+    b.wait_text("#request-detail", "fallback: rate_limited").await;
+    b.wait_text("#request-detail", "Dana Scully").await;
+    b.screenshot("request-lookup").await;
+    no_secrets!("the request lookup");
+    // An unknown id shows the API's own message.
+    b.type_into("#request-id", &format!("req_{}", ulid::Ulid::new())).await;
+    b.click("#request-form button[type=submit]").await;
+    b.wait_text("#request-result .error-box", "no request req_").await;
+
+    // The open circuit, reset by hand.
+    b.click("a[data-nav=circuits]").await;
+    b.wait_text("#circuits-table", "open").await;
+    b.wait_text("#circuits-table", "Dana Scully").await;
+    b.screenshot("circuits").await;
+    b.click("#circuits-table button[data-action=reset-circuit]").await;
+    b.wait("dialog[open] button[data-role=submit]").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait_text("#main", "All circuits are closed").await;
+    let key_id = api.get(&format!("/v1/users/{user_id}/keys")).await.body[0]["key_id"].as_str().unwrap().to_owned();
+    b.type_into("#circuit-key", &key_id).await;
+    b.click("#circuit-form button[type=submit]").await;
+    b.wait_text("#circuit-result", "manual_reset").await;
+    b.wait_text("#circuit-result", "closed").await;
+    no_secrets!("the circuits page");
+
+    // The user page: usage, budget spent, last use; then revoke the key.
+    b.goto(&format!("{base}/#/users/{user_id}")).await;
+    b.wait("#chart-user-tokens svg rect.bar-rect").await;
+    b.wait("#keys-table .last-used time").await;
+    b.wait_text("#keys-table", "closed").await;
+    b.screenshot("user").await;
+    no_secrets!("the user page");
+
+    // Budget, routing, deactivation (confirmed) and reactivation.
+    b.type_into("#budget-input", "75.5").await;
+    b.click("#budget-form button[type=submit]").await;
+    b.wait_text("#user-budget-panel", "of $75.50 spent").await;
+    b.choose("#routing-select", "plan_only").await;
+    b.click("#routing-form button[type=submit]").await;
+    b.until(
+        "the routing to be saved",
+        "return document.querySelector('#toast').textContent.includes('Plan only') \
+                && document.querySelector('#routing-select')?.value === 'plan_only';",
+        json!([]),
+    )
+    .await;
+    let saved = api.get(&format!("/v1/users/{user_id}")).await.body;
+    assert_eq!((saved["routing"].as_str(), saved["monthly_limit_usd"].as_str()), (Some("plan_only"), Some("75.5")));
+    b.click("#deactivate-user").await;
+    b.wait("dialog[open] button[data-role=submit]").await;
+    b.press_escape("dialog[open] textarea[name=reason]").await;
+    b.until("Escape to cancel", "return !document.querySelector('dialog')", json!([])).await;
+    let focused = b.js("return document.activeElement.id", json!([])).await;
+    assert_eq!(focused, "deactivate-user", "the focus returns to the button that opened the dialog");
+    assert_eq!(api.get(&format!("/v1/users/{user_id}")).await.body["status"], "active", "cancelled");
+    b.click("#deactivate-user").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait("#reactivate-user").await;
+    b.wait_text("#main .page-head", "inactive").await;
+    until_status(&proxy_url, &access_key, 401, "the deactivated user's key").await;
+    b.click("#reactivate-user").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait("#deactivate-user").await;
+    until_status(&proxy_url, &access_key, 200, "the reactivated user's key").await;
+
+    // Bedrock settings of the key.
+    b.click("#keys-table button[data-action=bedrock-settings]").await;
+    b.type_into("dialog[open] input[name=region]", "eu-central-1").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait_text("#keys-table", "eu-central-1").await;
+
+    // Rotation: a new secret, shown once; the old one is refused.
+    b.click("#keys-table button[data-action=rotate]").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait("#onetime-dialog[open]").await;
+    rotated_key = b.text("#onetime-key").await;
+    assert!(rotated_key.starts_with("ak_") && rotated_key != access_key);
+    b.click("#onetime-close").await;
+    b.until("the one-time dialog to close", "return !document.querySelector('dialog')", json!([])).await;
+    no_secrets!("the user page after rotation");
+    until_status(&proxy_url, &rotated_key, 200, "the rotated key").await;
+    assert_eq!(through_proxy(&proxy_url, &access_key).await.status(), 401, "the old secret");
+
+    // Revocation.
+    b.wait_text("#keys-table", "active").await;
+    b.click("#keys-table button[data-action=revoke]").await;
+    b.wait("dialog[open] textarea[name=reason]").await;
+    b.type_into("dialog[open] textarea[name=reason]", "laptop lost").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait_text("#keys-table", "revoked").await;
+    until_status(&proxy_url, &rotated_key, 401, "the revoked key").await;
+
+    // Every change is in the audit log.
+    b.click("a[data-nav=audit]").await;
+    let wanted = [
+        "admin_login_succeeded",
+        "admin_login_failed",
+        "user_created",
+        "access_key_issued",
+        "access_key_rotated",
+        "bedrock_api_key_registered",
+        "budget_set",
+        "routing_strategy_set",
+        "user_deactivated",
+        "user_reactivated",
+        "access_key_revoked",
+    ];
+    let script =
+        "const types = [...document.querySelectorAll('#audit-table code.event-type')].map(e => e.textContent); \
+                  const missing = arguments[0].filter(t => !types.includes(t)); \
+                  if (!missing.length) return types; \
+                  if (!(Date.now() - window.ccpTestRefreshed < 1000)) { \
+                    window.ccpTestRefreshed = Date.now(); document.querySelector('#audit-apply')?.click(); } \
+                  return null;";
+    b.until("every action in the audit log", script, json!([wanted])).await;
+    b.type_into("#audit-target", &user_id).await;
+    b.type_into("#audit-type", "access_key_revoked").await;
+    b.click("#audit-apply").await;
+    b.until(
+        "the filtered audit log",
+        "const rows = document.querySelectorAll('#audit-table tbody tr'); \
+         return rows.length === 1 && rows[0].textContent.includes('access_key_revoked');",
+        json!([]),
+    )
+    .await;
+    b.wait_text("#audit-table", "laptop lost").await;
+    b.screenshot("audit").await;
+    no_secrets!("the audit log");
+
+    // No script error or CSP violation on any page (the marker proves the log is read).
+    b.js("console.warn('ccp-console-marker')", json!([])).await;
+    let messages: Vec<String> =
+        b.console().await.into_iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect();
+    assert!(messages.iter().any(|m| m.contains("ccp-console-marker")), "the browser log is not readable: {messages:?}");
+    let problems: Vec<String> = messages
+        .into_iter()
+        .filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught") || m.contains("TypeError"))
+        .collect();
+    assert!(problems.is_empty(), "browser console: {problems:#?}");
+
+    // Log out: the page forgets the session; the API refuses the old cookie.
+    b.click("#logout").await;
+    b.wait("#login-form").await;
+    b.wait_text("main", "You are logged out").await;
+    b.goto(&format!("{base}/#/users")).await;
+    b.wait("#login-form").await;
+    let me =
+        b.until("a fetch of /v1/auth/me", "return fetch('/v1/auth/me').then(r => String(r.status))", json!([])).await;
+    assert_eq!(me, "401", "the session ended on the server too");
+    no_secrets!("the login page after logout");
+
+    b.quit().await;
+    let pngs = std::fs::read_dir(&shots).unwrap().count();
+    assert!(pngs >= 9, "{pngs} screenshots");
+    let _ = std::fs::remove_dir_all(&downloads);
+    drop(proxy);
+    drop(projector);
+    let db = api.settings.clickhouse.database.clone();
+    ccp_tests::clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+    api.finish().await;
+    eprintln!("dashboard scenario took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_with_strict_headers_and_stays_out_of_the_api() {
+    let api = AdminApi::start("dashstatic").await;
+    let http = reqwest::Client::new();
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/dashboard/", "text/html; charset=utf-8"),
+        ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/app.css", "text/css; charset=utf-8"),
+        ("/dashboard/icon.svg", "image/svg+xml"),
+    ] {
+        let a = AdminApi::answer(http.get(format!("{}{path}", api.url)).send().await.unwrap()).await;
+        assert_eq!(a.status, 200, "{path}");
+        assert_eq!(a.header("content-type"), Some(content_type), "{path}");
+        let csp = a.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert_eq!(a.header("x-frame-options"), Some("DENY"));
+        assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(a.header("cache-control"), Some("no-cache"));
+        let etag = a.header("etag").unwrap().to_owned();
+        let again = http.get(format!("{}{path}", api.url)).header("if-none-match", &etag).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{path} is revalidated by its ETag");
+        let head = http.head(format!("{}{path}", api.url)).send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers()["content-length"].to_str().unwrap(), a.text.len().to_string());
+        assert!(a.header("x-request-id").is_some());
+    }
+    let html = http.get(format!("{}/", api.url)).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains(r#"<script src="/dashboard/app.js" defer></script>"#));
+    assert!(!html.contains("<script>") && !html.contains("style="), "nothing inline");
+
+    // Static files are read-only; unknown ones are the API's 404.
+    let a = AdminApi::answer(http.post(format!("{}/", api.url)).send().await.unwrap()).await;
+    assert_eq!((a.status, a.error_type(), a.header("allow")), (405, "method_not_allowed", Some("GET, HEAD")));
+    let a = AdminApi::answer(http.delete(format!("{}/dashboard/app.js", api.url)).send().await.unwrap()).await;
+    assert_eq!((a.status, a.error_type()), (405, "method_not_allowed"));
+    let a = AdminApi::answer(http.get(format!("{}/dashboard/secrets.json", api.url)).send().await.unwrap()).await;
+    assert_eq!((a.status, a.error_type()), (404, "not_found"));
+    let a = AdminApi::answer(http.get(format!("{}/index.php", api.url)).send().await.unwrap()).await;
+    assert_eq!((a.status, a.error_type()), (404, "not_found"));
+
+    // Not part of the API: absent from its document; the API still needs authentication.
+    let doc = api.get("/openapi.json").await.body;
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    assert!(paths.iter().all(|p| p.starts_with("/v1/")), "{paths:?}");
+    let a = api.send(Method::GET, "/v1/users", None, None).await;
+    assert_eq!(a.status, 401);
+    api.finish().await;
+}
