@@ -146,7 +146,28 @@ impl Browser {
                        "params": {"behavior": "allow", "downloadPath": downloads.display().to_string()}}),
             )
             .await;
+        // The copy buttons are checked by reading the clipboard back.
         browser
+            .cmd(
+                Method::POST,
+                "/goog/cdp/execute",
+                json!({"cmd": "Browser.grantPermissions",
+                       "params": {"permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("granting clipboard access: {} {}", e.error, e.message));
+        browser
+    }
+
+    /// What the page's clipboard holds now.
+    async fn clipboard(&self) -> String {
+        let script = "const done = arguments[arguments.length - 1];\n\
+                      navigator.clipboard.readText().then(done, (e) => done('clipboard error: ' + e));";
+        let v = self
+            .cmd(Method::POST, "/execute/async", json!({ "script": script, "args": [] }))
+            .await
+            .unwrap_or_else(|e| panic!("reading the clipboard: {} {}", e.error, e.message));
+        v.as_str().unwrap_or_default().to_owned()
     }
 
     async fn cmd(&self, method: Method, path: &str, body: Value) -> Result<Value, WdError> {
@@ -549,7 +570,12 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
     b.wait("#copy-export").await;
     assert_eq!(b.js("return document.activeElement.id", json!([])).await, "copy-key");
     b.click("#copy-key").await;
+    b.wait_text("#copy-key", "Copied").await;
+    assert_eq!(b.clipboard().await, access_key, "the copy button put something else on the clipboard");
     b.screenshot("one-time-key-dialog").await;
+    b.click("#copy-export").await;
+    b.wait_text("#copy-export", "Copied").await;
+    assert_eq!(b.clipboard().await, export, "the export line's copy button");
     b.press_escape("#copy-export").await;
     b.until("the one-time dialog to close", "return !document.querySelector('#onetime-dialog')", json!([])).await;
     b.wait_text("#keys-table", "laptop").await;
