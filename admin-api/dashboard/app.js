@@ -932,6 +932,7 @@
     const circuits = h('div');
     const top = h('div');
     const throughput = h('div');
+    const alerts = h('div');
     ctx.main.append(
       ...pageHead('Overview', [h('span', { class: 'muted small', text: `Times in ${state.tz}` }), refresh]),
       h('div', { class: 'grid cols-2' }, panel('Today', today), panel('This month', month)),
@@ -942,7 +943,8 @@
         panel('Open circuits', circuits, h('a', { href: '#/circuits', class: 'small', text: 'All circuits' })),
         panel('Top users by cost, this month', top, h('a', { href: '#/usage?preset=this_month&bucket=day&group=user', class: 'small', text: 'Details' }))
       ),
-      panel('Throughput, last 24 hours', throughput, h('a', { href: '#/usage?preset=last_24h&bucket=hour', class: 'small', text: 'Usage' }))
+      panel('Throughput, last 24 hours', throughput, h('a', { href: '#/usage?preset=last_24h&bucket=hour', class: 'small', text: 'Usage' })),
+      panel('Recent alerts', alerts, h('a', { href: '#/audit?type=alert_raised', class: 'small', text: 'All alerts' }))
     );
 
     const statsOf = (report, prefix) => {
@@ -989,11 +991,33 @@
             barChart({ title: 'Tokens per hour', labels: p.labels, series: tokenSeries(p.sums), format: fmtTokens, id: 'chart-tokens-24h', empty: 'No tokens in the last 24 hours.' })
           );
         }, quiet),
+        load(alerts, ctx, async () => recentAlerts((await get('/v1/audit', { type: 'alert_raised', limit: 5 })).items), quiet),
       ]);
     };
     refresh.addEventListener('click', () => run(true));
     state.timers.push(setInterval(() => run(true), 30000));
     return run(false);
+  }
+
+  /** The latest alerts the projector raised (audit events of type `alert_raised`). */
+  function recentAlerts(items) {
+    if (!items.length) return emptyEl('No alerts: budgets, circuits, Bedrock keys and usage look normal.');
+    return h(
+      'ul',
+      { id: 'overview-alerts' },
+      items.map((a) => {
+        const d = a.details || {};
+        return h(
+          'li',
+          { 'data-rule': d.rule || '' },
+          badge(d.severity || 'alert', d.severity === 'critical' ? 'bad' : 'warn'),
+          ' ',
+          h('span', { text: d.message || a.event_type }),
+          ' ',
+          timeEl(a.occurred_at, fmtAgo(a.occurred_at))
+        );
+      })
+    );
   }
 
   function providerSplit(report) {

@@ -1,7 +1,9 @@
 //! The platform engineer's dashboard: a single page of plain HTML, CSS and JavaScript (no build
 //! step, no libraries, nothing fetched from elsewhere) compiled into the binary and served at `/`
-//! and `/dashboard/…`. The assets are public; everything they show comes from the REST API,
-//! authenticated by the HttpOnly session cookie (plus the CSRF header on changes).
+//! and `/dashboard/…`; and the developer's self-service page at `/me` (`me.html`, `me.js`), which
+//! reads `/v1/self` with the access key the developer pastes (kept in the page's memory only).
+//! The assets are public; everything they show comes from the REST API, authenticated by the
+//! HttpOnly session cookie (plus the CSRF header on changes) or, on `/me`, the access key.
 //!
 //! *Invariant:* these routes are not part of the API (absent from `/openapi.json`), and every
 //! answer carries a strict Content-Security-Policy (`'self'` only, no inline script or style),
@@ -39,6 +41,9 @@ static INDEX: Asset = Asset::new(include_bytes!("../dashboard/index.html"), "tex
 static APP_JS: Asset = Asset::new(include_bytes!("../dashboard/app.js"), "text/javascript; charset=utf-8");
 static APP_CSS: Asset = Asset::new(include_bytes!("../dashboard/app.css"), "text/css; charset=utf-8");
 static ICON: Asset = Asset::new(include_bytes!("../dashboard/icon.svg"), "image/svg+xml");
+/// The developer's self-service page (authenticated by their access key, see `/v1/self`).
+static ME: Asset = Asset::new(include_bytes!("../dashboard/me.html"), "text/html; charset=utf-8");
+static ME_JS: Asset = Asset::new(include_bytes!("../dashboard/me.js"), "text/javascript; charset=utf-8");
 
 /// The page may load its own script, style sheet, icon and API answers, and nothing else; it
 /// may not be framed, submit forms elsewhere or change its base URL.
@@ -53,7 +58,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
     cfg.service(asset_resource("/dashboard/app.js", &APP_JS))
         .service(asset_resource("/dashboard/app.css", &APP_CSS))
-        .service(asset_resource("/dashboard/icon.svg", &ICON));
+        .service(asset_resource("/dashboard/icon.svg", &ICON))
+        .service(asset_resource("/me", &ME))
+        .service(asset_resource("/dashboard/me.js", &ME_JS));
 }
 
 fn asset_resource(path: &str, asset: &'static Asset) -> actix_web::Resource {
@@ -107,20 +114,24 @@ mod tests {
 
     #[test]
     fn assets_have_distinct_etags_and_no_inline_code() {
-        let tags: Vec<&str> = [&INDEX, &APP_JS, &APP_CSS, &ICON].into_iter().map(Asset::etag).collect();
+        let tags: Vec<&str> = [&INDEX, &APP_JS, &APP_CSS, &ICON, &ME, &ME_JS].into_iter().map(Asset::etag).collect();
         for (i, tag) in tags.iter().enumerate() {
             assert!(tag.len() > 10, "{tag}");
             assert!(!tags[i + 1..].contains(tag), "duplicate ETag {tag}");
         }
-        let html = String::from_utf8_lossy(INDEX.body);
-        // The CSP forbids inline script and style: the page must not need them.
-        assert!(!html.contains("<script>") && !html.contains("style=") && !html.contains("<style"));
-        let handlers = html.split(" on").skip(1).filter(|rest| {
-            let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
-            !name.is_empty() && rest[name.len()..].starts_with('=')
-        });
-        assert_eq!(handlers.count(), 0, "no inline event handlers");
-        assert!(!html.contains("javascript:"));
-        assert!(html.contains("/dashboard/app.js") && html.contains("/dashboard/app.css"));
+        for (page, script) in [(&INDEX, "/dashboard/app.js"), (&ME, "/dashboard/me.js")] {
+            let html = String::from_utf8_lossy(page.body);
+            // The CSP forbids inline script and style: the page must not need them.
+            assert!(!html.contains("<script>") && !html.contains("style=") && !html.contains("<style"));
+            let handlers = html.split(" on").skip(1).filter(|rest| {
+                let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
+                !name.is_empty() && rest[name.len()..].starts_with('=')
+            });
+            assert_eq!(handlers.count(), 0, "no inline event handlers");
+            assert!(!html.contains("javascript:"));
+            assert!(html.contains(script) && html.contains("/dashboard/app.css"));
+        }
+        let me = String::from_utf8_lossy(ME_JS.body);
+        assert!(!me.contains("localStorage") && !me.contains("sessionStorage") && !me.contains("innerHTML"));
     }
 }

@@ -1,15 +1,15 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations and the request and response
 //! types themselves, so it cannot drift from them. Served at `GET /openapi.json`.
 
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admins, keys, ops, queries, users};
+use crate::routes::{admins, keys, ops, queries, self_service, users};
 
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ClaudeCodeProxy admin API", description = "Users, access keys, Bedrock API keys, budgets, routing, usage and audit for ClaudeCodeProxy. Every route except login, health and this document needs `Authorization: Bearer <session or API token>`."),
+    info(title = "ClaudeCodeProxy admin API", description = "Users, access keys, Bedrock API keys, budgets, routing, usage and audit for ClaudeCodeProxy. Every route except login, health, this document and `/v1/self` (a developer's own usage, authenticated by their access key in `x-ccp-access-key`) needs `Authorization: Bearer <session or API token>`."),
     paths(
         admins::login, admins::logout, admins::me, admins::list_admins, admins::create_admin,
         admins::list_tokens, admins::issue_token, admins::revoke_token,
@@ -19,6 +19,7 @@ use crate::routes::{admins, keys, ops, queries, users};
         keys::set_bedrock_settings, keys::set_bedrock_key, keys::remove_bedrock_key,
         ops::get_circuit, ops::reset_circuit, ops::list_circuits, ops::get_pricing, ops::set_pricing,
         queries::usage, queries::get_budget, queries::get_request, queries::audit,
+        self_service::self_usage,
     ),
     modifiers(&Security),
     tags(
@@ -27,6 +28,7 @@ use crate::routes::{admins, keys, ops, queries, users};
         (name = "keys", description = "Access keys and their Bedrock API keys"),
         (name = "operations", description = "Circuit breakers per access key, and the price list"),
         (name = "usage", description = "Usage and cost over time, budgets, request lookup and the audit log (from ClickHouse)"),
+        (name = "self-service", description = "A developer's own usage, budget and Plan limits, authenticated by their access key (`x-ccp-access-key`), not by an admin account"),
     )
 )]
 pub struct ApiDoc;
@@ -37,6 +39,10 @@ impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "access_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(crate::routes::self_service::ACCESS_KEY_HEADER))),
+        );
         // Any status an operation does not list (401, 413, 415, 429, 503, …) is an error in the
         // one error shape.
         let error = utoipa::openapi::ResponseBuilder::new()

@@ -103,6 +103,11 @@ impl Application {
             verifications: tokio::sync::Semaphore::new(crate::auth::CONCURRENT_VERIFICATIONS),
         });
         let cors = web::Data::new(Cors { origins: settings.admin.cors_origins.clone() });
+        let self_service = web::Data::new(routes::self_service::SelfService {
+            js: js.clone(),
+            ns: ns.clone(),
+            throttle: Throttle::default(),
+        });
 
         let listener = TcpListener::bind(settings.admin.listen)
             .with_context(|| format!("cannot listen on {}", settings.admin.listen))?;
@@ -113,21 +118,26 @@ impl Application {
                 .app_data(auth.clone())
                 .app_data(cors.clone())
                 .app_data(idempotency.clone())
+                .app_data(self_service.clone())
                 .app_data(
                     web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()),
                 )
                 .wrap(from_fn(cors_headers))
                 .wrap(from_fn(request_id))
+                .wrap(from_fn(security_headers))
                 .route("/health", web::get().to(health))
                 .route("/openapi.json", web::get().to(openapi))
                 .configure(crate::dashboard::configure)
                 .service(
-                    web::scope("/v1").configure(admins::configure_login).service(
-                        web::scope("")
-                            .wrap(from_fn(crate::idempotency::idempotent))
-                            .wrap(from_fn(require_auth))
-                            .configure(routes::configure),
-                    ),
+                    web::scope("/v1")
+                        .configure(admins::configure_login)
+                        .configure(routes::self_service::configure)
+                        .service(
+                            web::scope("")
+                                .wrap(from_fn(crate::idempotency::idempotent))
+                                .wrap(from_fn(require_auth))
+                                .configure(routes::configure),
+                        ),
                 )
                 .default_service(web::to(not_found))
         })
@@ -218,7 +228,7 @@ async fn cors_headers(
             r.insert_header(("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE"));
             r.insert_header((
                 "access-control-allow-headers",
-                "authorization, content-type, idempotency-key, x-csrf-token",
+                "authorization, content-type, idempotency-key, x-csrf-token, x-ccp-access-key",
             ));
             r.insert_header(("access-control-max-age", "600"));
         }
@@ -237,6 +247,34 @@ async fn cors_headers(
             HeaderName::from_static("access-control-expose-headers"),
             HeaderValue::from_static("x-request-id, idempotent-replayed, retry-after"),
         );
+    }
+    Ok(response)
+}
+
+/// What every answer carries unless its handler set its own (the dashboard sets a page CSP and
+/// `no-cache`): no MIME sniffing, no framing, no referrer, a CSP that lets an API answer run
+/// nothing, and `no-store`, since answers carry secrets shown once (access keys, tokens) and
+/// personal data that no browser or proxy cache may keep.
+const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+    (actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (actix_web::http::header::X_FRAME_OPTIONS, "DENY"),
+    (actix_web::http::header::REFERRER_POLICY, "no-referrer"),
+    (actix_web::http::header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+    (actix_web::http::header::CACHE_CONTROL, "no-store"),
+];
+
+/// Adds [`SECURITY_HEADERS`] to every answer, error answers included (the inner layers and the
+/// handlers turn their errors into answers; none escapes as `Err`).
+async fn security_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let mut response = next.call(req).await?.map_into_boxed_body();
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
     }
     Ok(response)
 }

@@ -147,3 +147,34 @@ impl View {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use ccp_schemas::events::{AlertRaised, AlertRule, AlertSeverity};
+    use ccp_schemas::Actor;
+
+    use super::*;
+
+    /// Events the view does not fold (alerts raised by the projector) only move the version.
+    #[test]
+    fn alert_events_are_ignored_gracefully() {
+        let mut model = Model::default();
+        let alert = AlertRaised {
+            alert_id: ulid::Ulid::new(),
+            rule: AlertRule::CircuitOpen,
+            incident: "circuit_open:key_x:1".into(),
+            severity: AlertSeverity::Warning,
+            user_id: Some(ccp_schemas::ids::UserId::new()),
+            key_id: None,
+            message: "opened".into(),
+            values: Default::default(),
+        };
+        let envelope = Envelope::new(Event::AlertRaised(alert), Actor::System { component: "projector-alerts".into() });
+        model.apply(&envelope, 7);
+        assert_eq!(model.version(&Aggregate::Alert(AlertRule::CircuitOpen)), 7);
+        assert_eq!(model.directory.users().count(), 0);
+        assert!(model.admins.is_empty());
+    }
+}

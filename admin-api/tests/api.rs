@@ -320,6 +320,17 @@ async fn every_route_needs_authentication_and_sessions_tokens_and_csrf_work() {
             assert_eq!(a.error_type(), "unauthenticated");
             let bad = api.send(m.clone(), &concrete, Some("ccps_not-a-session"), Some(json!({}))).await;
             assert_eq!(bad.status, 401, "{m} {concrete} with a bad token: {}", bad.text);
+            if path == "/v1/self" {
+                // Authenticated by a developer's access key instead: an unknown one is refused too.
+                let resp = api
+                    .http
+                    .get(format!("{}{concrete}", api.url))
+                    .header("x-ccp-access-key", "ak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 401, "GET /v1/self with an unknown access key");
+            }
             checked += 1;
         }
     }

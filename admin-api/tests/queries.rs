@@ -163,6 +163,7 @@ impl Req {
             ttfb_ms: Some(300),
             session_id: None,
             client_version: None,
+            rate_limit: None,
         }
     }
 
@@ -595,6 +596,7 @@ async fn requests_are_looked_up_by_id() {
         ttfb_ms: Some(890),
         session_id: Some("7c1c6a0e-session".into()),
         client_version: Some("claude-cli/2.1.332".into()),
+        rate_limit: None,
     };
     let mut envelope =
         Envelope::new(Event::RequestCompleted(completed.clone()), Actor::Proxy { replica: "replica-7".into() });

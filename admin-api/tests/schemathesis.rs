@@ -31,14 +31,16 @@ async fn generated_requests_get_no_server_error_and_conforming_answers() {
     ccp_schemas::migrations::migrate(&api.settings.clickhouse).await.unwrap();
     // Some data, so that list and lookup operations have something to answer.
     let user = api.create_user("Schema Tester").await;
-    api.issue_key(&user).await;
+    // A developer's access key, for `/v1/self` (authenticated by it, not by the admin token).
+    let (_, access_key) = api.issue_key(&user).await;
 
     // Every operation with every check. Three operations have rules JSON Schema cannot state,
     // so generated requests can be schema-valid yet rightly refused; they run without the
     // "valid data is accepted" check (all other checks stay): a price list must not price one
     // model twice for the same provider and region ("unique by these fields"); usage and audit
-    // ranges need `from` < `to`, at most 400 days apart, and a time zone the server knows.
-    const RELATIONAL: [&str; 3] = ["set_pricing", "usage", "audit"];
+    // ranges need `from` < `to`, at most 400 days apart, and a time zone the server knows (also
+    // `self_usage`'s).
+    const RELATIONAL: [&str; 4] = ["set_pricing", "usage", "audit", "self_usage"];
     let mut all = vec!["--exclude-path", "/v1/auth/logout"];
     let mut relational = vec!["--exclude-checks", "positive_data_acceptance"];
     for id in RELATIONAL {
@@ -50,11 +52,13 @@ async fn generated_requests_get_no_server_error_and_conforming_answers() {
         let bin = schemathesis_bin();
         let url = api.url.clone();
         let token = api.token.clone();
+        let access_key = access_key.clone();
         let filters: Vec<String> = filters.iter().map(|s| (*s).to_owned()).collect();
         let output = tokio::task::spawn_blocking(move || {
             Command::new(&bin)
                 .args(["run", &format!("{url}/openapi.json")])
                 .args(["--header", &format!("Authorization: Bearer {token}")])
+                .args(["--header", &format!("x-ccp-access-key: {access_key}")])
                 .args(["--checks", "all"])
                 .args(["--phases", "examples,coverage,fuzzing"])
                 .args(["--max-examples", "25", "--workers", "1", "--seed", "20261125"])

@@ -228,9 +228,27 @@ impl<T: TableSpec> Projection<T> {
     }
 
     /// Fetches up to `batch_size` events (waiting at most the flush interval), writes the new
-    /// ones in one insert, then acknowledges them. A failed insert is kept and retried first.
+    /// ones in one insert, then acknowledges them. A failed insert is kept and retried first,
+    /// without the rows it wrote after all.
     pub async fn process_next_batch(&mut self) -> anyhow::Result<Outcome> {
-        if let Some((rows, last)) = self.pending.take() {
+        if let Some((mut rows, last)) = self.pending.take() {
+            // An insert that failed on the client's side may still have committed, wholly or a
+            // prefix in stream order (the connection broke after ClickHouse had the rows, or
+            // while it was reading them): retry only what is above the table's progress now.
+            let progress = match self.progress_after_failed_insert().await {
+                Ok(progress) => progress,
+                Err(e) => {
+                    self.pending = Some((rows, last));
+                    return Err(e);
+                }
+            };
+            if progress > self.last_seq {
+                self.last_seq = progress;
+                self.stats.last_seq.store(progress, Ordering::Relaxed);
+            }
+            let before = rows.len();
+            rows.retain(|row| T::seq(row) > progress);
+            self.stats.skipped.fetch_add((before - rows.len()) as u64, Ordering::Relaxed);
             let inserted = rows.len();
             self.write(rows, last).await?;
             return Ok(Outcome { received: 0, inserted });
@@ -287,6 +305,13 @@ impl<T: TableSpec> Projection<T> {
             message.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
         }
         Ok(())
+    }
+
+    /// The table's progress once no insert of this projection is running in ClickHouse any
+    /// more (a failed one may still be committing).
+    async fn progress_after_failed_insert(&self) -> anyhow::Result<u64> {
+        wait_for_orphaned_inserts(&self.clickhouse, &self.tag).await?;
+        Ok(self.clickhouse.query(&format!("SELECT max(stream_seq) FROM {}", T::TABLE)).fetch_one().await?)
     }
 
     async fn insert(&self, rows: &[T::Row]) -> anyhow::Result<()> {
@@ -402,6 +427,7 @@ impl AuditRow {
             ccp_schemas::subjects::Aggregate::Admin(id) => ("admin", id.to_string()),
             ccp_schemas::subjects::Aggregate::Circuit(id) => ("circuit", id.to_string()),
             ccp_schemas::subjects::Aggregate::Request(id) => ("request", id.map(|k| k.to_string()).unwrap_or_default()),
+            ccp_schemas::subjects::Aggregate::Alert(rule) => ("alert", rule.as_str().to_owned()),
         };
         let mut details = serde_json::to_value(event).ok().and_then(|v| v.get("payload").cloned()).unwrap_or_default();
         if let Some(map) = details.as_object_mut() {

@@ -2,6 +2,7 @@
 //!
 //! Invariant: projections are derived data; each can be thrown away and rebuilt from sequence 1.
 
+pub mod alerts;
 pub mod analytics;
 pub mod rebuild;
 mod startup;

@@ -26,6 +26,7 @@ pub struct Application {
     stop: Arc<AtomicBool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     state_projection: tokio::task::JoinHandle<()>,
+    alerts: Option<crate::alerts::Alerts>,
 }
 
 impl Application {
@@ -55,6 +56,12 @@ impl Application {
         }
         let stats = Arc::new(stats);
         let state_projection = tokio::spawn(crate::state::run(js.client(), ns.clone()));
+        let alerts = if settings.alerts.enabled {
+            Some(crate::alerts::Alerts::start(js.client(), ns.clone(), &settings).await?)
+        } else {
+            None
+        };
+        let alert_stats = alerts.as_ref().map(|a| a.stats.clone());
         workers.push({
             let (clickhouse, stop, days) = (clickhouse.clone(), stop.clone(), settings.projector.minute_retention_days);
             tokio::spawn(async move {
@@ -80,6 +87,7 @@ impl Application {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .app_data(web::Data::new(stats.clone()))
+                .app_data(web::Data::new(alert_stats.clone()))
                 .route("/health", web::get().to(health))
                 .route("/ready", web::get().to(ready_handler))
                 .route("/metrics", web::get().to(metrics))
@@ -89,7 +97,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %settings.projector.listen, port, "projector listening");
-        Ok(Self { server, port, stop, workers, state_projection })
+        Ok(Self { server, port, stop, workers, state_projection, alerts })
     }
 
     /// The bound port.
@@ -108,6 +116,7 @@ impl Application {
         stopper.abort();
         self.stop.store(true, Ordering::Release);
         self.state_projection.abort();
+        drop(self.alerts);
         for worker in self.workers {
             if tokio::time::timeout(Duration::from_secs(10), worker).await.is_err() {
                 tracing::warn!("a projection did not finish its batch in 10 s");
@@ -124,7 +133,10 @@ async fn health() -> HttpResponse {
 
 type AllStats = Arc<Vec<(&'static str, Arc<Stats>)>>;
 
-async fn metrics(stats: web::Data<AllStats>) -> HttpResponse {
+async fn metrics(
+    stats: web::Data<AllStats>,
+    alert_stats: web::Data<Option<Arc<crate::alerts::AlertStats>>>,
+) -> HttpResponse {
     use std::fmt::Write as _;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     type Family = (&'static str, &'static str, &'static str, fn(&Stats) -> &std::sync::atomic::AtomicU64);
@@ -141,6 +153,9 @@ async fn metrics(stats: web::Data<AllStats>) -> HttpResponse {
         for (projection, s) in stats.iter() {
             let _ = writeln!(body, "{name}{{projection=\"{projection}\"}} {}", g(field(s)));
         }
+    }
+    if let Some(alerts) = alert_stats.as_ref() {
+        alerts.render(&mut body);
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
 }

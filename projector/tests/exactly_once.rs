@@ -99,6 +99,7 @@ async fn publish_log(log: &Log, rng: &mut Rng, events: u64, garbage: u64) -> Tot
                 ttfb_ms: Some(rng.next() % 1000),
                 session_id: None,
                 client_version: Some("claude-cli/2.1.332".into()),
+                rate_limit: None,
             };
             Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: "gen".into() }).encode().unwrap()
         };

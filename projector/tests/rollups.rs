@@ -99,6 +99,7 @@ async fn rollups_equal_the_raw_rows_and_old_minutes_expire() {
                     ttfb_ms: None,
                     session_id: None,
                     client_version: None,
+                    rate_limit: None,
                 }),
                 Actor::Proxy { replica: "t".into() },
             );
@@ -244,6 +245,7 @@ async fn the_documented_analyst_queries_answer_from_real_data() {
                 ttfb_ms: None,
                 session_id: Some(session.into()),
                 client_version: None,
+                rate_limit: None,
             }),
             Actor::Proxy { replica: "t".into() },
         );

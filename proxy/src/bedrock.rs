@@ -294,8 +294,11 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// One Bedrock chunk (an Anthropic stream event as JSON) as an SSE event.
-fn sse_event(json: &[u8]) -> Bytes {
+/// One Bedrock chunk (an Anthropic stream event as JSON) as one SSE event, named by its `type`.
+/// A line break in the chunk (JSON whitespace, or bytes that are not JSON) continues the data on
+/// another `data:` line, and a `type` holding one names the event `message`, so a chunk can
+/// never end its event early or inject another (found by the `bedrock_eventstream` fuzz target).
+pub(crate) fn sse_event(json: &[u8]) -> Bytes {
     #[derive(serde::Deserialize)]
     struct Typed<'a> {
         #[serde(rename = "type", borrow)]
@@ -305,13 +308,21 @@ fn sse_event(json: &[u8]) -> Bytes {
     let name = serde_json::from_slice::<Typed<'_>>(&data)
         .ok()
         .and_then(|t| t.kind.map(|k| k.into_owned()))
+        .filter(|k| !k.contains(['\r', '\n']))
         .unwrap_or_else(|| "message".into());
     let mut out = Vec::with_capacity(data.len() + name.len() + 16);
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(&data);
-    out.extend_from_slice(b"\n\n");
+    out.push(b'\n');
+    // SSE ends a line at CRLF, LF or CR.
+    for line in data.split(|&b| b == b'\n') {
+        for part in line.strip_suffix(b"\r").unwrap_or(line).split(|&b| b == b'\r') {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(part);
+            out.push(b'\n');
+        }
+    }
+    out.push(b'\n');
     Bytes::from(out)
 }
 

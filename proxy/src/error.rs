@@ -118,11 +118,14 @@ impl ProxyError {
         self
     }
 
-    /// The response, with the request id in the body and in `x-ccp-request-id`.
+    /// The response, with the request id in the body, in `x-ccp-request-id` and at the end of
+    /// the message: clients such as Claude Code show only the message, and the id is what the
+    /// developer gives the platform team to look the request up.
     pub fn response(&self, request_id: RequestId) -> HttpResponse {
+        let message = format!("{} (request id {request_id})", self.message);
         let body = serde_json::json!({
             "type": "error",
-            "error": { "type": self.kind.as_str(), "message": self.message },
+            "error": { "type": self.kind.as_str(), "message": message },
             "request_id": request_id.to_string(),
         });
         let mut builder = HttpResponse::build(self.status);
@@ -155,5 +158,6 @@ mod tests {
         assert_eq!(json["type"], "error");
         assert_eq!(json["error"]["type"], "authentication_error");
         assert_eq!(json["request_id"], id.to_string());
+        assert_eq!(json["error"]["message"], format!("no such key (request id {id})"), "the id a developer can report");
     }
 }

@@ -439,7 +439,11 @@ async fn send(
         }
     }
     record.provider = Provider::Anthropic;
-    match out.send_body(body.clone()).await {
+    let sent = out.send_body(body.clone()).await;
+    if let (Ok(response), Some(k)) = (&sent, key_id) {
+        shared.recorder.rate_limits.observe(k, response.status().as_u16(), response.headers());
+    }
+    match sent {
         Ok(mut response) if failover_allowed && fails_over(response.status()) => {
             let status = response.status();
             let cause = plan_failure(&mut response, status).await;

@@ -4,6 +4,7 @@
 //! - `forward`: authenticate, read, forward, stream back (the request path).
 //! - `tap`: reads usage from the bytes passing by.
 //! - `usage`: one `request_completed` event per request.
+//! - `rate_limits`: the latest Anthropic rate-limit state per key, carried in those events.
 //! - `directory`: the in-memory key table, folded live from the admin stream.
 //! - `publisher`, `spool`: events to JetStream without waiting, durable while NATS is away.
 //! - `error`: the proxy's own answers, in Anthropic's error format.
@@ -18,8 +19,11 @@ mod circuits;
 mod directory;
 mod error;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod publisher;
+mod rate_limits;
 mod routes;
 pub mod spend;
 mod spool;

@@ -152,6 +152,8 @@ pub struct Spend {
     local: Mutex<HashSet<RequestId>>,
     /// The month so far has been read once (budgets are meaningful).
     ready: std::sync::atomic::AtomicBool,
+    /// Where other replicas' Plan-limit states go (this replica's table), once set.
+    rate_limits: std::sync::OnceLock<Arc<crate::rate_limits::RateLimits>>,
 }
 
 impl Spend {
@@ -163,7 +165,14 @@ impl Spend {
             state: Mutex::new((None, HashMap::new())),
             local: Mutex::new(HashSet::new()),
             ready: std::sync::atomic::AtomicBool::new(false),
+            rate_limits: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on, the Plan-limit states in every replica's events reach `table` (newer ones
+    /// win), so each replica's events carry the freshest state any replica saw.
+    pub(crate) fn follow_rate_limits(&self, table: Arc<crate::rate_limits::RateLimits>) {
+        let _ = self.rate_limits.set(table);
     }
 
     /// Whether the month's events have been read up to the stream's head once.
@@ -296,6 +305,9 @@ impl Spend {
                     if r.cost_usd > Decimal::ZERO {
                         self.add_seen(r.request_id, user, r.cost_usd, occurred_at);
                     }
+                }
+                if let (Some(table), Some(key), Some(state)) = (self.rate_limits.get(), r.key_id, r.rate_limit) {
+                    table.merge(key, state);
                 }
             }
         }

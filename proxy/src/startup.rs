@@ -21,6 +21,7 @@ use crate::directory::{self, KeyTable};
 use crate::forward::{self, Shared, Upstream};
 use crate::metrics::Metrics;
 use crate::publisher;
+use crate::rate_limits::RateLimits;
 use crate::routes;
 use crate::spend::Spend;
 use crate::spool::Spool;
@@ -102,6 +103,8 @@ impl Application {
                 }
             });
         }
+        let rate_limits = Arc::new(RateLimits::default());
+        spend.follow_rate_limits(rate_limits.clone());
         let spend_follower = tokio::spawn(spend.clone().follow(client.clone(), ns.clone()));
         let policy = StreamPolicy::from(&settings.nats);
         let follower = {
@@ -127,7 +130,14 @@ impl Application {
         let shared = web::Data::new(Shared {
             keys: keys.clone(),
             pepper,
-            recorder: Recorder { sink, metrics, replica, keys: keys.clone(), spend: spend.clone() },
+            recorder: Recorder {
+                sink,
+                metrics,
+                replica,
+                keys: keys.clone(),
+                spend: spend.clone(),
+                rate_limits: rate_limits.clone(),
+            },
             spend,
             budget_enforcement: settings.budgets.enforce,
             circuits,

@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 /// Longest SSE event kept while waiting for its end; longer ones are skipped.
 const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Longest unfinished SSE line kept: a longer one cannot belong to an event the tap reads (its
+/// data alone exceeds [`MAX_EVENT_BYTES`]), so the rest of it is dropped as it arrives.
+const MAX_LINE_BYTES: usize = MAX_EVENT_BYTES + 8;
 /// Largest JSON (or compressed) body kept for parsing.
 const MAX_BUFFERED_BYTES: usize = 16 << 20;
 
@@ -92,6 +95,8 @@ pub struct UsageTap {
     /// Identity SSE: the unfinished tail of the stream. Otherwise: the raw body.
     buf: Vec<u8>,
     overflow: bool,
+    /// Identity SSE: dropping the rest of an over-long line, up to its newline.
+    long_line: bool,
     sse: SseState,
     observed: Observed,
 }
@@ -111,6 +116,7 @@ impl UsageTap {
             coding,
             buf: Vec::new(),
             overflow: false,
+            long_line: false,
             sse: SseState::default(),
             observed: Observed::default(),
         }
@@ -120,11 +126,7 @@ impl UsageTap {
     pub fn feed(&mut self, chunk: &[u8]) {
         match (self.framing, self.coding) {
             (Framing::Opaque, _) | (_, Coding::Unknown) => {}
-            (Framing::Sse, Coding::Identity) => {
-                self.buf.extend_from_slice(chunk);
-                let consumed = scan_sse(&self.buf, &mut self.sse, &mut self.observed);
-                self.buf.drain(..consumed);
-            }
+            (Framing::Sse, Coding::Identity) => self.feed_sse(chunk),
             _ => {
                 if self.buf.len() + chunk.len() > MAX_BUFFERED_BYTES {
                     self.overflow = true;
@@ -135,9 +137,45 @@ impl UsageTap {
         }
     }
 
+    /// Identity SSE: scans complete lines as they arrive; an unfinished line waits in `buf`
+    /// (scanned again only when a newline arrives), at most [`MAX_LINE_BYTES`] of it.
+    fn feed_sse(&mut self, mut chunk: &[u8]) {
+        if self.long_line {
+            let Some(nl) = chunk.iter().position(|&b| b == b'\n') else { return };
+            chunk = &chunk[nl + 1..];
+            self.long_line = false;
+        }
+        self.buf.extend_from_slice(chunk);
+        if chunk.contains(&b'\n') {
+            let consumed = scan_sse(&self.buf, &mut self.sse, &mut self.observed);
+            self.buf.drain(..consumed);
+        }
+        if self.buf.len() > MAX_LINE_BYTES {
+            // What the whole line would have done once complete: a `data:` line this long
+            // overflows its event, an `event:` line names an event the tap does not read, any
+            // other line is ignored.
+            if self.buf.starts_with(b"data:") {
+                if !self.sse.skipping {
+                    self.sse.skipping = true;
+                    self.sse.data.clear();
+                }
+            } else if self.buf.starts_with(b"event:") {
+                self.sse.skipping = true;
+                self.sse.event = Some(String::new());
+            }
+            self.buf.clear();
+            self.long_line = true;
+        }
+    }
+
     /// Everything seen so far; decodes buffered bodies. Call once, when the body ended or was cut.
     pub fn finish(mut self) -> Observed {
         if self.overflow || matches!(self.framing, Framing::Opaque) || self.coding == Coding::Unknown {
+            return self.observed;
+        }
+        if (self.framing, self.coding) == (Framing::Sse, Coding::Identity) {
+            // A cut stream may leave a last event without its blank line.
+            self.feed_sse(b"\n\n");
             return self.observed;
         }
         let plain = match self.coding {
@@ -146,12 +184,7 @@ impl UsageTap {
         };
         match self.framing {
             Framing::Sse => {
-                let mut data = plain;
-                if self.coding == Coding::Identity {
-                    // A cut stream may leave a last event without its blank line.
-                    data.extend_from_slice(b"\n\n");
-                }
-                scan_sse(&data, &mut self.sse, &mut self.observed);
+                scan_sse(&plain, &mut self.sse, &mut self.observed);
             }
             Framing::Json => parse_json_body(&plain, &mut self.observed),
             Framing::Opaque => {}
@@ -447,6 +480,37 @@ mod tests {
         assert_eq!(Framing::from_content_type(None), Framing::Opaque);
         assert_eq!(Coding::from_header(Some("BR")), Coding::Brotli);
         assert_eq!(Coding::from_header(Some("compress")), Coding::Unknown);
+    }
+
+    /// Regression: an unterminated line was kept whole (memory bounded only by the response) and
+    /// rescanned from its start on every read (quadratic time). Now at most [`MAX_LINE_BYTES`] of
+    /// it is kept, with the same result as reading it whole.
+    #[test]
+    fn over_long_lines_are_dropped_with_the_same_result() {
+        let long = "x".repeat(3 * MAX_EVENT_BYTES);
+        let (start, rest) = STREAM.split_at(STREAM.find("event: message_delta").unwrap());
+        for line in [
+            format!("data: {long}\n"),
+            format!(": {long}\n"),
+            format!("event: {long}\nevent: message_delta\n"),
+            format!("event: message_delta\ndata: {long}\n"),
+        ] {
+            let body = format!("{start}{line}{rest}");
+            let whole = tap_in_chunks(Framing::Sse, Coding::Identity, body.as_bytes(), &[body.len()]);
+            let mut tap = UsageTap::new(Framing::Sse, Coding::Identity);
+            let mut largest = 0;
+            for chunk in body.as_bytes().chunks(4096) {
+                tap.feed(chunk);
+                largest = largest.max(tap.buf.len());
+            }
+            assert!(largest <= MAX_LINE_BYTES + 4096, "kept {largest} bytes of one line");
+            assert_eq!(tap.finish(), whole, "{}", &line[..20]);
+        }
+        // Cut inside the long line: what came before is kept.
+        let cut = format!("{start}data: {long}");
+        let seen = tap_in_chunks(Framing::Sse, Coding::Identity, cut.as_bytes(), &[4096]);
+        assert_eq!(seen, tap_in_chunks(Framing::Sse, Coding::Identity, cut.as_bytes(), &[cut.len()]));
+        assert_eq!(seen.usage.input_tokens, 12);
     }
 
     proptest! {

@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use crate::directory::{Authenticated, KeyTable};
 use crate::metrics::{Metrics, ProviderLabels, RequestLabels};
 use crate::publisher::EventSink;
+use crate::rate_limits::RateLimits;
 use crate::spend::Spend;
 use crate::tap::Observed;
 
@@ -32,6 +33,8 @@ pub struct Recorder {
     pub keys: Arc<KeyTable>,
     /// Month-to-date spend, updated as requests end.
     pub spend: Arc<Spend>,
+    /// The latest Anthropic rate-limit state per key, copied into every event of the key.
+    pub rate_limits: Arc<RateLimits>,
 }
 
 /// The facts gathered while a request is served.
@@ -157,6 +160,7 @@ impl RequestRecord {
             ttfb_ms: self.ttfb.map(millis),
             session_id: self.session_id.take(),
             client_version: self.client_version.take(),
+            rate_limit: key_id.and_then(|k| recorder.rate_limits.latest(&k)),
         };
         let envelope =
             Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: recorder.replica.to_string() })

@@ -11,6 +11,7 @@
 
 pub mod access_key;
 pub mod admin;
+pub mod alert;
 pub mod circuit;
 pub mod pricing;
 pub mod request;
@@ -27,6 +28,7 @@ use crate::subjects::{Aggregate, Namespace};
 
 pub use access_key::*;
 pub use admin::*;
+pub use alert::*;
 pub use circuit::*;
 pub use pricing::*;
 pub use request::*;
@@ -87,6 +89,7 @@ pub enum Event {
     CircuitOpened(CircuitOpened),
     CircuitHalfOpened(CircuitHalfOpened),
     CircuitClosed(CircuitClosed),
+    AlertRaised(AlertRaised),
 }
 
 /// Every event type name, in declaration order (for docs, fixtures and exhaustiveness tests).
@@ -114,6 +117,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "circuit_opened",
     "circuit_half_opened",
     "circuit_closed",
+    "alert_raised",
 ];
 
 impl Event {
@@ -143,6 +147,7 @@ impl Event {
             Self::CircuitOpened(_) => "circuit_opened",
             Self::CircuitHalfOpened(_) => "circuit_half_opened",
             Self::CircuitClosed(_) => "circuit_closed",
+            Self::AlertRaised(_) => "alert_raised",
         }
     }
 
@@ -176,6 +181,7 @@ impl Event {
             Self::CircuitOpened(e) => Aggregate::Circuit(e.key_id),
             Self::CircuitHalfOpened(e) => Aggregate::Circuit(e.key_id),
             Self::CircuitClosed(e) => Aggregate::Circuit(e.key_id),
+            Self::AlertRaised(e) => Aggregate::Alert(e.rule),
         }
     }
 
@@ -196,6 +202,7 @@ impl Event {
             Self::BedrockApiKeyRotated(e) => Some(e.user_id),
             Self::BedrockApiKeyRemoved(e) => Some(e.user_id),
             Self::RequestCompleted(e) => e.user_id,
+            Self::AlertRaised(e) => e.user_id,
             Self::PricingSet(_)
             | Self::AdminLoginSucceeded(_)
             | Self::AdminLoginFailed(_)
@@ -213,6 +220,10 @@ impl Event {
         match self.aggregate() {
             Aggregate::AccessKey(k) | Aggregate::Circuit(k) => Some(k),
             Aggregate::Request(k) => k,
+            Aggregate::Alert(_) => match self {
+                Self::AlertRaised(e) => e.key_id,
+                _ => None,
+            },
             Aggregate::User(_) | Aggregate::Pricing | Aggregate::AdminAuth | Aggregate::Admin(_) => None,
         }
     }

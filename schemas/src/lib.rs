@@ -12,6 +12,8 @@
 
 pub mod config;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod migrations;
 pub mod pricing;

@@ -1,6 +1,7 @@
 //! Subject, stream, bucket and consumer names, all under one configurable prefix so that several
 //! deployments (or parallel tests) share a NATS server without seeing each other.
 
+use crate::events::AlertRule;
 use crate::ids::{AccessKeyId, AdminId, UserId};
 
 /// What an event is about; decides its subject.
@@ -20,6 +21,8 @@ pub enum Aggregate {
     Request(Option<AccessKeyId>),
     /// The circuit breaker of one key.
     Circuit(AccessKeyId),
+    /// Alerts of one rule (admin stream: kept for ever, in the audit log).
+    Alert(AlertRule),
 }
 
 /// Why a prefix is unusable.
@@ -117,6 +120,7 @@ impl Namespace {
             Aggregate::Request(Some(id)) => format!("{p}.request.{id}"),
             Aggregate::Request(None) => format!("{p}.request.unauthenticated"),
             Aggregate::Circuit(id) => format!("{p}.circuit.{id}"),
+            Aggregate::Alert(rule) => format!("{p}.admin.alert.{}", rule.as_str()),
         }
     }
 
@@ -133,6 +137,11 @@ impl Namespace {
     /// A KV bucket's name (`ccp_users`, …).
     pub fn bucket(&self, bucket: Bucket) -> String {
         format!("{}_{}", self.prefix, bucket.suffix())
+    }
+
+    /// The subjects of every alert (`ccp.admin.alert.>`).
+    pub fn alert_subjects(&self) -> String {
+        format!("{}.admin.alert.>", self.prefix)
     }
 
     /// A durable consumer's name for a component (`ccp_projector_state`, …).
@@ -159,6 +168,8 @@ mod tests {
         assert_eq!(ns.stream(StreamKind::Requests), "T1_REQUEST");
         assert_eq!(ns.stream_subjects(StreamKind::Admin), "t1.admin.>");
         assert_eq!(ns.bucket(Bucket::KeyHashes), "t1_key_hashes");
+        assert_eq!(ns.subject(&Aggregate::Alert(AlertRule::BudgetThreshold)), "t1.admin.alert.budget_threshold");
+        assert_eq!(ns.alert_subjects(), "t1.admin.alert.>");
     }
 
     #[test]
@@ -174,6 +185,7 @@ mod tests {
             Aggregate::Request(Some(key)),
             Aggregate::Request(None),
             Aggregate::Circuit(key),
+            Aggregate::Alert(AlertRule::CircuitOpen),
         ];
         for agg in all {
             let subject = ns.subject(&agg);

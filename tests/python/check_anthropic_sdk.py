@@ -13,6 +13,7 @@ Prints one line per check and a last line `N passed, M failed`; exits 1 if any c
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
 from typing import Callable
@@ -185,7 +186,9 @@ def main(argv: list[str]) -> int:
         max_retries=0,
         timeout=30.0,
     )
-    print(f"anthropic SDK {anthropic.__version__} against {args.base_url}", flush=True)
+    # The base URL carries the access key: print only where it points.
+    shown = re.sub(r"/ak/[^/]+", "/ak/<access key>", args.base_url)
+    print(f"anthropic SDK {anthropic.__version__} against {shown}", flush=True)
     passed = failed = 0
     for name, check in CHECKS:
         try:

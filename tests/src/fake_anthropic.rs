@@ -33,7 +33,9 @@
 //! Whatever was chosen, these request headers override its fields: `x-fake-text`,
 //! `x-fake-tool-name`, `x-fake-tool-input` (JSON), `x-fake-retry-after`, `x-fake-events`,
 //! `x-fake-delay-ms`, `x-fake-pace-ms`, `x-fake-usage` (`input,output,cache_read,
-//! cache_creation`), `x-fake-compress` (`gzip`, `deflate`, `br`, `zstd`) and `x-fake-model`.
+//! cache_creation`), `x-fake-compress` (`gzip`, `deflate`, `br`, `zstd`), `x-fake-model` and
+//! `x-fake-headers` (a JSON object of extra response headers, e.g. the
+//! `anthropic-ratelimit-unified-*` ones of a subscription, replacing the answer's own).
 //! `count_tokens` honours `x-fake-scenario` for the error scenarios and the delay, and takes
 //! nothing from the queue.
 
@@ -41,7 +43,7 @@ mod compress;
 mod raw;
 pub(crate) mod respond;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::str::FromStr;
@@ -244,6 +246,9 @@ pub struct Scenario {
     pub compress: Option<Compression>,
     /// Model to answer with (default: the request's).
     pub model: Option<String>,
+    /// Extra response headers (e.g. `anthropic-ratelimit-unified-*`), replacing any the answer
+    /// would have sent under the same name.
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 impl Scenario {
@@ -301,6 +306,12 @@ impl Scenario {
     /// With this `retry-after`.
     pub fn with_retry_after(mut self, value: impl Into<String>) -> Self {
         self.retry_after = Some(value.into());
+        self
+    }
+
+    /// With this extra response header (replacing one of the same name).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.get_or_insert_with(BTreeMap::new).insert(name.into().to_ascii_lowercase(), value.into());
         self
     }
 }

@@ -20,6 +20,8 @@ pub mod events;
 pub mod fake_anthropic;
 pub mod fake_bedrock;
 pub mod fake_kms;
+pub mod secret_scan;
+pub mod system;
 
 /// NATS URL of the test stack.
 pub fn nats_url() -> String {
@@ -106,7 +108,10 @@ pub struct Service {
 impl Service {
     /// Starts `binary` (a path) with `args` and `CCP__…` environment `env`, logging to a file.
     pub fn spawn(binary: &Path, args: &[&str], env: &[(String, String)]) -> std::io::Result<Self> {
-        let log = std::env::temp_dir().join(format!(
+        // Under the target directory, where `ccp-secret-scan` looks after the suite.
+        let dir = target_dir().join("test-logs");
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join(format!(
             "{}-{}.log",
             binary.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             ulid::Ulid::new()

@@ -4,6 +4,7 @@ pub mod admins;
 pub mod keys;
 pub mod ops;
 pub mod queries;
+pub mod self_service;
 pub mod users;
 
 use std::sync::Arc;

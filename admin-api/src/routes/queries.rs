@@ -447,17 +447,22 @@ pub async fn get_budget(state: web::Data<AppState>, path: web::Path<String>) -> 
         .user(&user_id)
         .map(|u| u.monthly_limit_usd)
         .ok_or_else(|| ApiError::not_found(format!("no user {user_id}")))?;
-    let tz = budget_tz(&state)?;
+    budget_of(&state, user_id, limit).await.map(web::Json)
+}
+
+/// A user's budget status this month, given their monthly limit (also the self-service page's).
+pub async fn budget_of(state: &AppState, user_id: UserId, limit: Option<Decimal>) -> ApiResult<Budget> {
+    let tz = budget_tz(state)?;
     let now = Utc::now();
     let (from, to) = preset_range(Preset::ThisMonth, tz, now);
     let filters = Filters { user_id: Some(user_id.to_string()), ..Filters::default() };
     let question = Question { bucket: Bucket::Month, tz, from, to, group_by: &[], filters: &filters };
-    let rows = read_usage(&state.clickhouse, &question, minutes_kept_since(&state, now))
+    let rows = read_usage(&state.clickhouse, &question, minutes_kept_since(state, now))
         .await
         .map_err(|e| ApiError::unavailable("ClickHouse", &e))?;
     let spent = usd(rows.iter().map(|r| r.n_cost).sum());
     let month_start = from.with_timezone(&tz);
-    Ok(web::Json(Budget {
+    Ok(Budget {
         user_id: user_id.to_string(),
         month: format!("{:04}-{:02}", month_start.year(), month_start.month()),
         time_zone: tz.name().to_owned(),
@@ -466,7 +471,7 @@ pub async fn get_budget(state: web::Data<AppState>, path: web::Path<String>) -> 
         remaining_usd: limit.map(|l| (l - spent).max(Decimal::ZERO).normalize()),
         reset_at: local(to.timestamp(), tz),
         exhausted: limit.is_some_and(|l| spent >= l),
-    }))
+    })
 }
 
 /// One request through the proxy, by the request id the developer saw (`x-ccp-request-id`).
@@ -1123,6 +1128,33 @@ impl RequestDbRow {
     }
 }
 
+/// The columns of a [`RequestDbRow`].
+const REQUEST_COLUMNS: &str = "event_id, request_id, occurred_at, user_id, key_id, key_prefix, endpoint, provider, \
+     requested_model, response_model, bedrock_model_id, region, fallback, fallback_reason, status, \
+     error_class, stream, incomplete, stop_reason, input_tokens, output_tokens, cache_read_tokens, \
+     cache_creation_tokens, cost_nanos, pricing_version, latency_ms, ttfb_ms, session_id, client_version, \
+     replica";
+
+/// A user's latest requests since `since`, newest first (only failed-over ones if
+/// `fallbacks_only`): at most `limit`.
+pub async fn recent_requests(
+    clickhouse: &clickhouse::Client,
+    user_id: UserId,
+    since: DateTime<Utc>,
+    limit: u64,
+    fallbacks_only: bool,
+) -> ApiResult<Vec<RequestDetail>> {
+    let only = if fallbacks_only { " AND fallback = 1" } else { "" };
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE occurred_at >= toDateTime(?) AND user_id = ?{only} \
+         ORDER BY occurred_at DESC, request_id DESC LIMIT ?"
+    );
+    let args = [Arg::Int(since.timestamp().max(0)), Arg::Str(user_id.to_string()), Arg::Uint(limit)];
+    let rows: Vec<RequestDbRow> =
+        bind(clickhouse.query(&sql), &args).fetch_all().await.map_err(|e| ApiError::unavailable("ClickHouse", &e))?;
+    Ok(rows.into_iter().map(RequestDbRow::into_detail).collect())
+}
+
 /// The request row with this id, looked for within `window` (unix seconds) if given.
 async fn find_request(
     clickhouse: &clickhouse::Client,
@@ -1130,13 +1162,7 @@ async fn find_request(
     window: Option<(i64, i64)>,
 ) -> ApiResult<Option<RequestDbRow>> {
     let mut args = vec![Arg::Str(id.to_owned())];
-    let mut sql = String::from(
-        "SELECT event_id, request_id, occurred_at, user_id, key_id, key_prefix, endpoint, provider, \
-         requested_model, response_model, bedrock_model_id, region, fallback, fallback_reason, status, \
-         error_class, stream, incomplete, stop_reason, input_tokens, output_tokens, cache_read_tokens, \
-         cache_creation_tokens, cost_nanos, pricing_version, latency_ms, ttfb_ms, session_id, client_version, \
-         replica FROM requests WHERE request_id = ?",
-    );
+    let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE request_id = ?");
     if let Some((start, end)) = window {
         sql.push_str(" AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)");
         args.extend([Arg::Int(start.max(0)), Arg::Int(end.max(0))]);

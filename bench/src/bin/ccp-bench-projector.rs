@@ -50,6 +50,7 @@ fn event(user: UserId, key: AccessKeyId, i: u64) -> (RequestId, Envelope) {
         ttfb_ms: Some(300),
         session_id: Some("bench-session".into()),
         client_version: Some("claude-cli/2.1.332".into()),
+        rate_limit: None,
     };
     (request_id, Envelope::new(Event::RequestCompleted(e), Actor::Proxy { replica: "bench".into() }))
 }

@@ -340,6 +340,11 @@ impl HeaderParams {
             usage: num(inc, "x-fake-usage")?,
             compress: num(inc, "x-fake-compress")?,
             model: inc.header("x-fake-model").map(str::to_owned),
+            headers: inc
+                .header("x-fake-headers")
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| format!("header x-fake-headers: {e}"))?,
         };
         Ok(Self { name, overrides })
     }
@@ -350,7 +355,7 @@ impl HeaderParams {
         macro_rules! take {
             ($($f:ident),*) => { $( if o.$f.is_some() { base.$f = o.$f.clone(); } )* };
         }
-        take!(text, tool_name, tool_input, retry_after, events, delay_ms, pace_ms, usage, compress, model);
+        take!(text, tool_name, tool_input, retry_after, events, delay_ms, pace_ms, usage, compress, model, headers);
         base
     }
 }
@@ -390,6 +395,10 @@ fn messages(inc: &Incoming<'_>, shared: &Shared, params: &HeaderParams, rid: &st
         0
     }));
     plan.pace = Duration::from_millis(scenario.pace_ms.unwrap_or(0));
+    for (name, value) in scenario.headers.iter().flatten() {
+        plan.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        plan.headers.push((name.clone(), value.clone()));
+    }
     plan.scenario = Some(scenario);
     plan
 }

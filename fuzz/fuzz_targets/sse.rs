@@ -1,0 +1,4 @@
+//! Fuzz target `sse`: see `ccp_proxy::fuzzing::check_sse` for the input format and what is checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ccp_proxy::fuzzing::check_sse(data));

@@ -1,0 +1,274 @@
+//! Alerts for admins: rules evaluated on the event stream ([`rules`]), each incident raised once
+//! as an `alert_raised` event in the admin stream (kept for ever, projected into the audit log),
+//! then delivered to every configured webhook ([`deliver`]).
+//!
+//! Restarts never re-fire: every start folds the admin stream first — which holds every alert
+//! already raised — and only then replays the circuit stream and the request stream from the
+//! start of the period the rules look at (this budget month, the anomaly baseline), so the
+//! rules' state is rebuilt and the incidents they find again are recognised as raised. Each alert
+//! is also published with `Nats-Msg-Id` = a hash of its incident, so two runs racing within the
+//! duplicate window store it once. Incidents whose triggering event is older than
+//! `alerts.max_alert_age_mins` update the state but raise nothing (a first start on an old log
+//! or a long outage does not flood the webhooks with stale news).
+//!
+//! The proxy takes no part: a slow or dead webhook can never slow a request.
+
+pub mod deliver;
+pub mod rules;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use ccp_schemas::config::Settings;
+use ccp_schemas::events::{AlertRaised, AlertRule, Event};
+use ccp_schemas::subjects::StreamKind;
+use ccp_schemas::{Actor, Envelope, Namespace};
+use chrono::{DateTime, Datelike as _, TimeZone as _, Utc};
+use futures_util::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+
+use self::deliver::{DeliveryStats, Webhook};
+use self::rules::{Incident, RuleConfig, Rules};
+
+/// The actor of alert events.
+pub const ACTOR_COMPONENT: &str = "projector-alerts";
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct AlertStats {
+    raised: [AtomicU64; AlertRule::ALL.len()],
+    duplicates: AtomicU64,
+    webhooks: Vec<(String, Arc<DeliveryStats>)>,
+}
+
+impl AlertStats {
+    /// Alerts raised by this process for `rule`.
+    pub fn raised(&self, rule: AlertRule) -> u64 {
+        self.raised[rule_index(rule)].load(Ordering::Relaxed)
+    }
+
+    /// Alerts this process published that NATS dropped as duplicates of an incident already
+    /// raised (within the duplicate window): a sign of two evaluators racing.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// The delivery counters of a webhook.
+    pub fn webhook(&self, name: &str) -> Option<&DeliveryStats> {
+        self.webhooks.iter().find(|(n, _)| n == name).map(|(_, s)| s.as_ref())
+    }
+
+    /// Appends the Prometheus text of these counters.
+    pub fn render(&self, out: &mut String) {
+        let name = "ccp_projector_alerts_raised_total";
+        let _ = writeln!(out, "# HELP {name} Alerts raised, by rule.\n# TYPE {name} counter");
+        for rule in AlertRule::ALL {
+            let _ = writeln!(out, "{name}{{rule=\"{}\"}} {}", rule.as_str(), self.raised(rule));
+        }
+        let name = "ccp_projector_alerts_duplicate_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Alerts dropped by NATS as duplicates of an incident already raised.\n# TYPE {name} counter\n\
+             {name} {}",
+            self.duplicates()
+        );
+        let name = "ccp_projector_alert_deliveries_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Alert deliveries to webhooks by outcome (retried: failed attempts that were retried).\n\
+             # TYPE {name} counter"
+        );
+        for (hook, s) in &self.webhooks {
+            for (outcome, n) in [("ok", &s.ok), ("failed", &s.failed), ("retried", &s.retried)] {
+                let _ =
+                    writeln!(out, "{name}{{webhook=\"{hook}\",outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
+            }
+        }
+    }
+}
+
+fn rule_index(rule: AlertRule) -> usize {
+    AlertRule::ALL.iter().position(|r| *r == rule).unwrap_or(0)
+}
+
+/// The running alert tasks (evaluation and one delivery loop per webhook); dropping it stops them.
+pub struct Alerts {
+    /// Counters.
+    pub stats: Arc<AlertStats>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Alerts {
+    /// Binds every webhook's delivery consumer, then starts delivery and evaluation.
+    pub async fn start(client: async_nats::Client, ns: Namespace, settings: &Settings) -> anyhow::Result<Self> {
+        let cfg = RuleConfig::new(&settings.alerts, &settings.budgets)?;
+        let js = jetstream::new(client.clone());
+        let mut webhooks = Vec::new();
+        let mut tasks = Vec::new();
+        // Consumers first: an alert raised from now on is delivered even to a brand-new webhook.
+        for hook in &settings.alerts.webhooks {
+            let consumer = deliver::consumer(&js, &ns, hook).await?;
+            let webhook = Webhook::new(hook.clone(), consumer, &settings.alerts)?;
+            webhooks.push((webhook.name().to_owned(), webhook.stats.clone()));
+            tasks.push(tokio::spawn(webhook.run()));
+        }
+        let stats = Arc::new(AlertStats { raised: Default::default(), duplicates: AtomicU64::new(0), webhooks });
+        let evaluator = Evaluator {
+            js,
+            client,
+            ns,
+            cfg,
+            max_age: chrono::Duration::minutes(i64::from(settings.alerts.max_alert_age_mins)),
+            stats: stats.clone(),
+        };
+        tasks.push(tokio::spawn(evaluator.run()));
+        tracing::info!(webhooks = settings.alerts.webhooks.len(), "alerts started");
+        Ok(Self { stats, tasks })
+    }
+}
+
+impl Drop for Alerts {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+struct Evaluator {
+    js: jetstream::Context,
+    client: async_nats::Client,
+    ns: Namespace,
+    cfg: RuleConfig,
+    max_age: chrono::Duration,
+    stats: Arc<AlertStats>,
+}
+
+type Messages = jetstream::consumer::push::Ordered;
+
+impl Evaluator {
+    async fn run(self) {
+        loop {
+            if let Err(e) = self.run_once().await {
+                tracing::warn!(error = %format!("{e:#}"), "alert evaluation failed; rebuilding its state");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    async fn ordered(&self, kind: StreamKind, deliver_policy: DeliverPolicy) -> anyhow::Result<Messages> {
+        let stream = self.js.get_stream(self.ns.stream(kind)).await?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                deliver_policy,
+                filter_subject: self.ns.stream_subjects(kind),
+                ..Default::default()
+            })
+            .await?;
+        Ok(consumer.messages().await?)
+    }
+
+    /// Where the request replay starts: this budget month's start or the anomaly baseline's,
+    /// whichever is earlier.
+    fn request_replay_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let local = now.with_timezone(&self.cfg.tz);
+        let month_start = self
+            .cfg
+            .tz
+            .with_ymd_and_hms(local.year(), local.month(), 1, 0, 0, 0)
+            .earliest()
+            .map_or(now - chrono::Duration::days(32), |t| t.with_timezone(&Utc));
+        let baseline = now - chrono::Duration::seconds(self.cfg.window_secs * (self.cfg.baseline_windows + 1));
+        month_start.min(baseline) - chrono::Duration::minutes(5)
+    }
+
+    async fn run_once(&self) -> anyhow::Result<()> {
+        let mut rules = Rules::new(self.cfg.clone());
+        let target = self.js.get_stream(self.ns.stream(StreamKind::Admin)).await?.get_info().await?.state.last_sequence;
+        let mut admin = self.ordered(StreamKind::Admin, DeliverPolicy::All).await?;
+        // The admin stream first, up to where it was: users, budgets and every alert raised.
+        let mut seq = 0;
+        while seq < target {
+            let message = admin.next().await.ok_or_else(|| anyhow::anyhow!("admin subscription ended"))??;
+            seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
+            self.apply(&mut rules, seq, &message.payload).await?;
+        }
+        let start = self.request_replay_start(Utc::now());
+        let start_time = time::OffsetDateTime::from_unix_timestamp(start.timestamp())?;
+        let mut requests = self.ordered(StreamKind::Requests, DeliverPolicy::ByStartTime { start_time }).await?;
+        let mut circuits = self.ordered(StreamKind::Circuit, DeliverPolicy::All).await?;
+        tracing::info!(admin_events = target, requests_from = %start, "alert rules loaded; replaying usage and circuits");
+        loop {
+            let (message, stream) = tokio::select! {
+                m = admin.next() => (m, "admin"),
+                m = circuits.next() => (m, "circuit"),
+                m = requests.next() => (m, "request"),
+            };
+            let message = message.ok_or_else(|| anyhow::anyhow!("{stream} subscription ended"))??;
+            let seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
+            self.apply(&mut rules, seq, &message.payload).await?;
+        }
+    }
+
+    async fn apply(&self, rules: &mut Rules, seq: u64, payload: &[u8]) -> anyhow::Result<()> {
+        let envelope = match Envelope::decode(payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::debug!(seq, error = %e, "alert rules skip an undecodable event");
+                return Ok(());
+            }
+        };
+        for incident in rules.apply(seq, &envelope) {
+            self.raise(incident).await?;
+        }
+        Ok(())
+    }
+
+    async fn raise(&self, incident: Incident) -> anyhow::Result<()> {
+        if incident.at < Utc::now() - self.max_age {
+            tracing::debug!(incident = %incident.key, at = %incident.at, "stale incident not raised");
+            return Ok(());
+        }
+        let key = incident.key.clone();
+        let alert = AlertRaised {
+            alert_id: ulid::Ulid::new(),
+            rule: incident.rule,
+            incident: incident.key,
+            severity: incident.severity,
+            user_id: incident.user_id,
+            key_id: incident.key_id,
+            message: incident.message,
+            values: incident.values,
+        };
+        let (alert_id, rule) = (alert.alert_id, alert.rule);
+        let mut envelope =
+            Envelope::new(Event::AlertRaised(alert), Actor::System { component: ACTOR_COMPONENT.into() });
+        envelope.id = alert_id;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id(&key).as_str());
+        let ack = self
+            .js
+            .publish_with_headers(envelope.subject(&self.ns), headers, envelope.encode()?.into())
+            .await
+            .map_err(|e| anyhow::anyhow!("publishing an alert: {e}"))?
+            .await
+            .map_err(|e| anyhow::anyhow!("publishing an alert: {e}"))?;
+        if ack.duplicate {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(incident = %key, "alert already raised (duplicate)");
+        } else {
+            self.stats.raised[rule_index(rule)].fetch_add(1, Ordering::Relaxed);
+            tracing::info!(rule = rule.as_str(), incident = %key, %alert_id, seq = ack.sequence, "alert raised");
+        }
+        Ok(())
+    }
+}
+
+/// The `Nats-Msg-Id` of an incident's alert.
+pub fn msg_id(incident: &str) -> String {
+    format!("alert-{}", hex::encode(&Sha256::digest(incident.as_bytes())[..16]))
+}
