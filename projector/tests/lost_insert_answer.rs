@@ -93,8 +93,8 @@ async fn a_committed_insert_whose_answer_was_lost_is_not_written_twice() {
     // ClickHouse takes the insert; the projector never hears back.
     gate.lose_answers();
     publish(&log, 50).await;
-    wait_until(Duration::from_secs(30), "the insert committed in ClickHouse", || async { rows(&db).await.0 >= 50 })
-        .await;
+    // (The events may come in more than one batch; the first one's insert blocks the rest.)
+    wait_until(Duration::from_secs(30), "an insert committed in ClickHouse", || async { rows(&db).await.0 >= 1 }).await;
     wait_until(Duration::from_secs(30), "the projector saw its insert fail", || async {
         projector.log_text().contains("projection batch failed")
     })

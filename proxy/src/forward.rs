@@ -58,11 +58,11 @@ pub struct Shared {
 }
 
 /// 429 when the user's monthly budget is spent (by every replica's finished requests).
-async fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
+fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
     let key = record.key.as_ref()?;
     let limit = key.monthly_limit_usd?;
     let now = chrono::Utc::now();
-    let spent = shared.spend.spent_everywhere(key.user_id, now).await;
+    let spent = shared.spend.spent_everywhere(key.user_id, now);
     if spent < limit {
         return None;
     }
@@ -391,7 +391,7 @@ async fn send(
         return failover(req, body, cause, shared, upstream, record).await;
     }
     if shared.budget_enforcement == BudgetEnforcement::All {
-        if let Some(err) = budget_refusal(shared, &record).await {
+        if let Some(err) = budget_refusal(shared, &record) {
             return answer_error(err, record);
         }
     }
@@ -558,7 +558,7 @@ async fn failover(
     let (Some(creds), Some(master)) = (shared.keys.bedrock_credentials(&key_id), shared.master.as_ref()) else {
         return no_fallback(&cause, record);
     };
-    if let Some(err) = budget_refusal(shared, &record).await {
+    if let Some(err) = budget_refusal(shared, &record) {
         return answer_error(err, record);
     }
     record.provider = Provider::Bedrock;

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy, kv};
 use ccp_schemas::events::Event;
-use ccp_schemas::ids::{RequestId, UserId};
+use ccp_schemas::ids::UserId;
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use futures_util::StreamExt as _;
 use rust_decimal::Decimal;
+use ulid::Ulid;
 
 /// A calendar month in the budget time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,22 +54,29 @@ impl Month {
 }
 
 /// Every replica's month-to-date spend per user, in nanodollars, in a KV bucket
-/// (`<prefix>_spend`, key `<user_id>.<YYYY-MM>`) updated by compare-and-set as each request
-/// ends. A replica reads it before admitting a budgeted request, so a request finished on any
-/// replica counts everywhere at once — not only once its event has been followed — and a budget
-/// is overshot only by the requests in flight when it was reached.
+/// (`<prefix>_spend`): each replica writes only its own running total, under
+/// `<user_id>.<YYYY-MM>.<writer>` (a plain put, never contended), and watches the whole bucket
+/// ([`SharedTally::watch`]); a user's month is the sum over writers. A budgeted request is
+/// checked against that sum in memory — no round trip on the request path — and a request
+/// finished on any replica counts everywhere within one put and one watch delivery (about a
+/// millisecond), long before its event has been followed, so a budget is overshot only by the
+/// requests in flight when it was reached. A writer is one process: a restarted replica starts a
+/// new total and its old one stays in the sum.
 #[derive(Debug)]
 pub struct SharedTally {
     kv: kv::Store,
-    /// Additions to one key from this replica go one at a time, so compare-and-set only ever
-    /// races with other replicas.
-    writers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// This process's writer id (the last key segment).
+    writer: String,
+    /// This writer's totals per `<user>.<month>`; a put sends the total under this lock, so the
+    /// stored value only grows.
+    mine: tokio::sync::Mutex<HashMap<String, u64>>,
+    /// What the watch delivered: per `<user>.<month>`, each writer's total.
+    seen: Mutex<HashMap<String, HashMap<String, u64>>>,
+    /// The watch has delivered every value the bucket held when it started and is following.
+    live: std::sync::atomic::AtomicBool,
 }
 
 impl SharedTally {
-    /// How long an admission waits for the shared tally before trusting the local one.
-    pub const READ_TIMEOUT: Duration = Duration::from_millis(250);
-
     /// Opens (or creates) the bucket.
     pub async fn open(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<Self> {
         let bucket = format!("{}_spend", ns.prefix());
@@ -77,7 +85,7 @@ impl SharedTally {
             Err(_) => {
                 js.create_key_value(kv::Config {
                     bucket: bucket.clone(),
-                    description: "ClaudeCodeProxy month-to-date spend per user (nanodollars)".into(),
+                    description: "ClaudeCodeProxy month-to-date spend per user and replica (nanodollars)".into(),
                     history: 1,
                     max_age: Duration::from_secs(62 * 86_400),
                     ..Default::default()
@@ -85,58 +93,109 @@ impl SharedTally {
                 .await?
             }
         };
-        Ok(Self { kv, writers: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            kv,
+            writer: Ulid::new().to_string(),
+            mine: tokio::sync::Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            live: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
-    fn key(user: UserId, month: Month) -> String {
+    fn user_month(user: UserId, month: Month) -> String {
         format!("{user}.{:04}-{:02}", month.year, month.month)
     }
 
-    /// Adds `nanos` to a user's month (compare-and-set, retried on a concurrent update).
+    /// Adds `nanos` to this writer's total of a user's month and stores the new total (retried
+    /// a few times; the local tally counts it whatever happens).
     pub async fn add(&self, user: UserId, month: Month, nanos: u64) {
-        const ATTEMPTS: u32 = 200;
-        let key = Self::key(user, month);
-        let writer = self
-            .writers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        let _turn = writer.lock().await;
+        const ATTEMPTS: u32 = 20;
+        let user_month = Self::user_month(user, month);
+        let key = format!("{user_month}.{}", self.writer);
+        let mut mine = self.mine.lock().await;
+        let total = mine.entry(user_month.clone()).or_default();
+        *total = total.saturating_add(nanos);
+        let total = *total;
+        // Seen at once by this replica's next admission, before the watch brings it.
+        self.note(&user_month, &self.writer, total);
         for attempt in 0..ATTEMPTS {
-            let result = match self.kv.entry(&key).await {
-                Ok(None) => self.kv.create(&key, nanos.to_string().into()).await.map(|_| ()).map_err(|e| e.to_string()),
-                Ok(Some(entry)) => {
-                    let have: u64 = std::str::from_utf8(&entry.value).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-                    self.kv
-                        .update(&key, have.saturating_add(nanos).to_string().into(), entry.revision)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            match result {
-                Ok(()) => return,
+            match self.kv.put(&key, total.to_string().into()).await {
+                Ok(_) => return,
                 Err(e) => {
-                    tracing::debug!(error = %e, attempt, "shared spend update raced; retrying");
-                    // Another replica wrote in between: back off a little, differently each time.
-                    let jitter = u64::from(attempt % 7) + u64::from(nanos.to_le_bytes()[0] % 5);
-                    tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+                    tracing::debug!(error = %e, attempt, "storing the shared spend failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
                 }
             }
         }
-        tracing::warn!(user = %user, "shared spend not updated after {ATTEMPTS} attempts; the local tally still counts it");
+        tracing::warn!(user = %user, "shared spend not stored after {ATTEMPTS} attempts; the local tally still counts it");
     }
 
-    /// A user's month so far, in USD.
-    pub async fn get(&self, user: UserId, month: Month) -> anyhow::Result<Decimal> {
-        let nanos = match self.kv.get(Self::key(user, month)).await? {
-            Some(v) => std::str::from_utf8(&v)?.parse::<u64>()?,
-            None => 0,
-        };
-        Ok(Decimal::new(i64::try_from(nanos)?, 9))
+    /// Follows every update of the bucket into memory, for ever (re-watching after a failure;
+    /// meanwhile [`Self::cached`] answers `None`).
+    pub async fn watch(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.watch_once().await {
+                tracing::warn!(error = %e, "watching the shared spend failed; budgets use this replica's tally meanwhile");
+            }
+            self.live.store(false, std::sync::atomic::Ordering::Release);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn watch_once(&self) -> anyhow::Result<()> {
+        let mut updates = self.kv.watch_with_history(">").await?;
+        if self.kv.status().await?.values() == 0 {
+            self.live.store(true, std::sync::atomic::Ordering::Release);
+        }
+        while let Some(entry) = updates.next().await {
+            let entry = entry?;
+            // `<user>.<month>.<writer>`; anything else (an older layout) is not ours to count.
+            if let Some((user_month, writer)) = entry.key.rsplit_once('.').filter(|(um, _)| um.contains('.')) {
+                match entry.operation {
+                    kv::Operation::Put => {
+                        let value = std::str::from_utf8(&entry.value).ok().and_then(|v| v.parse::<u64>().ok());
+                        if let Some(value) = value {
+                            self.note(user_month, writer, value);
+                        }
+                    }
+                    kv::Operation::Delete | kv::Operation::Purge => {
+                        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if let Some(writers) = seen.get_mut(user_month) {
+                            writers.remove(writer);
+                        }
+                    }
+                }
+            }
+            if entry.delta == 0 {
+                self.live.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+        anyhow::bail!("the watch ended")
+    }
+
+    /// Keeps the larger of what is known for a writer's total and `value` (totals only grow).
+    fn note(&self, user_month: &str, writer: &str, value: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let writers = seen.entry(user_month.to_owned()).or_default();
+        match writers.get_mut(writer) {
+            Some(known) => *known = (*known).max(value),
+            None => {
+                writers.insert(writer.to_owned(), value);
+            }
+        }
+    }
+
+    /// A user's month so far over every writer, in USD, as the watch last saw it; `None` while
+    /// the watch is not caught up.
+    pub fn cached(&self, user: UserId, month: Month) -> Option<Decimal> {
+        if !self.live.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let nanos = seen
+            .get(&Self::user_month(user, month))
+            .map_or(0u64, |writers| writers.values().fold(0u64, |sum, v| sum.saturating_add(*v)));
+        Some(Decimal::new(i64::try_from(nanos).unwrap_or(i64::MAX), 9))
     }
 }
 
@@ -148,8 +207,9 @@ pub struct Spend {
     tz: Tz,
     shared: std::sync::OnceLock<Arc<SharedTally>>,
     state: Mutex<(Option<Month>, HashMap<UserId, Decimal>)>,
-    /// Requests counted locally whose events have not come back from the stream yet.
-    local: Mutex<HashSet<RequestId>>,
+    /// This replica's events (by event id) that have not come back from the stream yet: they
+    /// are skipped there without being decoded (their cost was counted when they were emitted).
+    own: Mutex<HashSet<Ulid>>,
     /// The month so far has been read once (budgets are meaningful).
     ready: std::sync::atomic::AtomicBool,
     /// Where other replicas' Plan-limit states go (this replica's table), once set.
@@ -163,7 +223,7 @@ impl Spend {
             tz,
             shared: std::sync::OnceLock::new(),
             state: Mutex::new((None, HashMap::new())),
-            local: Mutex::new(HashSet::new()),
+            own: Mutex::new(HashSet::new()),
             ready: std::sync::atomic::AtomicBool::new(false),
             rate_limits: std::sync::OnceLock::new(),
         }
@@ -206,41 +266,37 @@ impl Spend {
         let _ = self.shared.set(tally);
     }
 
-    /// Counts a request this replica just finished (its event follows through the stream), and
-    /// adds it to the shared tally.
-    pub fn add_local(&self, request: RequestId, user: UserId, cost: Decimal, at: DateTime<Utc>) {
-        self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(request);
+    /// Notes an event this replica is about to publish, so that the stream follower skips it.
+    pub fn emitting(&self, event: Ulid) {
+        self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(event);
+    }
+
+    /// Whether `event` is one of this replica's own (and forgets it: it came back once).
+    fn returned(&self, event: Ulid) -> bool {
+        self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&event)
+    }
+
+    /// Counts a request this replica just finished (its event, noted with [`Self::emitting`],
+    /// follows through the stream and is not counted again). A user with a budget also gets it
+    /// added to the shared tally at once; without a budget nobody needs it before the stream
+    /// brings it (a budget set later is checked against the larger of the shared tally and the
+    /// stream's, so nothing is missed).
+    pub fn add_local(&self, user: UserId, cost: Decimal, at: DateTime<Utc>, budgeted: bool) {
         self.add(user, cost, at);
-        if let Some(tally) = self.shared.get().cloned() {
+        if let Some(tally) = self.shared.get().filter(|_| budgeted).cloned() {
             let (month, nanos) = (Month::of(at, self.tz), ccp_schemas::pricing::to_nanos(cost));
             tokio::spawn(async move { tally.add(user, month, nanos).await });
         }
     }
 
-    /// What `user` spent so far in the month of `now`: the larger of this replica's tally and
-    /// the shared one (which has every replica's finished requests at once; if it does not
-    /// answer quickly, the local tally alone decides).
-    pub async fn spent_everywhere(&self, user: UserId, now: DateTime<Utc>) -> Decimal {
+    /// What `user` spent so far in the month of `now`: the larger of this replica's tally
+    /// (its own requests at once, everyone's as their events are followed) and the shared one
+    /// (every replica's finished requests within about a millisecond), both in memory. Before
+    /// the shared tally's watch has caught up, the local tally alone decides.
+    pub fn spent_everywhere(&self, user: UserId, now: DateTime<Utc>) -> Decimal {
         let local = self.spent(user, now);
-        let Some(tally) = self.shared.get() else { return local };
-        match tokio::time::timeout(SharedTally::READ_TIMEOUT, tally.get(user, Month::of(now, self.tz))).await {
-            Ok(Ok(shared)) => local.max(shared),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "reading the shared spend failed; using this replica's tally");
-                local
-            }
-            Err(_) => {
-                tracing::warn!("the shared spend did not answer in time; using this replica's tally");
-                local
-            }
-        }
-    }
-
-    /// Counts a request read from the stream, unless this replica counted it already.
-    fn add_seen(&self, request: RequestId, user: UserId, cost: Decimal, at: DateTime<Utc>) {
-        if !self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&request) {
-            self.add(user, cost, at);
-        }
+        let shared = self.shared.get().and_then(|tally| tally.cached(user, Month::of(now, self.tz)));
+        shared.map_or(local, |shared| local.max(shared))
     }
 
     /// What `user` spent so far in the month of `now`.
@@ -298,12 +354,21 @@ impl Spend {
             if info.is_some_and(|i| i.pending == 0) {
                 self.mark_ready();
             }
+            let own = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .and_then(|id| id.as_str().parse::<Ulid>().ok())
+                .is_some_and(|id| self.returned(id));
+            if own {
+                continue;
+            }
             if let Ok(Envelope { event: Event::RequestCompleted(r), occurred_at, .. }) =
                 Envelope::decode(&message.payload)
             {
                 if let Some(user) = r.user_id {
                     if r.cost_usd > Decimal::ZERO {
-                        self.add_seen(r.request_id, user, r.cost_usd, occurred_at);
+                        self.add(user, r.cost_usd, occurred_at);
                     }
                 }
                 if let (Some(table), Some(key), Some(state)) = (self.rate_limits.get(), r.key_id, r.rate_limit) {
@@ -345,15 +410,15 @@ mod tests {
     }
 
     #[test]
-    fn own_requests_count_at_once_and_once() {
+    fn own_events_are_recognised_once() {
         let s = Spend::new(chrono_tz::UTC);
-        let (u, r) = (UserId::new(), RequestId::new());
+        let (u, mine, theirs) = (UserId::new(), Ulid::new(), Ulid::new());
         let now = Utc::now();
-        s.add_local(r, u, Decimal::ONE, now);
-        assert_eq!(s.spent(u, now), Decimal::ONE);
-        s.add_seen(r, u, Decimal::ONE, now);
-        assert_eq!(s.spent(u, now), Decimal::ONE, "its event does not count it again");
-        s.add_seen(RequestId::new(), u, Decimal::ONE, now);
-        assert_eq!(s.spent(u, now), Decimal::TWO, "another replica's request counts");
+        s.emitting(mine);
+        s.add_local(u, Decimal::ONE, now, false);
+        assert_eq!(s.spent(u, now), Decimal::ONE, "counted at once");
+        assert!(s.returned(mine), "its event is skipped when it comes back");
+        assert!(!s.returned(mine), "but only once");
+        assert!(!s.returned(theirs), "another replica's event is not ours");
     }
 }

@@ -37,6 +37,7 @@ pub struct Application {
     follower: tokio::task::JoinHandle<()>,
     circuit_follower: tokio::task::JoinHandle<()>,
     spend_follower: tokio::task::JoinHandle<()>,
+    tally_watch: tokio::task::JoinHandle<()>,
 }
 
 /// This replica's id: host name and a random suffix.
@@ -90,19 +91,24 @@ impl Application {
 
         let keys = Arc::new(KeyTable::new(PriceList { version: 0, models: settings.pricing.models.clone() }));
         let spend = Arc::new(Spend::new(settings.budgets.tz()?));
-        // The shared tally is opened in the background: a proxy starts (and spools) without NATS.
-        {
+        // The shared tally is opened (then watched) in the background: a proxy starts (and
+        // spools) without NATS.
+        let tally_watch = {
             let (spend, js, ns) = (spend.clone(), async_nats::jetstream::new(client.clone()), ns.clone());
             tokio::spawn(async move {
                 loop {
                     match crate::spend::SharedTally::open(&js, &ns).await {
-                        Ok(tally) => return spend.share(Arc::new(tally)),
+                        Ok(tally) => {
+                            let tally = Arc::new(tally);
+                            spend.share(tally.clone());
+                            return tally.watch().await;
+                        }
                         Err(e) => tracing::warn!(error = %e, "opening the shared spend tally failed; retrying"),
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-            });
-        }
+            })
+        };
         let rate_limits = Arc::new(RateLimits::default());
         spend.follow_rate_limits(rate_limits.clone());
         let spend_follower = tokio::spawn(spend.clone().follow(client.clone(), ns.clone()));
@@ -182,7 +188,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %cfg.listen, port, workers, "proxy listening");
-        Ok(Self { server, port, publisher, stop_publisher, follower, circuit_follower, spend_follower })
+        Ok(Self { server, port, publisher, stop_publisher, follower, circuit_follower, spend_follower, tally_watch })
     }
 
     /// The bound port.
@@ -204,6 +210,7 @@ impl Application {
         self.follower.abort();
         self.circuit_follower.abort();
         self.spend_follower.abort();
+        self.tally_watch.abort();
         let _ = self.stop_publisher.send(());
         if tokio::time::timeout(Duration::from_secs(15), self.publisher).await.is_err() {
             tracing::warn!("event publisher did not finish in 15 s");

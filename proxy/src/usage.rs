@@ -132,7 +132,8 @@ impl RequestRecord {
         };
         if let (Some(user), Some(c)) = (user_id, cost) {
             if c > Decimal::ZERO {
-                recorder.spend.add_local(self.request_id, user, c, chrono::Utc::now());
+                let budgeted = self.key.as_ref().is_some_and(|k| k.monthly_limit_usd.is_some());
+                recorder.spend.add_local(user, c, chrono::Utc::now(), budgeted);
             }
         }
         let event = RequestCompleted {
@@ -165,6 +166,7 @@ impl RequestRecord {
         let envelope =
             Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: recorder.replica.to_string() })
                 .correlated(self.request_id.to_string());
+        recorder.spend.emitting(envelope.id);
         recorder.sink.emit(envelope);
     }
 }

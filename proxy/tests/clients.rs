@@ -130,24 +130,29 @@ impl Harness {
         }
     }
 
-    /// Waits until the proxy accepts `key`; then forgets what the fake Anthropic saw.
+    /// Waits until the proxy accepts `key` and the probe's usage event is in the stream (so it
+    /// is not taken for a client's); then forgets what the fake Anthropic saw.
     async fn wait_accepted(&self, key: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let status = reqwest::Client::new()
+        let probe = loop {
+            let response = reqwest::Client::new()
                 .post(format!("{}/ak/{key}/v1/messages?beta=true", self.url))
                 .header("content-type", "application/json")
                 .header("x-api-key", API_KEY)
                 .body(r#"{"model":"m","max_tokens":1,"messages":[]}"#)
                 .send()
                 .await
-                .unwrap()
-                .status();
-            if status != 401 {
-                break;
+                .unwrap();
+            if response.status() != 401 {
+                let id = response.headers().get("x-ccp-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                break id.parse::<RequestId>().unwrap_or_else(|e| panic!("x-ccp-request-id {id:?}: {e}"));
             }
             assert!(Instant::now() < deadline, "key not accepted in time");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        while !self.seen().await.contains(&probe) {
+            assert!(Instant::now() < deadline, "the probe's usage event was not published in time");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.fake.clear();
     }

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The shared month-to-date tally on real NATS: concurrent compare-and-set additions from many
-//! writers (as from several replicas) lose nothing; months and users are kept apart.
+//! The shared month-to-date tally on real NATS: concurrent additions from several replicas
+//! lose nothing; months and users are kept apart; every replica's watch shows the others'
+//! additions, also those stored before it started.
 
 use std::sync::Arc;
 
@@ -10,13 +11,15 @@ use ccp_tests::{namespace, nats, test_settings};
 use rust_decimal::Decimal;
 
 #[tokio::test]
-async fn concurrent_additions_are_all_counted() {
+async fn concurrent_additions_from_two_replicas_are_all_counted() {
     let settings = test_settings("tally");
     let ns = namespace(&settings);
     let js = async_nats::jetstream::new(nats().await);
-    // Two handles on one bucket, as two replicas would have.
+    // Two handles on one bucket, as two replicas have, and a third that only watches.
     let a = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
     let b = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let watcher = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let watch = tokio::spawn(watcher.clone().watch());
     let (user, other) = (UserId::new(), UserId::new());
     let november = Month::of("2026-11-25T12:00:00Z".parse().unwrap(), chrono_tz::UTC);
     let december = november.next();
@@ -31,9 +34,53 @@ async fn concurrent_additions_are_all_counted() {
     b.add(other, november, 5).await;
     b.add(user, december, 7).await;
     let expected: u64 = (0..60u64).map(|i| 1_000_000 + i).sum();
-    assert_eq!(a.get(user, november).await.unwrap(), Decimal::new(expected as i64, 9));
-    assert_eq!(a.get(other, november).await.unwrap(), Decimal::new(5, 9));
-    assert_eq!(a.get(user, december).await.unwrap(), Decimal::new(7, 9));
-    assert_eq!(a.get(UserId::new(), november).await.unwrap(), Decimal::ZERO);
+    until_cached(&watcher, user, november, Decimal::new(expected as i64, 9)).await;
+    until_cached(&watcher, other, november, Decimal::new(5, 9)).await;
+    until_cached(&watcher, user, december, Decimal::new(7, 9)).await;
+    assert_eq!(watcher.cached(UserId::new(), november), Some(Decimal::ZERO));
+    // A replica started later sees the totals stored before it.
+    let late = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let late_watch = tokio::spawn(late.clone().watch());
+    until_cached(&late, user, november, Decimal::new(expected as i64, 9)).await;
+    watch.abort();
+    late_watch.abort();
+    let _ = js.delete_key_value(format!("{}_spend", ns.prefix())).await;
+}
+
+/// Polls `b`'s watched view until it shows `want` for the user's month (at most 5 s).
+async fn until_cached(tally: &SharedTally, user: UserId, month: Month, want: Decimal) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let seen = tally.cached(user, month);
+        if seen == Some(want) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the watch shows {seen:?}, not {want}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_replica_sees_the_others_additions_through_its_watch() {
+    let settings = test_settings("tally-watch");
+    let ns = namespace(&settings);
+    let js = async_nats::jetstream::new(nats().await);
+    let a = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let b = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let (user, other) = (UserId::new(), UserId::new());
+    let month = Month::of("2026-11-25T12:00:00Z".parse().unwrap(), chrono_tz::UTC);
+    // Before its watch has caught up a replica has no view (its local tally decides).
+    a.add(user, month, 10).await;
+    assert_eq!(b.cached(user, month), None);
+    let watch = tokio::spawn(b.clone().watch());
+    until_cached(&b, user, month, Decimal::new(10, 9)).await;
+    // Later additions by the other replica arrive through the watch and add to its own.
+    a.add(user, month, 5).await;
+    until_cached(&b, user, month, Decimal::new(15, 9)).await;
+    b.add(user, month, 1).await;
+    assert_eq!(b.cached(user, month), Some(Decimal::new(16, 9)), "its own addition counts at once");
+    assert_eq!(b.cached(other, month), Some(Decimal::ZERO));
+    assert_eq!(a.cached(user, month), None, "a has no watch: no view");
+    watch.abort();
     let _ = js.delete_key_value(format!("{}_spend", ns.prefix())).await;
 }

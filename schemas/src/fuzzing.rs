@@ -142,6 +142,25 @@ mod tests {
         }
     }
 
+    /// Regression (found by the `event_decode` target): without serde_json's `float_roundtrip`
+    /// a float such as a Plan-limit `utilization` could change by one unit in the last place on
+    /// every decode/encode, so an event did not decode to what was encoded.
+    #[test]
+    fn floats_in_events_round_trip_exactly() {
+        for text in ["8.888887999999999e35", "888888800000000001455424905816426264.0", "0.1", "2.2250738585072014e-308"]
+        {
+            let value: f64 = serde_json::from_str(text).unwrap();
+            let again: f64 = serde_json::from_str(&serde_json::to_string(&value).unwrap()).unwrap();
+            assert_eq!(value.to_bits(), again.to_bits(), "{text}");
+        }
+        let found = corpus("event_decode")
+            .into_iter()
+            .find(|(path, _)| path.to_string_lossy().contains("float-round-trip"))
+            .expect("the committed reproducer");
+        assert!(Envelope::decode(&found.1).is_ok(), "the reproducer is a valid event");
+        check_event_decode(&found.1);
+    }
+
     #[test]
     fn the_key_check_accepts_generated_keys_and_refuses_near_misses() {
         let key = AccessKey::generate().unwrap();
