@@ -31,7 +31,7 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 use self::deliver::{DeliveryStats, Webhook};
-use self::rules::{Incident, RuleConfig, Rules};
+use self::rules::{Incident, RequestFacts, RuleConfig, Rules};
 
 /// The actor of alert events.
 pub const ACTOR_COMPONENT: &str = "projector-alerts";
@@ -210,6 +210,14 @@ impl Evaluator {
             };
             let message = message.ok_or_else(|| anyhow::anyhow!("{stream} subscription ended"))??;
             let seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
+            if stream == "request" {
+                if let Some((at, facts)) = request_facts(&message.payload) {
+                    for incident in rules.apply_request(seq, at, &facts) {
+                        self.raise(incident).await?;
+                    }
+                    continue;
+                }
+            }
             self.apply(&mut rules, seq, &message.payload).await?;
         }
     }
@@ -268,7 +276,58 @@ impl Evaluator {
     }
 }
 
+/// The time and the rules' facts of a version-1 `request_completed` event, decoded without the
+/// rest of it (a replay reads a month of them); `None` for anything else, which then goes through
+/// the full decode.
+fn request_facts(payload: &[u8]) -> Option<(DateTime<Utc>, RequestFacts)> {
+    #[derive(serde::Deserialize)]
+    struct Lean<'a> {
+        #[serde(rename = "type", borrow)]
+        event_type: std::borrow::Cow<'a, str>,
+        schema_version: u16,
+        occurred_at: DateTime<Utc>,
+        payload: RequestFacts,
+    }
+    let lean: Lean<'_> = serde_json::from_slice(payload).ok()?;
+    (lean.event_type == "request_completed" && lean.schema_version == 1).then_some((lean.occurred_at, lean.payload))
+}
+
 /// The `Nats-Msg-Id` of an incident's alert.
 pub fn msg_id(incident: &str) -> String {
     format!("alert-{}", hex::encode(&Sha256::digest(incident.as_bytes())[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use ccp_schemas::events::RequestCompleted;
+    use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_lean_decode_reads_what_the_full_one_does_and_only_usage_events() {
+        let r: RequestCompleted = serde_json::from_value(json!({
+            "request_id": RequestId::new(), "key_id": AccessKeyId::new(), "user_id": UserId::new(),
+            "endpoint": "messages", "provider": "bedrock", "fallback": true, "status": 502,
+            "error_class": "bedrock_auth_error", "stream": true, "cost_usd": "0.001234", "latency_ms": 10,
+            "usage": {"input_tokens": 5, "output_tokens": 7}, "session_id": "s", "rate_limit": null,
+        }))
+        .unwrap();
+        let envelope = Envelope::new(Event::RequestCompleted(r.clone()), Actor::Proxy { replica: "a".into() });
+        let (at, facts) = request_facts(&envelope.encode().unwrap()).unwrap();
+        assert_eq!(at, envelope.occurred_at);
+        assert_eq!(format!("{facts:?}"), format!("{:?}", RequestFacts::from(&r)));
+        assert_eq!(facts.cost_usd.to_string(), "0.001234");
+
+        let circuit = include_bytes!("../../schemas/fixtures/events/v1/circuit_opened.json");
+        assert!(Envelope::decode(circuit).is_ok());
+        assert!(request_facts(circuit).is_none());
+        let mut newer: serde_json::Value = serde_json::from_slice(&envelope.encode().unwrap()).unwrap();
+        newer["schema_version"] = 2.into();
+        assert!(request_facts(&serde_json::to_vec(&newer).unwrap()).is_none());
+        assert!(request_facts(b"not json").is_none());
+    }
 }

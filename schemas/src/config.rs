@@ -309,7 +309,7 @@ impl Default for ProjectorSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
-            batch_size: 10_000,
+            batch_size: 50_000,
             flush_interval_ms: 500,
             migrate_on_start: true,
             minute_retention_days: 14,

@@ -16,6 +16,7 @@ pub mod circuit;
 pub mod pricing;
 pub mod request;
 pub mod user;
+mod wire;
 
 use std::net::IpAddr;
 
@@ -230,7 +231,11 @@ impl Event {
 }
 
 /// An event with its metadata: what is stored in JetStream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialized by hand (`events/wire.rs`): the derived form of a flattened, adjacently tagged
+/// payload buffers every event into an intermediate tree first, which made decoding the largest
+/// cost of a replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Envelope {
     /// Unique, time-ordered; also the `Nats-Msg-Id` (publish deduplication).
     pub id: Ulid,

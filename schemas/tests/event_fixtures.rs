@@ -106,3 +106,44 @@ fn a_cleared_budget_round_trips_through_the_envelope() {
         assert_eq!(Envelope::decode(&bytes).unwrap().event, event);
     }
 }
+
+#[test]
+fn the_envelope_decodes_whatever_the_field_order_and_names_what_is_wrong() {
+    for (name, value, bytes) in fixtures() {
+        let expected = Envelope::decode(&bytes).unwrap();
+        // Payload first, then the rest (the writer puts `type` before `payload`).
+        let obj = value.as_object().unwrap();
+        let mut reordered = String::from("{");
+        let mut fields: Vec<(&String, &serde_json::Value)> = obj.iter().collect();
+        fields.sort_by_key(|(k, _)| if k.as_str() == "payload" { 0 } else { 1 });
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                reordered.push(',');
+            }
+            reordered.push_str(&format!("{}:{}", serde_json::to_string(k).unwrap(), v));
+        }
+        reordered.push('}');
+        assert!(reordered.starts_with("{\"payload\""), "{reordered}");
+        assert_eq!(Envelope::decode(reordered.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}")), expected);
+        // Through a JSON value, not only from bytes.
+        assert_eq!(serde_json::from_value::<Envelope>(value.clone()).unwrap(), expected, "{name}");
+    }
+
+    let (_, value, _) = fixtures().into_iter().find(|f| f.0 == "user_created").unwrap();
+    for field in ["id", "schema_version", "occurred_at", "actor", "type", "payload"] {
+        let mut v = value.clone();
+        v.as_object_mut().unwrap().remove(field);
+        let err = Envelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err().to_string();
+        assert!(err.contains(&format!("missing field `{field}`")), "{field}: {err}");
+    }
+    let text = serde_json::to_string(&value).unwrap();
+    let doubled = text.replacen('{', "{\"type\":\"user_created\",", 1);
+    let err = Envelope::decode(doubled.as_bytes()).unwrap_err().to_string();
+    assert!(err.contains("duplicate field `type`"), "{err}");
+    let mut wrong = value.clone();
+    wrong["payload"]["user_id"] = 7.into();
+    assert!(Envelope::decode(&serde_json::to_vec(&wrong).unwrap()).is_err());
+    let mut mismatched = value;
+    mismatched["type"] = "access_key_revoked".into();
+    assert!(Envelope::decode(&serde_json::to_vec(&mismatched).unwrap()).is_err());
+}

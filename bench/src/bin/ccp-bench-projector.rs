@@ -3,10 +3,19 @@
 //! ClickHouse, with the release `ccp-projector` as a child process. A benchmark, not a test.
 //!
 //! Targets (issue 6): replay ≥ 50k events/s; a request visible in ClickHouse within 2 s (p99).
+//!
+//! The events are published once and replayed three times (`--quick`: once), each into a fresh
+//! database by a fresh projector, and the median is reported with the CPU each part spent per
+//! event (projector, ClickHouse server, NATS server): on two shared cores the wall clock moves
+//! with ClickHouse's background merges, the CPU per event much less.
 
 #![allow(clippy::print_stdout)] // a command-line report
 
-use std::path::PathBuf;
+#[allow(dead_code)]
+#[path = "../procfs.rs"]
+mod procfs;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -63,14 +72,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
-async fn run(events: u64, fresh_n: usize) -> anyhow::Result<bool> {
+/// The pid in a `scripts/stack.sh` pid file, if this is the script's stack.
+fn stack_pid(file: &str) -> Option<u32> {
+    std::fs::read_to_string(Path::new(".local/stack").join(file)).ok()?.trim().parse().ok()
+}
+
+async fn run(events: u64, fresh_n: usize, runs: usize) -> anyhow::Result<bool> {
     let bin = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
         .join("release/ccp-projector");
     anyhow::ensure!(bin.exists(), "{} not built (cargo build --release -p ccp-projector)", bin.display());
     let settings = test_settings("benchproj");
     let db = settings.clickhouse.database.clone();
     let log = Log::new(&settings).await;
-    ccp_schemas::migrations::migrate(&settings.clickhouse).await.context("migrations")?;
     let (user, key) = (UserId::new(), AccessKeyId::new());
     let subject = log.ns.subject(&Aggregate::Request(Some(key)));
 
@@ -92,16 +105,58 @@ async fn run(events: u64, fresh_n: usize) -> anyhow::Result<bool> {
     let mut env = service_env(&settings);
     env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
     env.push(("RUST_LOG".into(), "warn".into()));
-    let started = Instant::now();
-    let projector = Service::spawn(&bin, &["serve"], &env)?;
-    let deadline = started + Duration::from_secs(600);
-    while rows(&db).await < events {
-        anyhow::ensure!(Instant::now() < deadline, "replay did not finish:\n{}", projector.log_text());
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Projector and alert settings from the environment reach the projector, e.g.
+    // `CCP__ALERTS__ENABLED=false` measures the projections without the alert rules.
+    env.extend(std::env::vars().filter(|(k, _)| k.starts_with("CCP__PROJECTOR__") || k.starts_with("CCP__ALERTS__")));
+    let servers =
+        [("ClickHouse", stack_pid("clickhouse/clickhouse-server.pid")), ("NATS", stack_pid("nats/nats-server.pid"))];
+    let clk_tck = procfs::clk_tck();
+    let cpu_ns = |before: Option<procfs::CpuSample>, pid: Option<u32>| -> Option<u64> {
+        let after = procfs::CpuSample::read(pid?).ok()?;
+        Some(procfs::CpuDelta::between(before?, after, clk_tck).ticks_ns)
+    };
+
+    let mut rates = Vec::new();
+    let mut projector = None;
+    for run in 1..=runs {
+        drop(projector.take());
+        clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await?;
+        ccp_schemas::migrations::migrate(&settings.clickhouse).await.context("migrations")?;
+        let server_before: Vec<_> =
+            servers.iter().map(|(_, pid)| pid.and_then(|p| procfs::CpuSample::read(p).ok())).collect();
+        let started = Instant::now();
+        let service = Service::spawn(&bin, &["serve"], &env)?;
+        let pid = service.child.id();
+        let deadline = started + Duration::from_secs(600);
+        while rows(&db).await < events {
+            anyhow::ensure!(Instant::now() < deadline, "replay did not finish:\n{}", service.log_text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let replay = started.elapsed();
+        let rate = events as f64 / replay.as_secs_f64();
+        let per_event = |ns: Option<u64>| {
+            ns.map_or_else(|| "?".to_owned(), |ns| format!("{:.1}", ns as f64 / 1000.0 / events as f64))
+        };
+        let own = procfs::CpuSample::read(pid).ok().map(|s| s.ticks * (1_000_000_000 / clk_tck.max(1)));
+        let peak_mib = procfs::rss_kib(pid).map_or(f64::NAN, |(_, hwm)| hwm as f64 / 1024.0);
+        let parts: Vec<String> = servers
+            .iter()
+            .zip(&server_before)
+            .map(|((name, pid), before)| format!("{name} {}", per_event(cpu_ns(*before, *pid))))
+            .collect();
+        println!(
+            "replay {run}/{runs}: {events} events in {:.2} s (incl. projector start) = {rate:.0} events/s; \
+             CPU µs/event: projector {}, {}; projector peak RSS {peak_mib:.0} MiB",
+            replay.as_secs_f64(),
+            per_event(own),
+            parts.join(", ")
+        );
+        rates.push(rate);
+        projector = Some(service);
     }
-    let replay = started.elapsed();
-    let rate = events as f64 / replay.as_secs_f64();
-    println!("replay: {events} events in {:.2} s (incl. projector start) = {rate:.0} events/s", replay.as_secs_f64());
+    rates.sort_by(f64::total_cmp);
+    let rate = percentile(&rates, 0.5);
+    println!("replay: median {rate:.0} events/s over {runs} run(s)");
 
     println!("freshness: {fresh_n} events, one every 50 ms...");
     let mut waits = Vec::new();
@@ -151,8 +206,18 @@ async fn run(events: u64, fresh_n: usize) -> anyhow::Result<bool> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (events, fresh) = if quick { (20_000, 20) } else { (100_000, 100) };
-    match run(events, fresh).await {
+    let (mut events, fresh, runs) = if quick { (20_000, 20, 1) } else { (100_000, 100, 3) };
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args.iter().position(|a| a == "--events").and_then(|i| args.get(i + 1)) {
+        match n.parse() {
+            Ok(n) if n > 0 => events = n,
+            _ => {
+                eprintln!("ccp-bench-projector: --events takes a positive number, not {n:?}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match run(events, fresh, runs).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ccp-bench-projector: {e:#}");

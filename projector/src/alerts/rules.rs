@@ -18,12 +18,51 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ccp_schemas::config::{AlertSettings, BudgetSettings, ConfigError};
 use ccp_schemas::events::{AlertRule, AlertSeverity, ErrorClass, Event, Provider, RequestCompleted};
-use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
 use ccp_schemas::state::Directory;
 use ccp_schemas::Envelope;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use serde_json::{json, Value};
+
+/// What the rules read of a usage event. The evaluator decodes just this from the request
+/// stream (most of the events it reads), not the whole [`RequestCompleted`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestFacts {
+    /// The request.
+    pub request_id: RequestId,
+    /// Its access key, when recognised.
+    #[serde(default)]
+    pub key_id: Option<AccessKeyId>,
+    /// The key's owner.
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+    /// Who answered.
+    pub provider: Provider,
+    /// Status sent to the client.
+    pub status: u16,
+    /// What went wrong, if anything.
+    #[serde(default)]
+    pub error_class: Option<ErrorClass>,
+    /// Cost in USD.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub cost_usd: Decimal,
+}
+
+impl From<&RequestCompleted> for RequestFacts {
+    fn from(r: &RequestCompleted) -> Self {
+        Self {
+            request_id: r.request_id,
+            key_id: r.key_id,
+            user_id: r.user_id,
+            provider: r.provider,
+            status: r.status,
+            error_class: r.error_class,
+            cost_usd: r.cost_usd,
+        }
+    }
+}
 
 /// The rules' thresholds.
 #[derive(Debug, Clone)]
@@ -144,11 +183,7 @@ impl Rules {
             Event::AlertRaised(e) => {
                 self.raised.insert(e.incident.clone());
             }
-            Event::RequestCompleted(r) => {
-                self.budget(r, at, &mut out);
-                self.anomaly(r, at, &mut out);
-                self.bedrock_auth(seq, r, at, &mut out);
-            }
+            Event::RequestCompleted(r) => return self.apply_request(seq, at, &RequestFacts::from(r)),
             Event::CircuitOpened(e) => self.circuit_opened(seq, e.key_id, e.failures, at, &mut out),
             Event::CircuitHalfOpened(_) => {}
             Event::CircuitClosed(e) => {
@@ -170,15 +205,26 @@ impl Rules {
         out
     }
 
+    /// [`Rules::apply`] for a usage event that occurred at `at`.
+    pub fn apply_request(&mut self, seq: u64, at: DateTime<Utc>, r: &RequestFacts) -> Vec<Incident> {
+        let mut out = Vec::new();
+        self.budget(r, at, &mut out);
+        self.anomaly(r, at, &mut out);
+        self.bedrock_auth(seq, r, at, &mut out);
+        out.retain(|i| self.raised.insert(i.key.clone()));
+        out
+    }
+
     fn month(&self, at: DateTime<Utc>) -> String {
-        at.with_timezone(&self.cfg.tz).format("%Y-%m").to_string()
+        let local = at.with_timezone(&self.cfg.tz);
+        format!("{:04}-{:02}", local.year(), local.month())
     }
 
     fn user_name(&self, user_id: UserId) -> String {
         self.dir.user(&user_id).map_or_else(|| user_id.to_string(), |u| u.name.clone())
     }
 
-    fn budget(&mut self, r: &RequestCompleted, at: DateTime<Utc>, out: &mut Vec<Incident>) {
+    fn budget(&mut self, r: &RequestFacts, at: DateTime<Utc>, out: &mut Vec<Incident>) {
         let Some(user_id) = r.user_id else { return };
         let month = self.month(at);
         *self.spend.entry((user_id, month.clone())).or_default() += r.cost_usd;
@@ -272,7 +318,7 @@ impl Rules {
         }
     }
 
-    fn bedrock_auth(&mut self, seq: u64, r: &RequestCompleted, at: DateTime<Utc>, out: &mut Vec<Incident>) {
+    fn bedrock_auth(&mut self, seq: u64, r: &RequestFacts, at: DateTime<Utc>, out: &mut Vec<Incident>) {
         let Some(key_id) = r.key_id else { return };
         if r.provider == Provider::Bedrock && r.error_class.is_none() {
             self.auth_failing.remove(&key_id);
@@ -305,7 +351,7 @@ impl Rules {
         });
     }
 
-    fn anomaly(&mut self, r: &RequestCompleted, at: DateTime<Utc>, out: &mut Vec<Incident>) {
+    fn anomaly(&mut self, r: &RequestFacts, at: DateTime<Utc>, out: &mut Vec<Incident>) {
         let (Some(user_id), true) = (r.user_id, self.cfg.factor > 0) else { return };
         let (window, n) = (self.cfg.window_secs, self.cfg.baseline_windows);
         let index = at.timestamp().div_euclid(window);
