@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy, AckKind};
-use ccp_schemas::events::{Actor, Event, RequestCompleted};
+use ccp_schemas::events::{Actor, Event, RateLimitState, RequestCompleted};
 use ccp_schemas::pricing::to_nanos;
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};
@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-/// One `requests` row (column names as in migration 0001).
+/// One `requests` row (column names as in migrations 0001 and 0003).
 #[derive(Debug, Clone, Serialize, clickhouse::Row)]
 pub struct RequestRow {
     event_id: String,
@@ -58,6 +58,24 @@ pub struct RequestRow {
     session_id: String,
     client_version: String,
     replica: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    rl_observed_at: Option<DateTime<Utc>>,
+    rl_status: u16,
+    rl_retry_after_secs: Option<u64>,
+    plan_status: String,
+    plan_claim: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    plan_reset: Option<DateTime<Utc>>,
+    plan_5h_utilization: Option<f64>,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    plan_5h_reset: Option<DateTime<Utc>>,
+    plan_7d_utilization: Option<f64>,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    plan_7d_reset: Option<DateTime<Utc>>,
+    plan_overage_status: String,
+    api_requests_remaining: Option<u64>,
+    api_tokens_remaining: Option<u64>,
+    rate_limit_json: String,
 }
 
 /// A serde enum's snake_case name (the events' own spelling).
@@ -104,7 +122,44 @@ impl RequestRow {
                 Actor::Proxy { replica } => replica.clone(),
                 _ => String::new(),
             },
+            rl_observed_at: None,
+            rl_status: 0,
+            rl_retry_after_secs: None,
+            plan_status: String::new(),
+            plan_claim: String::new(),
+            plan_reset: None,
+            plan_5h_utilization: None,
+            plan_5h_reset: None,
+            plan_7d_utilization: None,
+            plan_7d_reset: None,
+            plan_overage_status: String::new(),
+            api_requests_remaining: None,
+            api_tokens_remaining: None,
+            rate_limit_json: String::new(),
         }
+        .with_rate_limit(r.rate_limit.as_ref())
+    }
+
+    /// The Plan-limit columns (migration 0003) from the event's rate-limit state.
+    fn with_rate_limit(mut self, state: Option<&RateLimitState>) -> Self {
+        let Some(state) = state else { return self };
+        self.rl_observed_at = Some(state.observed_at);
+        self.rl_status = state.status;
+        self.rl_retry_after_secs = state.retry_after_secs;
+        if let Some(u) = &state.unified {
+            self.plan_status = u.status.clone().unwrap_or_default();
+            self.plan_claim = u.representative_claim.clone().unwrap_or_default();
+            self.plan_reset = u.reset;
+            self.plan_5h_utilization = u.five_hour.as_ref().and_then(|w| w.utilization);
+            self.plan_5h_reset = u.five_hour.as_ref().and_then(|w| w.reset);
+            self.plan_7d_utilization = u.seven_day.as_ref().and_then(|w| w.utilization);
+            self.plan_7d_reset = u.seven_day.as_ref().and_then(|w| w.reset);
+            self.plan_overage_status = u.overage.as_ref().and_then(|w| w.status.clone()).unwrap_or_default();
+        }
+        self.api_requests_remaining = state.requests.and_then(|l| l.remaining);
+        self.api_tokens_remaining = state.tokens.and_then(|l| l.remaining);
+        self.rate_limit_json = serde_json::to_string(state).unwrap_or_default();
+        self
     }
 }
 

@@ -112,28 +112,44 @@ enum KeySource {
     Header,
 }
 
-/// `/ak/{access_key}/v1/{tail}`.
-pub async fn via_path(
-    req: HttpRequest,
-    payload: web::Payload,
-    path: web::Path<(String, String)>,
-    shared: web::Data<Shared>,
-    upstream: web::Data<Upstream>,
-) -> HttpResponse {
-    let (key, tail) = path.into_inner();
-    proxy(req, payload, Some(key), tail, KeySource::Path, &shared, &upstream).await
+/// Where a proxied path puts the access key, and the part after `/v1/`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ProxiedPath<'a> {
+    /// `/ak/{access_key}/v1/{tail}`.
+    KeyInPath { key: &'a str, tail: &'a str },
+    /// `/v1/{tail}`, the key in `x-ccp-access-key`.
+    KeyInHeader { tail: &'a str },
 }
 
-/// `/v1/{tail}` with the key in `x-ccp-access-key`.
-pub async fn via_header(
+/// Splits a request path (as received, not percent-decoded: forwarded byte for byte) into the
+/// proxied shapes; `None` for anything else. Done by hand rather than by the router's pattern
+/// matching, which ran a regular expression per request.
+pub(crate) fn proxied_path(path: &str) -> Option<ProxiedPath<'_>> {
+    if let Some(tail) = path.strip_prefix("/v1/") {
+        return Some(ProxiedPath::KeyInHeader { tail });
+    }
+    let (key, rest) = path.strip_prefix("/ak/")?.split_once('/')?;
+    let tail = rest.strip_prefix("v1/")?;
+    (!key.is_empty()).then_some(ProxiedPath::KeyInPath { key, tail })
+}
+
+/// Every path but the proxy's own (`/health`, `/ready`, `/metrics`): the proxied ones, else
+/// the 404 that explains the base URL.
+pub async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
-    path: web::Path<String>,
     shared: web::Data<Shared>,
     upstream: web::Data<Upstream>,
 ) -> HttpResponse {
-    let key = req.headers().get(ACCESS_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    proxy(req, payload, key, path.into_inner(), KeySource::Header, &shared, &upstream).await
+    let (key, tail, source) = match proxied_path(req.path()) {
+        Some(ProxiedPath::KeyInPath { key, tail }) => (Some(key.to_owned()), tail.to_owned(), KeySource::Path),
+        Some(ProxiedPath::KeyInHeader { tail }) => {
+            let key = req.headers().get(ACCESS_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (key, tail.to_owned(), KeySource::Header)
+        }
+        None => return crate::routes::not_found().await,
+    };
+    proxy(req, payload, key, tail, source, &shared, &upstream).await
 }
 
 /// The proxy's own error answer, and the request's usage event for it.
@@ -788,6 +804,42 @@ impl<S> Drop for TapBody<S> {
     fn drop(&mut self) {
         if self.record.is_some() {
             self.finish(Some(ErrorClass::ClientDisconnected));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{proxied_path, ProxiedPath};
+
+    #[test]
+    fn proxied_paths_are_split_and_others_refused() {
+        assert_eq!(
+            proxied_path("/ak/ak_abc/v1/messages"),
+            Some(ProxiedPath::KeyInPath { key: "ak_abc", tail: "messages" })
+        );
+        assert_eq!(
+            proxied_path("/ak/ak_abc/v1/messages/count_tokens"),
+            Some(ProxiedPath::KeyInPath { key: "ak_abc", tail: "messages/count_tokens" })
+        );
+        assert_eq!(proxied_path("/ak/k/v1/"), Some(ProxiedPath::KeyInPath { key: "k", tail: "" }));
+        assert_eq!(proxied_path("/v1/models"), Some(ProxiedPath::KeyInHeader { tail: "models" }));
+        // Not decoded: forwarded as received.
+        assert_eq!(proxied_path("/v1/a%2Fb"), Some(ProxiedPath::KeyInHeader { tail: "a%2Fb" }));
+        for other in [
+            "/",
+            "/ak",
+            "/ak/",
+            "/ak//v1/messages",
+            "/ak/k",
+            "/ak/k/",
+            "/ak/k/v2/messages",
+            "/ak/k/x/v1/m",
+            "/v1",
+            "/v2/messages",
+            "/health/x",
+        ] {
+            assert_eq!(proxied_path(other), None, "{other}");
         }
     }
 }

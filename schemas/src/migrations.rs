@@ -26,7 +26,20 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/0001_initial.sql") },
     Migration { version: 2, name: "usage_rollups", sql: include_str!("../migrations/0002_usage_rollups.sql") },
+    Migration { version: 3, name: "plan_limits", sql: include_str!("../migrations/0003_plan_limits.sql") },
 ];
+
+/// Whether a statement is an `ALTER TABLE … ADD COLUMN` (which ClickHouse 18.16 cannot write
+/// with `IF NOT EXISTS`).
+fn adds_columns(stmt: &str) -> bool {
+    let upper = stmt.trim_start().to_ascii_uppercase();
+    upper.starts_with("ALTER TABLE") && upper.contains("ADD COLUMN")
+}
+
+/// ClickHouse's "column with this name already exists" (its code differs between versions).
+fn column_exists(error: &clickhouse::error::Error) -> bool {
+    error.to_string().contains("already exists")
+}
 
 impl Migration {
     /// SHA-256 of the SQL text, recorded when applied.
@@ -152,11 +165,14 @@ pub async fn migrate(settings: &ClickHouseSettings) -> Result<Vec<u32>, Migratio
             continue;
         }
         for stmt in m.statements(db) {
-            client.query(&stmt).execute().await.map_err(|source| MigrationError::Statement {
-                version: m.version,
-                name: m.name,
-                source,
-            })?;
+            match client.query(&stmt).execute().await {
+                Ok(()) => {}
+                // Another replica (or an interrupted run) added the columns already.
+                Err(e) if adds_columns(&stmt) && column_exists(&e) => {
+                    tracing::info!(version = m.version, name = m.name, "columns already added");
+                }
+                Err(source) => return Err(MigrationError::Statement { version: m.version, name: m.name, source }),
+            }
         }
         client
             .query(&format!(
@@ -191,7 +207,11 @@ mod tests {
         for m in MIGRATIONS {
             for stmt in m.statements("ccp") {
                 let upper = stmt.to_uppercase();
-                assert!(upper.contains("IF NOT EXISTS") || upper.contains("IF EXISTS"), "{stmt}");
+                // ADD COLUMN cannot say IF NOT EXISTS on 18.16; the runner makes it idempotent.
+                assert!(
+                    upper.contains("IF NOT EXISTS") || upper.contains("IF EXISTS") || adds_columns(&stmt),
+                    "{stmt}"
+                );
                 assert!(!stmt.contains("{db}"));
             }
         }

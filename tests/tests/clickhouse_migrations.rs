@@ -75,3 +75,48 @@ async fn an_unreachable_server_is_a_clear_error() {
     let err = migrate(&settings.clickhouse).await.unwrap_err().to_string();
     assert!(err.contains("127.0.0.1"), "{err}");
 }
+
+#[tokio::test]
+async fn columns_added_by_an_earlier_unrecorded_run_count_as_added() {
+    // As if another replica, or a run killed before recording it, had applied every statement.
+    let settings = test_settings("addcols");
+    let db = settings.clickhouse.database.clone();
+    clickhouse().query(&format!("CREATE DATABASE {db}")).execute().await.unwrap();
+    let adds: Vec<_> = MIGRATIONS.iter().filter(|m| m.sql.contains("ADD COLUMN")).map(|m| m.version).collect();
+    assert!(!adds.is_empty(), "no migration adds columns");
+    for m in MIGRATIONS {
+        for stmt in m.statements(&db) {
+            clickhouse().query(&stmt).execute().await.unwrap_or_else(|e| panic!("{}: {e}", m.name));
+        }
+    }
+    // Recorded: only the migrations that do not add columns.
+    clickhouse()
+        .query(&format!(
+            "CREATE TABLE {db}.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime('UTC')) ENGINE = MergeTree() ORDER BY version"
+        ))
+        .execute()
+        .await
+        .unwrap();
+    for m in MIGRATIONS.iter().filter(|m| !adds.contains(&m.version)) {
+        clickhouse()
+            .query(&format!(
+                "INSERT INTO {db}.schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())"
+            ))
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum())
+            .execute()
+            .await
+            .unwrap();
+    }
+    let applied = migrate(&settings.clickhouse).await.unwrap();
+    assert_eq!(applied, adds);
+    let columns: u64 = clickhouse()
+        .query("SELECT count() FROM system.columns WHERE database = ? AND table = 'requests' AND name = 'plan_status'")
+        .bind(&db)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(columns, 1);
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+}
