@@ -192,6 +192,13 @@
     const box = $('#me-error');
     box.textContent = message;
     box.hidden = false;
+    // A failed refresh: the form (and its error box) is hidden behind the report, so say it
+    // above the figures shown (the next successful answer replaces them and this message).
+    const report = $('#me-report');
+    if (!report.hidden) {
+      $('#me-report-error')?.remove();
+      report.prepend(h('p', { id: 'me-report-error', class: 'error-box', role: 'alert', text: `Not refreshed: ${message}` }));
+    }
   }
 
   async function load() {

@@ -4,9 +4,12 @@
 //! its dialog), register a Bedrock key, send requests through a running `ccp-proxy` (two of them
 //! fail over to Bedrock and open the key's circuit), see them in the overview, usage, request
 //! lookup and circuits pages (projected into ClickHouse by a running `ccp-projector`), revoke the
-//! key and see the proxy refuse it, find every change in the audit log. Every page is saved as a
-//! PNG in `target/dashboard-screenshots/`, and no page ever holds a secret outside the one-time
-//! key dialog. Chromium and chromedriver come from Debian (`scripts/test` installs them).
+//! key and see the proxy refuse it, find every change in the audit log. And a developer's `/me`
+//! page: their access key pasted, their figures shown as `GET /v1/self` answers them, the key
+//! kept nowhere but in the page's memory. Every page is saved as a PNG in
+//! `target/dashboard-screenshots/` (`/me`'s in `me/` there), and no page ever holds a secret
+//! outside the one-time key dialog. Chromium and chromedriver come from Debian (`scripts/test`
+//! installs them).
 
 mod common;
 
@@ -15,8 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use ccp_schemas::secrets::access_key::AccessKey;
 use ccp_schemas::subjects::StreamKind;
-use ccp_tests::fake_anthropic::{FakeAnthropic, Scenario, ScenarioName};
+use ccp_tests::fake_anthropic::{FakeAnthropic, Scenario, ScenarioName, Usage};
 use ccp_tests::fake_bedrock::FakeBedrock;
 use common::AdminApi;
 use reqwest::Method;
@@ -432,23 +436,31 @@ fn assert_no_secrets(page: &str, what: &str, secrets: &[(&str, &str)]) {
     }
 }
 
-fn screenshots_dir() -> PathBuf {
-    let dir = ccp_tests::target_dir().join("dashboard-screenshots");
-    let _ = std::fs::remove_dir_all(&dir);
+/// `target/dashboard-screenshots/`, or its subdirectory `sub`, without the PNGs of an earlier run.
+/// The tests run in parallel: each clears only its own shots (never another test's directory).
+fn screenshots_dir(sub: Option<&str>) -> PathBuf {
+    let mut dir = ccp_tests::target_dir().join("dashboard-screenshots");
+    if let Some(sub) = sub {
+        dir = dir.join(sub);
+    }
     std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|x| x == "png") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     dir
 }
 
-#[tokio::test]
-async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashboard() {
-    let started = Instant::now();
+/// A `ccp-projector` (it migrates ClickHouse) and a `ccp-proxy` (upstreams: the fakes) on the
+/// admin API's log; the proxy's URL.
+async fn start_projector_and_proxy(
+    api: &AdminApi,
+    anthropic: &FakeAnthropic,
+    bedrock: &FakeBedrock,
+) -> (ccp_tests::Service, ccp_tests::Service, String) {
     let proxy_bin = common::workspace_bin("ccp-proxy", "ccp-proxy");
     let projector_bin = common::workspace_bin("ccp-projector", "ccp-projector");
-    let anthropic = FakeAnthropic::start().unwrap();
-    let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
-    let api = AdminApi::start("dashboard").await;
-
-    // The projector (it migrates ClickHouse) and a proxy on the same log.
     let projector_port = ccp_tests::free_port();
     let mut env = ccp_tests::service_env(&api.settings);
     env.extend([
@@ -473,8 +485,48 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
         ),
     ]);
     let proxy = spawn_service(&proxy_bin, &[], &env, &proxy_url, "/ready").await;
+    (projector, proxy, proxy_url)
+}
 
-    let shots = screenshots_dir();
+/// Waits until the proxy has applied the whole admin stream, so that no request is refused
+/// (a refused request would be counted too).
+async fn until_proxy_caught_up(api: &AdminApi, proxy_url: &str) {
+    let mut admin_stream = api.log.js.get_stream(api.log.ns.stream(StreamKind::Admin)).await.unwrap();
+    let last = admin_stream.info().await.unwrap().state.last_sequence;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready: Value = reqwest::get(format!("{proxy_url}/ready")).await.unwrap().json().await.unwrap();
+        if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the proxy did not apply seq {last}: {ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fails on a script error or CSP violation in the browser's console so far (a marker proves
+/// the log is read).
+async fn assert_clean_console(b: &Browser) {
+    b.js("console.warn('ccp-console-marker')", json!([])).await;
+    let messages: Vec<String> =
+        b.console().await.into_iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect();
+    assert!(messages.iter().any(|m| m.contains("ccp-console-marker")), "the browser log is not readable: {messages:?}");
+    let problems: Vec<String> = messages
+        .into_iter()
+        .filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught") || m.contains("TypeError"))
+        .collect();
+    assert!(problems.is_empty(), "browser console: {problems:#?}");
+}
+
+#[tokio::test]
+async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashboard() {
+    let started = Instant::now();
+    let anthropic = FakeAnthropic::start().unwrap();
+    let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
+    let api = AdminApi::start("dashboard").await;
+    let (projector, proxy, proxy_url) = start_projector_and_proxy(&api, &anthropic, &bedrock).await;
+
+    let shots = screenshots_dir(None);
     let downloads = std::env::temp_dir().join(format!("ccp-downloads-{}", ulid::Ulid::new()));
     std::fs::create_dir_all(&downloads).unwrap();
     let mut b = Browser::start(&downloads, &shots).await;
@@ -595,19 +647,7 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
 
     // Traffic: three requests on the Plan, then two rate-limited ones that fail over to Bedrock
     // (and open the key's circuit: its threshold is 2).
-    // Wait until the proxy has applied the whole admin stream, so that no request is refused
-    // (a refused request would be counted too).
-    let mut admin_stream = api.log.js.get_stream(api.log.ns.stream(StreamKind::Admin)).await.unwrap();
-    let last = admin_stream.info().await.unwrap().state.last_sequence;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ready: Value = reqwest::get(format!("{proxy_url}/ready")).await.unwrap().json().await.unwrap();
-        if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= last {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the proxy did not apply seq {last}: {ready}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_proxy_caught_up(&api, &proxy_url).await;
     let traffic_day = chrono::Utc::now().date_naive();
     for _ in 0..3 {
         assert_eq!(through_proxy(&proxy_url, &access_key).await.status(), 200);
@@ -856,16 +896,8 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
     b.screenshot("audit").await;
     no_secrets!("the audit log");
 
-    // No script error or CSP violation on any page (the marker proves the log is read).
-    b.js("console.warn('ccp-console-marker')", json!([])).await;
-    let messages: Vec<String> =
-        b.console().await.into_iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect();
-    assert!(messages.iter().any(|m| m.contains("ccp-console-marker")), "the browser log is not readable: {messages:?}");
-    let problems: Vec<String> = messages
-        .into_iter()
-        .filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught") || m.contains("TypeError"))
-        .collect();
-    assert!(problems.is_empty(), "browser console: {problems:#?}");
+    // No script error or CSP violation on any page.
+    assert_clean_console(&b).await;
 
     // Log out: the page forgets the session; the API refuses the old cookie.
     b.click("#logout").await;
@@ -879,7 +911,11 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
     no_secrets!("the login page after logout");
 
     b.quit().await;
-    let pngs = std::fs::read_dir(&shots).unwrap().count();
+    let pngs = std::fs::read_dir(&shots)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
+        .count();
     assert!(pngs >= 9, "{pngs} screenshots");
     let _ = std::fs::remove_dir_all(&downloads);
     drop(proxy);
@@ -888,6 +924,445 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
     ccp_tests::clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
     api.finish().await;
     eprintln!("dashboard scenario took {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The developer's self-service page, /me
+// ---------------------------------------------------------------------------------------------
+
+/// A count as the page writes it (en-US grouping: `12,345`).
+fn int(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A count of an API answer.
+fn count(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// Checks a dollar figure the page shows against the API's decimal string: the same value, with
+/// the page's precision (cents; four decimals below one cent).
+fn assert_usd(shown: &str, api: &Value, what: &str) {
+    let want: f64 = api.as_str().unwrap_or_else(|| panic!("{what}: no decimal string: {api}")).parse().unwrap();
+    let digits = if want != 0.0 && want.abs() < 0.01 { 4 } else { 2 };
+    let number = shown.strip_prefix('$').unwrap_or_else(|| panic!("{what}: {shown:?} is not in dollars"));
+    assert_eq!(number.split_once('.').map(|(_, d)| d.len()), Some(digits), "{what}: {shown:?} for {api}");
+    let got: f64 = number.parse().unwrap_or_else(|_| panic!("{what}: {shown:?}"));
+    let step = 10f64.powi(-i32::try_from(digits).unwrap());
+    assert!((got - want).abs() <= step / 2.0 + 1e-9, "{what}: the page shows {shown}, the API answers {api}");
+}
+
+/// The value and the small print of the stat labelled `label` (as read by `ME_PAGE_SCRIPT`).
+fn stat(stats: &Value, label: &str) -> (String, Option<String>) {
+    let s = stats.get(label).unwrap_or_else(|| panic!("no stat {label:?} in {stats}"));
+    (s[0].as_str().unwrap_or_default().to_owned(), s[1].as_str().map(str::to_owned))
+}
+
+/// The cells of table rows (as read by `ME_PAGE_SCRIPT`).
+fn cells(rows: &Value) -> Vec<Vec<String>> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|c| c.as_str().unwrap_or_default().to_owned()).collect())
+        .collect()
+}
+
+/// What `/me` shows, read from the DOM: per panel its stats (`label: [value, small print]`),
+/// table rows (cell texts), headings and notes.
+const ME_PAGE_SCRIPT: &str = "\
+    const q = (s, root) => (root || document).querySelector(s);\n\
+    const stats = (root) => Object.fromEntries([...root.querySelectorAll('.stat')].map((s) => {\n\
+      const dd = q('dd', s);\n\
+      return [q('dt', s).textContent, [dd.firstChild.textContent, q('.sub', dd)?.textContent ?? null]];\n\
+    }));\n\
+    const rows = (root) => [...root.querySelectorAll('tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent));\n\
+    const usage = (label) => {\n\
+      const s = [...document.querySelectorAll('#me-report section[aria-label]')].find((e) => e.getAttribute('aria-label') === label);\n\
+      return s ? { stats: stats(s), rows: rows(s) } : null;\n\
+    };\n\
+    return {\n\
+      title: q('#me-report h1').textContent,\n\
+      today: usage(arguments[0]),\n\
+      month: usage(arguments[1]),\n\
+      budget: { title: q('#me-budget h2').textContent, stats: stats(q('#me-budget')),\n\
+                bar: q('#me-budget .bar')?.getAttribute('aria-label') ?? null, note: q('#me-budget p.muted').textContent },\n\
+      plan: { stats: stats(q('#me-plan')), note: q('#me-plan p.muted')?.textContent ?? null },\n\
+      keys: rows(q('#me-keys')),\n\
+      failovers: { title: q('#me-failovers h2').textContent, rows: rows(q('#me-failovers')) },\n\
+      requests: rows(q('#me-requests')),\n\
+    };";
+
+/// Checks a usage panel (today, this month) against the API's report.
+fn assert_usage_panel(shown: &Value, api: &Value, what: &str) {
+    assert!(shown.is_object(), "{what}: no panel");
+    let t = &api["totals"];
+    let stats = &shown["stats"];
+    assert_eq!(
+        stat(stats, "Requests"),
+        (int(count(&t["requests"])), Some(format!("{} errors", int(count(&t["errors"]))))),
+        "{what}"
+    );
+    assert_usd(&stat(stats, "Cost").0, &t["cost_usd"], &format!("{what}: cost"));
+    assert_eq!(stat(stats, "Failed over to Bedrock").0, int(count(&t["fallbacks"])), "{what}");
+    assert_eq!(stat(stats, "Output tokens").0, int(count(&t["output_tokens"])), "{what}");
+    let rows = api["rows"].as_array().unwrap();
+    let shown_rows = cells(&shown["rows"]);
+    assert_eq!(shown_rows.len(), rows.len(), "{what}: rows {shown_rows:?} for {rows:?}");
+    for (cells, r) in shown_rows.iter().zip(rows) {
+        let input = count(&r["input_tokens"]) + count(&r["cache_read_tokens"]) + count(&r["cache_creation_tokens"]);
+        assert_eq!(
+            cells[..5],
+            [
+                r["model"].as_str().unwrap_or("—").to_owned(),
+                r["provider"].as_str().unwrap_or("—").to_owned(),
+                int(count(&r["requests"])),
+                int(input),
+                int(count(&r["output_tokens"])),
+            ],
+            "{what}: {r}"
+        );
+        assert_usd(&cells[5], &r["cost_usd"], &format!("{what}: cost of {r}"));
+    }
+}
+
+/// Checks request rows (latest requests, failovers) against the API's list; `times` are the
+/// browser's own renderings of each `occurred_at`.
+fn assert_request_rows(shown: &Value, api: &Value, times: &[String], what: &str) {
+    let list = api.as_array().unwrap();
+    let shown_rows = cells(shown);
+    assert_eq!(shown_rows.len(), list.len(), "{what}: {shown_rows:?}");
+    for ((cells, r), time) in shown_rows.iter().zip(list).zip(times) {
+        let model = r["response_model"].as_str().or(r["requested_model"].as_str()).unwrap_or("—");
+        let provider = match r["fallback_reason"].as_str() {
+            Some(reason) => format!("{} ({reason})", r["provider"].as_str().unwrap()),
+            None => r["provider"].as_str().unwrap().to_owned(),
+        };
+        let status = match r["error_class"].as_str() {
+            Some(class) => format!("{} {class}", r["status"]),
+            None => r["status"].to_string(),
+        };
+        assert_eq!(
+            cells[..5],
+            [r["request_id"].as_str().unwrap().to_owned(), time.clone(), model.to_owned(), provider, status],
+            "{what}: {r}"
+        );
+        assert_usd(&cells[5], &r["cost_usd"], &format!("{what}: cost of {r}"));
+    }
+}
+
+/// Each timestamp as the page renders it (`toLocaleString` in the browser).
+async fn local_times(b: &Browser, isos: &[&str]) -> Vec<String> {
+    let v = b.js("return arguments[0].map((s) => new Date(s).toLocaleString());", json!([isos])).await;
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_developer_sees_their_own_usage_budget_and_plan_limits_on_the_me_page() {
+    let started = Instant::now();
+    let anthropic = FakeAnthropic::start().unwrap();
+    let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
+    let api = AdminApi::start("dashme").await;
+    let (projector, proxy, proxy_url) = start_projector_and_proxy(&api, &anthropic, &bedrock).await;
+
+    // A developer with a monthly budget and a key that can fail over to Bedrock.
+    let user_id = api.create_user("Walter Skinner").await;
+    let budget = api.put(&format!("/v1/users/{user_id}/budget"), json!({"monthly_limit_usd": "2.5"})).await;
+    assert_eq!(budget.status, 200, "{}", budget.text);
+    let issued = api.post(&format!("/v1/users/{user_id}/keys"), json!({"name": "laptop"})).await;
+    assert_eq!(issued.status, 201, "{}", issued.text);
+    let key_id = issued.body["key"]["key_id"].as_str().unwrap().to_owned();
+    let access_key = issued.body["access_key"].as_str().unwrap().to_owned();
+    let linked = api.put(&format!("/v1/keys/{key_id}/bedrock-key"), json!({"api_key": BEDROCK_KEY})).await;
+    assert_eq!(linked.status, 200, "{}", linked.text);
+    until_proxy_caught_up(&api, &proxy_url).await;
+
+    // Traffic: three answers on the Plan, then the subscription's limit is reached (Anthropic's
+    // 429 with the unified headers) and Bedrock answers.
+    let traffic_day = chrono::Utc::now().date_naive();
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        anthropic.enqueue(Scenario::text("Hello Walter").with_usage(Usage::new(20_000, 4_000, 100_000, 0)));
+        let resp = through_proxy(&proxy_url, &access_key).await;
+        assert_eq!(resp.status(), 200);
+        sent.push(resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned());
+    }
+    anthropic.enqueue(Scenario::new(ScenarioName::UsageLimit));
+    let resp = through_proxy(&proxy_url, &access_key).await;
+    assert_eq!(resp.status(), 200, "failed over to Bedrock");
+    assert_eq!(resp.headers().get("x-ccp-provider").and_then(|v| v.to_str().ok()), Some("bedrock"));
+    let failover_id = resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned();
+    sent.push(failover_id.clone());
+
+    let shots = screenshots_dir(Some("me"));
+    let downloads = std::env::temp_dir().join(format!("ccp-downloads-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&downloads).unwrap();
+    let mut b = Browser::start(&downloads, &shots).await;
+    let base = api.url.clone();
+    let wrong = AccessKey::generate().unwrap();
+    let wrong_key = wrong.expose().to_owned();
+    let secrets = [
+        ("access key", access_key.as_str()),
+        ("wrong access key", wrong_key.as_str()),
+        ("Bedrock API key", BEDROCK_KEY),
+    ];
+
+    b.goto(&format!("{base}/me")).await;
+    b.wait("#me-form").await;
+    let tz = b.js("return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'", json!([])).await;
+    let tz = tz.as_str().unwrap().to_owned();
+    // What the API answers for the key, in the page's time zone, once the projector has
+    // written every request (each rollup may show them a moment after another).
+    let self_usage = || async {
+        let resp = api
+            .http
+            .get(format!("{base}/v1/self"))
+            .query(&[("tz", tz.as_str())])
+            .header("x-ccp-access-key", &access_key)
+            .send()
+            .await
+            .unwrap();
+        AdminApi::answer(resp).await
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let a = self_usage().await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let m = &a.body;
+        let same_day = chrono::Utc::now().date_naive() == traffic_day;
+        let spent: rust_decimal::Decimal = m["budget"]["spent_usd"].as_str().unwrap().parse().unwrap();
+        let month_cost: rust_decimal::Decimal =
+            m["this_month"]["totals"]["cost_usd"].as_str().unwrap().parse().unwrap();
+        if m["this_month"]["totals"]["requests"] == 4
+            && m["this_month_by_key"]["totals"]["requests"] == 4
+            && (!same_day || m["today"]["totals"]["requests"] == 4)
+            && m["recent_requests"].as_array().unwrap().len() == 4
+            && m["failovers"]["recent"].as_array().unwrap().len() == 1
+            && m["failovers"]["this_month"] == 1
+            && !m["plan_limit"].is_null()
+            && spent == month_cost
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the traffic is not projected yet: {}", a.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    no_secrets_in(&b, "the key form", &secrets).await;
+    b.screenshot("key-form").await;
+
+    // Nothing pasted: the page says what it needs.
+    b.click("#me-submit").await;
+    b.wait_text("#me-error", "Paste your access key").await;
+
+    // The key: the page shows the developer's own figures, as the API answers them.
+    b.type_into("#me-key", &access_key).await;
+    b.click("#me-submit").await;
+    b.wait("#me-report:not([hidden]) #me-requests").await;
+    b.wait_text("#me-report h1", "Walter Skinner: my usage").await;
+    assert_eq!(
+        b.js(
+            "return [document.querySelector('#me-login').hidden, document.querySelector('#me-error').hidden]",
+            json!([])
+        )
+        .await,
+        json!([true, true]),
+        "the key form and its error are hidden"
+    );
+    let a = self_usage().await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let me = a.body;
+    assert_eq!(me["user"]["user_id"], user_id.as_str());
+    let api_tz = me["tz"].as_str().unwrap();
+    let page = b.js(ME_PAGE_SCRIPT, json!([format!("Today ({api_tz})"), format!("This month ({api_tz})")])).await;
+
+    // Today and this month, by model and provider.
+    if chrono::Utc::now().date_naive() == traffic_day {
+        assert_eq!(me["today"]["totals"]["requests"], 4);
+    }
+    assert_usage_panel(&page["today"], &me["today"], "today");
+    assert_eq!(me["this_month"]["totals"]["requests"], 4);
+    assert_eq!(me["this_month"]["totals"]["fallbacks"], 1);
+    assert!(me["this_month"]["rows"].as_array().unwrap().len() >= 2, "Plan and Bedrock rows: {}", me["this_month"]);
+    assert_usage_panel(&page["month"], &me["this_month"], "this month");
+    assert_eq!(stat(&page["month"]["stats"], "Requests").0, "4");
+    assert_eq!(stat(&page["month"]["stats"], "Failed over to Bedrock").0, "1");
+
+    // The budget: spent, limit, remaining, reset.
+    let budget = &me["budget"];
+    assert_eq!(budget["limit_usd"], "2.5");
+    let spent: f64 = budget["spent_usd"].as_str().unwrap().parse().unwrap();
+    assert!(spent > 0.0, "the requests cost something: {budget}");
+    assert_eq!(page["budget"]["title"], format!("Budget {}", budget["month"].as_str().unwrap()));
+    let stats = &page["budget"]["stats"];
+    assert_usd(&stat(stats, "Spent").0, &budget["spent_usd"], "spent");
+    assert_usd(&stat(stats, "Limit").0, &budget["limit_usd"], "limit");
+    assert_usd(&stat(stats, "Remaining").0, &budget["remaining_usd"], "remaining");
+    let used = ((spent / 2.5).min(1.0) * 100.0).round();
+    assert_eq!(page["budget"]["bar"], format!("{used}% of the budget used"));
+    let reset = local_times(&b, &[budget["reset_at"].as_str().unwrap()]).await.remove(0);
+    assert_eq!(page["budget"]["note"], format!("Resets {reset} ({}).", budget["time_zone"].as_str().unwrap()));
+
+    // The newest Plan-limit state: the subscription was rejected, with its reset time.
+    let state = &me["plan_limit"]["state"];
+    let unified = &state["unified"];
+    assert_eq!((state["status"].as_u64(), unified["status"].as_str()), (Some(429), Some("rejected")), "{state}");
+    let times = local_times(&b, &[unified["reset"].as_str().unwrap(), state["observed_at"].as_str().unwrap()]).await;
+    let stats = &page["plan"]["stats"];
+    assert_eq!(stat(stats, "Subscription"), ("rejected".to_owned(), Some(format!("resets {}", times[0]))));
+    let pct = |v: &Value| format!("{}%", (v.as_f64().unwrap() * 100.0).round());
+    assert_eq!(stat(stats, "5-hour window").0, pct(&unified["five_hour"]["utilization"]));
+    assert_eq!(stat(stats, "5-hour window").0, "100%");
+    assert_eq!(stat(stats, "7-day window").0, pct(&unified["seven_day"]["utilization"]));
+    assert_eq!(stat(stats, "Retry after").0, format!("{} s", int(count(&state["retry_after_secs"]))));
+    assert_eq!(page["plan"]["note"], format!("Seen {} on an HTTP 429 answer (key {key_id}).", times[1]));
+
+    // This month by key: the key (by its prefix only) with its requests and cost.
+    let key = &me["keys"][0];
+    assert_eq!((key["key_id"].as_str(), key["current"].as_bool()), (Some(key_id.as_str()), Some(true)));
+    let keys = cells(&page["keys"]);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let by_key = &me["this_month_by_key"]["totals"];
+    assert_eq!(
+        keys[0][..5],
+        [
+            format!("{}… (this key)", key["key_prefix"].as_str().unwrap()),
+            "laptop".to_owned(),
+            "active".to_owned(),
+            "yes".to_owned(),
+            int(count(&by_key["requests"])),
+        ]
+    );
+    assert_usd(&keys[0][5], &by_key["cost_usd"], "the key's cost");
+
+    // Failovers this month, with time and reason.
+    assert_eq!(page["failovers"]["title"], "Failovers to Amazon Bedrock: 1 this month");
+    let failovers = &me["failovers"]["recent"];
+    assert_eq!(failovers[0]["request_id"], failover_id.as_str());
+    assert_eq!(failovers[0]["fallback_reason"], "usage_limit");
+    let times = local_times(&b, &[failovers[0]["occurred_at"].as_str().unwrap()]).await;
+    assert_request_rows(&page["failovers"]["rows"], failovers, &times, "failovers");
+    assert!(cells(&page["failovers"]["rows"])[0][3].ends_with("(usage_limit)"));
+
+    // The latest requests: exactly the ones sent, by the request ids the proxy answered.
+    let recent = &me["recent_requests"];
+    let mut api_ids: Vec<&str> = recent.as_array().unwrap().iter().map(|r| r["request_id"].as_str().unwrap()).collect();
+    api_ids.sort_unstable();
+    let mut sent_ids: Vec<&str> = sent.iter().map(String::as_str).collect();
+    sent_ids.sort_unstable();
+    assert_eq!(api_ids, sent_ids);
+    let isos: Vec<&str> = recent.as_array().unwrap().iter().map(|r| r["occurred_at"].as_str().unwrap()).collect();
+    let times = local_times(&b, &isos).await;
+    assert_request_rows(&page["requests"], recent, &times, "latest requests");
+    let shown_ids: Vec<String> = cells(&page["requests"]).into_iter().map(|r| r[0].clone()).collect();
+    assert!(sent.iter().all(|id| shown_ids.contains(id)), "{shown_ids:?} vs {sent:?}");
+    b.screenshot("report").await;
+
+    // The key stays in the page's memory only: not in the URL, storage, cookies, the input or
+    // the DOM, nor in any URL the page fetched (it goes in a header).
+    let kept = b
+        .js(
+            "return { href: location.href, cookie: document.cookie, input: document.querySelector('#me-key').value, \
+                      local: Object.entries(localStorage), session: Object.entries(sessionStorage), \
+                      history: JSON.stringify(history.state), fetched: performance.getEntries().map((e) => e.name) };",
+            json!([]),
+        )
+        .await;
+    assert_eq!(kept["href"], format!("{base}/me"), "{kept}");
+    assert_eq!((&kept["cookie"], &kept["input"]), (&json!(""), &json!("")), "{kept}");
+    assert_eq!((&kept["local"], &kept["session"]), (&json!([]), &json!([])), "nothing stored: {kept}");
+    assert!(!kept.to_string().contains(&access_key), "the key is kept outside the page's memory: {kept}");
+    no_secrets_in(&b, "the report", &secrets).await;
+
+    // Refresh uses the key kept in memory.
+    b.js("window.ccpOldHeading = document.querySelector('#me-report h1')", json!([])).await;
+    b.click("#me-refresh").await;
+    b.until(
+        "the refreshed report",
+        "const h = document.querySelector('#me-report h1'); \
+         return h && h !== window.ccpOldHeading && h.textContent.includes('Walter Skinner');",
+        json!([]),
+    )
+    .await;
+    b.wait_text("#me-requests", &failover_id).await;
+
+    // Someone guesses keys with this key's prefix: the key is throttled, and a refresh says so
+    // above the figures already shown (instead of failing silently).
+    let guess = format!("{access_key}-guess");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let resp = api.http.get(format!("{base}/v1/self")).header("x-ccp-access-key", &guess).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+    b.click("#me-refresh").await;
+    let shown = b.wait_text("#me-report-error", "Not refreshed: too many refused access keys").await;
+    assert!(shown.contains("(request id req_"), "{shown}");
+    b.wait_text("#me-report h1", "Walter Skinner: my usage").await;
+    b.wait_text("#me-requests", &failover_id).await;
+
+    // Forget the key: back to the empty form.
+    b.click("#me-forget").await;
+    b.until(
+        "the key to be forgotten",
+        "return !document.querySelector('#me-login').hidden && document.querySelector('#me-report').hidden \
+                && !document.querySelector('#me-report').childElementCount \
+                && document.activeElement.id === 'me-key' && document.querySelector('#me-key').value === '';",
+        json!([]),
+    )
+    .await;
+    no_secrets_in(&b, "the form after forgetting the key", &secrets).await;
+
+    // A wrong key: the API's message (the same for every refused key), no figures.
+    let refused = api.http.get(format!("{base}/v1/self")).header("x-ccp-access-key", &wrong_key).send().await.unwrap();
+    let refused = AdminApi::answer(refused).await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    let message = refused.body["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("not accepted"), "{message}");
+    b.type_into("#me-key", &wrong_key).await;
+    b.click("#me-submit").await;
+    let shown = b.wait_text("#me-error", &message).await;
+    assert!(shown.contains("(request id req_"), "{shown}");
+    assert_eq!(
+        b.js(
+            "return [document.querySelector('#me-error').hidden, document.querySelector('#me-login').hidden, \
+                     document.querySelector('#me-report').hidden, document.querySelector('#me-report').childElementCount, \
+                     document.querySelector('#me-key').value]",
+            json!([])
+        )
+        .await,
+        json!([false, false, true, 0, ""]),
+        "the error is shown with the form, and no report"
+    );
+    let text = b.js("return document.body.innerText", json!([])).await;
+    assert!(!text.as_str().unwrap().contains("Walter Skinner"), "{text}");
+    b.screenshot("wrong-key").await;
+    no_secrets_in(&b, "the wrong key's error", &secrets).await;
+
+    // No script error or CSP violation.
+    assert_clean_console(&b).await;
+
+    b.quit().await;
+    let pngs = std::fs::read_dir(&shots).unwrap().count();
+    assert!(pngs >= 3, "{pngs} screenshots");
+    let _ = std::fs::remove_dir_all(&downloads);
+    drop(proxy);
+    drop(projector);
+    let db = api.settings.clickhouse.database.clone();
+    ccp_tests::clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+    api.finish().await;
+    eprintln!("/me scenario took {:?}", started.elapsed());
+}
+
+/// Fails if a secret is in the page's HTML.
+async fn no_secrets_in(b: &Browser, what: &str, secrets: &[(&str, &str)]) {
+    assert_no_secrets(&b.source().await, what, secrets);
 }
 
 #[tokio::test]
