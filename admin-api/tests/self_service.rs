@@ -10,10 +10,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use ccp_projector::analytics::{Projection, Requests};
-use ccp_schemas::events::{Endpoint, Event, FallbackReason, Provider, RateLimitState, RequestCompleted, TokenUsage};
-use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+use ccp_schemas::events::{Event, FallbackReason, Provider, RateLimitState, RequestCompleted, TokenUsage};
+use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::secrets::access_key::AccessKey;
 use ccp_schemas::{Actor, Envelope};
+use ccp_tests::events::completed;
 use chrono::{DateTime, Utc};
 use common::{AdminApi, Answer};
 use reqwest::Method;
@@ -102,23 +103,8 @@ impl Stack {
 /// A usage event of `key` (of `user`), `n` scaling its tokens and cost.
 fn usage(user: &str, key: &str, model: &str, n: u64) -> RequestCompleted {
     RequestCompleted {
-        request_id: RequestId::new(),
-        key_id: Some(key.parse::<AccessKeyId>().unwrap()),
-        user_id: Some(user.parse::<UserId>().unwrap()),
-        key_prefix: None,
-        endpoint: Endpoint::Messages,
-        provider: Provider::Anthropic,
         requested_model: Some(model.into()),
         response_model: Some(model.into()),
-        bedrock_model_id: None,
-        region: None,
-        fallback: false,
-        fallback_reason: None,
-        status: 200,
-        error_class: None,
-        stream: true,
-        incomplete: false,
-        stop_reason: Some("end_turn".into()),
         usage: TokenUsage {
             input_tokens: n * 100,
             output_tokens: n * 10,
@@ -126,12 +112,10 @@ fn usage(user: &str, key: &str, model: &str, n: u64) -> RequestCompleted {
             cache_creation_input_tokens: n,
         },
         cost_usd: Decimal::new(i64::try_from(n * 1_234_567).unwrap(), 9),
-        pricing_version: Some(0),
         latency_ms: 900,
         ttfb_ms: Some(200),
-        session_id: None,
         client_version: Some("claude-cli/2.1.332".into()),
-        rate_limit: None,
+        ..completed(user.parse::<UserId>().unwrap(), key.parse::<AccessKeyId>().unwrap())
     }
 }
 

@@ -9,9 +9,9 @@ use std::net::ToSocketAddrs as _;
 use std::path::Path;
 use std::time::Duration;
 
-use ccp_schemas::events::{Endpoint, Event, Provider, RequestCompleted, TokenUsage};
-use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
-use ccp_tests::events::Log;
+use ccp_schemas::events::{Event, RequestCompleted, TokenUsage};
+use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_tests::events::{completed, Log};
 use ccp_tests::system::{wait_until, TcpGate};
 use ccp_tests::{clickhouse, clickhouse_url, delete_namespace, service_env, test_settings, wait_http_ok, Service};
 
@@ -29,31 +29,11 @@ async fn publish(log: &Log, n: usize) {
     let (user, key) = (UserId::new(), AccessKeyId::new());
     for i in 0..n {
         let event = RequestCompleted {
-            request_id: RequestId::new(),
-            key_id: Some(key),
-            user_id: Some(user),
-            key_prefix: None,
-            endpoint: Endpoint::Messages,
-            provider: Provider::Anthropic,
-            requested_model: Some("claude-sonnet-4-5".into()),
-            response_model: Some("claude-sonnet-4-5".into()),
-            bedrock_model_id: None,
-            region: None,
-            fallback: false,
-            fallback_reason: None,
-            status: 200,
-            error_class: None,
-            stream: true,
-            incomplete: false,
-            stop_reason: Some("end_turn".into()),
             usage: TokenUsage { input_tokens: 100 + i as u64, output_tokens: 7, ..TokenUsage::default() },
             cost_usd: rust_decimal::Decimal::new(1, 6),
-            pricing_version: Some(0),
             latency_ms: 5,
             ttfb_ms: Some(1),
-            session_id: None,
-            client_version: None,
-            rate_limit: None,
+            ..completed(user, key)
         };
         log.append(Event::RequestCompleted(event)).await;
     }

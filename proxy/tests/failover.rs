@@ -6,57 +6,21 @@
 
 use std::time::{Duration, Instant};
 
-use ccp_proxy::Application;
+mod common;
+
 use ccp_schemas::config::Settings;
 use ccp_schemas::events::{ErrorClass, Event, FallbackReason, Provider, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, UserId};
-use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_schemas::subjects::StreamKind;
-use ccp_tests::events::Log;
-use ccp_tests::fake_anthropic::FakeAnthropic;
-use ccp_tests::fake_bedrock::{BedrockScenario, FakeBedrock};
-use ccp_tests::{test_settings, wait_http_ok};
+use ccp_tests::fake_bedrock::BedrockScenario;
+use ccp_tests::wait_http_ok;
 
-const BEDROCK_KEY: &str = "ABSKQmVkcm9ja0FQSUtleS10ZXN0LWtleS0wMDAx";
-
-struct Env {
-    log: Log,
-    anthropic: FakeAnthropic,
-    bedrock: FakeBedrock,
-    master: LocalMasterKey,
-    settings: Settings,
-    url: String,
-}
+use common::{env, start, wait_applied_at, Env, BEDROCK_KEY};
 
 struct Dev {
     user_id: UserId,
     key_id: AccessKeyId,
     key: String,
-}
-
-async fn start(settings: Settings) -> String {
-    let app = Application::build(settings).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    actix_web::rt::spawn(app.run_until_stopped());
-    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20)).await.unwrap();
-    url
-}
-
-async fn env(label: &str, tweak: impl FnOnce(&mut Settings)) -> Env {
-    let anthropic = FakeAnthropic::start().unwrap();
-    let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
-    let mut settings = test_settings(label);
-    settings.proxy.anthropic_base_url = anthropic.url();
-    settings.proxy.bedrock_endpoint_url = Some(bedrock.url());
-    settings.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-{}", settings.nats.prefix));
-    settings.proxy.workers = 1;
-    let master_b64 = LocalMasterKey::generate_b64().unwrap();
-    settings.secrets.master_key = master_b64.clone();
-    let master = LocalMasterKey::new(settings.secrets.master_key_id.clone(), &master_b64).unwrap();
-    tweak(&mut settings);
-    let log = Log::new(&settings).await;
-    let url = start(settings.clone()).await;
-    Env { log, anthropic, bedrock, master, settings, url }
 }
 
 impl Env {
@@ -131,18 +95,6 @@ async fn second_process(settings: &Settings) -> (ccp_tests::Service, String) {
 }
 
 /// Waits until the proxy at `url` has applied the admin stream up to `seq`.
-async fn wait_applied_at(url: &str, seq: u64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let ready: serde_json::Value = reqwest::get(format!("{url}/ready")).await.unwrap().json().await.unwrap();
-        if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= seq {
-            return;
-        }
-        assert!(Instant::now() < deadline, "proxy did not apply seq {seq}: {ready}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn rid(resp: &reqwest::Response) -> String {
     resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned()
 }

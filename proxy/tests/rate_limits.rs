@@ -7,51 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use ccp_proxy::Application;
+mod common;
+
 use ccp_schemas::events::{FallbackReason, Provider, RequestCompleted};
 use ccp_schemas::ids::{AccessKeyId, UserId};
-use ccp_schemas::secrets::envelope::LocalMasterKey;
-use ccp_tests::events::Log;
-use ccp_tests::fake_anthropic::{FakeAnthropic, Scenario, ScenarioName};
-use ccp_tests::fake_bedrock::FakeBedrock;
-use ccp_tests::{test_settings, wait_http_ok};
+use ccp_tests::fake_anthropic::{Scenario, ScenarioName};
 
-const BEDROCK_KEY: &str = "ABSKQmVkcm9ja0FQSUtleS10ZXN0LWtleS0wMDAx";
+use common::{env, start, wait_applied_at, Env, BEDROCK_KEY};
+
 const BODY: &str =
     r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-
-struct Env {
-    log: Log,
-    anthropic: FakeAnthropic,
-    _bedrock: FakeBedrock,
-    master: LocalMasterKey,
-    settings: ccp_schemas::config::Settings,
-    url: String,
-}
-
-async fn start(settings: ccp_schemas::config::Settings) -> String {
-    let app = Application::build(settings).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    actix_web::rt::spawn(app.run_until_stopped());
-    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20)).await.unwrap();
-    url
-}
-
-async fn env(label: &str) -> Env {
-    let anthropic = FakeAnthropic::start().unwrap();
-    let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
-    let mut settings = test_settings(label);
-    settings.proxy.anthropic_base_url = anthropic.url();
-    settings.proxy.bedrock_endpoint_url = Some(bedrock.url());
-    settings.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-{}", settings.nats.prefix));
-    settings.proxy.workers = 1;
-    let master_b64 = LocalMasterKey::generate_b64().unwrap();
-    settings.secrets.master_key = master_b64.clone();
-    let master = LocalMasterKey::new(settings.secrets.master_key_id.clone(), &master_b64).unwrap();
-    let log = Log::new(&settings).await;
-    let url = start(settings.clone()).await;
-    Env { log, anthropic, _bedrock: bedrock, master, settings, url }
-}
 
 impl Env {
     /// A developer (with a Bedrock API key if asked), known to the proxy.
@@ -61,7 +26,7 @@ impl Env {
         if bedrock {
             last = self.log.register_bedrock_key(user_id, key_id, &self.master, BEDROCK_KEY).await;
         }
-        wait_applied(&self.url, last).await;
+        wait_applied_at(&self.url, last).await;
         (user_id, key_id, key.expose().to_owned())
     }
 
@@ -90,18 +55,6 @@ impl Env {
 }
 
 /// Waits until the proxy at `url` has applied the admin stream up to `seq`.
-async fn wait_applied(url: &str, seq: u64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let ready: serde_json::Value = reqwest::get(format!("{url}/ready")).await.unwrap().json().await.unwrap();
-        if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= seq {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the proxy did not apply seq {seq}: {ready}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn unified(status: &str, five_hour: &str, reset: i64) -> Scenario {
     Scenario::new(ScenarioName::Auto)
         .with_header("anthropic-ratelimit-unified-status", status)
@@ -117,7 +70,7 @@ fn unified(status: &str, five_hour: &str, reset: i64) -> Scenario {
 
 #[actix_web::test]
 async fn every_usage_event_of_a_key_carries_its_latest_plan_limit_state() {
-    let e = env("rl_carry").await;
+    let e = env("rl_carry", |_| {}).await;
     let (_, dana_key_id, dana) = e.dev("dana", true).await;
     let (_, _, fox) = e.dev("fox", true).await;
     let reset = (chrono::Utc::now().timestamp() / 3600 + 3) * 3600;
@@ -163,7 +116,7 @@ async fn every_usage_event_of_a_key_carries_its_latest_plan_limit_state() {
 
 #[actix_web::test]
 async fn a_rate_limited_answer_without_fallback_records_retry_after() {
-    let e = env("rl_retry").await;
+    let e = env("rl_retry", |_| {}).await;
     let (_, _, key) = e.dev("mulder", false).await;
     let (status, ev) = e.call(&key, Scenario::new(ScenarioName::RateLimit).with_retry_after("42")).await;
     assert_eq!(status, 503, "no Bedrock key: the proxy explains");
@@ -182,7 +135,7 @@ async fn a_rate_limited_answer_without_fallback_records_retry_after() {
 
 #[actix_web::test]
 async fn a_replica_that_never_asked_anthropic_carries_the_state_another_replica_saw() {
-    let e = env("rl_replicas").await;
+    let e = env("rl_replicas", |_| {}).await;
     let (user_id, _, key) = e.dev("scully", true).await;
     let mut second = e.settings.clone();
     second.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-b-{}", second.nats.prefix));
@@ -193,7 +146,7 @@ async fn a_replica_that_never_asked_anthropic_carries_the_state_another_replica_
     assert_eq!(status, 200);
     assert!(seen.rate_limit.as_ref().is_some_and(|r| r.unified.is_some()));
     let seq = e.log.set_routing(user_id, ccp_schemas::events::RoutingStrategy::BedrockOnly).await;
-    wait_applied(&other, seq).await;
+    wait_applied_at(&other, seq).await;
     // Replica B never talks to Anthropic for this key; its events carry A's state once B has
     // read A's event from the request stream (bounded wait).
     let deadline = Instant::now() + Duration::from_secs(10);

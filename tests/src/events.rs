@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
 use ccp_schemas::events::{
     AccessKeyIssued, AccessKeyRevoked, AccessKeyRotated, BedrockApiKeyRegistered, BedrockSettings,
-    BedrockSettingsChanged, Event, RequestCompleted, RoutingStrategy, RoutingStrategySet, UserCreated, UserDeactivated,
-    UserReactivated, UserStatus,
+    BedrockSettingsChanged, Endpoint, Event, Provider, RequestCompleted, RoutingStrategy, RoutingStrategySet,
+    TokenUsage, UserCreated, UserDeactivated, UserReactivated, UserStatus,
 };
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper};
@@ -215,5 +215,38 @@ impl Log {
             assert!(Instant::now() < deadline, "no usage event for {request_id} within {timeout:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A usage event: a successful streamed Messages request of `user`'s `key` answered by Anthropic
+/// (`claude-sonnet-4-5`, `end_turn`), with no tokens, no cost and no timings. Tests change what
+/// they need: `RequestCompleted { usage, cost_usd, ..completed(user, key) }`.
+pub fn completed(user: UserId, key: AccessKeyId) -> RequestCompleted {
+    RequestCompleted {
+        request_id: RequestId::new(),
+        key_id: Some(key),
+        user_id: Some(user),
+        key_prefix: None,
+        endpoint: Endpoint::Messages,
+        provider: Provider::Anthropic,
+        requested_model: Some("claude-sonnet-4-5".into()),
+        response_model: Some("claude-sonnet-4-5".into()),
+        bedrock_model_id: None,
+        region: None,
+        fallback: false,
+        fallback_reason: None,
+        status: 200,
+        error_class: None,
+        stream: true,
+        incomplete: false,
+        stop_reason: Some("end_turn".into()),
+        usage: TokenUsage::default(),
+        cost_usd: Default::default(),
+        pricing_version: Some(0),
+        latency_ms: 0,
+        ttfb_ms: None,
+        session_id: None,
+        client_version: None,
+        rate_limit: None,
     }
 }

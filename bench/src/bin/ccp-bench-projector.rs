@@ -20,33 +20,18 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ccp_schemas::events::{Endpoint, Event, Provider, RequestCompleted, TokenUsage};
+use ccp_schemas::events::{Event, RequestCompleted, TokenUsage};
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
 use ccp_schemas::subjects::Aggregate;
 use ccp_schemas::{Actor, Envelope};
-use ccp_tests::events::Log;
+use ccp_tests::events::{completed, Log};
 use ccp_tests::{clickhouse, delete_namespace, service_env, test_settings, Service};
 
 fn event(user: UserId, key: AccessKeyId, i: u64) -> (RequestId, Envelope) {
     let request_id = RequestId::new();
     let e = RequestCompleted {
         request_id,
-        key_id: Some(key),
-        user_id: Some(user),
-        key_prefix: None,
-        endpoint: Endpoint::Messages,
-        provider: Provider::Anthropic,
-        requested_model: Some("claude-sonnet-4-5".into()),
         response_model: Some("claude-sonnet-4-5-20250929".into()),
-        bedrock_model_id: None,
-        region: None,
-        fallback: false,
-        fallback_reason: None,
-        status: 200,
-        error_class: None,
-        stream: true,
-        incomplete: false,
-        stop_reason: Some("end_turn".into()),
         usage: TokenUsage {
             input_tokens: i % 5000,
             output_tokens: i % 700,
@@ -54,12 +39,11 @@ fn event(user: UserId, key: AccessKeyId, i: u64) -> (RequestId, Envelope) {
             cache_creation_input_tokens: 0,
         },
         cost_usd: rust_decimal::Decimal::new((i % 100_000) as i64, 9),
-        pricing_version: Some(0),
         latency_ms: 1200,
         ttfb_ms: Some(300),
         session_id: Some("bench-session".into()),
         client_version: Some("claude-cli/2.1.332".into()),
-        rate_limit: None,
+        ..completed(user, key)
     };
     (request_id, Envelope::new(Event::RequestCompleted(e), Actor::Proxy { replica: "bench".into() }))
 }
