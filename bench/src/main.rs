@@ -4,7 +4,9 @@
 //! and its memory; the same passthrough figures for a key whose user has a monthly budget and a
 //! Bedrock key (budget and breaker checks on every request); and the failover path (Anthropic
 //! answers 429, the proxy replays on a fake Bedrock) against the two upstreams' own time, measured
-//! directly in the same run. Prints a table with the targets and writes `.local/bench/latest.json`.
+//! directly in the same run. When nginx is installed, it is measured in the same rounds as a
+//! plain reverse proxy in front of the same upstream: a reference for what any proxy adds here.
+//! Prints a table with the targets and writes `.local/bench/latest.json`.
 //!
 //! Run it through `scripts/bench` (release build, NATS stack). See `--help`.
 
@@ -13,6 +15,7 @@
 
 mod load;
 mod procfs;
+mod reference;
 mod report;
 mod upstream;
 
@@ -71,6 +74,7 @@ Options:
   --fixture PATH     Claude Code request capture (JSON with headers and body)
                      [/work/shared/fixtures/claude-code/request_say_hi_v2.1.332.json]
   --nats-pid PID     also report the NATS server's CPU per request
+  --nginx PATH|off   nginx measured as a plain reverse proxy (reference rows) [nginx in PATH]
   --out PATH         JSON results                                          [.local/bench/latest.json]";
 
 /// Command-line options.
@@ -90,6 +94,8 @@ pub struct Options {
     proxy_bin: PathBuf,
     fixture: PathBuf,
     nats_pid: Option<u32>,
+    /// nginx for the reference rows, when installed and not turned off.
+    nginx: Option<PathBuf>,
     out: PathBuf,
 }
 
@@ -111,6 +117,7 @@ impl Options {
             fixture: Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../shared/fixtures/claude-code/request_say_hi_v2.1.332.json"),
             nats_pid: None,
+            nginx: reference::find(),
             out: PathBuf::from(".local/bench/latest.json"),
         };
         let mut args = std::env::args().skip(1);
@@ -143,6 +150,12 @@ impl Options {
                 "--proxy-bin" => o.proxy_bin = value()?.into(),
                 "--fixture" => o.fixture = value()?.into(),
                 "--nats-pid" => o.nats_pid = Some(value()?.parse()?),
+                "--nginx" => {
+                    o.nginx = match value()?.as_str() {
+                        "off" => None,
+                        path => Some(path.into()),
+                    }
+                }
                 "--out" => o.out = value()?.into(),
                 other => bail!("unknown argument {other}\n\n{USAGE}"),
             }
@@ -241,12 +254,28 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let spool_dir = std::env::temp_dir().join(format!("ccp-bench-spool-{}", settings.nats.prefix));
 
     let started = start_proxy(&opts, &settings, &upstream, log.clone(), spool_dir.clone()).await;
+    let nginx = match (&opts.nginx, &started) {
+        (Some(bin), Ok(_)) => match reference::Nginx::start(bin, &upstream.url()).await {
+            Ok(nginx) => {
+                progress.say(format!("nginx reference (pid {}) at {}", nginx.pid(), nginx.url));
+                Some(nginx)
+            }
+            Err(e) => {
+                progress.say(format!("no nginx reference rows: {e:#}"));
+                None
+            }
+        },
+        _ => None,
+    };
     let result = match started {
         Ok(stack) => {
             let outcome = tokio::select! {
-                r = measure(&opts, &stack, &upstream, &progress) => r,
+                r = measure(&opts, &stack, nginx.as_ref(), &upstream, &progress) => r,
                 _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
             };
+            if let Some(nginx) = nginx {
+                nginx.stop();
+            }
             let mut stack = stack;
             progress.say("stopping the proxy");
             if stack.proxy.terminate(Duration::from_secs(20)).is_none() {
@@ -482,6 +511,26 @@ enum Target {
     Proxy,
     /// The proxy, with the key whose user has a budget and a Bedrock key.
     Checked,
+    /// nginx in front of the upstream (reference).
+    Nginx,
+}
+
+impl Target {
+    /// The process in the middle, whose CPU is reported.
+    fn middle(self) -> Option<Middle> {
+        match self {
+            Target::Direct => None,
+            Target::Proxy | Target::Checked => Some(Middle::Proxy),
+            Target::Nginx => Some(Middle::Nginx),
+        }
+    }
+}
+
+/// The process between the client and the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Middle {
+    Proxy,
+    Nginx,
 }
 
 /// One measured setting.
@@ -508,6 +557,8 @@ struct Bench<'a> {
     responses: Responses,
     upstream: &'a Upstream,
     stack: &'a Stack,
+    /// The reference reverse proxy, when running.
+    nginx: Option<&'a reference::Nginx>,
     opts: &'a Options,
     clk_tck: u64,
     progress: &'a Progress,
@@ -533,6 +584,7 @@ struct Accumulated {
 /// CPU of everything involved, at one moment.
 struct CpuSnapshot {
     proxy: CpuSample,
+    nginx: Option<CpuSample>,
     own_total: u64,
     own: CpuSample,
     system: procfs::SystemCpu,
@@ -545,6 +597,7 @@ impl Bench<'_> {
         let own = procfs::threads(std::process::id());
         Ok(CpuSnapshot {
             proxy: CpuSample::read(self.stack.proxy.child.id())?,
+            nginx: self.nginx.map(|n| CpuSample::read(n.pid())).transpose()?,
             own_total: own.iter().map(|(_, ns)| ns).sum(),
             own: CpuSample::read(std::process::id())?,
             system: procfs::SystemCpu::read()?,
@@ -558,6 +611,10 @@ impl Bench<'_> {
             Target::Direct => format!("{}/v1/messages?beta=true", self.upstream.url()),
             Target::Proxy => format!("{}/ak/{}/v1/messages?beta=true", self.stack.proxy_url, self.stack.key),
             Target::Checked => format!("{}/ak/{}/v1/messages?beta=true", self.stack.proxy_url, self.stack.checked_key),
+            Target::Nginx => match self.nginx {
+                Some(nginx) => format!("{}/v1/messages?beta=true", nginx.url),
+                None => bail!("no nginx running"),
+            },
         };
         let mut extra = Vec::new();
         if phase.pace_ms > 0 {
@@ -575,6 +632,7 @@ impl Bench<'_> {
     async fn block(
         &self,
         spec: &Arc<RequestSpec>,
+        middle: Option<Middle>,
         concurrency: usize,
         count: usize,
         acc: &mut Accumulated,
@@ -582,7 +640,10 @@ impl Bench<'_> {
         let before = self.snapshot()?;
         let run = load::run(&self.client, spec, concurrency, count).await?;
         let after = self.snapshot()?;
-        let proxy = CpuDelta::between(before.proxy, after.proxy, self.clk_tck);
+        let proxy = match (middle, before.nginx, after.nginx) {
+            (Some(Middle::Nginx), Some(b), Some(a)) => CpuDelta::between(b, a, self.clk_tck),
+            _ => CpuDelta::between(before.proxy, after.proxy, self.clk_tck),
+        };
         let upstream_ns = after.own_upstream.saturating_sub(before.own_upstream);
         // NATS (Go) starts and ends threads: utime+stime counts the ended ones too.
         let nats_ns = match (before.nats, after.nats) {
@@ -607,7 +668,10 @@ impl Bench<'_> {
         Ok(())
     }
 
-    fn result(&self, acc: Accumulated, proxied: bool, warmup: usize) -> TargetResult {
+    fn result(&self, acc: Accumulated, middle: Option<Middle>, warmup: usize) -> TargetResult {
+        let proxied = middle.is_some();
+        // nginx does nothing when idle; the proxy follows NATS and ticks timers.
+        let idle_ns_per_s = if middle == Some(Middle::Proxy) { self.proxy_idle_ns_per_s } else { 0.0 };
         let n = acc.samples.len().max(1) as f64;
         let per_req_ms = |ns: u64| ns as f64 / n / 1e6;
         let wall = acc.wall.as_secs_f64().max(1e-9);
@@ -622,7 +686,7 @@ impl Bench<'_> {
             proxy_cpu_ms_per_req: proxied.then(|| per_req_ms(acc.proxy_sched_ns)),
             proxy_cpu_ticks_ms_per_req: proxied.then(|| per_req_ms(acc.proxy_ticks_ns)),
             proxy_cpu_net_ms_per_req: proxied
-                .then(|| (acc.proxy_sched_ns as f64 - self.proxy_idle_ns_per_s * wall).max(0.0) / n / 1e6),
+                .then(|| (acc.proxy_sched_ns as f64 - idle_ns_per_s * wall).max(0.0) / n / 1e6),
             proxy_sys_share: proxied.then(|| acc.proxy_sys_ns as f64 / (acc.proxy_ticks_ns as f64).max(1.0)),
             nats_cpu_ms_per_req: acc.nats_ns.map(per_req_ms),
             other_cpu_cores: acc.other_ns as f64 / 1e9 / wall,
@@ -632,11 +696,11 @@ impl Bench<'_> {
 
     /// Warms every spec up, then measures them in alternating rounds, the order rotated each round
     /// (A B C, B C A, C A B, ...), so that drift, passing load elsewhere and position hit all
-    /// alike. `proxied[i]`: spec i goes through the proxy (its CPU is reported).
+    /// alike. `middle[i]`: what spec i goes through (its CPU is reported).
     async fn rounds(
         &self,
         specs: &[Arc<RequestSpec>],
-        proxied: &[bool],
+        middle: &[Option<Middle>],
         concurrency: usize,
         count: usize,
         warmup: usize,
@@ -652,27 +716,33 @@ impl Bench<'_> {
             // runs right after another one.
             for i in 0..specs.len() {
                 let t = (round + i) % specs.len();
-                self.block(&specs[t], concurrency, n, &mut accs[t]).await?;
+                self.block(&specs[t], middle[t], concurrency, n, &mut accs[t]).await?;
             }
         }
-        Ok(accs.into_iter().zip(proxied).map(|(acc, &p)| self.result(acc, p, warmup)).collect())
+        Ok(accs.into_iter().zip(middle).map(|(acc, &m)| self.result(acc, m, warmup)).collect())
     }
 
-    /// Direct, proxied and (unpaced phases) proxied with the budget/breaker key, warmed up, then
-    /// measured in alternating rounds.
+    /// Direct, proxied, (unpaced phases) proxied with the budget/breaker key and (when running)
+    /// through nginx, warmed up, then measured in alternating rounds.
     async fn phase(&self, phase: &Phase) -> anyhow::Result<PhaseResult> {
-        let mut specs = vec![self.spec(Target::Direct, phase)?, self.spec(Target::Proxy, phase)?];
-        let mut proxied = vec![false, true];
+        let mut targets = vec![Target::Direct, Target::Proxy];
         if phase.pace_ms == 0 {
-            specs.push(self.spec(Target::Checked, phase)?);
-            proxied.push(true);
+            targets.push(Target::Checked);
         }
+        if self.nginx.is_some() {
+            targets.push(Target::Nginx);
+        }
+        let specs = targets.iter().map(|&t| self.spec(t, phase)).collect::<anyhow::Result<Vec<_>>>()?;
+        let middle: Vec<Option<Middle>> = targets.iter().map(|t| t.middle()).collect();
         let warmup = if phase.pace_ms > 0 { (phase.count / 20).max(5) } else { self.opts.warmup.max(phase.count / 10) };
-        let mut results = self.rounds(&specs, &proxied, phase.concurrency, phase.count, warmup).await?.into_iter();
-        let (Some(direct), Some(proxy)) = (results.next(), results.next()) else {
+        let results = self.rounds(&specs, &middle, phase.concurrency, phase.count, warmup).await?;
+        let mut by_target: Vec<(Target, TargetResult)> = targets.into_iter().zip(results).collect();
+        let mut take = |target: Target| by_target.iter().position(|(t, _)| *t == target).map(|i| by_target.remove(i).1);
+        let (Some(direct), Some(proxy)) = (take(Target::Direct), take(Target::Proxy)) else {
             bail!("missing results");
         };
-        let proxy_checked = results.next();
+        let proxy_checked = take(Target::Checked);
+        let nginx = take(Target::Nginx);
         self.progress.say(format!(
             "{:<24} direct: p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s",
             phase.name, direct.latency.p50_ms, direct.latency.p99_ms, direct.ttfb.p50_ms, direct.rps
@@ -697,6 +767,17 @@ impl Bench<'_> {
                 checked.proxy_cpu_ms_per_req.unwrap_or(0.0)
             ));
         }
+        if let Some(nginx) = &nginx {
+            self.progress.say(format!(
+                "{:<24} nginx:  p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s  cpu {:.3} ms/req",
+                phase.name,
+                nginx.latency.p50_ms,
+                nginx.latency.p99_ms,
+                nginx.ttfb.p50_ms,
+                nginx.rps,
+                nginx.proxy_cpu_ms_per_req.unwrap_or(0.0)
+            ));
+        }
         Ok(PhaseResult {
             name: phase.name.to_owned(),
             stream: phase.stream,
@@ -706,6 +787,7 @@ impl Bench<'_> {
             direct,
             proxy,
             proxy_checked,
+            nginx,
         })
     }
 
@@ -773,8 +855,9 @@ impl Bench<'_> {
             spec.expect_header = Some(("x-ccp-fallback-reason", "rate_limited"));
         }
         let warmup = self.opts.warmup.max(count / 10);
-        let results =
-            self.rounds(&[direct_429, direct_bedrock, via_proxy], &[false, false, true], 1, count, warmup).await?;
+        let results = self
+            .rounds(&[direct_429, direct_bedrock, via_proxy], &[None, None, Some(Middle::Proxy)], 1, count, warmup)
+            .await?;
         let [direct_429, direct_bedrock, proxy]: [TargetResult; 3] =
             results.try_into().map_err(|_| anyhow::anyhow!("missing results"))?;
         let r = FailoverResult {
@@ -833,7 +916,13 @@ impl Bench<'_> {
     }
 }
 
-async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &Progress) -> anyhow::Result<Report> {
+async fn measure(
+    opts: &Options,
+    stack: &Stack,
+    nginx: Option<&reference::Nginx>,
+    upstream: &Upstream,
+    progress: &Progress,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let load_before = procfs::loadavg();
     let proxy_pid = stack.proxy.child.id();
@@ -890,6 +979,7 @@ async fn measure(opts: &Options, stack: &Stack, upstream: &Upstream, progress: &
         responses: Responses::new(),
         upstream,
         stack,
+        nginx,
         opts,
         clk_tck: procfs::clk_tck(),
         progress,

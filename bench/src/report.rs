@@ -75,6 +75,9 @@ pub struct PhaseResult {
     /// Through the proxy with a key whose user has a monthly budget and that has a Bedrock key
     /// (budget and breaker checks on every request); unpaced phases only.
     pub proxy_checked: Option<TargetResult>,
+    /// Through nginx as a plain reverse proxy (reference, when installed); its CPU is in the
+    /// `proxy_cpu_*` fields.
+    pub nginx: Option<TargetResult>,
 }
 
 /// The failover path: Anthropic answers 429, the proxy replays the request on Bedrock.
@@ -245,7 +248,10 @@ impl Report {
     /// Every measured target with its phase's name.
     fn all_targets(&self) -> impl Iterator<Item = (&String, &TargetResult)> {
         let phases = self.phases.iter().flat_map(|p| {
-            [Some(&p.direct), Some(&p.proxy), p.proxy_checked.as_ref()].into_iter().flatten().map(|t| (&p.name, t))
+            [Some(&p.direct), Some(&p.proxy), p.proxy_checked.as_ref(), p.nginx.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|t| (&p.name, t))
         });
         let failover = self
             .failover
@@ -317,7 +323,7 @@ impl Report {
     /// The table.
     pub fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
         let o = &self.options;
-        let line = "-".repeat(118);
+        let line = "-".repeat(130);
         writeln!(out)?;
         writeln!(
             out,
@@ -376,10 +382,16 @@ impl Report {
             "phase", "n", "dir p50", "dir p99", "prx p50", "prx p99", "+p50", "+p99", "ratio", ADDED_P50_MS
         )?;
         for p in self.latency_phases() {
-            let rows = [Some((p.name.as_str(), &p.proxy)), p.proxy_checked.as_ref().map(|c| ("  +checks", c))];
+            let rows = [
+                Some((p.name.as_str(), &p.proxy)),
+                p.proxy_checked.as_ref().map(|c| ("  +checks", c)),
+                p.nginx.as_ref().map(|n| ("  nginx (ref)", n)),
+            ];
             for (name, proxy) in rows.into_iter().flatten() {
                 let added = proxy.latency.p50_ms - p.direct.latency.p50_ms;
-                let target = if p.concurrency == 1 {
+                let target = if name.ends_with("(ref)") {
+                    "(reference: nginx as a plain reverse proxy)".to_owned()
+                } else if p.concurrency == 1 {
                     verdict(added <= ADDED_P50_MS).to_owned()
                 } else {
                     "(n/a: queueing at c=32, see throughput)".to_owned()
@@ -443,6 +455,17 @@ impl Report {
                     c.rps,
                     ratio,
                     verdict(ratio >= THROUGHPUT_RATIO)
+                )?;
+            }
+            if let Some(n) = &p.nginx {
+                writeln!(
+                    out,
+                    "{:<14}{:>6} | {:>10.0}{:>10.0} | {:>6.2}x | (reference)",
+                    "  nginx (ref)",
+                    p.count,
+                    p.direct.rps,
+                    n.rps,
+                    n.rps / p.direct.rps.max(1e-9)
                 )?;
             }
         }
@@ -524,6 +547,20 @@ impl Report {
                 p.proxy.ttfb.p99_ms - p.direct.ttfb.p99_ms,
                 verdict(p.added_ttfb_p50() <= ADDED_TTFB_P50_MS)
             )?;
+            if let Some(n) = &p.nginx {
+                writeln!(
+                    out,
+                    "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3} | (reference: nginx)",
+                    "ttfb nginx",
+                    p.count,
+                    p.direct.ttfb.p50_ms,
+                    p.direct.ttfb.p99_ms,
+                    n.ttfb.p50_ms,
+                    n.ttfb.p99_ms,
+                    n.ttfb.p50_ms - p.direct.ttfb.p50_ms,
+                    n.ttfb.p99_ms - p.direct.ttfb.p99_ms
+                )?;
+            }
             writeln!(
                 out,
                 "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3} | (whole paced stream, info)",
@@ -545,16 +582,16 @@ impl Report {
         )?;
         writeln!(
             out,
-            "{:<24} | {:>7}{:>7}{:>8}{:>5} | {:>7}{:>7}{:>7} | {:>7}{:>7} | target: proxy <= {:.3} ms",
+            "{:<36} | {:>7}{:>7}{:>8}{:>5} | {:>7}{:>7}{:>7} | {:>7}{:>7} | target: proxy <= {:.3} ms",
             "phase", "proxy", "net", "(ticks)", "sys", "client", "upstr", "nats", "client", "upstr", CPU_MS_PER_REQ
         )?;
-        writeln!(out, "{:<24} | {:>27} | {:>21} | {:>14} |", "", "proxy", "others, proxy run", "direct run")?;
+        writeln!(out, "{:<36} | {:>27} | {:>21} | {:>14} |", "", "proxy", "others, proxy run", "direct run")?;
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
         let cpu_row =
             |out: &mut dyn Write, name: &str, proxy: &TargetResult, direct: &[&TargetResult], verdict: &str| {
                 writeln!(
                     out,
-                    "{:<24} | {:>7.3}{:>7}{:>8}{:>4.0}% | {:>7.3}{:>7.3}{:>7} | {:>7.3}{:>7.3} | {}",
+                    "{:<36} | {:>7.3}{:>7}{:>8}{:>4.0}% | {:>7.3}{:>7.3}{:>7} | {:>7.3}{:>7.3} | {}",
                     name,
                     proxy.proxy_cpu_ms_per_req.unwrap_or(f64::NAN),
                     opt(proxy.proxy_cpu_net_ms_per_req),
@@ -574,6 +611,15 @@ impl Report {
             if let Some(c) = &p.proxy_checked {
                 let cpu = c.proxy_cpu_ms_per_req.unwrap_or(f64::NAN);
                 cpu_row(out, &format!("  {} +checks", p.name), c, &[&p.direct], verdict(cpu <= CPU_MS_PER_REQ))?;
+            }
+            if let Some(n) = &p.nginx {
+                cpu_row(
+                    out,
+                    &format!("  {} nginx (ref)", p.name),
+                    n,
+                    &[&p.direct],
+                    "(reference: nginx's CPU in proxy)",
+                )?;
             }
         }
         for f in &self.failover {
@@ -624,6 +670,25 @@ impl Report {
             checks.len(),
             if missed > 0 { format!(", {missed} missed") } else { String::new() }
         )?;
+        let references: Vec<&PhaseResult> = self.phases.iter().filter(|p| p.nginx.is_some()).collect();
+        if !references.is_empty() {
+            writeln!(out, "\nnginx as a plain reverse proxy, same rounds (reference, not a target):")?;
+        }
+        for p in references {
+            let Some(n) = &p.nginx else { continue };
+            writeln!(
+                out,
+                "      {:<24} added p50 {:>+7.3} ms  added TTFB p50 {:>+7.3} ms  CPU {:>6.3} ms/req  throughput {:>5.2}x  | proxy: {:>+7.3} ms, {:>6.3} ms/req, {:>5.2}x",
+                p.name,
+                n.latency.p50_ms - p.direct.latency.p50_ms,
+                n.ttfb.p50_ms - p.direct.ttfb.p50_ms,
+                n.proxy_cpu_ms_per_req.unwrap_or(f64::NAN),
+                n.rps / p.direct.rps.max(1e-9),
+                p.added_p50(),
+                p.proxy.proxy_cpu_ms_per_req.unwrap_or(f64::NAN),
+                p.rps_ratio()
+            )?;
+        }
         out.flush()
     }
 }

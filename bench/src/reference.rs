@@ -1,0 +1,97 @@
+//! nginx as a plain reverse proxy in front of the same upstream: a reference measured in the
+//! same rounds as the proxy, so the report shows what the cheapest well-known proxy adds on
+//! this machine, with this body, beside what ClaudeCodeProxy adds. One process
+//! (`master_process off`), one worker, keep-alive to the upstream, no buffering of the answer —
+//! the setup the issue's figures for nginx describe. Not a target, information.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use ccp_tests::Service;
+
+/// A running nginx and its scratch directory (removed on drop).
+pub struct Nginx {
+    pub service: Service,
+    pub url: String,
+    dir: PathBuf,
+}
+
+/// `nginx` from `PATH` (or `/usr/sbin`, where Debian puts it), if installed.
+pub fn find() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("nginx"))
+        .find(|candidate| candidate.is_file())
+}
+
+fn config(dir: &Path, listen: &str, upstream: &str) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    client_max_body_size 32m;
+    client_body_buffer_size 1m;
+    upstream anthropic {{ server {upstream}; keepalive 128; }}
+    server {{
+        listen {listen};
+        location = /nginx-ready {{ return 204; }}
+        location / {{
+            proxy_pass http://anthropic;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"
+    )
+}
+
+impl Nginx {
+    /// Starts `bin` in front of `upstream_url` (`http://host:port`) and waits until it answers.
+    pub async fn start(bin: &Path, upstream_url: &str) -> anyhow::Result<Self> {
+        let upstream = upstream_url.strip_prefix("http://").context("the upstream URL is not http://")?;
+        let dir = std::env::temp_dir().join(format!("ccp-bench-nginx-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, config(&dir, &listen, upstream)).context("write nginx.conf")?;
+        let (prefix, conf_arg, err_log) =
+            (dir.display().to_string(), conf.display().to_string(), dir.join("error.log").display().to_string());
+        let service = Service::spawn(bin, &["-p", &prefix, "-c", &conf_arg, "-e", &err_log], &[])
+            .with_context(|| format!("start {}", bin.display()))?;
+        let mut nginx = Self { service, url: format!("http://{listen}"), dir };
+        let ready = ccp_tests::wait_http_ok(&format!("{}/nginx-ready", nginx.url), Duration::from_secs(10)).await;
+        if let Err(e) = ready {
+            let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
+            let _ = nginx.service.terminate(Duration::from_secs(5));
+            bail!("nginx did not start: {e}\n{log}");
+        }
+        Ok(nginx)
+    }
+
+    /// The process whose CPU is measured.
+    pub fn pid(&self) -> u32 {
+        self.service.child.id()
+    }
+
+    /// Stops nginx and removes its files.
+    pub fn stop(mut self) {
+        let _ = self.service.terminate(Duration::from_secs(5));
+        let _ = std::fs::remove_file(&self.service.log);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
