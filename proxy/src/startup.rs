@@ -94,10 +94,11 @@ impl Application {
         // The shared tally is opened (then watched) in the background: a proxy starts (and
         // spools) without NATS.
         let tally_watch = {
-            let (spend, js, ns) = (spend.clone(), async_nats::jetstream::new(client.clone()), ns.clone());
+            let (spend, js, ns, client) =
+                (spend.clone(), async_nats::jetstream::new(client.clone()), ns.clone(), client.clone());
             tokio::spawn(async move {
                 loop {
-                    match crate::spend::SharedTally::open(&js, &ns).await {
+                    match crate::spend::SharedTally::open(client.clone(), &js, &ns).await {
                         Ok(tally) => {
                             let tally = Arc::new(tally);
                             spend.share(tally.clone());
