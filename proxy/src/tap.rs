@@ -103,9 +103,41 @@ pub struct UsageTap {
 
 #[derive(Debug, Default)]
 struct SseState {
-    event: Option<String>,
+    /// The `event:` line's name, when there was one.
+    event: Option<EventName>,
     data: Vec<u8>,
     skipping: bool,
+}
+
+impl SseState {
+    /// Ready for the next event, keeping the data buffer's capacity.
+    fn next_event(&mut self) {
+        self.event = None;
+        self.data.clear();
+        self.skipping = false;
+    }
+}
+
+/// The events the tap reads, and all the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventName {
+    MessageStart,
+    MessageDelta,
+    MessageStop,
+    Error,
+    Other,
+}
+
+impl EventName {
+    fn of(name: &[u8]) -> Self {
+        match name {
+            b"message_start" => Self::MessageStart,
+            b"message_delta" => Self::MessageDelta,
+            b"message_stop" => Self::MessageStop,
+            b"error" => Self::Error,
+            _ => Self::Other,
+        }
+    }
 }
 
 impl UsageTap {
@@ -139,17 +171,34 @@ impl UsageTap {
 
     /// Identity SSE: scans complete lines as they arrive; an unfinished line waits in `buf`
     /// (scanned again only when a newline arrives), at most [`MAX_LINE_BYTES`] of it.
+    /// Complete lines are read in place; only an unfinished last line is copied.
     fn feed_sse(&mut self, mut chunk: &[u8]) {
         if self.long_line {
-            let Some(nl) = chunk.iter().position(|&b| b == b'\n') else { return };
+            let Some(nl) = memchr::memchr(b'\n', chunk) else { return };
             chunk = &chunk[nl + 1..];
             self.long_line = false;
         }
-        self.buf.extend_from_slice(chunk);
-        if chunk.contains(&b'\n') {
-            let consumed = scan_sse(&self.buf, &mut self.sse, &mut self.observed);
-            self.buf.drain(..consumed);
+        if !self.buf.is_empty() {
+            // The unfinished line from before: complete it first.
+            let Some(nl) = memchr::memchr(b'\n', chunk) else {
+                self.buf.extend_from_slice(chunk);
+                self.drop_long_line();
+                return;
+            };
+            self.buf.extend_from_slice(&chunk[..=nl]);
+            let line = std::mem::take(&mut self.buf);
+            scan_sse(&line, &mut self.sse, &mut self.observed);
+            self.buf = line;
+            self.buf.clear();
+            chunk = &chunk[nl + 1..];
         }
+        let consumed = scan_sse(chunk, &mut self.sse, &mut self.observed);
+        self.buf.extend_from_slice(&chunk[consumed..]);
+        self.drop_long_line();
+    }
+
+    /// An unfinished line longer than [`MAX_LINE_BYTES`] is not kept.
+    fn drop_long_line(&mut self) {
         if self.buf.len() > MAX_LINE_BYTES {
             // What the whole line would have done once complete: a `data:` line this long
             // overflows its event, an `event:` line names an event the tap does not read, any
@@ -161,7 +210,7 @@ impl UsageTap {
                 }
             } else if self.buf.starts_with(b"event:") {
                 self.sse.skipping = true;
-                self.sse.event = Some(String::new());
+                self.sse.event = Some(EventName::Other);
             }
             self.buf.clear();
             self.long_line = true;
@@ -230,7 +279,7 @@ pub fn decode(coding: Coding, bytes: &[u8]) -> Vec<u8> {
 /// Processes complete lines of `buf`; returns how many bytes were consumed.
 fn scan_sse(buf: &[u8], state: &mut SseState, observed: &mut Observed) -> usize {
     let mut start = 0;
-    while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+    while let Some(nl) = memchr::memchr(b'\n', &buf[start..]) {
         let mut line = &buf[start..start + nl];
         start += nl + 1;
         if let Some(l) = line.strip_suffix(b"\r") {
@@ -238,12 +287,12 @@ fn scan_sse(buf: &[u8], state: &mut SseState, observed: &mut Observed) -> usize 
         }
         if line.is_empty() {
             if !state.skipping {
-                dispatch(state.event.as_deref(), &state.data, observed);
+                dispatch(state.event, &state.data, observed);
             }
-            *state = SseState::default();
+            state.next_event();
         } else if let Some(name) = line.strip_prefix(b"event:") {
-            let name = String::from_utf8_lossy(name).trim().to_owned();
-            state.skipping = !matches!(name.as_str(), "message_start" | "message_delta" | "message_stop" | "error");
+            let name = EventName::of(name.trim_ascii());
+            state.skipping = name == EventName::Other;
             state.event = Some(name);
         } else if let Some(data) = line.strip_prefix(b"data:") {
             if !state.skipping {
@@ -316,15 +365,15 @@ fn merge_usage(into: &mut TokenUsage, u: &WireUsage) {
     }
 }
 
-fn dispatch(event: Option<&str>, data: &[u8], observed: &mut Observed) {
+fn dispatch(event: Option<EventName>, data: &[u8], observed: &mut Observed) {
     if data.is_empty() {
         return;
     }
     let Ok(ev) = serde_json::from_slice::<WireEvent>(data) else {
         return;
     };
-    match event.or(ev.kind.as_deref()) {
-        Some("message_start") => {
+    match event.or_else(|| ev.kind.as_deref().map(|k| EventName::of(k.as_bytes()))) {
+        Some(EventName::MessageStart) => {
             if let Some(m) = &ev.message {
                 observed.model.clone_from(&m.model);
                 if let Some(u) = &m.usage {
@@ -332,7 +381,7 @@ fn dispatch(event: Option<&str>, data: &[u8], observed: &mut Observed) {
                 }
             }
         }
-        Some("message_delta") => {
+        Some(EventName::MessageDelta) => {
             if let Some(reason) = ev.delta.as_ref().and_then(|d| d.stop_reason.clone()) {
                 observed.stop_reason = Some(reason);
             }
@@ -340,9 +389,9 @@ fn dispatch(event: Option<&str>, data: &[u8], observed: &mut Observed) {
                 merge_usage(&mut observed.usage, u);
             }
         }
-        Some("message_stop") => observed.complete = true,
-        Some("error") => observed.error_type = ev.error.and_then(|e| e.kind),
-        _ => {}
+        Some(EventName::MessageStop) => observed.complete = true,
+        Some(EventName::Error) => observed.error_type = ev.error.and_then(|e| e.kind),
+        Some(EventName::Other) | None => {}
     }
 }
 
