@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real clients the client tests (proxy/tests/clients.rs) drive through the proxy,
 # into <repo>/.local/clients/ (git-ignored), and the browser the dashboard test
-# (admin-api/tests/dashboard.rs) drives. Idempotent: what is already installed is kept.
+# (admin-api/tests/dashboard.rs) drives, and nginx, which the benchmark measures beside the proxy
+# (bench/tests/smoke.rs runs it). Idempotent: what is already installed is kept.
 #
 #   .local/clients/claude-code/   npm prefix of @anthropic-ai/claude-code (exact pin below)
 #   .local/clients/bin/claude     symlink to its native `claude` executable
 #   .local/clients/py/            Python venv with tests/python/requirements.txt (Anthropic SDK)
-#   /usr/bin/chromium, /usr/bin/chromedriver   Debian packages chromium + chromium-driver (apt,
-#                                 as root or through sudo; skipped when both are there)
+#   /usr/bin/chromium, /usr/bin/chromedriver, /usr/sbin/nginx   Debian packages chromium +
+#                                 chromium-driver + nginx-light (apt, as root or through sudo;
+#                                 skipped when all are there)
 #
 # Needs node + npm (node 20 is fine: the package is a native binary; its `engines` warning is
 # harmless) and python3 with venv. Set CLAUDE_CODE_VERSION to try another pinned version.
@@ -106,30 +108,31 @@ install_python_sdk() {
     say "anthropic SDK: $("$VENV/bin/python" -c 'import anthropic; print(anthropic.__version__)')"
 }
 
-install_chromium() {
-    if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
-        say "chromium and chromedriver already installed"
+install_packages() {
+    if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver && -x /usr/sbin/nginx ]]; then
+        say "chromium, chromedriver and nginx already installed"
     else
         command -v apt-get >/dev/null ||
-            die "/usr/bin/chromium or /usr/bin/chromedriver is missing and there is no apt-get: install Chromium and its chromedriver"
+            die "chromium, chromedriver or nginx is missing and there is no apt-get: install Chromium, its chromedriver and nginx"
         local sudo=()
         if [[ $(id -u) -ne 0 ]]; then
-            command -v sudo >/dev/null || die "installing chromium needs root (or sudo)"
+            command -v sudo >/dev/null || die "installing chromium and nginx needs root (or sudo)"
             sudo=(sudo)
         fi
-        say "installing chromium chromium-driver (apt) ..."
+        local packages=(chromium chromium-driver nginx-light)
+        say "installing ${packages[*]} (apt) ..."
         local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
         # A fresh machine may not have the package lists yet.
-        "${apt[@]}" install -y chromium chromium-driver ||
-            { "${apt[@]}" update && "${apt[@]}" install -y chromium chromium-driver; } ||
-            die "apt-get could not install chromium chromium-driver"
+        "${apt[@]}" install -y "${packages[@]}" ||
+            { "${apt[@]}" update && "${apt[@]}" install -y "${packages[@]}"; } ||
+            die "apt-get could not install ${packages[*]}"
     fi
-    say "$(/usr/bin/chromedriver --version 2>/dev/null | head -n1)"
+    say "$(/usr/bin/chromedriver --version 2>/dev/null | head -n1); $(/usr/sbin/nginx -v 2>&1)"
 }
 
 install_claude_code
 install_python_sdk
-install_chromium
+install_packages
 
 say "done:"
 printf '  CCP_TEST_CLAUDE_BIN=%s  (-> %s)\n' "$BIN_DIR/claude" "$(readlink -f "$BIN_DIR/claude")"

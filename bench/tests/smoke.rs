@@ -1,0 +1,58 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `ccp-bench` end to end with tiny counts (a smoke test of the command, not a measurement): it
+//! starts the proxy and nginx in front of its upstream, runs every phase, and writes a report
+//! in which every target through the proxy and through nginx answered and used CPU. Keeps the
+//! README's `scripts/bench` working.
+
+use std::process::Command;
+
+#[test]
+fn the_benchmark_runs_every_phase_through_the_proxy_and_nginx() {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("nginx is not installed: scripts/install-clients.sh installs nginx-light (apt)");
+    let proxy = ccp_tests::target_dir().join("debug").join("ccp-proxy");
+    let out = std::env::temp_dir().join(format!("ccp-bench-smoke-{}.json", ulid::Ulid::new()));
+    let run = Command::new(env!("CARGO_BIN_EXE_ccp-bench"))
+        .args(["--n1", "20", "--n32", "64", "--ttfb-n", "3", "--pace-ms", "5", "--failover-n", "5"])
+        .args(["--warmup", "5", "--rounds", "2", "--rss-n", "32", "--nginx", nginx])
+        .arg("--proxy-bin")
+        .arg(&proxy)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "ccp-bench failed:\n{stderr}\n{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&out);
+
+    let phases = report["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["stream c=1", "json c=1", "stream c=32", "json c=32", "paced stream c=1 (TTFB)"]);
+    for p in phases {
+        let name = p["name"].as_str().unwrap();
+        let targets = ["direct", "proxy", "nginx"].into_iter().chain((p["pace_ms"] == 0).then_some("proxy_checked"));
+        for target in targets {
+            let t = &p[target];
+            assert!(t["latency"]["p50_ms"].as_f64().unwrap() > 0.0, "{name} {target}: {t}");
+            assert!(t["rps"].as_f64().unwrap() > 0.0, "{name} {target}: {t}");
+            if target != "direct" {
+                // The CPU of the process in the middle: the proxy's, or nginx's for its rows.
+                assert!(t["proxy_cpu_ms_per_req"].as_f64().unwrap() > 0.0, "{name} {target}: {t}");
+            }
+        }
+    }
+    assert_eq!(report["failover"].as_array().unwrap().len(), 2);
+    let checks = report["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["what"] == "proxy RSS idle after start"), "{checks:?}");
+    assert!(
+        !checks
+            .iter()
+            .any(|c| c["what"].as_str().unwrap().contains("paced") && c["what"].as_str().unwrap().contains("CPU")),
+        "the paced stream's CPU is information, not a check"
+    );
+    assert!(stdout.contains("nginx as a plain reverse proxy, same rounds"), "{stdout}");
+    assert!(stdout.contains("targets met"), "{stdout}");
+}
