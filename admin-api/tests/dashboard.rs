@@ -716,11 +716,18 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
                 .flatten()
                 .map(|e| e.path())
                 .find(|p| p.extension().is_some_and(|x| x == "csv"));
+            // Chromium may show the final name before the content is written: wait for a
+            // non-empty file that no longer changes.
             if let Some(path) = done {
-                break std::fs::read_to_string(path).unwrap();
+                let first = std::fs::read_to_string(&path).unwrap_or_default();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let second = std::fs::read_to_string(&path).unwrap_or_default();
+                if !second.is_empty() && first == second {
+                    break second;
+                }
             }
             if Instant::now() > deadline {
-                b.die("no CSV was downloaded").await;
+                b.die("no CSV was downloaded (or it stayed empty)").await;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
