@@ -65,12 +65,6 @@ impl Month {
 #[derive(Debug)]
 pub struct SharedTally {
     kv: kv::Store,
-    /// Core NATS, for the puts: see [`Self::add`].
-    client: async_nats::Client,
-    /// The subject a key's value is published to is this followed by the key (`$KV.<bucket>.`),
-    /// `None` when the bucket is reached through a JetStream domain prefix (acknowledged puts
-    /// through [`kv::Store::put`] then).
-    put_subject: Option<String>,
     /// This process's writer id (the last key segment).
     writer: String,
     /// This writer's totals per `<user>.<month>`; a put sends the total under this lock, so the
@@ -84,7 +78,7 @@ pub struct SharedTally {
 
 impl SharedTally {
     /// Opens (or creates) the bucket.
-    pub async fn open(client: async_nats::Client, js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<Self> {
+    pub async fn open(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<Self> {
         let bucket = format!("{}_spend", ns.prefix());
         let kv = match js.get_key_value(&bucket).await {
             Ok(kv) => kv,
@@ -99,12 +93,8 @@ impl SharedTally {
                 .await?
             }
         };
-        let put_subject =
-            (!kv.use_jetstream_prefix).then(|| kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone()));
         Ok(Self {
             kv,
-            client,
-            put_subject,
             writer: Ulid::new().to_string(),
             mine: tokio::sync::Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
@@ -118,14 +108,6 @@ impl SharedTally {
 
     /// Adds `nanos` to this writer's total of a user's month and stores the new total (retried
     /// a few times; the local tally counts it whatever happens).
-    ///
-    /// The put is a core NATS publish to the bucket's subject, which the bucket's stream stores
-    /// like any put, without waiting for JetStream's acknowledgement: the acknowledgement cost
-    /// this replica a wake-up per budgeted request, and says nothing the next put does not
-    /// repair — each put carries the whole running total, and a total lost with a dropped
-    /// connection is made up by the other replicas' follower of the request stream, which
-    /// counts this replica's events too (budgets take the larger of both). Puts of one writer
-    /// leave in order on the one connection, under the lock, so the stored total only grows.
     pub async fn add(&self, user: UserId, month: Month, nanos: u64) {
         const ATTEMPTS: u32 = 20;
         let user_month = Self::user_month(user, month);
@@ -137,16 +119,8 @@ impl SharedTally {
         // Seen at once by this replica's next admission, before the watch brings it.
         self.note(&user_month, &self.writer, total);
         for attempt in 0..ATTEMPTS {
-            let stored = match &self.put_subject {
-                Some(prefix) => self
-                    .client
-                    .publish(format!("{prefix}{key}"), total.to_string().into())
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => self.kv.put(&key, total.to_string().into()).await.map(drop).map_err(|e| e.to_string()),
-            };
-            match stored {
-                Ok(()) => return,
+            match self.kv.put(&key, total.to_string().into()).await {
+                Ok(_) => return,
                 Err(e) => {
                     tracing::debug!(error = %e, attempt, "storing the shared spend failed; retrying");
                     tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;

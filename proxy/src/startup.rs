@@ -94,11 +94,10 @@ impl Application {
         // The shared tally is opened (then watched) in the background: a proxy starts (and
         // spools) without NATS.
         let tally_watch = {
-            let (spend, js, ns, client) =
-                (spend.clone(), async_nats::jetstream::new(client.clone()), ns.clone(), client.clone());
+            let (spend, js, ns) = (spend.clone(), async_nats::jetstream::new(client.clone()), ns.clone());
             tokio::spawn(async move {
                 loop {
-                    match crate::spend::SharedTally::open(client.clone(), &js, &ns).await {
+                    match crate::spend::SharedTally::open(&js, &ns).await {
                         Ok(tally) => {
                             let tally = Arc::new(tally);
                             spend.share(tally.clone());

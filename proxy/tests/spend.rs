@@ -14,12 +14,11 @@ use rust_decimal::Decimal;
 async fn concurrent_additions_from_two_replicas_are_all_counted() {
     let settings = test_settings("tally");
     let ns = namespace(&settings);
-    let client = nats().await;
-    let js = async_nats::jetstream::new(client.clone());
+    let js = async_nats::jetstream::new(nats().await);
     // Two handles on one bucket, as two replicas have, and a third that only watches.
-    let a = Arc::new(SharedTally::open(client.clone(), &js, &ns).await.unwrap());
-    let b = Arc::new(SharedTally::open(client.clone(), &js, &ns).await.unwrap());
-    let watcher = Arc::new(SharedTally::open(client.clone(), &js, &ns).await.unwrap());
+    let a = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let b = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let watcher = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
     let watch = tokio::spawn(watcher.clone().watch());
     let (user, other) = (UserId::new(), UserId::new());
     let november = Month::of("2026-11-25T12:00:00Z".parse().unwrap(), chrono_tz::UTC);
@@ -40,7 +39,7 @@ async fn concurrent_additions_from_two_replicas_are_all_counted() {
     until_cached(&watcher, user, december, Decimal::new(7, 9)).await;
     assert_eq!(watcher.cached(UserId::new(), november), Some(Decimal::ZERO));
     // A replica started later sees the totals stored before it.
-    let late = Arc::new(SharedTally::open(client.clone(), &js, &ns).await.unwrap());
+    let late = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
     let late_watch = tokio::spawn(late.clone().watch());
     until_cached(&late, user, november, Decimal::new(expected as i64, 9)).await;
     watch.abort();
@@ -65,10 +64,9 @@ async fn until_cached(tally: &SharedTally, user: UserId, month: Month, want: Dec
 async fn every_replica_sees_the_others_additions_through_its_watch() {
     let settings = test_settings("tally-watch");
     let ns = namespace(&settings);
-    let client = nats().await;
-    let js = async_nats::jetstream::new(client.clone());
-    let a = Arc::new(SharedTally::open(client.clone(), &js, &ns).await.unwrap());
-    let b = Arc::new(SharedTally::open(client.clone(), &js, &ns).await.unwrap());
+    let js = async_nats::jetstream::new(nats().await);
+    let a = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let b = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
     let (user, other) = (UserId::new(), UserId::new());
     let month = Month::of("2026-11-25T12:00:00Z".parse().unwrap(), chrono_tz::UTC);
     // Before its watch has caught up a replica has no view (its local tally decides).
