@@ -273,9 +273,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
                 r = measure(&opts, &stack, nginx.as_ref(), &upstream, &progress) => r,
                 _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
             };
-            if let Some(nginx) = nginx {
-                nginx.stop();
-            }
+            drop(nginx);
             let mut stack = stack;
             progress.say("stopping the proxy");
             if stack.proxy.terminate(Duration::from_secs(20)).is_none() {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use ccp_tests::Service;
 
-/// A running nginx and its scratch directory (removed on drop).
+/// A running nginx and its scratch directory; dropping it stops nginx (the `Service` kills it)
+/// and removes the directory and the log.
 pub struct Nginx {
     pub service: Service,
     pub url: String,
@@ -71,13 +72,17 @@ impl Nginx {
         std::fs::write(&conf, config(&dir, &listen, upstream)).context("write nginx.conf")?;
         let (prefix, conf_arg, err_log) =
             (dir.display().to_string(), conf.display().to_string(), dir.join("error.log").display().to_string());
-        let service = Service::spawn(bin, &["-p", &prefix, "-c", &conf_arg, "-e", &err_log], &[])
-            .with_context(|| format!("start {}", bin.display()))?;
-        let mut nginx = Self { service, url: format!("http://{listen}"), dir };
+        let service = match Service::spawn(bin, &["-p", &prefix, "-c", &conf_arg, "-e", &err_log], &[]) {
+            Ok(service) => service,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e).with_context(|| format!("start {}", bin.display()));
+            }
+        };
+        let nginx = Self { service, url: format!("http://{listen}"), dir };
         let ready = ccp_tests::wait_http_ok(&format!("{}/nginx-ready", nginx.url), Duration::from_secs(10)).await;
         if let Err(e) = ready {
             let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
-            let _ = nginx.service.terminate(Duration::from_secs(5));
             bail!("nginx did not start: {e}\n{log}");
         }
         Ok(nginx)
@@ -87,9 +92,10 @@ impl Nginx {
     pub fn pid(&self) -> u32 {
         self.service.child.id()
     }
+}
 
-    /// Stops nginx and removes its files.
-    pub fn stop(mut self) {
+impl Drop for Nginx {
+    fn drop(&mut self) {
         let _ = self.service.terminate(Duration::from_secs(5));
         let _ = std::fs::remove_file(&self.service.log);
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -12,7 +12,7 @@ fn the_benchmark_runs_every_phase_through_the_proxy_and_nginx() {
         .into_iter()
         .find(|p| std::path::Path::new(p).is_file())
         .expect("nginx is not installed: scripts/install-clients.sh installs nginx-light (apt)");
-    let proxy = ccp_tests::target_dir().join("debug").join("ccp-proxy");
+    let proxy = ccp_tests::system::workspace_bin("ccp-proxy", "ccp-proxy");
     let out = std::env::temp_dir().join(format!("ccp-bench-smoke-{}.json", ulid::Ulid::new()));
     let run = Command::new(env!("CARGO_BIN_EXE_ccp-bench"))
         .args(["--n1", "20", "--n32", "64", "--ttfb-n", "3", "--pace-ms", "5", "--failover-n", "5"])
@@ -33,6 +33,7 @@ fn the_benchmark_runs_every_phase_through_the_proxy_and_nginx() {
     assert_eq!(names, ["stream c=1", "json c=1", "stream c=32", "json c=32", "paced stream c=1 (TTFB)"]);
     for p in phases {
         let name = p["name"].as_str().unwrap();
+        assert!(p["nginx"].is_object(), "{name}: no nginx reference rows (did nginx start?):\n{stderr}");
         let targets = ["direct", "proxy", "nginx"].into_iter().chain((p["pace_ms"] == 0).then_some("proxy_checked"));
         for target in targets {
             let t = &p[target];

@@ -60,15 +60,22 @@ impl Month {
 /// checked against that sum in memory — no round trip on the request path — and a request
 /// finished on any replica counts everywhere within one put and one watch delivery (about a
 /// millisecond), long before its event has been followed, so a budget is overshot only by the
-/// requests in flight when it was reached. A writer is one process: a restarted replica starts a
+/// requests in flight when it was reached and those another replica admitted within that
+/// millisecond, before the put reached it. A writer is one process: a restarted replica starts a
 /// new total and its old one stays in the sum.
 #[derive(Debug)]
 pub struct SharedTally {
     kv: kv::Store,
+    /// Publishes the puts (see [`Self::add`]).
+    js: jetstream::Context,
+    /// The subject a key's value is published to is this followed by the key (`$KV.<bucket>.`);
+    /// `None` when the bucket is reached through a JetStream domain prefix ([`kv::Store::put`]
+    /// then, under the lock).
+    put_subject: Option<String>,
     /// This process's writer id (the last key segment).
     writer: String,
-    /// This writer's totals per `<user>.<month>`; a put sends the total under this lock, so the
-    /// stored value only grows.
+    /// This writer's totals per `<user>.<month>`; a put is sent under this lock, so the stored
+    /// value only grows.
     mine: tokio::sync::Mutex<HashMap<String, u64>>,
     /// What the watch delivered: per `<user>.<month>`, each writer's total.
     seen: Mutex<HashMap<String, HashMap<String, u64>>>,
@@ -93,8 +100,12 @@ impl SharedTally {
                 .await?
             }
         };
+        let put_subject =
+            (!kv.use_jetstream_prefix).then(|| kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone()));
         Ok(Self {
             kv,
+            js: js.clone(),
+            put_subject,
             writer: Ulid::new().to_string(),
             mine: tokio::sync::Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
@@ -108,19 +119,43 @@ impl SharedTally {
 
     /// Adds `nanos` to this writer's total of a user's month and stores the new total (retried
     /// a few times; the local tally counts it whatever happens).
+    ///
+    /// The total is published under the lock, so one writer's puts reach the bucket in order and
+    /// the stored total only grows, but JetStream's acknowledgement is awaited after the lock is
+    /// released: concurrent requests' puts do not queue behind each other's round trips, and a
+    /// failing put (retried with backoff) does not hold up the others. A retry publishes the
+    /// newest total, which supersedes the one that failed.
     pub async fn add(&self, user: UserId, month: Month, nanos: u64) {
         const ATTEMPTS: u32 = 20;
         let user_month = Self::user_month(user, month);
         let key = format!("{user_month}.{}", self.writer);
-        let mut mine = self.mine.lock().await;
-        let total = mine.entry(user_month.clone()).or_default();
-        *total = total.saturating_add(nanos);
-        let total = *total;
-        // Seen at once by this replica's next admission, before the watch brings it.
-        self.note(&user_month, &self.writer, total);
+        {
+            let mut mine = self.mine.lock().await;
+            let total = mine.entry(user_month.clone()).or_default();
+            *total = total.saturating_add(nanos);
+            // Seen at once by this replica's next admission, before the watch brings it.
+            self.note(&user_month, &self.writer, *total);
+        }
         for attempt in 0..ATTEMPTS {
-            match self.kv.put(&key, total.to_string().into()).await {
-                Ok(_) => return,
+            let stored = {
+                let mine = self.mine.lock().await;
+                let total = mine.get(&user_month).copied().unwrap_or_default().to_string();
+                match &self.put_subject {
+                    Some(prefix) => {
+                        self.js.publish(format!("{prefix}{key}"), total.into()).await.map_err(|e| e.to_string())
+                    }
+                    None => match self.kv.put(&key, total.into()).await {
+                        Ok(_) => return,
+                        Err(e) => Err(e.to_string()),
+                    },
+                }
+            };
+            let acknowledged = match stored {
+                Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match acknowledged {
+                Ok(()) => return,
                 Err(e) => {
                     tracing::debug!(error = %e, attempt, "storing the shared spend failed; retrying");
                     tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;

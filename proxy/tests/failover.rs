@@ -537,10 +537,12 @@ async fn concurrent_requests_on_two_replicas_overshoot_the_budget_only_by_what_i
         e.log.requests().await.iter().filter(|r| r.user_id == Some(d.user_id)).map(|r| r.cost_usd).sum();
     let per_request: rust_decimal::Decimal = "0.045".parse().unwrap();
     assert!(spent >= limit, "the budget was reached: {spent}");
-    // Every replica reads the shared month-to-date tally (updated by compare-and-set as each
-    // request ends, on whichever replica) before admitting a budgeted request, so the overshoot
-    // is bounded by the requests in flight when the limit was reached: one per client.
-    let bound = limit + per_request * rust_decimal::Decimal::from(CLIENTS as u64);
+    // Every replica reads the shared month-to-date tally (each replica's running total, put as
+    // each of its requests ends and watched by the others) before admitting a budgeted request,
+    // so the overshoot is bounded by the requests in flight when the limit was reached (one per
+    // client) and those the other replica admitted before the last put reached it (≈ 1 ms, less
+    // than a request here: at most one more per client). Measured up to 0.90 in 70 runs.
+    let bound = limit + per_request * rust_decimal::Decimal::from(2 * CLIENTS as u64);
     eprintln!("spent {spent} with limit {limit} (bound {bound})");
     assert!(
         spent <= bound,
