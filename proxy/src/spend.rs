@@ -68,10 +68,9 @@ pub struct SharedTally {
     kv: kv::Store,
     /// Publishes the puts (see [`Self::add`]).
     js: jetstream::Context,
-    /// The subject a key's value is published to is this followed by the key (`$KV.<bucket>.`);
-    /// `None` when the bucket is reached through a JetStream domain prefix ([`kv::Store::put`]
-    /// then, under the lock).
-    put_subject: Option<String>,
+    /// The subject a key's value is published to is this followed by the key (`$KV.<bucket>.`),
+    /// as [`kv::Store::put`] does.
+    put_subject: String,
     /// This process's writer id (the last key segment).
     writer: String,
     /// This writer's totals per `<user>.<month>`; a put is sent under this lock, so the stored
@@ -100,8 +99,9 @@ impl SharedTally {
                 .await?
             }
         };
-        let put_subject =
-            (!kv.use_jetstream_prefix).then(|| kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone()));
+        // The proxy's context has no JetStream domain, so the bucket's own subjects are used.
+        anyhow::ensure!(!kv.use_jetstream_prefix, "the spend bucket is reached through a JetStream domain");
+        let put_subject = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
         Ok(Self {
             kv,
             js: js.clone(),
@@ -128,27 +128,18 @@ impl SharedTally {
     pub async fn add(&self, user: UserId, month: Month, nanos: u64) {
         const ATTEMPTS: u32 = 20;
         let user_month = Self::user_month(user, month);
-        let key = format!("{user_month}.{}", self.writer);
-        {
-            let mut mine = self.mine.lock().await;
-            let total = mine.entry(user_month.clone()).or_default();
-            *total = total.saturating_add(nanos);
-            // Seen at once by this replica's next admission, before the watch brings it.
-            self.note(&user_month, &self.writer, *total);
-        }
+        let subject = format!("{}{user_month}.{}", self.put_subject, self.writer);
+        let mut add = Some(nanos);
         for attempt in 0..ATTEMPTS {
             let stored = {
-                let mine = self.mine.lock().await;
-                let total = mine.get(&user_month).copied().unwrap_or_default().to_string();
-                match &self.put_subject {
-                    Some(prefix) => {
-                        self.js.publish(format!("{prefix}{key}"), total.into()).await.map_err(|e| e.to_string())
-                    }
-                    None => match self.kv.put(&key, total.into()).await {
-                        Ok(_) => return,
-                        Err(e) => Err(e.to_string()),
-                    },
+                let mut mine = self.mine.lock().await;
+                let total = mine.entry(user_month.clone()).or_default();
+                if let Some(nanos) = add.take() {
+                    *total = total.saturating_add(nanos);
+                    // Seen at once by this replica's next admission, before the watch brings it.
+                    self.note(&user_month, &self.writer, *total);
                 }
+                self.js.publish(subject.clone(), total.to_string().into()).await.map_err(|e| e.to_string())
             };
             let acknowledged = match stored {
                 Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
