@@ -745,36 +745,23 @@ impl Bench<'_> {
             "{:<24} direct: p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s",
             phase.name, direct.latency.p50_ms, direct.latency.p99_ms, direct.ttfb.p50_ms, direct.rps
         ));
-        self.progress.say(format!(
-            "{:<24} proxy:  p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s  cpu {:.3} ms/req",
-            phase.name,
-            proxy.latency.p50_ms,
-            proxy.latency.p99_ms,
-            proxy.ttfb.p50_ms,
-            proxy.rps,
-            proxy.proxy_cpu_ms_per_req.unwrap_or(0.0)
-        ));
-        if let Some(checked) = &proxy_checked {
+        let say = |label: &str, t: &TargetResult| {
             self.progress.say(format!(
-                "{:<24} +checks: p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s  cpu {:.3} ms/req",
+                "{:<24} {label} p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s  cpu {:.3} ms/req",
                 phase.name,
-                checked.latency.p50_ms,
-                checked.latency.p99_ms,
-                checked.ttfb.p50_ms,
-                checked.rps,
-                checked.proxy_cpu_ms_per_req.unwrap_or(0.0)
+                t.latency.p50_ms,
+                t.latency.p99_ms,
+                t.ttfb.p50_ms,
+                t.rps,
+                t.proxy_cpu_ms_per_req.unwrap_or(0.0)
             ));
+        };
+        say("proxy: ", &proxy);
+        if let Some(checked) = &proxy_checked {
+            say("+checks:", checked);
         }
         if let Some(nginx) = &nginx {
-            self.progress.say(format!(
-                "{:<24} nginx:  p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s  cpu {:.3} ms/req",
-                phase.name,
-                nginx.latency.p50_ms,
-                nginx.latency.p99_ms,
-                nginx.ttfb.p50_ms,
-                nginx.rps,
-                nginx.proxy_cpu_ms_per_req.unwrap_or(0.0)
-            ));
+            say("nginx: ", nginx);
         }
         Ok(PhaseResult {
             name: phase.name.to_owned(),

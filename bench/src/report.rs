@@ -536,32 +536,24 @@ impl Report {
                 "{:<14}{:>6} | {:>8}{:>8} | {:>8}{:>8} | {:>9}{:>9} | target: added TTFB p50 <= {:.3} ms",
                 "", "n", "dir p50", "dir p99", "prx p50", "prx p99", "+p50", "+p99", ADDED_TTFB_P50_MS
             )?;
-            writeln!(
-                out,
-                "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3} | {}",
-                "ttfb",
-                p.count,
-                p.direct.ttfb.p50_ms,
-                p.direct.ttfb.p99_ms,
-                p.proxy.ttfb.p50_ms,
-                p.proxy.ttfb.p99_ms,
-                p.added_ttfb_p50(),
-                p.proxy.ttfb.p99_ms - p.direct.ttfb.p99_ms,
-                verdict(p.added_ttfb_p50() <= ADDED_TTFB_P50_MS)
-            )?;
-            if let Some(n) = &p.nginx {
+            let ttfb_row = |out: &mut dyn Write, name: &str, t: &TargetResult, verdict: &str| {
                 writeln!(
                     out,
-                    "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3} | (reference: nginx)",
-                    "ttfb nginx",
+                    "{:<14}{:>6} | {:>8.3}{:>8.3} | {:>8.3}{:>8.3} | {:>+9.3}{:>+9.3} | {}",
+                    name,
                     p.count,
                     p.direct.ttfb.p50_ms,
                     p.direct.ttfb.p99_ms,
-                    n.ttfb.p50_ms,
-                    n.ttfb.p99_ms,
-                    n.ttfb.p50_ms - p.direct.ttfb.p50_ms,
-                    n.ttfb.p99_ms - p.direct.ttfb.p99_ms
-                )?;
+                    t.ttfb.p50_ms,
+                    t.ttfb.p99_ms,
+                    t.ttfb.p50_ms - p.direct.ttfb.p50_ms,
+                    t.ttfb.p99_ms - p.direct.ttfb.p99_ms,
+                    verdict
+                )
+            };
+            ttfb_row(out, "ttfb", &p.proxy, verdict(p.added_ttfb_p50() <= ADDED_TTFB_P50_MS))?;
+            if let Some(n) = &p.nginx {
+                ttfb_row(out, "ttfb nginx", n, "(reference: nginx)")?;
             }
             writeln!(
                 out,
