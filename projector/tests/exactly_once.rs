@@ -11,8 +11,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ccp_schemas::events::{Endpoint, Event, Provider, RequestCompleted, TokenUsage};
-use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+use ccp_schemas::events::{Event, Provider, RequestCompleted, TokenUsage};
+use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::subjects::{Aggregate, StreamKind};
 use ccp_schemas::{Actor, Envelope};
 use ccp_tests::events::Log;
@@ -74,32 +74,16 @@ async fn publish_log(log: &Log, rng: &mut Rng, events: u64, garbage: u64) -> Tot
             totals.cache_read += usage.cache_read_input_tokens;
             totals.cache_creation += usage.cache_creation_input_tokens;
             totals.cost_nanos += ccp_schemas::pricing::to_nanos(cost);
+            let user = users[(rng.next() % 20) as usize];
             let event = RequestCompleted {
-                request_id: RequestId::new(),
-                key_id: Some(key),
-                user_id: Some(users[(rng.next() % 20) as usize]),
-                key_prefix: None,
-                endpoint: Endpoint::Messages,
                 provider: if rng.next().is_multiple_of(4) { Provider::Bedrock } else { Provider::Anthropic },
-                requested_model: Some("claude-sonnet-4-5".into()),
                 response_model: Some("claude-sonnet-4-5-20250929".into()),
-                bedrock_model_id: None,
-                region: None,
-                fallback: false,
-                fallback_reason: None,
-                status: 200,
-                error_class: None,
-                stream: true,
-                incomplete: false,
-                stop_reason: Some("end_turn".into()),
                 usage,
                 cost_usd: cost,
-                pricing_version: Some(0),
                 latency_ms: rng.next() % 10_000,
                 ttfb_ms: Some(rng.next() % 1000),
-                session_id: None,
                 client_version: Some("claude-cli/2.1.332".into()),
-                rate_limit: None,
+                ..ccp_tests::events::completed(user, key)
             };
             Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: "gen".into() }).encode().unwrap()
         };

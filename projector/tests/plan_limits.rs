@@ -7,10 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ccp_schemas::events::Event;
-use ccp_schemas::subjects::Aggregate;
 use ccp_schemas::Envelope;
 use ccp_tests::events::Log;
-use ccp_tests::{clickhouse, clickhouse_url, delete_namespace, service_env, test_settings, Service};
+use ccp_tests::{clickhouse, delete_namespace, service_env, test_settings, Service};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ccp-projector");
 
@@ -47,7 +46,7 @@ async fn plan_limit_state_is_queryable_in_clickhouse() {
     let Event::RequestCompleted(r) = &mut with.event else { panic!("not a usage event") };
     r.request_id = ccp_schemas::ids::RequestId::new();
     let state = r.rate_limit.clone().expect("the sample carries rate-limit state");
-    let (key, user, with_id) = (r.key_id, r.user_id.unwrap(), r.request_id.to_string());
+    let (user, with_id) = (r.user_id.unwrap(), r.request_id.to_string());
     let mut without = with.clone();
     without.id = ulid::Ulid::new();
     let Event::RequestCompleted(w) = &mut without.event else { unreachable!() };
@@ -56,12 +55,7 @@ async fn plan_limit_state_is_queryable_in_clickhouse() {
     w.user_id = Some(ccp_schemas::ids::UserId::new());
     let without_id = w.request_id.to_string();
     for e in [&with, &without] {
-        log.js
-            .publish(log.ns.subject(&Aggregate::Request(key)), e.encode().unwrap().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        log.publish(e).await;
     }
 
     let mut env = service_env(&settings);
@@ -126,23 +120,8 @@ async fn plan_limit_state_is_queryable_in_clickhouse() {
     assert!(none.plan_status.is_empty() && none.rate_limit_json.is_empty());
 
     // The documented query: one user (the one with state), rejected and answered by Bedrock.
-    let sql = std::fs::read_to_string(format!(
-        "{}/../schemas/queries/plan_limit_pressure_per_user.sql",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-    .replace("{db}", &db);
-    let body = reqwest::Client::new()
-        .post(clickhouse_url())
-        .body(format!("{sql}\nFORMAT JSONEachRow"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let rows: Vec<serde_json::Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows.len(), 1, "{body}");
+    let rows = ccp_tests::analyst_query(&db, "plan_limit_pressure_per_user").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["user_id"], user.to_string());
     assert_eq!(rows[0]["five_hour_utilization"], 1.0);
     assert_eq!(rows[0]["newest_plan_status"], "rejected");

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use ccp_schemas::events::{Endpoint, Event, Provider, RequestCompleted, TokenUsage};
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
-use ccp_schemas::subjects::Aggregate;
 use ccp_schemas::{Actor, Envelope};
 use ccp_tests::events::Log;
 use ccp_tests::{clickhouse, delete_namespace, service_env, test_settings, Service};
@@ -104,12 +103,7 @@ async fn rollups_equal_the_raw_rows_and_old_minutes_expire() {
                 Actor::Proxy { replica: "t".into() },
             );
             envelope.occurred_at -= chrono::Duration::days(days_ago) + chrono::Duration::minutes(i as i64);
-            log.js
-                .publish(log.ns.subject(&Aggregate::Request(Some(key))), envelope.encode().unwrap().into())
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+            log.publish(&envelope).await;
         }
     }
     let mut env = service_env(&settings);
@@ -175,22 +169,6 @@ async fn rollups_equal_the_raw_rows_and_old_minutes_expire() {
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
 }
 
-/// Runs one of `schemas/queries/*.sql` on the test database over HTTP, rows as JSON.
-async fn analyst_query(db: &str, name: &str) -> Vec<serde_json::Value> {
-    let path = format!("{}/../schemas/queries/{name}.sql", env!("CARGO_MANIFEST_DIR"));
-    let sql = std::fs::read_to_string(&path).unwrap().replace("{db}", db);
-    let body = reqwest::Client::new()
-        .post(ccp_tests::clickhouse_url())
-        .body(format!("{sql}\nFORMAT JSONEachRow"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    body.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}: {l}"))).collect()
-}
-
 fn num(v: &serde_json::Value) -> f64 {
     v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(f64::NAN)
 }
@@ -249,12 +227,7 @@ async fn the_documented_analyst_queries_answer_from_real_data() {
             }),
             Actor::Proxy { replica: "t".into() },
         );
-        log.js
-            .publish(log.ns.subject(&Aggregate::Request(Some(key))), envelope.encode().unwrap().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        log.publish(&envelope).await;
     }
     let mut env = service_env(&settings);
     env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
@@ -269,21 +242,21 @@ async fn the_documented_analyst_queries_answer_from_real_data() {
     assert_eq!(count().await, n, "{}", projector.log_text());
     wait_rollups(&db, n).await;
 
-    let cost = analyst_query(&db, "cost_per_user_this_month").await;
+    let cost = ccp_tests::analyst_query(&db, "cost_per_user_this_month").await;
     assert_eq!(cost.len(), 2);
     assert_eq!(cost[0]["user_id"], bob.to_string(), "most expensive first");
     assert!((num(&cost[0]["cost_usd"]) - 2.0).abs() < 1e-9);
     assert!((num(&cost[1]["cost_usd"]) - 1.0).abs() < 1e-9);
 
-    let cache = analyst_query(&db, "cache_hit_ratio_per_user").await;
+    let cache = ccp_tests::analyst_query(&db, "cache_hit_ratio_per_user").await;
     let alice_row = cache.iter().find(|r| r["user_id"] == alice.to_string()).unwrap();
     assert!((num(&alice_row["cache_hit_ratio"]) - 0.75).abs() < 1e-9, "{alice_row}");
 
-    let fallback = analyst_query(&db, "fallback_rate_per_day").await;
+    let fallback = ccp_tests::analyst_query(&db, "fallback_rate_per_day").await;
     assert_eq!(fallback.len(), 1);
     assert!((num(&fallback[0]["fallback_rate"]) - 1.0 / 6.0).abs() < 1e-9, "{:?}", fallback[0]);
 
-    let sessions = analyst_query(&db, "top_sessions_by_cost").await;
+    let sessions = ccp_tests::analyst_query(&db, "top_sessions_by_cost").await;
     assert_eq!(sessions[0]["session_id"], "s2");
     assert_eq!(num(&sessions[0]["request_count"]) as u64, 2);
     assert_eq!(sessions[1]["session_id"], "s1");

@@ -43,7 +43,12 @@ impl Log {
 
     /// Appends an event (as the system), returning its stream sequence.
     pub async fn append(&self, event: Event) -> u64 {
-        let envelope = Envelope::new(event, Actor::System { component: "test".into() });
+        self.publish(&Envelope::new(event, Actor::System { component: "test".into() })).await
+    }
+
+    /// Publishes an envelope to its subject with `Nats-Msg-Id` = its id, as the services do;
+    /// returns its stream sequence.
+    pub async fn publish(&self, envelope: &Envelope) -> u64 {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
         let ack = self

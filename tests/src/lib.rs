@@ -84,6 +84,23 @@ pub fn clickhouse() -> clickhouse::Client {
     clickhouse::Client::default().with_url(clickhouse_url()).with_validation(false)
 }
 
+/// Runs one of the analyst queries in `schemas/queries/<name>.sql` on database `db` over HTTP;
+/// its rows as JSON.
+pub async fn analyst_query(db: &str, name: &str) -> Vec<serde_json::Value> {
+    let path = format!("{}/../schemas/queries/{name}.sql", env!("CARGO_MANIFEST_DIR"));
+    let sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).replace("{db}", db);
+    let body = reqwest::Client::new()
+        .post(clickhouse_url())
+        .body(format!("{sql}\nFORMAT JSONEachRow"))
+        .send()
+        .await
+        .expect("ClickHouse answers")
+        .text()
+        .await
+        .expect("ClickHouse's answer");
+    body.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}: {l}"))).collect()
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
