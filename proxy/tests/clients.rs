@@ -11,12 +11,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use ccp_proxy::Application;
 use ccp_schemas::config::Settings;
 use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, Provider, RequestCompleted, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, RequestId};
@@ -25,7 +26,8 @@ use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_tests::events::Log;
 use ccp_tests::fake_anthropic::{FakeAnthropic, RecordedRequest, Scenario, ScenarioName, DEFAULT_TEXT, TOOL_RAN_OK};
 use ccp_tests::fake_bedrock::{self, BedrockRequest, FakeBedrock};
-use ccp_tests::{test_settings, unique_name, wait_http_ok};
+use ccp_tests::unique_name;
+use common::BEDROCK_KEY;
 
 const CLAUDE_CODE_VERSION: &str = "2.1.332";
 /// The credential Claude Code and the SDK send; the proxy passes it on untouched.
@@ -34,11 +36,8 @@ const INSTALL_HINT: &str = "run scripts/install-clients.sh (scripts/test does)";
 
 // ---------------------------------------------------------------------------------------------
 // Harness (as in hot_path.rs): a fake Anthropic and a proxy in-process on a fresh NATS prefix;
-// for the failover tests also a fake Bedrock (as in failover.rs).
+// for the failover tests also a fake Bedrock (`common`, as in failover.rs).
 
-/// The Bedrock API key registered for the failover tests' access keys (the fake Bedrock
-/// accepts only it).
-const BEDROCK_KEY: &str = "ABSKQmVkcm9ja0FQSUtleS10ZXN0LWtleS0wMDAx";
 /// The Bedrock model the platform team gave those keys: Claude Code's default model
 /// (`claude-opus-5-5` in 2.1.332) has no mapping of its own.
 const BEDROCK_DEFAULT_MODEL: &str = "global.anthropic.claude-opus-4-5-20251101-v1:0";
@@ -64,20 +63,10 @@ async fn failover_harness(label: &str, tweak: impl FnOnce(&mut Settings)) -> Har
 async fn harness_with(label: &str, with_bedrock: bool, tweak: impl FnOnce(&mut Settings)) -> Harness {
     let fake = FakeAnthropic::start().unwrap();
     let bedrock = with_bedrock.then(|| FakeBedrock::start(&[BEDROCK_KEY]).unwrap());
-    let mut settings: Settings = test_settings(label);
-    settings.proxy.anthropic_base_url = fake.url();
-    settings.proxy.bedrock_endpoint_url = bedrock.as_ref().map(FakeBedrock::url);
-    settings.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-{}", settings.nats.prefix));
-    settings.proxy.workers = 1;
-    let master_b64 = LocalMasterKey::generate_b64().unwrap();
-    settings.secrets.master_key = master_b64.clone();
-    let master = LocalMasterKey::new(settings.secrets.master_key_id.clone(), &master_b64).unwrap();
+    let (mut settings, master) = common::proxy_settings(label, &fake, bedrock.as_ref());
     tweak(&mut settings);
     let log = Log::new(&settings).await;
-    let app = Application::build(settings).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", app.port());
-    actix_web::rt::spawn(app.run_until_stopped());
-    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20)).await.unwrap();
+    let url = common::start(settings).await;
     Harness { log, fake, bedrock, master, url }
 }
 

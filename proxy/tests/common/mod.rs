@@ -1,5 +1,5 @@
 //! A proxy in front of the fake Anthropic and the fake Bedrock on the real NATS, shared by the
-//! failover and rate-limit tests.
+//! failover, rate-limit and client tests.
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -25,6 +25,24 @@ pub struct Env {
     pub url: String,
 }
 
+/// Settings of a one-worker proxy in front of these fakes, in a fresh namespace with its own
+/// spool directory and a fresh master key (returned, to seal Bedrock keys with).
+pub fn proxy_settings(
+    label: &str,
+    anthropic: &FakeAnthropic,
+    bedrock: Option<&FakeBedrock>,
+) -> (Settings, LocalMasterKey) {
+    let mut settings = test_settings(label);
+    settings.proxy.anthropic_base_url = anthropic.url();
+    settings.proxy.bedrock_endpoint_url = bedrock.map(FakeBedrock::url);
+    settings.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-{}", settings.nats.prefix));
+    settings.proxy.workers = 1;
+    let master_b64 = LocalMasterKey::generate_b64().unwrap();
+    settings.secrets.master_key = master_b64.clone();
+    let master = LocalMasterKey::new(settings.secrets.master_key_id.clone(), &master_b64).unwrap();
+    (settings, master)
+}
+
 /// Starts a proxy with `settings` in this runtime; its base URL once it is ready.
 pub async fn start(settings: Settings) -> String {
     let app = Application::build(settings).await.unwrap();
@@ -38,14 +56,7 @@ pub async fn start(settings: Settings) -> String {
 pub async fn env(label: &str, tweak: impl FnOnce(&mut Settings)) -> Env {
     let anthropic = FakeAnthropic::start().unwrap();
     let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
-    let mut settings = test_settings(label);
-    settings.proxy.anthropic_base_url = anthropic.url();
-    settings.proxy.bedrock_endpoint_url = Some(bedrock.url());
-    settings.proxy.spool_dir = std::env::temp_dir().join(format!("ccp-spool-{}", settings.nats.prefix));
-    settings.proxy.workers = 1;
-    let master_b64 = LocalMasterKey::generate_b64().unwrap();
-    settings.secrets.master_key = master_b64.clone();
-    let master = LocalMasterKey::new(settings.secrets.master_key_id.clone(), &master_b64).unwrap();
+    let (mut settings, master) = proxy_settings(label, &anthropic, Some(&bedrock));
     tweak(&mut settings);
     let log = Log::new(&settings).await;
     let url = start(settings.clone()).await;
