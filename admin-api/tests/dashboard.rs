@@ -452,6 +452,16 @@ fn screenshots_dir(sub: Option<&str>) -> PathBuf {
     dir
 }
 
+/// Stops the projector and the proxy, drops the scenario's ClickHouse database and download
+/// directory, and finishes the admin API.
+async fn tear_down(api: AdminApi, services: (ccp_tests::Service, ccp_tests::Service), downloads: &Path) {
+    let _ = std::fs::remove_dir_all(downloads);
+    drop(services);
+    let db = api.settings.clickhouse.database.clone();
+    ccp_tests::clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+    api.finish().await;
+}
+
 /// A `ccp-projector` (it migrates ClickHouse) and a `ccp-proxy` (upstreams: the fakes) on the
 /// admin API's log; the proxy's URL.
 async fn start_projector_and_proxy(
@@ -924,12 +934,7 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
         .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
         .count();
     assert!(pngs >= 9, "{pngs} screenshots");
-    let _ = std::fs::remove_dir_all(&downloads);
-    drop(proxy);
-    drop(projector);
-    let db = api.settings.clickhouse.database.clone();
-    ccp_tests::clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
-    api.finish().await;
+    tear_down(api, (projector, proxy), &downloads).await;
     eprintln!("dashboard scenario took {:?}", started.elapsed());
 }
 
@@ -1358,12 +1363,7 @@ async fn a_developer_sees_their_own_usage_budget_and_plan_limits_on_the_me_page(
     b.quit().await;
     let pngs = std::fs::read_dir(&shots).unwrap().count();
     assert!(pngs >= 3, "{pngs} screenshots");
-    let _ = std::fs::remove_dir_all(&downloads);
-    drop(proxy);
-    drop(projector);
-    let db = api.settings.clickhouse.database.clone();
-    ccp_tests::clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
-    api.finish().await;
+    tear_down(api, (projector, proxy), &downloads).await;
     eprintln!("/me scenario took {:?}", started.elapsed());
 }
 
