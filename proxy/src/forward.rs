@@ -141,15 +141,16 @@ pub async fn dispatch(
     shared: web::Data<Shared>,
     upstream: web::Data<Upstream>,
 ) -> HttpResponse {
+    // Borrowed from the request: nothing of the path or key is copied.
     let (key, tail, source) = match proxied_path(req.path()) {
-        Some(ProxiedPath::KeyInPath { key, tail }) => (Some(key.to_owned()), tail.to_owned(), KeySource::Path),
+        Some(ProxiedPath::KeyInPath { key, tail }) => (Some(key), tail, KeySource::Path),
         Some(ProxiedPath::KeyInHeader { tail }) => {
-            let key = req.headers().get(ACCESS_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            (key, tail.to_owned(), KeySource::Header)
+            let key = req.headers().get(ACCESS_KEY_HEADER).and_then(|v| v.to_str().ok());
+            (key, tail, KeySource::Header)
         }
         None => return crate::routes::not_found().await,
     };
-    proxy(req, payload, key, tail, source, &shared, &upstream).await
+    proxy(&req, payload, key, tail, source, &shared, &upstream).await
 }
 
 /// The proxy's own error answer, and the request's usage event for it.
@@ -173,23 +174,23 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 #[allow(clippy::too_many_arguments)]
 async fn proxy(
-    req: HttpRequest,
+    req: &HttpRequest,
     payload: web::Payload,
-    key: Option<String>,
-    tail: String,
+    key: Option<&str>,
+    tail: &str,
     source: KeySource,
     shared: &Shared,
     upstream: &Upstream,
 ) -> HttpResponse {
     let headers = req.headers();
     let mut record = RequestRecord::start(
-        endpoint_of(&tail),
+        endpoint_of(tail),
         header_str(headers, "x-claude-code-session-id"),
         header_str(headers, "user-agent"),
         &shared.recorder,
     );
-    match prepare(&req, payload, key, source, shared, &mut record).await {
-        Ok(body) => send(&req, &tail, body, shared, upstream, record).await,
+    match prepare(req, payload, key, source, shared, &mut record).await {
+        Ok(body) => send(req, tail, body, shared, upstream, record).await,
         Err(err) => answer_error(err, record),
     }
 }
@@ -198,7 +199,7 @@ async fn proxy(
 async fn prepare(
     req: &HttpRequest,
     mut payload: web::Payload,
-    key: Option<String>,
+    key: Option<&str>,
     source: KeySource,
     shared: &Shared,
     record: &mut RequestRecord,
@@ -215,8 +216,8 @@ async fn prepare(
             ),
         )
     })?;
-    record.key_prefix = Some(KeyPrefix::of_candidate(&presented));
-    let key = AccessKey::parse(&presented).map_err(|e| {
+    record.key_prefix = Some(KeyPrefix::of_candidate(presented));
+    let key = AccessKey::parse(presented).map_err(|e| {
         let place = match source {
             KeySource::Path => "in ANTHROPIC_BASE_URL",
             KeySource::Header => "in the x-ccp-access-key header",
