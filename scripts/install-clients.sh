@@ -59,6 +59,18 @@ find_claude() {
     return 1
 }
 
+# Prints the warnings and errors of the npm debug logs in directory $1 written since $2 (epoch
+# seconds).
+print_npm_log() {
+    local log lines
+    for log in "$1"/*-debug-*.log; do
+        [[ -f $log && $(stat -c %Y "$log") -ge $2 ]] || continue
+        lines=$(grep -E '^[0-9]+ (warn|error) ' "$log" | grep -v EBADENGINE | tail -n 20) || true
+        [[ -n $lines ]] && printf 'install-clients: from %s:\n%s\n' "$log" "$lines" >&2
+    done
+    return 0
+}
+
 install_claude_code() {
     command -v npm >/dev/null || die "npm not found (install node + npm)"
     local claude
@@ -69,8 +81,16 @@ install_claude_code() {
         mkdir -p "$NPM_PREFIX"
         # --save-exact keeps the pin in the prefix's package.json; the engines warning
         # (node >= 22) does not matter for the native binary.
-        npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --save-exact --loglevel=error \
-            "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+        # Warnings are hidden (the engines one is noise), so a failed install prints its log's
+        # warnings and errors: a tar error such as ENOSPC is only a warning there.
+        local logs since
+        logs=$(npm config get cache 2>/dev/null)/_logs
+        since=$(date +%s)
+        if ! npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --save-exact --loglevel=error \
+            "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"; then
+            print_npm_log "$logs" "$since"
+            die "npm install @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION failed"
+        fi
         if ! claude=$(find_claude); then
             # npm may not have run the wrapper's postinstall (install scripts not allowed);
             # run it by hand, then look again.
