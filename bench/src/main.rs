@@ -5,7 +5,9 @@
 //! Bedrock key (budget and breaker checks on every request); and the failover path (Anthropic
 //! answers 429, the proxy replays on a fake Bedrock) against the two upstreams' own time, measured
 //! directly in the same run. When nginx is installed, it is measured in the same rounds as a
-//! plain reverse proxy in front of the same upstream: a reference for what any proxy adds here.
+//! plain reverse proxy in front of the same upstream: a reference for what any proxy adds here;
+//! and so is `ccp-bench-floor`, actix-web and awc configured as the proxy is and doing nothing
+//! else: what any proxy on this stack adds here (the framework floor).
 //! Prints a table with the targets and writes `.local/bench/latest.json`.
 //!
 //! Run it through `scripts/bench` (release build, NATS stack). See `--help`.
@@ -75,6 +77,8 @@ Options:
                      [/work/shared/fixtures/claude-code/request_say_hi_v2.1.332.json]
   --nats-pid PID     also report the NATS server's CPU per request
   --nginx PATH|off   nginx measured as a plain reverse proxy (reference rows) [nginx in PATH]
+  --floor PATH|off   actix-web + awc passthrough doing nothing else (reference rows: the
+                     framework floor)                            [ccp-bench-floor beside ccp-bench]
   --out PATH         JSON results                                          [.local/bench/latest.json]";
 
 /// Command-line options.
@@ -96,6 +100,8 @@ pub struct Options {
     nats_pid: Option<u32>,
     /// nginx for the reference rows, when installed and not turned off.
     nginx: Option<PathBuf>,
+    /// The framework floor for its reference rows, when built and not turned off.
+    floor: Option<PathBuf>,
     out: PathBuf,
 }
 
@@ -118,6 +124,7 @@ impl Options {
                 .join("../../shared/fixtures/claude-code/request_say_hi_v2.1.332.json"),
             nats_pid: None,
             nginx: reference::find(),
+            floor: reference::find_floor(),
             out: PathBuf::from(".local/bench/latest.json"),
         };
         let mut args = std::env::args().skip(1);
@@ -152,6 +159,12 @@ impl Options {
                 "--nats-pid" => o.nats_pid = Some(value()?.parse()?),
                 "--nginx" => {
                     o.nginx = match value()?.as_str() {
+                        "off" => None,
+                        path => Some(path.into()),
+                    }
+                }
+                "--floor" => {
+                    o.floor = match value()?.as_str() {
                         "off" => None,
                         path => Some(path.into()),
                     }
@@ -254,26 +267,34 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let spool_dir = std::env::temp_dir().join(format!("ccp-bench-spool-{}", settings.nats.prefix));
 
     let started = start_proxy(&opts, &settings, &upstream, log.clone(), spool_dir.clone()).await;
-    let nginx = match (&opts.nginx, &started) {
-        (Some(bin), Ok(_)) => match reference::Nginx::start(bin, &upstream.url()).await {
-            Ok(nginx) => {
-                progress.say(format!("nginx reference (pid {}) at {}", nginx.pid(), nginx.url));
-                Some(nginx)
+    let mut references = reference::References::default();
+    if started.is_ok() {
+        if let Some(bin) = &opts.nginx {
+            match reference::Nginx::start(bin, &upstream.url()).await {
+                Ok(nginx) => {
+                    progress.say(format!("nginx reference (pid {}) at {}", nginx.pid(), nginx.url));
+                    references.nginx = Some(nginx);
+                }
+                Err(e) => progress.say(format!("no nginx reference rows: {e:#}")),
             }
-            Err(e) => {
-                progress.say(format!("no nginx reference rows: {e:#}"));
-                None
+        }
+        if let Some(bin) = &opts.floor {
+            match reference::Floor::start(bin, &upstream.url()).await {
+                Ok(floor) => {
+                    progress.say(format!("framework floor (pid {}) at {}", floor.pid(), floor.url));
+                    references.floor = Some(floor);
+                }
+                Err(e) => progress.say(format!("no framework floor rows: {e:#}")),
             }
-        },
-        _ => None,
-    };
+        }
+    }
     let result = match started {
         Ok(stack) => {
             let outcome = tokio::select! {
-                r = measure(&opts, &stack, nginx.as_ref(), &upstream, &progress) => r,
+                r = measure(&opts, &stack, &references, &upstream, &progress) => r,
                 _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
             };
-            drop(nginx);
+            drop(references);
             let mut stack = stack;
             progress.say("stopping the proxy");
             if stack.proxy.terminate(Duration::from_secs(20)).is_none() {
@@ -511,6 +532,8 @@ enum Target {
     Checked,
     /// nginx in front of the upstream (reference).
     Nginx,
+    /// The framework floor in front of the upstream (reference).
+    Floor,
 }
 
 impl Target {
@@ -520,6 +543,7 @@ impl Target {
             Target::Direct => None,
             Target::Proxy | Target::Checked => Some(Middle::Proxy),
             Target::Nginx => Some(Middle::Nginx),
+            Target::Floor => Some(Middle::Floor),
         }
     }
 }
@@ -529,6 +553,7 @@ impl Target {
 enum Middle {
     Proxy,
     Nginx,
+    Floor,
 }
 
 /// One measured setting.
@@ -555,8 +580,8 @@ struct Bench<'a> {
     responses: Responses,
     upstream: &'a Upstream,
     stack: &'a Stack,
-    /// The reference reverse proxy, when running.
-    nginx: Option<&'a reference::Nginx>,
+    /// The reference proxies, those running.
+    references: &'a reference::References,
     opts: &'a Options,
     clk_tck: u64,
     progress: &'a Progress,
@@ -583,6 +608,7 @@ struct Accumulated {
 struct CpuSnapshot {
     proxy: CpuSample,
     nginx: Option<CpuSample>,
+    floor: Option<CpuSample>,
     own_total: u64,
     own: CpuSample,
     system: procfs::SystemCpu,
@@ -595,7 +621,8 @@ impl Bench<'_> {
         let own = procfs::threads(std::process::id());
         Ok(CpuSnapshot {
             proxy: CpuSample::read(self.stack.proxy.child.id())?,
-            nginx: self.nginx.map(|n| CpuSample::read(n.pid())).transpose()?,
+            nginx: self.references.nginx.as_ref().map(|n| CpuSample::read(n.pid())).transpose()?,
+            floor: self.references.floor.as_ref().map(|f| CpuSample::read(f.pid())).transpose()?,
             own_total: own.iter().map(|(_, ns)| ns).sum(),
             own: CpuSample::read(std::process::id())?,
             system: procfs::SystemCpu::read()?,
@@ -609,9 +636,14 @@ impl Bench<'_> {
             Target::Direct => format!("{}/v1/messages?beta=true", self.upstream.url()),
             Target::Proxy => format!("{}/ak/{}/v1/messages?beta=true", self.stack.proxy_url, self.stack.key),
             Target::Checked => format!("{}/ak/{}/v1/messages?beta=true", self.stack.proxy_url, self.stack.checked_key),
-            Target::Nginx => match self.nginx {
+            Target::Nginx => match &self.references.nginx {
                 Some(nginx) => format!("{}/v1/messages?beta=true", nginx.url),
                 None => bail!("no nginx running"),
+            },
+            // The proxy's URL shape: the floor strips /ak/{key} as the proxy does.
+            Target::Floor => match &self.references.floor {
+                Some(floor) => format!("{}/ak/{}/v1/messages?beta=true", floor.url, self.stack.key),
+                None => bail!("no framework floor running"),
             },
         };
         let mut extra = Vec::new();
@@ -638,8 +670,9 @@ impl Bench<'_> {
         let before = self.snapshot()?;
         let run = load::run(&self.client, spec, concurrency, count).await?;
         let after = self.snapshot()?;
-        let proxy = match (middle, before.nginx, after.nginx) {
-            (Some(Middle::Nginx), Some(b), Some(a)) => CpuDelta::between(b, a, self.clk_tck),
+        let proxy = match (middle, before.nginx, after.nginx, before.floor, after.floor) {
+            (Some(Middle::Nginx), Some(b), Some(a), ..) => CpuDelta::between(b, a, self.clk_tck),
+            (Some(Middle::Floor), _, _, Some(b), Some(a)) => CpuDelta::between(b, a, self.clk_tck),
             _ => CpuDelta::between(before.proxy, after.proxy, self.clk_tck),
         };
         let upstream_ns = after.own_upstream.saturating_sub(before.own_upstream);
@@ -668,7 +701,7 @@ impl Bench<'_> {
 
     fn result(&self, acc: Accumulated, middle: Option<Middle>, warmup: usize) -> TargetResult {
         let proxied = middle.is_some();
-        // nginx does nothing when idle; the proxy follows NATS and ticks timers.
+        // nginx and the floor do nothing when idle; the proxy follows NATS and ticks timers.
         let idle_ns_per_s = if middle == Some(Middle::Proxy) { self.proxy_idle_ns_per_s } else { 0.0 };
         let n = acc.samples.len().max(1) as f64;
         let per_req_ms = |ns: u64| ns as f64 / n / 1e6;
@@ -721,14 +754,17 @@ impl Bench<'_> {
     }
 
     /// Direct, proxied, (unpaced phases) proxied with the budget/breaker key and (when running)
-    /// through nginx, warmed up, then measured in alternating rounds.
+    /// through nginx and the framework floor, warmed up, then measured in alternating rounds.
     async fn phase(&self, phase: &Phase) -> anyhow::Result<PhaseResult> {
         let mut targets = vec![Target::Direct, Target::Proxy];
         if phase.pace_ms == 0 {
             targets.push(Target::Checked);
         }
-        if self.nginx.is_some() {
+        if self.references.nginx.is_some() {
             targets.push(Target::Nginx);
+        }
+        if self.references.floor.is_some() {
+            targets.push(Target::Floor);
         }
         let specs = targets.iter().map(|&t| self.spec(t, phase)).collect::<anyhow::Result<Vec<_>>>()?;
         let middle: Vec<Option<Middle>> = targets.iter().map(|t| t.middle()).collect();
@@ -741,6 +777,7 @@ impl Bench<'_> {
         };
         let proxy_checked = take(Target::Checked);
         let nginx = take(Target::Nginx);
+        let floor = take(Target::Floor);
         self.progress.say(format!(
             "{:<24} direct: p50 {:.3} ms  p99 {:.3} ms  ttfb p50 {:.3} ms  {:.0} req/s",
             phase.name, direct.latency.p50_ms, direct.latency.p99_ms, direct.ttfb.p50_ms, direct.rps
@@ -763,6 +800,9 @@ impl Bench<'_> {
         if let Some(nginx) = &nginx {
             say("nginx: ", nginx);
         }
+        if let Some(floor) = &floor {
+            say("floor: ", floor);
+        }
         Ok(PhaseResult {
             name: phase.name.to_owned(),
             stream: phase.stream,
@@ -773,6 +813,7 @@ impl Bench<'_> {
             proxy,
             proxy_checked,
             nginx,
+            floor,
         })
     }
 
@@ -904,7 +945,7 @@ impl Bench<'_> {
 async fn measure(
     opts: &Options,
     stack: &Stack,
-    nginx: Option<&reference::Nginx>,
+    references: &reference::References,
     upstream: &Upstream,
     progress: &Progress,
 ) -> anyhow::Result<Report> {
@@ -964,7 +1005,7 @@ async fn measure(
         responses: Responses::new(),
         upstream,
         stack,
-        nginx,
+        references,
         opts,
         clk_tck: procfs::clk_tck(),
         progress,

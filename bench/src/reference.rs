@@ -101,3 +101,53 @@ impl Drop for Nginx {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `ccp-bench-floor`, the framework floor: actix-web and awc configured as the proxy is, doing
+/// nothing else (see its source). What it costs, any proxy on this stack costs.
+pub struct Floor {
+    pub service: Service,
+    pub url: String,
+}
+
+/// `ccp-bench-floor` beside this executable (cargo builds them into one directory).
+pub fn find_floor() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.join("ccp-bench-floor");
+    candidate.is_file().then_some(candidate)
+}
+
+impl Floor {
+    /// Starts `bin` in front of `upstream_url` and waits until it answers.
+    pub async fn start(bin: &Path, upstream_url: &str) -> anyhow::Result<Self> {
+        let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
+        let service =
+            Service::spawn(bin, &[&listen, upstream_url], &[]).with_context(|| format!("start {}", bin.display()))?;
+        let mut floor = Self { service, url: format!("http://{listen}") };
+        let ready = ccp_tests::wait_http_ok(&format!("{}/floor-ready", floor.url), Duration::from_secs(10)).await;
+        if let Err(e) = ready {
+            let log = floor.service.log_text();
+            let _ = floor.service.terminate(Duration::from_secs(5));
+            bail!("ccp-bench-floor did not start: {e}\n{log}");
+        }
+        Ok(floor)
+    }
+
+    /// The process whose CPU is measured.
+    pub fn pid(&self) -> u32 {
+        self.service.child.id()
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.service.terminate(Duration::from_secs(5));
+        let _ = std::fs::remove_file(&self.service.log);
+    }
+}
+
+/// The reference processes measured beside the proxy, each when available.
+#[derive(Default)]
+pub struct References {
+    pub nginx: Option<Nginx>,
+    pub floor: Option<Floor>,
+}

@@ -78,6 +78,36 @@ pub struct PhaseResult {
     /// Through nginx as a plain reverse proxy (reference, when installed); its CPU is in the
     /// `proxy_cpu_*` fields.
     pub nginx: Option<TargetResult>,
+    /// Through `ccp-bench-floor`, actix-web + awc configured as the proxy is and doing nothing
+    /// else (reference: the framework floor, when built); its CPU is in the `proxy_cpu_*` fields.
+    pub floor: Option<TargetResult>,
+}
+
+/// A reference measured beside the proxy: its row label, what it is, and its result.
+struct Reference<'a> {
+    label: &'static str,
+    what: &'static str,
+    result: &'a TargetResult,
+}
+
+impl PhaseResult {
+    /// The reference rows of this phase, those measured.
+    fn references(&self) -> impl Iterator<Item = Reference<'_>> {
+        [
+            self.nginx.as_ref().map(|result| Reference {
+                label: "nginx",
+                what: "nginx as a plain reverse proxy",
+                result,
+            }),
+            self.floor.as_ref().map(|result| Reference {
+                label: "floor",
+                what: "the framework floor, actix-web + awc set up as the proxy is, doing nothing else",
+                result,
+            }),
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// The failover path: Anthropic answers 429, the proxy replays the request on Bedrock.
@@ -248,9 +278,10 @@ impl Report {
     /// Every measured target with its phase's name.
     fn all_targets(&self) -> impl Iterator<Item = (&String, &TargetResult)> {
         let phases = self.phases.iter().flat_map(|p| {
-            [Some(&p.direct), Some(&p.proxy), p.proxy_checked.as_ref(), p.nginx.as_ref()]
+            [Some(&p.direct), Some(&p.proxy), p.proxy_checked.as_ref()]
                 .into_iter()
                 .flatten()
+                .chain(p.references().map(|r| r.result))
                 .map(|t| (&p.name, t))
         });
         let failover = self
@@ -385,14 +416,16 @@ impl Report {
         )?;
         for p in self.latency_phases() {
             let rows = [
-                Some((p.name.as_str(), &p.proxy)),
-                p.proxy_checked.as_ref().map(|c| ("  +checks", c)),
-                p.nginx.as_ref().map(|n| ("  nginx (ref)", n)),
-            ];
-            for (name, proxy) in rows.into_iter().flatten() {
+                Some((p.name.clone(), &p.proxy, None)),
+                p.proxy_checked.as_ref().map(|c| ("  +checks".into(), c, None)),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(p.references().map(|r| (format!("  {} (ref)", r.label), r.result, Some(r.what))));
+            for (name, proxy, reference) in rows {
                 let added = proxy.latency.p50_ms - p.direct.latency.p50_ms;
-                let target = if name.ends_with("(ref)") {
-                    "(reference: nginx as a plain reverse proxy)".to_owned()
+                let target = if let Some(what) = reference {
+                    format!("(reference: {what})")
                 } else if p.concurrency == 1 {
                     verdict(added <= ADDED_P50_MS).to_owned()
                 } else {
@@ -459,15 +492,16 @@ impl Report {
                     verdict(ratio >= THROUGHPUT_RATIO)
                 )?;
             }
-            if let Some(n) = &p.nginx {
+            for r in p.references() {
                 writeln!(
                     out,
-                    "{:<14}{:>6} | {:>10.0}{:>10.0} | {:>6.2}x | (reference)",
-                    "  nginx (ref)",
+                    "{:<14}{:>6} | {:>10.0}{:>10.0} | {:>6.2}x | (reference: {})",
+                    format!("  {} (ref)", r.label),
                     p.count,
                     p.direct.rps,
-                    n.rps,
-                    n.rps / p.direct.rps.max(1e-9)
+                    r.result.rps,
+                    r.result.rps / p.direct.rps.max(1e-9),
+                    r.what
                 )?;
             }
         }
@@ -552,8 +586,8 @@ impl Report {
                 )
             };
             ttfb_row(out, "ttfb", &p.proxy, verdict(p.added_ttfb_p50() <= ADDED_TTFB_P50_MS))?;
-            if let Some(n) = &p.nginx {
-                ttfb_row(out, "ttfb nginx", n, "(reference: nginx)")?;
+            for r in p.references() {
+                ttfb_row(out, &format!("ttfb {}", r.label), r.result, &format!("(reference: {})", r.what))?;
             }
             writeln!(
                 out,
@@ -608,13 +642,13 @@ impl Report {
                 let cpu = c.proxy_cpu_ms_per_req.unwrap_or(f64::NAN);
                 cpu_row(out, &format!("  {} +checks", p.name), c, &[&p.direct], self::verdict(cpu <= CPU_MS_PER_REQ))?;
             }
-            if let Some(n) = &p.nginx {
+            for r in p.references() {
                 cpu_row(
                     out,
-                    &format!("  {} nginx (ref)", p.name),
-                    n,
+                    &format!("  {} {} (ref)", p.name, r.label),
+                    r.result,
                     &[&p.direct],
-                    "(reference: nginx's CPU in proxy)",
+                    &format!("(reference: {}'s CPU in proxy)", r.label),
                 )?;
             }
         }
@@ -666,24 +700,30 @@ impl Report {
             checks.len(),
             if missed > 0 { format!(", {missed} missed") } else { String::new() }
         )?;
-        let references: Vec<&PhaseResult> = self.phases.iter().filter(|p| p.nginx.is_some()).collect();
-        if !references.is_empty() {
-            writeln!(out, "\nnginx as a plain reverse proxy, same rounds (reference, not a target):")?;
-        }
-        for p in references {
-            let Some(n) = &p.nginx else { continue };
-            writeln!(
-                out,
-                "      {:<24} added p50 {:>+7.3} ms  added TTFB p50 {:>+7.3} ms  CPU {:>6.3} ms/req  throughput {:>5.2}x  | proxy: {:>+7.3} ms, {:>6.3} ms/req, {:>5.2}x",
-                p.name,
-                n.latency.p50_ms - p.direct.latency.p50_ms,
-                n.ttfb.p50_ms - p.direct.ttfb.p50_ms,
-                n.proxy_cpu_ms_per_req.unwrap_or(f64::NAN),
-                n.rps / p.direct.rps.max(1e-9),
-                p.added_p50(),
-                p.proxy.proxy_cpu_ms_per_req.unwrap_or(f64::NAN),
-                p.rps_ratio()
-            )?;
+        for label in ["nginx", "floor"] {
+            let rows: Vec<(&PhaseResult, Reference<'_>)> = self
+                .phases
+                .iter()
+                .flat_map(|p| p.references().filter(|r| r.label == label).map(move |r| (p, r)))
+                .collect();
+            if let Some((_, first)) = rows.first() {
+                writeln!(out, "\n{}, same rounds (reference, not a target):", first.what)?;
+            }
+            for (p, r) in rows {
+                let n = r.result;
+                writeln!(
+                    out,
+                    "      {:<24} added p50 {:>+7.3} ms  added TTFB p50 {:>+7.3} ms  CPU {:>6.3} ms/req  throughput {:>5.2}x  | proxy: {:>+7.3} ms, {:>6.3} ms/req, {:>5.2}x",
+                    p.name,
+                    n.latency.p50_ms - p.direct.latency.p50_ms,
+                    n.ttfb.p50_ms - p.direct.ttfb.p50_ms,
+                    n.proxy_cpu_ms_per_req.unwrap_or(f64::NAN),
+                    n.rps / p.direct.rps.max(1e-9),
+                    p.added_p50(),
+                    p.proxy.proxy_cpu_ms_per_req.unwrap_or(f64::NAN),
+                    p.rps_ratio()
+                )?;
+            }
         }
         out.flush()
     }

@@ -1,13 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `ccp-bench` end to end with tiny counts (a smoke test of the command, not a measurement): it
-//! starts the proxy and nginx in front of its upstream, runs every phase, and writes a report
-//! in which every target through the proxy and through nginx answered and used CPU. Keeps the
-//! README's `scripts/bench` working.
+//! starts the proxy, nginx and the framework floor in front of its upstream, runs every phase,
+//! and writes a report in which every target through the proxy and both references answered
+//! and used CPU. Keeps the README's `scripts/bench` working.
 
 use std::process::Command;
 
 #[test]
-fn the_benchmark_runs_every_phase_through_the_proxy_and_nginx() {
+fn the_benchmark_runs_every_phase_through_the_proxy_nginx_and_the_framework_floor() {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| std::path::Path::new(p).is_file())
@@ -17,6 +17,7 @@ fn the_benchmark_runs_every_phase_through_the_proxy_and_nginx() {
     let run = Command::new(env!("CARGO_BIN_EXE_ccp-bench"))
         .args(["--n1", "20", "--n32", "64", "--ttfb-n", "3", "--pace-ms", "5", "--failover-n", "5"])
         .args(["--warmup", "5", "--rounds", "2", "--rss-n", "32", "--nginx", nginx])
+        .args(["--floor", env!("CARGO_BIN_EXE_ccp-bench-floor")])
         .arg("--proxy-bin")
         .arg(&proxy)
         .arg("--out")
@@ -34,13 +35,15 @@ fn the_benchmark_runs_every_phase_through_the_proxy_and_nginx() {
     for p in phases {
         let name = p["name"].as_str().unwrap();
         assert!(p["nginx"].is_object(), "{name}: no nginx reference rows (did nginx start?):\n{stderr}");
-        let targets = ["direct", "proxy", "nginx"].into_iter().chain((p["pace_ms"] == 0).then_some("proxy_checked"));
+        assert!(p["floor"].is_object(), "{name}: no framework floor rows (did it start?):\n{stderr}");
+        let targets =
+            ["direct", "proxy", "nginx", "floor"].into_iter().chain((p["pace_ms"] == 0).then_some("proxy_checked"));
         for target in targets {
             let t = &p[target];
             assert!(t["latency"]["p50_ms"].as_f64().unwrap() > 0.0, "{name} {target}: {t}");
             assert!(t["rps"].as_f64().unwrap() > 0.0, "{name} {target}: {t}");
             if target != "direct" {
-                // The CPU of the process in the middle: the proxy's, or nginx's for its rows.
+                // The CPU of the process in the middle: the proxy's, or the reference's for its rows.
                 assert!(t["proxy_cpu_ms_per_req"].as_f64().unwrap() > 0.0, "{name} {target}: {t}");
             }
         }
@@ -55,5 +58,7 @@ fn the_benchmark_runs_every_phase_through_the_proxy_and_nginx() {
         "the paced stream's CPU is information, not a check"
     );
     assert!(stdout.contains("nginx as a plain reverse proxy, same rounds"), "{stdout}");
+    assert!(stdout.contains("the framework floor, actix-web + awc set up as the proxy is"), "{stdout}");
+    assert!(stdout.contains("  floor (ref)"), "{stdout}");
     assert!(stdout.contains("targets met"), "{stdout}");
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::http::header::{HeaderMap, HeaderName, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
@@ -90,19 +90,22 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A pooled Anthropic client with LLM-sized timeouts and no default headers of its own, and
-    /// a Bedrock client.
+    /// The Anthropic client ([`anthropic_client`]) and a Bedrock client.
     pub fn new(header_timeout: Duration, connect_timeout: Duration, bedrock: BedrockClient) -> Self {
-        let connector =
-            awc::Connector::new().timeout(connect_timeout).limit(0).conn_keep_alive(Duration::from_secs(60));
-        let client = awc::Client::builder()
-            .connector(connector)
-            .timeout(header_timeout)
-            .no_default_headers()
-            .disable_redirects()
-            .finish();
-        Self { client, bedrock }
+        Self { client: anthropic_client(header_timeout, connect_timeout), bedrock }
     }
+}
+
+/// A pooled keep-alive client for Anthropic with LLM-sized timeouts, no default headers of its
+/// own and no redirects (one per worker thread: `awc::Client` is not `Send`).
+pub fn anthropic_client(header_timeout: Duration, connect_timeout: Duration) -> awc::Client {
+    let connector = awc::Connector::new().timeout(connect_timeout).limit(0).conn_keep_alive(Duration::from_secs(60));
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(header_timeout)
+        .no_default_headers()
+        .disable_redirects()
+        .finish()
 }
 
 /// Where the key came from.
@@ -316,6 +319,14 @@ fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
+/// The headers passed on, in either direction: all but the hop-by-hop ones, those the
+/// `Connection` header names, and the proxy's own.
+pub fn forwarded_headers(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    // Almost every message has no `Connection` header: then there is nothing it names.
+    let has_connection = headers.contains_key(actix_web::http::header::CONNECTION);
+    headers.iter().filter(move |(name, _)| !(is_hop_by_hop(name) || has_connection && connection_listed(headers, name)))
+}
+
 /// Headers added to every relayed answer: which provider answered and why.
 const PROVIDER_HEADER: &str = "x-ccp-provider";
 const FALLBACK_REASON_HEADER: &str = "x-ccp-fallback-reason";
@@ -450,10 +461,8 @@ async fn send(
         url.push_str(q);
     }
     let mut out = upstream.client.request(req.method().clone(), url.as_str());
-    for (name, value) in req.headers() {
-        if !is_hop_by_hop(name) && !connection_listed(req.headers(), name) {
-            out = out.append_header((name.clone(), value.clone()));
-        }
+    for (name, value) in forwarded_headers(req.headers()) {
+        out = out.append_header((name.clone(), value.clone()));
     }
     record.provider = Provider::Anthropic;
     let sent = out.send_body(body.clone()).await;
@@ -705,10 +714,8 @@ fn relay(
     );
     let length = up.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let mut builder = HttpResponse::build(status);
-    for (name, value) in up {
-        if !is_hop_by_hop(name) {
-            builder.append_header((name.clone(), value.clone()));
-        }
+    for (name, value) in forwarded_headers(up) {
+        builder.append_header((name.clone(), value.clone()));
     }
     builder.insert_header((REQUEST_ID_HEADER, record.request_id.to_string()));
     builder.insert_header((PROVIDER_HEADER, "anthropic"));
@@ -811,7 +818,36 @@ impl<S> Drop for TapBody<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::{proxied_path, ProxiedPath};
+    use super::{forwarded_headers, proxied_path, ProxiedPath};
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = forwarded_headers(headers).map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_connection_listed_and_own_headers_are_not_forwarded() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Trace"),
+            ("keep-alive", "timeout=5"),
+            ("x-trace", "1"),
+            ("te", "trailers"),
+            ("host", "proxy.example.com"),
+            ("content-length", "2"),
+            ("x-ccp-access-key", "ak_secret"),
+            ("anthropic-version", "2023-06-01"),
+            ("x-api-key", "sk-ant-x"),
+        ] {
+            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        assert_eq!(names(&headers), ["anthropic-version", "x-api-key"]);
+        // Without a Connection header, a header of the same name as a token is kept.
+        headers.remove("connection");
+        assert_eq!(names(&headers), ["anthropic-version", "x-api-key", "x-trace"]);
+    }
 
     #[test]
     fn proxied_paths_are_split_and_others_refused() {
