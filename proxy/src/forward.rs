@@ -284,6 +284,11 @@ fn inspect_json(req: &HttpRequest, body: &[u8], record: &mut RequestRecord) -> R
             content_type.chars().take(64).collect::<String>()
         )));
     }
+    // A struct also deserializes from a JSON array (its fields in order): refuse anything but
+    // an object first.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ProxyError::bad_request("The request body is not a JSON object: a Messages API body is `{...}`."));
+    }
     let peek: Peek = serde_json::from_slice(body)
         .map_err(|e| ProxyError::bad_request(format!("The request body is not a valid JSON object: {e}.")))?;
     record.requested_model = peek.model.as_ref().and_then(|m| m.as_str()).map(|m| m.chars().take(128).collect());

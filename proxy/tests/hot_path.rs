@@ -471,6 +471,18 @@ async fn bad_input_gets_specific_anthropic_errors() {
     assert_eq!(json["error"]["type"], "invalid_request_error");
     assert!(json["error"]["message"].as_str().unwrap().contains("JSON"));
 
+    // Valid JSON, but not an object (serde would read a struct from an array's items).
+    for body in [&br#"["claude-sonnet-4-5", true]"#[..], b" 42", b"\"messages\"", b""] {
+        let resp = h.post(&key, "messages", body.to_vec(), &[]).await;
+        assert_eq!(resp.status(), 400, "{}", String::from_utf8_lossy(body));
+        let rid = request_id(&resp);
+        let json: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(json["error"]["type"], "invalid_request_error");
+        assert!(json["error"]["message"].as_str().unwrap().contains("not a JSON object"), "{json}");
+        let e = h.log.wait_request(&rid, Duration::from_secs(5)).await;
+        assert_eq!(e.error_class, Some(ErrorClass::BadRequest));
+    }
+
     let resp = client
         .post(format!("{}/ak/{key}/v1/messages", h.url))
         .header("content-type", "text/plain")

@@ -309,7 +309,10 @@ impl Envelope {
 
     /// JSON bytes for the log.
     pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
+        // Sized for a usage event with its rate-limit state (~1.5 KB): no regrowth copies.
+        let mut out = Vec::with_capacity(2048);
+        serde_json::to_writer(&mut out, self)?;
+        Ok(out)
     }
 
     /// Decodes an event from the log, refusing versions newer than this build knows.
