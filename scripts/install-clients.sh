@@ -84,7 +84,7 @@ install_claude_code() {
         # Warnings are hidden (the engines one is noise), so a failed install prints its log's
         # warnings and errors: a tar error such as ENOSPC is only a warning there.
         local logs since
-        logs=$(npm config get cache 2>/dev/null)/_logs
+        logs=$(npm config get cache 2>/dev/null)/_logs || logs=$HOME/.npm/_logs
         since=$(date +%s)
         if ! npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --save-exact --loglevel=error \
             "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"; then

@@ -270,7 +270,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let mut references = reference::References::default();
     if started.is_ok() {
         if let Some(bin) = &opts.nginx {
-            match reference::Nginx::start(bin, &upstream.url()).await {
+            match reference::Nginx::start(bin, &upstream.url(), opts.pin).await {
                 Ok(nginx) => {
                     progress.say(format!("nginx reference (pid {}) at {}", nginx.pid(), nginx.url));
                     references.nginx = Some(nginx);
@@ -279,7 +279,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
             }
         }
         if let Some(bin) = &opts.floor {
-            match reference::Floor::start(bin, &upstream.url()).await {
+            match reference::Floor::start(bin, &upstream.url(), opts.workers, opts.pin).await {
                 Ok(floor) => {
                     progress.say(format!("framework floor (pid {}) at {}", floor.pid(), floor.url));
                     references.floor = Some(floor);
@@ -364,13 +364,8 @@ async fn start_proxy(
         ("CCP__SECRETS__MASTER_KEY_ID".into(), settings.secrets.master_key_id.clone()),
         ("CCP__BUDGETS__ENFORCE".into(), opts.budget_enforce.clone()),
     ];
-    let bin = opts.proxy_bin.display().to_string();
-    let proxy = if opts.pin {
-        Service::spawn(Path::new("taskset"), &["-c", "1", &bin], &env)
-    } else {
-        Service::spawn(&opts.proxy_bin, &[], &env)
-    }
-    .with_context(|| format!("start {bin}"))?;
+    let proxy = reference::spawn(&opts.proxy_bin, &[], &env, opts.pin)
+        .with_context(|| format!("start {}", opts.proxy_bin.display()))?;
     let proxy_url = format!("http://{listen}");
     let mut stack = Stack {
         log,

@@ -10,6 +10,18 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use ccp_tests::Service;
 
+/// Starts the process in the middle of the measurement (the proxy or a reference): with `pin`,
+/// on CPU 1 (the client and the upstream are on CPU 0).
+pub fn spawn(bin: &Path, args: &[&str], env: &[(String, String)], pin: bool) -> std::io::Result<Service> {
+    if pin {
+        let bin = bin.display().to_string();
+        let pinned: Vec<&str> = ["-c", "1", bin.as_str()].into_iter().chain(args.iter().copied()).collect();
+        Service::spawn(Path::new("taskset"), &pinned, env)
+    } else {
+        Service::spawn(bin, args, env)
+    }
+}
+
 /// A running nginx and its scratch directory; dropping it stops nginx (the `Service` kills it)
 /// and removes the directory and the log.
 pub struct Nginx {
@@ -63,7 +75,7 @@ http {{
 
 impl Nginx {
     /// Starts `bin` in front of `upstream_url` (`http://host:port`) and waits until it answers.
-    pub async fn start(bin: &Path, upstream_url: &str) -> anyhow::Result<Self> {
+    pub async fn start(bin: &Path, upstream_url: &str, pin: bool) -> anyhow::Result<Self> {
         let upstream = upstream_url.strip_prefix("http://").context("the upstream URL is not http://")?;
         let dir = std::env::temp_dir().join(format!("ccp-bench-nginx-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -72,7 +84,7 @@ impl Nginx {
         std::fs::write(&conf, config(&dir, &listen, upstream)).context("write nginx.conf")?;
         let (prefix, conf_arg, err_log) =
             (dir.display().to_string(), conf.display().to_string(), dir.join("error.log").display().to_string());
-        let service = match Service::spawn(bin, &["-p", &prefix, "-c", &conf_arg, "-e", &err_log], &[]) {
+        let service = match spawn(bin, &["-p", &prefix, "-c", &conf_arg, "-e", &err_log], &[], pin) {
             Ok(service) => service,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -117,11 +129,12 @@ pub fn find_floor() -> Option<PathBuf> {
 }
 
 impl Floor {
-    /// Starts `bin` in front of `upstream_url` and waits until it answers.
-    pub async fn start(bin: &Path, upstream_url: &str) -> anyhow::Result<Self> {
+    /// Starts `bin` in front of `upstream_url` with `workers` workers and waits until it answers.
+    pub async fn start(bin: &Path, upstream_url: &str, workers: usize, pin: bool) -> anyhow::Result<Self> {
         let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
-        let service =
-            Service::spawn(bin, &[&listen, upstream_url], &[]).with_context(|| format!("start {}", bin.display()))?;
+        let workers = workers.to_string();
+        let service = spawn(bin, &[&listen, upstream_url, &workers], &[], pin)
+            .with_context(|| format!("start {}", bin.display()))?;
         let mut floor = Self { service, url: format!("http://{listen}") };
         let ready = ccp_tests::wait_http_ok(&format!("{}/floor-ready", floor.url), Duration::from_secs(10)).await;
         if let Err(e) = ready {

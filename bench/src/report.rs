@@ -365,7 +365,7 @@ impl Report {
         )?;
         writeln!(
             out,
-            "proxy: {}, workers={}, pinned={} (client+upstream on CPU 0, proxy on CPU 1 when pinned); CPUs: {}",
+            "proxy: {}, workers={}, pinned={} (client+upstream on CPU 0, proxy and references on CPU 1 when pinned); CPUs: {}",
             o.proxy_bin.display(),
             o.workers,
             o.pin,
@@ -700,7 +700,13 @@ impl Report {
             checks.len(),
             if missed > 0 { format!(", {missed} missed") } else { String::new() }
         )?;
-        for label in ["nginx", "floor"] {
+        let mut labels: Vec<&str> = Vec::new();
+        for r in self.phases.iter().flat_map(PhaseResult::references) {
+            if !labels.contains(&r.label) {
+                labels.push(r.label);
+            }
+        }
+        for label in labels {
             let rows: Vec<(&PhaseResult, Reference<'_>)> = self
                 .phases
                 .iter()

@@ -117,17 +117,25 @@ enum KeySource {
 
 /// Where a proxied path puts the access key, and the part after `/v1/`.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ProxiedPath<'a> {
+pub enum ProxiedPath<'a> {
     /// `/ak/{access_key}/v1/{tail}`.
-    KeyInPath { key: &'a str, tail: &'a str },
+    KeyInPath {
+        /// The access key as presented.
+        key: &'a str,
+        /// After `/v1/`.
+        tail: &'a str,
+    },
     /// `/v1/{tail}`, the key in `x-ccp-access-key`.
-    KeyInHeader { tail: &'a str },
+    KeyInHeader {
+        /// After `/v1/`.
+        tail: &'a str,
+    },
 }
 
 /// Splits a request path (as received, not percent-decoded: forwarded byte for byte) into the
 /// proxied shapes; `None` for anything else. Done by hand rather than by the router's pattern
 /// matching, which ran a regular expression per request.
-pub(crate) fn proxied_path(path: &str) -> Option<ProxiedPath<'_>> {
+pub fn proxied_path(path: &str) -> Option<ProxiedPath<'_>> {
     if let Some(tail) = path.strip_prefix("/v1/") {
         return Some(ProxiedPath::KeyInHeader { tail });
     }
@@ -325,11 +333,14 @@ fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
 }
 
 /// The headers passed on, in either direction: all but the hop-by-hop ones, those the
-/// `Connection` header names, and the proxy's own.
+/// `Connection` header names, `Host`, `Content-Length` (the sender frames the body) and the
+/// access-key header.
 pub fn forwarded_headers(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
     // Almost every message has no `Connection` header: then there is nothing it names.
     let has_connection = headers.contains_key(actix_web::http::header::CONNECTION);
-    headers.iter().filter(move |(name, _)| !(is_hop_by_hop(name) || has_connection && connection_listed(headers, name)))
+    headers
+        .iter()
+        .filter(move |(name, _)| !(is_hop_by_hop(name) || (has_connection && connection_listed(headers, name))))
 }
 
 /// Headers added to every relayed answer: which provider answered and why.

@@ -460,6 +460,40 @@ async fn compressed_answers_pass_through_compressed_and_are_tapped() {
 }
 
 #[actix_web::test]
+async fn headers_named_by_the_upstreams_connection_header_are_not_relayed() {
+    // The fake Anthropic cannot send a Connection header of its own (actix-http writes that one).
+    let extra =
+        "connection: keep-alive, X-Hop\r\nx-hop: 1\r\nx-kept: 2\r\nanthropic-ratelimit-requests-remaining: 49\r\n";
+    let url = raw_upstream(SSE.as_bytes().to_vec(), None, extra).await;
+    let settings = proxy_settings("connhdr", &url);
+    let log = Log::new(&settings).await;
+    let proxy = start_with(settings).await;
+    let (_, _, key) = log.user_with_key("cora").await;
+    let key = key.expose().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let resp = loop {
+        let resp = reqwest::Client::new()
+            .post(format!("{proxy}/ak/{key}/v1/messages"))
+            .header("content-type", "application/json")
+            .body(r#"{"model":"m","max_tokens":8,"messages":[]}"#)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() != 401 || Instant::now() > deadline {
+            break resp;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(resp.status(), 200);
+    let header = |n: &str| resp.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(header("x-kept").as_deref(), Some("2"), "an ordinary header passes");
+    assert_eq!(header("x-hop"), None, "a header the upstream's Connection header names is hop-by-hop");
+    assert_eq!(header("request-id").as_deref(), Some("req_raw"));
+    assert_eq!(header("anthropic-ratelimit-requests-remaining").as_deref(), Some("49"));
+    assert_eq!(resp.text().await.unwrap(), SSE);
+}
+
+#[actix_web::test]
 async fn bad_input_gets_specific_anthropic_errors() {
     let h = harness("badinput").await;
     let key = h.key().await;
@@ -561,8 +595,9 @@ async fn slow_headers_time_out_and_dead_upstreams_are_502() {
 }
 
 /// A raw HTTP/1.1 upstream that answers every request with the same bytes, split into small
-/// chunked-encoding chunks — to check the proxy returns exactly those bytes.
-async fn raw_upstream(body: Vec<u8>, content_encoding: Option<&'static str>) -> String {
+/// chunked-encoding chunks — to check the proxy returns exactly those bytes — and `extra_head`
+/// (header lines, each ending in CRLF) in its head.
+async fn raw_upstream(body: Vec<u8>, content_encoding: Option<&'static str>, extra_head: &'static str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -592,6 +627,7 @@ async fn raw_upstream(body: Vec<u8>, content_encoding: Option<&'static str>) -> 
                 if let Some(enc) = content_encoding {
                     head.push_str(&format!("content-encoding: {enc}\r\n"));
                 }
+                head.push_str(extra_head);
                 head.push_str("\r\n");
                 sock.write_all(head.as_bytes()).await.unwrap();
                 for chunk in body.chunks(37) {
@@ -622,7 +658,7 @@ async fn bytes_come_back_exactly_as_the_upstream_sent_them() {
     gz.write_all(SSE.as_bytes()).unwrap();
     let gz = gz.finish().unwrap();
     for (body, encoding) in [(SSE.as_bytes().to_vec(), None), (gz, Some("gzip"))] {
-        let upstream = raw_upstream(body.clone(), encoding).await;
+        let upstream = raw_upstream(body.clone(), encoding, "").await;
         let settings = proxy_settings("exact", &upstream);
         let log = Log::new(&settings).await;
         let url = start_with(settings).await;

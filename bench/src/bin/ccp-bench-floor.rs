@@ -1,42 +1,53 @@
-//! The framework floor: an actix-web server that forwards with awc, configured as the proxy is
-//! (one worker, TCP_NODELAY, the proxy's pooled upstream client, the body read whole before
-//! forwarding, the answer streamed back with its headers) and doing nothing else — no access
-//! key, no JSON check, no usage tap, no event, no metrics. `ccp-bench` measures it in the same
-//! rounds as the proxy: what it costs is what any proxy built on this stack costs; the rest is
-//! the proxy's own work. A reference, not a product.
+//! The framework floor: an actix-web server that forwards with awc, set up as the proxy is (the
+//! same worker count, TCP_NODELAY, the proxy's pooled upstream client, its path split and header
+//! filter, the body read whole — bounded by the proxy's default limit — before forwarding, the
+//! answer streamed back with its headers and, when the upstream sent one, its Content-Length)
+//! and doing nothing else — no access key check, no JSON check, no usage tap, no event, no
+//! metrics. `ccp-bench` measures it in the same rounds as the proxy: what it costs is what any
+//! proxy built on this stack costs; the rest is the proxy's own work. A reference, not a product.
 //!
-//!   ccp-bench-floor LISTEN UPSTREAM_URL
+//!   ccp-bench-floor LISTEN UPSTREAM_URL [WORKERS]
 //!
 //! `POST /ak/{key}/v1/...` and `/v1/...` go to `UPSTREAM_URL/v1/...` (query kept);
 //! `GET /floor-ready` answers 204.
+
+// A command-line tool: its usage errors go to stderr.
+#![allow(clippy::print_stderr)]
 
 use std::time::Duration;
 
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::BytesMut;
-use ccp_proxy::{anthropic_client, forwarded_headers};
+use ccp_proxy::{anthropic_client, forwarded_headers, proxied_path, ProxiedPath};
 use futures_util::StreamExt as _;
+
+/// The proxy's default `proxy.max_body_bytes`.
+const MAX_BODY: usize = 32 * 1024 * 1024;
 
 struct Upstream {
     client: awc::Client,
     base: String,
 }
 
+fn content_length(headers: &actix_web::http::header::HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
 async fn pass(req: HttpRequest, mut payload: web::Payload, upstream: web::Data<Upstream>) -> HttpResponse {
-    let path = req.path();
-    let tail = match path.strip_prefix("/ak/").and_then(|p| p.split_once('/')) {
-        Some((_, rest)) => rest.strip_prefix("v1/"),
-        None => path.strip_prefix("/v1/"),
+    let tail = match proxied_path(req.path()) {
+        Some(ProxiedPath::KeyInPath { tail, .. } | ProxiedPath::KeyInHeader { tail }) => tail,
+        None => return HttpResponse::NotFound().finish(),
     };
-    let Some(tail) = tail else {
-        return HttpResponse::NotFound().finish();
-    };
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let declared = content_length(req.headers()).and_then(|n| usize::try_from(n).ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return HttpResponse::PayloadTooLarge().finish();
+    }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         match chunk {
-            Ok(chunk) => body.extend_from_slice(&chunk),
+            Ok(chunk) if body.len() + chunk.len() <= MAX_BODY => body.extend_from_slice(&chunk),
+            Ok(_) => return HttpResponse::PayloadTooLarge().finish(),
             Err(e) => return HttpResponse::BadRequest().body(e.to_string()),
         }
     }
@@ -55,6 +66,9 @@ async fn pass(req: HttpRequest, mut payload: web::Payload, upstream: web::Data<U
             for (name, value) in forwarded_headers(response.headers()) {
                 builder.append_header((name.clone(), value.clone()));
             }
+            if let Some(len) = content_length(response.headers()) {
+                builder.no_chunking(len);
+            }
             builder.streaming(response)
         }
         Err(e) => HttpResponse::BadGateway().body(e.to_string()),
@@ -64,8 +78,16 @@ async fn pass(req: HttpRequest, mut payload: web::Payload, upstream: web::Data<U
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(base)) = (args.next(), args.next()) else {
-        eprintln!("usage: ccp-bench-floor LISTEN UPSTREAM_URL");
+        eprintln!("usage: ccp-bench-floor LISTEN UPSTREAM_URL [WORKERS]");
         std::process::exit(2);
+    };
+    let workers = match args.next().map(|w| w.parse::<usize>()) {
+        None => 1,
+        Some(Ok(w)) if w > 0 => w,
+        Some(_) => {
+            eprintln!("ccp-bench-floor: WORKERS must be a positive number");
+            std::process::exit(2);
+        }
     };
     let base = base.trim_end_matches('/').to_owned();
     actix_web::rt::System::new().block_on(async move {
@@ -78,7 +100,7 @@ fn main() -> std::io::Result<()> {
                 .route("/floor-ready", web::get().to(HttpResponse::NoContent))
                 .default_service(web::to(pass))
         })
-        .workers(1)
+        .workers(workers)
         .disable_signals()
         .tcp_nodelay(true)
         .bind(listen)?
