@@ -270,7 +270,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let mut references = reference::References::default();
     if started.is_ok() {
         if let Some(bin) = &opts.nginx {
-            match reference::Nginx::start(bin, &upstream.url(), opts.pin).await {
+            match reference::start_nginx(bin, &upstream.url(), opts.pin).await {
                 Ok(nginx) => {
                     progress.say(format!("nginx reference (pid {}) at {}", nginx.pid(), nginx.url));
                     references.nginx = Some(nginx);
@@ -279,7 +279,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
             }
         }
         if let Some(bin) = &opts.floor {
-            match reference::Floor::start(bin, &upstream.url(), opts.workers, opts.pin).await {
+            match reference::start_floor(bin, &upstream.url(), opts.workers, opts.pin).await {
                 Ok(floor) => {
                     progress.say(format!("framework floor (pid {}) at {}", floor.pid(), floor.url));
                     references.floor = Some(floor);
@@ -601,9 +601,8 @@ struct Accumulated {
 
 /// CPU of everything involved, at one moment.
 struct CpuSnapshot {
-    proxy: CpuSample,
-    nginx: Option<CpuSample>,
-    floor: Option<CpuSample>,
+    /// The process in the middle (the proxy during direct runs).
+    middle: CpuSample,
     own_total: u64,
     own: CpuSample,
     system: procfs::SystemCpu,
@@ -612,12 +611,20 @@ struct CpuSnapshot {
 }
 
 impl Bench<'_> {
-    fn snapshot(&self) -> anyhow::Result<CpuSnapshot> {
+    /// The process whose CPU a block through `middle` reports: the proxy's during direct runs.
+    fn middle_pid(&self, middle: Option<Middle>) -> anyhow::Result<u32> {
+        let reference = match middle {
+            None | Some(Middle::Proxy) => return Ok(self.stack.proxy.child.id()),
+            Some(Middle::Nginx) => &self.references.nginx,
+            Some(Middle::Floor) => &self.references.floor,
+        };
+        reference.as_ref().map(reference::Reference::pid).context("the reference is not running")
+    }
+
+    fn snapshot(&self, middle: Option<Middle>) -> anyhow::Result<CpuSnapshot> {
         let own = procfs::threads(std::process::id());
         Ok(CpuSnapshot {
-            proxy: CpuSample::read(self.stack.proxy.child.id())?,
-            nginx: self.references.nginx.as_ref().map(|n| CpuSample::read(n.pid())).transpose()?,
-            floor: self.references.floor.as_ref().map(|f| CpuSample::read(f.pid())).transpose()?,
+            middle: CpuSample::read(self.middle_pid(middle)?)?,
             own_total: own.iter().map(|(_, ns)| ns).sum(),
             own: CpuSample::read(std::process::id())?,
             system: procfs::SystemCpu::read()?,
@@ -662,14 +669,10 @@ impl Bench<'_> {
         count: usize,
         acc: &mut Accumulated,
     ) -> anyhow::Result<()> {
-        let before = self.snapshot()?;
+        let before = self.snapshot(middle)?;
         let run = load::run(&self.client, spec, concurrency, count).await?;
-        let after = self.snapshot()?;
-        let proxy = match (middle, before.nginx, after.nginx, before.floor, after.floor) {
-            (Some(Middle::Nginx), Some(b), Some(a), ..) => CpuDelta::between(b, a, self.clk_tck),
-            (Some(Middle::Floor), _, _, Some(b), Some(a)) => CpuDelta::between(b, a, self.clk_tck),
-            _ => CpuDelta::between(before.proxy, after.proxy, self.clk_tck),
-        };
+        let after = self.snapshot(middle)?;
+        let proxy = CpuDelta::between(before.middle, after.middle, self.clk_tck);
         let upstream_ns = after.own_upstream.saturating_sub(before.own_upstream);
         // NATS (Go) starts and ends threads: utime+stime counts the ended ones too.
         let nats_ns = match (before.nats, after.nats) {

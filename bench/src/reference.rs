@@ -1,8 +1,9 @@
-//! nginx as a plain reverse proxy in front of the same upstream: a reference measured in the
-//! same rounds as the proxy, so the report shows what the cheapest well-known proxy adds on
-//! this machine, with this body, beside what ClaudeCodeProxy adds. One process
-//! (`master_process off`), one worker, keep-alive to the upstream, no buffering of the answer —
-//! the setup the figures for nginx describe. Not a target, information.
+//! The references measured in the same rounds as the proxy, in front of the same upstream:
+//! nginx as a plain reverse proxy — one process (`master_process off`), one worker, keep-alive
+//! to the upstream, no buffering of the answer, the setup the figures for nginx
+//! describe — so the report shows what the cheapest well-known proxy adds on this machine with
+//! this body; and `ccp-bench-floor`, the framework floor (see its source). Not targets,
+//! information.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,12 +23,40 @@ pub fn spawn(bin: &Path, args: &[&str], env: &[(String, String)], pin: bool) -> 
     }
 }
 
-/// A running nginx and its scratch directory; dropping it stops nginx (the `Service` kills it)
-/// and removes the directory and the log.
-pub struct Nginx {
+/// A running reference and its scratch directory, if any; dropping it stops the process and
+/// removes the directory and the log.
+pub struct Reference {
     pub service: Service,
     pub url: String,
-    dir: PathBuf,
+    dir: Option<PathBuf>,
+}
+
+impl Reference {
+    /// Waits until `GET <url><ready_path>` answers; else stops the process and fails with `log`.
+    async fn ready(mut self, ready_path: &str, what: &str, log: impl FnOnce(&Self) -> String) -> anyhow::Result<Self> {
+        let ready = ccp_tests::wait_http_ok(&format!("{}{ready_path}", self.url), Duration::from_secs(10)).await;
+        if let Err(e) = ready {
+            let log = log(&self);
+            let _ = self.service.terminate(Duration::from_secs(5));
+            bail!("{what} did not start: {e}\n{log}");
+        }
+        Ok(self)
+    }
+
+    /// The process whose CPU is measured.
+    pub fn pid(&self) -> u32 {
+        self.service.child.id()
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.service.terminate(Duration::from_secs(5));
+        let _ = std::fs::remove_file(&self.service.log);
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// `nginx` from `PATH` (or `/usr/sbin`, where Debian puts it), if installed.
@@ -73,52 +102,30 @@ http {{
     )
 }
 
-impl Nginx {
-    /// Starts `bin` in front of `upstream_url` (`http://host:port`) and waits until it answers.
-    pub async fn start(bin: &Path, upstream_url: &str, pin: bool) -> anyhow::Result<Self> {
-        let upstream = upstream_url.strip_prefix("http://").context("the upstream URL is not http://")?;
-        let dir = std::env::temp_dir().join(format!("ccp-bench-nginx-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
-        let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, config(&dir, &listen, upstream)).context("write nginx.conf")?;
-        let (prefix, conf_arg, err_log) =
-            (dir.display().to_string(), conf.display().to_string(), dir.join("error.log").display().to_string());
-        let service = match spawn(bin, &["-p", &prefix, "-c", &conf_arg, "-e", &err_log], &[], pin) {
-            Ok(service) => service,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e).with_context(|| format!("start {}", bin.display()));
-            }
-        };
-        let nginx = Self { service, url: format!("http://{listen}"), dir };
-        let ready = ccp_tests::wait_http_ok(&format!("{}/nginx-ready", nginx.url), Duration::from_secs(10)).await;
-        if let Err(e) = ready {
-            let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
-            bail!("nginx did not start: {e}\n{log}");
+/// Starts nginx (`bin`) in front of `upstream_url` (`http://host:port`) and waits until it
+/// answers.
+pub async fn start_nginx(bin: &Path, upstream_url: &str, pin: bool) -> anyhow::Result<Reference> {
+    let upstream = upstream_url.strip_prefix("http://").context("the upstream URL is not http://")?;
+    let dir = std::env::temp_dir().join(format!("ccp-bench-nginx-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, config(&dir, &listen, upstream)).context("write nginx.conf")?;
+    let (prefix, conf_arg, err_log) =
+        (dir.display().to_string(), conf.display().to_string(), dir.join("error.log").display().to_string());
+    let service = match spawn(bin, &["-p", &prefix, "-c", &conf_arg, "-e", &err_log], &[], pin) {
+        Ok(service) => service,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e).with_context(|| format!("start {}", bin.display()));
         }
-        Ok(nginx)
-    }
-
-    /// The process whose CPU is measured.
-    pub fn pid(&self) -> u32 {
-        self.service.child.id()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.service.terminate(Duration::from_secs(5));
-        let _ = std::fs::remove_file(&self.service.log);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// `ccp-bench-floor`, the framework floor: actix-web and awc configured as the proxy is, doing
-/// nothing else (see its source). What it costs, any proxy on this stack costs.
-pub struct Floor {
-    pub service: Service,
-    pub url: String,
+    };
+    let nginx = Reference { service, url: format!("http://{listen}"), dir: Some(dir) };
+    nginx
+        .ready("/nginx-ready", "nginx", |n| {
+            n.dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("error.log")).ok()).unwrap_or_default()
+        })
+        .await
 }
 
 /// `ccp-bench-floor` beside this executable (cargo builds them into one directory).
@@ -128,39 +135,20 @@ pub fn find_floor() -> Option<PathBuf> {
     candidate.is_file().then_some(candidate)
 }
 
-impl Floor {
-    /// Starts `bin` in front of `upstream_url` with `workers` workers and waits until it answers.
-    pub async fn start(bin: &Path, upstream_url: &str, workers: usize, pin: bool) -> anyhow::Result<Self> {
-        let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
-        let workers = workers.to_string();
-        let service = spawn(bin, &[&listen, upstream_url, &workers], &[], pin)
-            .with_context(|| format!("start {}", bin.display()))?;
-        let mut floor = Self { service, url: format!("http://{listen}") };
-        let ready = ccp_tests::wait_http_ok(&format!("{}/floor-ready", floor.url), Duration::from_secs(10)).await;
-        if let Err(e) = ready {
-            let log = floor.service.log_text();
-            let _ = floor.service.terminate(Duration::from_secs(5));
-            bail!("ccp-bench-floor did not start: {e}\n{log}");
-        }
-        Ok(floor)
-    }
-
-    /// The process whose CPU is measured.
-    pub fn pid(&self) -> u32 {
-        self.service.child.id()
-    }
-}
-
-impl Drop for Floor {
-    fn drop(&mut self) {
-        let _ = self.service.terminate(Duration::from_secs(5));
-        let _ = std::fs::remove_file(&self.service.log);
-    }
+/// Starts `ccp-bench-floor` (`bin`) in front of `upstream_url` with `workers` workers and waits
+/// until it answers.
+pub async fn start_floor(bin: &Path, upstream_url: &str, workers: usize, pin: bool) -> anyhow::Result<Reference> {
+    let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
+    let workers = workers.to_string();
+    let service =
+        spawn(bin, &[&listen, upstream_url, &workers], &[], pin).with_context(|| format!("start {}", bin.display()))?;
+    let floor = Reference { service, url: format!("http://{listen}"), dir: None };
+    floor.ready("/floor-ready", "ccp-bench-floor", |f| f.service.log_text()).await
 }
 
 /// The reference processes measured beside the proxy, each when available.
 #[derive(Default)]
 pub struct References {
-    pub nginx: Option<Nginx>,
-    pub floor: Option<Floor>,
+    pub nginx: Option<Reference>,
+    pub floor: Option<Reference>,
 }

@@ -343,6 +343,24 @@ pub fn forwarded_headers(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderNa
         .filter(move |(name, _)| !(is_hop_by_hop(name) || (has_connection && connection_listed(headers, name))))
 }
 
+/// The request to Anthropic for `req`: the same method, `<base>/v1/<tail>` with the query as
+/// received, and the [`forwarded_headers`].
+pub fn upstream_request(client: &awc::Client, base: &str, tail: &str, req: &HttpRequest) -> awc::ClientRequest {
+    let mut url = String::with_capacity(base.len() + tail.len() + 16);
+    url.push_str(base);
+    url.push_str("/v1/");
+    url.push_str(tail);
+    if let Some(q) = req.uri().query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut out = client.request(req.method().clone(), url.as_str());
+    for (name, value) in forwarded_headers(req.headers()) {
+        out = out.append_header((name.clone(), value.clone()));
+    }
+    out
+}
+
 /// Headers added to every relayed answer: which provider answered and why.
 const PROVIDER_HEADER: &str = "x-ccp-provider";
 const FALLBACK_REASON_HEADER: &str = "x-ccp-fallback-reason";
@@ -468,18 +486,7 @@ async fn send(
         }
     };
 
-    let mut url = String::with_capacity(shared.anthropic_base.len() + tail.len() + 16);
-    url.push_str(&shared.anthropic_base);
-    url.push_str("/v1/");
-    url.push_str(tail);
-    if let Some(q) = req.uri().query() {
-        url.push('?');
-        url.push_str(q);
-    }
-    let mut out = upstream.client.request(req.method().clone(), url.as_str());
-    for (name, value) in forwarded_headers(req.headers()) {
-        out = out.append_header((name.clone(), value.clone()));
-    }
+    let out = upstream_request(&upstream.client, &shared.anthropic_base, tail, req);
     record.provider = Provider::Anthropic;
     let sent = out.send_body(body.clone()).await;
     if let (Ok(response), Some(k)) = (&sent, key_id) {

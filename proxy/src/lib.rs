@@ -34,7 +34,7 @@ mod usage;
 use ccp_schemas::config::Settings;
 use ccp_schemas::telemetry::ServiceArgs;
 
-pub use forward::{anthropic_client, forwarded_headers, proxied_path, ProxiedPath};
+pub use forward::{anthropic_client, forwarded_headers, proxied_path, upstream_request, ProxiedPath};
 pub use spool::{Record as SpoolRecord, Spool};
 pub use startup::Application;
 

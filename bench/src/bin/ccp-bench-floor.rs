@@ -1,6 +1,6 @@
 //! The framework floor: an actix-web server that forwards with awc, set up as the proxy is (the
-//! same worker count, TCP_NODELAY, the proxy's pooled upstream client, its path split and header
-//! filter, the body read whole — bounded by the proxy's default limit — before forwarding, the
+//! same worker count, TCP_NODELAY, the proxy's pooled upstream client, its path split and
+//! upstream request (URL, query, header filter), the body read whole — bounded by the proxy's default limit — before forwarding, the
 //! answer streamed back with its headers and, when the upstream sent one, its Content-Length)
 //! and doing nothing else — no access key check, no JSON check, no usage tap, no event, no
 //! metrics. `ccp-bench` measures it in the same rounds as the proxy: what it costs is what any
@@ -19,7 +19,7 @@ use std::time::Duration;
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::BytesMut;
-use ccp_proxy::{anthropic_client, forwarded_headers, proxied_path, ProxiedPath};
+use ccp_proxy::{anthropic_client, forwarded_headers, proxied_path, upstream_request, ProxiedPath};
 use futures_util::StreamExt as _;
 
 /// The proxy's default `proxy.max_body_bytes`.
@@ -51,15 +51,7 @@ async fn pass(req: HttpRequest, mut payload: web::Payload, upstream: web::Data<U
             Err(e) => return HttpResponse::BadRequest().body(e.to_string()),
         }
     }
-    let mut url = format!("{}/v1/{tail}", upstream.base);
-    if let Some(q) = req.uri().query() {
-        url.push('?');
-        url.push_str(q);
-    }
-    let mut out = upstream.client.request(req.method().clone(), url.as_str());
-    for (name, value) in forwarded_headers(req.headers()) {
-        out = out.append_header((name.clone(), value.clone()));
-    }
+    let out = upstream_request(&upstream.client, &upstream.base, tail, &req);
     match out.send_body(body.freeze()).await {
         Ok(response) => {
             let mut builder = HttpResponse::build(response.status());
