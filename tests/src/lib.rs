@@ -101,8 +101,39 @@ pub async fn analyst_query(db: &str, name: &str) -> Vec<serde_json::Value> {
     body.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}: {l}"))).collect()
 }
 
-/// A port that was free a moment ago.
+/// A port for a service a test (or the benchmark) starts: free now, and not handed out again
+/// while this process runs — not by this function in any process, and not by the kernel to an
+/// outgoing connection. A port the kernel picks for `bind(0)` is an ephemeral one: once the
+/// probe socket closes, the next outgoing connection of any process may take it, and a service
+/// started a moment later then fails with "Address already in use" (seen in the suite, where
+/// tests run in parallel processes). So the port comes from just below the ephemeral range and
+/// is claimed with a lock on `<tmp>/ccp-test-ports/<port>`, released when the process ends.
 pub fn free_port() -> u16 {
+    static CLAIMED: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    const SPAN: u16 = 12_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32_768);
+    let low = ephemeral_low.saturating_sub(SPAN).max(1024);
+    let span = ephemeral_low.saturating_sub(low);
+    let dir = std::env::temp_dir().join("ccp-test-ports");
+    if span > 0 && std::fs::create_dir_all(&dir).is_ok() {
+        // Processes start at different places, so they rarely probe the same ports.
+        let start = (ulid::Ulid::new().random() % u128::from(span)) as u16;
+        for i in 0..span {
+            let port = low + (start + i) % span;
+            let Ok(lock) =
+                std::fs::File::options().create(true).truncate(false).write(true).open(dir.join(port.to_string()))
+            else {
+                continue;
+            };
+            if lock.try_lock().is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                CLAIMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(lock);
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
@@ -197,4 +228,29 @@ pub fn service_env(settings: &Settings) -> Vec<(String, String)> {
         ("CCP__CLICKHOUSE__DATABASE".into(), settings.clickhouse.database.clone()),
         ("CCP__SECRETS__ACCESS_KEY_PEPPER".into(), settings.secrets.access_key_pepper.expose().to_owned()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ports: Vec<u16> = (0..50).map(|_| super::free_port()).collect();
+        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice: {ports:?}");
+        for port in ports {
+            assert!(port < low, "{port} is in the ephemeral range (from {low})");
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+            // Claimed: another process could not lock it now.
+            let lock = std::env::temp_dir().join("ccp-test-ports").join(port.to_string());
+            let other = std::fs::File::open(lock).unwrap();
+            assert!(other.try_lock().is_err(), "port {port} is not claimed");
+        }
+    }
 }
