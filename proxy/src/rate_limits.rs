@@ -4,20 +4,34 @@
 //!
 //! Cheap on the hot path: a response without such headers costs one scan of its header names
 //! and no allocation; a key without a snapshot costs one read-locked lookup per event.
+//!
+//! Replicas share what they see through a KV bucket (`<prefix>_rate_limits`, key id → newest
+//! state as JSON): each replica puts the keys whose state it renewed, at most once a second per
+//! key, and watches the bucket ([`RateLimits::share`]), so a replica that never asked Anthropic
+//! for a key still reports the key's state.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use actix_web::http::header::HeaderMap;
+use async_nats::jetstream::{self, kv};
 use ccp_schemas::events::{is_rate_limit_header, RateLimitState};
 use ccp_schemas::ids::AccessKeyId;
+use ccp_schemas::Namespace;
 use chrono::Utc;
+use futures_util::StreamExt as _;
+
+/// How often renewed states are put into the shared bucket.
+const SHARE_EVERY: Duration = Duration::from_secs(1);
 
 /// Per key, the newest snapshot this replica has seen (from Anthropic's answers to it, and from
-/// other replicas' usage events).
+/// other replicas through the shared bucket or the events read at start).
 #[derive(Debug, Default)]
 pub struct RateLimits {
     latest: RwLock<HashMap<AccessKeyId, Arc<RateLimitState>>>,
+    /// Keys whose state this replica renewed from an answer and has not put yet.
+    renewed: Mutex<HashSet<AccessKeyId>>,
 }
 
 impl RateLimits {
@@ -30,17 +44,79 @@ impl RateLimits {
         }
         let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
         if let Some(state) = RateLimitState::from_headers(pairs, status, Utc::now()) {
-            self.merge(key, state);
+            if self.merge(key, state) {
+                self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key);
+            }
         }
     }
 
-    /// Keeps `state` unless a newer one is known.
-    pub fn merge(&self, key: AccessKeyId, state: RateLimitState) {
+    /// Keeps `state` unless a newer one is known; whether it was kept.
+    pub fn merge(&self, key: AccessKeyId, state: RateLimitState) -> bool {
         let mut map = self.latest.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         match map.get(&key) {
-            Some(known) if known.observed_at > state.observed_at => {}
+            Some(known) if known.observed_at >= state.observed_at => false,
             _ => {
                 map.insert(key, Arc::new(state));
+                true
+            }
+        }
+    }
+
+    /// Shares states with the other replicas through the `<prefix>_rate_limits` bucket, for
+    /// ever: puts the states this replica renewed (every [`SHARE_EVERY`]) and merges every
+    /// state the bucket receives. Re-opens the bucket after a failure.
+    pub async fn share(self: Arc<Self>, js: jetstream::Context, ns: Namespace) {
+        loop {
+            let result = async {
+                let kv = open_bucket(&js, &ns).await?;
+                tokio::select! {
+                    r = self.watch(&kv) => r,
+                    r = self.put_renewed(&kv) => r,
+                }
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "sharing rate-limit states failed; retrying");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn watch(&self, kv: &kv::Store) -> anyhow::Result<()> {
+        let mut updates = kv.watch_with_history(">").await?;
+        while let Some(entry) = updates.next().await {
+            let entry = entry?;
+            if entry.operation != kv::Operation::Put {
+                continue;
+            }
+            let key = entry.key.parse::<AccessKeyId>();
+            let state = serde_json::from_slice::<RateLimitState>(&entry.value);
+            match (key, state) {
+                (Ok(key), Ok(state)) => {
+                    self.merge(key, state);
+                }
+                _ => tracing::debug!(key = %entry.key, "ignoring an unreadable shared rate-limit state"),
+            }
+        }
+        anyhow::bail!("the watch ended")
+    }
+
+    async fn put_renewed(&self, kv: &kv::Store) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(SHARE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let renewed = std::mem::take(&mut *self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            for key in renewed {
+                let Some(state) = self.latest(&key) else { continue };
+                let put = async {
+                    kv.put(key.to_string(), serde_json::to_vec(&state)?.into()).await.map_err(anyhow::Error::from)
+                };
+                if let Err(e) = put.await {
+                    // Put again with the next round (or a newer state).
+                    self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key);
+                    return Err(e);
+                }
             }
         }
     }
@@ -49,6 +125,24 @@ impl RateLimits {
     pub fn latest(&self, key: &AccessKeyId) -> Option<RateLimitState> {
         let map = self.latest.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(key).map(|s| RateLimitState::clone(s))
+    }
+}
+
+/// Opens (or creates) the shared bucket.
+pub async fn open_bucket(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<kv::Store> {
+    let bucket = format!("{}_rate_limits", ns.prefix());
+    match js.get_key_value(&bucket).await {
+        Ok(kv) => Ok(kv),
+        Err(_) => Ok(js
+            .create_key_value(kv::Config {
+                bucket,
+                description: "ClaudeCodeProxy newest Anthropic rate-limit state per access key".into(),
+                history: 1,
+                // Anthropic's longest window is a week; older states describe nothing current.
+                max_age: Duration::from_secs(8 * 86_400),
+                ..Default::default()
+            })
+            .await?),
     }
 }
 

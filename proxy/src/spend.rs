@@ -1,7 +1,7 @@
-//! Month-to-date spend per user, summed from the usage events of every replica (the request
-//! stream, followed from the start of the month), for budget checks on the request path —
-//! which never queries ClickHouse.
-
+//! Month-to-date spend per user across every replica, for budget checks on the request path —
+//! which never queries ClickHouse. Each replica counts its own requests at once and stores its
+//! running totals in a KV bucket that every replica watches ([`SharedTally`]); the request stream
+//! is read once at start, from the start of the month, for what happened before.
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,10 +56,12 @@ impl Month {
 /// Every replica's month-to-date spend per user, in nanodollars, in a KV bucket
 /// (`<prefix>_spend`): each replica writes only its own running total, under
 /// `<user_id>.<YYYY-MM>.<writer>` (a plain put, never contended), and watches the whole bucket
-/// ([`SharedTally::watch`]); a user's month is the sum over writers. A budgeted request is
+/// ([`SharedTally::watch`]); a user's month is the sum over writers. A user with a budget has
+/// each request's cost put as it ends; a user without one has the costs of a second put together
+/// (a budget set later then finds the month so far within about a second). A budgeted request is
 /// checked against that sum in memory — no round trip on the request path — and a request
 /// finished on any replica counts everywhere within one put and one watch delivery (about a
-/// millisecond), long before its event has been followed, so a budget is overshot only by the
+/// millisecond), so a budget is overshot only by the
 /// requests in flight when it was reached and those another replica admitted within that
 /// millisecond, before the put reached it. A writer is one process: a restarted replica starts a
 /// new total and its old one stays in the sum.
@@ -225,20 +227,28 @@ impl SharedTally {
     }
 }
 
-/// Spend per user in the current month: this replica's own costs as soon as a request ends,
-/// everyone's as their events arrive from the request stream (own events are not counted twice),
-/// and — when opened — the [`SharedTally`] of every replica.
+/// Spend per user in the current month: this replica's own costs as soon as a request ends, the
+/// month before this replica started from the request stream (read once, own events not counted
+/// twice), and — when opened — the [`SharedTally`] of every replica.
 #[derive(Debug)]
 pub struct Spend {
     tz: Tz,
     shared: std::sync::OnceLock<Arc<SharedTally>>,
     state: Mutex<(Option<Month>, HashMap<UserId, Decimal>)>,
-    /// This replica's events (by event id) that have not come back from the stream yet: they
-    /// are skipped there without being decoded (their cost was counted when they were emitted).
+    /// Costs not yet in the shared tally, per user and month (nanodollars): those of users
+    /// without a budget, put together by [`Self::store_every`], and any that occurred before the
+    /// shared tally was opened.
+    unshared: Mutex<HashMap<(UserId, Month), u64>>,
+    /// Held while gathered costs are being stored: a last store at shutdown waits for a running
+    /// one instead of interrupting it.
+    storing: tokio::sync::Mutex<()>,
+    /// This replica's events (by event id) published while the stream is being read: they are
+    /// skipped there without being decoded (their cost was counted when they were emitted).
     own: Mutex<HashSet<Ulid>>,
-    /// The month so far has been read once (budgets are meaningful).
+    /// The month before this replica started has been read (budgets are meaningful); from then
+    /// on own events are no longer noted.
     ready: std::sync::atomic::AtomicBool,
-    /// Where other replicas' Plan-limit states go (this replica's table), once set.
+    /// Where the Plan-limit states in the events read at start go (this replica's table).
     rate_limits: std::sync::OnceLock<Arc<crate::rate_limits::RateLimits>>,
 }
 
@@ -249,25 +259,28 @@ impl Spend {
             tz,
             shared: std::sync::OnceLock::new(),
             state: Mutex::new((None, HashMap::new())),
+            unshared: Mutex::new(HashMap::new()),
+            storing: tokio::sync::Mutex::new(()),
             own: Mutex::new(HashSet::new()),
             ready: std::sync::atomic::AtomicBool::new(false),
             rate_limits: std::sync::OnceLock::new(),
         }
     }
 
-    /// From now on, the Plan-limit states in every replica's events reach `table` (newer ones
-    /// win), so each replica's events carry the freshest state any replica saw.
+    /// The Plan-limit states in the events read at start reach `table` (newer ones win).
     pub(crate) fn follow_rate_limits(&self, table: Arc<crate::rate_limits::RateLimits>) {
         let _ = self.rate_limits.set(table);
     }
 
-    /// Whether the month's events have been read up to the stream's head once.
+    /// Whether the month's events before this replica started have been read.
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn mark_ready(&self) {
         self.ready.store(true, std::sync::atomic::Ordering::Release);
+        // Nothing reads the stream any more: own events need no noting.
+        self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 
     /// The budget time zone.
@@ -292,9 +305,14 @@ impl Spend {
         let _ = self.shared.set(tally);
     }
 
-    /// Notes an event this replica is about to publish, so that the stream follower skips it.
+    /// Notes an event this replica is about to publish, so that the stream reader skips it
+    /// (only while the stream is being read).
     pub fn emitting(&self, event: Ulid) {
-        self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(event);
+        // Checked under the lock that `mark_ready` clears the set with: nothing is left behind.
+        let mut own = self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.is_ready() {
+            own.insert(event);
+        }
     }
 
     /// Whether `event` is one of this replica's own (and forgets it: it came back once).
@@ -302,23 +320,51 @@ impl Spend {
         self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&event)
     }
 
-    /// Counts a request this replica just finished (its event, noted with [`Self::emitting`],
-    /// follows through the stream and is not counted again). A user with a budget also gets it
-    /// added to the shared tally at once; without a budget nobody needs it before the stream
-    /// brings it (a budget set later is checked against the larger of the shared tally and the
-    /// stream's, so nothing is missed).
+    /// Counts a request this replica just finished. A user with a budget also has it added to
+    /// the shared tally at once; a user without one has it put there with the second's other
+    /// costs by [`Self::store_every`] (nobody needs it sooner: a budget set later is checked
+    /// against the shared tally, which has it within about a second).
     pub fn add_local(&self, user: UserId, cost: Decimal, at: DateTime<Utc>, budgeted: bool) {
         self.add(user, cost, at);
-        if let Some(tally) = self.shared.get().filter(|_| budgeted).cloned() {
-            let (month, nanos) = (Month::of(at, self.tz), ccp_schemas::pricing::to_nanos(cost));
-            tokio::spawn(async move { tally.add(user, month, nanos).await });
+        let (month, nanos) = (Month::of(at, self.tz), ccp_schemas::pricing::to_nanos(cost));
+        match self.shared.get().filter(|_| budgeted).cloned() {
+            Some(tally) => {
+                tokio::spawn(async move { tally.add(user, month, nanos).await });
+            }
+            None => {
+                let mut unshared = self.unshared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let total = unshared.entry((user, month)).or_default();
+                *total = total.saturating_add(nanos);
+            }
         }
     }
 
-    /// What `user` spent so far in the month of `now`: the larger of this replica's tally
-    /// (its own requests at once, everyone's as their events are followed) and the shared one
-    /// (every replica's finished requests within about a millisecond), both in memory. Before
-    /// the shared tally's watch has caught up, the local tally alone decides.
+    /// Puts the costs gathered since the last call into the shared tally (once it is open),
+    /// each user's month with one put.
+    pub async fn store(&self) {
+        let Some(tally) = self.shared.get() else { return };
+        let _storing = self.storing.lock().await;
+        let gathered = std::mem::take(&mut *self.unshared.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for ((user, month), nanos) in gathered {
+            tally.add(user, month, nanos).await;
+        }
+    }
+
+    /// [`Self::store`] every `period`, for ever.
+    pub async fn store_every(self: Arc<Self>, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.store().await;
+        }
+    }
+
+    /// What `user` spent so far in the month of `now`: the larger of this replica's tally (the
+    /// month before it started, everyone's, and its own requests since) and the shared one
+    /// (every replica's finished requests: with a budget within about a millisecond, without
+    /// within about a second), both in memory. Before the shared tally's watch has caught up,
+    /// the local tally alone decides.
     pub fn spent_everywhere(&self, user: UserId, now: DateTime<Utc>) -> Decimal {
         let local = self.spent(user, now);
         let shared = self.shared.get().and_then(|tally| tally.cached(user, Month::of(now, self.tz)));
@@ -334,26 +380,45 @@ impl Spend {
         }
     }
 
-    /// Follows the request stream from the start of the current month, for ever.
-    pub async fn follow(self: Arc<Self>, client: async_nats::Client, ns: Namespace) {
+    /// Reads the request stream from the start of the current month up to its last event when
+    /// this is called (retrying until that is done), then marks the tally ready. Later events
+    /// are not read: every replica's costs since reach the shared tally, and other replicas'
+    /// Plan-limit states their own bucket ([`crate::rate_limits`]), without this replica
+    /// receiving its own events back.
+    pub async fn read_month(self: Arc<Self>, client: async_nats::Client, ns: Namespace) {
         let js = jetstream::new(client.clone());
-        let mut last = 0u64;
+        let (mut last, mut until) = (0u64, None);
         loop {
-            if let Err(e) = self.follow_once(&js, &client, &ns, &mut last).await {
-                tracing::warn!(error = %e, "following the request stream for budgets failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            match self.read_month_once(&js, &client, &ns, &mut last, &mut until).await {
+                Ok(()) => {
+                    self.mark_ready();
+                    tracing::info!(events_read = last, "month to date read from the request stream");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the request stream for budgets failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         }
     }
 
-    async fn follow_once(
+    async fn read_month_once(
         &self,
         js: &jetstream::Context,
         client: &async_nats::Client,
         ns: &Namespace,
         last: &mut u64,
+        until: &mut Option<u64>,
     ) -> anyhow::Result<()> {
-        let stream = js.get_stream(ns.stream(StreamKind::Requests)).await?;
+        let mut stream = js.get_stream(ns.stream(StreamKind::Requests)).await?;
+        let until = match *until {
+            Some(seq) => seq,
+            None => *until.insert(stream.info().await?.state.last_sequence),
+        };
+        if *last >= until {
+            return Ok(());
+        }
         let deliver_policy = if *last == 0 {
             let start = Month::of(Utc::now(), self.tz).start(self.tz);
             let start_time = time::OffsetDateTime::from_unix_timestamp(start.timestamp())?;
@@ -370,39 +435,44 @@ impl Spend {
             })
             .await?;
         if consumer.cached_info().num_pending == 0 {
-            self.mark_ready();
+            return Ok(());
         }
         let mut messages = consumer.messages().await?;
         while let Some(message) = messages.next().await {
             let message = message?;
             let info = message.info().ok();
-            *last = info.as_ref().map_or(*last, |i| i.stream_sequence);
-            if info.is_some_and(|i| i.pending == 0) {
-                self.mark_ready();
-            }
-            let own = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .and_then(|id| id.as_str().parse::<Ulid>().ok())
-                .is_some_and(|id| self.returned(id));
-            if own {
-                continue;
-            }
-            if let Ok(Envelope { event: Event::RequestCompleted(r), occurred_at, .. }) =
-                Envelope::decode(&message.payload)
-            {
-                if let Some(user) = r.user_id {
-                    if r.cost_usd > Decimal::ZERO {
-                        self.add(user, r.cost_usd, occurred_at);
-                    }
-                }
-                if let (Some(table), Some(key), Some(state)) = (self.rate_limits.get(), r.key_id, r.rate_limit) {
-                    table.merge(key, state);
-                }
+            let (sequence, pending) = info.as_ref().map_or((*last, 1), |i| (i.stream_sequence, i.pending));
+            *last = sequence;
+            self.count(&message);
+            if sequence >= until || pending == 0 {
+                return Ok(());
             }
         }
         anyhow::bail!("the request stream subscription ended")
+    }
+
+    /// Counts one event read from the request stream (unless it is this replica's own).
+    fn count(&self, message: &jetstream::Message) {
+        let own = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .and_then(|id| id.as_str().parse::<Ulid>().ok())
+            .is_some_and(|id| self.returned(id));
+        if own {
+            return;
+        }
+        if let Ok(Envelope { event: Event::RequestCompleted(r), occurred_at, .. }) = Envelope::decode(&message.payload)
+        {
+            if let Some(user) = r.user_id {
+                if r.cost_usd > Decimal::ZERO {
+                    self.add(user, r.cost_usd, occurred_at);
+                }
+            }
+            if let (Some(table), Some(key), Some(state)) = (self.rate_limits.get(), r.key_id, r.rate_limit) {
+                table.merge(key, state);
+            }
+        }
     }
 }
 
@@ -436,9 +506,9 @@ mod tests {
     }
 
     #[test]
-    fn own_events_are_recognised_once() {
+    fn own_events_are_recognised_once_while_the_stream_is_read_and_not_noted_after() {
         let s = Spend::new(chrono_tz::UTC);
-        let (u, mine, theirs) = (UserId::new(), Ulid::new(), Ulid::new());
+        let (u, mine, theirs, late) = (UserId::new(), Ulid::new(), Ulid::new(), Ulid::new());
         let now = Utc::now();
         s.emitting(mine);
         s.add_local(u, Decimal::ONE, now, false);
@@ -446,5 +516,31 @@ mod tests {
         assert!(s.returned(mine), "its event is skipped when it comes back");
         assert!(!s.returned(mine), "but only once");
         assert!(!s.returned(theirs), "another replica's event is not ours");
+        s.emitting(late);
+        s.mark_ready();
+        assert!(!s.returned(late), "the stream is no longer read: nothing is kept for it");
+        s.emitting(Ulid::new());
+        assert!(s.own.lock().unwrap().is_empty(), "own events are not noted once the month is read");
+    }
+
+    #[test]
+    fn costs_wait_for_the_shared_tally_per_user_and_month() {
+        let s = Spend::new(chrono_tz::UTC);
+        let (u, v) = (UserId::new(), UserId::new());
+        let nov: DateTime<Utc> = "2026-11-30T23:00:00Z".parse().unwrap();
+        let dec: DateTime<Utc> = "2026-12-01T01:00:00Z".parse().unwrap();
+        // Without a shared tally, budgeted or not, a cost waits to be stored.
+        s.add_local(u, Decimal::new(15, 1), nov, false);
+        s.add_local(u, Decimal::new(25, 1), nov, true);
+        s.add_local(v, Decimal::new(1, 9), nov, false);
+        s.add_local(u, Decimal::ONE, dec, false);
+        let unshared = s.unshared.lock().unwrap().clone();
+        assert_eq!(unshared.len(), 3);
+        assert_eq!(unshared[&(u, Month::of(nov, chrono_tz::UTC))], 4_000_000_000);
+        assert_eq!(unshared[&(v, Month::of(nov, chrono_tz::UTC))], 1);
+        assert_eq!(unshared[&(u, Month::of(dec, chrono_tz::UTC))], 1_000_000_000);
+        // Storing without a tally keeps them for later.
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(s.store());
+        assert_eq!(s.unshared.lock().unwrap().len(), 3);
     }
 }

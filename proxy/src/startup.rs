@@ -36,8 +36,11 @@ pub struct Application {
     stop_publisher: tokio::sync::oneshot::Sender<()>,
     follower: tokio::task::JoinHandle<()>,
     circuit_follower: tokio::task::JoinHandle<()>,
-    spend_follower: tokio::task::JoinHandle<()>,
-    tally_watch: tokio::task::JoinHandle<()>,
+    /// Reading the month before this replica started, sharing costs and Plan-limit states.
+    background: Vec<tokio::task::JoinHandle<()>>,
+    /// Storing gathered costs in the shared tally every second.
+    storer: tokio::task::JoinHandle<()>,
+    spend: Arc<Spend>,
 }
 
 /// This replica's id: host name and a random suffix.
@@ -111,7 +114,12 @@ impl Application {
         };
         let rate_limits = Arc::new(RateLimits::default());
         spend.follow_rate_limits(rate_limits.clone());
-        let spend_follower = tokio::spawn(spend.clone().follow(client.clone(), ns.clone()));
+        let background = vec![
+            tally_watch,
+            tokio::spawn(spend.clone().read_month(client.clone(), ns.clone())),
+            tokio::spawn(rate_limits.clone().share(async_nats::jetstream::new(client.clone()), ns.clone())),
+        ];
+        let storer = tokio::spawn(spend.clone().store_every(Duration::from_secs(1)));
         let policy = StreamPolicy::from(&settings.nats);
         let follower = {
             let (keys, client, ns) = (keys.clone(), client.clone(), ns.clone());
@@ -144,7 +152,7 @@ impl Application {
                 spend: spend.clone(),
                 rate_limits: rate_limits.clone(),
             },
-            spend,
+            spend: spend.clone(),
             budget_enforcement: settings.budgets.enforce,
             circuits,
             anthropic_base,
@@ -186,7 +194,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %cfg.listen, port, workers, "proxy listening");
-        Ok(Self { server, port, publisher, stop_publisher, follower, circuit_follower, spend_follower, tally_watch })
+        Ok(Self { server, port, publisher, stop_publisher, follower, circuit_follower, background, storer, spend })
     }
 
     /// The bound port.
@@ -207,8 +215,15 @@ impl Application {
         stopper.abort();
         self.follower.abort();
         self.circuit_follower.abort();
-        self.spend_follower.abort();
-        self.tally_watch.abort();
+        for task in &self.background {
+            task.abort();
+        }
+        // The storer stops only after this last store, which waits for one it is running (what
+        // that took would be lost if it were interrupted).
+        if tokio::time::timeout(Duration::from_secs(3), self.spend.store()).await.is_err() {
+            tracing::warn!("the last costs of users without a budget were not stored in the shared tally in 3 s");
+        }
+        self.storer.abort();
         let _ = self.stop_publisher.send(());
         if tokio::time::timeout(Duration::from_secs(15), self.publisher).await.is_err() {
             tracing::warn!("event publisher did not finish in 15 s");

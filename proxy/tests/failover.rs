@@ -551,6 +551,72 @@ async fn concurrent_requests_on_two_replicas_overshoot_the_budget_only_by_what_i
 }
 
 #[actix_web::test]
+async fn a_budget_set_later_counts_what_the_user_spent_on_another_replica_before() {
+    use ccp_schemas::events::BudgetSet;
+    // Replica A checks budgets on every request, so a free count_tokens call probes its view.
+    let e = env("budgetlater", |s| {
+        s.proxy.circuit_failure_threshold = 1000;
+        s.budgets.enforce = ccp_schemas::config::BudgetEnforcement::All;
+    })
+    .await;
+    let (_replica, second) = second_process(&e.settings).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    // Without a budget the user spends $0.09 on replica B (Bedrock answers, $0.045 each)…
+    priced_bedrock(&e, 2);
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let resp = client
+            .post(format!("{second}/ak/{}/v1/messages", d.key))
+            .header("content-type", "application/json")
+            .header("x-fake-scenario", "rate_limit")
+            .header("x-api-key", "sk-ant-test")
+            .body(SONNET_BODY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-ccp-provider"), Some("bedrock"));
+    }
+    // …then gets a budget of $0.08. Replica A never served this user, and reads nothing from the
+    // request stream after its start: B's costs reach it through the shared tally (put within
+    // about a second for a user without a budget).
+    let seq = e
+        .log
+        .append(Event::BudgetSet(BudgetSet { user_id: d.user_id, monthly_limit_usd: Some("0.08".parse().unwrap()) }))
+        .await;
+    e.wait_applied(seq).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let resp = loop {
+        let resp = client
+            .post(format!("{}/ak/{}/v1/messages/count_tokens", e.url, d.key))
+            .header("content-type", "application/json")
+            .header("x-api-key", "sk-ant-test")
+            .body(SONNET_BODY)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            break resp;
+        }
+        assert_eq!(resp.status(), 200, "count_tokens passes while the budget looks unspent");
+        assert!(Instant::now() < deadline, "replica A never saw what the user spent on replica B");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let json: serde_json::Value = resp.json().await.unwrap();
+    let msg = json["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("$0.09 spent of $0.08"), "{msg}");
+    let free: rust_decimal::Decimal = e
+        .log
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.endpoint == ccp_schemas::events::Endpoint::CountTokens)
+        .map(|r| r.cost_usd)
+        .sum();
+    assert_eq!(free, rust_decimal::Decimal::ZERO, "the probes cost nothing");
+}
+
+#[actix_web::test]
 async fn streams_that_fail_after_bytes_pass_the_error_through_and_count_for_the_breaker() {
     let e = env("fo_midstream", |_| {}).await;
     let d = e.dev(Some(BEDROCK_KEY)).await;

@@ -168,7 +168,7 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     let settings = test_settings("drain");
     let fake = FakeAnthropic::start().unwrap();
     let log = Log::new(&settings).await;
-    let (_, _, key) = log.user_with_key("pia").await;
+    let (user_id, _, key) = log.user_with_key("pia").await;
     let key = key.expose().to_owned();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -179,8 +179,7 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
         .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log_text()));
     wait_accepted(&url, &key).await;
 
-    let body =
-        r#"{"model":"m","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"a b c d e f g h"}]}"#;
+    let body = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"a b c d e f g h"}]}"#;
     let resp = post(&url, &key, body, &[("x-fake-pace-ms", "150")]).await;
     assert_eq!(resp.status(), 200);
     let rid = resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned();
@@ -202,5 +201,24 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     assert!(status.success(), "{}", proxy.log_text());
     let event = log.wait_request(&rid, Duration::from_secs(5)).await;
     assert!(!event.incomplete, "the drained stream is complete");
+    // The user has no budget, so the replica puts its cost into the shared tally with the
+    // second's others — and, stopping, before it exits.
+    assert!(event.cost_usd > rust_decimal::Decimal::ZERO);
+    let kv = log.js.get_key_value(format!("{}_spend", log.ns.prefix())).await.expect("the spend bucket exists");
+    let mut stored = 0u64;
+    let mut keys = kv.keys().await.unwrap();
+    while let Some(k) = keys.next().await {
+        let k = k.unwrap();
+        if k.starts_with(&user_id.to_string()) {
+            let value = kv.get(&k).await.unwrap().unwrap();
+            stored += std::str::from_utf8(&value).unwrap().parse::<u64>().unwrap();
+        }
+    }
+    assert_eq!(
+        stored,
+        ccp_schemas::pricing::to_nanos(event.cost_usd),
+        "the drained request's cost is in the shared tally"
+    );
+    ccp_tests::delete_namespace(&log.js, &log.ns).await;
     std::fs::remove_dir_all(spool).ok();
 }

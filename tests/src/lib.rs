@@ -77,6 +77,10 @@ pub async fn delete_namespace(js: &async_nats::jetstream::Context, ns: &Namespac
     for bucket in ccp_schemas::subjects::Bucket::ALL {
         let _ = js.delete_key_value(ns.bucket(bucket)).await;
     }
+    // The proxy's own buckets.
+    for bucket in ["spend", "rate_limits"] {
+        let _ = js.delete_key_value(format!("{}_{bucket}", ns.prefix())).await;
+    }
 }
 
 /// A ClickHouse client of the test server (no database selected).
