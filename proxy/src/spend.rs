@@ -392,7 +392,7 @@ impl Spend {
             match self.read_month_once(&js, &client, &ns, &mut last, &mut until).await {
                 Ok(()) => {
                     self.mark_ready();
-                    tracing::info!(events_read = last, "month to date read from the request stream");
+                    tracing::info!(through_sequence = last, "month to date read from the request stream");
                     return;
                 }
                 Err(e) => {
