@@ -54,7 +54,7 @@ impl RateLimits {
     pub fn merge(&self, key: AccessKeyId, state: RateLimitState) -> bool {
         let mut map = self.latest.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         match map.get(&key) {
-            Some(known) if known.observed_at >= state.observed_at => false,
+            Some(known) if known.observed_at > state.observed_at => false,
             _ => {
                 map.insert(key, Arc::new(state));
                 true
@@ -106,16 +106,16 @@ impl RateLimits {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let renewed = std::mem::take(&mut *self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            // A key leaves the set only once its state is stored: a failed put or a cancelled
+            // round leaves it for the next.
+            let renewed: Vec<AccessKeyId> =
+                self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().copied().collect();
             for key in renewed {
                 let Some(state) = self.latest(&key) else { continue };
-                let put = async {
-                    kv.put(key.to_string(), serde_json::to_vec(&state)?.into()).await.map_err(anyhow::Error::from)
-                };
-                if let Err(e) = put.await {
-                    // Put again with the next round (or a newer state).
-                    self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key);
-                    return Err(e);
+                kv.put(key.to_string(), serde_json::to_vec(&state)?.into()).await?;
+                let mut renewed = self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if self.latest(&key).is_some_and(|now| now.observed_at == state.observed_at) {
+                    renewed.remove(&key);
                 }
             }
         }

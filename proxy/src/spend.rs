@@ -2,6 +2,7 @@
 //! which never queries ClickHouse. Each replica counts its own requests at once and stores its
 //! running totals in a KV bucket that every replica watches ([`SharedTally`]); the request stream
 //! is read once at start, from the start of the month, for what happened before.
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,35 +55,68 @@ impl Month {
 }
 
 /// Every replica's month-to-date spend per user, in nanodollars, in a KV bucket
-/// (`<prefix>_spend`): each replica writes only its own running total, under
-/// `<user_id>.<YYYY-MM>.<writer>` (a plain put, never contended), and watches the whole bucket
-/// ([`SharedTally::watch`]); a user's month is the sum over writers. A user with a budget has
-/// each request's cost put as it ends; a user without one has the costs of a second put together
-/// (a budget set later then finds the month so far within about a second). A budgeted request is
-/// checked against that sum in memory — no round trip on the request path — and a request
-/// finished on any replica counts everywhere within one put and one watch delivery (about a
-/// millisecond), so a budget is overshot only by the
-/// requests in flight when it was reached and those another replica admitted within that
-/// millisecond, before the put reached it. A writer is one process: a restarted replica starts a
-/// new total and its old one stays in the sum.
+/// (`<prefix>_spend`): each replica writes only its own running totals, under
+/// `<user_id>.<YYYY-MM>.<writer>` (plain puts, never contended), and watches the whole bucket
+/// ([`SharedTally::watch`]); a user's month is the sum over writers.
+///
+/// Counting is synchronous and in memory ([`SharedTally::add`]); one task stores the totals
+/// ([`SharedTally::keep_stored`]): a budgeted user's total at once (woken by the addition), the
+/// others' once a second, and every total JetStream has not acknowledged again a second later.
+/// What is counted stays counted until acknowledged, so a failed put, a cancelled task or a NATS
+/// outage delays a total but never loses it, and a last [`SharedTally::flush`] at shutdown
+/// stores what is left. A budgeted request is checked against the sum in memory — no round trip
+/// on the request path — and a request finished on any replica counts everywhere within one put
+/// and one watch delivery (about a millisecond), so a budget is overshot only by the requests in
+/// flight when it was reached and those another replica admitted within that millisecond,
+/// before the put reached it. A writer is one process: a restarted replica starts new totals and
+/// its old ones stay in the sum.
 #[derive(Debug)]
 pub struct SharedTally {
     kv: kv::Store,
-    /// Publishes the puts (see [`Self::add`]).
+    /// Publishes the puts.
     js: jetstream::Context,
     /// The subject a key's value is published to is this followed by the key (`$KV.<bucket>.`),
     /// as [`kv::Store::put`] does.
     put_subject: String,
     /// This process's writer id (the last key segment).
     writer: String,
-    /// This writer's totals per `<user>.<month>`; a put is sent under this lock, so the stored
-    /// value only grows.
-    mine: tokio::sync::Mutex<HashMap<String, u64>>,
+    /// This writer's totals per `<user>.<month>`.
+    mine: Mutex<HashMap<String, Totals>>,
+    /// Rings when a total should be stored at once.
+    wake: tokio::sync::Notify,
+    /// Held while totals are being published, so that one writer's puts leave in the order its
+    /// totals grew (the stored value only grows).
+    publishing: tokio::sync::Mutex<()>,
     /// What the watch delivered: per `<user>.<month>`, each writer's total.
     seen: Mutex<HashMap<String, HashMap<String, u64>>>,
     /// The watch has delivered every value the bucket held when it started and is following.
     live: std::sync::atomic::AtomicBool,
 }
+
+/// One of this writer's totals (nanodollars).
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    /// Everything counted.
+    counted: u64,
+    /// The largest total published.
+    sent: u64,
+    /// The largest total JetStream acknowledged.
+    stored: u64,
+    /// To be published at once (a budgeted user's).
+    urgent: bool,
+}
+
+/// How [`SharedTally::publish_pending`] chooses totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// Urgent totals not published yet.
+    Urgent,
+    /// Every total not acknowledged yet (also those published and not acknowledged).
+    Unstored,
+}
+
+/// A published total awaiting its acknowledgement.
+type Put = std::pin::Pin<Box<dyn std::future::Future<Output = (String, u64, bool)> + Send>>;
 
 impl SharedTally {
     /// Opens (or creates) the bucket.
@@ -109,7 +143,9 @@ impl SharedTally {
             js: js.clone(),
             put_subject,
             writer: Ulid::new().to_string(),
-            mine: tokio::sync::Mutex::new(HashMap::new()),
+            mine: Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+            publishing: tokio::sync::Mutex::new(()),
             seen: Mutex::new(HashMap::new()),
             live: std::sync::atomic::AtomicBool::new(false),
         })
@@ -119,43 +155,109 @@ impl SharedTally {
         format!("{user}.{:04}-{:02}", month.year, month.month)
     }
 
-    /// Adds `nanos` to this writer's total of a user's month and stores the new total (retried
-    /// a few times; the local tally counts it whatever happens).
-    ///
-    /// The total is published under the lock, so one writer's puts reach the bucket in order and
-    /// the stored total only grows, but JetStream's acknowledgement is awaited after the lock is
-    /// released: concurrent requests' puts do not queue behind each other's round trips, and a
-    /// failing put (retried with backoff) does not hold up the others. A retry publishes the
-    /// newest total, which supersedes the one that failed.
-    pub async fn add(&self, user: UserId, month: Month, nanos: u64) {
-        const ATTEMPTS: u32 = 20;
+    /// Adds `nanos` to this writer's total of a user's month, in memory (this replica's own view
+    /// has it at once). `urgent` (a user with a budget): stored at once by
+    /// [`Self::keep_stored`]; otherwise within a second.
+    pub fn add(&self, user: UserId, month: Month, nanos: u64, urgent: bool) {
         let user_month = Self::user_month(user, month);
-        let subject = format!("{}{user_month}.{}", self.put_subject, self.writer);
-        let mut add = Some(nanos);
-        for attempt in 0..ATTEMPTS {
-            let stored = {
-                let mut mine = self.mine.lock().await;
-                let total = mine.entry(user_month.clone()).or_default();
-                if let Some(nanos) = add.take() {
-                    *total = total.saturating_add(nanos);
-                    // Seen at once by this replica's next admission, before the watch brings it.
-                    self.note(&user_month, &self.writer, *total);
-                }
-                self.js.publish(subject.clone(), total.to_string().into()).await.map_err(|e| e.to_string())
-            };
-            let acknowledged = match stored {
-                Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            match acknowledged {
-                Ok(()) => return,
+        let total = {
+            let mut mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let totals = mine.entry(user_month.clone()).or_default();
+            totals.counted = totals.counted.saturating_add(nanos);
+            totals.urgent |= urgent;
+            totals.counted
+        };
+        self.note(&user_month, &self.writer, total);
+        if urgent {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Publishes the totals `which` selects, in the order they grew; their acknowledgements.
+    async fn publish_pending(&self, which: Pending) -> Vec<Put> {
+        let _publishing = self.publishing.lock().await;
+        let chosen: Vec<(String, u64)> = {
+            let mut mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            mine.iter_mut()
+                .filter(|(_, t)| match which {
+                    Pending::Urgent => t.urgent && t.counted > t.sent,
+                    Pending::Unstored => t.counted > t.stored,
+                })
+                .map(|(k, t)| {
+                    t.sent = t.counted;
+                    t.urgent = false;
+                    (k.clone(), t.counted)
+                })
+                .collect()
+        };
+        let mut puts: Vec<Put> = Vec::with_capacity(chosen.len());
+        for (user_month, total) in chosen {
+            let subject = format!("{}{user_month}.{}", self.put_subject, self.writer);
+            match self.js.publish(subject, total.to_string().into()).await {
+                Ok(ack) => puts.push(Box::pin(async move {
+                    let stored = ack.await.is_ok();
+                    (user_month, total, stored)
+                })),
                 Err(e) => {
-                    tracing::debug!(error = %e, attempt, "storing the shared spend failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+                    // Left unstored: published again with the next round.
+                    tracing::debug!(error = %e, "publishing a spend total failed; retrying within a second");
                 }
             }
         }
-        tracing::warn!(user = %user, "shared spend not stored after {ATTEMPTS} attempts; the local tally still counts it");
+        puts
+    }
+
+    /// Notes an acknowledged (or failed) put.
+    fn settled(&self, user_month: &str, total: u64, stored: bool) {
+        if stored {
+            let mut mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(t) = mine.get_mut(user_month) {
+                t.stored = t.stored.max(total);
+            }
+        } else {
+            tracing::debug!(user_month, "a spend total was not acknowledged; retrying within a second");
+        }
+    }
+
+    /// Stores this writer's totals, for ever: urgent ones when [`Self::add`] rings, every
+    /// unacknowledged one each `period`. Cancelling it loses nothing (see [`Self::flush`]).
+    pub async fn keep_stored(self: Arc<Self>, period: Duration) {
+        use futures_util::stream::FuturesUnordered;
+        let mut acks = FuturesUnordered::<Put>::new();
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => acks.extend(self.publish_pending(Pending::Urgent).await),
+                _ = tick.tick() => acks.extend(self.publish_pending(Pending::Unstored).await),
+                Some((user_month, total, stored)) = acks.next(), if !acks.is_empty() => {
+                    self.settled(&user_month, total, stored);
+                }
+            }
+        }
+    }
+
+    /// Publishes every total not acknowledged yet and waits for the acknowledgements (at
+    /// shutdown, after [`Self::keep_stored`] stopped); whether all were stored.
+    pub async fn flush(&self) -> bool {
+        let mut all = true;
+        for put in self.publish_pending(Pending::Unstored).await {
+            let (user_month, total, stored) = put.await;
+            self.settled(&user_month, total, stored);
+            all &= stored;
+        }
+        all && self.unstored() == 0
+    }
+
+    /// How many of this writer's totals JetStream has not acknowledged.
+    fn unstored(&self) -> usize {
+        let mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        mine.values().filter(|t| t.counted > t.stored).count()
+    }
+
+    /// Whether the watch has caught up with the bucket.
+    pub fn is_live(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Follows every update of the bucket into memory, for ever (re-watching after a failure;
@@ -235,18 +337,15 @@ pub struct Spend {
     tz: Tz,
     shared: std::sync::OnceLock<Arc<SharedTally>>,
     state: Mutex<(Option<Month>, HashMap<UserId, Decimal>)>,
-    /// Costs not yet in the shared tally, per user and month (nanodollars): those of users
-    /// without a budget, put together by [`Self::store_every`], and any that occurred before the
-    /// shared tally was opened.
-    unshared: Mutex<HashMap<(UserId, Month), u64>>,
-    /// Held while gathered costs are being stored: a last store at shutdown waits for a running
-    /// one instead of interrupting it.
-    storing: tokio::sync::Mutex<()>,
+    /// Costs counted before the shared tally was opened, per user and month (nanodollars):
+    /// handed to it when it is.
+    before_shared: Mutex<HashMap<(UserId, Month), u64>>,
     /// This replica's events (by event id) published while the stream is being read: they are
     /// skipped there without being decoded (their cost was counted when they were emitted).
     own: Mutex<HashSet<Ulid>>,
-    /// The month before this replica started has been read (budgets are meaningful); from then
-    /// on own events are no longer noted.
+    /// The month before this replica started has been read: own events are no longer noted.
+    month_read: std::sync::atomic::AtomicBool,
+    /// That, and the shared tally's watch has caught up once (budgets are meaningful).
     ready: std::sync::atomic::AtomicBool,
     /// Where the Plan-limit states in the events read at start go (this replica's table).
     rate_limits: std::sync::OnceLock<Arc<crate::rate_limits::RateLimits>>,
@@ -259,9 +358,9 @@ impl Spend {
             tz,
             shared: std::sync::OnceLock::new(),
             state: Mutex::new((None, HashMap::new())),
-            unshared: Mutex::new(HashMap::new()),
-            storing: tokio::sync::Mutex::new(()),
+            before_shared: Mutex::new(HashMap::new()),
             own: Mutex::new(HashSet::new()),
+            month_read: std::sync::atomic::AtomicBool::new(false),
             ready: std::sync::atomic::AtomicBool::new(false),
             rate_limits: std::sync::OnceLock::new(),
         }
@@ -272,13 +371,19 @@ impl Spend {
         let _ = self.rate_limits.set(table);
     }
 
-    /// Whether the month's events before this replica started have been read.
+    /// Whether the month's events before this replica started have been read and the shared
+    /// tally's watch has caught up once (it may fall behind later, during a NATS outage: then
+    /// the local tally decides, see [`Self::spent_everywhere`]).
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn mark_ready(&self) {
-        self.ready.store(true, std::sync::atomic::Ordering::Release);
+    fn month_is_read(&self) -> bool {
+        self.month_read.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn mark_month_read(&self) {
+        self.month_read.store(true, std::sync::atomic::Ordering::Release);
         // Nothing reads the stream any more: own events need no noting.
         self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
@@ -300,17 +405,24 @@ impl Spend {
         *state.1.entry(user).or_default() += cost;
     }
 
-    /// Uses the shared tally from now on.
+    /// Uses the shared tally from now on, and hands it the costs counted before.
     pub fn share(&self, tally: Arc<SharedTally>) {
-        let _ = self.shared.set(tally);
+        if self.shared.set(tally.clone()).is_err() {
+            return;
+        }
+        // Under the lock `add_local` checks `shared` with: no cost is left behind.
+        let mut before = self.before_shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((user, month), nanos) in before.drain() {
+            tally.add(user, month, nanos, true);
+        }
     }
 
     /// Notes an event this replica is about to publish, so that the stream reader skips it
     /// (only while the stream is being read).
     pub fn emitting(&self, event: Ulid) {
-        // Checked under the lock that `mark_ready` clears the set with: nothing is left behind.
+        // Checked under the lock that `mark_month_read` clears the set with: nothing is left behind.
         let mut own = self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !self.is_ready() {
+        if !self.month_is_read() {
             own.insert(event);
         }
     }
@@ -320,43 +432,31 @@ impl Spend {
         self.own.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&event)
     }
 
-    /// Counts a request this replica just finished. A user with a budget also has it added to
-    /// the shared tally at once; a user without one has it put there with the second's other
-    /// costs by [`Self::store_every`] (nobody needs it sooner: a budget set later is checked
-    /// against the shared tally, which has it within about a second).
+    /// Counts a request this replica just finished, here and in the shared tally: a user with
+    /// a budget has it stored there at once, a user without one within a second (nobody needs it
+    /// sooner: a budget set later is checked against the shared tally, which has it by then).
+    /// Before the shared tally is opened the cost waits for it.
     pub fn add_local(&self, user: UserId, cost: Decimal, at: DateTime<Utc>, budgeted: bool) {
         self.add(user, cost, at);
         let (month, nanos) = (Month::of(at, self.tz), ccp_schemas::pricing::to_nanos(cost));
-        match self.shared.get().filter(|_| budgeted).cloned() {
+        let mut before = self.before_shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match self.shared.get() {
             Some(tally) => {
-                tokio::spawn(async move { tally.add(user, month, nanos).await });
+                drop(before);
+                tally.add(user, month, nanos, budgeted);
             }
             None => {
-                let mut unshared = self.unshared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let total = unshared.entry((user, month)).or_default();
+                let total = before.entry((user, month)).or_default();
                 *total = total.saturating_add(nanos);
             }
         }
     }
 
-    /// Puts the costs gathered since the last call into the shared tally (once it is open),
-    /// each user's month with one put.
-    pub async fn store(&self) {
-        let Some(tally) = self.shared.get() else { return };
-        let _storing = self.storing.lock().await;
-        let gathered = std::mem::take(&mut *self.unshared.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        for ((user, month), nanos) in gathered {
-            tally.add(user, month, nanos).await;
-        }
-    }
-
-    /// [`Self::store`] every `period`, for ever.
-    pub async fn store_every(self: Arc<Self>, period: Duration) {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            self.store().await;
+    /// Stores what the shared tally has not stored yet (at shutdown); whether everything was.
+    pub async fn flush(&self) -> bool {
+        match self.shared.get() {
+            Some(tally) => tally.flush().await,
+            None => self.before_shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty(),
         }
     }
 
@@ -391,9 +491,9 @@ impl Spend {
         loop {
             match self.read_month_once(&js, &client, &ns, &mut last, &mut until).await {
                 Ok(()) => {
-                    self.mark_ready();
+                    self.mark_month_read();
                     tracing::info!(through_sequence = last, "month to date read from the request stream");
-                    return;
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the request stream for budgets failed; retrying");
@@ -401,6 +501,17 @@ impl Spend {
                 }
             }
         }
+        // Other replicas' costs since come through the shared tally: ready once it has caught up.
+        let waiting = std::time::Instant::now();
+        let mut warned = false;
+        while !self.shared.get().is_some_and(|t| t.is_live()) {
+            if !warned && waiting.elapsed() > Duration::from_secs(10) {
+                tracing::warn!("the shared spend tally has not caught up after 10 s; not ready until it has");
+                warned = true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
     }
 
     async fn read_month_once(
@@ -517,30 +628,29 @@ mod tests {
         assert!(!s.returned(mine), "but only once");
         assert!(!s.returned(theirs), "another replica's event is not ours");
         s.emitting(late);
-        s.mark_ready();
+        s.mark_month_read();
         assert!(!s.returned(late), "the stream is no longer read: nothing is kept for it");
         s.emitting(Ulid::new());
         assert!(s.own.lock().unwrap().is_empty(), "own events are not noted once the month is read");
     }
 
     #[test]
-    fn costs_wait_for_the_shared_tally_per_user_and_month() {
+    fn costs_counted_before_the_shared_tally_opens_wait_for_it() {
         let s = Spend::new(chrono_tz::UTC);
         let (u, v) = (UserId::new(), UserId::new());
         let nov: DateTime<Utc> = "2026-11-30T23:00:00Z".parse().unwrap();
         let dec: DateTime<Utc> = "2026-12-01T01:00:00Z".parse().unwrap();
-        // Without a shared tally, budgeted or not, a cost waits to be stored.
         s.add_local(u, Decimal::new(15, 1), nov, false);
         s.add_local(u, Decimal::new(25, 1), nov, true);
         s.add_local(v, Decimal::new(1, 9), nov, false);
         s.add_local(u, Decimal::ONE, dec, false);
-        let unshared = s.unshared.lock().unwrap().clone();
-        assert_eq!(unshared.len(), 3);
-        assert_eq!(unshared[&(u, Month::of(nov, chrono_tz::UTC))], 4_000_000_000);
-        assert_eq!(unshared[&(v, Month::of(nov, chrono_tz::UTC))], 1);
-        assert_eq!(unshared[&(u, Month::of(dec, chrono_tz::UTC))], 1_000_000_000);
-        // Storing without a tally keeps them for later.
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(s.store());
-        assert_eq!(s.unshared.lock().unwrap().len(), 3);
+        let waiting = s.before_shared.lock().unwrap().clone();
+        assert_eq!(waiting.len(), 3);
+        assert_eq!(waiting[&(u, Month::of(nov, chrono_tz::UTC))], 4_000_000_000);
+        assert_eq!(waiting[&(v, Month::of(nov, chrono_tz::UTC))], 1);
+        assert_eq!(waiting[&(u, Month::of(dec, chrono_tz::UTC))], 1_000_000_000);
+        let flushed = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(s.flush());
+        assert!(!flushed, "nothing can be stored without a shared tally");
+        assert_eq!(s.before_shared.lock().unwrap().len(), 3, "and nothing is lost");
     }
 }

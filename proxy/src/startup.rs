@@ -38,8 +38,6 @@ pub struct Application {
     circuit_follower: tokio::task::JoinHandle<()>,
     /// Reading the month before this replica started, sharing costs and Plan-limit states.
     background: Vec<tokio::task::JoinHandle<()>>,
-    /// Storing gathered costs in the shared tally every second.
-    storer: tokio::task::JoinHandle<()>,
     spend: Arc<Spend>,
 }
 
@@ -104,7 +102,9 @@ impl Application {
                         Ok(tally) => {
                             let tally = Arc::new(tally);
                             spend.share(tally.clone());
-                            return tally.watch().await;
+                            let stored = tally.clone().keep_stored(Duration::from_secs(1));
+                            tokio::join!(tally.watch(), stored);
+                            return;
                         }
                         Err(e) => tracing::warn!(error = %e, "opening the shared spend tally failed; retrying"),
                     }
@@ -119,7 +119,6 @@ impl Application {
             tokio::spawn(spend.clone().read_month(client.clone(), ns.clone())),
             tokio::spawn(rate_limits.clone().share(async_nats::jetstream::new(client.clone()), ns.clone())),
         ];
-        let storer = tokio::spawn(spend.clone().store_every(Duration::from_secs(1)));
         let policy = StreamPolicy::from(&settings.nats);
         let follower = {
             let (keys, client, ns) = (keys.clone(), client.clone(), ns.clone());
@@ -194,7 +193,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %cfg.listen, port, workers, "proxy listening");
-        Ok(Self { server, port, publisher, stop_publisher, follower, circuit_follower, background, storer, spend })
+        Ok(Self { server, port, publisher, stop_publisher, follower, circuit_follower, background, spend })
     }
 
     /// The bound port.
@@ -218,12 +217,10 @@ impl Application {
         for task in &self.background {
             task.abort();
         }
-        // The storer stops only after this last store, which waits for one it is running (what
-        // that took would be lost if it were interrupted).
-        if tokio::time::timeout(Duration::from_secs(3), self.spend.store()).await.is_err() {
-            tracing::warn!("the last costs of users without a budget were not stored in the shared tally in 3 s");
+        // Totals stay counted until acknowledged: the last ones are stored now.
+        if !tokio::time::timeout(Duration::from_secs(3), self.spend.flush()).await.unwrap_or(false) {
+            tracing::warn!("not every spend total was stored in the shared tally (in 3 s); replicas that start later read them from the request stream");
         }
-        self.storer.abort();
         let _ = self.stop_publisher.send(());
         if tokio::time::timeout(Duration::from_secs(15), self.publisher).await.is_err() {
             tracing::warn!("event publisher did not finish in 15 s");

@@ -147,8 +147,8 @@ async fn a_replica_that_never_asked_anthropic_carries_the_state_another_replica_
     assert!(seen.rate_limit.as_ref().is_some_and(|r| r.unified.is_some()));
     let seq = e.log.set_routing(user_id, ccp_schemas::events::RoutingStrategy::BedrockOnly).await;
     wait_applied_at(&other, seq).await;
-    // Replica B never talks to Anthropic for this key; its events carry A's state once B has
-    // read A's event from the request stream (bounded wait).
+    // Replica B never talks to Anthropic for this key; its events carry A's state once A has
+    // put it into the shared rate-limit bucket and B's watch has delivered it (bounded wait).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, ev) = e.call_at(&other, &key, Scenario::new(ScenarioName::Auto)).await;
