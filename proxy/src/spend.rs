@@ -61,7 +61,7 @@ impl Month {
 ///
 /// Counting is synchronous and in memory ([`SharedTally::add`]); one task stores the totals
 /// ([`SharedTally::keep_stored`]): a budgeted user's total at once (woken by the addition), the
-/// others' once a second, and every total JetStream has not acknowledged again a second later.
+/// others' once a second, and a total whose put failed again with the next round.
 /// What is counted stays counted until acknowledged, so a failed put, a cancelled task or a NATS
 /// outage delays a total but never loses it, and a last [`SharedTally::flush`] at shutdown
 /// stores what is left. A budgeted request is checked against the sum in memory — no round trip
@@ -98,7 +98,7 @@ pub struct SharedTally {
 struct Totals {
     /// Everything counted.
     counted: u64,
-    /// The largest total published.
+    /// The largest total published and not known to have failed.
     sent: u64,
     /// The largest total JetStream acknowledged.
     stored: u64,
@@ -111,8 +111,14 @@ struct Totals {
 enum Pending {
     /// Urgent totals not published yet.
     Urgent,
-    /// Every total not acknowledged yet (also those published and not acknowledged).
-    Unstored,
+    /// Every total not published yet (a failed put counts as not published).
+    Unsent,
+}
+
+/// Whether a stored total of `<user>.<YYYY-MM>` belongs to a month before `current` (`YYYY-MM`).
+fn forgettable(user_month: &str, totals: &Totals, current: &str) -> bool {
+    let month = user_month.rsplit_once('.').map_or("", |(_, m)| m);
+    month < current && totals.counted <= totals.stored
 }
 
 /// A published total awaiting its acknowledgement.
@@ -138,9 +144,16 @@ impl SharedTally {
         // The proxy's context has no JetStream domain, so the bucket's own subjects are used.
         anyhow::ensure!(!kv.use_jetstream_prefix, "the spend bucket is reached through a JetStream domain");
         let put_subject = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
+        // Puts that JetStream does not acknowledge must not hold up the others: with a full
+        // window of unacknowledged puts a publish fails (and is repeated with the next round)
+        // instead of waiting.
+        let puts = jetstream::ContextBuilder::new()
+            .backpressure_on_inflight(false)
+            .timeout(Duration::from_secs(5))
+            .build(js.client());
         Ok(Self {
             kv,
-            js: js.clone(),
+            js: puts,
             put_subject,
             writer: Ulid::new().to_string(),
             mine: Mutex::new(HashMap::new()),
@@ -179,10 +192,7 @@ impl SharedTally {
         let chosen: Vec<(String, u64)> = {
             let mut mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             mine.iter_mut()
-                .filter(|(_, t)| match which {
-                    Pending::Urgent => t.urgent && t.counted > t.sent,
-                    Pending::Unstored => t.counted > t.stored,
-                })
+                .filter(|(_, t)| t.counted > t.sent && (t.urgent || which == Pending::Unsent))
                 .map(|(k, t)| {
                     t.sent = t.counted;
                     t.urgent = false;
@@ -199,28 +209,38 @@ impl SharedTally {
                     (user_month, total, stored)
                 })),
                 Err(e) => {
-                    // Left unstored: published again with the next round.
                     tracing::debug!(error = %e, "publishing a spend total failed; retrying within a second");
+                    self.settled(&user_month, total, false);
                 }
             }
         }
         puts
     }
 
-    /// Notes an acknowledged (or failed) put.
+    /// Notes an acknowledged (or failed) put. A failed one is published again with the next
+    /// round (unless a larger total was stored meanwhile).
     fn settled(&self, user_month: &str, total: u64, stored: bool) {
-        if stored {
-            let mut mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(t) = mine.get_mut(user_month) {
+        let mut mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = mine.get_mut(user_month) {
+            if stored {
                 t.stored = t.stored.max(total);
+            } else {
+                tracing::debug!(user_month, "a spend total was not stored; retrying within a second");
+                t.sent = t.stored;
             }
-        } else {
-            tracing::debug!(user_month, "a spend total was not acknowledged; retrying within a second");
         }
     }
 
-    /// Stores this writer's totals, for ever: urgent ones when [`Self::add`] rings, every
-    /// unacknowledged one each `period`. Cancelling it loses nothing (see [`Self::flush`]).
+    /// Forgets this writer's totals of months before `current` that are stored (the bucket
+    /// keeps them; nobody adds to them any more).
+    fn forget_stored_before(&self, current: &str) {
+        let mut mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        mine.retain(|user_month, t| !forgettable(user_month, t, current));
+    }
+
+    /// Stores this writer's totals, for ever: urgent ones when [`Self::add`] rings, every other
+    /// one not stored yet each `period` (also those whose put failed). Cancelling it loses
+    /// nothing (see [`Self::flush`]).
     pub async fn keep_stored(self: Arc<Self>, period: Duration) {
         use futures_util::stream::FuturesUnordered;
         let mut acks = FuturesUnordered::<Put>::new();
@@ -229,7 +249,12 @@ impl SharedTally {
         loop {
             tokio::select! {
                 () = self.wake.notified() => acks.extend(self.publish_pending(Pending::Urgent).await),
-                _ = tick.tick() => acks.extend(self.publish_pending(Pending::Unstored).await),
+                _ = tick.tick() => {
+                    acks.extend(self.publish_pending(Pending::Unsent).await);
+                    // Months before the current one at UTC−12 are over in every time zone.
+                    let current = Month::of(Utc::now(), chrono_tz::Tz::Etc__GMTPlus12);
+                    self.forget_stored_before(&format!("{:04}-{:02}", current.year, current.month));
+                }
                 Some((user_month, total, stored)) = acks.next(), if !acks.is_empty() => {
                     self.settled(&user_month, total, stored);
                 }
@@ -241,7 +266,14 @@ impl SharedTally {
     /// shutdown, after [`Self::keep_stored`] stopped); whether all were stored.
     pub async fn flush(&self) -> bool {
         let mut all = true;
-        for put in self.publish_pending(Pending::Unstored).await {
+        // Totals in flight from the stopped task are published again.
+        {
+            let mut mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for t in mine.values_mut() {
+                t.sent = t.stored;
+            }
+        }
+        for put in self.publish_pending(Pending::Unsent).await {
             let (user_month, total, stored) = put.await;
             self.settled(&user_month, total, stored);
             all &= stored;
@@ -481,7 +513,8 @@ impl Spend {
     }
 
     /// Reads the request stream from the start of the current month up to its last event when
-    /// this is called (retrying until that is done), then marks the tally ready. Later events
+    /// this is called (retrying until that is done), then marks the tally ready once the shared
+    /// tally's watch has caught up (or after 30 s without it). Later events
     /// are not read: every replica's costs since reach the shared tally, and other replicas'
     /// Plan-limit states their own bucket ([`crate::rate_limits`]), without this replica
     /// receiving its own events back.
@@ -501,13 +534,17 @@ impl Spend {
                 }
             }
         }
-        // Other replicas' costs since come through the shared tally: ready once it has caught up.
+        // Other replicas' costs since come through the shared tally: ready once it has caught up,
+        // or after 30 s without it (budgets then count the month before this replica started and
+        // its own requests until the tally catches up: better than refusing every developer).
         let waiting = std::time::Instant::now();
-        let mut warned = false;
         while !self.shared.get().is_some_and(|t| t.is_live()) {
-            if !warned && waiting.elapsed() > Duration::from_secs(10) {
-                tracing::warn!("the shared spend tally has not caught up after 10 s; not ready until it has");
-                warned = true;
+            if waiting.elapsed() > Duration::from_secs(30) {
+                tracing::warn!(
+                    "the shared spend tally has not caught up in 30 s; serving anyway — until it does, budgets \
+                     do not see other replicas' costs since this replica started"
+                );
+                break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -632,6 +669,17 @@ mod tests {
         assert!(!s.returned(late), "the stream is no longer read: nothing is kept for it");
         s.emitting(Ulid::new());
         assert!(s.own.lock().unwrap().is_empty(), "own events are not noted once the month is read");
+    }
+
+    #[test]
+    fn only_stored_totals_of_past_months_are_forgotten() {
+        let stored = Totals { counted: 5, sent: 5, stored: 5, urgent: false };
+        let unstored = Totals { counted: 7, sent: 7, stored: 5, urgent: false };
+        assert!(forgettable("usr_01J.2026-10", &stored, "2026-11"));
+        assert!(!forgettable("usr_01J.2026-10", &unstored, "2026-11"), "not stored yet");
+        assert!(!forgettable("usr_01J.2026-11", &stored, "2026-11"), "the current month");
+        assert!(!forgettable("usr_01J.2026-12", &stored, "2026-11"), "ahead in some time zone");
+        assert!(forgettable("usr_01J.2025-12", &stored, "2026-01"), "across a year");
     }
 
     #[test]

@@ -79,7 +79,7 @@ async fn a_budgeted_total_is_stored_at_once_the_others_with_the_next_round_and_n
     assert!(a.flush().await, "everything stored");
     until_cached(&watcher, unbudgeted, month, Decimal::new(3, 9)).await;
     until_cached(&watcher, budgeted, month, Decimal::new(15, 9)).await;
-    assert!(a.flush().await, "a second flush has nothing left to store");
+    assert!(a.flush().await, "a second flush finds everything stored");
     watch.abort();
     let _ = js.delete_key_value(format!("{}_spend", ns.prefix())).await;
 }
