@@ -54,6 +54,10 @@ pub struct Metrics {
     pub events_dropped: Counter,
     /// Access keys in the table.
     pub keys_loaded: Gauge,
+    /// This replica's spend totals JetStream has not acknowledged yet.
+    pub spend_unstored: Gauge,
+    /// 1 while the shared spend tally's watch is caught up.
+    pub spend_tally_live: Gauge,
 }
 
 impl Default for Metrics {
@@ -68,6 +72,8 @@ impl Default for Metrics {
         let events_spooled = Counter::default();
         let events_dropped = Counter::default();
         let keys_loaded = Gauge::default();
+        let spend_unstored = Gauge::default();
+        let spend_tally_live = Gauge::default();
         registry.register("requests", "Requests by provider, status and error kind", requests.clone());
         registry.register("request_duration_seconds", "Request received to response finished", latency.clone());
         registry.register("ttfb_seconds", "Request received to first response byte", ttfb.clone());
@@ -77,6 +83,16 @@ impl Default for Metrics {
         registry.register("events_spooled", "Events written to the spool", events_spooled.clone());
         registry.register("events_dropped", "Events lost (spool full or unencodable)", events_dropped.clone());
         registry.register("access_keys_loaded", "Access keys in the in-memory table", keys_loaded.clone());
+        registry.register(
+            "spend_totals_unstored",
+            "This replica's month-to-date spend totals not yet acknowledged by JetStream (other replicas' budget checks miss them meanwhile)",
+            spend_unstored.clone(),
+        );
+        registry.register(
+            "spend_tally_live",
+            "1 while the shared spend tally's watch is caught up (0: budgets see only this replica's costs since it started)",
+            spend_tally_live.clone(),
+        );
         Self {
             registry,
             requests,
@@ -88,6 +104,8 @@ impl Default for Metrics {
             events_spooled,
             events_dropped,
             keys_loaded,
+            spend_unstored,
+            spend_tally_live,
         }
     }
 }

@@ -17,6 +17,7 @@ pub async fn ready(shared: web::Data<Shared>) -> HttpResponse {
     let body = serde_json::json!({
         "ready": ready,
         "budgets_loaded": shared.spend.is_ready(),
+        "spend_tally_live": shared.spend.tally_status().0,
         "access_keys": shared.keys.key_count(),
         "admin_stream_seq": shared.keys.applied_seq(),
     });
@@ -29,7 +30,11 @@ pub async fn ready(shared: web::Data<Shared>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
-    shared.recorder.metrics.keys_loaded.set(i64::try_from(shared.keys.key_count()).unwrap_or(i64::MAX));
+    let m = &shared.recorder.metrics;
+    m.keys_loaded.set(i64::try_from(shared.keys.key_count()).unwrap_or(i64::MAX));
+    let (live, unstored) = shared.spend.tally_status();
+    m.spend_tally_live.set(i64::from(live));
+    m.spend_unstored.set(i64::try_from(unstored).unwrap_or(i64::MAX));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(shared.recorder.metrics.render())
 }
 

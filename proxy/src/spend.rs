@@ -484,6 +484,15 @@ impl Spend {
         }
     }
 
+    /// Whether the shared tally's watch is caught up, and how many of this replica's totals
+    /// (or costs waiting for the tally to open) are not stored yet.
+    pub fn tally_status(&self) -> (bool, usize) {
+        match self.shared.get() {
+            Some(tally) => (tally.is_live(), tally.unstored()),
+            None => (false, self.before_shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()),
+        }
+    }
+
     /// Stores what the shared tally has not stored yet (at shutdown); whether everything was.
     pub async fn flush(&self) -> bool {
         match self.shared.get() {

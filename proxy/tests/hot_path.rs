@@ -706,6 +706,10 @@ async fn metrics_count_requests_by_provider_status_and_error_kind() {
     assert!(text.contains("ccp_proxy_ttfb_seconds_bucket"));
     assert!(text.contains("ccp_proxy_in_flight_requests"));
     assert!(text.contains("ccp_proxy_spool_depth_events"));
+    // Ready means the shared spend tally's watch has caught up; nothing is waiting to be stored
+    // (the requests above cost nothing: model `m` has no price).
+    assert!(text.contains("\nccp_proxy_spend_tally_live 1\n"), "{text}");
+    assert!(text.contains("\nccp_proxy_spend_totals_unstored 0\n"), "{text}");
     assert!(!text.contains(&key[9..]), "no key in metrics");
 }
 
