@@ -94,7 +94,27 @@ async fn second_process(settings: &Settings) -> (ccp_tests::Service, String) {
     (service, url)
 }
 
-/// Waits until the proxy at `url` has applied the admin stream up to `seq`.
+/// POSTs [`SONNET_BODY`] to `/ak/<key>/v1/<path>` of the proxy at `url`, with a fake-upstream
+/// scenario if given.
+async fn post_at(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    path: &str,
+    scenario: Option<&str>,
+) -> reqwest::Response {
+    let mut req = client
+        .post(format!("{url}/ak/{key}/v1/{path}"))
+        .header("content-type", "application/json")
+        .header("x-api-key", "sk-ant-test")
+        .body(SONNET_BODY);
+    if let Some(scenario) = scenario {
+        req = req.header("x-fake-scenario", scenario);
+    }
+    req.send().await.unwrap()
+}
+
+/// The `x-ccp-request-id` of an answer.
 fn rid(resp: &reqwest::Response) -> String {
     resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned()
 }
@@ -510,15 +530,7 @@ async fn concurrent_requests_on_two_replicas_overshoot_the_budget_only_by_what_i
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             for _ in 0..50 {
-                let resp = client
-                    .post(format!("{url}/ak/{key}/v1/messages"))
-                    .header("content-type", "application/json")
-                    .header("x-fake-scenario", "rate_limit")
-                    .header("x-api-key", "sk-ant-test")
-                    .body(SONNET_BODY)
-                    .send()
-                    .await
-                    .unwrap();
+                let resp = post_at(&client, &url, &key, "messages", Some("rate_limit")).await;
                 let status = resp.status().as_u16();
                 resp.bytes().await.unwrap();
                 if status == 429 {
@@ -565,15 +577,7 @@ async fn a_budget_set_later_counts_what_the_user_spent_on_another_replica_before
     priced_bedrock(&e, 2);
     let client = reqwest::Client::new();
     for _ in 0..2 {
-        let resp = client
-            .post(format!("{second}/ak/{}/v1/messages", d.key))
-            .header("content-type", "application/json")
-            .header("x-fake-scenario", "rate_limit")
-            .header("x-api-key", "sk-ant-test")
-            .body(SONNET_BODY)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_at(&client, &second, &d.key, "messages", Some("rate_limit")).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "x-ccp-provider"), Some("bedrock"));
     }
@@ -587,14 +591,7 @@ async fn a_budget_set_later_counts_what_the_user_spent_on_another_replica_before
     e.wait_applied(seq).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     let resp = loop {
-        let resp = client
-            .post(format!("{}/ak/{}/v1/messages/count_tokens", e.url, d.key))
-            .header("content-type", "application/json")
-            .header("x-api-key", "sk-ant-test")
-            .body(SONNET_BODY)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_at(&client, &e.url, &d.key, "messages/count_tokens", None).await;
         if resp.status() == 429 {
             break resp;
         }
