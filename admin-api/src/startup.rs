@@ -10,7 +10,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream;
 use ccp_schemas::config::Settings;
 use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
@@ -31,27 +31,6 @@ pub struct Application {
     port: u16,
 }
 
-/// Opens (or creates) one of the admin API's own KV buckets.
-async fn bucket(
-    js: &jetstream::Context,
-    name: String,
-    max_age: Duration,
-    description: &str,
-) -> anyhow::Result<kv::Store> {
-    if let Ok(store) = js.get_key_value(&name).await {
-        return Ok(store);
-    }
-    js.create_key_value(kv::Config {
-        bucket: name.clone(),
-        description: description.to_owned(),
-        max_age,
-        history: 1,
-        ..Default::default()
-    })
-    .await
-    .with_context(|| format!("cannot create KV bucket {name}"))
-}
-
 impl Application {
     /// Connects to NATS, ensures the streams, loads the admin state and binds `admin.listen`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -61,7 +40,8 @@ impl Application {
         streams::ensure(&js, &ns, &StreamPolicy::from(&settings.nats)).await?;
         let ttl = Duration::from_secs(settings.admin.session_ttl_secs.max(60));
         let sessions =
-            bucket(&js, format!("{}_admin_sessions", ns.prefix()), ttl, "ClaudeCodeProxy admin sessions").await?;
+            streams::own_bucket(&js, format!("{}_admin_sessions", ns.prefix()), ttl, "ClaudeCodeProxy admin sessions")
+                .await?;
 
         let pepper = KeyPepper::new(&settings.secrets.access_key_pepper)
             .map_err(|_| anyhow::anyhow!("secrets.access_key_pepper must be at least 32 bytes"))?;
@@ -86,7 +66,7 @@ impl Application {
         bootstrap_admin(&state, &settings, &ns).await?;
         let idempotency = web::Data::new(crate::idempotency::Idempotency {
             pepper: pepper.clone(),
-            records: bucket(
+            records: streams::own_bucket(
                 &js,
                 format!("{}_idempotency", ns.prefix()),
                 Duration::from_secs(24 * 3600),

@@ -130,20 +130,14 @@ impl RateLimits {
 
 /// Opens (or creates) the shared bucket.
 pub async fn open_bucket(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<kv::Store> {
-    let bucket = format!("{}_rate_limits", ns.prefix());
-    match js.get_key_value(&bucket).await {
-        Ok(kv) => Ok(kv),
-        Err(_) => Ok(js
-            .create_key_value(kv::Config {
-                bucket,
-                description: "ClaudeCodeProxy newest Anthropic rate-limit state per access key".into(),
-                history: 1,
-                // Anthropic's longest window is a week; older states describe nothing current.
-                max_age: Duration::from_secs(8 * 86_400),
-                ..Default::default()
-            })
-            .await?),
-    }
+    ccp_schemas::streams::own_bucket(
+        js,
+        format!("{}_rate_limits", ns.prefix()),
+        // Anthropic's longest window is a week; older states describe nothing current.
+        Duration::from_secs(8 * 86_400),
+        "ClaudeCodeProxy newest Anthropic rate-limit state per access key",
+    )
+    .await
 }
 
 #[cfg(test)]

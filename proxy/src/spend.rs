@@ -127,20 +127,13 @@ type Put = std::pin::Pin<Box<dyn std::future::Future<Output = (String, u64, bool
 impl SharedTally {
     /// Opens (or creates) the bucket.
     pub async fn open(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<Self> {
-        let bucket = format!("{}_spend", ns.prefix());
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                js.create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "ClaudeCodeProxy month-to-date spend per user and replica (nanodollars)".into(),
-                    history: 1,
-                    max_age: Duration::from_secs(62 * 86_400),
-                    ..Default::default()
-                })
-                .await?
-            }
-        };
+        let kv = ccp_schemas::streams::own_bucket(
+            js,
+            format!("{}_spend", ns.prefix()),
+            Duration::from_secs(62 * 86_400),
+            "ClaudeCodeProxy month-to-date spend per user and replica (nanodollars)",
+        )
+        .await?;
         // The proxy's context has no JetStream domain, so the bucket's own subjects are used.
         anyhow::ensure!(!kv.use_jetstream_prefix, "the spend bucket is reached through a JetStream domain");
         let put_subject = kv.put_prefix.clone().unwrap_or_else(|| kv.prefix.clone());
@@ -471,6 +464,10 @@ impl Spend {
     pub fn add_local(&self, user: UserId, cost: Decimal, at: DateTime<Utc>, budgeted: bool) {
         self.add(user, cost, at);
         let (month, nanos) = (Month::of(at, self.tz), ccp_schemas::pricing::to_nanos(cost));
+        if let Some(tally) = self.shared.get() {
+            return tally.add(user, month, nanos, budgeted);
+        }
+        // Checked again under the lock `share` drains with: no cost is left behind.
         let mut before = self.before_shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match self.shared.get() {
             Some(tally) => {

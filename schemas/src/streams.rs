@@ -123,3 +123,25 @@ pub async fn ensure(js: &jetstream::Context, ns: &Namespace, policy: &StreamPoli
     }
     Ok(report)
 }
+
+/// Opens (or creates) one of a service's own KV buckets (not the projector's state buckets):
+/// one value per key, kept for `max_age`.
+pub async fn own_bucket(
+    js: &jetstream::Context,
+    name: String,
+    max_age: Duration,
+    description: &str,
+) -> anyhow::Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(&name).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: name.clone(),
+        description: description.to_owned(),
+        max_age,
+        history: 1,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create KV bucket {name}: {e}"))
+}
