@@ -299,7 +299,10 @@ fn inspect_json(req: &HttpRequest, body: &[u8], record: &mut RequestRecord) -> R
     }
     let peek: Peek = serde_json::from_slice(body)
         .map_err(|e| ProxyError::bad_request(format!("The request body is not a valid JSON object: {e}.")))?;
-    record.requested_model = peek.model.as_ref().and_then(|m| m.as_str()).map(|m| m.chars().take(128).collect());
+    record.requested_model = match peek.model {
+        Some(serde_json::Value::String(model)) => Some(crate::usage::at_most_chars(model, 128)),
+        _ => None,
+    };
     record.stream = peek.stream.as_ref().and_then(serde_json::Value::as_bool).unwrap_or(false);
     Ok(())
 }
@@ -341,6 +344,69 @@ pub fn forwarded_headers(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderNa
     headers
         .iter()
         .filter(move |(name, _)| !(is_hop_by_hop(name) || (has_connection && connection_listed(headers, name))))
+}
+
+/// Moves [`forwarded_headers`] out of a map, each to `to`, without copying them: the first copy of
+/// a non-standard name (most of Anthropic's are) costs an allocation. A name with several values
+/// is copied once per value but the last.
+pub fn move_forwarded(from: &mut HeaderMap, mut to: impl FnMut(HeaderName, HeaderValue)) {
+    if from.contains_key(actix_web::http::header::CONNECTION) {
+        let listed: Vec<HeaderName> = from
+            .get_all(actix_web::http::header::CONNECTION)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::try_from(token.trim()).ok())
+            .collect();
+        for name in listed {
+            from.remove(name);
+        }
+    }
+    // `drain` names a header at its first value only (`IntoIterator` copies the name for each).
+    let mut pending: Option<(HeaderName, HeaderValue)> = None;
+    for (name, value) in from.drain() {
+        match name {
+            Some(name) => {
+                if let Some((name, value)) = pending.take() {
+                    to(name, value);
+                }
+                pending = (!is_hop_by_hop(&name)).then_some((name, value));
+            }
+            None => {
+                if let Some((name, held)) = pending.as_mut() {
+                    to(name.clone(), std::mem::replace(held, value));
+                }
+            }
+        }
+    }
+    if let Some((name, value)) = pending {
+        to(name, value);
+    }
+}
+
+/// The client's answer relaying an upstream one: its status, its [`forwarded_headers`]
+/// (moved, not copied), its `Content-Length` when it has one (the body is not re-chunked), and
+/// the body `wrap` makes of the upstream response.
+pub fn relay_answer<S, E>(response: awc::ClientResponse, wrap: impl FnOnce(awc::ClientResponse) -> S) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, E>> + 'static,
+    E: Into<Box<dyn std::error::Error>> + 'static,
+{
+    let status = response.status();
+    let length = header_str(response.headers(), CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    let mut headers = HeaderMap::new();
+    let response = response.map_body(|head, payload| {
+        headers = std::mem::take(&mut head.headers);
+        payload
+    });
+    let mut builder = HttpResponse::build(status);
+    // Before the body: `streaming` sets `application/octet-stream` when there is no type yet.
+    move_forwarded(&mut headers, |name, value| {
+        builder.append_header((name, value));
+    });
+    if let Some(len) = length {
+        builder.no_chunking(len);
+    }
+    builder.streaming(wrap(response))
 }
 
 /// The request to Anthropic for `req`: the same method, `<base>/v1/<tail>` with the query as
@@ -735,26 +801,22 @@ fn relay(
         Framing::from_content_type(up.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())),
         Coding::from_header(up.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok())),
     );
-    let length = up.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let mut builder = HttpResponse::build(status);
-    for (name, value) in forwarded_headers(up) {
-        builder.append_header((name.clone(), value.clone()));
-    }
-    builder.insert_header((REQUEST_ID_HEADER, record.request_id.to_string()));
-    builder.insert_header((PROVIDER_HEADER, "anthropic"));
-    if let Some(len) = length {
-        builder.no_chunking(len);
-    }
-    let body = TapBody {
-        inner: response,
+    let request_id = record.request_id;
+    let mut answer = relay_answer(response, |inner| TapBody {
+        inner,
         tap: Some(tap),
         record: Some(record),
         status: status.as_u16(),
         class: upstream_error_class(status),
         fault: None,
         on_upstream_failure,
-    };
-    builder.streaming(body)
+    });
+    let headers = answer.headers_mut();
+    if let Ok(id) = HeaderValue::try_from(request_id.to_string()) {
+        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), id);
+    }
+    headers.insert(HeaderName::from_static(PROVIDER_HEADER), HeaderValue::from_static("anthropic"));
+    answer
 }
 
 /// The response body on its way to the client. Finishes the request record exactly once:
@@ -841,7 +903,7 @@ impl<S> Drop for TapBody<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::{forwarded_headers, proxied_path, ProxiedPath};
+    use super::{forwarded_headers, move_forwarded, proxied_path, ProxiedPath};
     use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
     fn names(headers: &HeaderMap) -> Vec<&str> {
@@ -867,9 +929,40 @@ mod tests {
             headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
         }
         assert_eq!(names(&headers), ["anthropic-version", "x-api-key"]);
+        assert_eq!(moved_names(headers.clone()), ["anthropic-version", "x-api-key"]);
         // Without a Connection header, a header of the same name as a token is kept.
         headers.remove("connection");
         assert_eq!(names(&headers), ["anthropic-version", "x-api-key", "x-trace"]);
+        assert_eq!(moved_names(headers), ["anthropic-version", "x-api-key", "x-trace"]);
+    }
+
+    fn moved_names(mut headers: HeaderMap) -> Vec<String> {
+        let mut moved = HeaderMap::new();
+        move_forwarded(&mut headers, |name, value| moved.append(name, value));
+        let mut names: Vec<String> = moved.iter().map(|(n, _)| n.as_str().to_owned()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn moving_keeps_every_value_of_a_repeated_header_in_order() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("set-cookie", "a=1"),
+            ("transfer-encoding", "chunked"),
+            ("set-cookie", "b=2"),
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("set-cookie", "c=3"),
+        ] {
+            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        let mut moved = HeaderMap::new();
+        move_forwarded(&mut headers, |name, value| moved.append(name, value));
+        let cookies: Vec<&str> = moved.get_all("set-cookie").map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(cookies, ["a=1", "b=2", "c=3"]);
+        assert_eq!(moved.get("anthropic-ratelimit-requests-limit").unwrap(), "50");
+        assert!(!moved.contains_key("transfer-encoding"));
+        assert_eq!(moved.len(), 4);
     }
 
     #[test]

@@ -34,7 +34,9 @@ mod usage;
 use ccp_schemas::config::Settings;
 use ccp_schemas::telemetry::ServiceArgs;
 
-pub use forward::{anthropic_client, forwarded_headers, proxied_path, upstream_request, ProxiedPath};
+pub use forward::{
+    anthropic_client, forwarded_headers, move_forwarded, proxied_path, relay_answer, upstream_request, ProxiedPath,
+};
 pub use spool::{Record as SpoolRecord, Spool};
 pub use startup::Application;
 

@@ -68,7 +68,20 @@ pub struct RequestRecord {
 }
 
 fn client_field(value: Option<&str>) -> Option<String> {
-    value.map(|v| v.chars().filter(|c| !c.is_control()).take(MAX_CLIENT_FIELD).collect())
+    value.map(|v| {
+        // Sized once: collecting chars one by one regrew the string four or five times.
+        let mut field = String::with_capacity(v.len().min(4 * MAX_CLIENT_FIELD));
+        field.extend(v.chars().filter(|c| !c.is_control()).take(MAX_CLIENT_FIELD));
+        field
+    })
+}
+
+/// `s` cut to its first `max` characters (in place: no copy).
+pub fn at_most_chars(mut s: String, max: usize) -> String {
+    if let Some((end, _)) = s.char_indices().nth(max) {
+        s.truncate(end);
+    }
+    s
 }
 
 impl RequestRecord {
@@ -231,5 +244,13 @@ mod tests {
         let long = "x".repeat(500);
         assert_eq!(client_field(Some(&long)).unwrap().len(), MAX_CLIENT_FIELD);
         assert_eq!(client_field(Some("a\nb")).unwrap(), "ab");
+        assert_eq!(client_field(Some(&"é".repeat(200))).unwrap().chars().count(), MAX_CLIENT_FIELD);
+    }
+
+    #[test]
+    fn at_most_chars_cuts_on_a_character_boundary() {
+        assert_eq!(at_most_chars("claude-opus".into(), 6), "claude");
+        assert_eq!(at_most_chars("ééé".into(), 2), "éé");
+        assert_eq!(at_most_chars("short".into(), 128), "short");
     }
 }

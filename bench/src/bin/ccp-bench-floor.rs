@@ -19,7 +19,7 @@ use std::time::Duration;
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::BytesMut;
-use ccp_proxy::{anthropic_client, forwarded_headers, proxied_path, upstream_request, ProxiedPath};
+use ccp_proxy::{anthropic_client, proxied_path, relay_answer, upstream_request, ProxiedPath};
 use futures_util::StreamExt as _;
 
 /// The proxy's default `proxy.max_body_bytes`.
@@ -53,16 +53,7 @@ async fn pass(req: HttpRequest, mut payload: web::Payload, upstream: web::Data<U
     }
     let out = upstream_request(&upstream.client, &upstream.base, tail, &req);
     match out.send_body(body.freeze()).await {
-        Ok(response) => {
-            let mut builder = HttpResponse::build(response.status());
-            for (name, value) in forwarded_headers(response.headers()) {
-                builder.append_header((name.clone(), value.clone()));
-            }
-            if let Some(len) = content_length(response.headers()) {
-                builder.no_chunking(len);
-            }
-            builder.streaming(response)
-        }
+        Ok(response) => relay_answer(response, |body| body),
         Err(e) => HttpResponse::BadGateway().body(e.to_string()),
     }
 }
