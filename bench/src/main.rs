@@ -464,10 +464,12 @@ async fn wait_accepted(proxy_url: &str, key: &str) -> anyhow::Result<()> {
 }
 
 /// The Claude Code request: headers (minus framing ones) and the body as JSON.
-fn claude_code_request(path: &Path) -> (HeaderMap, serde_json::Value, &'static str) {
-    let parsed = std::fs::read_to_string(path).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+fn claude_code_request(path: &Path) -> (HeaderMap, serde_json::Value, Vec<String>, &'static str) {
+    let text = std::fs::read_to_string(path).ok();
+    let parsed = text.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+    let order = text.as_deref().and_then(|s| serde_json::from_str::<FixtureOrder>(s).ok());
     let mut headers = HeaderMap::new();
-    if let Some(f) = parsed.filter(|f| f["body"].is_object()) {
+    if let (Some(f), Some(order)) = (parsed.filter(|f| f["body"].is_object()), order) {
         for h in f["headers"].as_array().into_iter().flatten() {
             let (Some(n), Some(v)) = (h[0].as_str(), h[1].as_str()) else {
                 continue;
@@ -479,7 +481,7 @@ fn claude_code_request(path: &Path) -> (HeaderMap, serde_json::Value, &'static s
                 headers.append(n, v);
             }
         }
-        return (headers, f["body"].clone(), "Claude Code fixture");
+        return (headers, f["body"].clone(), order.body.0, "Claude Code fixture");
     }
     for (n, v) in [
         ("accept", "application/json"),
@@ -513,7 +515,54 @@ fn claude_code_request(path: &Path) -> (HeaderMap, serde_json::Value, &'static s
         "metadata": {"user_id": "user_bench"},
         "stream": true,
     });
-    (headers, body, "synthesized")
+    let order = ["model", "max_tokens", "system", "messages", "tools", "metadata", "stream"];
+    (headers, body, order.map(String::from).into(), "synthesized")
+}
+
+/// The names of a JSON object's members in the order written (`serde_json::Value` sorts them).
+struct MemberOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for MemberOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = MemberOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<MemberOrder, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    names.push(name);
+                }
+                Ok(MemberOrder(names))
+            }
+        }
+        d.deserialize_map(Names)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FixtureOrder {
+    body: MemberOrder,
+}
+
+/// `body` written as Claude Code writes it: its members in `order` (then any others), compact.
+fn in_order(body: &serde_json::Value, order: &[String]) -> anyhow::Result<Vec<u8>> {
+    let map = body.as_object().context("the request body is not a JSON object")?;
+    let rest = map.keys().filter(|k| !order.contains(k));
+    let mut out = vec![b'{'];
+    for (i, name) in order.iter().filter(|k| map.contains_key(*k)).chain(rest).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name)?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, &map[name])?;
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Who is asked.
@@ -954,11 +1003,11 @@ async fn measure(
         "proxy pid {proxy_pid} at {} (workers={}, pinned={}), key accepted",
         stack.proxy_url, opts.workers, opts.pin
     ));
-    let (headers, mut body, body_source) = claude_code_request(&opts.fixture);
+    let (headers, mut body, order, body_source) = claude_code_request(&opts.fixture);
     body["stream"] = serde_json::Value::Bool(true);
-    let stream_body = Bytes::from(serde_json::to_vec(&body)?);
+    let stream_body = Bytes::from(in_order(&body, &order)?);
     body["stream"] = serde_json::Value::Bool(false);
-    let json_body = Bytes::from(serde_json::to_vec(&body)?);
+    let json_body = Bytes::from(in_order(&body, &order)?);
     progress.say(format!("request body: {} bytes ({body_source}), {} headers", stream_body.len(), headers.len()));
 
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1144,6 +1193,25 @@ fn bedrock_body(body: &serde_json::Value, beta_header: Option<&str>) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bodies_sent_keep_claude_codes_member_order() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/claude-code/request_say_hi_v2.1.332.json");
+        let missing = std::path::Path::new("/nonexistent.json");
+        for (path, source) in [(fixture.as_path(), "Claude Code fixture"), (missing, "synthesized")] {
+            let (_, mut body, order, got) = claude_code_request(path);
+            assert_eq!(got, source);
+            assert_eq!(order.first().map(String::as_str), Some("model"), "{order:?}");
+            let model = body["model"].as_str().unwrap().to_owned();
+            for stream in [true, false] {
+                body["stream"] = serde_json::Value::Bool(stream);
+                let bytes = in_order(&body, &order).unwrap();
+                assert_eq!(ccp_proxy::claude_code_shape(&bytes), Some((model.as_str(), stream)), "{source}");
+                assert_eq!(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(), body, "{source}");
+            }
+        }
+    }
 
     #[test]
     fn bedrock_model_follows_the_mapping_then_the_default() {

@@ -35,7 +35,8 @@ use ccp_schemas::config::Settings;
 use ccp_schemas::telemetry::ServiceArgs;
 
 pub use forward::{
-    anthropic_client, forwarded_headers, move_forwarded, proxied_path, relay_answer, upstream_request, ProxiedPath,
+    anthropic_client, claude_code_shape, forwarded_headers, move_forwarded, proxied_path, relay_answer,
+    upstream_request, ProxiedPath,
 };
 pub use spool::{Record as SpoolRecord, Spool};
 pub use startup::Application;

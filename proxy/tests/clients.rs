@@ -514,6 +514,10 @@ fn check_claude_code_requests(recorded: &[RecordedRequest], key: &str, status: u
         let ua = r.header("user-agent").unwrap_or_default();
         assert!(ua.starts_with(&format!("claude-cli/{CLAUDE_CODE_VERSION}")), "user-agent {ua:?}");
         assert!(!String::from_utf8_lossy(&r.body).contains(key), "the access key leaked upstream");
+        // The proxy reads model and stream of bodies in this shape without parsing them.
+        let (model, stream) = ccp_proxy::claude_code_shape(&r.body)
+            .unwrap_or_else(|| panic!("Claude Code's body is no longer model first, stream last: {}", describe(r)));
+        assert!(model.starts_with("claude-") && stream, "{model} {stream}");
         assert!(r.headers.iter().all(|(_, v)| !v.contains(key)), "the access key leaked upstream in a header");
         assert_eq!(r.status, status, "{}", describe(r));
     }
@@ -533,6 +537,7 @@ fn check_claude_code_events(events: &[RequestCompleted], result: &serde_json::Va
     for e in events {
         assert_eq!(e.endpoint, Endpoint::Messages);
         assert!(e.stream, "Claude Code streams");
+        assert!(e.requested_model.as_deref().is_some_and(|m| m.starts_with("claude-")), "{e:?}");
         assert!(!e.incomplete && e.error_class.is_none(), "{e:?}");
         assert_eq!(e.client_version.as_deref(), Some(format!("claude-cli/{CLAUDE_CODE_VERSION}").as_str()));
         assert!(e.stop_reason.is_some(), "{e:?}");

@@ -517,6 +517,18 @@ async fn bad_input_gets_specific_anthropic_errors() {
         assert_eq!(e.error_class, Some(ErrorClass::BadRequest));
     }
 
+    // Claude Code's shape (model first, stream last) is not parsed by the proxy: a malformed
+    // body in it is Anthropic's to refuse, and its 400 comes back as it is.
+    let body = br#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":oops}],"stream":true}"#;
+    let resp = h.post(&key, "messages", body.to_vec(), &[]).await;
+    assert_eq!(resp.status(), 400);
+    let rid = request_id(&resp);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(json["error"]["type"], "invalid_request_error", "{json}");
+    let e = h.log.wait_request(&rid, Duration::from_secs(5)).await;
+    assert_eq!(e.error_class, Some(ErrorClass::UpstreamClientError));
+    assert_eq!((e.requested_model.as_deref(), e.stream), (Some("claude-sonnet-4-5"), true));
+
     let resp = client
         .post(format!("{}/ak/{key}/v1/messages", h.url))
         .header("content-type", "text/plain")
