@@ -285,9 +285,11 @@ struct Peek {
 
 /// `model` and `stream` of a body written as Claude Code writes it: `model` its first member (a
 /// string without escapes) and `stream` its last (`true` or `false`), as in
-/// `{"model":"claude-…",…,"stream":true}`. Exact for every valid JSON text it answers for: the
-/// first member after the opening brace and the last one before the closing brace can only be
-/// the top-level object's. `None` for any other shape (the body is then parsed).
+/// `{"model":"claude-…",…,"stream":true}`. Exact for every valid JSON text without repeated
+/// member names that it answers for: the first member after the opening brace and the last one
+/// before the closing brace can only be the top-level object's. (Where a name repeats, RFC 8259
+/// §4 leaves the meaning open: this takes the first `model`, a parser usually the last.) `None`
+/// for any other shape (the body is then parsed).
 pub fn claude_code_shape(body: &[u8]) -> Option<(&str, bool)> {
     fn after<'a>(s: &'a [u8], token: &[u8]) -> Option<&'a [u8]> {
         s.trim_ascii_start().strip_prefix(token)
@@ -316,8 +318,9 @@ pub fn claude_code_shape(body: &[u8]) -> Option<(&str, bool)> {
 /// A body in [`claude_code_shape`] is not parsed: checking the whole of it cost 12–25 µs of
 /// the proxy's ≈ 100 µs a request on the benchmark's 48.6 KB body (more on real sessions' longer
 /// ones), and Anthropic checks it anyway; if such a body is malformed after all, Anthropic's
-/// 400 `invalid_request_error` is relayed, and a failover refuses it when adapting it for
-/// Bedrock. Any other body is parsed here and refused with the proxy's own 400 if malformed.
+/// 400 `invalid_request_error` is relayed, and a failover to Bedrock refuses it with a 400 before
+/// anything else (the body is adapted first). Any other body is parsed here and refused with the
+/// proxy's own 400 if malformed.
 fn inspect_json(req: &HttpRequest, body: &[u8], record: &mut RequestRecord) -> Result<(), ProxyError> {
     let content_type = header_str(req.headers(), CONTENT_TYPE.as_str()).unwrap_or("").trim_start();
     let json = "application/json";
@@ -328,7 +331,7 @@ fn inspect_json(req: &HttpRequest, body: &[u8], record: &mut RequestRecord) -> R
         )));
     }
     if let Some((model, stream)) = claude_code_shape(body) {
-        record.requested_model = Some(crate::usage::at_most_chars(model.to_owned(), 128));
+        record.requested_model = Some(crate::usage::first_chars(model, 128).to_owned());
         record.stream = stream;
         return Ok(());
     }
@@ -340,7 +343,7 @@ fn inspect_json(req: &HttpRequest, body: &[u8], record: &mut RequestRecord) -> R
     let peek: Peek = serde_json::from_slice(body)
         .map_err(|e| ProxyError::bad_request(format!("The request body is not a valid JSON object: {e}.")))?;
     record.requested_model = match peek.model {
-        Some(serde_json::Value::String(model)) => Some(crate::usage::at_most_chars(model, 128)),
+        Some(serde_json::Value::String(model)) => Some(crate::usage::first_chars(&model, 128).to_owned()),
         _ => None,
     };
     record.stream = peek.stream.as_ref().and_then(serde_json::Value::as_bool).unwrap_or(false);
@@ -713,6 +716,17 @@ async fn failover(
     let (Some(creds), Some(master)) = (shared.keys.bedrock_credentials(&key_id), shared.master.as_ref()) else {
         return no_fallback(&cause, record);
     };
+    // First: the body may not have been parsed yet (`claude_code_shape`), and a malformed one
+    // must get its 400 before anything else is decided or a key is opened.
+    let request = match shared.rules.adapt(&body, header_str(req.headers(), "anthropic-beta")) {
+        Ok(r) => r,
+        Err(e) => {
+            return answer_error(
+                ProxyError::bad_request(format!("The request cannot be sent to Amazon Bedrock: {e}.")),
+                record,
+            )
+        }
+    };
     if let Some(err) = budget_refusal(shared, &record) {
         return answer_error(err, record);
     }
@@ -742,15 +756,6 @@ async fn failover(
                 "The proxy cannot decrypt this access key's Bedrock API key; ask your platform team.",
             );
             return answer_error(err, record);
-        }
-    };
-    let request = match shared.rules.adapt(&body, header_str(req.headers(), "anthropic-beta")) {
-        Ok(r) => r,
-        Err(e) => {
-            return answer_error(
-                ProxyError::bad_request(format!("The request cannot be sent to Amazon Bedrock: {e}.")),
-                record,
-            )
         }
     };
     let answer = upstream.bedrock.invoke(&api_key, &region, &model_id, request).await;
@@ -1082,7 +1087,7 @@ mod tests {
             model_first in prop::option::of("[a-z\"\\\\ ,:{}-]{0,12}"),
             middle in prop::collection::vec(member(), 0..5),
             stream_last in prop::option::of(any::<bool>()),
-            pretty in any::<bool>(),
+            ws in prop::sample::select(vec!["", " ", "\n  ", "\t", " \r\n"]),
         ) {
             // Often in Claude Code's order (model first, stream last), else anything.
             let members = model_first
@@ -1092,20 +1097,34 @@ mod tests {
                 .chain(stream_last.map(|b| ("stream".to_owned(), serde_json::Value::from(b))));
             let mut seen = std::collections::HashSet::new();
             let members: Vec<_> = members.filter(|(k, _)| seen.insert(k.clone())).collect();
-            let sep = if pretty { ",\n  " } else { "," };
+            // The shape, read from the members rather than from the bytes.
+            let in_shape = members.len() >= 2
+                && members[0].0 == "model"
+                && members[0].1.as_str().is_some_and(|m| !m.contains(['"', '\\']))
+                && members[members.len() - 1].0 == "stream"
+                && members[members.len() - 1].1.is_boolean();
             let body = format!(
-                "{{{}}}",
+                "{ws}{{{ws}{}{ws}}}{ws}",
                 members
                     .iter()
-                    .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), serde_json::to_string(v).unwrap()))
+                    .map(|(k, v)| format!("{}{ws}:{ws}{}", serde_json::to_string(k).unwrap(), serde_json::to_string(v).unwrap()))
                     .collect::<Vec<_>>()
-                    .join(sep)
+                    .join(&format!("{ws},{ws}"))
             );
             let parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body).unwrap();
-            if let Some((model, stream)) = claude_code_shape(body.as_bytes()) {
+            let shortcut = claude_code_shape(body.as_bytes());
+            prop_assert_eq!(shortcut.is_some(), in_shape, "{}", body);
+            if let Some((model, stream)) = shortcut {
                 prop_assert_eq!(parsed.get("model").and_then(|m| m.as_str()), Some(model), "{}", body);
                 prop_assert_eq!(parsed.get("stream").and_then(serde_json::Value::as_bool), Some(stream), "{}", body);
             }
         }
+    }
+
+    #[test]
+    fn a_repeated_model_is_read_as_its_first() {
+        // RFC 8259 leaves repeated names open; documented: the shortcut takes the first.
+        let body = br#"{"model":"a","messages":[],"model":"b","stream":false}"#;
+        assert_eq!(claude_code_shape(body), Some(("a", false)));
     }
 }

@@ -76,12 +76,9 @@ fn client_field(value: Option<&str>) -> Option<String> {
     })
 }
 
-/// `s` cut to its first `max` characters (in place: no copy).
-pub fn at_most_chars(mut s: String, max: usize) -> String {
-    if let Some((end, _)) = s.char_indices().nth(max) {
-        s.truncate(end);
-    }
-    s
+/// The first `max` characters of `s`.
+pub fn first_chars(s: &str, max: usize) -> &str {
+    s.char_indices().nth(max).map_or(s, |(end, _)| &s[..end])
 }
 
 impl RequestRecord {
@@ -248,9 +245,9 @@ mod tests {
     }
 
     #[test]
-    fn at_most_chars_cuts_on_a_character_boundary() {
-        assert_eq!(at_most_chars("claude-opus".into(), 6), "claude");
-        assert_eq!(at_most_chars("ééé".into(), 2), "éé");
-        assert_eq!(at_most_chars("short".into(), 128), "short");
+    fn first_chars_cuts_on_a_character_boundary() {
+        assert_eq!(first_chars("claude-opus", 6), "claude");
+        assert_eq!(first_chars("ééé", 2), "éé");
+        assert_eq!(first_chars("short", 128), "short");
     }
 }

@@ -350,6 +350,20 @@ async fn bedrock_only_users_never_reach_anthropic() {
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-ccp-fallback-reason"), Some("routing"));
     assert!(e.anthropic.requests().is_empty());
+
+    // A malformed body in Claude Code's shape is not parsed on the way in (Anthropic would
+    // refuse it); on the way to Bedrock it is, and refused before anything is sent.
+    let asked = e.bedrock.requests().len();
+    let malformed = r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":oops}],"stream":true}"#;
+    let resp = e.post(&d.key, malformed, &[]).await;
+    assert_eq!(resp.status(), 400);
+    let id = rid(&resp);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(json["error"]["type"], "invalid_request_error", "{json}");
+    assert!(json["error"]["message"].as_str().unwrap().contains("cannot be sent to Amazon Bedrock"), "{json}");
+    assert_eq!(e.bedrock.requests().len(), asked, "nothing reached Bedrock");
+    assert!(e.anthropic.requests().is_empty());
+    assert_eq!(e.log.wait_request(&id, Duration::from_secs(5)).await.error_class, Some(ErrorClass::BadRequest));
 }
 
 #[actix_web::test]
