@@ -369,13 +369,17 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Headers named by the `Connection` header are hop-by-hop too.
-fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
+/// The header names the `Connection` header lists (hop-by-hop too).
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(actix_web::http::header::CONNECTION)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+        .map(str::trim)
+}
+
+fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
+    connection_tokens(headers).any(|token| token.eq_ignore_ascii_case(name.as_str()))
 }
 
 /// The headers passed on, in either direction: all but the hop-by-hop ones, those the
@@ -394,12 +398,8 @@ pub fn forwarded_headers(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderNa
 /// is copied once per value but the last.
 pub fn move_forwarded(from: &mut HeaderMap, mut to: impl FnMut(HeaderName, HeaderValue)) {
     if from.contains_key(actix_web::http::header::CONNECTION) {
-        let listed: Vec<HeaderName> = from
-            .get_all(actix_web::http::header::CONNECTION)
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::try_from(token.trim()).ok())
-            .collect();
+        let listed: Vec<HeaderName> =
+            connection_tokens(from).filter_map(|token| HeaderName::try_from(token).ok()).collect();
         for name in listed {
             from.remove(name);
         }
@@ -952,6 +952,14 @@ mod tests {
     use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
     use proptest::prelude::*;
 
+    fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        headers
+    }
+
     fn names(headers: &HeaderMap) -> Vec<&str> {
         let mut names: Vec<&str> = forwarded_headers(headers).map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
@@ -960,8 +968,7 @@ mod tests {
 
     #[test]
     fn hop_by_hop_connection_listed_and_own_headers_are_not_forwarded() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
+        let mut headers = header_map(&[
             ("connection", "keep-alive, X-Trace"),
             ("keep-alive", "timeout=5"),
             ("x-trace", "1"),
@@ -971,9 +978,7 @@ mod tests {
             ("x-ccp-access-key", "ak_secret"),
             ("anthropic-version", "2023-06-01"),
             ("x-api-key", "sk-ant-x"),
-        ] {
-            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
-        }
+        ]);
         assert_eq!(names(&headers), ["anthropic-version", "x-api-key"]);
         assert_eq!(moved_names(headers.clone()), ["anthropic-version", "x-api-key"]);
         // Without a Connection header, a header of the same name as a token is kept.
@@ -992,16 +997,13 @@ mod tests {
 
     #[test]
     fn moving_keeps_every_value_of_a_repeated_header_in_order() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
+        let mut headers = header_map(&[
             ("set-cookie", "a=1"),
             ("transfer-encoding", "chunked"),
             ("set-cookie", "b=2"),
             ("anthropic-ratelimit-requests-limit", "50"),
             ("set-cookie", "c=3"),
-        ] {
-            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
-        }
+        ]);
         let mut moved = HeaderMap::new();
         move_forwarded(&mut headers, |name, value| moved.append(name, value));
         let cookies: Vec<&str> = moved.get_all("set-cookie").map(|v| v.to_str().unwrap()).collect();
