@@ -158,7 +158,11 @@ impl SharedTally {
     }
 
     fn user_month(user: UserId, month: Month) -> String {
-        format!("{user}.{:04}-{:02}", month.year, month.month)
+        use std::fmt::Write as _;
+        // Sized once (`usr_` + 26 + `.YYYY-MM`): formatting into an empty string regrew it.
+        let mut key = String::with_capacity(UserId::PREFIX.len() + 26 + 8);
+        let _ = write!(key, "{user}.{:04}-{:02}", month.year, month.month);
+        key
     }
 
     /// Adds `nanos` to this writer's total of a user's month, in memory (this replica's own view
@@ -168,7 +172,11 @@ impl SharedTally {
         let user_month = Self::user_month(user, month);
         let total = {
             let mut mine = self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let totals = mine.entry(user_month.clone()).or_default();
+            // The key is copied only for a user's first request of the month.
+            if !mine.contains_key(&user_month) {
+                mine.insert(user_month.clone(), Totals::default());
+            }
+            let Some(totals) = mine.get_mut(&user_month) else { return };
             totals.counted = totals.counted.saturating_add(nanos);
             totals.urgent |= urgent;
             totals.counted
@@ -331,7 +339,10 @@ impl SharedTally {
     /// Keeps the larger of what is known for a writer's total and `value` (totals only grow).
     fn note(&self, user_month: &str, writer: &str, value: u64) {
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let writers = seen.entry(user_month.to_owned()).or_default();
+        if !seen.contains_key(user_month) {
+            seen.insert(user_month.to_owned(), HashMap::new());
+        }
+        let Some(writers) = seen.get_mut(user_month) else { return };
         match writers.get_mut(writer) {
             Some(known) => *known = (*known).max(value),
             None => {

@@ -9,20 +9,40 @@ use std::time::Duration;
 
 use ccp_proxy::spend::{Month, SharedTally};
 use ccp_schemas::ids::UserId;
+use ccp_schemas::Namespace;
 use ccp_tests::{namespace, nats, test_settings};
 use rust_decimal::Decimal;
 
+/// A fresh namespace's spend bucket on the test NATS, on which replicas' tallies open.
+struct Bucket {
+    js: async_nats::jetstream::Context,
+    ns: Namespace,
+}
+
+impl Bucket {
+    async fn new(name: &str) -> Self {
+        Self { js: async_nats::jetstream::new(nats().await), ns: namespace(&test_settings(name)) }
+    }
+
+    /// One replica's tally.
+    async fn tally(&self) -> Arc<SharedTally> {
+        Arc::new(SharedTally::open(&self.js, &self.ns).await.unwrap())
+    }
+
+    async fn delete(&self) {
+        ccp_tests::delete_namespace(&self.js, &self.ns).await;
+    }
+}
+
 #[tokio::test]
 async fn concurrent_additions_from_two_replicas_are_all_counted() {
-    let settings = test_settings("tally");
-    let ns = namespace(&settings);
-    let js = async_nats::jetstream::new(nats().await);
+    let bucket = Bucket::new("tally").await;
     // Two handles on one bucket, as two replicas have, each storing its totals, and a third
     // that only watches.
-    let a = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
-    let b = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let a = bucket.tally().await;
+    let b = bucket.tally().await;
     let storing = [a.clone(), b.clone()].map(|t| tokio::spawn(t.keep_stored(Duration::from_secs(1))));
-    let watcher = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let watcher = bucket.tally().await;
     let watch = tokio::spawn(watcher.clone().watch());
     let (user, other) = (UserId::new(), UserId::new());
     let november = Month::of("2026-11-25T12:00:00Z".parse().unwrap(), chrono_tz::UTC);
@@ -44,22 +64,20 @@ async fn concurrent_additions_from_two_replicas_are_all_counted() {
     until_cached(&watcher, user, december, Decimal::new(7, 9)).await;
     assert_eq!(watcher.cached(UserId::new(), november), Some(Decimal::ZERO));
     // A replica started later sees the totals stored before it.
-    let late = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let late = bucket.tally().await;
     let late_watch = tokio::spawn(late.clone().watch());
     until_cached(&late, user, november, Decimal::new(expected as i64, 9)).await;
     for task in storing.iter().chain([&watch, &late_watch]) {
         task.abort();
     }
-    let _ = js.delete_key_value(format!("{}_spend", ns.prefix())).await;
+    bucket.delete().await;
 }
 
 #[tokio::test]
 async fn a_budgeted_total_is_stored_at_once_the_others_with_the_next_round_and_nothing_is_lost() {
-    let settings = test_settings("tally-rounds");
-    let ns = namespace(&settings);
-    let js = async_nats::jetstream::new(nats().await);
-    let a = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
-    let watcher = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let bucket = Bucket::new("tally-rounds").await;
+    let a = bucket.tally().await;
+    let watcher = bucket.tally().await;
     let watch = tokio::spawn(watcher.clone().watch());
     let (budgeted, unbudgeted) = (UserId::new(), UserId::new());
     let month = Month::of("2026-11-25T12:00:00Z".parse().unwrap(), chrono_tz::UTC);
@@ -81,7 +99,7 @@ async fn a_budgeted_total_is_stored_at_once_the_others_with_the_next_round_and_n
     until_cached(&watcher, budgeted, month, Decimal::new(15, 9)).await;
     assert!(a.flush().await, "a second flush finds everything stored");
     watch.abort();
-    let _ = js.delete_key_value(format!("{}_spend", ns.prefix())).await;
+    bucket.delete().await;
 }
 
 /// Polls `b`'s watched view until it shows `want` for the user's month (at most 5 s).
@@ -99,11 +117,9 @@ async fn until_cached(tally: &SharedTally, user: UserId, month: Month, want: Dec
 
 #[tokio::test]
 async fn every_replica_sees_the_others_additions_through_its_watch() {
-    let settings = test_settings("tally-watch");
-    let ns = namespace(&settings);
-    let js = async_nats::jetstream::new(nats().await);
-    let a = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
-    let b = Arc::new(SharedTally::open(&js, &ns).await.unwrap());
+    let bucket = Bucket::new("tally-watch").await;
+    let a = bucket.tally().await;
+    let b = bucket.tally().await;
     let (user, other) = (UserId::new(), UserId::new());
     let month = Month::of("2026-11-25T12:00:00Z".parse().unwrap(), chrono_tz::UTC);
     // Before its watch has caught up a replica has no view (its local tally decides).
@@ -121,5 +137,5 @@ async fn every_replica_sees_the_others_additions_through_its_watch() {
     assert_eq!(b.cached(other, month), Some(Decimal::ZERO));
     assert_eq!(a.cached(user, month), None, "a has no watch: no view");
     watch.abort();
-    let _ = js.delete_key_value(format!("{}_spend", ns.prefix())).await;
+    bucket.delete().await;
 }
