@@ -508,6 +508,11 @@
     );
   }
 
+  /** "N unpriced" under a cost whose total leaves requests out (their cost is unknown). */
+  function unpricedNote(t) {
+    return t.unpriced_requests ? `+ ${fmtInt(t.unpriced_requests)} unpriced requests (cost unknown)` : null;
+  }
+
   function stat(label, value, sub, id, raw) {
     return h(
       'div',
@@ -773,6 +778,7 @@
     [/^\/requests\/?$/, viewRequests, 'requests'],
     [/^\/requests\/(req_[0-9A-Za-z]+)$/, viewRequests, 'requests'],
     [/^\/circuits\/?$/, viewCircuits, 'circuits'],
+    [/^\/models\/?$/, viewModels, 'models'],
   ];
 
   function parseHash() {
@@ -954,7 +960,7 @@
         { class: 'stats' },
         stat('Requests', fmtInt(t.requests), t.errors ? `${fmtInt(t.errors)} errors` : 'no errors', `stat-${prefix}-requests`, t.requests),
         stat('Tokens', fmtTokens(tokensOf(t)), `${fmtTokens(t.input_tokens)} in · ${fmtTokens(t.output_tokens)} out`, `stat-${prefix}-tokens`, tokensOf(t)),
-        stat('Cost', fmtUsd(t.cost_usd), null, `stat-${prefix}-cost`, t.cost_usd)
+        stat('Cost', fmtUsd(t.cost_usd), unpricedNote(t), `stat-${prefix}-cost`, t.cost_usd)
       );
     };
 
@@ -1899,6 +1905,7 @@
       { label: 'Cache read', num: true, cell: (row) => fmtInt(row.cache_read_tokens) },
       { label: 'Cache write', num: true, cell: (row) => fmtInt(row.cache_creation_tokens) },
       { label: 'Cost', num: true, cell: (row) => fmtUsd(row.cost_usd) },
+      { label: 'Unpriced', num: true, cell: (row) => (row.unpriced_requests ? badge(`${fmtInt(row.unpriced_requests)} unpriced`, 'warn') : '–') },
     ].filter(Boolean);
     return [
       h(
@@ -1910,7 +1917,7 @@
           { class: 'stats', id: 'usage-totals' },
           stat('Requests', fmtInt(t.requests), null, 'usage-total-requests', t.requests),
           stat('Tokens', fmtTokens(tokensOf(t)), null, 'usage-total-tokens', tokensOf(t)),
-          stat('Cost', fmtUsd(t.cost_usd), null, 'usage-total-cost', t.cost_usd),
+          stat('Cost', fmtUsd(t.cost_usd), unpricedNote(t), 'usage-total-cost', t.cost_usd),
           stat('Fallbacks', fmtInt(t.fallbacks), t.requests ? fmtPct(t.fallbacks / t.requests) : null, 'usage-total-fallbacks', t.fallbacks),
           stat('Errors', fmtInt(t.errors), t.requests ? fmtPct(t.errors / t.requests) : null, 'usage-total-errors', t.errors)
         )
@@ -2110,8 +2117,9 @@
           ['Model', [r.requested_model || '–', r.response_model && r.response_model !== r.requested_model ? ` → ${r.response_model}` : '', r.bedrock_model_id ? ` (Bedrock ${r.bedrock_model_id}${r.region ? `, ${r.region}` : ''})` : '']],
           ['Stream', r.stream ? `yes${r.incomplete ? ' (incomplete)' : ''}` : 'no'],
           ['Stop reason', r.stop_reason || '–'],
-          ['Tokens', `${fmtInt(r.input_tokens)} in · ${fmtInt(r.output_tokens)} out · ${fmtInt(r.cache_read_tokens)} cache read · ${fmtInt(r.cache_creation_tokens)} cache write`],
-          ['Cost', `${fmtUsd(r.cost_usd)} (price list v${r.pricing_version})`],
+          ['Tokens', [`${fmtInt(r.input_tokens)} in · ${fmtInt(r.output_tokens)} out · ${fmtInt(r.cache_read_tokens)} cache read · ${fmtInt(r.cache_creation_tokens)} cache write`, r.usage_estimated ? [' ', badge('output estimated', 'warn')] : null]],
+          ['Cost', r.unpriced ? [badge('unpriced', 'warn'), ` no price for ${r.priced_model || 'this model'}: cost unknown`] : `${fmtUsd(r.cost_usd)} (price list v${r.pricing_version}${r.priced_model ? `, as ${r.priced_model}` : ''})`],
+          ['Bedrock model from', r.bedrock_resolution ? [r.bedrock_resolution.replace('_', ' '), r.model_substituted ? [' ', badge('substituted', 'warn')] : null] : '–'],
           ['Latency', `${fmtInt(r.latency_ms)} ms total · ${fmtInt(r.ttfb_ms)} ms to first byte`],
           ['Client', r.client_version || '–'],
           ['Session', r.session_id || '–'],
@@ -2193,6 +2201,94 @@
       ev.preventDefault();
       if (input.value.trim()) lookup(input.value.trim());
     });
+    return refresh();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Models: the catalogue (names, family, Bedrock targets) and each model's prices
+  // ---------------------------------------------------------------------------------------
+
+  const priceText = (p) => {
+    const scope = [p.provider, p.region].filter(Boolean).join(' @ ');
+    return `${scope ? `${scope}: ` : ''}$${p.input_per_mtok} in / $${p.output_per_mtok} out`;
+  };
+
+  /** `IN/OUT/CACHE_WRITE/CACHE_READ` (USD per million tokens) → a price, or an Error naming the line. */
+  function parsePriceLine(line) {
+    const parts = line.split('/').map((s) => s.trim());
+    if (parts.length !== 4 || parts.some((s) => !/^\d{1,5}(\.\d{1,6})?$/.test(s))) {
+      throw new Error(`Price "${line}": write IN/OUT/CACHE_WRITE/CACHE_READ in USD per million tokens, e.g. 5/25/6.25/0.50.`);
+    }
+    const [input, output, write, read] = parts;
+    return { input_per_mtok: input, output_per_mtok: output, cache_write_per_mtok: write, cache_read_per_mtok: read };
+  }
+
+  async function editModel(model, after) {
+    const targets = (model && model.bedrock) || [];
+    const general = model && model.prices.find((p) => !p.provider && !p.region);
+    const saved = await formDialog({
+      title: model ? `Model ${model.id}` : 'New model',
+      id: 'model-dialog',
+      intro: 'Every proxy uses the change within a second. Requests of a model without a price are recorded as unpriced (cost unknown), never $0.',
+      submitLabel: 'Save model',
+      fields: [
+        field({ label: 'Model id', name: 'id', id: 'model-id', required: true, value: model ? model.id : '', hint: 'The Anthropic model id, e.g. claude-opus-5-5; dated names match it too.', attrs: Object.assign({ pattern: '[a-z][a-z0-9.\\-]{0,63}', autocomplete: 'off', spellcheck: 'false' }, model ? { readonly: true } : {}) }),
+        field({ label: 'Family', name: 'family', id: 'model-family', options: [['opus', 'Opus'], ['sonnet', 'Sonnet'], ['haiku', 'Haiku']], value: model ? model.family : 'opus' }),
+        field({ label: 'Aliases', name: 'aliases', id: 'model-aliases', value: model ? model.aliases.join(', ') : '', hint: 'Other names it answers to, comma-separated.', attrs: { autocomplete: 'off', spellcheck: 'false' } }),
+        field({ label: 'Bedrock targets', name: 'bedrock', id: 'model-bedrock', type: 'textarea', value: targets.map((t) => `${t.scope}=${t.model_id}`).join('\n'), hint: 'One SCOPE=MODEL_ID a line; scope a region, us/eu/apac/jp/au/ca/us-gov, global or *. Empty: the key’s own Bedrock model list, then the family’s fallback.' }),
+        field({ label: 'Price (both providers)', name: 'price', id: 'model-price', value: general ? `${general.input_per_mtok}/${general.output_per_mtok}/${general.cache_write_per_mtok}/${general.cache_read_per_mtok}` : '', hint: 'IN/OUT/CACHE_WRITE/CACHE_READ in USD per million tokens, e.g. 5/25/6.25/0.50. Empty: leave the prices as they are.', attrs: { autocomplete: 'off' } }),
+      ],
+      onSubmit: (form) => {
+        const v = (n) => form.elements[n].value.trim();
+        const bedrock = v('bedrock')
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean)
+          .map((l) => {
+            const i = l.indexOf('=');
+            if (i < 1) throw new Error(`Bedrock target "${l}": write SCOPE=MODEL_ID, e.g. global=global.anthropic.claude-opus-5-5-v1:0.`);
+            return { scope: l.slice(0, i).trim(), model_id: l.slice(i + 1).trim() };
+          });
+        const body = { family: v('family'), aliases: v('aliases').split(',').map((a) => a.trim()).filter(Boolean), bedrock };
+        if (v('price')) {
+          const keep = model ? model.prices.filter((p) => p.provider || p.region) : [];
+          body.prices = [parsePriceLine(v('price'))].concat(keep.map((p) => ({ provider: p.provider, region: p.region, input_per_mtok: p.input_per_mtok, output_per_mtok: p.output_per_mtok, cache_write_per_mtok: p.cache_write_per_mtok, cache_read_per_mtok: p.cache_read_per_mtok })));
+        }
+        return send('PUT', `/v1/models/${encodeURIComponent(v('id'))}`, body);
+      },
+    });
+    if (saved) {
+      toast(`Model ${saved.id} saved${saved.priced ? '' : ' (unpriced)'}.`);
+      after();
+    }
+  }
+
+  function viewModels(ctx) {
+    const list = h('div');
+    const refresh = () =>
+      load(list, ctx, async () => {
+        const catalogue = await get('/v1/models');
+        const unpriced = catalogue.models.filter((m) => !m.priced).length;
+        return [
+          h('p', { class: 'muted small', id: 'models-summary', text: `Catalogue version ${catalogue.version} · price list version ${catalogue.pricing_version} · ${catalogue.models.length} models${unpriced ? ` · ${unpriced} unpriced` : ''}` }),
+          table({
+            id: 'models-table',
+            columns: [
+              { label: 'Model', cell: (m) => [h('code', { text: m.id }), m.aliases.length ? h('div', { class: 'small muted', text: m.aliases.join(', ') }) : null] },
+              { label: 'Family', cell: (m) => m.family },
+              { label: 'Bedrock', cell: (m) => (m.bedrock.length ? m.bedrock.map((t) => h('div', { class: 'small' }, `${t.scope}: `, h('code', { text: t.model_id }))) : h('span', { class: 'muted small', text: 'from the key’s Bedrock model list' })) },
+              { label: 'Price per MTok', cell: (m) => (m.priced ? m.prices.map((p) => h('div', { class: 'small', text: priceText(p) })) : badge('unpriced', 'warn')) },
+              { label: '', cell: (m) => h('button', { type: 'button', class: 'subtle small', 'data-action': 'edit-model', 'data-model': m.id, text: 'Edit', onclick: () => editModel(m, refresh) }) },
+            ],
+            rows: catalogue.models,
+          }),
+        ];
+      });
+    ctx.main.append(
+      ...pageHead('Models', [h('button', { type: 'button', id: 'new-model', text: 'New model', onclick: () => editModel(null, refresh) })]),
+      h('p', { class: 'muted', text: 'What each Claude model name means for failover and cost. A failover calls the catalogue’s Bedrock target for the key’s region, else the model in the key’s own Bedrock model list, else the newest model of the same family (recorded as a substitution).' }),
+      panel('Catalogue', list)
+    );
     return refresh();
   }
 

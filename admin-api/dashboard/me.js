@@ -68,7 +68,7 @@
         'dl',
         { class: 'stats' },
         stat('Requests', int(t.requests), `${int(t.errors)} errors`),
-        stat('Cost', usd(t.cost_usd)),
+        stat('Cost', usd(t.cost_usd), t.unpriced_requests ? `+ ${int(t.unpriced_requests)} unpriced requests (cost unknown)` : undefined),
         stat('Failed over to Bedrock', int(t.fallbacks)),
         stat('Output tokens', int(t.output_tokens)),
       ),

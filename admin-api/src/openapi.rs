@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admins, keys, ops, queries, self_service, users};
+use crate::routes::{admins, keys, models, ops, queries, self_service, users};
 
 /// The document.
 #[derive(OpenApi)]
@@ -18,6 +18,7 @@ use crate::routes::{admins, keys, ops, queries, self_service, users};
         keys::issue_key, keys::list_keys, keys::get_key, keys::revoke_key, keys::rotate_key,
         keys::set_bedrock_settings, keys::set_bedrock_key, keys::remove_bedrock_key,
         ops::get_circuit, ops::reset_circuit, ops::list_circuits, ops::get_pricing, ops::set_pricing,
+        models::list_models, models::get_model, models::put_model, models::remove_model,
         queries::usage, queries::get_budget, queries::get_request, queries::audit,
         self_service::self_usage,
     ),
@@ -27,6 +28,7 @@ use crate::routes::{admins, keys, ops, queries, self_service, users};
         (name = "users", description = "Developers using Claude Code through the proxy"),
         (name = "keys", description = "Access keys and their Bedrock API keys"),
         (name = "operations", description = "Circuit breakers per access key, and the price list"),
+        (name = "models", description = "The model catalogue: names, families, Bedrock targets and prices of the Claude models the proxies route (shipped defaults, changed at runtime)"),
         (name = "usage", description = "Usage and cost over time, budgets, request lookup and the audit log (from ClickHouse)"),
         (name = "self-service", description = "A developer's own usage, budget and Plan limits, authenticated by their access key (`x-ccp-access-key`), not by an admin account"),
     )

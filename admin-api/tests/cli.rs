@@ -557,3 +557,48 @@ async fn reports_call_their_endpoints_or_show_the_404() {
     ccp_tests::clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
     api.finish().await;
 }
+
+/// `ccpctl models`: the catalogue as a table with unpriced models marked, a model set with its
+/// Bedrock target and price in one command, removed again; bad specs are usage errors.
+#[tokio::test]
+async fn models_are_listed_set_and_removed() {
+    let api = AdminApi::start("cli_models").await;
+    let ctl = Ctl::new(&api);
+    let r = ctl.run(&["models", "list"]).ok();
+    let line = r.stdout.lines().find(|l| l.starts_with("claude-opus-5-5 ")).unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(line.contains("opus") && line.trim_end().ends_with("unpriced"), "{line}");
+    assert!(r.stdout.contains("unpriced (their requests have no cost"), "{}", r.stdout);
+
+    let r = ctl
+        .run(&[
+            "models",
+            "set",
+            "claude-opus-5-5",
+            "--family",
+            "opus",
+            "--bedrock",
+            "global=global.anthropic.claude-opus-5-5-v1:0",
+            "--price",
+            "5/25/6.25/0.50",
+            "--price",
+            "bedrock@eu-central-1:5.5/27.5/6.875/0.55",
+        ])
+        .ok();
+    assert!(r.stdout.contains("global=global.anthropic.claude-opus-5-5-v1:0"), "{}", r.stdout);
+    assert!(r.stdout.contains("$5/$25") && r.stdout.contains("bedrock@eu-central-1: $5.5/$27.5"), "{}", r.stdout);
+    let model = ctl.run(&["models", "get", "claude-opus-5-5", "--json"]).ok().json();
+    assert_eq!(model["priced"], true, "{model}");
+    assert_eq!(model["prices"].as_array().unwrap().len(), 2, "{model}");
+
+    let r = ctl.run(&["models", "set", "claude-x-1", "--family", "opus", "--bedrock", "nonsense"]).fails(2);
+    assert!(r.stderr.contains("SCOPE=MODEL_ID"), "{}", r.stderr);
+    let r = ctl.run(&["models", "set", "claude-x-1", "--family", "opus", "--price", "5/25"]).fails(2);
+    assert!(r.stderr.contains("INPUT/OUTPUT/CACHE_WRITE/CACHE_READ"), "{}", r.stderr);
+    let r = ctl.run(&["models", "set", "claude-x-1", "--family", "opus", "--alias", "claude-opus-4-0"]).fails(1);
+    assert!(r.stderr.contains("claude-opus-4") && r.stderr.contains("aliases[0]"), "{}", r.stderr);
+
+    ctl.run(&["models", "remove", "claude-opus-5-5"]).ok();
+    let r = ctl.run(&["models", "get", "claude-opus-5-5"]).fails(1);
+    assert!(r.stderr.contains("not in the catalogue"), "{}", r.stderr);
+    api.finish().await;
+}

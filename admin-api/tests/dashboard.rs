@@ -913,6 +913,39 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
     b.screenshot("audit").await;
     no_secrets!("the audit log");
 
+    // Models: Claude Code's default model is shipped unpriced; a price and a Bedrock target set
+    // on the page are what the API then answers.
+    b.click("a[data-nav=models]").await;
+    b.wait("#models-table").await;
+    b.until(
+        "claude-opus-5-5 marked unpriced",
+        "const row = [...document.querySelectorAll('#models-table tbody tr')].find(r => r.textContent.includes('claude-opus-5-5')); \
+         return row && row.textContent.includes('unpriced') ? true : null;",
+        json!([]),
+    )
+    .await;
+    b.click("button[data-action=edit-model][data-model='claude-opus-5-5']").await;
+    b.wait("#model-dialog[open]").await;
+    b.type_into("#model-bedrock", "global=global.anthropic.claude-opus-5-5-v1:0").await;
+    b.type_into("#model-price", "5/25").await;
+    b.click("#model-dialog button[data-role=submit]").await;
+    b.wait_text("#model-dialog .error-box", "IN/OUT/CACHE_WRITE/CACHE_READ").await;
+    b.js("document.querySelector('#model-price').value = ''", json!([])).await;
+    b.type_into("#model-price", "5/25/6.25/0.50").await;
+    b.click("#model-dialog button[data-role=submit]").await;
+    b.until(
+        "claude-opus-5-5 priced",
+        "const row = [...document.querySelectorAll('#models-table tbody tr')].find(r => r.textContent.includes('claude-opus-5-5')); \
+         return row && row.textContent.includes('$5 in / $25 out') && !row.textContent.includes('unpriced') ? true : null;",
+        json!([]),
+    )
+    .await;
+    b.screenshot("models").await;
+    let model = api.get("/v1/models/claude-opus-5-5").await;
+    assert_eq!(model.body["priced"], true, "{}", model.text);
+    assert_eq!(model.body["bedrock"][0]["model_id"], "global.anthropic.claude-opus-5-5-v1:0", "{}", model.text);
+    no_secrets!("the models page");
+
     // No script error or CSP violation on any page.
     assert_clean_console(&b).await;
 

@@ -157,8 +157,13 @@ impl Req {
                 cache_read_input_tokens: self.n * 1000,
                 cache_creation_input_tokens: self.n * 5,
             },
-            cost_usd: Decimal::new(i64::try_from(self.cost_nanos).unwrap(), 9),
+            cost_usd: Some(Decimal::new(i64::try_from(self.cost_nanos).unwrap(), 9)),
             pricing_version: Some(0),
+            unpriced: false,
+            priced_model: None,
+            usage_estimated: false,
+            bedrock_resolution: None,
+            model_substituted: false,
             latency_ms: 1200,
             ttfb_ms: Some(300),
             session_id: None,
@@ -193,6 +198,9 @@ fn counts(reqs: &[&Req]) -> serde_json::Map<String, Value> {
         "cache_read_tokens": sum(&|r| r.n * 1000),
         "cache_creation_tokens": sum(&|r| r.n * 5),
         "cost_usd": usd(sum(&|r| r.cost_nanos)),
+        "unpriced_requests": 0,
+        "unpriced_tokens": 0,
+        "estimated_requests": 0,
     });
     value.as_object().unwrap().clone()
 }
@@ -590,8 +598,13 @@ async fn requests_are_looked_up_by_id() {
             cache_read_input_tokens: 56_000,
             cache_creation_input_tokens: 789,
         },
-        cost_usd: Decimal::new(12_345_678, 9),
+        cost_usd: Some(Decimal::new(12_345_678, 9)),
         pricing_version: Some(3),
+        unpriced: false,
+        priced_model: Some("claude-sonnet-4-5".into()),
+        usage_estimated: true,
+        bedrock_resolution: Some(ccp_schemas::events::TargetSource::Catalogue),
+        model_substituted: false,
         latency_ms: 4567,
         ttfb_ms: Some(890),
         session_id: Some("7c1c6a0e-session".into()),
@@ -641,7 +654,8 @@ async fn requests_are_looked_up_by_id() {
             "input_tokens": 12, "output_tokens": 34, "cache_read_tokens": 56000, "cache_creation_tokens": 789,
             "cost_usd": "0.012345678", "pricing_version": 3, "latency_ms": 4567, "ttfb_ms": 890,
             "session_id": "7c1c6a0e-session", "client_version": "claude-cli/2.1.332", "replica": "replica-7",
-            "event_id": event_id,
+            "event_id": event_id, "unpriced": false, "priced_model": "claude-sonnet-4-5", "usage_estimated": true,
+            "bedrock_resolution": "catalogue", "model_substituted": false,
         })
     );
     let r = stack.get(&format!("/v1/requests/{}", old.request_id)).await;

@@ -39,8 +39,9 @@ async fn generated_requests_get_no_server_error_and_conforming_answers() {
     // "valid data is accepted" check (all other checks stay): a price list must not price one
     // model twice for the same provider and region ("unique by these fields"); usage and audit
     // ranges need `from` < `to`, at most 400 days apart, and a time zone the server knows (also
-    // `self_usage`'s).
-    const RELATIONAL: [&str; 4] = ["set_pricing", "usage", "audit", "self_usage"];
+    // `self_usage`'s); a catalogue entry's aliases must not name another model and its Bedrock
+    // targets one per scope, of a Claude model (`put_model`).
+    const RELATIONAL: [&str; 5] = ["set_pricing", "usage", "audit", "self_usage", "put_model"];
     let mut all = vec!["--exclude-path", "/v1/auth/logout"];
     let mut relational = vec!["--exclude-checks", "positive_data_acceptance"];
     for id in RELATIONAL {

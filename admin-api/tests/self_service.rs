@@ -111,7 +111,7 @@ fn usage(user: &str, key: &str, model: &str, n: u64) -> RequestCompleted {
             cache_read_input_tokens: n * 1000,
             cache_creation_input_tokens: n,
         },
-        cost_usd: Decimal::new(i64::try_from(n * 1_234_567).unwrap(), 9),
+        cost_usd: Some(Decimal::new(i64::try_from(n * 1_234_567).unwrap(), 9)),
         latency_ms: 900,
         ttfb_ms: Some(200),
         client_version: Some("claude-cli/2.1.332".into()),

@@ -1141,53 +1141,18 @@ async fn measure(
     })
 }
 
-/// The Bedrock model id the proxy picks for `model` with the default configuration: an exact
-/// entry of `bedrock.models`, else the longest prefix entry, else the key's default model.
+/// The Bedrock model id the proxy picks for `model` with the default configuration and the
+/// benchmark key (region us-east-1, default model [`DEFAULT_BEDROCK_MODEL`]).
 fn bedrock_model_for(model: Option<&str>) -> String {
-    let models = ccp_schemas::config::BedrockSettings::default().models;
-    model
-        .and_then(|m| {
-            models.get(m).cloned().or_else(|| {
-                models
-                    .iter()
-                    .filter(|(name, _)| m.starts_with(name.as_str()))
-                    .max_by_key(|(name, _)| name.len())
-                    .map(|(_, id)| id.clone())
-            })
-        })
+    let settings = ccp_schemas::config::BedrockSettings::default();
+    ccp_proxy::bedrock_model_for(&settings, model, "us-east-1", Some(DEFAULT_BEDROCK_MODEL))
         .unwrap_or_else(|| DEFAULT_BEDROCK_MODEL.to_owned())
 }
 
-/// The body the proxy sends Bedrock for `body`, adapted as the default configuration does: no
-/// `model`, `stream` or dropped fields, `anthropic_version`, the allowed betas as
-/// `anthropic_beta`.
+/// The body the proxy sends Bedrock for `body` with the default configuration.
 fn bedrock_body(body: &serde_json::Value, beta_header: Option<&str>) -> anyhow::Result<Vec<u8>> {
-    let rules = ccp_schemas::config::BedrockSettings::default();
-    let mut map = body.as_object().cloned().context("the request body is not a JSON object")?;
-    map.remove("stream");
-    map.remove("model");
-    for field in &rules.drop_fields {
-        map.remove(field);
-    }
-    if let Some(serde_json::Value::Array(tools)) = map.get_mut("tools") {
-        for tool in tools.iter_mut().filter_map(serde_json::Value::as_object_mut) {
-            for field in &rules.drop_tool_fields {
-                tool.remove(field);
-            }
-        }
-    }
-    let betas: Vec<serde_json::Value> = beta_header
-        .into_iter()
-        .flat_map(|h| h.split(','))
-        .map(str::trim)
-        .filter(|b| rules.allowed_betas.iter().any(|a| a == b))
-        .map(|b| serde_json::Value::String(b.to_owned()))
-        .collect();
-    if !betas.is_empty() {
-        map.insert("anthropic_beta".into(), serde_json::Value::Array(betas));
-    }
-    map.insert("anthropic_version".into(), "bedrock-2023-05-31".into());
-    Ok(serde_json::to_vec(&map)?)
+    let settings = ccp_schemas::config::BedrockSettings::default();
+    ccp_proxy::bedrock_body(&settings, &serde_json::to_vec(body)?, beta_header).map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]
@@ -1220,7 +1185,9 @@ mod tests {
             "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
         );
         assert_eq!(bedrock_model_for(Some("claude-opus-4-1-20250805")), "us.anthropic.claude-opus-4-1-20250805-v1:0");
-        assert_eq!(bedrock_model_for(Some("claude-opus-5-5")), DEFAULT_BEDROCK_MODEL);
+        // Claude Code 2.1.332's default: the newest catalogued opus with a Bedrock target.
+        assert_eq!(bedrock_model_for(Some("claude-opus-5-5")), "global.anthropic.claude-opus-4-5-20251101-v1:0");
+        assert_eq!(bedrock_model_for(Some("mystery")), DEFAULT_BEDROCK_MODEL);
         assert_eq!(bedrock_model_for(None), DEFAULT_BEDROCK_MODEL);
     }
 

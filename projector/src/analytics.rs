@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-/// One `requests` row (column names as in migrations 0001 and 0003).
+/// One `requests` row (column names as in migrations 0001, 0003 and 0004).
 #[derive(Debug, Clone, Serialize, clickhouse::Row)]
 pub struct RequestRow {
     event_id: String,
@@ -76,6 +76,12 @@ pub struct RequestRow {
     api_requests_remaining: Option<u64>,
     api_tokens_remaining: Option<u64>,
     rate_limit_json: String,
+    unpriced: u8,
+    unpriced_tokens: u64,
+    usage_estimated: u8,
+    priced_model: String,
+    bedrock_resolution: String,
+    model_substituted: u8,
 }
 
 /// A serde enum's snake_case name (the events' own spelling).
@@ -112,7 +118,8 @@ impl RequestRow {
             output_tokens: r.usage.output_tokens,
             cache_read_tokens: r.usage.cache_read_input_tokens,
             cache_creation_tokens: r.usage.cache_creation_input_tokens,
-            cost_nanos: to_nanos(r.cost_usd),
+            // An unknown cost is 0 here and flagged `unpriced` (`cost_nanos_or_null` is NULL).
+            cost_nanos: r.cost_usd.map_or(0, to_nanos),
             pricing_version: r.pricing_version.unwrap_or(0),
             latency_ms: r.latency_ms,
             ttfb_ms: r.ttfb_ms.unwrap_or(0),
@@ -136,6 +143,19 @@ impl RequestRow {
             api_requests_remaining: None,
             api_tokens_remaining: None,
             rate_limit_json: String::new(),
+            unpriced: u8::from(r.unpriced),
+            unpriced_tokens: if r.unpriced {
+                r.usage.input_tokens
+                    + r.usage.output_tokens
+                    + r.usage.cache_read_input_tokens
+                    + r.usage.cache_creation_input_tokens
+            } else {
+                0
+            },
+            usage_estimated: u8::from(r.usage_estimated),
+            priced_model: text(&r.priced_model),
+            bedrock_resolution: r.bedrock_resolution.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            model_substituted: u8::from(r.model_substituted),
         }
         .with_rate_limit(r.rate_limit.as_ref())
     }
@@ -462,6 +482,15 @@ pub struct AuditRow {
     details: String,
 }
 
+/// The model a catalogue event concerns (the audit log's target id).
+fn catalogued_model(event: &Event) -> String {
+    match event {
+        Event::ModelCatalogued(e) => e.entry.id.clone(),
+        Event::ModelRemoved(e) => e.model.clone(),
+        _ => String::new(),
+    }
+}
+
 /// Payload fields never copied into the audit log.
 const AUDIT_OMITTED: &[&str] = &["sealed", "key_hash", "previous_key_hash", "password_hash", "token_hash"];
 
@@ -478,6 +507,7 @@ impl AuditRow {
             ccp_schemas::subjects::Aggregate::User(id) => ("user", id.to_string()),
             ccp_schemas::subjects::Aggregate::AccessKey(id) => ("access_key", id.to_string()),
             ccp_schemas::subjects::Aggregate::Pricing => ("pricing", String::new()),
+            ccp_schemas::subjects::Aggregate::Catalogue => ("model", catalogued_model(event)),
             ccp_schemas::subjects::Aggregate::AdminAuth => ("admin", login_username(event)),
             ccp_schemas::subjects::Aggregate::Admin(id) => ("admin", id.to_string()),
             ccp_schemas::subjects::Aggregate::Circuit(id) => ("circuit", id.to_string()),

@@ -73,11 +73,21 @@ pub async fn rebuild(settings: &Settings, js: &jetstream::Context, ns: &Namespac
     let circuits = replay::<Circuits>(js, ns, &client, batch).await?;
 
     // Swap: views first (they name their source and target), then every data table at once.
-    let views: Vec<String> = MIGRATIONS
-        .iter()
-        .flat_map(|m| m.statements(&db))
-        .filter(|s| s.trim_start().to_ascii_uppercase().starts_with("CREATE MATERIALIZED VIEW"))
-        .collect();
+    // A later migration may replace a view: the last definition of each one is the current one.
+    let mut views: Vec<(String, String)> = Vec::new();
+    for stmt in MIGRATIONS.iter().flat_map(|m| m.statements(&db)) {
+        if !stmt.trim_start().to_ascii_uppercase().starts_with("CREATE MATERIALIZED VIEW") {
+            continue;
+        }
+        let name = ["usage_minute_mv", "usage_hour_mv", "usage_day_mv"]
+            .into_iter()
+            .find(|n| stmt.contains(&format!(".{n} ")))
+            .unwrap_or_default()
+            .to_owned();
+        views.retain(|(n, _)| *n != name);
+        views.push((name, stmt));
+    }
+    let views: Vec<String> = views.into_iter().map(|(_, stmt)| stmt).collect();
     for d in [&db, &fresh] {
         for name in ["usage_minute_mv", "usage_hour_mv", "usage_day_mv"] {
             server.query(&format!("DROP TABLE IF EXISTS {d}.{name}")).execute().await?;

@@ -79,7 +79,7 @@ async fn publish_log(log: &Log, rng: &mut Rng, events: u64, garbage: u64) -> Tot
                 provider: if rng.next().is_multiple_of(4) { Provider::Bedrock } else { Provider::Anthropic },
                 response_model: Some("claude-sonnet-4-5-20250929".into()),
                 usage,
-                cost_usd: cost,
+                cost_usd: Some(cost),
                 latency_ms: rng.next() % 10_000,
                 ttfb_ms: Some(rng.next() % 1000),
                 client_version: Some("claude-cli/2.1.332".into()),

@@ -30,7 +30,7 @@ async fn publish(log: &Log, n: usize) {
     for i in 0..n {
         let event = RequestCompleted {
             usage: TokenUsage { input_tokens: 100 + i as u64, output_tokens: 7, ..TokenUsage::default() },
-            cost_usd: rust_decimal::Decimal::new(1, 6),
+            cost_usd: Some(rust_decimal::Decimal::new(1, 6)),
             latency_ms: 5,
             ttfb_ms: Some(1),
             ..completed(user, key)

@@ -2,7 +2,6 @@
 //! with the access key's Bedrock API key as bearer token, and answering as Anthropic would: the
 //! Bedrock stream is re-emitted as Anthropic SSE, Bedrock-only fields dropped.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::config::{Region, Token};
@@ -33,10 +32,9 @@ pub struct BedrockRequest {
     pub stream: bool,
 }
 
-/// The rules of [`BedrockSettings`], ready to use.
+/// The body rules of [`BedrockSettings`], ready to use.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    models: BTreeMap<String, String>,
     allowed_betas: Vec<String>,
     drop_fields: Vec<String>,
     drop_tool_fields: Vec<String>,
@@ -45,7 +43,6 @@ pub struct Rules {
 impl From<&BedrockSettings> for Rules {
     fn from(s: &BedrockSettings) -> Self {
         Self {
-            models: s.models.clone(),
             allowed_betas: s.allowed_betas.clone(),
             drop_fields: s.drop_fields.clone(),
             drop_tool_fields: s.drop_tool_fields.clone(),
@@ -54,24 +51,11 @@ impl From<&BedrockSettings> for Rules {
 }
 
 impl Rules {
-    /// The Bedrock model id for a requested model: an exact entry, else the longest entry that
-    /// is a prefix of it, else the key's default model.
-    pub fn model_for(&self, requested: Option<&str>, key_default: Option<&str>) -> Option<String> {
-        let mapped = requested.and_then(|m| {
-            self.models.get(m).or_else(|| {
-                self.models
-                    .iter()
-                    .filter(|(name, _)| m.starts_with(name.as_str()))
-                    .max_by_key(|(name, _)| name.len())
-                    .map(|(_, id)| id)
-            })
-        });
-        mapped.cloned().or_else(|| key_default.map(str::to_owned))
-    }
-
     /// Adapts an Anthropic Messages body for Bedrock: drops `model`, `stream` and the configured
-    /// fields, adds `anthropic_version`, and passes the allowed betas as `anthropic_beta`.
-    /// Everything else (thinking, cache_control, images, tools, tool results) is kept as is.
+    /// fields, adds `anthropic_version`, and rebuilds `anthropic_beta` from the betas the client
+    /// asked for (header or body) that are in the allowed list — a body's own `anthropic_beta`
+    /// never reaches Bedrock unfiltered. Everything else (thinking, cache_control, images,
+    /// tools, tool results) is kept as is.
     pub fn adapt(&self, body: &[u8], beta_header: Option<&str>) -> Result<BedrockRequest, String> {
         let mut map: Map<String, Value> =
             serde_json::from_slice(body).map_err(|e| format!("the request body is not a JSON object: {e}"))?;
@@ -87,13 +71,19 @@ impl Rules {
                 }
             }
         }
-        let betas: Vec<Value> = beta_header
-            .into_iter()
-            .flat_map(|h| h.split(','))
-            .map(str::trim)
-            .filter(|b| self.allowed_betas.iter().any(|a| a == b))
-            .map(|b| Value::String(b.to_owned()))
-            .collect();
+        let from_body = match map.remove("anthropic_beta") {
+            Some(Value::Array(list)) => list.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(Value::String(one)) => vec![one],
+            _ => Vec::new(),
+        };
+        let mut betas: Vec<Value> = Vec::new();
+        let asked = beta_header.into_iter().flat_map(|h| h.split(',')).map(str::trim);
+        for beta in asked.chain(from_body.iter().map(String::as_str)) {
+            let allowed = self.allowed_betas.iter().any(|a| a == beta);
+            if allowed && !betas.iter().any(|b| b.as_str() == Some(beta)) {
+                betas.push(Value::String(beta.to_owned()));
+            }
+        }
         if !betas.is_empty() {
             map.insert("anthropic_beta".into(), Value::Array(betas));
         }
@@ -108,8 +98,43 @@ impl Rules {
 pub struct BedrockFailure {
     /// The label.
     pub class: ErrorClass,
-    /// Bedrock's error code and message (no secrets: Bedrock never echoes the key).
+    /// Bedrock's error code and message (no secrets: Bedrock never echoes the key), for the
+    /// log; it may name the AWS account and IAM principal, so developers get
+    /// [`BedrockFailure::public_detail`].
     pub detail: String,
+}
+
+impl BedrockFailure {
+    /// The detail as a developer may see it: ARNs, AWS account ids and IAM principals
+    /// replaced (an `AccessDeniedException` names the role and account behind the key).
+    pub fn public_detail(&self) -> String {
+        redact_aws_identities(&self.detail)
+    }
+}
+
+/// `text` with every ARN, 12-digit AWS account id and `User:`/`principal` name replaced.
+pub fn redact_aws_identities(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut words = text.split(' ').peekable();
+    while let Some(word) = words.next() {
+        let lower = word.to_ascii_lowercase();
+        let digits = word.bytes().filter(u8::is_ascii_digit).count();
+        let arn = lower.contains("arn:aws");
+        let account = word.as_bytes().windows(12).any(|w| w.iter().all(u8::is_ascii_digit)) && digits >= 12;
+        if arn {
+            out.push("<arn>".to_owned());
+        } else if account {
+            out.push("<account>".to_owned());
+        } else {
+            out.push(word.to_owned());
+        }
+        // `User: name` / `principal name`: the name that follows.
+        if (lower == "user:" || lower == "principal") && words.peek().is_some() {
+            words.next();
+            out.push("<principal>".to_owned());
+        }
+    }
+    out.join(" ")
 }
 
 /// Classifies an error by its AWS error code.
@@ -332,7 +357,7 @@ pub fn sse_error(failure: &BedrockFailure) -> Bytes {
         ErrorClass::BedrockQuotaExceeded => "overloaded_error",
         _ => "api_error",
     };
-    let json = serde_json::json!({"type": "error", "error": {"type": kind, "message": failure.detail}});
+    let json = serde_json::json!({"type": "error", "error": {"type": kind, "message": failure.public_detail()}});
     Bytes::from(format!("event: error\ndata: {json}\n\n"))
 }
 
@@ -345,22 +370,36 @@ mod tests {
     }
 
     #[test]
-    fn models_map_exactly_then_by_longest_prefix_then_key_default() {
-        let r = rules();
+    fn a_body_beta_cannot_bypass_the_allowed_list() {
+        let body = br#"{"model":"m","max_tokens":5,"messages":[],"anthropic_beta":["dangerous-beta-2099-01-01","context-1m-2025-08-07"]}"#;
+        let adapted = rules().adapt(body, Some("interleaved-thinking-2025-05-14, not-allowed")).unwrap();
+        let out: Map<String, Value> = serde_json::from_slice(&adapted.body).unwrap();
         assert_eq!(
-            r.model_for(Some("claude-sonnet-4-5"), None).unwrap(),
-            "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+            out["anthropic_beta"],
+            serde_json::json!(["interleaved-thinking-2025-05-14", "context-1m-2025-08-07"])
         );
-        assert_eq!(
-            r.model_for(Some("claude-sonnet-4-5-20250929"), None).unwrap(),
-            "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+        let body = br#"{"model":"m","max_tokens":5,"messages":[],"anthropic_beta":"dangerous-beta-2099-01-01"}"#;
+        let out: Map<String, Value> = serde_json::from_slice(&rules().adapt(body, None).unwrap().body).unwrap();
+        assert!(!out.contains_key("anthropic_beta"), "{out:?}");
+    }
+
+    #[test]
+    fn aws_identities_are_not_relayed_to_developers() {
+        let failure = classify(
+            Some("AccessDeniedException"),
+            Some("User: arn:aws:iam::123456789012:user/bedrock-ci is not authorized to perform: bedrock:InvokeModel on resource: arn:aws:bedrock:us-east-1::foundation-model/x because no identity-based policy allows it (account 123456789012)"),
+            "",
         );
-        assert_eq!(
-            r.model_for(Some("claude-sonnet-4-20250514"), None).unwrap(),
-            "global.anthropic.claude-sonnet-4-20250514-v1:0"
+        let public = failure.public_detail();
+        assert!(
+            !public.contains("123456789012") && !public.contains("bedrock-ci") && !public.contains("arn:"),
+            "{public}"
         );
-        assert_eq!(r.model_for(Some("claude-opus-5-5"), Some("my.default")).as_deref(), Some("my.default"));
-        assert_eq!(r.model_for(Some("gpt-4"), None), None);
+        assert!(public.starts_with("AccessDeniedException: User: <principal> is not authorized"), "{public}");
+        assert!(failure.detail.contains("123456789012"), "the log keeps the detail");
+        let sse = String::from_utf8(sse_error(&failure).to_vec()).unwrap();
+        assert!(!sse.contains("123456789012"), "{sse}");
+        assert_eq!(redact_aws_identities("Too many tokens, please wait."), "Too many tokens, please wait.");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use ccp_schemas::{Actor, Envelope, Namespace};
 use futures_util::StreamExt as _;
 use tokio::time::Instant;
 
-use crate::breaker::{Breakers, Transition};
+use crate::breaker::{Breakers, Outcome, Route, Transition};
 
 /// Announces and follows circuit transitions.
 pub struct Circuits {
@@ -33,6 +33,23 @@ impl Circuits {
     pub fn new(breakers: Arc<Breakers>, client: async_nats::Client, ns: Namespace, replica: Arc<str>) -> Self {
         let js = jetstream::ContextBuilder::new().timeout(Duration::from_secs(3)).build(client);
         Self { breakers, js, ns, replica, seqs: Mutex::new(HashMap::new()) }
+    }
+
+    /// The breaker's route for `key` now; a transition it makes (open → half-open) is
+    /// announced to the fleet.
+    pub fn route(self: &Arc<Self>, key: AccessKeyId) -> Route {
+        let (route, transition) = self.breakers.route(key, tokio::time::Instant::now());
+        if let Some(t) = transition {
+            self.announce(key, t);
+        }
+        route
+    }
+
+    /// Tells the breaker how a request sent on `route` ended; a transition is announced.
+    pub fn record(self: &Arc<Self>, key: AccessKeyId, route: Route, outcome: Outcome) {
+        if let Some(t) = self.breakers.record(key, route, outcome, tokio::time::Instant::now()) {
+            self.announce(key, t);
+        }
     }
 
     /// Appends a local transition in the background (never on the request path).

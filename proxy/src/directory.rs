@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use ccp_schemas::catalogue::Catalogue;
 use ccp_schemas::events::{BedrockSettings, Event, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::pricing::PriceList;
@@ -44,11 +45,12 @@ pub struct BedrockCredentials {
     pub settings: BedrockSettings,
 }
 
-/// The shared table (and the price list, which arrives on the same stream).
+/// The shared table (and the price list and model catalogue, which arrive on the same stream).
 #[derive(Debug, Default)]
 pub struct KeyTable {
     directory: RwLock<Directory>,
     prices: RwLock<Arc<PriceList>>,
+    catalogue: RwLock<Arc<Catalogue>>,
     ready: AtomicBool,
     applied_seq: AtomicU64,
 }
@@ -62,6 +64,11 @@ impl KeyTable {
     /// The price list in force.
     pub fn prices(&self) -> Arc<PriceList> {
         self.prices.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The model catalogue in force.
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        self.catalogue.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Whether the admin stream has been read up to its head once.
@@ -107,6 +114,12 @@ impl KeyTable {
             if p.version > prices.version {
                 *prices = Arc::new(PriceList::from(p));
             }
+        }
+        if matches!(envelope.event, Event::ModelCatalogued(_) | Event::ModelRemoved(_)) {
+            let mut catalogue = self.catalogue.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut next = catalogue.as_ref().clone();
+            next.apply(&envelope.event);
+            *catalogue = Arc::new(next);
         }
         self.directory.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(envelope);
         self.applied_seq.store(seq, Ordering::Release);

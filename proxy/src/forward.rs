@@ -1,32 +1,34 @@
-//! The passthrough: authenticate, read the body (bounded), forward to Anthropic over pooled
-//! keep-alive connections, and stream the answer back chunk by chunk — bytes, status and
-//! headers unchanged — while the usage tap reads along.
+//! The request pipeline: authenticate, read the body (bounded), ask the routing policy
+//! ([`crate::route`]) where the request goes, and do it — Anthropic over pooled keep-alive
+//! connections, its answer relayed unchanged ([`crate::relay`]); Bedrock when the policy says so
+//! or Anthropic fails before answering ([`crate::failover`]).
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
 use bytes::{Bytes, BytesMut};
-use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, Provider, RoutingStrategy, TripReason};
+use ccp_schemas::config::BudgetEnforcement;
+use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, ModelFamily, Provider, RoutingStrategy, TripReason};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper, KeyPrefix};
 use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
 use ccp_schemas::state::Refusal;
-use futures_util::{Stream, StreamExt as _};
-use serde::Deserialize;
+use futures_util::StreamExt as _;
 
-use crate::bedrock::{self, Answer, BedrockClient, BedrockFailure, Rules};
+use crate::bedrock::{BedrockClient, Rules};
 use crate::breaker::{Outcome, Route};
 use crate::circuits::Circuits;
 use crate::directory::KeyTable;
-use crate::error::{ProxyError, REQUEST_ID_HEADER};
+use crate::error::ProxyError;
+use crate::failover::{failover, no_fallback, refuse};
+use crate::listing::Listings;
+use crate::relay::{relay, upstream_request};
+use crate::route::{self, Decision, Facts, OnFailure};
 use crate::spend::{Month, Spend};
 use crate::tap::{Coding, Framing, Observed, UsageTap};
 use crate::usage::{Recorder, RequestRecord};
-use ccp_schemas::config::BudgetEnforcement;
 
 /// Header that carries the access key when the base URL has none.
 pub const ACCESS_KEY_HEADER: &str = "x-ccp-access-key";
@@ -43,10 +45,14 @@ pub struct Shared {
     pub anthropic_base: String,
     /// Largest request body.
     pub max_body_bytes: usize,
-    /// Bedrock model mapping and body rules.
+    /// Bedrock body rules.
     pub rules: Rules,
+    /// The model a failover falls back to, per family (`bedrock.family_fallback`).
+    pub family_fallback: std::collections::BTreeMap<ModelFamily, String>,
+    /// The keys' Bedrock model listings.
+    pub listings: std::sync::Arc<Listings>,
     /// Opens sealed Bedrock keys (`None`: no master key configured, no failover).
-    pub master: Option<ConfiguredMasterKey>,
+    pub master: Option<std::sync::Arc<ConfiguredMasterKey>>,
     /// Region for keys that name none.
     pub default_region: String,
     /// Per-key circuit breakers, shared with the fleet.
@@ -58,7 +64,7 @@ pub struct Shared {
 }
 
 /// 429 when the user's monthly budget is spent (by every replica's finished requests).
-fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
+pub(crate) fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
     let key = record.key.as_ref()?;
     let limit = key.monthly_limit_usd?;
     let now = chrono::Utc::now();
@@ -85,8 +91,8 @@ fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError>
 
 /// One per worker thread (`awc::Client` is not `Send`).
 pub struct Upstream {
-    client: awc::Client,
-    bedrock: BedrockClient,
+    pub(crate) client: awc::Client,
+    pub(crate) bedrock: BedrockClient,
 }
 
 impl Upstream {
@@ -165,7 +171,7 @@ pub async fn dispatch(
 }
 
 /// The proxy's own error answer, and the request's usage event for it.
-fn answer_error(err: ProxyError, record: RequestRecord) -> HttpResponse {
+pub(crate) fn answer_error(err: ProxyError, record: RequestRecord) -> HttpResponse {
     let resp = err.response(record.request_id);
     record.finish(err.status.as_u16(), Some(err.class), false, Observed::default());
     resp
@@ -179,7 +185,7 @@ fn endpoint_of(tail: &str) -> Endpoint {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -272,228 +278,34 @@ async fn prepare(
     }
     let body = body.freeze();
     if req.method() == Method::POST && record.endpoint != Endpoint::Other {
-        inspect_json(req, &body, record)?;
+        crate::body::inspect_json(req, &body, record)?;
     }
     Ok(body)
 }
 
-#[derive(Deserialize)]
-struct Peek {
-    model: Option<serde_json::Value>,
-    stream: Option<serde_json::Value>,
-}
-
-/// `model` and `stream` of a body written as Claude Code writes it: `model` its first member (a
-/// string without escapes) and `stream` its last (`true` or `false`), as in
-/// `{"model":"claude-…",…,"stream":true}`. Exact for every valid JSON text without repeated
-/// member names that it answers for: the first member after the opening brace and the last one
-/// before the closing brace can only be the top-level object's. (Where a name repeats, RFC 8259
-/// §4 leaves the meaning open: this takes the first `model`, a parser usually the last.) `None`
-/// for any other shape (the body is then parsed).
-pub fn claude_code_shape(body: &[u8]) -> Option<(&str, bool)> {
-    fn after<'a>(s: &'a [u8], token: &[u8]) -> Option<&'a [u8]> {
-        s.trim_ascii_start().strip_prefix(token)
-    }
-    fn before<'a>(s: &'a [u8], token: &[u8]) -> Option<&'a [u8]> {
-        s.trim_ascii_end().strip_suffix(token)
-    }
-    let rest = after(after(after(after(body, b"{")?, b"\"model\"")?, b":")?, b"\"")?;
-    let end = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    if rest[end] != b'"' {
-        return None;
-    }
-    let model = std::str::from_utf8(&rest[..end]).ok()?;
-    after(&rest[end + 1..], b",")?;
-    let tail = before(body, b"}")?;
-    let (tail, stream) = match before(tail, b"true") {
-        Some(t) => (t, true),
-        None => (before(tail, b"false")?, false),
-    };
-    before(before(before(tail, b":")?, b"\"stream\"")?, b",")?;
-    Some((model, stream))
-}
-
-/// Checks a Messages API body is a JSON object and notes its `model` and `stream`.
-///
-/// A body in [`claude_code_shape`] is not parsed: checking the whole of it cost 12–25 µs of
-/// the proxy's ≈ 100 µs a request on the benchmark's 48.6 KB body (more on real sessions' longer
-/// ones), and Anthropic checks it anyway; if such a body is malformed after all, Anthropic's
-/// 400 `invalid_request_error` is relayed, and a failover to Bedrock refuses it with a 400 before
-/// anything else (the body is adapted first). Any other body is parsed here and refused with the
-/// proxy's own 400 if malformed.
-fn inspect_json(req: &HttpRequest, body: &[u8], record: &mut RequestRecord) -> Result<(), ProxyError> {
-    let content_type = header_str(req.headers(), CONTENT_TYPE.as_str()).unwrap_or("").trim_start();
-    let json = "application/json";
-    if !content_type.get(..json.len()).is_some_and(|t| t.eq_ignore_ascii_case(json)) {
-        return Err(ProxyError::unsupported_media_type(format!(
-            "The Messages API takes `Content-Type: application/json`, not `{}`.",
-            content_type.chars().take(64).collect::<String>()
-        )));
-    }
-    if let Some((model, stream)) = claude_code_shape(body) {
-        record.requested_model = Some(crate::usage::first_chars(model, 128).to_owned());
-        record.stream = stream;
-        return Ok(());
-    }
-    // A struct also deserializes from a JSON array (its fields in order): refuse anything but
-    // an object first.
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(ProxyError::bad_request("The request body is not a JSON object: a Messages API body is `{...}`."));
-    }
-    let peek: Peek = serde_json::from_slice(body)
-        .map_err(|e| ProxyError::bad_request(format!("The request body is not a valid JSON object: {e}.")))?;
-    record.requested_model = match peek.model {
-        Some(serde_json::Value::String(model)) => Some(crate::usage::first_chars(&model, 128).to_owned()),
-        _ => None,
-    };
-    record.stream = peek.stream.as_ref().and_then(serde_json::Value::as_bool).unwrap_or(false);
-    Ok(())
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own, never forwarded.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-            | ACCESS_KEY_HEADER
-    )
-}
-
-/// The header names the `Connection` header lists (hop-by-hop too).
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(actix_web::http::header::CONNECTION)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-}
-
-fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
-    connection_tokens(headers).any(|token| token.eq_ignore_ascii_case(name.as_str()))
-}
-
-/// The headers passed on, in either direction: all but the hop-by-hop ones, those the
-/// `Connection` header names, `Host`, `Content-Length` (the sender frames the body) and the
-/// access-key header.
-pub fn forwarded_headers(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-    // Almost every message has no `Connection` header: then there is nothing it names.
-    let has_connection = headers.contains_key(actix_web::http::header::CONNECTION);
-    headers
-        .iter()
-        .filter(move |(name, _)| !(is_hop_by_hop(name) || (has_connection && connection_listed(headers, name))))
-}
-
-/// Moves [`forwarded_headers`] out of a map, each to `to`, without copying them: the first copy of
-/// a non-standard name (most of Anthropic's are) costs an allocation. A name with several values
-/// is copied once per value but the last.
-pub fn move_forwarded(from: &mut HeaderMap, mut to: impl FnMut(HeaderName, HeaderValue)) {
-    if from.contains_key(actix_web::http::header::CONNECTION) {
-        let listed: Vec<HeaderName> =
-            connection_tokens(from).filter_map(|token| HeaderName::try_from(token).ok()).collect();
-        for name in listed {
-            from.remove(name);
-        }
-    }
-    // `drain` names a header at its first value only (`IntoIterator` copies the name for each).
-    let mut pending: Option<(HeaderName, HeaderValue)> = None;
-    for (name, value) in from.drain() {
-        match name {
-            Some(name) => {
-                if let Some((name, value)) = pending.take() {
-                    to(name, value);
-                }
-                pending = (!is_hop_by_hop(&name)).then_some((name, value));
-            }
-            None => {
-                if let Some((name, held)) = pending.as_mut() {
-                    to(name.clone(), std::mem::replace(held, value));
-                }
-            }
-        }
-    }
-    if let Some((name, value)) = pending {
-        to(name, value);
-    }
-}
-
-/// The client's answer relaying an upstream one: its status, its [`forwarded_headers`]
-/// (moved, not copied), its `Content-Length` when it has one (the body is not re-chunked), and
-/// the body `wrap` makes of the upstream response.
-pub fn relay_answer<S, E>(response: awc::ClientResponse, wrap: impl FnOnce(awc::ClientResponse) -> S) -> HttpResponse
-where
-    S: Stream<Item = Result<Bytes, E>> + 'static,
-    E: Into<Box<dyn std::error::Error>> + 'static,
-{
-    let status = response.status();
-    let length = header_str(response.headers(), CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
-    let mut headers = HeaderMap::new();
-    let response = response.map_body(|head, payload| {
-        headers = std::mem::take(&mut head.headers);
-        payload
-    });
-    let mut builder = HttpResponse::build(status);
-    // Before the body: `streaming` sets `application/octet-stream` when there is no type yet.
-    move_forwarded(&mut headers, |name, value| {
-        builder.append_header((name, value));
-    });
-    if let Some(len) = length {
-        builder.no_chunking(len);
-    }
-    builder.streaming(wrap(response))
-}
-
-/// The request to Anthropic for `req`: the same method, `<base>/v1/<tail>` with the query as
-/// received, and the [`forwarded_headers`].
-pub fn upstream_request(client: &awc::Client, base: &str, tail: &str, req: &HttpRequest) -> awc::ClientRequest {
-    let mut url = String::with_capacity(base.len() + tail.len() + 16);
-    url.push_str(base);
-    url.push_str("/v1/");
-    url.push_str(tail);
-    if let Some(q) = req.uri().query() {
-        url.push('?');
-        url.push_str(q);
-    }
-    let mut out = client.request(req.method().clone(), url.as_str());
-    for (name, value) in forwarded_headers(req.headers()) {
-        out = out.append_header((name.clone(), value.clone()));
-    }
-    out
-}
-
-/// Headers added to every relayed answer: which provider answered and why.
-const PROVIDER_HEADER: &str = "x-ccp-provider";
-const FALLBACK_REASON_HEADER: &str = "x-ccp-fallback-reason";
-
-fn fallback_label(reason: FallbackReason) -> &'static str {
-    match reason {
-        FallbackReason::RateLimited => "rate_limited",
-        FallbackReason::Overloaded => "overloaded",
-        FallbackReason::ServerError => "server_error",
-        FallbackReason::UsageLimit => "usage_limit",
-        FallbackReason::ConnectError => "connect_error",
-        FallbackReason::Timeout => "timeout",
-        FallbackReason::CircuitOpen => "circuit_open",
-        FallbackReason::Routing => "routing",
-    }
-}
-
 /// Why Anthropic could not answer, kept for the failover or for the 503 that explains it.
 #[derive(Debug, Clone)]
-struct PlanFailure {
-    reason: FallbackReason,
+pub(crate) struct PlanFailure {
+    pub(crate) reason: FallbackReason,
     /// e.g. "429 rate_limit_error", "a connection error".
-    what: String,
-    retry_after: Option<String>,
+    pub(crate) what: String,
+    pub(crate) retry_after: Option<String>,
+}
+
+impl PlanFailure {
+    /// The cause of a `bedrock_only` request's failover.
+    pub(crate) fn routing() -> Self {
+        Self::skipped(FallbackReason::Routing)
+    }
+
+    /// Anthropic was not asked: the request went to Bedrock for `reason` at once.
+    fn skipped(reason: FallbackReason) -> Self {
+        let what = match reason {
+            FallbackReason::CircuitOpen => "repeated failures (circuit open)",
+            _ => "routing",
+        };
+        Self { reason, what: what.into(), retry_after: None }
+    }
 }
 
 /// Reads a failed Anthropic answer (small, bounded) to name its error type.
@@ -544,6 +356,20 @@ fn fails_over(status: StatusCode) -> bool {
     status.as_u16() == 429 || status.is_server_error()
 }
 
+/// The facts the routing policy decides on, as they are now.
+fn facts(shared: &Shared, record: &RequestRecord, post: bool, breaker: Route) -> Facts {
+    let key = record.key.as_ref();
+    Facts {
+        endpoint: record.endpoint,
+        post,
+        routing: key.map_or(RoutingStrategy::PlanFirst, |k| k.routing),
+        bedrock_ready: key.is_some_and(|k| k.has_bedrock_key) && shared.master.is_some(),
+        breaker,
+        budget_spent: budget_refusal(shared, record).is_some(),
+        enforcement: shared.budget_enforcement,
+    }
+}
+
 async fn send(
     req: &HttpRequest,
     tail: &str,
@@ -552,77 +378,58 @@ async fn send(
     upstream: &Upstream,
     mut record: RequestRecord,
 ) -> HttpResponse {
-    let (routing, has_bedrock_key) =
-        record.key.as_ref().map_or((RoutingStrategy::PlanFirst, false), |k| (k.routing, k.has_bedrock_key));
-    let failover_allowed =
-        routing != RoutingStrategy::PlanOnly && record.endpoint == Endpoint::Messages && req.method() == Method::POST;
-    let can_failover = failover_allowed && has_bedrock_key && shared.master.is_some();
-    if routing == RoutingStrategy::BedrockOnly && record.endpoint == Endpoint::Messages {
-        let cause = PlanFailure { reason: FallbackReason::Routing, what: "routing".into(), retry_after: None };
-        return failover(req, body, cause, shared, upstream, record).await;
-    }
-    if shared.budget_enforcement == BudgetEnforcement::All {
-        if let Some(err) = budget_refusal(shared, &record) {
-            return answer_error(err, record);
+    let post = req.method() == Method::POST;
+    let routing = record.key.as_ref().map_or(RoutingStrategy::PlanFirst, |k| k.routing);
+    // The breaker is asked (and told the outcome) only for requests that could fail over.
+    let breaker_key =
+        record.key.as_ref().map(|k| k.key_id).filter(|_| route::uses_breaker(record.endpoint, post, routing));
+    let breaker = breaker_key.map_or(Route::Plan, |k| shared.circuits.route(k));
+    let on_failure = match route::route(&facts(shared, &record, post, breaker)) {
+        Decision::Plan { on_failure } => on_failure,
+        Decision::Bedrock(reason) => {
+            return failover(req, body, PlanFailure::skipped(reason), shared, upstream, record).await;
         }
-    }
-    let key_id = record.key.as_ref().map(|k| k.key_id);
-    let breakers = &shared.circuits.breakers;
-    let route = match key_id {
-        Some(k) if failover_allowed => {
-            let (route, transition) = breakers.route(k, tokio::time::Instant::now());
-            if let Some(t) = transition {
-                shared.circuits.announce(k, t);
-            }
-            route
-        }
-        _ => Route::Plan,
+        Decision::Refuse(refusal) => return refuse(shared, refusal, None, record),
     };
-    if route == Route::Skip && can_failover {
-        let cause = PlanFailure {
-            reason: FallbackReason::CircuitOpen,
-            what: "repeated failures (circuit open)".into(),
-            retry_after: None,
-        };
-        return failover(req, body, cause, shared, upstream, record).await;
-    }
     let outcome = |failure: Option<TripReason>| {
-        if let Some(k) = key_id.filter(|_| failover_allowed) {
-            let outcome = failure.map_or(Outcome::Success, Outcome::Failure);
-            if let Some(t) = breakers.record(k, route, outcome, tokio::time::Instant::now()) {
-                shared.circuits.announce(k, t);
-            }
+        if let Some(k) = breaker_key {
+            shared.circuits.record(k, breaker, failure.map_or(Outcome::Success, Outcome::Failure));
+        }
+    };
+    // Anthropic failed before answering: Bedrock, a 503 that explains, as the policy says.
+    let kept = &body;
+    let after_failure = |cause: PlanFailure, record: RequestRecord| async move {
+        match on_failure {
+            OnFailure::Bedrock => match route::after_plan_failure(&facts(shared, &record, post, breaker), cause.reason)
+            {
+                Decision::Bedrock(_) => failover(req, kept.clone(), cause, shared, upstream, record).await,
+                Decision::Refuse(refusal) => refuse(shared, refusal, Some(&cause), record),
+                Decision::Plan { .. } => no_fallback(&cause, record),
+            },
+            OnFailure::Explain | OnFailure::Relay => no_fallback(&cause, record),
         }
     };
 
     let out = upstream_request(&upstream.client, &shared.anthropic_base, tail, req);
     record.provider = Provider::Anthropic;
     let sent = out.send_body(body.clone()).await;
-    if let (Ok(response), Some(k)) = (&sent, key_id) {
+    if let (Ok(response), Some(k)) = (&sent, record.key.as_ref().map(|k| k.key_id)) {
         shared.recorder.rate_limits.observe(k, response.status().as_u16(), response.headers());
     }
     match sent {
-        Ok(mut response) if failover_allowed && fails_over(response.status()) => {
+        Ok(mut response) if on_failure != OnFailure::Relay && fails_over(response.status()) => {
             let status = response.status();
             let cause = plan_failure(&mut response, status).await;
             outcome(Some(trip_reason(cause.reason)));
-            tracing::info!(request_id = %record.request_id, status = status.as_u16(), reason = fallback_label(cause.reason), "Anthropic failed before answering");
-            if can_failover {
-                failover(req, body, cause, shared, upstream, record).await
-            } else {
-                no_fallback(&cause, record)
-            }
+            tracing::info!(request_id = %record.request_id, status = status.as_u16(), reason = crate::failover::fallback_label(cause.reason), "Anthropic failed before answering");
+            after_failure(cause, record).await
         }
         Ok(response) => {
             outcome(None);
-            let on_failure = key_id.filter(|_| failover_allowed).map(|k| {
+            let on_failure = breaker_key.map(|k| {
                 let circuits = shared.circuits.clone();
-                Box::new(move || {
-                    let failure = Outcome::Failure(TripReason::ServerError);
-                    if let Some(t) = circuits.breakers.record(k, Route::Plan, failure, tokio::time::Instant::now()) {
-                        circuits.announce(k, t);
-                    }
-                }) as Box<dyn FnOnce()>
+                Box::new(move || circuits.record(k, Route::Plan, Outcome::Failure(TripReason::ServerError)))
+                    as Box<dyn FnOnce()>
             });
             relay(response, record, on_failure)
         }
@@ -644,374 +451,18 @@ async fn send(
             tracing::warn!(request_id = %record.request_id, error_class = ?class, "Anthropic request failed");
             let cause = PlanFailure { reason, what, retry_after: None };
             outcome(Some(trip_reason(reason)));
-            if can_failover {
-                return failover(req, body, cause, shared, upstream, record).await;
+            if on_failure == OnFailure::Relay {
+                let err = ProxyError::upstream(status, class, format!("Anthropic could not be used: {}.", cause.what));
+                return answer_error(err, record);
             }
-            if failover_allowed {
-                return no_fallback(&cause, record);
-            }
-            let err = ProxyError::upstream(status, class, format!("Anthropic could not be used: {}.", cause.what));
-            answer_error(err, record)
-        }
-    }
-}
-
-/// 503 naming why Anthropic failed, when the key has no Bedrock fallback.
-fn no_fallback(cause: &PlanFailure, record: RequestRecord) -> HttpResponse {
-    let message = if cause.reason == FallbackReason::Routing {
-        "This access key is routed to Amazon Bedrock only, but it has no Bedrock API key; ask your platform team."
-            .to_owned()
-    } else {
-        format!(
-            "Anthropic returned {} and this access key has no Bedrock fallback; ask your platform team.",
-            cause.what
-        )
-    };
-    let err = ProxyError::upstream(StatusCode::SERVICE_UNAVAILABLE, ErrorClass::NoBedrockFallback, message)
-        .retry_after(cause.retry_after.clone());
-    answer_error(err, record)
-}
-
-/// The answer to the client when Bedrock fails before answering.
-fn bedrock_error(failure: &BedrockFailure, cause: &PlanFailure) -> ProxyError {
-    let before = if cause.reason == FallbackReason::Routing {
-        "Amazon Bedrock".to_owned()
-    } else {
-        format!("Anthropic returned {}; the Amazon Bedrock fallback", cause.what)
-    };
-    let (status, message) = match failure.class {
-        ErrorClass::BedrockAuthError => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{before} refused this access key's Bedrock API key ({}); ask your platform team.", failure.detail),
-        ),
-        ErrorClass::BedrockQuotaExceeded => {
-            (StatusCode::TOO_MANY_REQUESTS, format!("{before} is throttled ({}).", failure.detail))
-        }
-        ErrorClass::BedrockValidation => {
-            (StatusCode::BAD_REQUEST, format!("{before} rejected the request ({}).", failure.detail))
-        }
-        _ => (StatusCode::SERVICE_UNAVAILABLE, format!("{before} failed ({}).", failure.detail)),
-    };
-    let kind = match status.as_u16() {
-        429 => crate::error::ApiErrorType::RateLimit,
-        400 => crate::error::ApiErrorType::InvalidRequest,
-        _ => crate::error::ApiErrorType::Api,
-    };
-    ProxyError::new(status, kind, failure.class, message)
-}
-
-/// Replays the request on Bedrock and answers as Anthropic would.
-async fn failover(
-    req: &HttpRequest,
-    body: Bytes,
-    cause: PlanFailure,
-    shared: &Shared,
-    upstream: &Upstream,
-    mut record: RequestRecord,
-) -> HttpResponse {
-    record.fallback_reason = Some(cause.reason);
-    let Some(key_id) = record.key.as_ref().map(|k| k.key_id) else {
-        return no_fallback(&cause, record);
-    };
-    let (Some(creds), Some(master)) = (shared.keys.bedrock_credentials(&key_id), shared.master.as_ref()) else {
-        return no_fallback(&cause, record);
-    };
-    // First: the body may not have been parsed yet (`claude_code_shape`), and a malformed one
-    // must get its 400 before anything else is decided or a key is opened.
-    let request = match shared.rules.adapt(&body, header_str(req.headers(), "anthropic-beta")) {
-        Ok(r) => r,
-        Err(e) => {
-            return answer_error(
-                ProxyError::bad_request(format!("The request cannot be sent to Amazon Bedrock: {e}.")),
-                record,
-            )
-        }
-    };
-    if let Some(err) = budget_refusal(shared, &record) {
-        return answer_error(err, record);
-    }
-    record.provider = Provider::Bedrock;
-    let Some(model_id) =
-        shared.rules.model_for(record.requested_model.as_deref(), creds.settings.default_model.as_deref())
-    else {
-        let model = record.requested_model.clone().unwrap_or_else(|| "(none)".into());
-        let err = ProxyError::upstream(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorClass::ModelNotMapped,
-            format!("Anthropic returned {} and model `{model}` has no Amazon Bedrock mapping (and this access key has no default Bedrock model); ask your platform team.", cause.what),
-        )
-        .retry_after(cause.retry_after.clone());
-        return answer_error(err, record);
-    };
-    let region = creds.settings.region.clone().unwrap_or_else(|| shared.default_region.clone());
-    record.bedrock_model_id = Some(model_id.clone());
-    record.region = Some(region.clone());
-    let api_key = match creds.sealed.open(master, &key_id.to_string()).await {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::error!(request_id = %record.request_id, error = %e, "cannot open the key's Bedrock API key");
-            let err = ProxyError::upstream(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorClass::Internal,
-                "The proxy cannot decrypt this access key's Bedrock API key; ask your platform team.",
-            );
-            return answer_error(err, record);
-        }
-    };
-    let answer = upstream.bedrock.invoke(&api_key, &region, &model_id, request).await;
-    drop(api_key);
-    let reason = fallback_label(cause.reason);
-    match answer {
-        Ok(Answer::Json { body, request_id }) => {
-            let mut tap = UsageTap::new(Framing::Json, Coding::Identity);
-            tap.feed(&body);
-            record.first_byte();
-            let observed = tap.finish();
-            let mut builder = HttpResponse::Ok();
-            builder
-                .content_type("application/json")
-                .insert_header((REQUEST_ID_HEADER, record.request_id.to_string()))
-                .insert_header((PROVIDER_HEADER, "bedrock"))
-                .insert_header((FALLBACK_REASON_HEADER, reason));
-            if let Some(id) = request_id {
-                builder.insert_header(("request-id", id));
-            }
-            let incomplete = !observed.complete;
-            record.finish(200, None, incomplete, observed);
-            builder.body(body)
-        }
-        Ok(Answer::Stream { events, request_id }) => {
-            let mut builder = HttpResponse::Ok();
-            builder
-                .content_type("text/event-stream; charset=utf-8")
-                .insert_header(("cache-control", "no-cache"))
-                .insert_header((REQUEST_ID_HEADER, record.request_id.to_string()))
-                .insert_header((PROVIDER_HEADER, "bedrock"))
-                .insert_header((FALLBACK_REASON_HEADER, reason));
-            if let Some(id) = request_id {
-                builder.insert_header(("request-id", id));
-            }
-            let fault = std::rc::Rc::new(std::cell::Cell::new(None));
-            let sink = fault.clone();
-            let events = events.scan(false, move |ended, item| {
-                let out = match item {
-                    _ if *ended => None,
-                    Ok(bytes) => Some(Ok::<Bytes, std::convert::Infallible>(bytes)),
-                    Err(failure) => {
-                        tracing::warn!(error = %failure.detail, "Bedrock stream failed after it started");
-                        sink.set(Some(failure.class));
-                        *ended = true;
-                        Some(Ok(bedrock::sse_error(&failure)))
-                    }
-                };
-                std::future::ready(out)
-            });
-            let body = TapBody {
-                inner: Box::pin(events),
-                tap: Some(UsageTap::new(Framing::Sse, Coding::Identity)),
-                record: Some(record),
-                status: 200,
-                class: None,
-                fault: Some(fault),
-                on_upstream_failure: None,
-            };
-            builder.streaming(body)
-        }
-        Err(failure) => {
-            tracing::warn!(request_id = %record.request_id, class = ?failure.class, detail = %failure.detail, "Bedrock failed");
-            answer_error(bedrock_error(&failure, &cause), record)
-        }
-    }
-}
-
-fn upstream_error_class(status: StatusCode) -> Option<ErrorClass> {
-    match status.as_u16() {
-        429 => Some(ErrorClass::UpstreamRateLimited),
-        529 => Some(ErrorClass::UpstreamOverloaded),
-        400..=499 => Some(ErrorClass::UpstreamClientError),
-        500..=599 => Some(ErrorClass::UpstreamServerError),
-        _ => None,
-    }
-}
-
-/// Streams the Anthropic response back unchanged, tapping usage.
-fn relay(
-    response: awc::ClientResponse,
-    record: RequestRecord,
-    on_upstream_failure: Option<Box<dyn FnOnce()>>,
-) -> HttpResponse {
-    let status = response.status();
-    let up = response.headers();
-    let tap = UsageTap::new(
-        Framing::from_content_type(up.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())),
-        Coding::from_header(up.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok())),
-    );
-    let request_id = record.request_id;
-    let mut answer = relay_answer(response, |inner| TapBody {
-        inner,
-        tap: Some(tap),
-        record: Some(record),
-        status: status.as_u16(),
-        class: upstream_error_class(status),
-        fault: None,
-        on_upstream_failure,
-    });
-    let headers = answer.headers_mut();
-    if let Ok(id) = HeaderValue::try_from(request_id.to_string()) {
-        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), id);
-    }
-    headers.insert(HeaderName::from_static(PROVIDER_HEADER), HeaderValue::from_static("anthropic"));
-    answer
-}
-
-/// The response body on its way to the client. Finishes the request record exactly once:
-/// at the end of the stream, on an upstream error, or when dropped early (client gone).
-struct TapBody<S> {
-    inner: S,
-    tap: Option<UsageTap>,
-    record: Option<RequestRecord>,
-    status: u16,
-    class: Option<ErrorClass>,
-    /// Set by a stream that ended with an error event of its own (Bedrock).
-    fault: Option<std::rc::Rc<std::cell::Cell<Option<ErrorClass>>>>,
-    /// Called when Anthropic's stream fails after bytes were sent (counts a breaker failure).
-    on_upstream_failure: Option<Box<dyn FnOnce()>>,
-}
-
-impl<S> TapBody<S> {
-    fn finish(&mut self, cut: Option<ErrorClass>) {
-        let (Some(record), Some(tap)) = (self.record.take(), self.tap.take()) else {
-            return;
-        };
-        let observed = tap.finish();
-        let fault = self.fault.as_ref().and_then(|f| f.get());
-        let in_stream_error = observed.error_type.is_some() && self.status < 400;
-        let class = cut.or(fault).or(self.class).or(in_stream_error.then_some(ErrorClass::StreamInterrupted));
-        let incomplete = cut.is_some()
-            || fault.is_some()
-            || in_stream_error
-            || (record.stream && self.status < 400 && !observed.complete);
-        if in_stream_error || cut == Some(ErrorClass::StreamInterrupted) {
-            if let Some(count_failure) = self.on_upstream_failure.take() {
-                count_failure();
-            }
-        }
-        record.finish(self.status, class, incomplete, observed);
-    }
-}
-
-impl<S, E> Stream for TapBody<S>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    type Item = Result<Bytes, E>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                if chunk.is_empty() {
-                    // Nothing reached the client: not a first byte, nothing to tap.
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                if let Some(record) = this.record.as_mut() {
-                    record.first_byte();
-                }
-                if let Some(tap) = this.tap.as_mut() {
-                    tap.feed(&chunk);
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                tracing::warn!(error = %e, "upstream stream broke after bytes were sent");
-                this.finish(Some(ErrorClass::StreamInterrupted));
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                this.finish(None);
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<S> Drop for TapBody<S> {
-    fn drop(&mut self) {
-        if self.record.is_some() {
-            self.finish(Some(ErrorClass::ClientDisconnected));
+            after_failure(cause, record).await
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{claude_code_shape, forwarded_headers, move_forwarded, proxied_path, ProxiedPath};
-    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-    use proptest::prelude::*;
-
-    fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
-        }
-        headers
-    }
-
-    fn names(headers: &HeaderMap) -> Vec<&str> {
-        let mut names: Vec<&str> = forwarded_headers(headers).map(|(n, _)| n.as_str()).collect();
-        names.sort_unstable();
-        names
-    }
-
-    #[test]
-    fn hop_by_hop_connection_listed_and_own_headers_are_not_forwarded() {
-        let mut headers = header_map(&[
-            ("connection", "keep-alive, X-Trace"),
-            ("keep-alive", "timeout=5"),
-            ("x-trace", "1"),
-            ("te", "trailers"),
-            ("host", "proxy.example.com"),
-            ("content-length", "2"),
-            ("x-ccp-access-key", "ak_secret"),
-            ("anthropic-version", "2023-06-01"),
-            ("x-api-key", "sk-ant-x"),
-        ]);
-        assert_eq!(names(&headers), ["anthropic-version", "x-api-key"]);
-        assert_eq!(moved_names(headers.clone()), ["anthropic-version", "x-api-key"]);
-        // Without a Connection header, a header of the same name as a token is kept.
-        headers.remove("connection");
-        assert_eq!(names(&headers), ["anthropic-version", "x-api-key", "x-trace"]);
-        assert_eq!(moved_names(headers), ["anthropic-version", "x-api-key", "x-trace"]);
-    }
-
-    fn moved_names(mut headers: HeaderMap) -> Vec<String> {
-        let mut moved = HeaderMap::new();
-        move_forwarded(&mut headers, |name, value| moved.append(name, value));
-        let mut names: Vec<String> = moved.iter().map(|(n, _)| n.as_str().to_owned()).collect();
-        names.sort_unstable();
-        names
-    }
-
-    #[test]
-    fn moving_keeps_every_value_of_a_repeated_header_in_order() {
-        let mut headers = header_map(&[
-            ("set-cookie", "a=1"),
-            ("transfer-encoding", "chunked"),
-            ("set-cookie", "b=2"),
-            ("anthropic-ratelimit-requests-limit", "50"),
-            ("set-cookie", "c=3"),
-        ]);
-        let mut moved = HeaderMap::new();
-        move_forwarded(&mut headers, |name, value| moved.append(name, value));
-        let cookies: Vec<&str> = moved.get_all("set-cookie").map(|v| v.to_str().unwrap()).collect();
-        assert_eq!(cookies, ["a=1", "b=2", "c=3"]);
-        assert_eq!(moved.get("anthropic-ratelimit-requests-limit").unwrap(), "50");
-        assert!(!moved.contains_key("transfer-encoding"));
-        assert_eq!(moved.len(), 4);
-    }
+    use super::{proxied_path, ProxiedPath};
 
     #[test]
     fn proxied_paths_are_split_and_others_refused() {
@@ -1042,91 +493,5 @@ mod tests {
         ] {
             assert_eq!(proxied_path(other), None, "{other}");
         }
-    }
-
-    #[test]
-    fn claude_code_bodies_are_read_without_parsing() {
-        let compact = br#"{"model":"claude-opus-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
-        assert_eq!(claude_code_shape(compact), Some(("claude-opus-4-5", true)));
-        let spaced = b"\n { \"model\" : \"m\" ,\n \"max_tokens\": 5 , \"stream\" :\tfalse }\n";
-        assert_eq!(claude_code_shape(spaced), Some(("m", false)));
-        assert_eq!(claude_code_shape(br#"{"model":"m","stream":true}"#), Some(("m", true)));
-        for other in [
-            &br#"{"messages":[],"model":"m","stream":true}"#[..],
-            br#"{"model":"m","stream":true,"max_tokens":5}"#,
-            br#"{"model":"m\"x","stream":true}"#,
-            br#"{"model":"m\u0041","stream":true}"#,
-            br#"{"model":"m","stream":"true"}"#,
-            br#"{"model":"m","stream":1}"#,
-            br#"{"model":"m","a":{"stream":true}}"#,
-            br#"{"model":"m"}"#,
-            br#"{"model":7,"stream":true}"#,
-            br#"["model","stream":true}"#,
-            b"{\"model\":\"m\nx\",\"stream\":true}",
-            b"",
-            b"{",
-        ] {
-            assert_eq!(claude_code_shape(other), None, "{}", String::from_utf8_lossy(other));
-        }
-    }
-
-    /// Members of a Messages body, written in any order: whenever the shortcut answers, it
-    /// answers what a parser reads.
-    fn member() -> impl Strategy<Value = (String, serde_json::Value)> {
-        let text = "[a-z\"\\\\ ,:{}]{0,12}";
-        let value = prop_oneof![
-            text.prop_map(serde_json::Value::from),
-            any::<bool>().prop_map(serde_json::Value::from),
-            (text, any::<bool>()).prop_map(|(t, b)| serde_json::json!({"stream": b, "model": t})),
-            prop::collection::vec(text, 0..3).prop_map(serde_json::Value::from),
-        ];
-        (prop_oneof![Just("model".to_owned()), Just("stream".to_owned()), "[a-z_]{1,10}"], value)
-    }
-
-    proptest! {
-        #[test]
-        fn the_shortcut_agrees_with_a_parser(
-            model_first in prop::option::of("[a-z\"\\\\ ,:{}-]{0,12}"),
-            middle in prop::collection::vec(member(), 0..5),
-            stream_last in prop::option::of(any::<bool>()),
-            ws in prop::sample::select(vec!["", " ", "\n  ", "\t", " \r\n"]),
-        ) {
-            // Often in Claude Code's order (model first, stream last), else anything.
-            let members = model_first
-                .map(|m| ("model".to_owned(), serde_json::Value::from(m)))
-                .into_iter()
-                .chain(middle)
-                .chain(stream_last.map(|b| ("stream".to_owned(), serde_json::Value::from(b))));
-            let mut seen = std::collections::HashSet::new();
-            let members: Vec<_> = members.filter(|(k, _)| seen.insert(k.clone())).collect();
-            // The shape, read from the members rather than from the bytes.
-            let in_shape = members.len() >= 2
-                && members[0].0 == "model"
-                && members[0].1.as_str().is_some_and(|m| !m.contains(['"', '\\']))
-                && members[members.len() - 1].0 == "stream"
-                && members[members.len() - 1].1.is_boolean();
-            let body = format!(
-                "{ws}{{{ws}{}{ws}}}{ws}",
-                members
-                    .iter()
-                    .map(|(k, v)| format!("{}{ws}:{ws}{}", serde_json::to_string(k).unwrap(), serde_json::to_string(v).unwrap()))
-                    .collect::<Vec<_>>()
-                    .join(&format!("{ws},{ws}"))
-            );
-            let parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body).unwrap();
-            let shortcut = claude_code_shape(body.as_bytes());
-            prop_assert_eq!(shortcut.is_some(), in_shape, "{}", body);
-            if let Some((model, stream)) = shortcut {
-                prop_assert_eq!(parsed.get("model").and_then(|m| m.as_str()), Some(model), "{}", body);
-                prop_assert_eq!(parsed.get("stream").and_then(serde_json::Value::as_bool), Some(stream), "{}", body);
-            }
-        }
-    }
-
-    #[test]
-    fn a_repeated_model_is_read_as_its_first() {
-        // RFC 8259 leaves repeated names open; documented: the shortcut takes the first.
-        let body = br#"{"model":"a","messages":[],"model":"b","stream":false}"#;
-        assert_eq!(claude_code_shape(body), Some(("a", false)));
     }
 }

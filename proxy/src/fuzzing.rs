@@ -99,6 +99,11 @@ impl Choices<'_> {
     }
 }
 
+/// The length of `text` as a JSON string's content (escaped, without the quotes).
+fn escaped_len(text: &str) -> u64 {
+    Value::from(text).to_string().len() as u64 - 2
+}
+
 /// An Anthropic-shaped stream built from `input`, and what the tap must read from it.
 fn generate_stream(input: &[u8]) -> (Vec<u8>, Observed) {
     let mut c = Choices(input);
@@ -139,19 +144,26 @@ fn generate_stream(input: &[u8]) -> (Vec<u8>, Observed) {
                 body.extend_from_slice(b": keep-alive");
                 body.extend_from_slice(newline);
             }
-            2 => event(
-                &mut body,
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": 0,
-                        "delta": {"type": "text_delta", "text": c.text()}}),
-            ),
-            _ => event(
-                &mut body,
-                "content_block_delta",
+            2 => {
+                let text = c.text();
+                expected.content_bytes += escaped_len(&text);
+                event(
+                    &mut body,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0,
+                            "delta": {"type": "text_delta", "text": text}}),
+                );
+            }
+            _ => {
                 // Text that looks like the events the tap reads must not be taken for them.
-                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
-                        "text": "\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"}}),
-            ),
+                let text = "\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+                expected.content_bytes += escaped_len(text);
+                event(
+                    &mut body,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+                );
+            }
         }
     }
 
@@ -171,6 +183,7 @@ fn generate_stream(input: &[u8]) -> (Vec<u8>, Observed) {
         );
         expected.stop_reason = Some(stop_reason.to_owned());
         expected.usage.output_tokens = output_tokens;
+        expected.final_usage = true;
         if choice % 3 == 1 {
             event(&mut body, "message_stop", &json!({"type": "message_stop"}));
             expected.complete = true;

@@ -26,6 +26,13 @@ pub struct ProviderLabels {
     pub provider: &'static str,
 }
 
+/// Labels of an outcome count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// A small fixed set per metric.
+    pub outcome: &'static str,
+}
+
 type HistogramFamily = Family<ProviderLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -58,6 +65,18 @@ pub struct Metrics {
     pub spend_unstored: Gauge,
     /// 1 while the shared spend tally's watch is caught up.
     pub spend_tally_live: Gauge,
+    /// Bedrock model listings read, by outcome (`ok`, `timeout`, `unreachable`, `refused`,
+    /// `garbage`).
+    pub bedrock_listings: Family<OutcomeLabels, Counter>,
+    /// Failovers by how their Bedrock model was found (`catalogue`, `listing`,
+    /// `family_fallback`, `key_default`, `not_mapped`).
+    pub bedrock_resolutions: Family<OutcomeLabels, Counter>,
+    /// Requests that consumed tokens of a model without a price (cost unknown).
+    pub unpriced_requests: Counter,
+    /// Requests whose output tokens were estimated (stream ended before the final count).
+    pub estimated_usage: Counter,
+    /// Answers whose usage could not be read (tokens unknown).
+    pub unreadable_usage: Counter,
 }
 
 impl Default for Metrics {
@@ -74,6 +93,36 @@ impl Default for Metrics {
         let keys_loaded = Gauge::default();
         let spend_unstored = Gauge::default();
         let spend_tally_live = Gauge::default();
+        let bedrock_listings = Family::<OutcomeLabels, Counter>::default();
+        let bedrock_resolutions = Family::<OutcomeLabels, Counter>::default();
+        let unpriced_requests = Counter::default();
+        let estimated_usage = Counter::default();
+        let unreadable_usage = Counter::default();
+        registry.register(
+            "bedrock_listings",
+            "Bedrock model listings read for failover resolution, by outcome",
+            bedrock_listings.clone(),
+        );
+        registry.register(
+            "bedrock_resolutions",
+            "Failovers by how the Bedrock model was found (family_fallback and key_default substitute another model)",
+            bedrock_resolutions.clone(),
+        );
+        registry.register(
+            "unpriced_requests",
+            "Requests that consumed tokens of a model without a price: their cost is unknown, not zero",
+            unpriced_requests.clone(),
+        );
+        registry.register(
+            "estimated_usage_requests",
+            "Requests whose output tokens were estimated from the relayed content (stream ended before the final count)",
+            estimated_usage.clone(),
+        );
+        registry.register(
+            "unreadable_usage_requests",
+            "Answers whose token usage could not be read (an encoding or framing the tap cannot decode)",
+            unreadable_usage.clone(),
+        );
         registry.register("requests", "Requests by provider, status and error kind", requests.clone());
         registry.register("request_duration_seconds", "Request received to response finished", latency.clone());
         registry.register("ttfb_seconds", "Request received to first response byte", ttfb.clone());
@@ -106,6 +155,11 @@ impl Default for Metrics {
             keys_loaded,
             spend_unstored,
             spend_tally_live,
+            bedrock_listings,
+            bedrock_resolutions,
+            unpriced_requests,
+            estimated_usage,
+            unreadable_usage,
         }
     }
 }

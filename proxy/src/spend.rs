@@ -630,8 +630,8 @@ impl Spend {
         if let Ok(Envelope { event: Event::RequestCompleted(r), occurred_at, .. }) = Envelope::decode(&message.payload)
         {
             if let Some(user) = r.user_id {
-                if r.cost_usd > Decimal::ZERO {
-                    self.add(user, r.cost_usd, occurred_at);
+                if let Some(cost) = r.cost_usd.filter(|c| *c > Decimal::ZERO) {
+                    self.add(user, cost, occurred_at);
                 }
             }
             if let (Some(table), Some(key), Some(state)) = (self.rate_limits.get(), r.key_id, r.rate_limit) {

@@ -19,6 +19,7 @@ use crate::breaker::{BreakerConfig, Breakers};
 use crate::circuits::Circuits;
 use crate::directory::{self, KeyTable};
 use crate::forward::{self, Shared, Upstream};
+use crate::listing::Listings;
 use crate::metrics::Metrics;
 use crate::publisher;
 use crate::rate_limits::RateLimits;
@@ -157,7 +158,13 @@ impl Application {
             anthropic_base,
             max_body_bytes: cfg.max_body_bytes,
             rules: Rules::from(&settings.bedrock),
-            master: master_key(&settings)?,
+            family_fallback: settings.bedrock.family_fallback.clone(),
+            listings: Arc::new(Listings::new(
+                Duration::from_secs(settings.bedrock.listing_refresh_secs),
+                Duration::from_secs(settings.bedrock.listing_timeout_secs.max(1)),
+                cfg.bedrock_endpoint_url.clone(),
+            )),
+            master: master_key(&settings)?.map(Arc::new),
             default_region: cfg.bedrock_default_region.clone(),
         });
         let listener = TcpListener::bind(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;

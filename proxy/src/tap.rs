@@ -29,6 +29,31 @@ pub struct Observed {
     pub complete: bool,
     /// The `error.type` of an in-stream `event: error` or an error body.
     pub error_type: Option<String>,
+    /// A `message_delta` carried the final usage (a stream's output count is then exact).
+    pub final_usage: bool,
+    /// Bytes of generated content relayed in `content_block_delta` events (text, thinking and
+    /// tool-input JSON, as escaped in the JSON): what [`Observed::estimated_output_tokens`]
+    /// estimates from.
+    pub content_bytes: u64,
+    /// The body could not be read for usage (a coding the tap cannot decode, a body that is
+    /// neither SSE nor JSON, or one over the buffering limit): its tokens are unknown.
+    pub unreadable: bool,
+}
+
+/// Bytes of relayed content per output token the estimate assumes (escaped JSON string bytes,
+/// see `docs/ANALYTICS.md` for how it was chosen and its error).
+pub const CONTENT_BYTES_PER_TOKEN: u64 = 3;
+
+impl Observed {
+    /// An estimate of the output tokens of a stream that ended before its final count: the
+    /// relayed content bytes over [`CONTENT_BYTES_PER_TOKEN`], rounded up, and never less than
+    /// the count seen so far. `None` when the count is exact or nothing was relayed.
+    pub fn estimated_output_tokens(&self) -> Option<u64> {
+        if self.final_usage || self.content_bytes == 0 {
+            return None;
+        }
+        Some(self.content_bytes.div_ceil(CONTENT_BYTES_PER_TOKEN).max(self.usage.output_tokens))
+    }
 }
 
 /// How the body is framed.
@@ -123,6 +148,8 @@ impl SseState {
 enum EventName {
     MessageStart,
     MessageDelta,
+    /// Counted, not parsed: see [`delta_content_len`].
+    ContentBlockDelta,
     MessageStop,
     Error,
     Other,
@@ -133,6 +160,7 @@ impl EventName {
         match name {
             b"message_start" => Self::MessageStart,
             b"message_delta" => Self::MessageDelta,
+            b"content_block_delta" => Self::ContentBlockDelta,
             b"message_stop" => Self::MessageStop,
             b"error" => Self::Error,
             _ => Self::Other,
@@ -220,6 +248,7 @@ impl UsageTap {
     /// Everything seen so far; decodes buffered bodies. Call once, when the body ended or was cut.
     pub fn finish(mut self) -> Observed {
         if self.overflow || matches!(self.framing, Framing::Opaque) || self.coding == Coding::Unknown {
+            self.observed.unreadable = true;
             return self.observed;
         }
         if (self.framing, self.coding) == (Framing::Sse, Coding::Identity) {
@@ -292,10 +321,12 @@ fn scan_sse(buf: &[u8], state: &mut SseState, observed: &mut Observed) -> usize 
             state.next_event();
         } else if let Some(name) = line.strip_prefix(b"event:") {
             let name = EventName::of(name.trim_ascii());
-            state.skipping = name == EventName::Other;
+            state.skipping = matches!(name, EventName::Other | EventName::ContentBlockDelta);
             state.event = Some(name);
         } else if let Some(data) = line.strip_prefix(b"data:") {
-            if !state.skipping {
+            if state.event == Some(EventName::ContentBlockDelta) {
+                observed.content_bytes += delta_content_len(data);
+            } else if !state.skipping {
                 if state.data.len() + data.len() > MAX_EVENT_BYTES {
                     state.skipping = true;
                     state.data.clear();
@@ -365,6 +396,31 @@ fn merge_usage(into: &mut TokenUsage, u: &WireUsage) {
     }
 }
 
+/// The length of the generated content in one `content_block_delta` event's data, without
+/// parsing it: the bytes of its `text`, `thinking` or `partial_json` string as escaped in the
+/// JSON (`\n` counts two). 0 for other deltas (signatures, citations).
+fn delta_content_len(data: &[u8]) -> u64 {
+    const KEYS: [&[u8]; 3] = [b"\"text\":\"", b"\"thinking\":\"", b"\"partial_json\":\""];
+    for key in KEYS {
+        // The pattern cannot occur inside a JSON string (a quote there follows a backslash).
+        if let Some(at) = memchr::memmem::find(data, key) {
+            let start = at + key.len();
+            let mut end = start;
+            // The string ends at the first quote not escaped by an odd run of backslashes.
+            while let Some(q) = memchr::memchr(b'"', &data[end..]) {
+                let quote = end + q;
+                let backslashes = data[start..quote].iter().rev().take_while(|&&b| b == b'\\').count();
+                if backslashes % 2 == 0 {
+                    return (quote - start) as u64;
+                }
+                end = quote + 1;
+            }
+            return (data.len() - start) as u64;
+        }
+    }
+    0
+}
+
 fn dispatch(event: Option<EventName>, data: &[u8], observed: &mut Observed) {
     if data.is_empty() {
         return;
@@ -387,11 +443,12 @@ fn dispatch(event: Option<EventName>, data: &[u8], observed: &mut Observed) {
             }
             if let Some(u) = &ev.usage {
                 merge_usage(&mut observed.usage, u);
+                observed.final_usage |= u.output_tokens.is_some();
             }
         }
         Some(EventName::MessageStop) => observed.complete = true,
         Some(EventName::Error) => observed.error_type = ev.error.and_then(|e| e.kind),
-        Some(EventName::Other) | None => {}
+        Some(EventName::Other | EventName::ContentBlockDelta) | None => {}
     }
 }
 
@@ -400,6 +457,7 @@ fn parse_json_body(body: &[u8], observed: &mut Observed) {
         return;
     };
     observed.complete = true;
+    observed.final_usage = true;
     if ev.kind.as_deref() == Some("error") {
         observed.error_type = ev.error.and_then(|e| e.kind);
         return;
@@ -449,6 +507,9 @@ mod tests {
             },
             complete: true,
             error_type: None,
+            final_usage: true,
+            content_bytes: 5,
+            unreadable: false,
         }
     }
 
@@ -481,6 +542,60 @@ mod tests {
         assert_eq!(seen.usage.input_tokens, 12);
         assert_eq!(seen.usage.output_tokens, 1);
         assert_eq!(seen.stop_reason, None);
+    }
+
+    #[test]
+    fn an_interrupted_stream_estimates_its_output_from_the_relayed_content() {
+        let cut = &STREAM[..STREAM.find("event: message_delta").unwrap()];
+        let seen = tap_in_chunks(Framing::Sse, Coding::Identity, cut.as_bytes(), &[9]);
+        assert!(!seen.final_usage);
+        assert_eq!(seen.content_bytes, 5, "`Hello`");
+        assert_eq!(seen.estimated_output_tokens(), Some(2));
+        let whole = tap_in_chunks(Framing::Sse, Coding::Identity, STREAM.as_bytes(), &[9]);
+        assert_eq!(whole.estimated_output_tokens(), None, "the final count is exact");
+        // Never below the count already seen.
+        let few = Observed {
+            content_bytes: 3,
+            usage: TokenUsage { output_tokens: 7, ..TokenUsage::default() },
+            ..Observed::default()
+        };
+        assert_eq!(few.estimated_output_tokens(), Some(7));
+    }
+
+    #[test]
+    fn delta_content_is_measured_for_every_kind_without_parsing() {
+        let len = |json: &str| delta_content_len(format!(" {json}").as_bytes());
+        assert_eq!(len(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#), 5);
+        assert_eq!(
+            len(r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"a\"b\\"}}"#),
+            6
+        );
+        assert_eq!(
+            len(
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"cmd\": \"ls\"}"}}"#
+            ),
+            17
+        );
+        // Another member order (the string is not last) and deltas without content.
+        assert_eq!(len(r#"{"type":"content_block_delta","index":0,"delta":{"text":"Hi","type":"text_delta"}}"#), 2);
+        assert_eq!(
+            len(r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCg"}}"#),
+            0
+        );
+        // A text that quotes the key itself does not confuse it.
+        assert_eq!(
+            len(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\"text\":\"x"}}"#),
+            12
+        );
+    }
+
+    #[test]
+    fn unreadable_bodies_are_flagged_not_counted_as_zero() {
+        let seen = tap_in_chunks(Framing::Sse, Coding::Unknown, STREAM.as_bytes(), &[64]);
+        assert!(seen.unreadable);
+        let seen = tap_in_chunks(Framing::Opaque, Coding::Identity, b"hello", &[64]);
+        assert!(seen.unreadable);
+        assert!(!tap_in_chunks(Framing::Sse, Coding::Identity, STREAM.as_bytes(), &[64]).unreadable);
     }
 
     #[test]

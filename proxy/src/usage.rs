@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccp_schemas::events::{Endpoint, ErrorClass, Event, FallbackReason, Provider, RequestCompleted, TokenUsage};
+use ccp_schemas::events::{
+    Endpoint, ErrorClass, Event, FallbackReason, Provider, RequestCompleted, TargetSource, TokenUsage,
+};
 use ccp_schemas::ids::RequestId;
 use ccp_schemas::secrets::access_key::KeyPrefix;
 use ccp_schemas::{Actor, Envelope};
@@ -63,6 +65,13 @@ pub struct RequestRecord {
     pub bedrock_model_id: Option<String>,
     /// The AWS region of the Bedrock call.
     pub region: Option<String>,
+    /// What the request is priced as (set by a failover; else the requested model's catalogue
+    /// entry, looked up when the event is written).
+    pub priced_model: Option<String>,
+    /// How a failover found its Bedrock model.
+    pub bedrock_resolution: Option<TargetSource>,
+    /// A failover called another model than the one requested.
+    pub model_substituted: bool,
     recorder: Recorder,
     finished: bool,
 }
@@ -100,6 +109,9 @@ impl RequestRecord {
             fallback_reason: None,
             bedrock_model_id: None,
             region: None,
+            priced_model: None,
+            bedrock_resolution: None,
+            model_substituted: false,
             recorder: recorder.clone(),
             finished: false,
         }
@@ -123,6 +135,26 @@ impl RequestRecord {
         let latency = self.started.elapsed();
         let m = &recorder.metrics;
         m.in_flight.dec();
+        // A stream that ended before its final count: the output is estimated from what was
+        // relayed, and counted like any other (spend, budgets), flagged.
+        let mut usage = observed.usage;
+        let estimated = match observed.estimated_output_tokens() {
+            Some(n) if incomplete && self.stream => {
+                usage.output_tokens = n;
+                m.estimated_usage.inc();
+                true
+            }
+            _ => false,
+        };
+        // An answer whose usage could not be read has unknown tokens, not zero.
+        let unreadable = observed.unreadable && status < 400 && self.endpoint != Endpoint::Other;
+        let error_class = match error_class {
+            None if unreadable => {
+                m.unreadable_usage.inc();
+                Some(ErrorClass::UsageUnreadable)
+            }
+            other => other,
+        };
         let provider = self.provider.as_str();
         m.requests
             .get_or_create(&RequestLabels { provider, status, error_kind: error_class.map_or("none", error_kind) })
@@ -133,14 +165,37 @@ impl RequestRecord {
         }
         let (key_id, user_id) = self.key.as_ref().map_or((None, None), |k| (Some(k.key_id), Some(k.user_id)));
         let prices = recorder.keys.prices();
-        let priced_model = observed.model.as_deref().or(self.requested_model.as_deref());
-        let cost = match (self.provider, priced_model) {
-            // count_tokens is free; its `input_tokens` are a count, not usage.
-            _ if self.endpoint == Endpoint::CountTokens => None,
-            (Provider::None, _) | (_, None) => None,
-            (provider, Some(model)) => prices.cost(model, provider, self.region.as_deref(), &observed.usage),
+        // Priced as what routed the request, never as the model the provider echoes.
+        let priced_model = match self.priced_model.take() {
+            Some(m) => Some(m),
+            None if self.provider == Provider::Anthropic => {
+                crate::route::plan_priced_as(&recorder.keys.catalogue(), self.requested_model.as_deref())
+            }
+            None => None,
         };
-        if let (Some(user), Some(c)) = (user_id, cost) {
+        let consumed = usage != TokenUsage::default();
+        let price = match (self.provider, priced_model.as_deref()) {
+            // count_tokens is free; its `input_tokens` are a count, not usage.
+            _ if self.endpoint == Endpoint::CountTokens => Price::Free,
+            (Provider::None, _) => Price::Free,
+            _ if unreadable => Price::Unknown,
+            (provider, Some(model)) => match prices.cost(model, provider, self.region.as_deref(), &usage) {
+                Some(cost) => Price::Listed(cost),
+                None if consumed => Price::Unpriced,
+                None => Price::Free,
+            },
+            (_, None) if consumed => Price::Unpriced,
+            (_, None) => Price::Free,
+        };
+        let cost = match price {
+            Price::Listed(c) => Some(c),
+            Price::Free => Some(Decimal::ZERO),
+            Price::Unpriced | Price::Unknown => None,
+        };
+        if price == Price::Unpriced {
+            m.unpriced_requests.inc();
+        }
+        if let (Some(user), Price::Listed(c)) = (user_id, price) {
             if c > Decimal::ZERO {
                 let budgeted = self.key.as_ref().is_some_and(|k| k.monthly_limit_usd.is_some());
                 recorder.spend.add_local(user, c, chrono::Utc::now(), budgeted);
@@ -164,9 +219,14 @@ impl RequestRecord {
             stream: self.stream,
             incomplete,
             stop_reason: observed.stop_reason,
-            usage: TokenUsage { ..observed.usage },
-            cost_usd: cost.unwrap_or(Decimal::ZERO),
-            pricing_version: cost.map(|_| prices.version),
+            usage,
+            cost_usd: cost,
+            pricing_version: matches!(price, Price::Listed(_)).then_some(prices.version),
+            unpriced: price == Price::Unpriced,
+            priced_model,
+            usage_estimated: estimated,
+            bedrock_resolution: self.bedrock_resolution,
+            model_substituted: self.model_substituted,
             latency_ms: millis(latency),
             ttfb_ms: self.ttfb.map(millis),
             session_id: self.session_id.take(),
@@ -179,6 +239,19 @@ impl RequestRecord {
         recorder.spend.emitting(envelope.id);
         recorder.sink.emit(envelope);
     }
+}
+
+/// How a request's cost was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Price {
+    /// The price list has the model: the cost.
+    Listed(Decimal),
+    /// Nothing was consumed (refused, `count_tokens`, no tokens): 0 for certain.
+    Free,
+    /// Tokens were consumed of a model the price list does not have.
+    Unpriced,
+    /// The tokens themselves are unknown (usage unreadable).
+    Unknown,
 }
 
 impl Drop for RequestRecord {
@@ -221,6 +294,7 @@ pub fn error_kind(class: ErrorClass) -> &'static str {
         ErrorClass::BedrockValidation => "bedrock_validation",
         ErrorClass::BedrockModelError => "bedrock_model_error",
         ErrorClass::Internal => "internal",
+        ErrorClass::UsageUnreadable => "usage_unreadable",
     }
 }
 

@@ -38,10 +38,6 @@ const INSTALL_HINT: &str = "run scripts/install-clients.sh (scripts/test does)";
 // Harness (as in hot_path.rs): a fake Anthropic and a proxy in-process on a fresh NATS prefix;
 // for the failover tests also a fake Bedrock (`common`, as in failover.rs).
 
-/// The Bedrock model the platform team gave those keys: Claude Code's default model
-/// (`claude-opus-5-5` in 2.1.332) has no mapping of its own.
-const BEDROCK_DEFAULT_MODEL: &str = "global.anthropic.claude-opus-4-5-20251101-v1:0";
-
 struct Harness {
     log: Log,
     fake: FakeAnthropic,
@@ -88,12 +84,11 @@ impl Harness {
         (key_id, key)
     }
 
-    /// A key with [`BEDROCK_KEY`] registered and [`BEDROCK_DEFAULT_MODEL`] as its default
-    /// Bedrock model (plan first); then forgets what both fakes saw.
+    /// A key with [`BEDROCK_KEY`] registered and nothing else configured (plan first: no region,
+    /// no default model); then forgets what both fakes saw.
     async fn key_with_bedrock(&self) -> (AccessKeyId, String) {
         let (user_id, key_id, key) = self.log.user_with_key("dana").await;
-        self.log.register_bedrock_key(user_id, key_id, &self.master, BEDROCK_KEY).await;
-        let seq = self.log.set_bedrock_settings(user_id, key_id, None, Some(BEDROCK_DEFAULT_MODEL)).await;
+        let seq = self.log.register_bedrock_key(user_id, key_id, &self.master, BEDROCK_KEY).await;
         self.wait_applied(seq).await;
         let key = key.expose().to_owned();
         self.wait_accepted(&key).await;
@@ -200,6 +195,11 @@ impl Harness {
                 )
             })
             .collect();
+        // A stream that ended early (an in-stream error, a cut) has its output estimated from the
+        // relayed content, flagged; the fake counts only message_start's 1 token for it.
+        for e in events.iter().filter(|e| e.usage_estimated) {
+            assert!(e.incomplete && e.usage.output_tokens >= 1, "{e:?}");
+        }
         let mut seen: Vec<_> = events
             .iter()
             .map(|e| {
@@ -208,7 +208,7 @@ impl Harness {
                     e.status == 200,
                     [
                         e.usage.input_tokens,
-                        e.usage.output_tokens,
+                        if e.usage_estimated { 1 } else { e.usage.output_tokens },
                         e.usage.cache_read_input_tokens,
                         e.usage.cache_creation_input_tokens,
                     ],
@@ -271,7 +271,8 @@ async fn check_failover(
     result: &serde_json::Value,
 ) -> (Vec<BedrockRequest>, Vec<RequestCompleted>) {
     let anthropic = h.fake.requests();
-    let bedrock = h.bedrock().requests();
+    // The model calls (the proxy's reads of the key's model listing are not answers).
+    let bedrock: Vec<BedrockRequest> = h.bedrock().requests().into_iter().filter(|r| r.model_id.is_some()).collect();
     let upstream =
         (anthropic.iter().map(describe).collect::<Vec<_>>(), bedrock.iter().map(describe_bedrock).collect::<Vec<_>>());
     eprintln!("upstream (anthropic, bedrock): {upstream:#?}");
@@ -315,6 +316,13 @@ async fn check_failover(
         assert!(e.fallback, "{e:?}");
         assert_eq!(e.status, 200, "{e:?}");
         assert_eq!(e.region.as_deref(), Some("us-east-1"), "{e:?}");
+        // Nothing configured: Claude Code's default model is found in the key's own Bedrock
+        // model listing, in the key's geography, and priced as that model (not the echo).
+        assert_eq!(e.requested_model.as_deref(), Some("claude-opus-5-5"), "{e:?}");
+        assert_eq!(e.bedrock_model_id.as_deref(), Some("us.anthropic.claude-opus-5-5-v1:0"), "{e:?}");
+        assert_eq!(e.bedrock_resolution, Some(ccp_schemas::events::TargetSource::Listing), "{e:?}");
+        assert!(!e.model_substituted, "{e:?}");
+        assert_eq!(e.priced_model.as_deref(), Some("claude-opus-5-5"), "{e:?}");
     }
     let mut sent: Vec<_> = bedrock
         .iter()

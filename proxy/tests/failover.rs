@@ -198,8 +198,9 @@ async fn overloaded_json_requests_fail_over_too_and_region_and_model_follow_the_
     assert_eq!(e.bedrock.requests()[0].model_id.as_deref(), Some("global.anthropic.claude-haiku-4-5-20251001-v1:0"));
     assert!(ev.usage.input_tokens > 0);
 
-    // A model nothing maps: the key's default model, else a clear error.
-    let body = r#"{"model":"claude-opus-5-5","max_tokens":8,"messages":[{"role":"user","content":"x"}]}"#;
+    // A model nothing maps (not catalogued, not listed, no known family): the key's default
+    // model, else a clear error.
+    let body = r#"{"model":"mystery-model-1","max_tokens":8,"messages":[{"role":"user","content":"x"}]}"#;
     let resp = e.post(&d.key, body, &[("x-fake-scenario", "server_error")]).await;
     assert_eq!(resp.status(), 503);
     let id = rid(&resp);
@@ -437,7 +438,7 @@ async fn usage_events_carry_their_cost_and_the_price_list_version() {
     // 1000 in × $3 + 2000 out × $15 + 100k cache reads × $0.30 + 10k cache writes × $3.75 per MTok.
     let resp = e.post(&d.key, body, &[("x-fake-usage", "1000,2000,100000,10000")]).await;
     let ev = e.log.wait_request(&rid(&resp), Duration::from_secs(5)).await;
-    assert_eq!(ev.cost_usd, "0.1005".parse().unwrap());
+    assert_eq!(ev.cost_usd, Some("0.1005".parse().unwrap()));
     assert_eq!(ev.pricing_version, Some(0), "the configured price list is version 0");
 
     let seq = e
@@ -445,7 +446,7 @@ async fn usage_events_carry_their_cost_and_the_price_list_version() {
         .append(Event::PricingSet(PricingSet {
             version: 7,
             models: vec![ModelPrice {
-                model: "claude-sonnet-4".into(),
+                model: "claude-sonnet-4-5".into(),
                 provider: None,
                 region: None,
                 input_per_mtok: "10".parse().unwrap(),
@@ -458,12 +459,12 @@ async fn usage_events_carry_their_cost_and_the_price_list_version() {
     e.wait_applied(seq).await;
     let resp = e.post(&d.key, body, &[("x-fake-usage", "1000,2000,100000,10000")]).await;
     let ev = e.log.wait_request(&rid(&resp), Duration::from_secs(5)).await;
-    assert_eq!(ev.cost_usd, "0.01".parse().unwrap());
+    assert_eq!(ev.cost_usd, Some("0.01".parse().unwrap()));
     assert_eq!(ev.pricing_version, Some(7));
     // Costs already recorded are not recomputed.
     let first =
         e.log.requests().await.into_iter().find(|r| r.pricing_version == Some(0) && r.usage.input_tokens == 1000);
-    assert_eq!(first.unwrap().cost_usd, "0.1005".parse().unwrap());
+    assert_eq!(first.unwrap().cost_usd, Some("0.1005".parse().unwrap()));
 }
 
 /// Bedrock answers costing $0.045 each (10k input × $3 + 1k output × $15 per MTok).
@@ -492,7 +493,7 @@ async fn an_exhausted_budget_stops_bedrock_with_a_clear_429() {
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "x-ccp-provider"), Some("bedrock"));
         let ev = e.log.wait_request(&rid(&resp), Duration::from_secs(5)).await;
-        assert_eq!(ev.cost_usd, "0.045".parse().unwrap());
+        assert_eq!(ev.cost_usd, Some("0.045".parse().unwrap()));
     }
     // $0.09 spent of $0.08: the next Bedrock request is refused (once the spend is seen).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -560,7 +561,7 @@ async fn concurrent_requests_on_two_replicas_overshoot_the_budget_only_by_what_i
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let spent: rust_decimal::Decimal =
-        e.log.requests().await.iter().filter(|r| r.user_id == Some(d.user_id)).map(|r| r.cost_usd).sum();
+        e.log.requests().await.iter().filter(|r| r.user_id == Some(d.user_id)).filter_map(|r| r.cost_usd).sum();
     let per_request: rust_decimal::Decimal = "0.045".parse().unwrap();
     assert!(spent >= limit, "the budget was reached: {spent}");
     // Every replica reads the shared month-to-date tally (each replica's running total, put as
@@ -622,7 +623,7 @@ async fn a_budget_set_later_counts_what_the_user_spent_on_another_replica_before
         .await
         .iter()
         .filter(|r| r.endpoint == ccp_schemas::events::Endpoint::CountTokens)
-        .map(|r| r.cost_usd)
+        .filter_map(|r| r.cost_usd)
         .sum();
     assert_eq!(free, rust_decimal::Decimal::ZERO, "the probes cost nothing");
 }
@@ -647,4 +648,216 @@ async fn streams_that_fail_after_bytes_pass_the_error_through_and_count_for_the_
         }
         assert!(Instant::now() < deadline, "three broken streams did not open the circuit");
     }
+}
+
+const OPUS_5_5_STREAM: &str =
+    r#"{"model":"claude-opus-5-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hello"}]}"#;
+
+/// Claude Code 2.1.332 asks for `claude-opus-5-5`, which this release ships without a Bedrock
+/// target. Without the key's model listing, a 429 fails over to the newest catalogued opus —
+/// recorded as a substitution, and priced as the model that answered, not as the echo.
+#[actix_web::test]
+async fn an_uncatalogued_target_falls_back_to_the_newest_of_its_family() {
+    let e = env("fo_family", |s| s.bedrock.listing_refresh_secs = 0).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    e.bedrock
+        .enqueue(BedrockScenario::text("ok").with_usage(ccp_tests::fake_anthropic::Usage::new(10_000, 1_000, 0, 0)));
+    let resp = e.post(&d.key, OPUS_5_5_STREAM, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-ccp-provider"), Some("bedrock"));
+    let id = rid(&resp);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("event: message_stop"), "{text}");
+    assert_eq!(
+        e.bedrock.requests().last().unwrap().model_id.as_deref(),
+        Some("global.anthropic.claude-opus-4-5-20251101-v1:0"),
+        "never claude-opus-4 (2025-05), the newest opus with a target"
+    );
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert_eq!(ev.bedrock_resolution, Some(ccp_schemas::events::TargetSource::FamilyFallback));
+    assert!(ev.model_substituted);
+    assert_eq!(ev.priced_model.as_deref(), Some("claude-opus-4-5"));
+    // The fake echoes the Claude name inside the id called; the price follows the route.
+    assert_eq!(ev.response_model.as_deref(), Some("claude-opus-4-5-20251101"));
+    // 10k input × $5 + 1k output × $25 per MTok (Opus 4.5).
+    assert_eq!(ev.cost_usd, Some("0.075".parse().unwrap()));
+    assert!(!ev.unpriced);
+
+    // claude-opus-4-8 (Claude Code 2.1.197) is never sent to claude-opus-4.
+    let body = OPUS_5_5_STREAM.replace("claude-opus-5-5", "claude-opus-4-8");
+    let resp = e.post(&d.key, &body, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+    assert_eq!(
+        e.bedrock.requests().last().unwrap().model_id.as_deref(),
+        Some("global.anthropic.claude-opus-4-5-20251101-v1:0")
+    );
+}
+
+/// A model without a price is recorded as unpriced — cost unknown, never $0 — and counted in
+/// the metrics; a request that consumed nothing costs a certain 0.
+#[actix_web::test]
+async fn requests_of_a_model_without_a_price_are_unpriced_not_free() {
+    let e = env("fo_unpriced", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let resp = e.post(&d.key, OPUS_5_5_STREAM, &[("x-fake-usage", "1000,200,0,0")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-ccp-provider"), Some("anthropic"));
+    let id = rid(&resp);
+    resp.text().await.unwrap();
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert!(ev.unpriced, "{ev:?}");
+    assert_eq!(ev.cost_usd, None);
+    assert_eq!(ev.pricing_version, None);
+    assert_eq!(ev.priced_model.as_deref(), Some("claude-opus-5-5"));
+    let metrics = reqwest::get(format!("{}/metrics", e.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ccp_proxy_unpriced_requests_total 1"), "{metrics}");
+    // Priced once the price list has it.
+    let seq = e
+        .log
+        .append(Event::PricingSet(ccp_schemas::events::PricingSet {
+            version: 1,
+            models: vec![ccp_schemas::events::ModelPrice {
+                model: "claude-opus-5-5".into(),
+                provider: None,
+                region: None,
+                input_per_mtok: "5".parse().unwrap(),
+                output_per_mtok: "25".parse().unwrap(),
+                cache_write_per_mtok: "6.25".parse().unwrap(),
+                cache_read_per_mtok: "0.5".parse().unwrap(),
+            }],
+        }))
+        .await;
+    e.wait_applied(seq).await;
+    let resp = e.post(&d.key, OPUS_5_5_STREAM, &[("x-fake-usage", "1000,200,0,0")]).await;
+    let id = rid(&resp);
+    resp.text().await.unwrap();
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert!(!ev.unpriced);
+    assert_eq!(ev.cost_usd, Some("0.01".parse().unwrap()));
+    assert_eq!(ev.pricing_version, Some(1));
+}
+
+/// A developer who interrupts a long answer (Esc closes the stream) is metered for what was
+/// generated so far: the output is estimated from the relayed content and flagged, never left
+/// at the 1 token of `message_start`.
+#[actix_web::test]
+async fn an_interrupted_stream_is_metered_by_an_estimate() {
+    let e = env("fo_interrupt", |_| {}).await;
+    let d = e.dev(None).await;
+    let text = "The quick brown fox jumps over the lazy dog and keeps on running. ".repeat(20);
+    let resp = e
+        .post(
+            &d.key,
+            STREAM_BODY,
+            &[("x-fake-text", text.as_str()), ("x-fake-pace-ms", "40"), ("x-fake-usage", "100,5000,0,0")],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let id = rid(&resp);
+    let mut resp = resp;
+    let mut seen = String::new();
+    while seen.matches("event: content_block_delta").count() < 6 {
+        let chunk = resp.chunk().await.unwrap().expect("the stream ended early");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+    let ev = e.log.wait_request(&id, Duration::from_secs(10)).await;
+    assert_eq!(ev.error_class, Some(ErrorClass::ClientDisconnected));
+    assert!(ev.incomplete && ev.usage_estimated, "{ev:?}");
+    // At least what this client read, at most the whole text (3 bytes a token, rounded up).
+    let read: usize = seen
+        .lines()
+        .filter(|l| l.starts_with("data:") && l.contains("text_delta"))
+        .map(|l| l.split("\"text\":\"").nth(1).map_or(0, |t| t.len().saturating_sub(3)))
+        .sum();
+    let most = text.len().div_ceil(3) as u64;
+    assert!(
+        ev.usage.output_tokens >= (read / 3) as u64 && ev.usage.output_tokens <= most,
+        "{} not in [{}, {most}]",
+        ev.usage.output_tokens,
+        read / 3
+    );
+    assert!(ev.usage.output_tokens > 1);
+    assert_eq!(ev.usage.input_tokens, 100, "from message_start");
+    // Priced and counted like any other.
+    assert!(ev.cost_usd.is_some_and(|c| c > rust_decimal::Decimal::ZERO));
+}
+
+/// A model the catalogue has no Bedrock target for is found in the key's own Bedrock model
+/// listing (ListInferenceProfiles with its API key), in the key's geography, and is not a
+/// substitution. A listing that answers garbage falls back to the family, counted in a metric.
+#[actix_web::test]
+async fn an_uncatalogued_target_is_found_in_the_keys_bedrock_listing() {
+    use ccp_tests::fake_bedrock::{ListingFault, ListingFaultKind};
+    let e = env("fo_listing", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let resp = e.post(&d.key, OPUS_5_5_STREAM, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200);
+    let id = rid(&resp);
+    resp.text().await.unwrap();
+    let invoked: Vec<_> = e.bedrock.requests().into_iter().filter(|r| r.model_id.is_some()).collect();
+    // The key's region is us-east-1: the `us.` profile is preferred to the `global.` one (data
+    // stays in the key's geography, as with catalogue scopes).
+    assert_eq!(invoked.last().unwrap().model_id.as_deref(), Some("us.anthropic.claude-opus-5-5-v1:0"));
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert_eq!(ev.bedrock_resolution, Some(ccp_schemas::events::TargetSource::Listing));
+    assert!(!ev.model_substituted);
+    assert_eq!(ev.priced_model.as_deref(), Some("claude-opus-5-5"));
+    assert!(ev.unpriced && ev.cost_usd.is_none(), "the shipped price list has no price for it: {ev:?}");
+
+    // The listing is cached: a second failover does not read it again.
+    let listings = |e: &Env| e.bedrock.requests().iter().filter(|r| r.model_id.is_none()).count();
+    let before = listings(&e);
+    let resp = e.post(&d.key, OPUS_5_5_STREAM, &[("x-fake-scenario", "rate_limit")]).await;
+    resp.text().await.unwrap();
+    assert_eq!(listings(&e), before);
+
+    // Another key whose listing answers garbage: the family fallback, and a metric.
+    e.bedrock.set_listing_fault(Some(ListingFault::new(ListingFaultKind::Garbage)));
+    let other = e.dev(Some(BEDROCK_KEY)).await;
+    let resp = e.post(&other.key, OPUS_5_5_STREAM, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200);
+    let id = rid(&resp);
+    resp.text().await.unwrap();
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert_eq!(ev.bedrock_resolution, Some(ccp_schemas::events::TargetSource::FamilyFallback));
+    assert_eq!(ev.bedrock_model_id.as_deref(), Some("global.anthropic.claude-opus-4-5-20251101-v1:0"));
+    let metrics = reqwest::get(format!("{}/metrics", e.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"ccp_proxy_bedrock_listings_total{outcome="garbage"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"ccp_proxy_bedrock_resolutions_total{outcome="listing"} 2"#), "{metrics}");
+}
+
+/// A catalogue change is an event every replica applies without a restart: a new model's
+/// Bedrock target is used by the next failover.
+#[actix_web::test]
+async fn a_catalogue_change_applies_to_the_next_failover() {
+    use ccp_schemas::events::{BedrockTarget, CatalogueEntry, ModelCatalogued, ModelFamily};
+    let e = env("fo_catalogue", |s| s.bedrock.listing_refresh_secs = 0).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let body = OPUS_5_5_STREAM.replace("claude-opus-5-5", "claude-sonnet-5-20261201");
+    let seq = e
+        .log
+        .append(Event::ModelCatalogued(ModelCatalogued {
+            entry: CatalogueEntry {
+                id: "claude-sonnet-5".into(),
+                aliases: vec![],
+                family: ModelFamily::Sonnet,
+                bedrock: vec![BedrockTarget {
+                    scope: "us".into(),
+                    model_id: "us.anthropic.claude-opus-4-8-v1:0".into(),
+                }],
+            },
+        }))
+        .await;
+    e.wait_applied(seq).await;
+    let resp = e.post(&d.key, &body, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200);
+    let id = rid(&resp);
+    resp.text().await.unwrap();
+    assert_eq!(e.bedrock.requests().last().unwrap().model_id.as_deref(), Some("us.anthropic.claude-opus-4-8-v1:0"));
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert_eq!(ev.bedrock_resolution, Some(ccp_schemas::events::TargetSource::Catalogue));
+    assert_eq!(ev.priced_model.as_deref(), Some("claude-sonnet-5"), "priced as the entry that routed it");
+    assert!(!ev.model_substituted);
 }

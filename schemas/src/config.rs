@@ -322,9 +322,17 @@ impl Default for ProjectorSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BedrockSettings {
-    /// Anthropic model name (or name prefix) → Bedrock model id or inference profile. The longest
-    /// matching prefix wins (`claude-sonnet-4-5` maps `claude-sonnet-4-5-20250929` too).
-    pub models: std::collections::BTreeMap<String, String>,
+    /// Which model a failover uses, per family, when the requested model has no Bedrock target
+    /// in the catalogue or the key's Bedrock model listing (a catalogue id, e.g. `opus =
+    /// "claude-opus-4-5"`). A family not named here falls back to its newest catalogued model
+    /// with a target for the key's region. Every such request is recorded as substituted.
+    pub family_fallback: std::collections::BTreeMap<crate::events::ModelFamily, String>,
+    /// Seconds between refreshes of a key's Bedrock model listing (ListInferenceProfiles and
+    /// ListFoundationModels with the key's Bedrock API key), used to resolve models the
+    /// catalogue has no target for. 0 turns the listing off.
+    pub listing_refresh_secs: u64,
+    /// Seconds to wait for one listing call.
+    pub listing_timeout_secs: u64,
     /// `anthropic-beta` values passed on to Bedrock as `anthropic_beta`; others are dropped.
     pub allowed_betas: Vec<String>,
     /// Top-level request fields removed before the call (Bedrock rejects them).
@@ -337,18 +345,10 @@ pub struct BedrockSettings {
 
 impl Default for BedrockSettings {
     fn default() -> Self {
-        let models = [
-            ("claude-opus-4-5", "global.anthropic.claude-opus-4-5-20251101-v1:0"),
-            ("claude-opus-4-1", "us.anthropic.claude-opus-4-1-20250805-v1:0"),
-            ("claude-opus-4", "us.anthropic.claude-opus-4-20250514-v1:0"),
-            ("claude-sonnet-4-5", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
-            ("claude-sonnet-4", "global.anthropic.claude-sonnet-4-20250514-v1:0"),
-            ("claude-haiku-4-5", "global.anthropic.claude-haiku-4-5-20251001-v1:0"),
-            ("claude-3-7-sonnet", "us.anthropic.claude-3-7-sonnet-20250219-v1:0"),
-            ("claude-3-5-haiku", "us.anthropic.claude-3-5-haiku-20241022-v1:0"),
-        ];
         Self {
-            models: models.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            family_fallback: std::collections::BTreeMap::new(),
+            listing_refresh_secs: 3600,
+            listing_timeout_secs: 5,
             allowed_betas: [
                 "interleaved-thinking-2025-05-14",
                 "context-1m-2025-08-07",
@@ -399,7 +399,9 @@ impl Default for PricingSettings {
         Self {
             models: vec![
                 price("claude-opus-4-5", 500, 2500, 625, 50),
+                price("claude-opus-4-1", 1500, 7500, 1875, 150),
                 price("claude-opus-4", 1500, 7500, 1875, 150),
+                price("claude-sonnet-4-5", 300, 1500, 375, 30),
                 price("claude-sonnet-4", 300, 1500, 375, 30),
                 price("claude-3-7-sonnet", 300, 1500, 375, 30),
                 price("claude-haiku-4-5", 100, 500, 125, 10),

@@ -12,6 +12,7 @@
 pub mod access_key;
 pub mod admin;
 pub mod alert;
+pub mod catalogue;
 pub mod circuit;
 pub mod pricing;
 pub mod request;
@@ -30,6 +31,7 @@ use crate::subjects::{Aggregate, Namespace};
 pub use access_key::*;
 pub use admin::*;
 pub use alert::*;
+pub use catalogue::*;
 pub use circuit::*;
 pub use pricing::*;
 pub use request::*;
@@ -81,6 +83,8 @@ pub enum Event {
     BedrockApiKeyRotated(BedrockApiKeyRotated),
     BedrockApiKeyRemoved(BedrockApiKeyRemoved),
     PricingSet(PricingSet),
+    ModelCatalogued(ModelCatalogued),
+    ModelRemoved(ModelRemoved),
     AdminLoginSucceeded(AdminLoginSucceeded),
     AdminLoginFailed(AdminLoginFailed),
     AdminCreated(AdminCreated),
@@ -109,6 +113,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "bedrock_api_key_rotated",
     "bedrock_api_key_removed",
     "pricing_set",
+    "model_catalogued",
+    "model_removed",
     "admin_login_succeeded",
     "admin_login_failed",
     "admin_created",
@@ -139,6 +145,8 @@ impl Event {
             Self::BedrockApiKeyRotated(_) => "bedrock_api_key_rotated",
             Self::BedrockApiKeyRemoved(_) => "bedrock_api_key_removed",
             Self::PricingSet(_) => "pricing_set",
+            Self::ModelCatalogued(_) => "model_catalogued",
+            Self::ModelRemoved(_) => "model_removed",
             Self::AdminLoginSucceeded(_) => "admin_login_succeeded",
             Self::AdminLoginFailed(_) => "admin_login_failed",
             Self::AdminCreated(_) => "admin_created",
@@ -174,6 +182,7 @@ impl Event {
             Self::BedrockApiKeyRotated(e) => Aggregate::AccessKey(e.key_id),
             Self::BedrockApiKeyRemoved(e) => Aggregate::AccessKey(e.key_id),
             Self::PricingSet(_) => Aggregate::Pricing,
+            Self::ModelCatalogued(_) | Self::ModelRemoved(_) => Aggregate::Catalogue,
             Self::AdminLoginSucceeded(_) | Self::AdminLoginFailed(_) => Aggregate::AdminAuth,
             Self::AdminCreated(e) => Aggregate::Admin(e.admin_id),
             Self::ApiTokenIssued(e) => Aggregate::Admin(e.admin_id),
@@ -205,6 +214,8 @@ impl Event {
             Self::RequestCompleted(e) => e.user_id,
             Self::AlertRaised(e) => e.user_id,
             Self::PricingSet(_)
+            | Self::ModelCatalogued(_)
+            | Self::ModelRemoved(_)
             | Self::AdminLoginSucceeded(_)
             | Self::AdminLoginFailed(_)
             | Self::AdminCreated(_)
@@ -225,7 +236,11 @@ impl Event {
                 Self::AlertRaised(e) => e.key_id,
                 _ => None,
             },
-            Aggregate::User(_) | Aggregate::Pricing | Aggregate::AdminAuth | Aggregate::Admin(_) => None,
+            Aggregate::User(_)
+            | Aggregate::Pricing
+            | Aggregate::Catalogue
+            | Aggregate::AdminAuth
+            | Aggregate::Admin(_) => None,
         }
     }
 }

@@ -5,11 +5,13 @@
 //! - [`streams`]: JetStream stream and bucket definitions, created idempotently.
 //! - [`migrations`]: numbered ClickHouse migrations and their runner.
 //! - [`secrets`]: access-key and Bedrock-key codecs; the only place secrets are handled.
+//! - [`catalogue`]: the model catalogue (shipped entries + catalogue events) and its matcher.
 //! - [`config`]: typed settings (defaults → TOML file → `CCP__…` environment).
 //! - [`state`]: the fold of admin events into user and access-key state.
 //! - [`ids`]: typed, prefixed identifiers.
 //! - [`telemetry`]: logging, NATS connection and shutdown signals.
 
+pub mod catalogue;
 pub mod config;
 pub mod events;
 #[doc(hidden)]

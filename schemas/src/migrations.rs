@@ -27,6 +27,12 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/0001_initial.sql") },
     Migration { version: 2, name: "usage_rollups", sql: include_str!("../migrations/0002_usage_rollups.sql") },
     Migration { version: 3, name: "plan_limits", sql: include_str!("../migrations/0003_plan_limits.sql") },
+    Migration {
+        version: 4,
+        name: "catalogue_metering",
+        sql: include_str!("../migrations/0004_catalogue_metering.sql"),
+    },
+    Migration { version: 5, name: "rollup_metering", sql: include_str!("../migrations/0005_rollup_metering.sql") },
 ];
 
 /// Whether a statement is an `ALTER TABLE … ADD COLUMN` (which ClickHouse 18.16 cannot write

@@ -23,12 +23,15 @@ impl From<&PricingSet> for PriceList {
 pub const COST_SCALE: u32 = 9;
 
 impl PriceList {
-    /// The most specific entry for a model answered by `provider` in `region`: the longest
-    /// model prefix, then a provider-specific entry, then a region-specific one.
+    /// The most specific entry for a model answered by `provider` in `region`. An entry prices
+    /// the model it names exactly, or that name followed by a `-YYYYMMDD` date
+    /// ([`crate::catalogue::name_matches`]) — never a newer model that merely starts with its
+    /// name; then a provider-specific entry beats a general one, and a region-specific one
+    /// beats both.
     pub fn price_for(&self, model: &str, provider: Provider, region: Option<&str>) -> Option<&ModelPrice> {
         self.models
             .iter()
-            .filter(|p| model.starts_with(p.model.as_str()))
+            .filter(|p| crate::catalogue::name_matches(model, &p.model))
             .filter(|p| p.provider.is_none_or(|pp| pp == provider))
             .filter(|p| p.region.as_deref().is_none_or(|r| Some(r) == region))
             .max_by_key(|p| (p.model.len(), p.provider.is_some(), p.region.is_some()))
@@ -63,7 +66,7 @@ mod tests {
     fn list() -> PriceList {
         let mut models = PricingSettings::default().models;
         models.push(ModelPrice {
-            model: "claude-sonnet-4".into(),
+            model: "claude-sonnet-4-5".into(),
             provider: Some(Provider::Bedrock),
             region: Some("eu-central-1".into()),
             input_per_mtok: Decimal::new(330, 2),
@@ -98,7 +101,10 @@ mod tests {
         let p = l.price_for("claude-opus-4-5-20251101", Provider::Anthropic, None).unwrap();
         assert_eq!(p.model, "claude-opus-4-5");
         let p = l.price_for("claude-opus-4-1-20250805", Provider::Anthropic, None).unwrap();
-        assert_eq!(p.model, "claude-opus-4");
+        assert_eq!(p.model, "claude-opus-4-1");
+        // Never the price of an older model whose name is a prefix.
+        assert!(l.price_for("claude-opus-4-8", Provider::Anthropic, None).is_none());
+        assert!(l.price_for("claude-sonnet-4-6", Provider::Anthropic, None).is_none());
         let eu = l.price_for("claude-sonnet-4-5", Provider::Bedrock, Some("eu-central-1")).unwrap();
         assert_eq!(eu.region.as_deref(), Some("eu-central-1"));
         let us = l.price_for("claude-sonnet-4-5", Provider::Bedrock, Some("us-east-1")).unwrap();

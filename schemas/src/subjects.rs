@@ -13,6 +13,8 @@ pub enum Aggregate {
     AccessKey(AccessKeyId),
     /// The price list (one aggregate).
     Pricing,
+    /// The model catalogue (one aggregate).
+    Catalogue,
     /// Admin logins.
     AdminAuth,
     /// An admin account and its API tokens.
@@ -115,6 +117,7 @@ impl Namespace {
             Aggregate::User(id) => format!("{p}.admin.user.{id}"),
             Aggregate::AccessKey(id) => format!("{p}.admin.access_key.{id}"),
             Aggregate::Pricing => format!("{p}.admin.pricing"),
+            Aggregate::Catalogue => format!("{p}.admin.catalogue"),
             Aggregate::AdminAuth => format!("{p}.admin.auth"),
             Aggregate::Admin(id) => format!("{p}.admin.account.{id}"),
             Aggregate::Request(Some(id)) => format!("{p}.request.{id}"),
@@ -180,6 +183,7 @@ mod tests {
             Aggregate::User(UserId::new()),
             Aggregate::AccessKey(key),
             Aggregate::Pricing,
+            Aggregate::Catalogue,
             Aggregate::AdminAuth,
             Aggregate::Admin(crate::ids::AdminId::new()),
             Aggregate::Request(Some(key)),

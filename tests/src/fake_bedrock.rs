@@ -1,15 +1,20 @@
-//! A fake Amazon Bedrock Runtime that speaks the real wire format of `InvokeModel` and
-//! `InvokeModelWithResponseStream` for Anthropic Claude models, for tests and local runs (the
-//! real service is unreachable here). The real `aws-sdk-bedrockruntime` and boto3 decode its
-//! answers (`tests/tests/fake_bedrock.rs`, `tests/python/check_bedrock_boto3.py`).
+//! A fake Amazon Bedrock that speaks the real wire formats of the Bedrock Runtime operations
+//! `InvokeModel`, `InvokeModelWithResponseStream` and `CountTokens` for Anthropic Claude
+//! models, and of the control plane's `ListInferenceProfiles` and `ListFoundationModels`, for
+//! tests and local runs (the real service is unreachable here). One server answers both
+//! services (their paths do not overlap; point both clients' `endpoint_url` at it). The real
+//! `aws-sdk-bedrockruntime` and boto3 (`bedrock-runtime` and `bedrock`) decode its answers
+//! (`tests/tests/fake_bedrock.rs`, `tests/python/check_bedrock_boto3.py`). The shapes follow
+//! botocore's service models (`bedrock-runtime/2023-09-30`, `bedrock/2023-04-20`).
 //!
 //! [`FakeBedrock::start`] runs it on `127.0.0.1` with an ephemeral port on a thread of its own
 //! (its own actix System), like [`crate::fake_anthropic::FakeAnthropic`]; the
 //! `ccp-fake-bedrock` binary runs it as a process. Every request except the control endpoints
-//! is recorded ([`BedrockRequest`]); the bearer key is never stored, only its SHA-256.
+//! is recorded ([`BedrockRequest`], with its [`BedrockOperation`]); the bearer key is never
+//! stored, only its SHA-256.
 //!
-//! # Endpoints (REST-JSON protocol of Bedrock Runtime)
-//! - `POST /model/{modelId}/invoke`: the model's JSON message, `content-type:
+//! # Endpoints (REST-JSON protocol)
+//! - `POST /model/{modelId}/invoke` (`InvokeModel`): the model's JSON message, `content-type:
 //!   application/json`, headers `x-amzn-requestid`, `x-amzn-bedrock-invocation-latency`,
 //!   `x-amzn-bedrock-input-token-count`, `x-amzn-bedrock-output-token-count` (and the
 //!   `…-cache-read-…`/`…-cache-write-…` counts when not zero).
@@ -18,31 +23,110 @@
 //!   event (headers `:event-type: chunk`, `:content-type: application/json`, `:message-type:
 //!   event`; payload `{"bytes":"<base64 of the event JSON>"}`); the `message_stop` event
 //!   carries `amazon-bedrock-invocationMetrics`. There are no `ping` events.
-//! - anything else: 404 `UnknownOperationException`.
-//! - control (no auth): `POST /_fake/enqueue` (a [`BedrockScenario`] as JSON, or a list),
-//!   `GET /_fake/requests` (the recorded requests as JSON, body as `body_base64` and, when it
-//!   is JSON, `body_json`), `POST /_fake/reset` (forget requests and queued scenarios),
-//!   `POST /_fake/allowed_betas` (a JSON list of strings: the betas accepted from now on).
+//! - `POST /model/{modelId}/count-tokens` (`CountTokens`): body `{"input": {"invokeModel":
+//!   {"body": "<base64 of a Claude request>"}}}` or `{"input": {"converse": {"messages": […],
+//!   …}}}`; answers 200 `{"inputTokens": N}` (`application/json`, no token-count headers).
+//!   The estimate: for `invokeModel`, the decoded body's length in bytes / 100 + 1, which is
+//!   exactly the `input_tokens` `InvokeModel` reports for that body by default; for
+//!   `converse` (accepted minimally: `messages` must be a list, nothing else is checked), the
+//!   length of the `converse` object re-serialized compactly / 100 + 1. A scenario's
+//!   `usage.input_tokens` replaces the estimate.
+//! - `GET /inference-profiles?maxResults=&nextToken=&type=` (`ListInferenceProfiles`): 200
+//!   `{"inferenceProfileSummaries": [InferenceProfileSummary…], "nextToken": "…"}`.
+//!   `type` (`SYSTEM_DEFINED` | `APPLICATION`) filters; without it every profile is listed.
+//!   Without `maxResults` one page holds everything; with it (1..=1000) a page holds at most
+//!   that many and `nextToken` (an opaque URL-safe token, absent on the last page) gives the
+//!   next one. Bad values: 400 `ValidationException` in Coral's form ("1 validation error
+//!   detected: Value '0' at 'maxResults' failed to satisfy constraint: Member must have value
+//!   greater than or equal to 1"); an unknown token: "The provided pagination token is
+//!   invalid.".
+//! - `GET /foundation-models?byProvider=&byCustomizationType=&byOutputModality=&byInferenceType=`
+//!   (`ListFoundationModels`, not paginated): 200 `{"modelSummaries": [FoundationModelSummary…]}`.
+//!   `byProvider` matches `providerName` ignoring case; the others must be in the model's
+//!   enums (else 400 `ValidationException`) and match a member of the summary's list.
+//! - anything else (including `GetFoundationModel`, `GetInferenceProfile`, `Converse`): 404
+//!   `UnknownOperationException`.
 //!
 //! `{modelId}` is percent-decoded (`global.anthropic.claude-sonnet-4-5-20250929-v1%3A0`); an
 //! inference-profile or foundation-model ARN counts by the id after its last `/`.
 //!
+//! # Control endpoints (no auth)
+//! - `POST /_fake/enqueue`: a [`BedrockScenario`] as JSON, or a list; answers `{"queued": N}`.
+//! - `GET /_fake/requests`: the recorded requests as JSON (body as `body_base64` and, when it
+//!   is JSON, `body_json`).
+//! - `POST /_fake/reset`: forgets the requests, the queued scenarios and the listing fault
+//!   (like [`FakeBedrock::clear`]; the catalog, disabled models and allowed betas stay).
+//! - `POST /_fake/allowed_betas` (`GET` reads): a JSON list of strings, the betas accepted
+//!   from now on; answers `{"allowed_betas": […]}`.
+//! - `POST /_fake/disabled_models` (`GET` reads): a JSON list of model ids or Claude names,
+//!   e.g. `["claude-opus-4-1-20250805", "global.anthropic.claude-opus-5-5-v1:0"]`, the models
+//!   NOT enabled for the account from now on (`[]`: all enabled). Each entry stands for the
+//!   Claude name inside it, so it covers every id of that model (foundation model, profiles,
+//!   ARNs). Answers `{"disabled_models": ["claude-opus-4-1-20250805", "claude-opus-5-5"]}`.
+//!   Rust: [`FakeBedrock::set_disabled_models`], [`FakeBedrock::disabled_models`].
+//! - `POST /_fake/catalog` (`GET` reads): replaces what the listings list. The document is
+//!   [`BedrockCatalog`] in the operations' own member names:
+//!   `{"modelSummaries": [{"modelArn", "modelId", "modelName"?, "providerName"?,
+//!   "inputModalities"?, "outputModalities"?, "responseStreamingSupported"?,
+//!   "customizationsSupported"?, "inferenceTypesSupported"?, "modelLifecycle"?: {"status",
+//!   "startOfLifeTime"?, "endOfLifeTime"?, "legacyTime"?, "publicExtendedAccessTime"?}}…],
+//!   "inferenceProfileSummaries": [{"inferenceProfileName", "description"?, "createdAt"?,
+//!   "updatedAt"?, "inferenceProfileArn", "models": [{"modelArn"?}…], "inferenceProfileId",
+//!   "status", "type"}…]}` (`?`: optional; either list may be left out; timestamps are ISO
+//!   8601 strings, served as given), or the string `"default"` for the default catalog.
+//!   Answers `{"modelSummaries": N, "inferenceProfileSummaries": M}`; a document missing a
+//!   required member: 400. Rust: [`FakeBedrock::set_catalog`], [`FakeBedrock::catalog`],
+//!   [`BedrockCatalog::with_claude`].
+//! - `POST /_fake/listing_fault` (`GET` reads): a standing failure of the listings,
+//!   [`ListingFault`]: `{"fault": "garbage" | "access_denied" | "throttling" | "hang",
+//!   "operation"?: "ListInferenceProfiles" | "ListFoundationModels", "delay_ms"?: N}`;
+//!   `null` or `{"fault": null}` clears it. `garbage`: 200 `application/json` whose body is
+//!   not JSON ([`LISTING_GARBAGE`]); `access_denied`: 403 `AccessDeniedException` ("User: …
+//!   is not authorized to perform: bedrock:ListInferenceProfiles because no identity-based
+//!   policy allows …"); `throttling`: 429 `ThrottlingException`; `hang`: the normal answer
+//!   after `delay_ms` (default [`LISTING_HANG_MS`], 60 s: longer than a client timeout;
+//!   dropping the fake does not wait for it). Answers `{"listing_fault": …}`. Rust:
+//!   [`FakeBedrock::set_listing_fault`].
+//!
+//! # The default catalog
+//! [`BedrockCatalog::default`], built from [`DEFAULT_CLAUDE_MODELS`]: Claude Opus 5.5
+//! (`anthropic.claude-opus-5-5-v1:0`, profiles `global.` and `us.`), Opus 4.8 (`global.`,
+//! `us.`), Opus 4.5 (`…-20251101-v1:0`), Sonnet 4.5 (`…-20250929-v1:0`, also `eu.`), Haiku 4.5
+//! (`…-20251001-v1:0`), Opus 4.1 (`…-20250805-v1:0`, `us.` only) and Claude 3 Haiku (`us.`
+//! only; the one model also `ON_DEMAND`). Each foundation model: region `us-east-1`,
+//! provider `Anthropic`, input `TEXT`+`IMAGE`, output `TEXT`, streaming, no customizations,
+//! `inferenceTypesSupported: ["INFERENCE_PROFILE"]`, lifecycle `ACTIVE`. Each profile:
+//! `SYSTEM_DEFINED`, `ACTIVE`, named `<Global|US|EU> Anthropic <model name>`, ARN
+//! `arn:aws:bedrock:us-east-1:123456789012:inference-profile/<id>`, `models` the foundation
+//! models of its regions (`global.` also the region-less ARN, as the real service lists it).
+//! The listings do not consult the disabled models (the real service lists models whatever
+//! the account's access), and the runtime's model-id check does not consult the catalog.
+//!
 //! # Checks, in Bedrock's order (first failure answers)
 //! 1. `Authorization: Bearer <key>` with a key given to [`FakeBedrock::start`] (no keys given:
-//!    any non-empty key). Else 403 `UnrecognizedClientException` ("The security token
-//!    included in the request is invalid."); no `Authorization` at all: 403
-//!    `MissingAuthenticationTokenException`.
-//! 2. The path is one of the two operations (else 404 `UnknownOperationException`).
+//!    any non-empty key), for every operation, the listings included (the real control plane
+//!    accepts Bedrock API keys as bearer tokens too). Else 403 `UnrecognizedClientException`
+//!    ("The security token included in the request is invalid."); no `Authorization` at all:
+//!    403 `MissingAuthenticationTokenException`.
+//! 2. The method and path are one of the operations (else 404 `UnknownOperationException`).
+//!    The listings go on with their fault, then their query checks (see above).
 //! 3. The model id is `[<prefix>.]anthropic.claude-…` with an optional region/`global.`
-//!    prefix; else 400 `ValidationException` "The provided model identifier is invalid." (what
-//!    real Bedrock answers for an unknown id; a 404 `ResourceNotFoundException` can be
-//!    scripted with [`BedrockScenarioName::ResourceNotFound`]).
-//! 4. The body, as Bedrock's Claude schema: a JSON object with `anthropic_version ==
+//!    prefix (dated or not: `global.anthropic.claude-opus-5-5-v1:0` is `claude-opus-5-5`);
+//!    else 400 `ValidationException` "The provided model identifier is invalid." (what real
+//!    Bedrock answers for an unknown id; a 404 `ResourceNotFoundException` can be scripted with
+//!    [`BedrockScenarioName::ResourceNotFound`]).
+//! 4. The model is enabled (not in the disabled models); else 403 `AccessDeniedException`
+//!    "You don't have access to the model with the specified model ID."
+//!    ([`MODEL_ACCESS_DENIED`], what real Bedrock answers for a model without access).
+//! 5. `CountTokens`: `input` is set with exactly one of `invokeModel` (whose `body` is base64)
+//!    or `converse` (with a `messages` list); else 400 `ValidationException`. An `invokeModel`
+//!    body then goes through checks 6 and 7 like an `InvokeModel` body.
+//! 6. The body, as Bedrock's Claude schema: a JSON object with `anthropic_version ==
 //!    "bedrock-2023-05-31"`, `max_tokens` and `messages`, and no top-level key outside
 //!    [`ACCEPTED_BODY_KEYS`] (so `model` and `stream` are refused): 400 `ValidationException`
-//!    "Malformed input request: #: extraneous key [model] is not permitted, please reformat
+//!    "Malformed input request: #: extraneous key \[model\] is not permitted, please reformat
 //!    your input and try again." (all violations, concatenated as Bedrock does).
-//! 5. `anthropic_beta`, if present, is a list of strings each in the allowed list
+//! 7. `anthropic_beta`, if present, is a list of strings each in the allowed list
 //!    ([`DEFAULT_ALLOWED_BETAS`], see [`FakeBedrock::set_allowed_betas`]); else 400
 //!    `ValidationException` "invalid beta flag".
 //!
@@ -50,8 +134,13 @@
 //! coral/com.amazon.bedrock/` (the qualifier real Bedrock appends; SDKs cut it at `:`).
 //!
 //! # Choosing the answer
-//! A request that passes the checks takes the next queued scenario ([`FakeBedrock::enqueue`],
-//! `POST /_fake/enqueue`), else [`BedrockScenarioName::Auto`]: when the last user message
+//! A runtime request (`InvokeModel`, `InvokeModelWithResponseStream`, `CountTokens`) that
+//! passes the checks takes the first queued scenario meant for it ([`FakeBedrock::enqueue`],
+//! `POST /_fake/enqueue`; a scenario with `operation` set is only taken by that operation,
+//! others by any of the three), else [`BedrockScenarioName::Auto`]. Scenarios that answer an
+//! HTTP error (`throttling`, `access_denied`, …, `error`) do so for `CountTokens` too, and
+//! `slow`/`delay_ms` delay it; the others answer the count. The listings take no scenarios
+//! (see the listing fault). For a message: when the last user message
 //! carries a `tool_result`, the text `Tool said: <its text, trimmed>`; else when a tool named
 //! `Bash` is offered and the last user message has a line `run: <command>`, a `tool_use` of
 //! `Bash` with input `{"command": "<command>", "description": "Run the command"}` (`run echo`
@@ -59,6 +148,7 @@
 //! Claude name inside the model id (`global.anthropic.claude-sonnet-4-5-20250929-v1:0` →
 //! `claude-sonnet-4-5-20250929`); ids are `msg_bdrk_…` and `toolu_bdrk_…`.
 
+mod catalog;
 mod eventstream;
 mod respond;
 
@@ -78,6 +168,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use crate::fake_anthropic::Usage;
+pub use catalog::{
+    BedrockCatalog, FoundationModelLifecycle, FoundationModelSummary, InferenceProfileModel, InferenceProfileSummary,
+    CATALOG_ACCOUNT_ID, CATALOG_REGION, DEFAULT_CLAUDE_MODELS,
+};
 pub use eventstream::{decode as decode_event_stream, encode as encode_event_stream, Frame};
 pub use respond::claude_model_name;
 
@@ -97,7 +191,7 @@ pub const ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 /// (`thinking`, `output_config.effort`), "Get validated JSON results" (`output_config`) and
 /// "Compaction" (`context_management`); `metadata` with `user_id` only (Bedrock answers
 /// "metadata.tags: Extra inputs are not permitted" for more, BerriAI/litellm#30629). `model`
-/// and `stream` are refused ("extraneous key [stream] is not permitted", sigoden/aichat#543).
+/// and `stream` are refused ("extraneous key \[stream\] is not permitted", sigoden/aichat#543).
 pub const ACCEPTED_BODY_KEYS: &[&str] = &[
     "anthropic_version",
     "anthropic_beta",
@@ -144,6 +238,104 @@ pub const DEFAULT_ALLOWED_BETAS: &[&str] = &[
     "fine-grained-tool-streaming-2025-05-14",
     "compact-2026-01-12",
 ];
+
+/// Message of the 403 `AccessDeniedException` for a model the account has no access to.
+pub const MODEL_ACCESS_DENIED: &str = "You don't have access to the model with the specified model ID.";
+
+/// An operation the fake serves, by its AWS name (`"CountTokens"` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BedrockOperation {
+    /// `POST /model/{modelId}/invoke`.
+    InvokeModel,
+    /// `POST /model/{modelId}/invoke-with-response-stream`.
+    InvokeModelWithResponseStream,
+    /// `POST /model/{modelId}/count-tokens`.
+    CountTokens,
+    /// `GET /inference-profiles` (control plane).
+    ListInferenceProfiles,
+    /// `GET /foundation-models` (control plane).
+    ListFoundationModels,
+}
+
+impl BedrockOperation {
+    /// The AWS operation name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvokeModel => "InvokeModel",
+            Self::InvokeModelWithResponseStream => "InvokeModelWithResponseStream",
+            Self::CountTokens => "CountTokens",
+            Self::ListInferenceProfiles => "ListInferenceProfiles",
+            Self::ListFoundationModels => "ListFoundationModels",
+        }
+    }
+
+    /// Whether this is a control-plane listing.
+    pub fn is_listing(self) -> bool {
+        matches!(self, Self::ListInferenceProfiles | Self::ListFoundationModels)
+    }
+}
+
+impl std::fmt::Display for BedrockOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a listing fault does (`fault` of [`ListingFault`] in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListingFaultKind {
+    /// 200 with `content-type: application/json` and a body that is not JSON
+    /// ([`LISTING_GARBAGE`]).
+    Garbage,
+    /// 403 `AccessDeniedException` (the IAM message of a caller without
+    /// `bedrock:List…`).
+    AccessDenied,
+    /// 429 `ThrottlingException`.
+    Throttling,
+    /// The normal answer after `delay_ms` (default [`LISTING_HANG_MS`]) before the headers.
+    Hang,
+}
+
+/// The body of the `garbage` listing fault.
+pub const LISTING_GARBAGE: &str = "<html><body>upstream connect error</body></html>";
+
+/// Default delay of the `hang` listing fault, in milliseconds: longer than any client timeout
+/// a test sets.
+pub const LISTING_HANG_MS: u64 = 60_000;
+
+/// A standing failure of the listings (`POST /_fake/listing_fault`), until cleared or reset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingFault {
+    /// What to do.
+    pub fault: ListingFaultKind,
+    /// Only for this listing (default: both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<BedrockOperation>,
+    /// Delay before the answer, in milliseconds (default [`LISTING_HANG_MS`] for `hang`, else
+    /// 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+}
+
+impl ListingFault {
+    /// This fault for both listings.
+    pub fn new(fault: ListingFaultKind) -> Self {
+        Self { fault, operation: None, delay_ms: None }
+    }
+
+    /// Only for `operation`.
+    pub fn only(mut self, operation: BedrockOperation) -> Self {
+        self.operation = Some(operation);
+        self
+    }
+
+    /// With this delay.
+    pub fn with_delay_ms(mut self, ms: u64) -> Self {
+        self.delay_ms = Some(ms);
+        self
+    }
+}
 
 /// What a scenario does (`name` of [`BedrockScenario`] in JSON).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -308,6 +500,9 @@ pub struct BedrockScenario {
     pub stream_exception: Option<String>,
     /// `model` to answer with (default: the Claude name inside the model id).
     pub model: Option<String>,
+    /// Only a request of this operation takes the scenario (`InvokeModel`,
+    /// `InvokeModelWithResponseStream` or `CountTokens`; default: any of the three).
+    pub operation: Option<BedrockOperation>,
 }
 
 impl BedrockScenario {
@@ -416,6 +611,12 @@ impl BedrockScenario {
         self.model = Some(model.into());
         self
     }
+
+    /// Taken only by a request of `operation`.
+    pub fn for_operation(mut self, operation: BedrockOperation) -> Self {
+        self.operation = Some(operation);
+        self
+    }
 }
 
 /// One request the fake received.
@@ -429,6 +630,9 @@ pub struct BedrockRequest {
     pub query: String,
     /// The percent-decoded model id of a `/model/{modelId}/…` path.
     pub model_id: Option<String>,
+    /// The operation asked for (`None`: no operation of the fake, answered 404).
+    #[serde(default)]
+    pub operation: Option<BedrockOperation>,
     /// `invoke-with-response-stream` (rather than `invoke`).
     pub streaming: bool,
     /// Header lines in received order; the credential of `authorization` (and
@@ -445,7 +649,7 @@ pub struct BedrockRequest {
     pub status: u16,
     /// `x-amzn-ErrorType` name answered, or the `:exception-type` a stream ended with.
     pub error_type: Option<String>,
-    /// Usage answered, as far as it was sent.
+    /// Usage answered, as far as it was sent (`CountTokens`: `input_tokens` is the count).
     pub usage: Option<Usage>,
     /// Scenario used (`None` when the request failed a check before one was taken).
     pub scenario: Option<BedrockScenario>,
@@ -498,6 +702,17 @@ struct State {
     requests: Vec<BedrockRequest>,
     queue: VecDeque<BedrockScenario>,
     allowed_betas: Vec<String>,
+    /// Claude names of the models without access.
+    disabled: Vec<String>,
+    catalog: BedrockCatalog,
+    listing_fault: Option<ListingFault>,
+}
+
+/// The Claude name a disabled-model entry stands for: the name inside a model id, else the
+/// entry itself (`claude-opus-4-1-20250805`).
+fn disabled_key(entry: &str) -> String {
+    let entry = entry.trim();
+    claude_model_name(entry).unwrap_or_else(|| entry.to_owned())
 }
 
 impl Shared {
@@ -508,6 +723,9 @@ impl Shared {
                 requests: Vec::new(),
                 queue: VecDeque::new(),
                 allowed_betas: DEFAULT_ALLOWED_BETAS.iter().map(|b| (*b).to_owned()).collect(),
+                disabled: Vec::new(),
+                catalog: BedrockCatalog::default(),
+                listing_fault: None,
             }),
         }
     }
@@ -525,8 +743,11 @@ impl Shared {
         self.lock().requests.push(r);
     }
 
-    pub(crate) fn next_queued(&self) -> Option<BedrockScenario> {
-        self.lock().queue.pop_front()
+    /// The first queued scenario `op` may take (its `operation` unset or `op`).
+    pub(crate) fn next_queued(&self, op: BedrockOperation) -> Option<BedrockScenario> {
+        let mut st = self.lock();
+        let at = st.queue.iter().position(|s| s.operation.is_none_or(|o| o == op))?;
+        st.queue.remove(at)
     }
 
     pub(crate) fn enqueue(&self, s: BedrockScenario) -> usize {
@@ -543,6 +764,42 @@ impl Shared {
         let mut st = self.lock();
         st.requests.clear();
         st.queue.clear();
+        st.listing_fault = None;
+    }
+
+    /// Whether the model with this Claude name is marked as not enabled.
+    pub(crate) fn model_disabled(&self, claude_name: &str) -> bool {
+        self.lock().disabled.iter().any(|d| d == claude_name)
+    }
+
+    pub(crate) fn set_disabled_models(&self, entries: &[String]) {
+        let mut keys: Vec<String> = Vec::new();
+        for key in entries.iter().map(|e| disabled_key(e)) {
+            if !key.is_empty() && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        self.lock().disabled = keys;
+    }
+
+    pub(crate) fn disabled_models(&self) -> Vec<String> {
+        self.lock().disabled.clone()
+    }
+
+    pub(crate) fn catalog(&self) -> BedrockCatalog {
+        self.lock().catalog.clone()
+    }
+
+    pub(crate) fn set_catalog(&self, catalog: BedrockCatalog) {
+        self.lock().catalog = catalog;
+    }
+
+    pub(crate) fn listing_fault(&self) -> Option<ListingFault> {
+        self.lock().listing_fault.clone()
+    }
+
+    pub(crate) fn set_listing_fault(&self, fault: Option<ListingFault>) {
+        self.lock().listing_fault = fault;
     }
 
     pub(crate) fn beta_allowed(&self, beta: &str) -> bool {
@@ -632,9 +889,39 @@ impl FakeBedrock {
         self.shared.enqueue(scenario);
     }
 
-    /// Forgets the recorded requests and the queued scenarios.
+    /// Forgets the recorded requests, the queued scenarios and the listing fault (the
+    /// catalog, the disabled models and the allowed betas stay).
     pub fn clear(&self) {
         self.shared.reset();
+    }
+
+    /// Marks these models as not enabled for the account: `InvokeModel`,
+    /// `InvokeModelWithResponseStream` and `CountTokens` on any id of them answer 403
+    /// `AccessDeniedException`. Each entry is a model id (any of its profile ids, ARNs or the
+    /// foundation model id) or a Claude name (`claude-opus-4-1-20250805`); it stands for the
+    /// Claude name inside. Replaces the previous list (empty: every model enabled).
+    pub fn set_disabled_models(&self, models: &[&str]) {
+        self.shared.set_disabled_models(&models.iter().map(|m| (*m).to_owned()).collect::<Vec<_>>());
+    }
+
+    /// The Claude names of the models marked as not enabled.
+    pub fn disabled_models(&self) -> Vec<String> {
+        self.shared.disabled_models()
+    }
+
+    /// Replaces what `ListFoundationModels` and `ListInferenceProfiles` list.
+    pub fn set_catalog(&self, catalog: BedrockCatalog) {
+        self.shared.set_catalog(catalog);
+    }
+
+    /// What the listings list now.
+    pub fn catalog(&self) -> BedrockCatalog {
+        self.shared.catalog()
+    }
+
+    /// Makes the listings fail this way from now on (`None`: answer normally).
+    pub fn set_listing_fault(&self, fault: Option<ListingFault>) {
+        self.shared.set_listing_fault(fault);
     }
 
     /// Accepts exactly these `anthropic_beta` values from now on.

@@ -606,7 +606,9 @@ impl System {
     /// What the fake Bedrock received.
     pub async fn bedrock_requests(&self) -> Vec<BedrockRequest> {
         let resp = self.http.get(format!("{}/_fake/requests", self.bedrock_url)).send().await.expect("fake");
-        resp.json().await.expect("recorded requests")
+        let all: Vec<BedrockRequest> = resp.json().await.expect("recorded requests");
+        // The model calls; the proxy's reads of the key's model listing are not answers.
+        all.into_iter().filter(|r| r.model_id.is_some()).collect()
     }
 
     // --- ClickHouse ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! The fake Bedrock Runtime, decoded by the real clients: `aws-sdk-bedrockruntime` (bearer
-//! key auth, InvokeModel, InvokeModelWithResponseStream, modeled errors, mid-stream
-//! exceptions) and boto3 (`tests/python/check_bedrock_boto3.py`); plus the raw wire format,
-//! Bedrock's request checks, scenarios, recording, control endpoints and the
+//! key auth, InvokeModel, InvokeModelWithResponseStream, CountTokens, modeled errors,
+//! mid-stream exceptions, models without access) and boto3 (`tests/python/check_bedrock_boto3.py`:
+//! the runtime operations and the control plane's ListInferenceProfiles and
+//! ListFoundationModels); plus the raw wire format, Bedrock's request checks, the listings'
+//! filters, pagination, catalog and faults, scenarios, recording, control endpoints and the
 //! `ccp-fake-bedrock` binary.
 
 // Test helpers fail loudly: a panic here is a failed test with its reason.
@@ -15,17 +17,22 @@ use std::time::{Duration, Instant};
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::config::{Region, Token};
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::operation::count_tokens::CountTokensError;
 use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::InvokeModelWithResponseStreamError;
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
-use aws_sdk_bedrockruntime::types::ResponseStream;
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, ConverseTokensRequest, CountTokensInput, InvokeModelTokensRequest, Message,
+    ResponseStream,
+};
 use aws_sdk_bedrockruntime::Client;
 use base64::Engine as _;
 use ccp_tests::fake_anthropic::TOOL_RAN_OK;
 use ccp_tests::fake_bedrock::{
-    decode_event_stream, sha256_hex, BedrockScenario, BedrockScenarioName, FakeBedrock, Usage, DEFAULT_ALLOWED_BETAS,
-    DEFAULT_TEXT,
+    decode_event_stream, sha256_hex, BedrockCatalog, BedrockOperation, BedrockScenario, BedrockScenarioName,
+    FakeBedrock, ListingFault, ListingFaultKind, Usage, DEFAULT_ALLOWED_BETAS, DEFAULT_TEXT, LISTING_GARBAGE,
+    MODEL_ACCESS_DENIED,
 };
 use serde_json::{json, Value};
 
@@ -518,6 +525,195 @@ async fn sdk_slow_and_paced() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// CountTokens and models without access, through the SDK
+
+/// CountTokens of an InvokeModel body.
+async fn count(client: &Client, model: &str, v: &Value) -> Result<i32, SdkError<CountTokensError>> {
+    let input = CountTokensInput::InvokeModel(InvokeModelTokensRequest::builder().body(blob(v)).build().unwrap());
+    Ok(client.count_tokens().model_id(model).input(input).send().await?.input_tokens())
+}
+
+/// The fake's estimate for a body: its length / 100 + 1.
+fn estimate(v: &Value) -> i32 {
+    i32::try_from(serde_json::to_vec(v).unwrap().len() / 100 + 1).unwrap()
+}
+
+#[tokio::test]
+async fn sdk_count_tokens_matches_what_invoke_reports() {
+    let fake = start();
+    let client = sdk(&fake, KEY);
+    let long = body(json!([{"role": "user", "content": "word ".repeat(400)}]));
+    let n = count(&client, MODEL, &long).await.unwrap();
+    assert_eq!(n, estimate(&long));
+    assert!(n > 20, "{n}");
+    // The count is the input_tokens InvokeModel reports for the same body.
+    let msg = invoke(&client, &long).await.unwrap();
+    assert_eq!(msg["usage"]["input_tokens"], json!(n));
+    assert_eq!(count(&client, MODEL, &hello()).await.unwrap(), estimate(&hello()));
+
+    let r = &fake.requests()[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens");
+    assert_eq!(r.operation, Some(BedrockOperation::CountTokens));
+    assert!(!r.streaming && r.status == 200 && r.key_was(KEY));
+    assert_eq!(r.usage.unwrap().input_tokens, u64::try_from(n).unwrap());
+    // The SDK sends the body as base64 inside `input.invokeModel.body`.
+    let sent = r.body_json().unwrap();
+    let inner =
+        base64::engine::general_purpose::STANDARD.decode(sent["input"]["invokeModel"]["body"].as_str().unwrap());
+    assert_eq!(serde_json::from_slice::<Value>(&inner.unwrap()).unwrap(), long);
+    assert_eq!(fake.requests()[1].operation, Some(BedrockOperation::InvokeModel));
+
+    // The new models' profile ids (no date in them) are Claude ids.
+    for (model, name) in [
+        ("global.anthropic.claude-opus-5-5-v1:0", "claude-opus-5-5"),
+        ("us.anthropic.claude-opus-5-5-v1:0", "claude-opus-5-5"),
+        ("global.anthropic.claude-opus-4-8-v1:0", "claude-opus-4-8"),
+    ] {
+        assert_eq!(count(&client, model, &hello()).await.unwrap(), estimate(&hello()), "{model}");
+        let out = client.invoke_model().model_id(model).body(blob(&hello())).send().await.unwrap();
+        let msg: Value = serde_json::from_slice(out.body().as_ref()).unwrap();
+        assert_eq!(msg["model"], name, "{model}");
+    }
+
+    // The Converse input variant is accepted too.
+    let converse = ConverseTokensRequest::builder()
+        .messages(
+            Message::builder()
+                .role(ConversationRole::User)
+                .content(ContentBlock::Text("say hi".into()))
+                .build()
+                .unwrap(),
+        )
+        .build();
+    let out = client.count_tokens().model_id(MODEL).input(CountTokensInput::Converse(converse)).send().await.unwrap();
+    assert!(out.input_tokens() >= 1);
+    let sent = fake.requests().last().unwrap().body_json().unwrap();
+    assert_eq!(sent["input"]["converse"]["messages"][0]["content"][0]["text"], "say hi");
+
+    // A scenario's usage sets the count; a scenario for another operation is left queued.
+    fake.enqueue(BedrockScenario::text("for invoke").for_operation(BedrockOperation::InvokeModel));
+    fake.enqueue(BedrockScenario::default().with_usage(Usage::new(4242, 0, 0, 0)));
+    assert_eq!(count(&client, MODEL, &hello()).await.unwrap(), 4242);
+    assert_eq!(count(&client, MODEL, &hello()).await.unwrap(), estimate(&hello()));
+    assert_eq!(invoke(&client, &hello()).await.unwrap()["content"][0]["text"], "for invoke");
+}
+
+#[tokio::test]
+async fn sdk_count_tokens_errors() {
+    let fake = start();
+    let err = count(&sdk(&fake, "not-a-key"), MODEL, &hello()).await.unwrap_err();
+    assert_eq!(status_of(&err), 403);
+    let e = err.into_service_error();
+    assert_eq!(e.code(), Some("UnrecognizedClientException"));
+    assert_eq!(e.message(), Some("The security token included in the request is invalid."));
+    let r = &fake.requests()[0];
+    assert!(!r.key_accepted && r.operation == Some(BedrockOperation::CountTokens));
+
+    let client = sdk(&fake, KEY);
+    let err = count(&client, "amazon.nova-pro-v1:0", &hello()).await.unwrap_err();
+    assert_eq!(status_of(&err), 400);
+    match err.into_service_error() {
+        CountTokensError::ValidationException(e) => {
+            assert_eq!(e.message(), Some("The provided model identifier is invalid."))
+        }
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+    // The body is checked as InvokeModel checks it.
+    let mut b = hello();
+    b["stream"] = json!(true);
+    match count(&client, MODEL, &b).await.unwrap_err().into_service_error() {
+        CountTokensError::ValidationException(e) => {
+            assert!(e.message().unwrap().contains("extraneous key [stream] is not permitted"), "{e:?}")
+        }
+        other => panic!("expected ValidationException, got {other:?}"),
+    }
+    let mut b = hello();
+    b["anthropic_beta"] = json!(["claude-code-20250219"]);
+    let e = count(&client, MODEL, &b).await.unwrap_err().into_service_error();
+    assert_eq!(e.message(), Some("invalid beta flag"));
+
+    fake.enqueue(BedrockScenario::throttling());
+    let err = count(&client, MODEL, &hello()).await.unwrap_err();
+    assert_eq!(status_of(&err), 429);
+    assert!(matches!(err.into_service_error(), CountTokensError::ThrottlingException(_)));
+    fake.enqueue(BedrockScenario::access_denied());
+    let err = count(&client, MODEL, &hello()).await.unwrap_err();
+    assert_eq!(status_of(&err), 403);
+    match err.into_service_error() {
+        CountTokensError::AccessDeniedException(e) => assert_eq!(e.message(), Some(MODEL_ACCESS_DENIED)),
+        other => panic!("expected AccessDeniedException, got {other:?}"),
+    }
+    fake.enqueue(BedrockScenario::service_unavailable());
+    assert!(matches!(
+        count(&client, MODEL, &hello()).await.unwrap_err().into_service_error(),
+        CountTokensError::ServiceUnavailableException(_)
+    ));
+    fake.enqueue(BedrockScenario::slow(300));
+    let t = Instant::now();
+    count(&client, MODEL, &hello()).await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn sdk_disabled_model_is_access_denied() {
+    let fake = start();
+    let client = sdk(&fake, KEY);
+    let opus41 = "us.anthropic.claude-opus-4-1-20250805-v1:0";
+    // By Claude name, and by one profile id of a model (which covers its other ids).
+    fake.set_disabled_models(&["claude-opus-4-1-20250805", "global.anthropic.claude-opus-5-5-v1:0"]);
+    assert_eq!(fake.disabled_models(), ["claude-opus-4-1-20250805", "claude-opus-5-5"]);
+    fake.enqueue(BedrockScenario::text("kept"));
+    for model in [opus41, "us.anthropic.claude-opus-5-5-v1:0", "anthropic.claude-opus-4-1-20250805-v1:0"] {
+        let err = client.invoke_model().model_id(model).body(blob(&hello())).send().await.unwrap_err();
+        assert_eq!(status_of(&err), 403, "{model}");
+        match err.into_service_error() {
+            InvokeModelError::AccessDeniedException(e) => assert_eq!(e.message(), Some(MODEL_ACCESS_DENIED)),
+            other => panic!("{model}: expected AccessDeniedException, got {other:?}"),
+        }
+        let err =
+            client.invoke_model_with_response_stream().model_id(model).body(blob(&hello())).send().await.unwrap_err();
+        assert!(matches!(err.into_service_error(), InvokeModelWithResponseStreamError::AccessDeniedException(_)));
+        let err = count(&client, model, &hello()).await.unwrap_err();
+        assert_eq!(status_of(&err), 403);
+        assert!(matches!(err.into_service_error(), CountTokensError::AccessDeniedException(_)));
+    }
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 9);
+    assert!(reqs.iter().all(|r| r.key_accepted
+        && r.status == 403
+        && r.error_type.as_deref() == Some("AccessDeniedException")
+        && r.scenario.is_none()));
+    // Other models still answer, and the denied requests left the scenario queued.
+    assert_eq!(invoke(&client, &hello()).await.unwrap()["content"][0]["text"], "kept");
+
+    // The control endpoint replaces the list; an empty list enables everything again.
+    let c = http();
+    let r: Value = c
+        .post(format!("{}/_fake/disabled_models", fake.url()))
+        .json(&json!([MODEL]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["disabled_models"], json!([MODEL_NAME]));
+    assert!(matches!(
+        count(&client, MODEL, &hello()).await.unwrap_err().into_service_error(),
+        CountTokensError::AccessDeniedException(_)
+    ));
+    count(&client, opus41, &hello()).await.unwrap();
+    c.post(format!("{}/_fake/disabled_models", fake.url())).json(&json!([])).send().await.unwrap();
+    let listed: Value =
+        c.get(format!("{}/_fake/disabled_models", fake.url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["disabled_models"], json!([]));
+    invoke(&client, &hello()).await.unwrap();
+    let bad = c.post(format!("{}/_fake/disabled_models", fake.url())).json(&json!({"x": 1})).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+// ---------------------------------------------------------------------------------------------
 // The raw wire format
 
 fn http() -> reqwest::Client {
@@ -685,6 +881,381 @@ async fn control_endpoints_and_clear() {
     assert!(fake.requests().is_empty());
 }
 
+#[tokio::test]
+async fn wire_count_tokens() {
+    let fake = start();
+    let inner = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&hello()).unwrap());
+    let r = raw_post(&fake, "count-tokens", Some(KEY), &json!({"input": {"invokeModel": {"body": inner}}})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(h(&r, "content-type"), Some("application/json"));
+    assert!(is_uuid(h(&r, "x-amzn-requestid").unwrap()));
+    assert!(h(&r, "x-amzn-bedrock-input-token-count").is_none(), "no invocation headers on CountTokens");
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"inputTokens": estimate(&hello())}));
+
+    for (b, needle) in [
+        (json!({}), "Value null at 'input'"),
+        (json!({"input": {}}), "exactly one of invokeModel or converse"),
+        (json!({"input": {"invokeModel": {"body": "%%%"}}}), "not valid base64"),
+        (json!({"input": {"invokeModel": {"body": inner}, "converse": {"messages": []}}}), "exactly one"),
+    ] {
+        let r = raw_post(&fake, "count-tokens", Some(KEY), &b).await;
+        assert_eq!(r.status(), 400, "{b}");
+        assert!(h(&r, "x-amzn-errortype").unwrap().starts_with("ValidationException:"));
+        let msg = r.json::<Value>().await.unwrap()["message"].as_str().unwrap().to_owned();
+        assert!(msg.contains(needle), "{b}: {msg}");
+    }
+    let r = raw_post(&fake, "count-tokens", None, &json!({})).await;
+    assert_eq!(r.status(), 403);
+    assert!(h(&r, "x-amzn-errortype").unwrap().starts_with("MissingAuthenticationTokenException:"));
+}
+
+async fn raw_get(fake: &FakeBedrock, path_and_query: &str, key: Option<&str>) -> reqwest::Response {
+    let mut req = http().get(format!("{}{path_and_query}", fake.url()));
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    req.send().await.unwrap()
+}
+
+async fn get_json(fake: &FakeBedrock, path_and_query: &str) -> Value {
+    let r = raw_get(fake, path_and_query, Some(KEY)).await;
+    assert_eq!(r.status(), 200, "{path_and_query}");
+    assert_eq!(h(&r, "content-type"), Some("application/json"));
+    assert!(is_uuid(h(&r, "x-amzn-requestid").unwrap()));
+    r.json().await.unwrap()
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+fn profile_ids(page: &Value) -> Vec<String> {
+    page["inferenceProfileSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["inferenceProfileId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn wire_list_inference_profiles_paginates() {
+    let fake = start();
+    let all = get_json(&fake, "/inference-profiles").await;
+    assert_eq!(keys(&all), ["inferenceProfileSummaries"], "no nextToken on the last page");
+    let ids = profile_ids(&all);
+    assert_eq!(ids, fake.catalog().profile_ids());
+    for id in [
+        "global.anthropic.claude-opus-5-5-v1:0",
+        "us.anthropic.claude-opus-5-5-v1:0",
+        "global.anthropic.claude-opus-4-8-v1:0",
+        "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "global.anthropic.claude-opus-4-5-20251101-v1:0",
+        "us.anthropic.claude-opus-4-1-20250805-v1:0",
+    ] {
+        assert!(ids.iter().any(|i| i == id), "{id} in {ids:?}");
+    }
+    let summaries = all["inferenceProfileSummaries"].as_array().unwrap();
+    let opus55 = summaries.iter().find(|p| p["inferenceProfileId"] == "global.anthropic.claude-opus-5-5-v1:0").unwrap();
+    assert_eq!(
+        keys(opus55),
+        [
+            "createdAt",
+            "description",
+            "inferenceProfileArn",
+            "inferenceProfileId",
+            "inferenceProfileName",
+            "models",
+            "status",
+            "type",
+            "updatedAt"
+        ]
+    );
+    assert_eq!(opus55["inferenceProfileName"], "Global Anthropic Claude Opus 5.5");
+    assert_eq!(
+        opus55["inferenceProfileArn"],
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.anthropic.claude-opus-5-5-v1:0"
+    );
+    assert_eq!(opus55["status"], "ACTIVE");
+    assert_eq!(opus55["type"], "SYSTEM_DEFINED");
+    assert_eq!(
+        opus55["models"][0],
+        json!({"modelArn": "arn:aws:bedrock:::foundation-model/anthropic.claude-opus-5-5-v1:0"})
+    );
+    assert_eq!(
+        opus55["models"][1]["modelArn"],
+        "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-opus-5-5-v1:0"
+    );
+    let created = opus55["createdAt"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok(), "ISO 8601: {created}");
+    // Every id listed is one InvokeModel accepts.
+    let client = sdk(&fake, KEY);
+    for id in &ids {
+        client.invoke_model().model_id(id).body(blob(&hello())).send().await.unwrap();
+    }
+
+    // Pages of 5, then of 1, each walk the whole list once.
+    for size in [5, 1] {
+        let mut seen = Vec::new();
+        let mut token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let q = match &token {
+                Some(t) => format!("/inference-profiles?maxResults={size}&nextToken={t}"),
+                None => format!("/inference-profiles?maxResults={size}"),
+            };
+            let page = get_json(&fake, &q).await;
+            let got = profile_ids(&page);
+            assert!(!got.is_empty() && got.len() <= size, "{q}: {got:?}");
+            seen.extend(got);
+            pages += 1;
+            match page.get("nextToken") {
+                Some(t) => token = Some(t.as_str().unwrap().to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids, "pages of {size}");
+        assert_eq!(pages, ids.len().div_ceil(size));
+    }
+    let last = fake.requests().into_iter().last().unwrap();
+    assert_eq!(last.operation, Some(BedrockOperation::ListInferenceProfiles));
+    assert_eq!(last.method, "GET");
+    assert!(last.query.contains("nextToken="), "{}", last.query);
+
+    // `type`, validation, authentication, routing.
+    assert_eq!(profile_ids(&get_json(&fake, "/inference-profiles?type=SYSTEM_DEFINED").await), ids);
+    assert_eq!(get_json(&fake, "/inference-profiles?type=APPLICATION").await["inferenceProfileSummaries"], json!([]));
+    for (q, needle) in [
+        ("maxResults=0", "Value '0' at 'maxResults' failed to satisfy constraint"),
+        ("maxResults=1001", "less than or equal to 1000"),
+        ("type=CUSTOM", "Member must satisfy enum value set: [SYSTEM_DEFINED, APPLICATION]"),
+        ("nextToken=garbage", "pagination token is invalid"),
+    ] {
+        let r = raw_get(&fake, &format!("/inference-profiles?{q}"), Some(KEY)).await;
+        assert_eq!(r.status(), 400, "{q}");
+        assert!(h(&r, "x-amzn-errortype").unwrap().starts_with("ValidationException:"));
+        let msg = r.json::<Value>().await.unwrap()["message"].as_str().unwrap().to_owned();
+        assert!(msg.contains(needle), "{q}: {msg}");
+    }
+    let r = raw_get(&fake, "/inference-profiles", Some("nope")).await;
+    assert_eq!(r.status(), 403);
+    assert!(h(&r, "x-amzn-errortype").unwrap().starts_with("UnrecognizedClientException:"));
+    let r = raw_get(&fake, "/inference-profiles", None).await;
+    assert_eq!(r.status(), 403);
+    assert!(h(&r, "x-amzn-errortype").unwrap().starts_with("MissingAuthenticationTokenException:"));
+    let r = http()
+        .post(format!("{}/inference-profiles", fake.url()))
+        .header("authorization", format!("Bearer {KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn wire_list_foundation_models_filters() {
+    let fake = start();
+    let all = get_json(&fake, "/foundation-models").await;
+    assert_eq!(keys(&all), ["modelSummaries"]);
+    let models = all["modelSummaries"].as_array().unwrap();
+    let ids: Vec<&str> = models.iter().map(|m| m["modelId"].as_str().unwrap()).collect();
+    for id in [
+        "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "anthropic.claude-haiku-4-5-20251001-v1:0",
+        "anthropic.claude-opus-4-5-20251101-v1:0",
+        "anthropic.claude-opus-4-1-20250805-v1:0",
+        "anthropic.claude-opus-5-5-v1:0",
+        "anthropic.claude-opus-4-8-v1:0",
+    ] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    let opus55 = models.iter().find(|m| m["modelId"] == "anthropic.claude-opus-5-5-v1:0").unwrap();
+    assert_eq!(
+        opus55,
+        &json!({
+            "modelArn": "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-opus-5-5-v1:0",
+            "modelId": "anthropic.claude-opus-5-5-v1:0",
+            "modelName": "Claude Opus 5.5",
+            "providerName": "Anthropic",
+            "inputModalities": ["TEXT", "IMAGE"],
+            "outputModalities": ["TEXT"],
+            "responseStreamingSupported": true,
+            "customizationsSupported": [],
+            "inferenceTypesSupported": ["INFERENCE_PROFILE"],
+            "modelLifecycle": {"status": "ACTIVE", "startOfLifeTime": "2026-01-15T00:00:00Z"},
+        })
+    );
+    assert_eq!(get_json(&fake, "/foundation-models?byProvider=anthropic").await, all);
+    assert_eq!(get_json(&fake, "/foundation-models?byProvider=Anthropic&byOutputModality=TEXT").await, all);
+    assert_eq!(get_json(&fake, "/foundation-models?byProvider=Amazon").await, json!({"modelSummaries": []}));
+    assert_eq!(get_json(&fake, "/foundation-models?byOutputModality=EMBEDDING").await, json!({"modelSummaries": []}));
+    let on_demand = get_json(&fake, "/foundation-models?byInferenceType=ON_DEMAND").await;
+    let on_demand: Vec<&str> =
+        on_demand["modelSummaries"].as_array().unwrap().iter().map(|m| m["modelId"].as_str().unwrap()).collect();
+    assert_eq!(on_demand, ["anthropic.claude-3-haiku-20240307-v1:0"]);
+    let r = raw_get(&fake, "/foundation-models?byInferenceType=SOMETIMES", Some(KEY)).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("[ON_DEMAND, PROVISIONED]"));
+    assert_eq!(raw_get(&fake, "/foundation-models", Some("nope")).await.status(), 403);
+    // GetFoundationModel is not served.
+    assert_eq!(raw_get(&fake, "/foundation-models/anthropic.claude-opus-5-5-v1:0", Some(KEY)).await.status(), 404);
+    let r = &fake.requests()[0];
+    assert_eq!((r.operation, r.status), (Some(BedrockOperation::ListFoundationModels), 200));
+}
+
+#[tokio::test]
+async fn catalog_is_replaceable() {
+    let fake = start();
+    let c = http();
+    fake.set_catalog(BedrockCatalog::empty().with_claude(
+        "anthropic.claude-opus-9-v1:0",
+        "Claude Opus 9",
+        &["global", "eu"],
+    ));
+    let page = get_json(&fake, "/inference-profiles").await;
+    assert_eq!(profile_ids(&page), ["global.anthropic.claude-opus-9-v1:0", "eu.anthropic.claude-opus-9-v1:0"]);
+    assert_eq!(page["inferenceProfileSummaries"][1]["inferenceProfileName"], "EU Anthropic Claude Opus 9");
+    let models = get_json(&fake, "/foundation-models").await;
+    assert_eq!(models["modelSummaries"][0]["modelId"], "anthropic.claude-opus-9-v1:0");
+    assert_eq!(models["modelSummaries"].as_array().unwrap().len(), 1);
+
+    // The control endpoint takes the response members themselves.
+    let doc = json!({
+        "modelSummaries": [{
+            "modelArn": "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-x-v1:0",
+            "modelId": "anthropic.claude-x-v1:0",
+            "providerName": "Anthropic",
+            "modelLifecycle": {"status": "LEGACY", "legacyTime": "2026-03-01T00:00:00Z"}
+        }],
+        "inferenceProfileSummaries": [{
+            "inferenceProfileName": "My app profile",
+            "inferenceProfileArn": "arn:aws:bedrock:eu-west-1:111122223333:application-inference-profile/abc123",
+            "models": [{"modelArn": "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-x-v1:0"}],
+            "inferenceProfileId": "abc123",
+            "status": "ACTIVE",
+            "type": "APPLICATION"
+        }]
+    });
+    let r: Value =
+        c.post(format!("{}/_fake/catalog", fake.url())).json(&doc).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r, json!({"modelSummaries": 1, "inferenceProfileSummaries": 1}));
+    assert_eq!(get_json(&fake, "/foundation-models").await, json!({"modelSummaries": doc["modelSummaries"]}));
+    assert_eq!(
+        get_json(&fake, "/inference-profiles?type=APPLICATION").await,
+        json!({"inferenceProfileSummaries": doc["inferenceProfileSummaries"]})
+    );
+    assert_eq!(
+        get_json(&fake, "/inference-profiles?type=SYSTEM_DEFINED").await["inferenceProfileSummaries"],
+        json!([])
+    );
+    let stored: Value = c.get(format!("{}/_fake/catalog", fake.url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stored, doc);
+    assert_eq!(fake.catalog().profile_ids(), ["abc123"]);
+
+    let bad = c.post(format!("{}/_fake/catalog", fake.url())).json(&json!({"modelSummaries": [{"modelId": "x"}]}));
+    assert_eq!(bad.send().await.unwrap().status(), 400, "modelArn is required");
+    assert_eq!(fake.catalog().profile_ids(), ["abc123"], "a refused document changes nothing");
+    // `"default"` restores the default catalog; `clear` keeps the catalog.
+    c.post(format!("{}/_fake/catalog", fake.url())).json(&json!("default")).send().await.unwrap();
+    assert_eq!(fake.catalog(), BedrockCatalog::default());
+    fake.set_catalog(BedrockCatalog::empty());
+    fake.clear();
+    assert_eq!(get_json(&fake, "/foundation-models").await, json!({"modelSummaries": []}));
+}
+
+#[tokio::test]
+async fn listing_faults() {
+    let fake = start();
+    let c = http();
+    fake.set_listing_fault(Some(ListingFault::new(ListingFaultKind::Garbage)));
+    for path in ["/inference-profiles", "/foundation-models"] {
+        let r = raw_get(&fake, path, Some(KEY)).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(h(&r, "content-type"), Some("application/json"));
+        let text = r.text().await.unwrap();
+        assert_eq!(text, LISTING_GARBAGE);
+        assert!(serde_json::from_str::<Value>(&text).is_err());
+    }
+    // The key is still checked first, and the runtime is unaffected.
+    assert_eq!(raw_get(&fake, "/inference-profiles", Some("nope")).await.status(), 403);
+    assert_eq!(raw_post(&fake, "invoke", Some(KEY), &hello()).await.status(), 200);
+
+    fake.set_listing_fault(Some(ListingFault::new(ListingFaultKind::AccessDenied)));
+    let r = raw_get(&fake, "/inference-profiles", Some(KEY)).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        h(&r, "x-amzn-errortype"),
+        Some("AccessDeniedException:http://internal.amazon.com/coral/com.amazon.bedrock/")
+    );
+    let msg = r.json::<Value>().await.unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("is not authorized to perform: bedrock:ListInferenceProfiles"), "{msg}");
+
+    // Through the control endpoint, for one listing only.
+    let r: Value = c
+        .post(format!("{}/_fake/listing_fault", fake.url()))
+        .json(&json!({"fault": "throttling", "operation": "ListFoundationModels"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["listing_fault"], json!({"fault": "throttling", "operation": "ListFoundationModels"}));
+    let r = raw_get(&fake, "/foundation-models", Some(KEY)).await;
+    assert_eq!(r.status(), 429);
+    assert!(h(&r, "x-amzn-errortype").unwrap().starts_with("ThrottlingException:"));
+    get_json(&fake, "/inference-profiles").await;
+
+    // Hang: longer than the client's timeout.
+    c.post(format!("{}/_fake/listing_fault", fake.url()))
+        .json(&json!({"fault": "hang", "delay_ms": 800}))
+        .send()
+        .await
+        .unwrap();
+    let quick = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let t = Instant::now();
+    let err = quick
+        .get(format!("{}/inference-profiles", fake.url()))
+        .header("authorization", format!("Bearer {KEY}"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(t.elapsed() < Duration::from_millis(800));
+    let t = Instant::now();
+    get_json(&fake, "/foundation-models").await;
+    assert!(t.elapsed() >= Duration::from_millis(800), "a patient client gets the answer: {:?}", t.elapsed());
+
+    // `null` (or no fault) clears it; so does `clear`.
+    c.post(format!("{}/_fake/listing_fault", fake.url())).json(&json!(null)).send().await.unwrap();
+    get_json(&fake, "/inference-profiles").await;
+    let bad = c.post(format!("{}/_fake/listing_fault", fake.url())).json(&json!({"fault": "explode"}));
+    assert_eq!(bad.send().await.unwrap().status(), 400);
+    fake.set_listing_fault(Some(ListingFault::new(ListingFaultKind::Throttling)));
+    fake.clear();
+    get_json(&fake, "/inference-profiles").await;
+
+    // The default hang outlasts a client timeout, and dropping the fake does not wait for it.
+    fake.set_listing_fault(Some(
+        ListingFault::new(ListingFaultKind::Hang).only(BedrockOperation::ListInferenceProfiles),
+    ));
+    let t = Instant::now();
+    let err = quick
+        .get(format!("{}/inference-profiles", fake.url()))
+        .header("authorization", format!("Bearer {KEY}"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let t2 = Instant::now();
+    drop(fake);
+    assert!(t2.elapsed() < Duration::from_secs(10), "drop took {:?}", t2.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(15));
+}
+
 #[test]
 fn scenario_names_round_trip() {
     for name in BedrockScenarioName::ALL {
@@ -845,4 +1416,13 @@ fn boto3_decodes_the_fake() {
     assert!(reqs.iter().any(|r| r.streaming && r.status == 200));
     assert!(reqs.iter().all(|r| r.header("authorization").is_some_and(|a| a.starts_with("Bearer "))));
     assert!(reqs.iter().filter(|r| r.key_accepted).count() >= 5);
+    // The runtime client reached CountTokens, the control-plane client both listings, page by
+    // page (maxResults=1: one request per profile, plus the paginator's walk).
+    let ok = |op: BedrockOperation| reqs.iter().filter(|r| r.operation == Some(op) && r.status == 200).count();
+    assert!(ok(BedrockOperation::CountTokens) >= 1);
+    assert!(ok(BedrockOperation::ListInferenceProfiles) >= 2 * fake.catalog().profile_ids().len());
+    assert!(ok(BedrockOperation::ListFoundationModels) >= 2);
+    assert!(reqs
+        .iter()
+        .any(|r| r.operation == Some(BedrockOperation::ListInferenceProfiles) && r.query.contains("nextToken=")));
 }

@@ -2,6 +2,7 @@
 
 pub mod admins;
 pub mod keys;
+pub mod models;
 pub mod ops;
 pub mod queries;
 pub mod self_service;
@@ -67,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     admins::configure(cfg);
     queries::configure(cfg);
     ops::configure(cfg);
+    models::configure(cfg);
 }
 
 fn is_control(c: char) -> bool {

@@ -353,7 +353,7 @@ pub async fn set_pricing(state: web::Data<AppState>, ctx: Ctx, body: Json<SetPri
 }
 
 /// Checks a new price list entry by entry, naming the offending field (`models[2].region`).
-fn check_prices(models: Vec<Price>) -> ApiResult<Vec<Price>> {
+pub(super) fn check_prices(models: Vec<Price>) -> ApiResult<Vec<Price>> {
     if models.is_empty() {
         return Err(ApiError::unprocessable("models", "must have at least one entry"));
     }

@@ -158,10 +158,18 @@ pub struct UsageCounts {
     pub cache_read_tokens: u64,
     /// Tokens written to the prompt cache.
     pub cache_creation_tokens: u64,
-    /// Cost in USD, a decimal string.
+    /// Cost in USD of the priced requests, a decimal string. Requests of a model without a
+    /// price are not in it: see `unpriced_requests`.
     #[serde(with = "rust_decimal::serde::str")]
     #[schema(value_type = String, example = "12.345")]
     pub cost_usd: Decimal,
+    /// Requests that consumed tokens of a model without a price: their cost is unknown (not 0)
+    /// until a price is set; it is not in `cost_usd`.
+    pub unpriced_requests: u64,
+    /// The tokens (all four kinds) of those requests.
+    pub unpriced_tokens: u64,
+    /// Requests whose output tokens are an estimate (the stream ended before the final count).
+    pub estimated_requests: u64,
 }
 
 /// One bucket of one group.
@@ -283,10 +291,21 @@ pub struct RequestDetail {
     pub cache_read_tokens: u64,
     /// Tokens written to the prompt cache.
     pub cache_creation_tokens: u64,
-    /// Cost in USD under `pricing_version`.
-    #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = String, example = "0.0123")]
-    pub cost_usd: Decimal,
+    /// Cost in USD under `pricing_version`; `null` when the model had no price (`unpriced`).
+    #[serde(with = "ccp_schemas::pricing::decimal_str_option")]
+    #[schema(value_type = Option<String>, example = "0.0123")]
+    pub cost_usd: Option<Decimal>,
+    /// The model had no price: the cost is unknown.
+    pub unpriced: bool,
+    /// What the request was priced as: the catalogue entry that routed it.
+    pub priced_model: Option<String>,
+    /// The output tokens are an estimate (the stream ended before the final count).
+    pub usage_estimated: bool,
+    /// On Bedrock: how the model called was found (`catalogue`, `listing`, `family_fallback`,
+    /// `key_default`).
+    pub bedrock_resolution: Option<String>,
+    /// On Bedrock: another model than the one requested answered.
+    pub model_substituted: bool,
     /// The price list used (0: the configured one).
     pub pricing_version: u32,
     /// Request received → last byte sent, in milliseconds.
@@ -800,7 +819,9 @@ impl Source {
 
     const fn model(self) -> &'static str {
         match self {
-            Self::Raw => "if(response_model != '', response_model, requested_model)",
+            Self::Raw => {
+                "if(priced_model != '', priced_model, if(response_model != '', response_model, requested_model))"
+            }
             _ => "model",
         }
     }
@@ -811,13 +832,15 @@ impl Source {
                 "count() AS n_requests, countIf(error_class != '') AS n_errors, sum(fallback) AS n_fallbacks, \
                  sum(input_tokens) AS n_input, sum(output_tokens) AS n_output, \
                  sum(cache_read_tokens) AS n_cache_read, sum(cache_creation_tokens) AS n_cache_creation, \
-                 sum(cost_nanos) AS n_cost"
+                 sum(cost_nanos) AS n_cost, sum(unpriced) AS n_unpriced, sum(unpriced_tokens) AS n_unpriced_tokens, \
+                 sum(usage_estimated) AS n_estimated"
             }
             _ => {
                 "sum(requests) AS n_requests, sum(errors) AS n_errors, sum(fallbacks) AS n_fallbacks, \
                  sum(input_tokens) AS n_input, sum(output_tokens) AS n_output, \
                  sum(cache_read_tokens) AS n_cache_read, sum(cache_creation_tokens) AS n_cache_creation, \
-                 sum(cost_nanos) AS n_cost"
+                 sum(cost_nanos) AS n_cost, sum(unpriced_requests) AS n_unpriced, \
+                 sum(unpriced_tokens) AS n_unpriced_tokens, sum(estimated_requests) AS n_estimated"
             }
         }
     }
@@ -936,6 +959,9 @@ struct UsageDbRow {
     n_cache_read: u64,
     n_cache_creation: u64,
     n_cost: u64,
+    n_unpriced: u64,
+    n_unpriced_tokens: u64,
+    n_estimated: u64,
 }
 
 /// Sums in whole units (cost in nano-dollars), turned into [`UsageCounts`] at the end.
@@ -949,6 +975,9 @@ struct Totals {
     cache_read: u64,
     cache_creation: u64,
     cost_nanos: u64,
+    unpriced: u64,
+    unpriced_tokens: u64,
+    estimated: u64,
 }
 
 impl Totals {
@@ -967,6 +996,9 @@ impl Totals {
         self.cache_read = self.cache_read.saturating_add(r.n_cache_read);
         self.cache_creation = self.cache_creation.saturating_add(r.n_cache_creation);
         self.cost_nanos = self.cost_nanos.saturating_add(r.n_cost);
+        self.unpriced = self.unpriced.saturating_add(r.n_unpriced);
+        self.unpriced_tokens = self.unpriced_tokens.saturating_add(r.n_unpriced_tokens);
+        self.estimated = self.estimated.saturating_add(r.n_estimated);
     }
 
     fn counts(&self) -> UsageCounts {
@@ -979,6 +1011,9 @@ impl Totals {
             cache_read_tokens: self.cache_read,
             cache_creation_tokens: self.cache_creation,
             cost_usd: usd(self.cost_nanos),
+            unpriced_requests: self.unpriced,
+            unpriced_tokens: self.unpriced_tokens,
+            estimated_requests: self.estimated,
         }
     }
 }
@@ -1084,6 +1119,11 @@ struct RequestDbRow {
     session_id: String,
     client_version: String,
     replica: String,
+    unpriced: u8,
+    priced_model: String,
+    usage_estimated: u8,
+    bedrock_resolution: String,
+    model_substituted: u8,
 }
 
 /// `""` → `None`.
@@ -1116,7 +1156,12 @@ impl RequestDbRow {
             output_tokens: self.output_tokens,
             cache_read_tokens: self.cache_read_tokens,
             cache_creation_tokens: self.cache_creation_tokens,
-            cost_usd: usd(self.cost_nanos),
+            cost_usd: (self.unpriced == 0).then(|| usd(self.cost_nanos)),
+            unpriced: self.unpriced != 0,
+            priced_model: text(self.priced_model),
+            usage_estimated: self.usage_estimated != 0,
+            bedrock_resolution: text(self.bedrock_resolution),
+            model_substituted: self.model_substituted != 0,
             pricing_version: self.pricing_version,
             latency_ms: self.latency_ms,
             ttfb_ms: self.ttfb_ms,
@@ -1133,7 +1178,7 @@ const REQUEST_COLUMNS: &str = "event_id, request_id, occurred_at, user_id, key_i
      requested_model, response_model, bedrock_model_id, region, fallback, fallback_reason, status, \
      error_class, stream, incomplete, stop_reason, input_tokens, output_tokens, cache_read_tokens, \
      cache_creation_tokens, cost_nanos, pricing_version, latency_ms, ttfb_ms, session_id, client_version, \
-     replica";
+     replica, unpriced, priced_model, usage_estimated, bedrock_resolution, model_substituted";
 
 /// A user's latest requests since `since`, newest first (only failed-over ones if
 /// `fallbacks_only`): at most `limit`.

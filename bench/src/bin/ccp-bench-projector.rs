@@ -38,7 +38,7 @@ fn event(user: UserId, key: AccessKeyId, i: u64) -> (RequestId, Envelope) {
             cache_read_input_tokens: 20_000,
             cache_creation_input_tokens: 0,
         },
-        cost_usd: rust_decimal::Decimal::new((i % 100_000) as i64, 9),
+        cost_usd: Some(rust_decimal::Decimal::new((i % 100_000) as i64, 9)),
         latency_ms: 1200,
         ttfb_ms: Some(300),
         session_id: Some("bench-session".into()),

@@ -12,7 +12,8 @@
 //!   falls below it again;
 //! - Bedrock auth: one per key from the first refusal until a Bedrock request of that key
 //!   succeeds or its Bedrock API key is replaced;
-//! - anomalies: one per user and window.
+//! - anomalies: one per user and window;
+//! - unpriced model: one per model name, ever (the first request whose tokens had no price).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -45,9 +46,19 @@ pub struct RequestFacts {
     /// What went wrong, if anything.
     #[serde(default)]
     pub error_class: Option<ErrorClass>,
-    /// Cost in USD.
-    #[serde(with = "rust_decimal::serde::str")]
+    /// Cost in USD (an unknown cost, `null`, adds nothing).
+    #[serde(default, deserialize_with = "cost_or_zero")]
     pub cost_usd: Decimal,
+    /// No price covered the model (its cost is unknown).
+    #[serde(default)]
+    pub unpriced: bool,
+    /// What the request was priced as.
+    #[serde(default)]
+    pub priced_model: Option<String>,
+}
+
+fn cost_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    Ok(ccp_schemas::pricing::decimal_str_option::deserialize(d)?.unwrap_or_default())
 }
 
 impl From<&RequestCompleted> for RequestFacts {
@@ -59,7 +70,9 @@ impl From<&RequestCompleted> for RequestFacts {
             provider: r.provider,
             status: r.status,
             error_class: r.error_class,
-            cost_usd: r.cost_usd,
+            cost_usd: r.cost_usd.unwrap_or_default(),
+            unpriced: r.unpriced,
+            priced_model: r.priced_model.clone(),
         }
     }
 }
@@ -211,6 +224,7 @@ impl Rules {
         self.budget(r, at, &mut out);
         self.anomaly(r, at, &mut out);
         self.bedrock_auth(seq, r, at, &mut out);
+        self.unpriced(r, at, &mut out);
         out.retain(|i| self.raised.insert(i.key.clone()));
         out
     }
@@ -347,6 +361,30 @@ impl Rules {
                 r.user_id.map(|u| format!(" (user {})", self.user_name(u))).unwrap_or_default()
             ),
             values: values([("status", json!(r.status)), ("request_id", json!(r.request_id.to_string()))]),
+            at,
+        });
+    }
+
+    fn unpriced(&self, r: &RequestFacts, at: DateTime<Utc>, out: &mut Vec<Incident>) {
+        if !r.unpriced {
+            return;
+        }
+        let model = r.priced_model.as_deref().unwrap_or("(unnamed)");
+        out.push(Incident {
+            rule: AlertRule::UnpricedModel,
+            key: format!("unpriced_model:{model}"),
+            severity: AlertSeverity::Warning,
+            user_id: None,
+            key_id: None,
+            message: format!(
+                "Model `{model}` has no price: its requests are recorded as unpriced (cost unknown) and not counted \
+                 in budgets until a price is set (PUT /v1/pricing, ccpctl pricing set)"
+            ),
+            values: values([
+                ("model", json!(model)),
+                ("provider", json!(r.provider.as_str())),
+                ("request_id", json!(r.request_id.to_string())),
+            ]),
             at,
         });
     }

@@ -25,17 +25,20 @@ pub enum AlertRule {
     SpendAnomaly,
     /// A user's request count in a window is far above their own recent baseline.
     RequestRateAnomaly,
+    /// Tokens were consumed of a model that has no price: its cost is unknown until one is set.
+    UnpricedModel,
 }
 
 impl AlertRule {
     /// Every rule.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::BudgetThreshold,
         Self::CircuitOpen,
         Self::CircuitsOpen,
         Self::BedrockAuthFailed,
         Self::SpendAnomaly,
         Self::RequestRateAnomaly,
+        Self::UnpricedModel,
     ];
 
     /// The snake_case name (subject token, metric label).
@@ -47,6 +50,7 @@ impl AlertRule {
             Self::BedrockAuthFailed => "bedrock_auth_failed",
             Self::SpendAnomaly => "spend_anomaly",
             Self::RequestRateAnomaly => "request_rate_anomaly",
+            Self::UnpricedModel => "unpriced_model",
         }
     }
 }

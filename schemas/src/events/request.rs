@@ -67,6 +67,32 @@ pub enum FallbackReason {
     Routing,
 }
 
+/// How a failover found the Bedrock model id it called, in the order tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetSource {
+    /// The catalogue entry of the requested model has a target for the key's region.
+    Catalogue,
+    /// The key's own Bedrock model listing (inference profiles, foundation models) has it.
+    Listing,
+    /// The family's configured fallback, or its newest catalogued model (a substitution).
+    FamilyFallback,
+    /// The key's default Bedrock model (a substitution unless it is the requested model).
+    KeyDefault,
+}
+
+impl TargetSource {
+    /// The snake_case label (metrics, ClickHouse).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Catalogue => "catalogue",
+            Self::Listing => "listing",
+            Self::FamilyFallback => "family_fallback",
+            Self::KeyDefault => "key_default",
+        }
+    }
+}
+
 /// A small, fixed set of error labels (metrics, ClickHouse, troubleshooting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,6 +143,9 @@ pub enum ErrorClass {
     BedrockModelError,
     /// A bug or an unexpected condition in the proxy.
     Internal,
+    /// The answer's usage could not be read (an encoding or framing the tap cannot decode):
+    /// its tokens are unknown, not zero.
+    UsageUnreadable,
 }
 
 /// Token counts as the provider reported them.
@@ -187,12 +216,35 @@ pub struct RequestCompleted {
     /// Token counts.
     #[serde(default)]
     pub usage: TokenUsage,
-    /// Cost in USD under `pricing_version`, exact; never recomputed.
-    #[serde(with = "rust_decimal::serde::str")]
-    pub cost_usd: Decimal,
-    /// The price list version the cost was computed with (`None`: no price known, cost 0).
+    /// Cost in USD under `pricing_version`, exact; never recomputed. `null` when the model that
+    /// answered has no price (`unpriced`): unknown, never 0. Requests that consumed nothing
+    /// (refused, `count_tokens`) cost 0.
+    ///
+    /// Written as `null` only since catalogue-aware releases: upgrade the readers (projector,
+    /// admin API) before the proxies.
+    #[serde(default, with = "crate::pricing::decimal_str_option")]
+    pub cost_usd: Option<Decimal>,
+    /// The price list version the cost was computed with (`None`: no price was used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing_version: Option<u32>,
+    /// Tokens were consumed but no price covers the model that answered: `cost_usd` is `null`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpriced: bool,
+    /// The model the request was priced (or, when unpriced, would have been priced) as: the
+    /// catalogue entry that routed it, else the requested name — never the provider's echo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priced_model: Option<String>,
+    /// The output tokens are an estimate from the content relayed before the stream ended
+    /// early (client gone or stream cut before the provider's final count).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
+    /// On Bedrock: how the model id called was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock_resolution: Option<TargetSource>,
+    /// On Bedrock: a different model than the one requested answered (family fallback or the
+    /// key's default model).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_substituted: bool,
     /// Request received → last byte sent, in milliseconds.
     pub latency_ms: u64,
     /// Request received → first response byte sent, in milliseconds.

@@ -16,10 +16,12 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::catalog::{self, BedrockCatalog};
 use super::eventstream;
 use super::{
-    sha256_hex, BedrockRequest, BedrockScenario, BedrockScenarioName, Shared, Usage, ACCEPTED_BODY_KEYS,
-    ANTHROPIC_VERSION, BODY_LIMIT, DEFAULT_TEXT,
+    sha256_hex, BedrockOperation, BedrockRequest, BedrockScenario, BedrockScenarioName, ListingFault, ListingFaultKind,
+    Shared, Usage, ACCEPTED_BODY_KEYS, ANTHROPIC_VERSION, BODY_LIMIT, CATALOG_ACCOUNT_ID, DEFAULT_TEXT,
+    LISTING_GARBAGE, LISTING_HANG_MS, MODEL_ACCESS_DENIED,
 };
 use crate::fake_anthropic::respond::{
     input_tokens, json_pieces, offers_bash, run_command, text_pieces, tool_result_text, words,
@@ -58,13 +60,15 @@ pub(crate) async fn handle(req: HttpRequest, payload: web::Payload) -> HttpRespo
     let key = bearer_key(&raw_headers);
     let key_sha256 = key.map(sha256_hex);
     let key_accepted = key_sha256.as_deref().is_some_and(|h| shared.accepts(h));
-    let mut plan = plan(&shared, &raw_headers, key_sha256.is_some(), key_accepted, &route, &body);
+    let query = req.query_string().to_owned();
+    let mut plan = plan(&shared, &raw_headers, key_sha256.is_some(), key_accepted, &route, &query, &body);
     shared.record(BedrockRequest {
         method,
         path,
-        query: req.query_string().to_owned(),
+        query,
         model_id: route.model_id.clone(),
-        streaming: route.streaming,
+        operation: route.op,
+        streaming: route.op == Some(BedrockOperation::InvokeModelWithResponseStream),
         headers: redact(raw_headers),
         body: body.to_vec(),
         key_sha256,
@@ -124,6 +128,49 @@ fn control_endpoint(shared: &Shared, method: &str, what: &str, body: &[u8]) -> H
             Err(e) => bad(format!("not a list of strings: {e}")),
         },
         ("GET", "allowed_betas") => ok(&json!({ "allowed_betas": shared.allowed_betas() })),
+        ("POST", "disabled_models") => match serde_json::from_slice::<Vec<String>>(body) {
+            Ok(models) => {
+                shared.set_disabled_models(&models);
+                ok(&json!({ "disabled_models": shared.disabled_models() }))
+            }
+            Err(e) => bad(format!("not a list of strings: {e}")),
+        },
+        ("GET", "disabled_models") => ok(&json!({ "disabled_models": shared.disabled_models() })),
+        ("POST", "catalog") => {
+            let parsed = match serde_json::from_slice::<Value>(body) {
+                Ok(Value::String(s)) if s == "default" => Ok(BedrockCatalog::default()),
+                Ok(v) => serde_json::from_value::<BedrockCatalog>(v),
+                Err(e) => Err(e),
+            };
+            match parsed {
+                Ok(catalog) => {
+                    let counts = json!({
+                        "modelSummaries": catalog.model_summaries.len(),
+                        "inferenceProfileSummaries": catalog.inference_profile_summaries.len(),
+                    });
+                    shared.set_catalog(catalog);
+                    ok(&counts)
+                }
+                Err(e) => bad(format!("not a catalog: {e}")),
+            }
+        }
+        ("GET", "catalog") => json_response(StatusCode::OK, &shared.catalog()),
+        ("POST", "listing_fault") => {
+            let parsed = match serde_json::from_slice::<Value>(body) {
+                Ok(Value::Null) => Ok(None),
+                Ok(Value::Object(m)) if m.get("fault").is_none_or(Value::is_null) => Ok(None),
+                Ok(v) => serde_json::from_value::<ListingFault>(v).map(Some),
+                Err(e) => Err(e),
+            };
+            match parsed {
+                Ok(fault) => {
+                    shared.set_listing_fault(fault);
+                    ok(&json!({ "listing_fault": shared.listing_fault() }))
+                }
+                Err(e) => bad(format!("not a listing fault: {e}")),
+            }
+        }
+        ("GET", "listing_fault") => ok(&json!({ "listing_fault": shared.listing_fault() })),
         _ => json_response(StatusCode::NOT_FOUND, &json!({ "message": "Not found" })),
     }
 }
@@ -165,31 +212,43 @@ fn redact(headers: Vec<(String, String)>) -> Vec<(String, String)> {
 struct Route {
     /// The decoded model id of a `/model/{modelId}/…` path.
     model_id: Option<String>,
-    streaming: bool,
-    /// `POST` to one of the two operations.
-    known: bool,
+    /// The operation (`None`: the method or path is none of the fake's).
+    op: Option<BedrockOperation>,
 }
 
 impl Route {
     fn parse(method: &str, path: &str) -> Self {
+        match path {
+            "/inference-profiles" => {
+                return Self {
+                    model_id: None,
+                    op: (method == "GET").then_some(BedrockOperation::ListInferenceProfiles),
+                }
+            }
+            "/foundation-models" => {
+                return Self { model_id: None, op: (method == "GET").then_some(BedrockOperation::ListFoundationModels) }
+            }
+            _ => {}
+        }
         let parsed = path.strip_prefix("/model/").and_then(|rest| {
             let (id, op) = rest.rsplit_once('/')?;
-            let streaming = match op {
-                "invoke" => false,
-                "invoke-with-response-stream" => true,
+            let op = match op {
+                "invoke" => BedrockOperation::InvokeModel,
+                "invoke-with-response-stream" => BedrockOperation::InvokeModelWithResponseStream,
+                "count-tokens" => BedrockOperation::CountTokens,
                 _ => return None,
             };
-            Some((percent_decode(id)?, streaming))
+            Some((percent_decode(id)?, op))
         });
         match parsed {
-            Some((id, streaming)) => Self { model_id: Some(id), streaming, known: method == "POST" },
-            None => Self { model_id: None, streaming: false, known: false },
+            Some((id, op)) => Self { model_id: Some(id), op: (method == "POST").then_some(op) },
+            None => Self { model_id: None, op: None },
         }
     }
 }
 
 /// `%XX`-decodes a path segment; `None` if it is not valid UTF-8 or has a bad escape.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -406,6 +465,7 @@ fn plan(
     key_sent: bool,
     key_accepted: bool,
     route: &Route,
+    query: &str,
     body: &[u8],
 ) -> Plan {
     if !key_sent {
@@ -417,31 +477,160 @@ fn plan(
     if !key_accepted {
         return unrecognized();
     }
-    if !route.known {
+    let Some(op) = route.op else {
         return Plan::error(404, "UnknownOperationException", "Unknown operation");
+    };
+    if op.is_listing() {
+        return listing(shared, op, query);
     }
     let Some(model) = route.model_id.as_deref().and_then(claude_model_name) else {
         return Plan::error(400, "ValidationException", "The provided model identifier is invalid.");
     };
-    let request = match validate_body(body) {
+    if shared.model_disabled(&model) {
+        return Plan::error(403, "AccessDeniedException", MODEL_ACCESS_DENIED);
+    }
+    if op == BedrockOperation::CountTokens {
+        return count_tokens(shared, body);
+    }
+    let request = match validate_body(body).and_then(|r| check_betas(shared, r)) {
         Ok(v) => v,
         Err(message) => return Plan::error(400, "ValidationException", &message),
     };
-    if let Some(Value::Array(betas)) = request.get("anthropic_beta") {
-        let all_allowed = betas.iter().all(|b| b.as_str().is_some_and(|b| shared.beta_allowed(b)));
-        if !all_allowed {
-            return Plan::error(400, "ValidationException", "invalid beta flag");
-        }
-    }
-    let scenario = shared.next_queued().unwrap_or_default();
-    let mut plan = answer(&request, body, &scenario, &model, route.streaming);
-    plan.delay = Duration::from_millis(scenario.delay_ms.unwrap_or(if scenario.name == BedrockScenarioName::Slow {
-        1000
-    } else {
-        0
-    }));
+    let scenario = shared.next_queued(op).unwrap_or_default();
+    let mut plan = answer(&request, body, &scenario, &model, op == BedrockOperation::InvokeModelWithResponseStream);
+    plan.delay = scenario_delay(&scenario);
     plan.pace = Duration::from_millis(scenario.pace_ms.unwrap_or(0));
     plan.scenario = Some(scenario);
+    plan
+}
+
+/// The delay before the headers a scenario asks for.
+fn scenario_delay(s: &BedrockScenario) -> Duration {
+    Duration::from_millis(s.delay_ms.unwrap_or(if s.name == BedrockScenarioName::Slow { 1000 } else { 0 }))
+}
+
+/// The request, if its `anthropic_beta` values are all allowed; else Bedrock's message.
+fn check_betas(shared: &Shared, request: Value) -> Result<Value, String> {
+    if let Some(Value::Array(betas)) = request.get("anthropic_beta") {
+        if !betas.iter().all(|b| b.as_str().is_some_and(|b| shared.beta_allowed(b))) {
+            return Err("invalid beta flag".to_owned());
+        }
+    }
+    Ok(request)
+}
+
+/// `CountTokens`: the input is checked (an `invokeModel` body as `InvokeModel`'s), then the
+/// next scenario answers an error or `{"inputTokens": N}`.
+fn count_tokens(shared: &Shared, body: &[u8]) -> Plan {
+    let counted = match count_input(body).and_then(|(n, request)| match request {
+        Some(r) => check_betas(shared, r).map(|_| n),
+        None => Ok(n),
+    }) {
+        Ok(n) => n,
+        Err(message) => return Plan::error(400, "ValidationException", &message),
+    };
+    let scenario = shared.next_queued(BedrockOperation::CountTokens).unwrap_or_default();
+    let mut plan = match scenario_error(&scenario, false) {
+        Some(error) => error,
+        None => {
+            let n = scenario.usage.map_or(counted, |u| u.input_tokens);
+            let mut plan = Plan::new(200);
+            plan.json = Some(serde_json::to_vec(&json!({ "inputTokens": n })).unwrap_or_default());
+            plan.usage = Some(Usage { input_tokens: n, ..Usage::default() });
+            plan
+        }
+    };
+    plan.delay = scenario_delay(&scenario);
+    plan.scenario = Some(scenario);
+    plan
+}
+
+/// The estimate of a `CountTokens` body, and the Claude request of an `invokeModel` input.
+///
+/// `invokeModel`: `body` is base64 of a request `InvokeModel` would accept (same checks); the
+/// count is what `InvokeModel` reports as `input_tokens` for it (its length / 100 + 1).
+/// `converse`: accepted when `messages` is a list (no further checks); the count is the
+/// length of the `converse` object re-serialized compactly / 100 + 1.
+fn count_input(body: &[u8]) -> Result<(u64, Option<Value>), String> {
+    let outer: Value =
+        serde_json::from_slice(body).map_err(|e| format!("The request body is not valid JSON ({e})."))?;
+    let null = |member: &str| {
+        format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null")
+    };
+    let Some(input) = outer.get("input").filter(|v| !v.is_null()) else {
+        return Err(null("input"));
+    };
+    let Value::Object(input) = input else {
+        return Err("The input must be a structure with one of invokeModel or converse.".to_owned());
+    };
+    let set: Vec<&String> = input.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
+    match set.as_slice() {
+        [one] if one.as_str() == "invokeModel" => {
+            let Some(b64) = input.get("invokeModel").and_then(|m| m.get("body")).and_then(Value::as_str) else {
+                return Err(null("input.invokeModel.body"));
+            };
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("input.invokeModel.body is not valid base64 ({e})."))?;
+            let request = validate_body(&decoded)?;
+            Ok((input_tokens(&decoded), Some(request)))
+        }
+        [one] if one.as_str() == "converse" => {
+            let converse = input.get("converse").unwrap_or(&Value::Null);
+            if !converse.get("messages").is_some_and(Value::is_array) {
+                return Err(null("input.converse.messages"));
+            }
+            Ok((input_tokens(&serde_json::to_vec(converse).unwrap_or_default()), None))
+        }
+        _ => Err("The input must set exactly one of invokeModel or converse.".to_owned()),
+    }
+}
+
+/// `ListInferenceProfiles` / `ListFoundationModels`: the listing fault, if any applies, else
+/// the catalog through the query's filters and pagination.
+fn listing(shared: &Shared, op: BedrockOperation, query: &str) -> Plan {
+    let fault = shared.listing_fault().filter(|f| f.operation.is_none_or(|o| o == op));
+    let mut delay = Duration::ZERO;
+    if let Some(f) = &fault {
+        let default_ms = if f.fault == ListingFaultKind::Hang { LISTING_HANG_MS } else { 0 };
+        delay = Duration::from_millis(f.delay_ms.unwrap_or(default_ms));
+    }
+    let mut plan = match fault.map(|f| f.fault) {
+        Some(ListingFaultKind::Garbage) => {
+            let mut plan = Plan::new(200);
+            plan.json = Some(LISTING_GARBAGE.as_bytes().to_vec());
+            plan
+        }
+        Some(ListingFaultKind::AccessDenied) => Plan::error(
+            403,
+            "AccessDeniedException",
+            &format!(
+                "User: arn:aws:iam::{CATALOG_ACCOUNT_ID}:user/fake-bedrock is not authorized to perform: \
+                 bedrock:{op} because no identity-based policy allows the bedrock:{op} action"
+            ),
+        ),
+        Some(ListingFaultKind::Throttling) => {
+            Plan::error(429, "ThrottlingException", "Too many requests, please wait before trying again.")
+        }
+        Some(ListingFaultKind::Hang) | None => {
+            let catalog = shared.catalog();
+            let query = catalog::parse_query(query);
+            let listed = if op == BedrockOperation::ListInferenceProfiles {
+                catalog::list_inference_profiles(&catalog, &query)
+            } else {
+                catalog::list_foundation_models(&catalog, &query)
+            };
+            match listed {
+                Ok(v) => {
+                    let mut plan = Plan::new(200);
+                    plan.json = Some(serde_json::to_vec(&v).unwrap_or_default());
+                    plan
+                }
+                Err((status, kind, message)) => Plan::error(status, kind, &message),
+            }
+        }
+    };
+    plan.delay = delay;
     plan
 }
 
@@ -522,14 +711,15 @@ fn validate_body(body: &[u8]) -> Result<Value, String> {
     }
 }
 
-fn answer(request: &Value, body: &[u8], s: &BedrockScenario, model: &str, stream: bool) -> Plan {
+/// The HTTP error a scenario answers with (`model_stream_error` too when not streaming).
+fn scenario_error(s: &BedrockScenario, stream: bool) -> Option<Plan> {
     if let Some((status, kind, message)) = s.name.http_error() {
         let (status, kind) = if s.name == BedrockScenarioName::Error {
             (s.status.unwrap_or(status), s.error_type.as_deref().unwrap_or(kind))
         } else {
             (status, kind)
         };
-        return Plan::error(status, kind, s.message.as_deref().unwrap_or(message));
+        return Some(Plan::error(status, kind, s.message.as_deref().unwrap_or(message)));
     }
     if s.name == BedrockScenarioName::ModelStreamError && !stream {
         let (status, kind, message) = BedrockScenarioName::ModelError.http_error().unwrap_or((
@@ -537,7 +727,14 @@ fn answer(request: &Value, body: &[u8], s: &BedrockScenario, model: &str, stream
             "ModelErrorException",
             "The model returned an error.",
         ));
-        return Plan::error(status, kind, s.message.as_deref().unwrap_or(message));
+        return Some(Plan::error(status, kind, s.message.as_deref().unwrap_or(message)));
+    }
+    None
+}
+
+fn answer(request: &Value, body: &[u8], s: &BedrockScenario, model: &str, stream: bool) -> Plan {
+    if let Some(error) = scenario_error(s, stream) {
+        return error;
     }
     let model = s.model.clone().unwrap_or_else(|| model.to_owned());
     let content = decide_content(s, request);
@@ -734,6 +931,10 @@ mod tests {
                 Some("claude-haiku-4-5-20251001"),
             ),
             ("us-gov.anthropic.claude-3-haiku-20240307-v1:0", Some("claude-3-haiku-20240307")),
+            ("global.anthropic.claude-opus-5-5-v1:0", Some("claude-opus-5-5")),
+            ("us.anthropic.claude-opus-5-5-v1:0", Some("claude-opus-5-5")),
+            ("global.anthropic.claude-opus-4-8-v1:0", Some("claude-opus-4-8")),
+            ("anthropic.claude-opus-4-8-v1", Some("claude-opus-4-8")),
             ("amazon.nova-pro-v1:0", None),
             ("meta.anthropic.claude-x", None),
             ("Global.anthropic.claude-x", None),
@@ -770,20 +971,50 @@ mod tests {
             "POST",
             "/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream",
         );
-        assert!(r.known && r.streaming);
+        assert_eq!(r.op, Some(BedrockOperation::InvokeModelWithResponseStream));
         assert_eq!(r.model_id.as_deref(), Some("global.anthropic.claude-sonnet-4-5-20250929-v1:0"));
         let r = Route::parse(
             "POST",
             "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.anthropic.claude-x-v1%3A0/invoke",
         );
-        assert!(r.known && !r.streaming);
+        assert_eq!(r.op, Some(BedrockOperation::InvokeModel));
         assert_eq!(
             r.model_id.as_deref(),
             Some("arn:aws:bedrock:us-east-1:1:inference-profile/us.anthropic.claude-x-v1:0")
         );
-        assert!(!Route::parse("GET", "/model/x/invoke").known);
-        assert!(!Route::parse("POST", "/model/x/converse").known);
-        assert!(!Route::parse("POST", "/v1/messages").known);
+        let r = Route::parse("POST", "/model/global.anthropic.claude-opus-5-5-v1%3A0/count-tokens");
+        assert_eq!(r.op, Some(BedrockOperation::CountTokens));
+        assert_eq!(r.model_id.as_deref(), Some("global.anthropic.claude-opus-5-5-v1:0"));
+        assert_eq!(Route::parse("GET", "/inference-profiles").op, Some(BedrockOperation::ListInferenceProfiles));
+        assert_eq!(Route::parse("GET", "/foundation-models").op, Some(BedrockOperation::ListFoundationModels));
+        assert_eq!(Route::parse("POST", "/inference-profiles").op, None);
+        assert_eq!(Route::parse("GET", "/foundation-models/anthropic.claude-x").op, None);
+        assert_eq!(Route::parse("GET", "/model/x/invoke").op, None);
+        assert_eq!(Route::parse("GET", "/model/x/count-tokens").op, None);
+        assert_eq!(Route::parse("POST", "/model/x/converse").op, None);
+        assert_eq!(Route::parse("POST", "/v1/messages").op, None);
+    }
+
+    #[test]
+    fn count_tokens_inputs() {
+        let b64 = |v: &Value| base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap());
+        let inner = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": []});
+        let (n, request) =
+            count_input(&serde_json::to_vec(&json!({"input": {"invokeModel": {"body": b64(&inner)}}})).unwrap())
+                .unwrap();
+        assert_eq!(n, input_tokens(&serde_json::to_vec(&inner).unwrap()));
+        assert_eq!(request, Some(inner));
+        let bad = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": [], "model": "m"});
+        let e = count_input(&serde_json::to_vec(&json!({"input": {"invokeModel": {"body": b64(&bad)}}})).unwrap())
+            .unwrap_err();
+        assert!(e.contains("extraneous key [model]"), "{e}");
+        let converse = json!({"input": {"converse": {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}}});
+        let (n, request) = count_input(&serde_json::to_vec(&converse).unwrap()).unwrap();
+        assert!(n >= 1 && request.is_none());
+        assert!(count_input(br#"{}"#).unwrap_err().contains("at 'input'"));
+        assert!(count_input(br#"{"input":{}}"#).unwrap_err().contains("exactly one"));
+        assert!(count_input(br#"{"input":{"invokeModel":{"body":"!!"}}}"#).unwrap_err().contains("base64"));
+        assert!(count_input(br#"{"input":{"converse":{}}}"#).unwrap_err().contains("converse.messages"));
     }
 
     #[test]

@@ -80,6 +80,43 @@ pub enum Command {
     },
     /// The price list used for costs
     Pricing,
+    /// The model catalogue: list, get, set (Bedrock targets, prices), remove
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every catalogued model with its Bedrock targets and prices (unpriced ones marked)
+    List,
+    /// One model, by its id, an alias or a dated name
+    Get {
+        /// e.g. claude-opus-5-5
+        model: String,
+    },
+    /// Add a model or replace its entry (every proxy routes by it within a second)
+    Set {
+        /// The Anthropic model id, e.g. claude-opus-5-5
+        model: String,
+        /// opus, sonnet or haiku
+        #[arg(long, value_parser = ["opus", "sonnet", "haiku"])]
+        family: String,
+        /// Another name it answers to (repeatable)
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
+        /// A Bedrock target SCOPE=MODEL_ID, scope a region, us/eu/apac/…, global or * (repeatable)
+        #[arg(long, value_name = "SCOPE=MODEL_ID")]
+        bedrock: Vec<String>,
+        /// A price [PROVIDER[@REGION]:]IN/OUT/CACHE_WRITE/CACHE_READ in USD per million tokens
+        /// (repeatable); replaces the model's prices
+        #[arg(long = "price", value_name = "PRICE")]
+        prices: Vec<String>,
+    },
+    /// Remove a model from the catalogue (its requests still go to Anthropic)
+    Remove {
+        /// The model id
+        model: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

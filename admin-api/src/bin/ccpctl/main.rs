@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod input;
 mod keys;
+mod models;
 mod onboard;
 mod output;
 mod reports;
@@ -100,5 +101,6 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Audit(args) => reports::audit(&client, args, out).await,
         Command::Circuit { key_id, reset } => reports::circuit(&client, &key_id, reset, out).await,
         Command::Pricing => reports::pricing(&client, out).await,
+        Command::Models(c) => models::run(&client, c, out).await,
     }
 }

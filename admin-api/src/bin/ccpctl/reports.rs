@@ -58,6 +58,11 @@ const ORDER: &[&str] = &[
     "cache_read_tokens",
     "cache_creation_tokens",
     "cost_usd",
+    "unpriced",
+    "priced_model",
+    "usage_estimated",
+    "bedrock_resolution",
+    "model_substituted",
     "pricing_version",
     "latency_ms",
     "ttfb_ms",
@@ -122,7 +127,7 @@ pub async fn usage(client: &Client, args: UsageArgs, out: Out) -> CliResult<()> 
             _ => text(d),
         })
         .collect();
-    const COUNTS: [(&str, &str); 8] = [
+    const COUNTS: [(&str, &str); 9] = [
         ("requests", "REQUESTS"),
         ("errors", "ERRORS"),
         ("fallbacks", "FALLBACKS"),
@@ -131,6 +136,7 @@ pub async fn usage(client: &Client, args: UsageArgs, out: Out) -> CliResult<()> 
         ("cache_read_tokens", "CACHE_READ"),
         ("cache_creation_tokens", "CACHE_WRITE"),
         ("cost_usd", "COST_USD"),
+        ("unpriced_requests", "UNPRICED"),
     ];
     let cell = |v: &Value| if v.is_null() { "–".to_owned() } else { text(v) };
     let line = |first: String, row: &Value, with_groups: bool| {
@@ -145,7 +151,23 @@ pub async fn usage(client: &Client, args: UsageArgs, out: Out) -> CliResult<()> 
     let mut headers = vec!["BUCKET"];
     headers.extend(group_headers.iter().map(String::as_str));
     headers.extend(COUNTS.iter().map(|(_, h)| *h));
-    out.table(&headers, &table)
+    out.table(&headers, &table)?;
+    let totals = &report["totals"];
+    let unpriced = totals["unpriced_requests"].as_u64().unwrap_or(0);
+    if unpriced > 0 {
+        out.line(&format!(
+            "{unpriced} requests ({} tokens) were of models without a price: their cost is unknown and not in COST_USD \
+             (ccpctl models list shows which; set a price with ccpctl models set)",
+            totals["unpriced_tokens"].as_u64().unwrap_or(0)
+        ))?;
+    }
+    let estimated = totals["estimated_requests"].as_u64().unwrap_or(0);
+    if estimated > 0 {
+        out.line(&format!(
+            "{estimated} requests have estimated output tokens (streams that ended before the final count)"
+        ))?;
+    }
+    Ok(())
 }
 
 /// `budget USER_ID` → `GET /v1/users/{id}/budget`.
