@@ -1546,6 +1546,7 @@
           label: 'Bedrock',
           cell: (k) => [
             k.bedrock_key ? badge('linked', 'ok') : badge('not linked'),
+            k.bedrock_key ? readinessBadge(k.bedrock_key.readiness) : null,
             k.bedrock_key ? h('div', { class: 'small muted', text: `${k.bedrock_key.hint} · ${fmtTime(k.bedrock_key.updated_at)}` }) : null,
             h('div', { class: 'small muted', text: k.bedrock_region || 'default region' }),
           ],
@@ -1555,6 +1556,18 @@
       ],
       rows: u.keys,
     });
+  }
+
+  /** Whether a key's Bedrock API key can take a failover, as last checked. */
+  function readinessBadge(r) {
+    if (!r) return h('div', { class: 'small muted', text: 'failover not checked yet' });
+    const failing = r.models.filter((m) => m.readiness !== 'ready').map((m) => m.model_id);
+    const text = r.readiness === 'ready' ? 'failover ready' : `failover: ${r.readiness.replace(/_/g, ' ')}`;
+    return h(
+      'div',
+      { class: 'readiness', 'data-readiness': r.readiness, title: `checked ${fmtTime(r.checked_at)} in ${r.region}${failing.length ? `; not answering: ${failing.join(', ')}` : ''}` },
+      badge(text, r.readiness === 'ready' ? 'ok' : 'bad')
+    );
   }
 
   function keyActions(u, k, reload) {
@@ -1625,6 +1638,18 @@
           reload();
         }
       }),
+      k.bedrock_key
+        ? button('check-bedrock-key', 'Check failover', async () => {
+            try {
+              const checked = await send('POST', `/v1/keys/${k.key_id}/bedrock-key/check`);
+              const r = checked.bedrock_key && checked.bedrock_key.readiness;
+              toast(r && r.readiness === 'ready' ? `${label}: failover ready.` : `${label}: failover ${r ? r.readiness.replace(/_/g, ' ') : 'not checked'}.`);
+            } catch (e) {
+              toast(`${label}: the check failed (${e.message}).`);
+            }
+            reload();
+          })
+        : null,
       k.bedrock_key
         ? button('remove-bedrock-key', 'Remove Bedrock key', async () => {
             const done = await formDialog({

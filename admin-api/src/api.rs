@@ -212,6 +212,52 @@ pub struct BedrockKeyInfo {
     pub hint: String,
     /// When registered or last rotated.
     pub updated_at: DateTime<Utc>,
+    /// Whether it can take a failover, as last checked (`null`: not checked yet).
+    pub readiness: Option<Readiness>,
+}
+
+/// A Bedrock API key's failover readiness, as a check found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`, `key_refused`, `model_not_enabled`, `throttled` or `unreachable`.
+    #[schema(value_type = String, example = "ready")]
+    pub readiness: ccp_schemas::events::BedrockReadiness,
+    /// When checked.
+    pub checked_at: DateTime<Utc>,
+    /// The AWS region checked.
+    pub region: String,
+    /// Each Bedrock model checked (CountTokens).
+    pub models: Vec<ModelCheck>,
+    /// Whether the key could read its Bedrock model listing.
+    #[schema(value_type = Option<String>)]
+    pub listing: Option<ccp_schemas::events::BedrockReadiness>,
+}
+
+/// One model of a readiness check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModelCheck {
+    /// The Bedrock model or inference-profile id.
+    pub model_id: String,
+    /// What Bedrock answered for it.
+    #[schema(value_type = String, example = "ready")]
+    pub readiness: ccp_schemas::events::BedrockReadiness,
+}
+
+impl Readiness {
+    /// The API shape of a recorded check.
+    pub fn from_state(r: &ccp_schemas::state::ReadinessState) -> Self {
+        Self {
+            readiness: r.readiness,
+            checked_at: r.checked_at,
+            region: r.region.clone(),
+            models: r
+                .models
+                .iter()
+                .map(|m| ModelCheck { model_id: m.model_id.clone(), readiness: m.readiness })
+                .collect(),
+            listing: r.listing,
+        }
+    }
 }
 
 /// An access key as lists show it: prefix and mask, never the key.
@@ -256,10 +302,11 @@ impl Key {
             status: s.status,
             bedrock_region: s.bedrock.region.clone(),
             bedrock_default_model: s.bedrock.default_model.clone(),
-            bedrock_key: s
-                .bedrock_key
-                .as_ref()
-                .map(|b| BedrockKeyInfo { hint: b.hint.as_str().to_owned(), updated_at: b.updated_at }),
+            bedrock_key: s.bedrock_key.as_ref().map(|b| BedrockKeyInfo {
+                hint: b.hint.as_str().to_owned(),
+                updated_at: b.updated_at,
+                readiness: b.readiness.as_ref().map(Readiness::from_state),
+            }),
             created_at: s.created_at,
             updated_at: s.updated_at,
             last_used_at: None,

@@ -151,7 +151,21 @@ pub enum KeyCommand {
     },
     /// Remove the Bedrock API key.
     RemoveBedrockKey,
+    /// Record a readiness check of the Bedrock API key registration `checked` (its sealed
+    /// nonce): refused when the key was replaced or removed meanwhile. A periodic check is
+    /// recorded only when its verdict changed or the last record is a day old at `now`.
+    RecordCheck {
+        /// The check's event (its key and user ids are taken from the state).
+        check: BedrockKeyChecked,
+        /// The registration checked.
+        checked: Vec<u8>,
+        /// When it ran.
+        now: chrono::DateTime<chrono::Utc>,
+    },
 }
+
+/// How long an unchanged periodic verdict goes unrecorded.
+pub const RECHECK_RECORD_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// Decides an access-key command. `owner` is the state of the key's user (for issuing).
 pub fn decide_key(
@@ -214,6 +228,24 @@ pub fn decide_key(
             Some(_) => vec![Event::BedrockApiKeyRemoved(BedrockApiKeyRemoved { key_id, user_id })],
             None => vec![],
         },
+        KeyCommand::RecordCheck { check, checked, now } => {
+            let Some(current) = key.bedrock_key.as_ref() else {
+                return Err(Rejection::Conflict(format!("access key {key_id} has no Bedrock API key")));
+            };
+            if current.sealed.nonce != checked {
+                return Err(Rejection::Conflict(format!(
+                    "the Bedrock API key of {key_id} was replaced during the check; check again"
+                )));
+            }
+            let unchanged = current.readiness.as_ref().is_some_and(|r| {
+                r.readiness == check.readiness && r.models == check.models && now - r.checked_at < RECHECK_RECORD_AFTER
+            });
+            if check.cause == CheckCause::Periodic && unchanged {
+                vec![]
+            } else {
+                vec![Event::BedrockKeyChecked(BedrockKeyChecked { key_id, user_id, ..check })]
+            }
+        }
     })
 }
 

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod json;
 pub mod openapi;
 pub mod query;
+pub mod readiness;
 pub mod routes;
 mod startup;
 pub mod store;

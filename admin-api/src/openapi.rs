@@ -16,7 +16,7 @@ use crate::routes::{admins, keys, models, ops, queries, self_service, users};
         users::create_user, users::list_users, users::get_user, users::update_user,
         users::deactivate_user, users::reactivate_user, users::set_budget, users::set_routing,
         keys::issue_key, keys::list_keys, keys::get_key, keys::revoke_key, keys::rotate_key,
-        keys::set_bedrock_settings, keys::set_bedrock_key, keys::remove_bedrock_key,
+        keys::set_bedrock_settings, keys::set_bedrock_key, keys::remove_bedrock_key, keys::check_bedrock_key,
         ops::get_circuit, ops::reset_circuit, ops::list_circuits, ops::get_pricing, ops::set_pricing,
         models::list_models, models::get_model, models::put_model, models::remove_model,
         queries::usage, queries::get_budget, queries::get_request, queries::audit,

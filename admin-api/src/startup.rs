@@ -51,11 +51,17 @@ impl Application {
         }
         let view = View::new();
         view.start(client.clone(), ns.clone()).await?;
+        let checker = crate::readiness::Checker::new(
+            settings.proxy.bedrock_endpoint_url.as_deref(),
+            &settings.proxy.bedrock_default_region,
+            std::time::Duration::from_secs(settings.bedrock.readiness_timeout_secs.max(1)),
+        )?;
         let state = web::Data::new(AppState {
             store: EventStore::new(client.clone(), ns.clone()),
             view: Arc::clone(&view),
             pepper: pepper.clone(),
             master,
+            checker: Arc::new(checker),
             public_proxy_url: settings.admin.public_proxy_url.clone(),
             // Analytics queries answer within 30 s or fail (a full scan must not hold requests).
             clickhouse: ccp_schemas::migrations::server_client(&settings.clickhouse)
@@ -64,6 +70,10 @@ impl Application {
             settings: settings.clone(),
         });
         bootstrap_admin(&state, &settings, &ns).await?;
+        if settings.bedrock.readiness_check_secs > 0 && state.master.is_some() {
+            let interval = Duration::from_secs(settings.bedrock.readiness_check_secs);
+            tokio::spawn(routes::keys::check_periodically(state.clone(), interval));
+        }
         let idempotency = web::Data::new(crate::idempotency::Idempotency {
             pepper: pepper.clone(),
             records: streams::own_bucket(

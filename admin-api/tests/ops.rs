@@ -378,3 +378,85 @@ async fn a_running_proxy_uses_anthropic_again_after_a_reset() {
     drop(proxy);
     api.finish().await;
 }
+
+/// Failover readiness: a Bedrock API key is checked with calls that cost nothing when it is
+/// registered and on demand; the verdict names a refused key and a model the account has not
+/// enabled, is recorded as an audited event, and shows on the key.
+#[tokio::test]
+async fn bedrock_keys_are_checked_for_failover_readiness() {
+    use ccp_tests::fake_bedrock::FakeBedrock;
+    let fake = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
+    let url = fake.url();
+    let api = AdminApi::start_with("ops_readiness", &[("CCP__PROXY__BEDROCK_ENDPOINT_URL", url.as_str())]).await;
+    let user = api.create_user("rita").await;
+    let (key, _) = api.issue_key(&user).await;
+    let key_id: AccessKeyId = key.parse().unwrap();
+
+    // No Bedrock key: nothing to check.
+    let a = api.post(&format!("/v1/keys/{key}/bedrock-key/check"), json!({})).await;
+    assert_eq!((a.status, a.error_type()), (409, "conflict"), "{}", a.text);
+
+    // Registered: checked at once, in the background.
+    let a = api.put(&format!("/v1/keys/{key}/bedrock-key"), json!({ "api_key": BEDROCK_KEY })).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let readiness = loop {
+        let k = api.get(&format!("/v1/keys/{key}")).await;
+        if !k.body["bedrock_key"]["readiness"].is_null() {
+            break k.body["bedrock_key"]["readiness"].clone();
+        }
+        assert!(Instant::now() < deadline, "no readiness recorded: {}", k.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(readiness["readiness"], "ready", "{readiness}");
+    assert_eq!(readiness["listing"], "ready", "{readiness}");
+    let models: Vec<&str> =
+        readiness["models"].as_array().unwrap().iter().map(|m| m["model_id"].as_str().unwrap()).collect();
+    assert!(models.contains(&"global.anthropic.claude-sonnet-4-5-20250929-v1:0"), "{models:?}");
+    let counted = fake.requests().iter().filter(|r| r.path.ends_with("/count-tokens")).count();
+    assert_eq!(counted, models.len(), "one CountTokens per model");
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| !r.path.ends_with("/invoke") && !r.path.ends_with("/invoke-with-response-stream")),
+        "nothing billable"
+    );
+
+    // The account has not enabled Sonnet 4.5: named on demand.
+    fake.set_disabled_models(&["claude-sonnet-4-5-20250929"]);
+    let a = api.post(&format!("/v1/keys/{key}/bedrock-key/check"), json!({})).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let r = &a.body["bedrock_key"]["readiness"];
+    assert_eq!(r["readiness"], "model_not_enabled", "{r}");
+    let failing: Vec<&str> = r["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["readiness"] != "ready")
+        .map(|m| m["model_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, ["global.anthropic.claude-sonnet-4-5-20250929-v1:0"]);
+
+    // A key Bedrock does not know: refused.
+    let a = api.put(&format!("/v1/keys/{key}/bedrock-key"), json!({ "api_key": "ABSKbm90LWEtcmVhbC1rZXk=" })).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = api.post(&format!("/v1/keys/{key}/bedrock-key/check"), json!({})).await;
+    assert_eq!(a.body["bedrock_key"]["readiness"]["readiness"], "key_refused", "{}", a.text);
+
+    // Every recorded check is an event of the key, with its cause; no secret in any of them.
+    let checks: Vec<_> = api
+        .log
+        .read_all(StreamKind::Admin)
+        .await
+        .into_iter()
+        .filter_map(|(_, e)| match e.event {
+            Event::BedrockKeyChecked(c) if c.key_id == key_id => Some(c),
+            _ => None,
+        })
+        .collect();
+    let causes: Vec<_> = checks.iter().map(|c| c.cause).collect();
+    use ccp_schemas::events::CheckCause;
+    assert!(causes.contains(&CheckCause::Registered) && causes.contains(&CheckCause::OnDemand), "{causes:?}");
+    assert_eq!(checks.last().unwrap().readiness, ccp_schemas::events::BedrockReadiness::KeyRefused);
+    api.finish().await;
+}

@@ -30,6 +30,8 @@ pub struct BedrockRequest {
     pub body: Vec<u8>,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// The body's `max_tokens` (for the budget's reservation).
+    pub max_tokens: Option<u64>,
 }
 
 /// The body rules of [`BedrockSettings`], ready to use.
@@ -60,6 +62,7 @@ impl Rules {
         let mut map: Map<String, Value> =
             serde_json::from_slice(body).map_err(|e| format!("the request body is not a JSON object: {e}"))?;
         let stream = map.remove("stream").and_then(|v| v.as_bool()).unwrap_or(false);
+        let max_tokens = map.get("max_tokens").and_then(Value::as_u64);
         map.remove("model");
         for field in &self.drop_fields {
             map.remove(field);
@@ -89,7 +92,7 @@ impl Rules {
         }
         map.insert("anthropic_version".into(), Value::String(BEDROCK_ANTHROPIC_VERSION.into()));
         let body = serde_json::to_vec(&map).map_err(|e| e.to_string())?;
-        Ok(BedrockRequest { body, stream })
+        Ok(BedrockRequest { body, stream, max_tokens })
     }
 }
 

@@ -45,6 +45,17 @@ pub fn claude_code_shape(body: &[u8]) -> Option<(&str, bool)> {
     Some((model, stream))
 }
 
+/// The `max_tokens` of a Messages body, found without parsing it (the first `"max_tokens":`
+/// followed by a number; Claude Code's bodies have it once, at the top level). `None` when
+/// absent or not a plain number. Used for a budget's reservation, where an approximation is
+/// enough.
+pub(crate) fn max_tokens(body: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(body, b"\"max_tokens\"")? + b"\"max_tokens\"".len();
+    let rest = body[at..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 /// Checks a Messages API body is a JSON object and notes its `model` and `stream`.
 ///
 /// A body in [`claude_code_shape`] is not parsed: checking the whole of it cost 12–25 µs of
@@ -164,6 +175,13 @@ mod tests {
                 prop_assert_eq!(parsed.get("stream").and_then(serde_json::Value::as_bool), Some(stream), "{}", body);
             }
         }
+    }
+
+    #[test]
+    fn max_tokens_is_found_without_parsing() {
+        assert_eq!(super::max_tokens(br#"{"model":"m","max_tokens": 32000,"stream":true}"#), Some(32000));
+        assert_eq!(super::max_tokens(br#"{"max_tokens":"5"}"#), None);
+        assert_eq!(super::max_tokens(br#"{"model":"m"}"#), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use futures_util::StreamExt as _;
 
 use crate::bedrock::{self, Answer, BedrockFailure};
 use crate::error::{ProxyError, REQUEST_ID_HEADER};
-use crate::forward::{answer_error, budget_refusal, header_str, PlanFailure, Shared, Upstream};
+use crate::forward::{answer_error, budget_refusal, header_str, reserve, PlanFailure, Shared, Upstream};
 use crate::listing::Cache;
 use crate::metrics::OutcomeLabels;
 use crate::relay::{TapBody, FALLBACK_REASON_HEADER, PROVIDER_HEADER};
@@ -238,6 +238,12 @@ pub(crate) async fn failover(
     record.region = Some(region.clone());
     record.bedrock_resolution = Some(target.source);
     record.model_substituted = target.substituted;
+    // The budget counts this request while it runs (a Plan reservation is replaced).
+    record.reservation = None;
+    if let Err(err) = reserve(shared, &mut record, target.priced_as.as_deref(), body.len(), request.max_tokens) {
+        drop(api_key);
+        return answer_error(err, record);
+    }
     record.priced_model = target.priced_as;
     let answer = upstream.bedrock.invoke(&api_key, &region, &target.model_id, request).await;
     drop(api_key);

@@ -16,6 +16,7 @@ use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper, KeyPrefix};
 use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
 use ccp_schemas::state::Refusal;
 use futures_util::StreamExt as _;
+use rust_decimal::Decimal;
 
 use crate::bedrock::{BedrockClient, Rules};
 use crate::breaker::{Outcome, Route};
@@ -61,32 +62,97 @@ pub struct Shared {
     pub spend: std::sync::Arc<Spend>,
     /// Which requests an exhausted budget stops.
     pub budget_enforcement: BudgetEnforcement,
+    /// Budget reserved by this replica's requests in flight.
+    pub reservations: std::sync::Arc<crate::reserve::Reservations>,
+    /// Most one request reserves (`budgets.max_reservation_usd`).
+    pub max_reservation_usd: Decimal,
 }
 
-/// 429 when the user's monthly budget is spent (by every replica's finished requests).
+/// 429 when the user's monthly budget is spent (by every replica's finished requests) or
+/// reserved by their requests in flight here.
 pub(crate) fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
     let key = record.key.as_ref()?;
     let limit = key.monthly_limit_usd?;
     let now = chrono::Utc::now();
     let spent = shared.spend.spent_everywhere(key.user_id, now);
-    if spent < limit {
+    let in_flight = shared.reservations.held(key.user_id);
+    if spent + in_flight < limit {
         return None;
     }
+    Some(budget_error(shared, spent, in_flight, Decimal::ZERO, limit, now))
+}
+
+/// The budget's 429, naming what is spent, what is in flight and when the budget resets.
+fn budget_error(
+    shared: &Shared,
+    spent: Decimal,
+    in_flight: Decimal,
+    amount: Decimal,
+    limit: Decimal,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ProxyError {
     let tz = shared.spend.tz();
     let resets = Month::of(now, tz).next().first_day();
+    let (what, retry) = if spent >= limit {
+        ("is used up".to_owned(), "Ask your platform team to raise it.")
+    } else if in_flight > Decimal::ZERO {
+        (
+            format!(
+                "cannot take this request: ${} is reserved by your requests still running",
+                in_flight.round_dp(4).normalize()
+            ),
+            "Try again when they finish, or ask your platform team to raise it.",
+        )
+    } else {
+        (
+            format!(
+                "has ${} left, less than this request may cost (${}, from its max_tokens)",
+                (limit - spent).round_dp(4).normalize(),
+                amount.round_dp(4).normalize()
+            ),
+            "Lower max_tokens, or ask your platform team to raise the budget.",
+        )
+    };
     let mut err = ProxyError::new(
         StatusCode::TOO_MANY_REQUESTS,
         crate::error::ApiErrorType::RateLimit,
         ErrorClass::BudgetExhausted,
         format!(
-            "Your monthly ClaudeCodeProxy budget is used up: ${} spent of ${}. It resets on {resets} ({tz}). \
-             Ask your platform team to raise it.",
+            "Your monthly ClaudeCodeProxy budget {what}: ${} spent of ${}. It resets on {resets} ({tz}). {retry}",
             spent.round_dp(2),
             limit.round_dp(2)
         ),
     );
-    err.no_retry = true;
-    Some(err)
+    err.no_retry = spent >= limit;
+    err
+}
+
+/// Reserves of the user's budget (when they have one) what this request may cost as
+/// `priced_as` on `provider`, for as long as the request runs; refused when the month's spend,
+/// the requests in flight and this one would pass the budget.
+pub(crate) fn reserve(
+    shared: &Shared,
+    record: &mut RequestRecord,
+    priced_as: Option<&str>,
+    body_bytes: usize,
+    max_tokens: Option<u64>,
+) -> Result<(), ProxyError> {
+    let Some((user, limit)) = record.key.as_ref().and_then(|k| Some((k.user_id, k.monthly_limit_usd?))) else {
+        return Ok(());
+    };
+    let prices = shared.keys.prices();
+    let price = priced_as.and_then(|m| prices.price_for(m, record.provider, record.region.as_deref()));
+    let amount = price
+        .map_or(Decimal::ZERO, |p| crate::reserve::estimate(body_bytes, max_tokens, p, shared.max_reservation_usd));
+    let now = chrono::Utc::now();
+    let spent = shared.spend.spent_everywhere(user, now);
+    match shared.reservations.admit(user, amount, spent, limit) {
+        Ok(reservation) => {
+            record.reservation = Some(reservation);
+            Ok(())
+        }
+        Err(refused) => Err(budget_error(shared, spent, refused.in_flight, amount, limit, now)),
+    }
 }
 
 /// One per worker thread (`awc::Client` is not `Send`).
@@ -391,6 +457,16 @@ async fn send(
         }
         Decision::Refuse(refusal) => return refuse(shared, refusal, None, record),
     };
+    // With `budgets.enforce = "all"` a budgeted user's Anthropic requests are admitted against
+    // their budget too, reserved while they run.
+    if shared.budget_enforcement == BudgetEnforcement::All && record.endpoint == Endpoint::Messages {
+        let priced_as = route::plan_priced_as(&shared.keys.catalogue(), record.requested_model.as_deref());
+        record.provider = Provider::Anthropic;
+        if let Err(err) = reserve(shared, &mut record, priced_as.as_deref(), body.len(), crate::body::max_tokens(&body))
+        {
+            return answer_error(err, record);
+        }
+    }
     let outcome = |failure: Option<TripReason>| {
         if let Some(k) = breaker_key {
             shared.circuits.record(k, breaker, failure.map_or(Outcome::Success, Outcome::Failure));

@@ -35,6 +35,7 @@ mod metrics;
 mod publisher;
 mod rate_limits;
 mod relay;
+mod reserve;
 mod route;
 mod routes;
 pub mod spend;

@@ -119,8 +119,31 @@ where
     builder.streaming(wrap(response))
 }
 
+/// The codings the usage tap can read as it streams (`tap::Coding`).
+const READABLE_CODINGS: [&str; 5] = ["gzip", "deflate", "br", "zstd", "identity"];
+
+/// An `Accept-Encoding` value with only the codings the usage tap can read (parameters such as
+/// `q=` kept; `*` and unknown codings dropped), so that every answer's usage can be metered;
+/// `None` when nothing is left (the upstream then answers uncompressed).
+pub fn readable_accept_encoding(value: &HeaderValue) -> Option<HeaderValue> {
+    let text = value.to_str().ok()?;
+    let kept: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| {
+            let token = item.split(';').next().unwrap_or("").trim();
+            READABLE_CODINGS.iter().any(|c| c.eq_ignore_ascii_case(token))
+        })
+        .collect();
+    if kept.len() == text.split(',').count() {
+        return Some(value.clone());
+    }
+    (!kept.is_empty()).then(|| HeaderValue::from_str(&kept.join(", ")).ok()).flatten()
+}
+
 /// The request to Anthropic for `req`: the same method, `<base>/v1/<tail>` with the query as
-/// received, and the [`forwarded_headers`].
+/// received, and the [`forwarded_headers`] (`Accept-Encoding` limited to
+/// [`readable_accept_encoding`]).
 pub fn upstream_request(client: &awc::Client, base: &str, tail: &str, req: &HttpRequest) -> awc::ClientRequest {
     let mut url = String::with_capacity(base.len() + tail.len() + 16);
     url.push_str(base);
@@ -132,6 +155,12 @@ pub fn upstream_request(client: &awc::Client, base: &str, tail: &str, req: &Http
     }
     let mut out = client.request(req.method().clone(), url.as_str());
     for (name, value) in forwarded_headers(req.headers()) {
+        if name == actix_web::http::header::ACCEPT_ENCODING {
+            if let Some(readable) = readable_accept_encoding(value) {
+                out = out.append_header((name.clone(), readable));
+            }
+            continue;
+        }
         out = out.append_header((name.clone(), value.clone()));
     }
     out
@@ -265,7 +294,18 @@ impl<S> Drop for TapBody<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::{forwarded_headers, move_forwarded};
+    use super::{forwarded_headers, move_forwarded, readable_accept_encoding};
+
+    #[test]
+    fn only_codings_the_tap_reads_are_asked_for() {
+        let ask = |v: &'static str| {
+            readable_accept_encoding(&HeaderValue::from_static(v)).map(|h| h.to_str().unwrap().to_owned())
+        };
+        assert_eq!(ask("gzip, deflate, br, zstd").as_deref(), Some("gzip, deflate, br, zstd"));
+        assert_eq!(ask("gzip;q=1.0, compress, x-custom, BR;q=0.5").as_deref(), Some("gzip;q=1.0, BR;q=0.5"));
+        assert_eq!(ask("*").as_deref(), None);
+        assert_eq!(ask("compress").as_deref(), None);
+    }
     use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
     fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

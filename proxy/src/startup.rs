@@ -154,6 +154,8 @@ impl Application {
             },
             spend: spend.clone(),
             budget_enforcement: settings.budgets.enforce,
+            reservations: Arc::default(),
+            max_reservation_usd: settings.budgets.max_reservation_usd,
             circuits,
             anthropic_base,
             max_body_bytes: cfg.max_body_bytes,

@@ -72,6 +72,8 @@ pub struct RequestRecord {
     pub bedrock_resolution: Option<TargetSource>,
     /// A failover called another model than the one requested.
     pub model_substituted: bool,
+    /// What this request holds of its user's budget while it runs.
+    pub reservation: Option<crate::reserve::Reservation>,
     recorder: Recorder,
     finished: bool,
 }
@@ -112,6 +114,7 @@ impl RequestRecord {
             priced_model: None,
             bedrock_resolution: None,
             model_substituted: false,
+            reservation: None,
             recorder: recorder.clone(),
             finished: false,
         }
@@ -238,6 +241,8 @@ impl RequestRecord {
                 .correlated(self.request_id.to_string());
         recorder.spend.emitting(envelope.id);
         recorder.sink.emit(envelope);
+        // Its cost is in the spend now: the reservation is released.
+        self.reservation = None;
     }
 }
 

@@ -861,3 +861,60 @@ async fn a_catalogue_change_applies_to_the_next_failover() {
     assert_eq!(ev.priced_model.as_deref(), Some("claude-sonnet-5"), "priced as the entry that routed it");
     assert!(!ev.model_substituted);
 }
+
+/// Twenty parallel requests at a budget's edge: each is admitted only while the month's spend,
+/// the requests still running and its own estimate fit the budget, so together they cannot
+/// overshoot it by their whole cost (without reservations all twenty were admitted: $0.30 on a
+/// $0.10 budget).
+#[actix_web::test]
+async fn parallel_requests_at_a_budgets_edge_do_not_overshoot_it() {
+    use ccp_schemas::events::BudgetSet;
+    let e = env("budget_parallel", |_| {}).await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let seq = e.log.set_routing(d.user_id, RoutingStrategy::BedrockOnly).await;
+    e.wait_applied(seq).await;
+    let seq = e
+        .log
+        .append(Event::BudgetSet(BudgetSet { user_id: d.user_id, monthly_limit_usd: Some("0.10".parse().unwrap()) }))
+        .await;
+    e.wait_applied(seq).await;
+    // Each answer: 30 input and 1000 output tokens of Sonnet 4.5 ($3 / $15 per MTok) = $0.01509,
+    // after 500 ms, so all twenty are in flight together. Each reserves its estimate: its body
+    // (~150 bytes: ~37 tokens) as input and max_tokens 1000 as output = $0.0151.
+    for _ in 0..20 {
+        e.bedrock.enqueue(
+            BedrockScenario::text("ok")
+                .with_usage(ccp_tests::fake_anthropic::Usage::new(30, 1_000, 0, 0))
+                .with_delay_ms(500),
+        );
+    }
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#;
+    let answers = futures_util::future::join_all((0..20).map(|_| e.post(&d.key, body, &[]))).await;
+    let admitted = answers.iter().filter(|r| r.status() == 200).count();
+    let refused: Vec<_> = answers.iter().filter(|r| r.status() == 429).collect();
+    assert_eq!(admitted + refused.len(), 20);
+    // floor($0.10 / $0.0151) = 6 fit at once.
+    assert_eq!(admitted, 6, "admitted {admitted}");
+    assert_eq!(header(refused[0], "x-should-retry"), None, "retrying later can succeed");
+    let mut cost = rust_decimal::Decimal::ZERO;
+    for r in answers.into_iter().filter(|r| r.status() == 200) {
+        let id = rid(&r);
+        r.text().await.unwrap();
+        cost += e.log.wait_request(&id, Duration::from_secs(5)).await.cost_usd.unwrap();
+    }
+    assert!(cost <= "0.10".parse().unwrap(), "spent ${cost} of a $0.10 budget");
+    let message: serde_json::Value = refused_message(&e, &d.key, body).await;
+    assert!(message.as_str().unwrap().contains("less than this request may cost"), "{message}");
+    // What ran is released: a smaller request fits again ($0.0905 spent, $0.0015 reserved).
+    let small = body.replace("1000", "100");
+    let resp = e.post(&d.key, &small, &[]).await;
+    assert_eq!(resp.status(), 200, "the reservations were released");
+}
+
+/// The message of a budget refusal of `body`.
+async fn refused_message(e: &Env, key: &str, body: &str) -> serde_json::Value {
+    let resp = e.post(key, body, &[]).await;
+    assert_eq!(resp.status(), 429);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    json["error"]["message"].clone()
+}

@@ -772,3 +772,60 @@ async fn a_client_that_leaves_before_the_answer_still_gets_one_usage_event() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(h.log.requests().await.len(), before + 1, "exactly one event for the abandoned request");
 }
+
+/// Every answer is metered: Anthropic is asked only for codings the usage tap reads, and an
+/// answer whose usage cannot be read anyway is counted with an error class and a metric — its
+/// tokens unknown and its cost null, never zero tokens at $0.
+#[actix_web::test]
+async fn answers_are_asked_for_in_readable_codings_and_unreadable_usage_is_flagged() {
+    let h = harness("codings").await;
+    let key = h.key().await;
+    let body =
+        br#"{"model":"claude-sonnet-4-5","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = h
+        .post(
+            &key,
+            "messages",
+            body.to_vec(),
+            &[("accept-encoding", "compress, gzip;q=0.8, x-custom, *"), ("x-fake-compress", "gzip")],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let rid = request_id(&resp);
+    resp.bytes().await.unwrap();
+    let sent = h.fake.requests();
+    let asked = sent.last().unwrap().header("accept-encoding").map(str::to_owned);
+    assert_eq!(asked.as_deref(), Some("gzip;q=0.8"));
+    let e = h.log.wait_request(&rid, Duration::from_secs(5)).await;
+    assert!(e.usage.output_tokens > 0 && e.error_class.is_none(), "{e:?}");
+
+    // An upstream that answers in a coding the tap cannot decode regardless.
+    let url = raw_upstream(SSE.as_bytes().to_vec(), Some("compress"), "").await;
+    let settings = proxy_settings("codings_raw", &url);
+    let log = Log::new(&settings).await;
+    let proxy = start_with(settings).await;
+    let (_, _, key) = log.user_with_key("ursula").await;
+    let key = key.expose().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let resp = loop {
+        let resp = reqwest::Client::new()
+            .post(format!("{proxy}/ak/{key}/v1/messages"))
+            .header("content-type", "application/json")
+            .body(&body[..])
+            .send()
+            .await
+            .unwrap();
+        if resp.status() != 401 || Instant::now() > deadline {
+            break resp;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(resp.status(), 200);
+    let rid = request_id(&resp);
+    resp.bytes().await.unwrap();
+    let e = log.wait_request(&rid, Duration::from_secs(5)).await;
+    assert_eq!(e.error_class, Some(ErrorClass::UsageUnreadable), "{e:?}");
+    assert_eq!(e.cost_usd, None, "unknown, not $0");
+    let metrics = reqwest::get(format!("{proxy}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ccp_proxy_unreadable_usage_requests_total 1"), "{metrics}");
+}

@@ -333,6 +333,11 @@ pub struct BedrockSettings {
     pub listing_refresh_secs: u64,
     /// Seconds to wait for one listing call.
     pub listing_timeout_secs: u64,
+    /// Seconds between the admin API's readiness checks of every registered Bedrock API key
+    /// (CountTokens and the model listing: calls that cost nothing). 0 turns them off.
+    pub readiness_check_secs: u64,
+    /// Seconds one readiness call may take.
+    pub readiness_timeout_secs: u64,
     /// `anthropic-beta` values passed on to Bedrock as `anthropic_beta`; others are dropped.
     pub allowed_betas: Vec<String>,
     /// Top-level request fields removed before the call (Bedrock rejects them).
@@ -349,6 +354,8 @@ impl Default for BedrockSettings {
             family_fallback: std::collections::BTreeMap::new(),
             listing_refresh_secs: 3600,
             listing_timeout_secs: 5,
+            readiness_check_secs: 3600,
+            readiness_timeout_secs: 5,
             allowed_betas: [
                 "interleaved-thinking-2025-05-14",
                 "context-1m-2025-08-07",
@@ -419,11 +426,20 @@ pub struct BudgetSettings {
     pub time_zone: String,
     /// `bedrock`: an exhausted budget stops Bedrock requests only; `all`: every request.
     pub enforce: BudgetEnforcement,
+    /// Most USD one request in flight reserves of a budget (its estimate: the body as input and
+    /// `max_tokens` as output at the model's prices). Larger: fewer parallel requests near a
+    /// budget's end, a smaller overshoot.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub max_reservation_usd: rust_decimal::Decimal,
 }
 
 impl Default for BudgetSettings {
     fn default() -> Self {
-        Self { time_zone: "UTC".into(), enforce: BudgetEnforcement::Bedrock }
+        Self {
+            time_zone: "UTC".into(),
+            enforce: BudgetEnforcement::Bedrock,
+            max_reservation_usd: rust_decimal::Decimal::new(2, 0),
+        }
     }
 }
 

@@ -56,6 +56,24 @@ pub struct BedrockKeyState {
     pub hint: SecretHint,
     /// When registered or last rotated.
     pub updated_at: DateTime<Utc>,
+    /// The last check of this registration (`None`: not checked yet).
+    #[serde(default)]
+    pub readiness: Option<ReadinessState>,
+}
+
+/// The last readiness check of a Bedrock API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessState {
+    /// The verdict.
+    pub readiness: crate::events::BedrockReadiness,
+    /// When checked.
+    pub checked_at: DateTime<Utc>,
+    /// The region checked.
+    pub region: String,
+    /// Each model checked.
+    pub models: Vec<crate::events::ModelReadiness>,
+    /// Whether the model listing could be read.
+    pub listing: Option<crate::events::BedrockReadiness>,
 }
 
 /// An access key as the events describe it.
@@ -166,14 +184,33 @@ impl AccessKeyState {
                 s.updated_at = at;
             }
             (Event::BedrockApiKeyRegistered(e), Some(s)) => {
-                s.bedrock_key =
-                    Some(BedrockKeyState { sealed: e.sealed.clone(), hint: e.hint.clone(), updated_at: at });
+                s.bedrock_key = Some(BedrockKeyState {
+                    sealed: e.sealed.clone(),
+                    hint: e.hint.clone(),
+                    updated_at: at,
+                    readiness: None,
+                });
                 s.updated_at = at;
             }
             (Event::BedrockApiKeyRotated(e), Some(s)) => {
-                s.bedrock_key =
-                    Some(BedrockKeyState { sealed: e.sealed.clone(), hint: e.hint.clone(), updated_at: at });
+                s.bedrock_key = Some(BedrockKeyState {
+                    sealed: e.sealed.clone(),
+                    hint: e.hint.clone(),
+                    updated_at: at,
+                    readiness: None,
+                });
                 s.updated_at = at;
+            }
+            (Event::BedrockKeyChecked(e), Some(s)) => {
+                if let Some(key) = s.bedrock_key.as_mut() {
+                    key.readiness = Some(ReadinessState {
+                        readiness: e.readiness,
+                        checked_at: at,
+                        region: e.region.clone(),
+                        models: e.models.clone(),
+                        listing: e.listing,
+                    });
+                }
             }
             (Event::BedrockApiKeyRemoved(_), Some(s)) => {
                 s.bedrock_key = None;

@@ -16,6 +16,8 @@ use crate::context::Ctx;
 use crate::domain::{decide_key, KeyCommand};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorKind};
 use crate::json::{Json, OptionalJson};
+use crate::store::CommandMeta;
+use ccp_schemas::events::{BedrockKeyChecked, CheckCause};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/users/{user_id}/keys", web::post().to(issue_key))
@@ -25,7 +27,116 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/keys/{key_id}/rotate", web::post().to(rotate_key))
         .route("/keys/{key_id}/bedrock", web::put().to(set_bedrock_settings))
         .route("/keys/{key_id}/bedrock-key", web::put().to(set_bedrock_key))
-        .route("/keys/{key_id}/bedrock-key", web::delete().to(remove_bedrock_key));
+        .route("/keys/{key_id}/bedrock-key", web::delete().to(remove_bedrock_key))
+        .route("/keys/{key_id}/bedrock-key/check", web::post().to(check_bedrock_key));
+}
+
+/// Checks a key's Bedrock API key now (CountTokens on the models it would fail over to, and
+/// the model listing: calls that cost nothing) and records the verdict as a
+/// `bedrock_key_checked` event (a periodic check only when it changed, or a day after the last).
+pub async fn run_check(
+    state: &AppState,
+    meta: &CommandMeta,
+    key_id: AccessKeyId,
+    cause: CheckCause,
+) -> ApiResult<(AccessKeyState, u64)> {
+    let key = state
+        .view
+        .read()
+        .directory
+        .key(&key_id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no access key {key_id}")))?;
+    let bedrock = key.bedrock_key.as_ref().ok_or_else(|| {
+        ApiError::conflict(format!("access key {key_id} has no Bedrock API key to check; register one first"))
+    })?;
+    let master = state.master.as_ref().ok_or_else(|| {
+        ApiError::new(ErrorKind::Unavailable, "no master key is configured: Bedrock API keys cannot be opened")
+    })?;
+    let region = key.bedrock.region.clone().unwrap_or_else(|| state.settings.proxy.bedrock_default_region.clone());
+    let catalogue = super::models::current_catalogue(state).await?;
+    let models = crate::readiness::models_to_check(&catalogue, &key.bedrock, &region);
+    let api_key = bedrock
+        .sealed
+        .open(master, &key_id.to_string())
+        .await
+        .map_err(|e| ApiError::unavailable("the master key", &e))?;
+    let report = state.checker.check(&api_key, &region, &models).await;
+    drop(api_key);
+    let check = BedrockKeyChecked {
+        key_id,
+        user_id: key.user_id,
+        readiness: report.readiness,
+        region,
+        models: report.models,
+        listing: Some(report.listing),
+        cause,
+    };
+    let command = KeyCommand::RecordCheck { check, checked: bedrock.sealed.nonce.clone(), now: chrono::Utc::now() };
+    let executed = state
+        .store
+        .execute(Aggregate::AccessKey(key_id), meta, AccessKeyState::apply, |s| {
+            decide_key(s, key_id, None, command.clone())
+        })
+        .await?;
+    state.settle(executed.seq).await;
+    let key = executed.state.ok_or_else(|| ApiError::not_found(format!("no access key {key_id}")))?;
+    Ok((key, executed.seq))
+}
+
+/// Check whether the key's Bedrock API key can take a failover now: CountTokens on each Bedrock
+/// model it would fail over to and its model listing (calls that cost nothing), recorded as a
+/// `bedrock_key_checked` event. The answer is the key with `bedrock_key.readiness`.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/bedrock-key/check", tag = "keys", params(("key_id" = String, Path, pattern = r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
+    responses((status = 200, body = Key), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn check_bedrock_key(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let key_id: AccessKeyId = parse_id("key_id", &path)?;
+    let (key, version) = run_check(&state, &ctx.meta(), key_id, CheckCause::OnDemand).await?;
+    if let Some(r) = key.bedrock_key.as_ref().and_then(|b| b.readiness.as_ref()) {
+        tracing::info!(%key_id, readiness = r.readiness.as_str(), "Bedrock API key checked");
+    }
+    Ok(versioned(HttpResponse::Ok(), &Key::from_state(&key), version))
+}
+
+/// Checks every registered Bedrock API key every `interval`, as the system (recorded when a
+/// verdict changes, or a day after the last record); runs until the process ends.
+pub async fn check_periodically(state: web::Data<AppState>, interval: std::time::Duration) {
+    let meta = CommandMeta {
+        actor: ccp_schemas::Actor::System { component: "admin-api".into() },
+        request_id: String::new(),
+        source: None,
+        if_match: None,
+    };
+    loop {
+        // Spread replicas and restarts over the interval.
+        let jitter = std::time::Duration::from_millis(u64::from(rand_u16()) % 10_000);
+        tokio::time::sleep(interval + jitter).await;
+        let keys: Vec<AccessKeyId> = state
+            .view
+            .read()
+            .directory
+            .keys()
+            .filter(|k| k.status == ccp_schemas::state::KeyStatus::Active && k.bedrock_key.is_some())
+            .map(|k| k.key_id)
+            .collect();
+        for key_id in keys {
+            let meta = CommandMeta { request_id: format!("check_{}", ulid::Ulid::new()), ..meta.clone() };
+            if let Err(e) = run_check(&state, &meta, key_id, CheckCause::Periodic).await {
+                tracing::warn!(%key_id, error = %e.message, "periodic Bedrock readiness check failed");
+            }
+        }
+    }
+}
+
+fn rand_u16() -> u16 {
+    let id = ulid::Ulid::new();
+    (id.random() & 0xffff) as u16
 }
 
 /// The Claude Code settings for a key.
@@ -249,7 +360,15 @@ pub async fn set_bedrock_key(
         .map_err(|e| ApiError::unavailable("the master key", &e))?;
     let command = KeyCommand::SetBedrockKey { sealed, hint: secret.hint() };
     drop(secret);
-    run(&state, &ctx, key_id, command).await
+    let answer = run(&state, &ctx, key_id, command).await?;
+    // Checked right away, in the background: the answer does not wait for Bedrock.
+    let (state, meta) = (state.clone(), ctx.meta());
+    actix_web::rt::spawn(async move {
+        if let Err(e) = run_check(&state, &meta, key_id, CheckCause::Registered).await {
+            tracing::warn!(%key_id, error = %e.message, "checking a newly registered Bedrock API key failed");
+        }
+    });
+    Ok(answer)
 }
 
 /// Remove the key's Bedrock API key (the key no longer fails over).

@@ -29,6 +29,8 @@ pub struct AppState {
     pub pepper: KeyPepper,
     /// Seals Bedrock API keys (`None`: not configured, registering them is refused).
     pub master: Option<ConfiguredMasterKey>,
+    /// Checks Bedrock API keys' failover readiness.
+    pub checker: Arc<crate::readiness::Checker>,
     /// The proxy URL developers use.
     pub public_proxy_url: String,
     /// The usage analytics (the projector's tables).

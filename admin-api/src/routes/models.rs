@@ -126,6 +126,16 @@ fn apply(state: &mut Option<Catalogue>, event: &Event, _at: DateTime<Utc>) {
     state.get_or_insert_with(Catalogue::shipped).apply(event);
 }
 
+/// The catalogue in force (the shipped one with every catalogue event applied).
+pub async fn current_catalogue(state: &AppState) -> ApiResult<Catalogue> {
+    let (history, _) = state.store.load(&Aggregate::Catalogue).await?;
+    let mut catalogue = Catalogue::shipped();
+    for (event, _) in &history {
+        catalogue.apply(event);
+    }
+    Ok(catalogue)
+}
+
 /// The catalogue and the price list in force, and the catalogue's version (its `ETag`).
 async fn current(state: &AppState) -> ApiResult<(Catalogue, u64, Pricing)> {
     let (history, seq) = state.store.load(&Aggregate::Catalogue).await?;

@@ -13,12 +13,17 @@
 //! - Bedrock auth: one per key from the first refusal until a Bedrock request of that key
 //!   succeeds or its Bedrock API key is replaced;
 //! - anomalies: one per user and window;
-//! - unpriced model: one per model name, ever (the first request whose tokens had no price).
+//! - unpriced model: one per model name, ever (the first request whose tokens had no price);
+//! - Bedrock key not ready: one per key each time a readiness check turns it from ready (or
+//!   unchecked) to not ready.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ccp_schemas::config::{AlertSettings, BudgetSettings, ConfigError};
-use ccp_schemas::events::{AlertRule, AlertSeverity, ErrorClass, Event, Provider, RequestCompleted};
+use ccp_schemas::events::{
+    AlertRule, AlertSeverity, BedrockApiKeyRegistered, BedrockApiKeyRotated, ErrorClass, Event, Provider,
+    RequestCompleted,
+};
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
 use ccp_schemas::state::Directory;
 use ccp_schemas::Envelope;
@@ -165,6 +170,8 @@ pub struct Rules {
     auth_failing: HashMap<AccessKeyId, DateTime<Utc>>,
     /// Usage per user and window index.
     usage: HashMap<UserId, BTreeMap<i64, Usage>>,
+    /// The last readiness recorded per key (a new Bedrock API key starts unchecked).
+    readiness: HashMap<AccessKeyId, ccp_schemas::events::BedrockReadiness>,
 }
 
 impl Rules {
@@ -179,6 +186,7 @@ impl Rules {
             many_armed: true,
             auth_failing: HashMap::new(),
             usage: HashMap::new(),
+            readiness: HashMap::new(),
         }
     }
 
@@ -204,6 +212,45 @@ impl Rules {
                 if self.open.len() < self.cfg.open_circuits_threshold {
                     self.many_armed = true;
                 }
+            }
+            Event::BedrockKeyChecked(e) => {
+                self.dir.apply(envelope);
+                let before = self.readiness.insert(e.key_id, e.readiness);
+                let was_ready = before.is_none_or(|r| r == ccp_schemas::events::BedrockReadiness::Ready);
+                if was_ready && e.readiness != ccp_schemas::events::BedrockReadiness::Ready {
+                    let failing: Vec<&str> = e
+                        .models
+                        .iter()
+                        .filter(|m| m.readiness != ccp_schemas::events::BedrockReadiness::Ready)
+                        .map(|m| m.model_id.as_str())
+                        .collect();
+                    out.push(Incident {
+                        rule: AlertRule::BedrockKeyNotReady,
+                        key: format!("bedrock_key_not_ready:{}:{seq}", e.key_id),
+                        severity: AlertSeverity::Critical,
+                        user_id: Some(e.user_id),
+                        key_id: Some(e.key_id),
+                        message: format!(
+                            "The Bedrock API key of key {} (user {}) is not ready for failover: {}{} in {}",
+                            e.key_id,
+                            self.user_name(e.user_id),
+                            e.readiness.as_str().replace('_', " "),
+                            if failing.is_empty() { String::new() } else { format!(" ({})", failing.join(", ")) },
+                            e.region
+                        ),
+                        values: values([
+                            ("readiness", json!(e.readiness.as_str())),
+                            ("region", json!(e.region)),
+                            ("models", json!(failing)),
+                        ]),
+                        at,
+                    });
+                }
+            }
+            Event::BedrockApiKeyRegistered(BedrockApiKeyRegistered { key_id, .. })
+            | Event::BedrockApiKeyRotated(BedrockApiKeyRotated { key_id, .. }) => {
+                self.dir.apply(envelope);
+                self.readiness.remove(key_id);
             }
             Event::BudgetSet(e) => {
                 self.dir.apply(envelope);
@@ -596,6 +643,47 @@ mod tests {
         assert!(g.spend("7.9").is_empty(), "December starts from zero in Tokyo");
         let fired = g.spend("0.1");
         assert_eq!(keys(&fired), [format!("budget_threshold:{}:2026-12:80:10", g.user)]);
+    }
+
+    #[test]
+    fn an_unpriced_model_is_one_incident_per_model() {
+        let mut g = Given::new();
+        let unpriced = |g: &mut Given, model: &str| {
+            let mut r = request(g.user, g.key, "0");
+            r.cost_usd = None;
+            r.unpriced = true;
+            r.priced_model = Some(model.into());
+            g.when(Event::RequestCompleted(r))
+        };
+        assert_eq!(keys(&unpriced(&mut g, "claude-opus-5-5")), ["unpriced_model:claude-opus-5-5"]);
+        assert!(unpriced(&mut g, "claude-opus-5-5").is_empty());
+        assert_eq!(unpriced(&mut g, "claude-opus-4-8").len(), 1);
+        assert!(g.spend("0.01").is_empty(), "a priced request raises nothing");
+    }
+
+    #[test]
+    fn a_bedrock_key_turning_not_ready_is_one_incident_until_it_is_ready_again() {
+        use ccp_schemas::events::{BedrockKeyChecked, BedrockReadiness, CheckCause, ModelReadiness};
+        let mut g = Given::new();
+        let (key_id, user_id) = (g.key, g.user);
+        let check = |g: &mut Given, readiness| {
+            g.when(Event::BedrockKeyChecked(BedrockKeyChecked {
+                key_id,
+                user_id,
+                readiness,
+                region: "us-east-1".into(),
+                models: vec![ModelReadiness { model_id: "us.anthropic.claude-x-v1:0".into(), readiness }],
+                listing: Some(BedrockReadiness::Ready),
+                cause: CheckCause::Periodic,
+            }))
+        };
+        assert!(check(&mut g, BedrockReadiness::Ready).is_empty());
+        let first = check(&mut g, BedrockReadiness::ModelNotEnabled);
+        assert_eq!(keys(&first), [format!("bedrock_key_not_ready:{key_id}:3")]);
+        assert!(first[0].message.contains("model not enabled (us.anthropic.claude-x-v1:0)"), "{}", first[0].message);
+        assert!(check(&mut g, BedrockReadiness::KeyRefused).is_empty(), "still not ready: the same incident");
+        assert!(check(&mut g, BedrockReadiness::Ready).is_empty());
+        assert_eq!(check(&mut g, BedrockReadiness::Throttled).len(), 1, "ready, then not again: a new one");
     }
 
     #[test]

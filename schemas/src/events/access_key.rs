@@ -110,3 +110,76 @@ pub struct BedrockApiKeyRemoved {
     /// Its owner.
     pub user_id: UserId,
 }
+
+/// Whether an access key's Bedrock API key can take a failover, as a check found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BedrockReadiness {
+    /// Bedrock accepted the key for every model checked.
+    Ready,
+    /// Bedrock refused the key itself (invalid, expired, revoked).
+    KeyRefused,
+    /// The key works, but a model it would fail over to is not enabled for its account in its
+    /// region (AccessDeniedException on that model).
+    ModelNotEnabled,
+    /// Bedrock throttled the check: the key's quota is exhausted for now.
+    Throttled,
+    /// Bedrock could not be reached, or answered unexpectedly.
+    Unreachable,
+}
+
+impl BedrockReadiness {
+    /// The snake_case label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::KeyRefused => "key_refused",
+            Self::ModelNotEnabled => "model_not_enabled",
+            Self::Throttled => "throttled",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// What a check found for one Bedrock model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelReadiness {
+    /// The Bedrock model or inference-profile id checked (with CountTokens, which costs nothing).
+    pub model_id: String,
+    /// What it answered.
+    pub readiness: BedrockReadiness,
+}
+
+/// Why a check ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckCause {
+    /// Right after the Bedrock API key was registered or rotated.
+    Registered,
+    /// An admin asked for it.
+    OnDemand,
+    /// The periodic check (recorded when the readiness changed, or a day after the last).
+    Periodic,
+}
+
+/// An access key's Bedrock API key was checked with calls that cost nothing (CountTokens on the
+/// models it would fail over to, and the model listing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BedrockKeyChecked {
+    /// The access key.
+    pub key_id: AccessKeyId,
+    /// Its owner.
+    pub user_id: UserId,
+    /// The verdict: `ready` only when every model checked answered.
+    pub readiness: BedrockReadiness,
+    /// The AWS region checked.
+    pub region: String,
+    /// Each model checked.
+    #[serde(default)]
+    pub models: Vec<ModelReadiness>,
+    /// Whether the key could read its Bedrock model listing (ListInferenceProfiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<BedrockReadiness>,
+    /// Why it ran.
+    pub cause: CheckCause,
+}

@@ -27,11 +27,13 @@ pub enum AlertRule {
     RequestRateAnomaly,
     /// Tokens were consumed of a model that has no price: its cost is unknown until one is set.
     UnpricedModel,
+    /// A readiness check found that a key's Bedrock API key can no longer take a failover.
+    BedrockKeyNotReady,
 }
 
 impl AlertRule {
     /// Every rule.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::BudgetThreshold,
         Self::CircuitOpen,
         Self::CircuitsOpen,
@@ -39,6 +41,7 @@ impl AlertRule {
         Self::SpendAnomaly,
         Self::RequestRateAnomaly,
         Self::UnpricedModel,
+        Self::BedrockKeyNotReady,
     ];
 
     /// The snake_case name (subject token, metric label).
@@ -51,6 +54,7 @@ impl AlertRule {
             Self::SpendAnomaly => "spend_anomaly",
             Self::RequestRateAnomaly => "request_rate_anomaly",
             Self::UnpricedModel => "unpriced_model",
+            Self::BedrockKeyNotReady => "bedrock_key_not_ready",
         }
     }
 }

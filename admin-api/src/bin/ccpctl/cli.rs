@@ -246,6 +246,12 @@ pub enum KeysCommand {
         #[arg(long)]
         default_model: Option<String>,
     },
+    /// Check now whether the key's Bedrock API key can take a failover (free calls: CountTokens
+    /// on the models it would fail over to, and the model listing)
+    Check {
+        /// `key_…`
+        key_id: String,
+    },
 }
 
 /// Options of a new access key.

@@ -69,7 +69,47 @@ pub async fn run(client: &Client, command: KeysCommand, out: Out) -> CliResult<(
                 )
             })
         }
+        KeysCommand::Check { key_id } => {
+            let answer = client.post(&["v1", "keys", &key_id, "bedrock-key", "check"], None).await?;
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let key: Key = answer.parse()?;
+            for line in readiness_lines(&key) {
+                out.line(&line)?;
+            }
+            Ok(())
+        }
     }
+}
+
+/// The lines that tell whether a key's Bedrock API key can take a failover, and why not.
+pub fn readiness_lines(key: &Key) -> Vec<String> {
+    let Some(bedrock) = key.bedrock_key.as_ref() else {
+        return vec![format!("key {}: no Bedrock API key: requests Anthropic refuses are not failed over", key.key_id)];
+    };
+    let Some(r) = bedrock.readiness.as_ref() else {
+        return vec![format!("key {}: Bedrock API key {} not checked yet", key.key_id, bedrock.hint)];
+    };
+    let verdict = output::label(&r.readiness);
+    let mut lines = vec![if verdict == "ready" {
+        format!("key {}: failover ready ({}, checked {})", key.key_id, r.region, output::time(&r.checked_at))
+    } else {
+        format!(
+            "key {}: failover NOT ready: {} ({}, checked {})",
+            key.key_id,
+            verdict.replace('_', " "),
+            r.region,
+            output::time(&r.checked_at)
+        )
+    }];
+    for m in r.models.iter().filter(|m| output::label(&m.readiness) != "ready") {
+        lines.push(format!("  {}: {}", m.model_id, output::label(&m.readiness).replace('_', " ")));
+    }
+    if r.listing.is_some_and(|l| output::label(&l) != "ready") {
+        lines.push("  the key cannot read its Bedrock model listing (models the catalogue has no target for will fall back to their family)".into());
+    }
+    lines
 }
 
 /// Runs a `bedrock-key` subcommand.
