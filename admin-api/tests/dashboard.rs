@@ -533,7 +533,9 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
     let started = Instant::now();
     let anthropic = FakeAnthropic::start().unwrap();
     let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
-    let api = AdminApi::start("dashboard").await;
+    // The admin API checks Bedrock API keys' failover readiness against the same fake.
+    let bedrock_url = bedrock.url();
+    let api = AdminApi::start_with("dashboard", &[("CCP__PROXY__BEDROCK_ENDPOINT_URL", bedrock_url.as_str())]).await;
     let (projector, proxy, proxy_url) = start_projector_and_proxy(&api, &anthropic, &bedrock).await;
 
     let shots = screenshots_dir(None);
@@ -654,6 +656,9 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
     b.wait_text("#keys-table", "linked").await;
     b.wait("#keys-table button[data-action=remove-bedrock-key]").await;
     no_secrets!("the user page after registering the Bedrock key");
+    // Its failover readiness, checked on demand (free calls to the fake Bedrock).
+    b.click("#keys-table button[data-action=check-bedrock-key]").await;
+    b.wait_text("#keys-table [data-readiness=ready]", "failover ready").await;
 
     // Traffic: three requests on the Plan, then two rate-limited ones that fail over to Bedrock
     // (and open the key's circuit: its threshold is 2).
@@ -670,7 +675,12 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
         assert_eq!(resp.headers().get("x-ccp-provider").and_then(|v| v.to_str().ok()), Some("bedrock"));
         fallback_id = resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned();
     }
-    assert_eq!(bedrock.requests().len(), 2);
+    let invoked = bedrock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/invoke") || r.path.ends_with("/invoke-with-response-stream"))
+        .count();
+    assert_eq!(invoked, 2, "two answers (the readiness checks are CountTokens and listings)");
 
     // The overview shows them (the page refreshes itself; the button makes it sooner).
     b.click("a[data-nav=overview]").await;
