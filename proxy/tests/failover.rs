@@ -918,3 +918,24 @@ async fn refused_message(e: &Env, key: &str, body: &str) -> serde_json::Value {
     let json: serde_json::Value = resp.json().await.unwrap();
     json["error"]["message"].clone()
 }
+
+/// A key's Bedrock listing that does not answer in time: the failover does not wait longer than
+/// `bedrock.listing_timeout_secs` for it, falls back to the family, and counts the timeout.
+#[actix_web::test]
+async fn a_listing_that_hangs_times_out_and_the_family_answers() {
+    use ccp_tests::fake_bedrock::{ListingFault, ListingFaultKind};
+    let e = env("fo_listing_hang", |s| s.bedrock.listing_timeout_secs = 1).await;
+    e.bedrock.set_listing_fault(Some(ListingFault::new(ListingFaultKind::Hang).with_delay_ms(5_000)));
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    let started = Instant::now();
+    let resp = e.post(&d.key, OPUS_5_5_STREAM, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200);
+    let id = rid(&resp);
+    resp.text().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "the failover waited {took:?} for the listing");
+    let ev = e.log.wait_request(&id, Duration::from_secs(5)).await;
+    assert_eq!(ev.bedrock_resolution, Some(ccp_schemas::events::TargetSource::FamilyFallback));
+    let metrics = reqwest::get(format!("{}/metrics", e.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"ccp_proxy_bedrock_listings_total{outcome="timeout"} 1"#), "{metrics}");
+}
