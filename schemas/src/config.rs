@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod explain;
+
 use crate::secrets::SecretString;
 use crate::subjects::{BadPrefix, Namespace};
 
@@ -619,12 +621,47 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(false)
-                .source(Some(env)),
+                .source(Some(env.clone())),
         );
-        let settings: Self = builder.build()?.try_deserialize()?;
+        let settings: Self = builder.build().and_then(config::Config::try_deserialize).map_err(|e| {
+            match explain::explain(&e, path, &env) {
+                Some(message) => ConfigError::Invalid(message),
+                None => ConfigError::Load(e),
+            }
+        })?;
         settings.nats.namespace().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        settings.budgets.tz()?;
+        if settings.budgets.tz().is_err() {
+            let (source, _) = explain::source_of("budgets.time_zone", path, &env);
+            return Err(ConfigError::Invalid(format!(
+                "budgets.time_zone = `{}` (from {source}) is not an IANA time zone: e.g. `Europe/Berlin`, `America/New_York` or `UTC`",
+                settings.budgets.time_zone.chars().take(64).collect::<String>()
+            )));
+        }
         settings.alerts.validate()?;
+        let http = ["http", "https"];
+        let urls: [(&str, Option<&str>, &[&str], &str); 6] = [
+            ("nats.url", Some(&settings.nats.url), &["nats", "tls", "ws", "wss"], "nats://127.0.0.1:4222"),
+            ("clickhouse.url", Some(&settings.clickhouse.url), &http, "http://127.0.0.1:8123"),
+            ("proxy.anthropic_base_url", Some(&settings.proxy.anthropic_base_url), &http, "https://api.anthropic.com"),
+            (
+                "proxy.bedrock_endpoint_url",
+                settings.proxy.bedrock_endpoint_url.as_deref(),
+                &http,
+                "https://bedrock-runtime.us-east-1.amazonaws.com",
+            ),
+            ("admin.public_proxy_url", Some(&settings.admin.public_proxy_url), &http, "https://proxy.example.com"),
+            (
+                "secrets.kms_endpoint_url",
+                settings.secrets.kms_endpoint_url.as_deref(),
+                &http,
+                "https://kms.us-east-1.amazonaws.com",
+            ),
+        ];
+        for (key, url, schemes, example) in urls {
+            if let Some(url) = url {
+                explain::check_url(key, url, schemes, example, path, &env).map_err(ConfigError::Invalid)?;
+            }
+        }
         Ok(settings)
     }
 
