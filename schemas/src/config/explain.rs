@@ -62,7 +62,7 @@ pub fn source_of(key: &str, path: Option<&Path>, env: &config::Map<String, Strin
 /// The key a `config` error is about (`… for key `proxy.listen``).
 fn key_in(message: &str) -> Option<&str> {
     let (_, rest) = message.split_once("for key `")?;
-    Some(rest.split('`').next()?.trim_end_matches(|c| c == ']' || c == '['))
+    Some(rest.split('`').next()?.trim_end_matches([']', '[']))
 }
 
 /// A `config` loading error, explained; `None` when it names no key (a syntax error of the file,
