@@ -348,6 +348,8 @@ impl System {
                 ("CCP__ADMIN__INITIAL_ADMIN_USERNAME", ADMIN_USER.to_owned()),
                 ("CCP__ADMIN__INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
                 ("CCP__ADMIN__PUBLIC_PROXY_URL", format!("http://127.0.0.1:{}", proxy_ports[0])),
+                // Failover readiness is checked against the same fake Bedrock the proxies use.
+                ("CCP__PROXY__BEDROCK_ENDPOINT_URL", bedrock_url.clone()),
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );

@@ -238,3 +238,32 @@ async fn budget_exhaustion_troubleshooting_rotation_and_deactivation() {
     sys.assert_logs_free_of(&[&key, &key[3..], &new_key, &new_key[3..], ccp_tests::system::ADMIN_PASSWORD]);
     sys.finish().await;
 }
+
+/// README's "see a failover" command, run as written against the whole system: the demo
+/// developer's key is ready, three rate-limited requests are answered by Bedrock, the circuit
+/// opens, and the last request is found in the usage analytics.
+#[tokio::test]
+async fn the_failover_demo_script_shows_bedrock_answering() {
+    let sys = System::start(Options::new("demo")).await;
+    let strip = |url: &str| url.trim_start_matches("http://").to_owned();
+    let out = std::process::Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo-failover"))
+        .env("CCP__PROXY__LISTEN", strip(sys.proxy_url(0)))
+        .env("CCPCTL_URL", &sys.admin_url)
+        .env("CCPCTL_TOKEN", &sys.token)
+        .env("CCP_FAKE_ANTHROPIC_LISTEN", strip(&sys.anthropic_url))
+        .env("CCPCTL", ccp_tests::system::workspace_bin("ccp-admin-api", "ccpctl"))
+        .env("CCP_DEMO_BEDROCK_KEY", BEDROCK_KEY)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}\n{}", sys.logs());
+    assert!(stdout.contains("failover ready"), "{stdout}");
+    assert_eq!(stdout.matches("HTTP 200 from bedrock (reason: rate_limited)").count(), 3, "{stdout}");
+    assert!(stdout.contains(fake_bedrock::DEFAULT_TEXT), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("state:") && l.contains("open")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("provider:") && l.contains("bedrock")), "{stdout}");
+    assert!(stdout.contains("/#/requests/req_"), "{stdout}");
+    sys.finish().await;
+}
