@@ -129,8 +129,8 @@ install_python_sdk() {
 }
 
 install_packages() {
-    if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver && -x /usr/sbin/nginx ]]; then
-        say "chromium, chromedriver and nginx already installed"
+    if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver && -x /usr/sbin/nginx ]] && command -v tmux >/dev/null; then
+        say "chromium, chromedriver, nginx and tmux already installed"
     else
         command -v apt-get >/dev/null ||
             die "chromium, chromedriver or nginx is missing and there is no apt-get: install Chromium, its chromedriver and nginx"
@@ -139,7 +139,8 @@ install_packages() {
             command -v sudo >/dev/null || die "installing chromium and nginx needs root (or sudo)"
             sudo=(sudo)
         fi
-        local packages=(chromium chromium-driver nginx-light)
+        # tmux: the status-line test runs the real Claude Code interactively in it.
+        local packages=(chromium chromium-driver nginx-light tmux)
         say "installing ${packages[*]} (apt) ..."
         local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
         # A fresh machine may not have the package lists yet.
@@ -147,7 +148,7 @@ install_packages() {
             { "${apt[@]}" update && "${apt[@]}" install -y "${packages[@]}"; } ||
             die "apt-get could not install ${packages[*]}"
     fi
-    say "$(/usr/bin/chromedriver --version 2>/dev/null | head -n1); $(/usr/sbin/nginx -v 2>&1)"
+    say "$(/usr/bin/chromedriver --version 2>/dev/null | head -n1); $(/usr/sbin/nginx -v 2>&1); $(tmux -V)"
 }
 
 install_claude_code

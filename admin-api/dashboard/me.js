@@ -31,6 +31,9 @@
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : '—');
   const pct = (u) => (u === null || u === undefined ? '—' : `${Math.round(Number(u) * 100)}%`);
 
+  /** The Claude Code settings fragment of the status line (the same `ccpctl onboard` prints). */
+  const STATUSLINE_SETTINGS = JSON.stringify({ statusLine: { type: 'command', command: '~/.claude/ccp-statusline', refreshInterval: 5 } }, null, 2);
+
   function stat(label, value, sub) {
     return h('div', { class: 'stat' }, h('dt', { text: label }), h('dd', {}, value, sub ? h('span', { class: 'sub', text: sub }) : null));
   }
@@ -170,6 +173,14 @@
         h('h2', { text: 'Latest requests' }),
         h('p', { class: 'muted small', text: 'Quote the request id when you ask your platform team for help.' }),
         table('Latest requests', ['Request id', 'When', 'Model', 'Provider', 'Status', 'Cost'], requestRows(data.recent_requests)),
+      ),
+      h(
+        'section',
+        { class: 'panel', id: 'me-statusline' },
+        h('h2', { text: 'See this in Claude Code' }),
+        h('p', { text: 'Claude Code can show your Plan limits, a failover to Bedrock and your budget under its prompt. Copy scripts/ccp-statusline from the ClaudeCodeProxy repository (or ask your platform team for it) to ~/.claude/ccp-statusline, make it executable, and add this to ~/.claude/settings.json:' }),
+        h('pre', { id: 'me-statusline-settings', text: STATUSLINE_SETTINGS }),
+        h('p', { class: 'muted small', text: 'It reads your access key from ANTHROPIC_BASE_URL or ANTHROPIC_CUSTOM_HEADERS, as Claude Code does; the settings hold no key.' }),
       ),
     );
     $('#me-login').hidden = true;

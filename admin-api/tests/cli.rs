@@ -199,7 +199,14 @@ async fn onboard_prints_a_working_key() {
     let r = ctl.run(&args).ok();
     let out = r.json();
     let keys: Vec<&str> = out.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys.len(), 4, "{out}");
+    assert_eq!(keys.len(), 6, "{out}");
+    assert!(out["failover"].is_null(), "no Bedrock API key, nothing checked: {out}");
+    assert!(r.stderr.contains("no Bedrock API key: requests Anthropic refuses are not failed over"), "{}", r.stderr);
+    assert_eq!(
+        out["statusline_settings"],
+        serde_json::json!({"statusLine": {"type": "command", "command": "~/.claude/ccp-statusline", "refreshInterval": 5}}),
+        "the Claude Code status-line fragment"
+    );
     let (user_id, key_id) = (out["user_id"].as_str().unwrap(), out["key_id"].as_str().unwrap());
     let access_key = out["access_key"].as_str().unwrap();
     let base_url = out["base_url"].as_str().unwrap();
@@ -220,12 +227,19 @@ async fn onboard_prints_a_working_key() {
     assert_eq!(user.body["email"], "dana@example.com");
     assert_eq!(user.body["status"], "active");
 
-    // Without --json, stdout is exactly the line for the developer's shell profile.
+    // Without --json, stdout is the line for the developer's shell profile, then the status-line
+    // settings as comments: still a shell snippet to append to a profile or eval.
     let r = ctl.run(&["onboard", &unique("Erin")]).ok();
-    let line = r.stdout.strip_suffix('\n').unwrap();
-    assert!(!line.contains('\n'), "{}", r.stdout);
+    let mut lines = r.stdout.lines();
+    let line = lines.next().unwrap();
     let prefix = format!("export ANTHROPIC_BASE_URL={PUBLIC_PROXY_URL}/ak/ak_");
     assert!(line.starts_with(&prefix), "{line}");
+    let comments: Vec<&str> = lines.collect();
+    assert!(comments.iter().all(|l| l.starts_with("# ")), "{}", r.stdout);
+    let fragment: Value = serde_json::from_str(comments.last().unwrap().strip_prefix("# ").unwrap()).unwrap();
+    assert_eq!(fragment["statusLine"]["type"], "command");
+    assert_eq!(fragment["statusLine"]["command"], "~/.claude/ccp-statusline");
+    assert!(r.stdout.contains("scripts/ccp-statusline"), "{}", r.stdout);
     assert!(r.stderr.contains("shown only this once"), "{}", r.stderr);
 
     // A name taken: nothing is issued, the server's message is shown.
@@ -600,5 +614,41 @@ async fn models_are_listed_set_and_removed() {
     ctl.run(&["models", "remove", "claude-opus-5-5"]).ok();
     let r = ctl.run(&["models", "get", "claude-opus-5-5"]).fails(1);
     assert!(r.stderr.contains("not in the catalogue"), "{}", r.stderr);
+    api.finish().await;
+}
+
+/// `ccpctl keys check` and onboarding with a Bedrock API key say whether failover is ready, and
+/// what stops it: checked against a fake Bedrock with calls that cost nothing.
+#[tokio::test]
+async fn onboarding_and_keys_check_say_whether_failover_is_ready() {
+    use ccp_tests::fake_bedrock::FakeBedrock;
+    const BEDROCK_KEY: &str = "ABSKQmVkcm9ja0FQSUtleS1jbGktdGVzdC0wMDAx";
+    let fake = FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
+    let url = fake.url();
+    let api = AdminApi::start_with("cli_readiness", &[("CCP__PROXY__BEDROCK_ENDPOINT_URL", url.as_str())]).await;
+    let ctl = Ctl::new(&api);
+    let r = ctl.run_with(&["onboard", &unique("Fox"), "--bedrock-key-stdin", "--json"], BEDROCK_KEY).ok();
+    let out = r.json();
+    assert_eq!(out["failover"]["readiness"], "ready", "{out}");
+    assert!(r.stderr.contains("failover ready (us-east-1"), "{}", r.stderr);
+    let key_id = out["key_id"].as_str().unwrap().to_owned();
+
+    fake.set_disabled_models(&["claude-haiku-4-5-20251001"]);
+    let r = ctl.run(&["keys", "check", &key_id]).ok();
+    let mut lines = r.stdout.lines();
+    assert!(lines.next().unwrap().contains("failover NOT ready: model not enabled"), "{}", r.stdout);
+    assert_eq!(
+        lines.next().unwrap().trim(),
+        "global.anthropic.claude-haiku-4-5-20251001-v1:0: model not enabled",
+        "{}",
+        r.stdout
+    );
+    let json = ctl.run(&["keys", "check", &key_id, "--json"]).ok().json();
+    assert_eq!(json["bedrock_key"]["readiness"]["readiness"], "model_not_enabled", "{json}");
+
+    // A key without a Bedrock API key: a clear refusal.
+    let (plain, _) = api.issue_key(out["user_id"].as_str().unwrap()).await;
+    let r = ctl.run(&["keys", "check", &plain]).fails(1);
+    assert!(r.stderr.contains("has no Bedrock API key to check"), "{}", r.stderr);
     api.finish().await;
 }

@@ -1221,6 +1221,10 @@ async fn a_developer_sees_their_own_usage_budget_and_plan_limits_on_the_me_page(
     b.click("#me-submit").await;
     b.wait("#me-report:not([hidden]) #me-requests").await;
     b.wait_text("#me-report h1", "Walter Skinner: my usage").await;
+    // The status-line settings, the same fragment `ccpctl onboard` prints, with no key in it.
+    let fragment: Value =
+        serde_json::from_str(&b.text("#me-statusline-settings").await).expect("the status-line settings are JSON");
+    assert_eq!(fragment["statusLine"]["command"], "~/.claude/ccp-statusline", "{fragment}");
     assert_eq!(
         b.js(
             "return [document.querySelector('#me-login').hidden, document.querySelector('#me-error').hidden]",

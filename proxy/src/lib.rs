@@ -16,6 +16,8 @@
 //! - `publisher`, `spool`: events to JetStream without waiting, durable while NATS is away.
 //! - `error`: the proxy's own answers, in Anthropic's error format.
 //! - `metrics`, `routes`: `/metrics`, `/health`, `/ready`.
+//! - `statusline`: `/ccp/statusline`, the developer's Plan limits, Bedrock state and budget as
+//!   one line for Claude Code's status line, from memory.
 //!
 //! Invariants: the request path never waits on NATS or ClickHouse; an access key is never
 //! logged, put in a metric label or in an event (only its hash or display prefix).
@@ -41,6 +43,7 @@ mod routes;
 pub mod spend;
 mod spool;
 mod startup;
+mod statusline;
 mod tap;
 mod usage;
 

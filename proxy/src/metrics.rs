@@ -77,6 +77,11 @@ pub struct Metrics {
     pub estimated_usage: Counter,
     /// Answers whose usage could not be read (tokens unknown).
     pub unreadable_usage: Counter,
+    /// Status-line answers (`GET /ccp/statusline`) by outcome (`ok`, `not_modified`,
+    /// `refused`, `bad_request`, `not_ready`).
+    pub statusline_requests: Family<OutcomeLabels, Counter>,
+    /// Keys whose events are watched for their status line.
+    pub statusline_watched_keys: Gauge,
 }
 
 impl Default for Metrics {
@@ -98,6 +103,18 @@ impl Default for Metrics {
         let unpriced_requests = Counter::default();
         let estimated_usage = Counter::default();
         let unreadable_usage = Counter::default();
+        let statusline_requests = Family::<OutcomeLabels, Counter>::default();
+        let statusline_watched_keys = Gauge::default();
+        registry.register(
+            "statusline_requests",
+            "Status-line answers (GET /ccp/statusline) by outcome",
+            statusline_requests.clone(),
+        );
+        registry.register(
+            "statusline_watched_keys",
+            "Access keys whose events this replica watches for their status line (asked for in the last 15 minutes)",
+            statusline_watched_keys.clone(),
+        );
         registry.register(
             "bedrock_listings",
             "Bedrock model listings read for failover resolution, by outcome",
@@ -160,6 +177,8 @@ impl Default for Metrics {
             unpriced_requests,
             estimated_usage,
             unreadable_usage,
+            statusline_requests,
+            statusline_watched_keys,
         }
     }
 }

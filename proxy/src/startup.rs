@@ -141,6 +141,7 @@ impl Application {
         }));
         let circuits = Arc::new(Circuits::new(breakers, client.clone(), ns.clone(), replica.clone()));
         let circuit_follower = tokio::spawn(circuits.clone().follow(client.clone()));
+        let statusline_board = web::Data::new(crate::statusline::board::Board::new(client.clone(), ns.clone()));
         let shared = web::Data::new(Shared {
             keys: keys.clone(),
             pepper,
@@ -183,6 +184,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(shared.clone())
+                .app_data(statusline_board.clone())
                 .app_data(web::Data::new(Upstream::new(
                     header_timeout,
                     connect_timeout,
@@ -191,6 +193,7 @@ impl Application {
                 .route("/health", web::get().to(routes::health))
                 .route("/ready", web::get().to(routes::ready))
                 .route("/metrics", web::get().to(routes::metrics))
+                .route(crate::statusline::PATH, web::get().to(crate::statusline::serve))
                 .default_service(web::to(forward::dispatch))
         })
         .workers(workers)
