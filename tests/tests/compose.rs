@@ -99,6 +99,10 @@ fn every_ccp_setting_in_the_compose_file_exists() {
         .map(|(k, _)| {
             let v = if k.ends_with("LISTEN") {
                 "0.0.0.0:1".into()
+            } else if k == "CCP__NATS__URL" {
+                "nats://nats:4222".into()
+            } else if k.ends_with("_URL") {
+                "http://host:1".into()
             } else if k.ends_with("FORMAT") {
                 "json".into()
             } else {
