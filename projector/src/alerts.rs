@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use ccp_schemas::calendar::Month;
 use ccp_schemas::config::Settings;
 use ccp_schemas::events::{AlertRaised, AlertRule, Event};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Actor, Envelope, Namespace};
-use chrono::{DateTime, Datelike as _, TimeZone as _, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
@@ -175,13 +176,7 @@ impl Evaluator {
     /// Where the request replay starts: this budget month's start or the anomaly baseline's,
     /// whichever is earlier.
     fn request_replay_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let local = now.with_timezone(&self.cfg.tz);
-        let month_start = self
-            .cfg
-            .tz
-            .with_ymd_and_hms(local.year(), local.month(), 1, 0, 0, 0)
-            .earliest()
-            .map_or(now - chrono::Duration::days(32), |t| t.with_timezone(&Utc));
+        let month_start = Month::of(now, self.cfg.tz).start(self.cfg.tz);
         let baseline = now - chrono::Duration::seconds(self.cfg.window_secs * (self.cfg.baseline_windows + 1));
         month_start.min(baseline) - chrono::Duration::minutes(5)
     }

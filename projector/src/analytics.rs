@@ -86,7 +86,7 @@ pub struct RequestRow {
 
 /// A serde enum's snake_case name (the events' own spelling).
 pub(crate) fn label<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    ccp_schemas::events::label(value).to_owned()
 }
 
 impl RequestRow {

@@ -23,16 +23,7 @@ use crate::usage::RequestRecord;
 
 /// The `x-ccp-fallback-reason` value (the reason's serde name).
 pub(crate) fn fallback_label(reason: FallbackReason) -> &'static str {
-    match reason {
-        FallbackReason::RateLimited => "rate_limited",
-        FallbackReason::Overloaded => "overloaded",
-        FallbackReason::ServerError => "server_error",
-        FallbackReason::UsageLimit => "usage_limit",
-        FallbackReason::ConnectError => "connect_error",
-        FallbackReason::Timeout => "timeout",
-        FallbackReason::CircuitOpen => "circuit_open",
-        FallbackReason::Routing => "routing",
-    }
+    ccp_schemas::events::label(&reason)
 }
 
 /// The proxy's answer to a [`Refusal`] of the routing policy.

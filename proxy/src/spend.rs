@@ -12,47 +12,15 @@ use ccp_schemas::events::Event;
 use ccp_schemas::ids::UserId;
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use futures_util::StreamExt as _;
 use rust_decimal::Decimal;
 use ulid::Ulid;
 
-/// A calendar month in the budget time zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Month {
-    year: i32,
-    month: u32,
-}
-
-impl Month {
-    /// The month `at` falls in, in `tz`.
-    pub fn of(at: DateTime<Utc>, tz: Tz) -> Self {
-        let local = at.with_timezone(&tz);
-        Self { year: local.year(), month: local.month() }
-    }
-
-    /// Its first instant, in UTC.
-    pub fn start(self, tz: Tz) -> DateTime<Utc> {
-        let day = NaiveDate::from_ymd_opt(self.year, self.month, 1).unwrap_or_default();
-        let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-        tz.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |d| d.with_timezone(&Utc))
-    }
-
-    /// The first day of the next month (when budgets reset).
-    pub fn next(self) -> Self {
-        if self.month == 12 {
-            Self { year: self.year + 1, month: 1 }
-        } else {
-            Self { year: self.year, month: self.month + 1 }
-        }
-    }
-
-    /// `YYYY-MM-01`.
-    pub fn first_day(self) -> String {
-        format!("{:04}-{:02}-01", self.year, self.month)
-    }
-}
+/// A calendar month in the budget time zone (`ccp_schemas::calendar`: where a month starts when
+/// its midnight falls in a daylight-saving gap or fold is decided there, for every service).
+pub use ccp_schemas::calendar::Month;
 
 /// Every replica's month-to-date spend per user, in nanodollars, in a KV bucket
 /// (`<prefix>_spend`): each replica writes only its own running totals, under
@@ -161,7 +129,7 @@ impl SharedTally {
         use std::fmt::Write as _;
         // Sized once (`usr_` + 26 + `.YYYY-MM`): formatting into an empty string regrew it.
         let mut key = String::with_capacity(UserId::PREFIX.len() + 26 + 8);
-        let _ = write!(key, "{user}.{:04}-{:02}", month.year, month.month);
+        let _ = write!(key, "{user}.{month}");
         key
     }
 
@@ -254,7 +222,7 @@ impl SharedTally {
                     acks.extend(self.publish_pending(Pending::Unsent).await);
                     // Months before the current one at UTC−12 are over in every time zone.
                     let current = Month::of(Utc::now(), chrono_tz::Tz::Etc__GMTPlus12);
-                    self.forget_stored_before(&format!("{:04}-{:02}", current.year, current.month));
+                    self.forget_stored_before(&current.to_string());
                 }
                 Some((user_month, total, stored)) = acks.next(), if !acks.is_empty() => {
                     self.settled(&user_month, total, stored);
@@ -435,7 +403,7 @@ impl Spend {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match state.0 {
             Some(current) if current == month => {}
-            Some(current) if (month.year, month.month) < (current.year, current.month) => return,
+            Some(current) if month < current => return,
             _ => *state = (Some(month), HashMap::new()),
         }
         *state.1.entry(user).or_default() += cost;
@@ -649,10 +617,11 @@ mod tests {
     fn months_follow_the_time_zone() {
         let tz: Tz = "America/New_York".parse().unwrap();
         let at: DateTime<Utc> = "2026-12-01T03:00:00Z".parse().unwrap();
-        assert_eq!(Month::of(at, tz), Month { year: 2026, month: 11 }, "still November in New York");
-        assert_eq!(Month::of(at, chrono_tz::UTC), Month { year: 2026, month: 12 });
-        assert_eq!(Month { year: 2026, month: 12 }.start(tz).to_rfc3339(), "2026-12-01T05:00:00+00:00");
-        assert_eq!(Month { year: 2026, month: 12 }.next().first_day(), "2027-01-01");
+        let (november, december) = (Month::new(2026, 11).unwrap(), Month::new(2026, 12).unwrap());
+        assert_eq!(Month::of(at, tz), november, "still November in New York");
+        assert_eq!(Month::of(at, chrono_tz::UTC), december);
+        assert_eq!(december.start(tz).to_rfc3339(), "2026-12-01T05:00:00+00:00");
+        assert_eq!(december.next().first_day(), "2027-01-01");
     }
 
     #[test]

@@ -275,32 +275,7 @@ fn millis(d: Duration) -> u64 {
 
 /// The metric label of an error class (its snake_case name).
 pub fn error_kind(class: ErrorClass) -> &'static str {
-    match class {
-        ErrorClass::MalformedAccessKey => "malformed_access_key",
-        ErrorClass::UnknownAccessKey => "unknown_access_key",
-        ErrorClass::RevokedAccessKey => "revoked_access_key",
-        ErrorClass::InactiveUser => "inactive_user",
-        ErrorClass::BadRequest => "bad_request",
-        ErrorClass::PayloadTooLarge => "payload_too_large",
-        ErrorClass::UpstreamClientError => "upstream_client_error",
-        ErrorClass::UpstreamRateLimited => "upstream_rate_limited",
-        ErrorClass::UpstreamOverloaded => "upstream_overloaded",
-        ErrorClass::UpstreamServerError => "upstream_server_error",
-        ErrorClass::UpstreamConnectError => "upstream_connect_error",
-        ErrorClass::UpstreamTimeout => "upstream_timeout",
-        ErrorClass::StreamInterrupted => "stream_interrupted",
-        ErrorClass::ClientDisconnected => "client_disconnected",
-        ErrorClass::BudgetExhausted => "budget_exhausted",
-        ErrorClass::NoBedrockFallback => "no_bedrock_fallback",
-        ErrorClass::ModelNotMapped => "model_not_mapped",
-        ErrorClass::BedrockAuthError => "bedrock_auth_error",
-        ErrorClass::BedrockQuotaExceeded => "bedrock_quota_exceeded",
-        ErrorClass::BedrockUnavailable => "bedrock_unavailable",
-        ErrorClass::BedrockValidation => "bedrock_validation",
-        ErrorClass::BedrockModelError => "bedrock_model_error",
-        ErrorClass::Internal => "internal",
-        ErrorClass::UsageUnreadable => "usage_unreadable",
-    }
+    ccp_schemas::events::label(&class)
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 
 use actix_web::web;
+use ccp_schemas::calendar::{self, Month};
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
-use chrono::{DateTime, Datelike as _, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset as _};
-use chrono::{LocalResult, TimeZone as _, Utc};
+use chrono::{DateTime, Duration, FixedOffset, Offset as _, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -473,17 +473,17 @@ pub async fn get_budget(state: web::Data<AppState>, path: web::Path<String>) -> 
 pub async fn budget_of(state: &AppState, user_id: UserId, limit: Option<Decimal>) -> ApiResult<Budget> {
     let tz = budget_tz(state)?;
     let now = Utc::now();
-    let (from, to) = preset_range(Preset::ThisMonth, tz, now);
+    let month = Month::of(now, tz);
+    let (from, to) = (month.start(tz), month.end(tz));
     let filters = Filters { user_id: Some(user_id.to_string()), ..Filters::default() };
     let question = Question { bucket: Bucket::Month, tz, from, to, group_by: &[], filters: &filters };
     let rows = read_usage(&state.clickhouse, &question, minutes_kept_since(state, now))
         .await
         .map_err(|e| ApiError::unavailable("ClickHouse", &e))?;
     let spent = usd(rows.iter().map(|r| r.n_cost).sum());
-    let month_start = from.with_timezone(&tz);
     Ok(Budget {
         user_id: user_id.to_string(),
-        month: format!("{:04}-{:02}", month_start.year(), month_start.month()),
+        month: month.to_string(),
         time_zone: tz.name().to_owned(),
         limit_usd: limit,
         spent_usd: spent,
@@ -696,45 +696,24 @@ fn parse_group_by(value: Option<&str>) -> ApiResult<Vec<Dimension>> {
     Ok(out)
 }
 
-/// The instant local wall time `naive` begins in `tz`; in a DST gap, the end of the gap.
-fn local_to_utc(tz: Tz, naive: NaiveDateTime) -> DateTime<Utc> {
-    match tz.from_local_datetime(&naive) {
-        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
-        LocalResult::None => {
-            let before = tz.offset_from_utc_datetime(&(naive - Duration::days(1))).fix().local_minus_utc();
-            (naive - Duration::seconds(i64::from(before))).and_utc()
-        }
-    }
-}
-
-fn midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
-    local_to_utc(tz, date.and_time(NaiveTime::MIN))
-}
-
-fn first_of_month(date: NaiveDate, months_ahead: i32) -> NaiveDate {
-    let index = date.year() * 12 + i32::try_from(date.month0()).unwrap_or(0) + months_ahead;
-    let month = u32::try_from(index.rem_euclid(12)).unwrap_or(0) + 1;
-    NaiveDate::from_ymd_opt(index.div_euclid(12), month, 1).unwrap_or(date)
-}
-
-/// A preset's `[from, to)` at `now` in `tz`.
+/// A preset's `[from, to)` at `now` in `tz`: whole local days, hours and months of
+/// [`calendar`] (which decides where a midnight in a daylight-saving gap or fold falls).
 fn preset_range(preset: Preset, tz: Tz, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let local_now = now.with_timezone(&tz);
-    let today = local_now.date_naive();
-    let day = |n: i64| midnight(tz, today + Duration::days(n));
+    let today = calendar::day(now, tz).label;
+    let day = |n: i64| calendar::day_start(tz, today + Duration::days(n));
+    let month = Month::of(now, tz);
     match preset {
         Preset::Today => (day(0), day(1)),
         Preset::Yesterday => (day(-1), day(0)),
         Preset::Last24h => {
-            let offset = i64::from(local_now.offset().fix().local_minus_utc());
-            let hour = (now.timestamp() + offset).div_euclid(3600) * 3600 - offset;
-            let to = DateTime::<Utc>::from_timestamp(hour, 0).unwrap_or(now) + Duration::hours(1);
+            // Up to the end of the local hour.
+            let to = calendar::hour(now, tz).end;
             (to - Duration::hours(24), to)
         }
         Preset::Last7d => (day(-6), day(1)),
         Preset::Last30d => (day(-29), day(1)),
-        Preset::ThisMonth => (midnight(tz, first_of_month(today, 0)), midnight(tz, first_of_month(today, 1))),
-        Preset::LastMonth => (midnight(tz, first_of_month(today, -1)), midnight(tz, first_of_month(today, 0))),
+        Preset::ThisMonth => (month.start(tz), month.end(tz)),
+        Preset::LastMonth => (month.previous().start(tz), month.start(tz)),
     }
 }
 
@@ -1305,8 +1284,9 @@ mod tests {
     fn a_midnight_in_a_dst_gap_is_the_end_of_the_gap() {
         // Santiago skipped 2026-09-06 00:00–01:00 (clocks went from -04 to -03 at midnight).
         let santiago = tz("America/Santiago");
-        let date = NaiveDate::from_ymd_opt(2026, 9, 6).unwrap();
-        assert_eq!(midnight(santiago, date), at("2026-09-06T04:00:00Z"));
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 9, 6).unwrap();
+        assert_eq!(calendar::day_start(santiago, date), at("2026-09-06T04:00:00Z"));
+        assert_eq!(preset_range(Preset::Today, santiago, at("2026-09-06T12:00:00Z")).0, at("2026-09-06T04:00:00Z"));
     }
 
     #[test]

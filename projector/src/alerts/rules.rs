@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use ccp_schemas::calendar::Month;
 use ccp_schemas::config::{AlertSettings, BudgetSettings, ConfigError};
 use ccp_schemas::events::{
     AlertRule, AlertSeverity, BedrockApiKeyRegistered, BedrockApiKeyRotated, ErrorClass, Event, Provider,
@@ -27,7 +28,7 @@ use ccp_schemas::events::{
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
 use ccp_schemas::state::Directory;
 use ccp_schemas::Envelope;
-use chrono::{DateTime, Datelike as _, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -276,9 +277,9 @@ impl Rules {
         out
     }
 
+    /// `YYYY-MM` of the budget month `at` is in.
     fn month(&self, at: DateTime<Utc>) -> String {
-        let local = at.with_timezone(&self.cfg.tz);
-        format!("{:04}-{:02}", local.year(), local.month())
+        Month::of(at, self.cfg.tz).to_string()
     }
 
     fn user_name(&self, user_id: UserId) -> String {

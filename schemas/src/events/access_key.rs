@@ -129,15 +129,9 @@ pub enum BedrockReadiness {
 }
 
 impl BedrockReadiness {
-    /// The snake_case label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::KeyRefused => "key_refused",
-            Self::ModelNotEnabled => "model_not_enabled",
-            Self::Throttled => "throttled",
-            Self::Unreachable => "unreachable",
-        }
+    /// The snake_case label: its serde name ([`super::label()`]).
+    pub fn as_str(self) -> &'static str {
+        super::label(&self)
     }
 }
 

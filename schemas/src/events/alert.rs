@@ -44,18 +44,9 @@ impl AlertRule {
         Self::BedrockKeyNotReady,
     ];
 
-    /// The snake_case name (subject token, metric label).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::BudgetThreshold => "budget_threshold",
-            Self::CircuitOpen => "circuit_open",
-            Self::CircuitsOpen => "circuits_open",
-            Self::BedrockAuthFailed => "bedrock_auth_failed",
-            Self::SpendAnomaly => "spend_anomaly",
-            Self::RequestRateAnomaly => "request_rate_anomaly",
-            Self::UnpricedModel => "unpriced_model",
-            Self::BedrockKeyNotReady => "bedrock_key_not_ready",
-        }
+    /// The snake_case name (subject token, metric label): its serde name ([`super::label()`]).
+    pub fn as_str(self) -> &'static str {
+        super::label(&self)
     }
 }
 

@@ -23,13 +23,9 @@ impl ModelFamily {
     /// Every family.
     pub const ALL: [Self; 3] = [Self::Opus, Self::Sonnet, Self::Haiku];
 
-    /// The snake_case name (as serialized).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Opus => "opus",
-            Self::Sonnet => "sonnet",
-            Self::Haiku => "haiku",
-        }
+    /// The snake_case name: its serde name ([`super::label()`]).
+    pub fn as_str(self) -> &'static str {
+        super::label(&self)
     }
 }
 

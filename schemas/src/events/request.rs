@@ -23,13 +23,9 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// The snake_case label used in metrics and ClickHouse.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Anthropic => "anthropic",
-            Self::Bedrock => "bedrock",
-            Self::None => "none",
-        }
+    /// The snake_case label used in metrics and ClickHouse: its serde name ([`super::label()`]).
+    pub fn as_str(self) -> &'static str {
+        super::label(&self)
     }
 }
 
@@ -82,14 +78,9 @@ pub enum TargetSource {
 }
 
 impl TargetSource {
-    /// The snake_case label (metrics, ClickHouse).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Catalogue => "catalogue",
-            Self::Listing => "listing",
-            Self::FamilyFallback => "family_fallback",
-            Self::KeyDefault => "key_default",
-        }
+    /// The snake_case label (metrics, ClickHouse): its serde name ([`super::label()`]).
+    pub fn as_str(self) -> &'static str {
+        super::label(&self)
     }
 }
 

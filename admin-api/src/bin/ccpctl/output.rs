@@ -82,12 +82,11 @@ fn table_lines(headers: &[&str], rows: &[Vec<String>]) -> Vec<String> {
     lines
 }
 
-/// An enum's API name (`active`, `plan_first`).
+/// An enum's API name (`active`, `plan_first`): its serde name ([`ccp_schemas::events::label`]).
 pub fn label<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => "?".to_owned(),
+    match ccp_schemas::events::label(value) {
+        "" => "?".to_owned(),
+        name => name.to_owned(),
     }
 }
 
