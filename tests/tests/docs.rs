@@ -56,3 +56,24 @@ fn example_config_loads_and_covers_every_section() {
         assert!(text.contains(section), "example lacks {section}");
     }
 }
+
+/// Every environment variable `scripts/run` reads (`${CCP…:-…}`) is in README's operator table.
+#[test]
+fn every_variable_scripts_run_reads_is_in_the_operator_table() {
+    let script = repo_file("scripts/run");
+    let readme = repo_file("README.md");
+    let table = readme.split("### Operator interface").nth(1).unwrap().split("\n## ").next().unwrap();
+    let mut read = BTreeSet::new();
+    for part in script.split("${").skip(1) {
+        let name: String =
+            part.chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
+        // The script's own variables are lower-level names (ADMIN_NOTE, …); its inputs are CCP_* and cargo's.
+        let input = name.starts_with("CCP") || name == "CARGO_TARGET_DIR";
+        if part[name.len()..].starts_with(":-") && input {
+            read.insert(name);
+        }
+    }
+    assert!(read.contains("CCP_FAKE_ANTHROPIC_LISTEN"), "{read:?}");
+    let missing: Vec<_> = read.iter().filter(|name| !table.contains(&format!("`{name}`"))).collect();
+    assert!(missing.is_empty(), "README's operator table lacks {missing:?}");
+}
