@@ -38,7 +38,7 @@ pub enum RoutingDoc {
 #[schema(rename_all = "snake_case")]
 #[allow(dead_code)]
 pub enum KeyStatusDoc {
-    /// Accepted.
+    /// Accepted by the proxy (when its user is active).
     Active,
     /// Refused for good.
     Revoked,
@@ -265,9 +265,9 @@ impl Readiness {
 pub struct Key {
     /// `key_…`
     pub key_id: String,
-    /// Owner.
+    /// The user it belongs to (`usr_…`).
     pub user_id: String,
-    /// Label.
+    /// The admin's label for the key (`laptop`).
     pub name: Option<String>,
     /// First characters of the key, e.g. `ak_3fQx9a`.
     pub prefix: String,
@@ -393,9 +393,9 @@ pub struct UserDetail {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
-    /// Username.
+    /// The admin's username.
     pub username: String,
-    /// Password.
+    /// Their password (sent once, checked with argon2id, never stored or logged).
     pub password: String,
 }
 
@@ -461,7 +461,7 @@ pub struct IssueApiToken {
 pub struct ApiToken {
     /// `tok_…`
     pub token_id: String,
-    /// Label.
+    /// The admin's label for the token (`ci`).
     pub name: String,
     /// First characters.
     pub prefix: String,

@@ -59,7 +59,7 @@ pub struct Identity {
     pub admin_id: AdminId,
     /// Their username.
     pub username: String,
-    /// How.
+    /// A session (bearer or the dashboard's cookie) or an API token.
     pub method: AuthMethod,
 }
 

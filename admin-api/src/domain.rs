@@ -34,17 +34,17 @@ pub enum UserCommand {
     Create {
         /// The new id.
         user_id: UserId,
-        /// Name.
+        /// Display name (unique among users).
         name: String,
-        /// Description.
+        /// Free text about the user.
         description: Option<String>,
-        /// Email.
+        /// Contact address.
         email: Option<String>,
-        /// Status.
+        /// Active (keys work) or inactive.
         status: UserStatus,
         /// Monthly budget.
         monthly_limit_usd: Option<Decimal>,
-        /// Routing.
+        /// Routing strategy; `None` keeps the default (`plan_first`).
         routing: Option<RoutingStrategy>,
     },
     /// Change descriptive fields (`Some("")` clears description/email).
@@ -58,7 +58,7 @@ pub enum UserCommand {
     },
     /// Stop every key of the user.
     Deactivate {
-        /// Why.
+        /// Why, for the audit log.
         reason: Option<String>,
     },
     /// Let the user's keys work again.
@@ -119,7 +119,7 @@ pub fn decide_user(state: Option<&UserState>, user_id: UserId, command: UserComm
 pub enum KeyCommand {
     /// Issue a key to a user (the owner's state is checked: it must exist and be active).
     Issue {
-        /// Label.
+        /// The admin's label for the key (`laptop`).
         name: Option<String>,
         /// Hash of the new secret.
         key_hash: KeyHash,
@@ -130,7 +130,7 @@ pub enum KeyCommand {
     },
     /// Revoke for good.
     Revoke {
-        /// Why.
+        /// Why, for the audit log.
         reason: Option<String>,
     },
     /// Replace the secret.
@@ -146,7 +146,7 @@ pub enum KeyCommand {
     SetBedrockKey {
         /// Sealed key.
         sealed: SealedSecret,
-        /// Hint.
+        /// What lists show of the key (`ABSK…x9Q=`).
         hint: SecretHint,
     },
     /// Remove the Bedrock API key.
@@ -254,11 +254,11 @@ pub fn decide_key(
 pub struct TokenState {
     /// The token.
     pub token_id: ApiTokenId,
-    /// Label.
+    /// The admin's label for the token (`ci`).
     pub name: String,
-    /// Prefix.
+    /// The token's first characters, shown in lists.
     pub prefix: KeyPrefix,
-    /// Hash.
+    /// The token's peppered hash (never serialized).
     #[serde(skip)]
     pub hash: KeyHash,
     /// Whether revoked.
@@ -327,11 +327,11 @@ pub enum AdminCommand {
     IssueToken {
         /// The token id.
         token_id: ApiTokenId,
-        /// Label.
+        /// The admin's label for the token (`ci`).
         name: String,
-        /// Hash.
+        /// The token's peppered hash.
         token_hash: KeyHash,
-        /// Prefix.
+        /// The token's first characters, shown in lists.
         token_prefix: KeyPrefix,
     },
     /// Revoke an API token.

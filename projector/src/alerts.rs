@@ -97,7 +97,7 @@ fn rule_index(rule: AlertRule) -> usize {
 
 /// The running alert tasks (evaluation and one delivery loop per webhook); dropping it stops them.
 pub struct Alerts {
-    /// Counters.
+    /// Alerts raised and events evaluated, for `/metrics`.
     pub stats: Arc<AlertStats>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }

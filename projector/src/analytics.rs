@@ -236,7 +236,7 @@ pub struct Projection<T: TableSpec> {
     last_seq: u64,
     /// A batch whose insert failed (ClickHouse away), retried before fetching more.
     pending: Option<(Vec<T::Row>, Option<jetstream::Message>)>,
-    /// Counters.
+    /// Rows projected, skipped and terminated, and the last sequence, for `/metrics`.
     pub stats: Arc<Stats>,
 }
 

@@ -58,9 +58,9 @@ pub(crate) fn max_tokens(body: &[u8]) -> Option<u64> {
 
 /// Checks a Messages API body is a JSON object and notes its `model` and `stream`.
 ///
-/// A body in [`claude_code_shape`] is not parsed: checking the whole of it cost 12–25 µs of
-/// the proxy's ≈ 100 µs a request on the benchmark's 48.6 KB body (more on real sessions' longer
-/// ones), and Anthropic checks it anyway; if such a body is malformed after all, Anthropic's
+/// A body in [`claude_code_shape`] is not parsed: checking it whole was the largest cost of the
+/// proxy's own work and grows with the body (docs/benchmarks.md), and Anthropic checks it anyway;
+/// if such a body is malformed after all, Anthropic's
 /// 400 `invalid_request_error` is relayed, and a failover to Bedrock refuses it with a 400 before
 /// anything else (the body is adapted first). Any other body is parsed here and refused with the
 /// proxy's own 400 if malformed.

@@ -13,7 +13,7 @@ use ccp_schemas::events::{CloseCause, TripReason};
 use ccp_schemas::ids::AccessKeyId;
 use tokio::time::Instant;
 
-/// Thresholds.
+/// When a key's circuit opens (failures within a window) and how long it stays open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
     /// Failures that open the circuit…

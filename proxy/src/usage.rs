@@ -27,7 +27,7 @@ const MAX_CLIENT_FIELD: usize = 128;
 pub struct Recorder {
     /// Event sink.
     pub sink: EventSink,
-    /// Metrics.
+    /// The request counters and latency histograms of `/metrics`.
     pub metrics: Arc<Metrics>,
     /// This replica's id (the events' actor).
     pub replica: Arc<str>,

@@ -19,7 +19,7 @@ use crate::subjects::{BadPrefix, Namespace};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Logging.
+    /// Log level and line format.
     pub log: LogSettings,
     /// The NATS JetStream event log.
     pub nats: NatsSettings,
@@ -125,9 +125,9 @@ pub struct ClickHouseSettings {
     pub url: String,
     /// Database holding the project's tables (created by the migrations).
     pub database: String,
-    /// User.
+    /// The ClickHouse user the services connect as.
     pub user: String,
-    /// Password.
+    /// That user's password (secret).
     pub password: SecretString,
 }
 

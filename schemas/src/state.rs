@@ -83,7 +83,7 @@ pub struct AccessKeyState {
     pub key_id: AccessKeyId,
     /// Its owner.
     pub user_id: UserId,
-    /// Label.
+    /// The admin's label for the key (`laptop`), if any.
     pub name: Option<String>,
     /// Hash of the current secret.
     pub key_hash: KeyHash,

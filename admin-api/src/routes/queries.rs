@@ -144,7 +144,7 @@ pub struct UsageQuery {
 /// Counts and cost of some requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UsageCounts {
-    /// Requests.
+    /// Requests (refused ones included).
     pub requests: u64,
     /// Requests that ended in an error (`error_class` set).
     pub errors: u64,
@@ -353,7 +353,7 @@ pub struct AuditQuery {
 pub struct AuditEntry {
     /// Id of the event.
     pub event_id: String,
-    /// When.
+    /// When the event was recorded (UTC).
     pub occurred_at: DateTime<Utc>,
     /// What, e.g. `user_created`.
     pub event_type: String,

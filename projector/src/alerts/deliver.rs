@@ -119,7 +119,7 @@ pub struct Webhook {
     attempts: u32,
     base: Duration,
     max: Duration,
-    /// Counters.
+    /// Deliveries made, retried and given up, for `/metrics`.
     pub stats: Arc<DeliveryStats>,
 }
 

@@ -73,7 +73,7 @@ impl BedrockReason {
 pub struct OnBedrock {
     /// Since when (unknown for a user routed to Bedrock whose requests were not seen).
     pub since: Option<DateTime<Utc>>,
-    /// Why.
+    /// Why the key is on Bedrock: the last failover's reason or the circuit's trip reason.
     pub reason: BedrockReason,
     /// The circuit's state when it is what sends them (`open`, `half_open`).
     pub circuit: Option<&'static str>,
@@ -95,7 +95,7 @@ pub struct Budget {
 /// Everything a line is made of.
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
-    /// Now.
+    /// The time the line is rendered for (times are shown relative to it, in its zone).
     pub now: DateTime<Utc>,
     /// The developer's time zone (for reset and "since" times).
     pub tz: Tz,

@@ -105,7 +105,7 @@ pub struct AdminLoginSucceeded {
     pub admin_id: AdminId,
     /// Their username.
     pub username: String,
-    /// How.
+    /// Password or API token.
     pub method: LoginMethod,
 }
 
@@ -114,6 +114,6 @@ pub struct AdminLoginSucceeded {
 pub struct AdminLoginFailed {
     /// The username tried (truncated to 64 characters).
     pub username: String,
-    /// Why.
+    /// What was wrong (bad credentials, throttled, disabled), for the audit log.
     pub reason: LoginFailure,
 }

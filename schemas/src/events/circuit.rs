@@ -61,6 +61,6 @@ pub struct CircuitHalfOpened {
 pub struct CircuitClosed {
     /// The key.
     pub key_id: AccessKeyId,
-    /// Why.
+    /// What closed it: a successful probe or an admin's reset.
     pub cause: CloseCause,
 }
