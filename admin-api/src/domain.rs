@@ -238,7 +238,10 @@ pub fn decide_key(
                 )));
             }
             let unchanged = current.readiness.as_ref().is_some_and(|r| {
-                r.readiness == check.readiness && r.models == check.models && now - r.checked_at < RECHECK_RECORD_AFTER
+                r.readiness == check.readiness
+                    && r.models == check.models
+                    && r.region == check.region
+                    && now - r.checked_at < RECHECK_RECORD_AFTER
             });
             if check.cause == CheckCause::Periodic && unchanged {
                 vec![]

@@ -62,6 +62,18 @@ pub fn verdict(answers: impl IntoIterator<Item = BedrockReadiness>) -> BedrockRe
     answers.into_iter().max_by_key(|r| rank(*r)).unwrap_or(BedrockReadiness::Ready)
 }
 
+/// The foundation-model id a target routes to: `us.anthropic.claude-x-v1:0` →
+/// `anthropic.claude-x-v1:0` (a profile's geography prefix dropped); ARNs and plain ids as given.
+pub fn foundation_id(target: &str) -> &str {
+    if target.starts_with("arn:") {
+        return target;
+    }
+    match target.split_once('.') {
+        Some((prefix, rest)) if rest.starts_with("anthropic.") && !prefix.contains(':') => rest,
+        _ => target,
+    }
+}
+
 /// What an AWS error code says about readiness.
 pub fn classify(status: Option<u16>, code: Option<&str>) -> BedrockReadiness {
     match code.unwrap_or_default() {
@@ -138,7 +150,10 @@ impl Checker {
         Report { readiness, models: checked, listing }
     }
 
-    async fn count_tokens(&self, api_key: &BedrockApiKey, region: &str, model_id: &str) -> BedrockReadiness {
+    async fn count_tokens(&self, api_key: &BedrockApiKey, region: &str, target: &str) -> BedrockReadiness {
+        // CountTokens takes a foundation-model id: a cross-region profile (`us.anthropic.…`) is
+        // checked as the model it routes to.
+        let model_id = foundation_id(target);
         let input = match InvokeModelTokensRequest::builder().body(Blob::new(PROBE_BODY)).build() {
             Ok(i) => i,
             Err(_) => return BedrockReadiness::Unreachable,
@@ -157,6 +172,12 @@ impl Checker {
             .await;
         match sent {
             Ok(_) => BedrockReadiness::Ready,
+            // A model CountTokens does not support answers ValidationException: the key was
+            // accepted, the model is not known to be refused, so it does not count against it.
+            Err(SdkError::ServiceError(e)) if e.err().code() == Some("ValidationException") => {
+                tracing::info!(model_id, "CountTokens does not check this model; its readiness is not known");
+                BedrockReadiness::Ready
+            }
             Err(SdkError::ServiceError(e)) => classify(Some(e.raw().status().as_u16()), e.err().code()),
             Err(e) => {
                 tracing::info!(model_id, error = %aws_sdk_bedrockruntime::error::DisplayErrorContext(&e), "Bedrock readiness check could not reach Bedrock");
@@ -208,6 +229,18 @@ mod tests {
         assert_eq!(verdict([ModelNotEnabled, Throttled]), Throttled);
         assert_eq!(verdict([Throttled, KeyRefused, Unreachable]), KeyRefused);
         assert_eq!(verdict([]), Ready);
+    }
+
+    #[test]
+    fn profiles_are_counted_as_their_foundation_model() {
+        assert_eq!(
+            foundation_id("us.anthropic.claude-opus-4-1-20250805-v1:0"),
+            "anthropic.claude-opus-4-1-20250805-v1:0"
+        );
+        assert_eq!(foundation_id("global.anthropic.claude-opus-5-5-v1:0"), "anthropic.claude-opus-5-5-v1:0");
+        assert_eq!(foundation_id("anthropic.claude-3-haiku-20240307-v1:0"), "anthropic.claude-3-haiku-20240307-v1:0");
+        let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
+        assert_eq!(foundation_id(arn), arn);
     }
 
     #[test]

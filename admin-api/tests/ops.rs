@@ -460,3 +460,18 @@ async fn bedrock_keys_are_checked_for_failover_readiness() {
     assert_eq!(checks.last().unwrap().readiness, ccp_schemas::events::BedrockReadiness::KeyRefused);
     api.finish().await;
 }
+
+/// A key's Bedrock region becomes part of Bedrock's host name: only an AWS region is accepted.
+#[tokio::test]
+async fn a_bedrock_region_must_be_an_aws_region() {
+    let api = AdminApi::start("ops_region").await;
+    let user = api.create_user("ruth").await;
+    let (key, _) = api.issue_key(&user).await;
+    for bad in ["evil.com/", "us-east-1.evil.com", "us_east_1"] {
+        let a = api.put(&format!("/v1/keys/{key}/bedrock"), json!({ "region": bad })).await;
+        assert_eq!((a.status, a.body["error"]["field"].as_str()), (422, Some("region")), "{bad}: {}", a.text);
+    }
+    let a = api.put(&format!("/v1/keys/{key}/bedrock"), json!({ "region": "eu-central-1" })).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    api.finish().await;
+}

@@ -174,6 +174,16 @@ pub(crate) async fn failover(
     };
     record.provider = Provider::Bedrock;
     let region = creds.settings.region.clone().unwrap_or_else(|| shared.default_region.clone());
+    if !ccp_schemas::catalogue::is_aws_region(&region) {
+        // It becomes part of Bedrock's host name: the key is never sent to anything else.
+        tracing::error!(request_id = %record.request_id, "the key's Bedrock region is not an AWS region");
+        let err = ProxyError::upstream(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorClass::Internal,
+            "This access key's Bedrock region is not an AWS region; ask your platform team.",
+        );
+        return answer_error(err, record);
+    }
     let catalogue = shared.keys.catalogue();
     let query = TargetQuery {
         requested: record.requested_model.as_deref(),

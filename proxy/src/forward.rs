@@ -446,11 +446,12 @@ async fn send(
 ) -> HttpResponse {
     let post = req.method() == Method::POST;
     let routing = record.key.as_ref().map_or(RoutingStrategy::PlanFirst, |k| k.routing);
-    // The breaker is asked (and told the outcome) only for requests that could fail over.
+    // The breaker is asked (and told the outcome) only for requests that could fail over, and
+    // only once the request is not refused or sent to Bedrock anyway: asking it may hand out the
+    // half-open probe, which must then be answered by Anthropic.
     let breaker_key =
         record.key.as_ref().map(|k| k.key_id).filter(|_| route::uses_breaker(record.endpoint, post, routing));
-    let breaker = breaker_key.map_or(Route::Plan, |k| shared.circuits.route(k));
-    let on_failure = match route::route(&facts(shared, &record, post, breaker)) {
+    let mut on_failure = match route::route(&facts(shared, &record, post, Route::Plan)) {
         Decision::Plan { on_failure } => on_failure,
         Decision::Bedrock(reason) => {
             return failover(req, body, PlanFailure::skipped(reason), shared, upstream, record).await;
@@ -461,10 +462,30 @@ async fn send(
     // their budget too, reserved while they run.
     if shared.budget_enforcement == BudgetEnforcement::All && record.endpoint == Endpoint::Messages {
         let priced_as = route::plan_priced_as(&shared.keys.catalogue(), record.requested_model.as_deref());
-        record.provider = Provider::Anthropic;
-        if let Err(err) = reserve(shared, &mut record, priced_as.as_deref(), body.len(), crate::body::max_tokens(&body))
-        {
+        let admitted = {
+            record.provider = Provider::Anthropic;
+            let admitted =
+                reserve(shared, &mut record, priced_as.as_deref(), body.len(), crate::body::max_tokens(&body));
+            if admitted.is_err() {
+                // Refused before anything was sent: nobody answered.
+                record.provider = Provider::None;
+            }
+            admitted
+        };
+        if let Err(err) = admitted {
             return answer_error(err, record);
+        }
+    }
+    let breaker = breaker_key.map_or(Route::Plan, |k| shared.circuits.route(k));
+    if breaker == Route::Skip {
+        match route::route(&facts(shared, &record, post, breaker)) {
+            Decision::Plan { on_failure: again } => on_failure = again,
+            Decision::Bedrock(reason) => {
+                // The Plan reservation is replaced by the failover's.
+                record.reservation = None;
+                return failover(req, body, PlanFailure::skipped(reason), shared, upstream, record).await;
+            }
+            Decision::Refuse(refusal) => return refuse(shared, refusal, None, record),
         }
     }
     let outcome = |failure: Option<TripReason>| {
@@ -474,7 +495,10 @@ async fn send(
     };
     // Anthropic failed before answering: Bedrock, a 503 that explains, as the policy says.
     let kept = &body;
-    let after_failure = |cause: PlanFailure, record: RequestRecord| async move {
+    let after_failure = |cause: PlanFailure, mut record: RequestRecord| async move {
+        // The Plan request's own reservation must not count against its failover (which
+        // reserves its own).
+        record.reservation = None;
         match on_failure {
             OnFailure::Bedrock => match route::after_plan_failure(&facts(shared, &record, post, breaker), cause.reason)
             {

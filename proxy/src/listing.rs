@@ -66,7 +66,10 @@ struct Cached {
     fetched: Instant,
     /// `None`: the last fetch failed.
     models: Option<Arc<Vec<Listed>>>,
-    refreshing: bool,
+    /// A refresh was handed out then (`None`: none is running). One that did not store anything
+    /// within [`Listings::refresh_deadline`] (its request was dropped, the key could not be
+    /// opened) is taken as abandoned.
+    refreshing: Option<Instant>,
 }
 
 /// The cache of listings per key and region.
@@ -113,18 +116,26 @@ impl Listings {
             return Cache::Missing;
         }
         let age = entry.fetched.elapsed();
+        let deadline = self.refresh_deadline();
+        let refreshing = entry.refreshing.is_some_and(|since| since.elapsed() < deadline);
         match &entry.models {
-            None if age >= RETRY_FAILED_AFTER && !entry.refreshing => {
-                entry.refreshing = true;
+            None if age >= RETRY_FAILED_AFTER && !refreshing => {
+                entry.refreshing = Some(Instant::now());
                 Cache::Missing
             }
             None => Cache::Fresh(None),
-            Some(models) if age >= self.refresh && !entry.refreshing => {
-                entry.refreshing = true;
+            Some(models) if age >= self.refresh && !refreshing => {
+                entry.refreshing = Some(Instant::now());
                 Cache::Stale(Some(models.clone()))
             }
             Some(models) => Cache::Fresh(Some(models.clone())),
         }
+    }
+
+    /// How long a handed-out refresh may take before another caller may start one: every page
+    /// of both listings at the timeout, and opening the key.
+    fn refresh_deadline(&self) -> Duration {
+        self.timeout * 2 + Duration::from_secs(5)
     }
 
     /// Stores a fetch's outcome.
@@ -136,7 +147,7 @@ impl Listings {
         outcome: &Result<Vec<Listed>, ListingError>,
     ) {
         let models = outcome.as_ref().ok().map(|m| Arc::new(m.clone()));
-        let entry = Cached { registration: registration.to_vec(), fetched: Instant::now(), models, refreshing: false };
+        let entry = Cached { registration: registration.to_vec(), fetched: Instant::now(), models, refreshing: None };
         self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert((key, region.to_owned()), entry);
     }
 
@@ -327,6 +338,19 @@ mod tests {
         assert!(matches!(l.cached(key, "us-east-1", b"r1"), Cache::Fresh(Some(_))));
         l.store(key, "us-east-1", b"r1", &Err(ListingError::Garbage("x".into())));
         assert!(matches!(l.cached(key, "us-east-1", b"r1"), Cache::Fresh(None)), "a failure is not retried at once");
+        // A refresh handed out but never stored (its request was dropped) is abandoned after the
+        // deadline: another caller gets it.
+        let quick = Listings::new(Duration::from_secs(0), Duration::from_millis(1), None);
+        quick.store(key, "eu-west-1", b"r1", &Ok(vec![]));
+        assert!(matches!(quick.cached(key, "eu-west-1", b"r1"), Cache::Stale(_)));
+        assert!(matches!(quick.cached(key, "eu-west-1", b"r1"), Cache::Fresh(_)));
+        if let Some(e) = quick.cache.lock().unwrap().get_mut(&(key, "eu-west-1".to_owned())) {
+            e.refreshing = Some(Instant::now() - quick.refresh_deadline());
+        }
+        assert!(
+            matches!(quick.cached(key, "eu-west-1", b"r1"), Cache::Stale(_)),
+            "the abandoned refresh is handed out again"
+        );
         // Another Bedrock key registered for the access key: read again.
         assert!(matches!(l.cached(key, "us-east-1", b"r2"), Cache::Missing));
         assert!(matches!(l.cached(key, "eu-west-1", b"r1"), Cache::Missing));

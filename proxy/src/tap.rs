@@ -47,9 +47,10 @@ pub const CONTENT_BYTES_PER_TOKEN: u64 = 3;
 impl Observed {
     /// An estimate of the output tokens of a stream that ended before its final count: the
     /// relayed content bytes over [`CONTENT_BYTES_PER_TOKEN`], rounded up, and never less than
-    /// the count seen so far. `None` when the count is exact or nothing was relayed.
+    /// the count seen so far (`message_start`'s). `None` when the count is exact, or when the
+    /// stream ended before `message_start` and relayed no content (nothing is known).
     pub fn estimated_output_tokens(&self) -> Option<u64> {
-        if self.final_usage || self.content_bytes == 0 {
+        if self.final_usage || (self.content_bytes == 0 && self.model.is_none()) {
             return None;
         }
         Some(self.content_bytes.div_ceil(CONTENT_BYTES_PER_TOKEN).max(self.usage.output_tokens))

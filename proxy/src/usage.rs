@@ -151,6 +151,14 @@ impl RequestRecord {
         };
         // An answer whose usage could not be read has unknown tokens, not zero.
         let unreadable = observed.unreadable && status < 400 && self.endpoint != Endpoint::Other;
+        // A provider was asked but the request ended before any count could be seen or
+        // estimated (the client left while the answer was awaited, a JSON body was cut): the
+        // provider may bill it; its tokens and cost are unknown, not zero.
+        let unknown = incomplete
+            && self.provider != Provider::None
+            && self.endpoint == Endpoint::Messages
+            && !observed.final_usage
+            && !estimated;
         let error_class = match error_class {
             None if unreadable => {
                 m.unreadable_usage.inc();
@@ -181,7 +189,7 @@ impl RequestRecord {
             // count_tokens is free; its `input_tokens` are a count, not usage.
             _ if self.endpoint == Endpoint::CountTokens => Price::Free,
             (Provider::None, _) => Price::Free,
-            _ if unreadable => Price::Unknown,
+            _ if unreadable || unknown => Price::Unknown,
             (provider, Some(model)) => match prices.cost(model, provider, self.region.as_deref(), &usage) {
                 Some(cost) => Price::Listed(cost),
                 None if consumed => Price::Unpriced,

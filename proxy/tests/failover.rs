@@ -939,3 +939,30 @@ async fn a_listing_that_hangs_times_out_and_the_family_answers() {
     let metrics = reqwest::get(format!("{}/metrics", e.url)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"ccp_proxy_bedrock_listings_total{outcome="timeout"} 1"#), "{metrics}");
 }
+
+/// With `budgets.enforce = "all"`, a request's own reservation for Anthropic does not count
+/// against its failover: a budget that fits one request's estimate still fails it over.
+#[actix_web::test]
+async fn a_requests_own_reservation_does_not_block_its_failover() {
+    use ccp_schemas::events::BudgetSet;
+    let e = env("budget_own", |s| {
+        s.budgets.enforce = ccp_schemas::config::BudgetEnforcement::All;
+        s.proxy.circuit_failure_threshold = 1000;
+    })
+    .await;
+    let d = e.dev(Some(BEDROCK_KEY)).await;
+    // The estimate: 22 input tokens (91 bytes / 4) × $3 + 1000 output × $15 per MTok = $0.015066,
+    // exactly the budget: admitted for Anthropic, and its own reservation fills the budget.
+    let seq = e
+        .log
+        .append(Event::BudgetSet(BudgetSet {
+            user_id: d.user_id,
+            monthly_limit_usd: Some("0.015066".parse().unwrap()),
+        }))
+        .await;
+    e.wait_applied(seq).await;
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = e.post(&d.key, body, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.headers());
+    assert_eq!(header(&resp, "x-ccp-provider"), Some("bedrock"));
+}

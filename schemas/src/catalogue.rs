@@ -73,6 +73,19 @@ pub fn claude_name_in_bedrock_id(model_id: &str) -> Option<&str> {
     name.starts_with("claude-").then_some(name)
 }
 
+/// Whether `s` is an AWS region name (`us-east-1`, `eu-central-2`, `us-gov-west-1`,
+/// `ap-southeast-4`): it goes into endpoint host names, so nothing else may pass.
+pub fn is_aws_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let letters = |p: &str| !p.is_empty() && p.len() <= 12 && p.bytes().all(|b| b.is_ascii_lowercase());
+    let number = |p: &str| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        [geo, area, n] => geo.len() == 2 && letters(geo) && letters(area) && number(n),
+        [geo, partition, area, n] => geo.len() == 2 && letters(geo) && letters(partition) && letters(area) && number(n),
+        _ => false,
+    }
+}
+
 /// The cross-region inference-profile geography of an AWS region (`eu-central-1` → `eu`).
 pub fn geography_of(region: &str) -> Option<&'static str> {
     let geo = if region.starts_with("us-gov-") {
@@ -438,6 +451,12 @@ mod tests {
         assert_eq!(geography_of("us-gov-west-1"), Some("us-gov"));
         assert_eq!(geography_of("ap-northeast-1"), Some("jp"));
         assert_eq!(geography_of("sa-east-1"), None);
+        for region in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-4", "il-central-1"] {
+            assert!(is_aws_region(region), "{region}");
+        }
+        for bad in ["evil.com/", "us-east-1.evil.com", "us_east_1", "", "us-east", "US-EAST-1", "us-east-1/x"] {
+            assert!(!is_aws_region(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -657,6 +657,13 @@ impl Settings {
                 "https://kms.us-east-1.amazonaws.com",
             ),
         ];
+        if !crate::catalogue::is_aws_region(&settings.proxy.bedrock_default_region) {
+            let (source, _) = explain::source_of("proxy.bedrock_default_region", path, &env);
+            return Err(ConfigError::Invalid(format!(
+                "proxy.bedrock_default_region = `{}` (from {source}) is not an AWS region: e.g. `us-east-1`",
+                settings.proxy.bedrock_default_region.chars().take(64).collect::<String>()
+            )));
+        }
         for (key, url, schemes, example) in urls {
             if let Some(url) = url {
                 explain::check_url(key, url, schemes, example, path, &env).map_err(ConfigError::Invalid)?;

@@ -54,6 +54,11 @@ pub async fn run_check(
         ApiError::new(ErrorKind::Unavailable, "no master key is configured: Bedrock API keys cannot be opened")
     })?;
     let region = key.bedrock.region.clone().unwrap_or_else(|| state.settings.proxy.bedrock_default_region.clone());
+    if !ccp_schemas::catalogue::is_aws_region(&region) {
+        return Err(ApiError::conflict(format!(
+            "access key {key_id} has Bedrock region `{region}`, which is not an AWS region; set a valid one first"
+        )));
+    }
     let catalogue = super::models::current_catalogue(state).await?;
     let models = crate::readiness::models_to_check(&catalogue, &key.bedrock, &region);
     let api_key = bedrock
@@ -174,8 +179,16 @@ async fn run_with_owner(
 }
 
 fn bedrock_settings(region: Option<String>, model: Option<String>, prefix: &str) -> ApiResult<BedrockSettings> {
+    let region = region.filter(|r| !r.is_empty()).map(|r| check_token(&format!("{prefix}region"), &r)).transpose()?;
+    if let Some(r) = region.as_deref().filter(|r| !ccp_schemas::catalogue::is_aws_region(r)) {
+        // It becomes part of Bedrock's host name: anything else could send the key elsewhere.
+        return Err(ApiError::unprocessable(
+            &format!("{prefix}region"),
+            format!("`{r}` is not an AWS region (e.g. us-east-1, eu-central-1)"),
+        ));
+    }
     Ok(BedrockSettings {
-        region: region.filter(|r| !r.is_empty()).map(|r| check_token(&format!("{prefix}region"), &r)).transpose()?,
+        region,
         default_model: model
             .filter(|m| !m.is_empty())
             .map(|m| check_token(&format!("{prefix}default_model"), &m))
