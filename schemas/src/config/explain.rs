@@ -69,6 +69,14 @@ fn key_in(message: &str) -> Option<&str> {
 /// an unknown key: those messages say enough).
 pub fn explain(error: &config::ConfigError, path: Option<&Path>, env: &config::Map<String, String>) -> Option<String> {
     let message = error.to_string();
+    if message.contains("unknown field `models`") && message.contains("for key `bedrock`") {
+        return Some(
+            "bedrock.models was replaced by the model catalogue: remove [bedrock.models] and set Bedrock targets \
+             with `ccpctl models set MODEL --family F --bedrock SCOPE=MODEL_ID` (or PUT /v1/models/{model}); \
+             the shipped catalogue already maps the current Claude models"
+                .into(),
+        );
+    }
     let key = key_in(&message)?;
     let (source, value) = source_of(key, path, env);
     let what = message.split(" for key `").next().unwrap_or(&message);
@@ -174,6 +182,24 @@ mod tests {
                 assert!(message.contains(needle), "{var}={value}: `{message}` lacks `{needle}`");
             }
         }
+    }
+
+    #[test]
+    fn a_config_with_the_former_model_table_is_told_where_it_went() {
+        let dir = std::env::temp_dir().join(format!("ccp-explain-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.toml");
+        std::fs::write(
+            &path,
+            "[bedrock.models]\n\"claude-opus-4-5\" = \"global.anthropic.claude-opus-4-5-20251101-v1:0\"\n",
+        )
+        .unwrap();
+        let message = Settings::load_from(Some(&path), Vec::new()).unwrap_err().to_string();
+        assert!(
+            message.contains("replaced by the model catalogue") && message.contains("ccpctl models set"),
+            "{message}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
