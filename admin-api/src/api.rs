@@ -322,9 +322,9 @@ pub struct IssueKey {
     #[serde(default)]
     #[schema(pattern = r"^$|^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub name: Option<String>,
-    /// Bedrock region, e.g. `us-east-1`.
+    /// Bedrock region, an AWS region name, e.g. `us-east-1` (empty: the proxy's default).
     #[serde(default)]
-    #[schema(pattern = r"^[A-Za-z0-9.:_/-]{0,128}$")]
+    #[schema(pattern = r"^([a-z]{2}(-[a-z]{1,12}){1,2}-[0-9]{1,2})?$")]
     pub bedrock_region: Option<String>,
     /// Bedrock model id used when the requested model maps to nothing.
     #[serde(default)]
@@ -336,9 +336,9 @@ pub struct IssueKey {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetBedrockSettings {
-    /// Bedrock region (`null`: the proxy's default).
+    /// Bedrock region, an AWS region name, e.g. `us-east-1` (`null` or empty: the proxy's default).
     #[serde(default)]
-    #[schema(pattern = r"^[A-Za-z0-9.:_/-]{0,128}$")]
+    #[schema(pattern = r"^([a-z]{2}(-[a-z]{1,12}){1,2}-[0-9]{1,2})?$")]
     pub region: Option<String>,
     /// Default Bedrock model id (`null`: none).
     #[serde(default)]
