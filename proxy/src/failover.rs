@@ -239,7 +239,7 @@ pub(crate) async fn failover(
     record.region = Some(region.clone());
     record.bedrock_resolution = Some(target.source);
     record.model_substituted = target.substituted;
-    // The budget counts this request while it runs (a Plan reservation is replaced).
+    // The budget counts this request while it runs: its Plan reservation, if any, is replaced.
     record.reservation = None;
     if let Err(err) = reserve(shared, &mut record, target.priced_as.as_deref(), body.len(), request.max_tokens) {
         drop(api_key);

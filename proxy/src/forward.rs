@@ -71,15 +71,23 @@ pub struct Shared {
 /// 429 when the user's monthly budget is spent (by every replica's finished requests) or
 /// reserved by their requests in flight here.
 pub(crate) fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
+    let (spent, in_flight, limit, now) = budget_used(shared, record)?;
+    Some(budget_error(shared, spent, in_flight, Decimal::ZERO, limit, now))
+}
+
+/// What the user's budget has spent and what *other* requests in flight here reserved (this
+/// request's own reservation is not against itself), when that reaches the limit.
+fn budget_used(
+    shared: &Shared,
+    record: &RequestRecord,
+) -> Option<(Decimal, Decimal, Decimal, chrono::DateTime<chrono::Utc>)> {
     let key = record.key.as_ref()?;
     let limit = key.monthly_limit_usd?;
     let now = chrono::Utc::now();
     let spent = shared.spend.spent_everywhere(key.user_id, now);
-    let in_flight = shared.reservations.held(key.user_id);
-    if spent + in_flight < limit {
-        return None;
-    }
-    Some(budget_error(shared, spent, in_flight, Decimal::ZERO, limit, now))
+    let own = record.reservation.as_ref().map_or(Decimal::ZERO, crate::reserve::Reservation::amount);
+    let in_flight = shared.reservations.held(key.user_id) - own;
+    (spent + in_flight >= limit).then_some((spent, in_flight, limit, now))
 }
 
 /// The budget's 429, naming what is spent, what is in flight and when the budget resets.
@@ -431,7 +439,7 @@ fn facts(shared: &Shared, record: &RequestRecord, post: bool, breaker: Route) ->
         routing: key.map_or(RoutingStrategy::PlanFirst, |k| k.routing),
         bedrock_ready: key.is_some_and(|k| k.has_bedrock_key) && shared.master.is_some(),
         breaker,
-        budget_spent: budget_refusal(shared, record).is_some(),
+        budget_spent: budget_used(shared, record).is_some(),
         enforcement: shared.budget_enforcement,
     }
 }
@@ -481,8 +489,6 @@ async fn send(
         match route::route(&facts(shared, &record, post, breaker)) {
             Decision::Plan { on_failure: again } => on_failure = again,
             Decision::Bedrock(reason) => {
-                // The Plan reservation is replaced by the failover's.
-                record.reservation = None;
                 return failover(req, body, PlanFailure::skipped(reason), shared, upstream, record).await;
             }
             Decision::Refuse(refusal) => return refuse(shared, refusal, None, record),
@@ -495,10 +501,7 @@ async fn send(
     };
     // Anthropic failed before answering: Bedrock, a 503 that explains, as the policy says.
     let kept = &body;
-    let after_failure = |cause: PlanFailure, mut record: RequestRecord| async move {
-        // The Plan request's own reservation must not count against its failover (which
-        // reserves its own).
-        record.reservation = None;
+    let after_failure = |cause: PlanFailure, record: RequestRecord| async move {
         match on_failure {
             OnFailure::Bedrock => match route::after_plan_failure(&facts(shared, &record, post, breaker), cause.reason)
             {

@@ -127,17 +127,15 @@ const READABLE_CODINGS: [&str; 5] = ["gzip", "deflate", "br", "zstd", "identity"
 /// `None` when nothing is left (the upstream then answers uncompressed).
 pub fn readable_accept_encoding(value: &HeaderValue) -> Option<HeaderValue> {
     let text = value.to_str().ok()?;
-    let kept: Vec<&str> = text
-        .split(',')
-        .map(str::trim)
-        .filter(|item| {
-            let token = item.split(';').next().unwrap_or("").trim();
-            READABLE_CODINGS.iter().any(|c| c.eq_ignore_ascii_case(token))
-        })
-        .collect();
-    if kept.len() == text.split(',').count() {
+    let readable = |item: &&str| {
+        let token = item.split(';').next().unwrap_or("").trim();
+        READABLE_CODINGS.iter().any(|c| c.eq_ignore_ascii_case(token))
+    };
+    // The usual case (Claude Code asks for gzip, deflate, br, zstd): passed on as it is.
+    if text.split(',').map(str::trim).all(|item| readable(&item)) {
         return Some(value.clone());
     }
+    let kept: Vec<&str> = text.split(',').map(str::trim).filter(readable).collect();
     (!kept.is_empty()).then(|| HeaderValue::from_str(&kept.join(", ")).ok()).flatten()
 }
 

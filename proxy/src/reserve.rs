@@ -72,6 +72,13 @@ pub struct Reservation {
     amount: Decimal,
 }
 
+impl Reservation {
+    /// What it holds.
+    pub fn amount(&self) -> Decimal {
+        self.amount
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut held = self.owner.held.lock().unwrap_or_else(PoisonError::into_inner);
