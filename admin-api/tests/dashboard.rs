@@ -1427,6 +1427,8 @@ async fn the_dashboard_is_served_with_strict_headers_and_stays_out_of_the_api() 
         ("/", "text/html; charset=utf-8"),
         ("/dashboard/", "text/html; charset=utf-8"),
         ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/js/shared/dom.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/js/admin/router.js", "text/javascript; charset=utf-8"),
         ("/dashboard/app.css", "text/css; charset=utf-8"),
         ("/dashboard/icon.svg", "image/svg+xml"),
     ] {
@@ -1449,7 +1451,7 @@ async fn the_dashboard_is_served_with_strict_headers_and_stays_out_of_the_api() 
         assert!(a.header("x-request-id").is_some());
     }
     let html = http.get(format!("{}/", api.url)).send().await.unwrap().text().await.unwrap();
-    assert!(html.contains(r#"<script src="/dashboard/app.js" defer></script>"#));
+    assert!(html.contains(r#"<script type="module" src="/dashboard/app.js"></script>"#));
     assert!(!html.contains("<script>") && !html.contains("style="), "nothing inline");
 
     // Static files are read-only; unknown ones are the API's 404.
