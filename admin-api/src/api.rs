@@ -1,6 +1,8 @@
 //! The REST API's request and response bodies: one definition shared by the handlers, the
 //! OpenAPI document and `ccpctl`.
 
+pub mod usage;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};

@@ -257,6 +257,10 @@ impl Auth {
 
     /// Who a request is, from `Authorization: Bearer` or the session cookie (with CSRF check).
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Identity, ApiError> {
+        if let Some(why) = self.view.halted() {
+            // Fail closed: the event this API cannot read may disable an admin or revoke a token.
+            return Err(ApiError::unavailable("the admin API (older than the event log; upgrade it)", &why));
+        }
         if let Some(token) = bearer_token(req) {
             if token.starts_with(API_TOKEN_PREFIX) {
                 let hash = self.pepper.hash(token);

@@ -14,14 +14,15 @@ pub mod readiness;
 pub mod routes;
 mod startup;
 pub mod store;
+pub mod usage;
 pub mod view;
 
 use std::io::Write as _;
 
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
+use ccp_runtime::telemetry::ServiceArgs;
 use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::secrets::envelope::LocalMasterKey;
-use ccp_schemas::telemetry::ServiceArgs;
 
 pub use startup::Application;
 

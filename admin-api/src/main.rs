@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use ccp_schemas::telemetry::{exit_code, start, Start};
+use ccp_runtime::telemetry::{exit_code, start, Start};
 
 const USAGE: &str = "ccp-admin [--config PATH] [--print-config] [COMMAND]
 

@@ -11,12 +11,12 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
 use async_nats::jetstream;
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
+use ccp_runtime::streams::{self, StreamPolicy};
+use ccp_runtime::telemetry;
 use ccp_schemas::secrets::access_key::KeyPepper;
-use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
 use ccp_schemas::secrets::SecretString;
-use ccp_schemas::streams::{self, StreamPolicy};
-use ccp_schemas::{telemetry, Actor, Namespace};
+use ccp_schemas::{Actor, Namespace};
 
 use crate::auth::{require_auth, Auth, Throttle};
 use crate::context::request_id;
@@ -45,7 +45,7 @@ impl Application {
 
         let pepper = KeyPepper::new(&settings.secrets.access_key_pepper)
             .map_err(|_| anyhow::anyhow!("secrets.access_key_pepper must be at least 32 bytes"))?;
-        let master = ConfiguredMasterKey::from_settings(&settings.secrets)?;
+        let master = settings.secrets.master_key()?;
         if master.is_none() {
             tracing::warn!("no master key configured: Bedrock API keys cannot be registered");
         }
@@ -64,7 +64,7 @@ impl Application {
             checker: Arc::new(checker),
             public_proxy_url: settings.admin.public_proxy_url.clone(),
             // Analytics queries answer within 30 s or fail (a full scan must not hold requests).
-            clickhouse: ccp_schemas::migrations::server_client(&settings.clickhouse)
+            clickhouse: ccp_runtime::migrate::server_client(&settings.clickhouse)
                 .with_database(&settings.clickhouse.database)
                 .with_setting("max_execution_time", "30"),
             settings: settings.clone(),
@@ -116,6 +116,7 @@ impl Application {
                 .wrap(from_fn(request_id))
                 .wrap(from_fn(security_headers))
                 .route("/health", web::get().to(health))
+                .route("/ready", web::get().to(ready))
                 .route("/openapi.json", web::get().to(openapi))
                 .configure(crate::dashboard::configure)
                 .service(
@@ -271,6 +272,15 @@ async fn security_headers(
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(telemetry::health_body("ccp-admin", env!("CARGO_PKG_VERSION")))
+}
+
+/// `GET /ready`: the read model is loaded (it is before the listener binds) and following the log;
+/// 503 with the reason once it has halted on an event of a newer version.
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    match state.view.halted() {
+        None => HttpResponse::Ok().json(serde_json::json!({ "ready": true, "applied_sequence": state.view.applied() })),
+        Some(why) => HttpResponse::ServiceUnavailable().json(serde_json::json!({ "ready": false, "reason": why })),
+    }
 }
 
 async fn openapi() -> HttpResponse {

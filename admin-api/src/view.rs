@@ -6,15 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::push::OrderedConfig;
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::{self};
+use async_nats::jetstream;
+use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer};
 use ccp_schemas::ids::AdminId;
 use ccp_schemas::secrets::access_key::KeyHash;
 use ccp_schemas::state::Directory;
 use ccp_schemas::subjects::{Aggregate, StreamKind};
 use ccp_schemas::{Envelope, Event, Namespace};
-use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
 use crate::domain::AdminState;
@@ -69,12 +67,18 @@ impl Model {
 pub struct View {
     model: RwLock<Model>,
     applied: watch::Sender<u64>,
+    /// Why the view stopped applying events (an event of a newer version), if it did.
+    halted: RwLock<Option<String>>,
 }
 
 impl View {
     /// An empty view.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { model: RwLock::new(Model::default()), applied: watch::Sender::new(0) })
+        Arc::new(Self {
+            model: RwLock::new(Model::default()),
+            applied: watch::Sender::new(0),
+            halted: RwLock::new(None),
+        })
     }
 
     /// Read access.
@@ -93,57 +97,51 @@ impl View {
         tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
-    /// Loads the whole admin stream, then follows it for ever (in a spawned task).
+    /// Why the view stopped at an event of a newer version (it may disable an admin or revoke a
+    /// token: requests are refused until this API is upgraded), or `None`.
+    pub fn halted(&self) -> Option<String> {
+        self.halted.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Loads the whole admin stream, then follows it for ever (in a spawned task). An event of a
+    /// newer version halts it ([`OnNewer::Halt`]): see [`Self::halted`].
     pub async fn start(self: &Arc<Self>, client: async_nats::Client, ns: Namespace) -> anyhow::Result<()> {
         let js = jetstream::new(client.clone());
         let stream = js.get_stream(ns.stream(StreamKind::Admin)).await?;
         let target = stream.get_info().await?.state.last_sequence;
+        let mut follower = Follower::new("admin API view", client, &ns, StreamKind::Admin).on_newer(OnNewer::Halt);
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let mut last = 0u64;
             loop {
-                if let Err(e) = this.follow(&js, &client, &ns, &mut last).await {
-                    tracing::warn!(error = %e, "following the admin stream failed; retrying");
+                let Next::Message(delivery) = follower.next().await else { continue };
+                match follower.decode(&delivery) {
+                    Decoded::Apply(envelope) => {
+                        this.model
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .apply(&envelope, delivery.seq);
+                        *this.halted.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                    }
+                    Decoded::Skip | Decoded::Quarantine(_) => {}
+                    Decoded::Halt(e) => {
+                        let why = format!("admin event {} was written by a newer version ({e})", delivery.seq);
+                        *this.halted.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+                        continue;
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                this.applied.send_replace(delivery.seq);
             }
         });
-        if !self.wait_for(target, Duration::from_secs(120)).await {
-            anyhow::bail!("the admin stream did not load within 120 s");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while !self.wait_for(target, Duration::from_millis(200)).await {
+            if let Some(why) = self.halted() {
+                anyhow::bail!("the admin state cannot be loaded: {why}; upgrade this admin API");
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the admin stream did not load within 120 s");
+            }
         }
         tracing::info!(events = target, "admin state loaded");
-        Ok(())
-    }
-
-    async fn follow(
-        &self,
-        js: &jetstream::Context,
-        client: &async_nats::Client,
-        ns: &Namespace,
-        last: &mut u64,
-    ) -> anyhow::Result<()> {
-        let stream = js.get_stream(ns.stream(StreamKind::Admin)).await?;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_subject: client.new_inbox(),
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: *last + 1 },
-                filter_subject: ns.stream_subjects(StreamKind::Admin),
-                ..Default::default()
-            })
-            .await?;
-        let mut messages = consumer.messages().await?;
-        while let Some(message) = messages.next().await {
-            let message = message?;
-            let seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
-            match Envelope::decode(&message.payload) {
-                Ok(envelope) => {
-                    self.model.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(&envelope, seq)
-                }
-                Err(e) => tracing::error!(seq, error = %e, "skipping an undecodable admin event"),
-            }
-            *last = seq;
-            self.applied.send_replace(seq);
-        }
         Ok(())
     }
 }

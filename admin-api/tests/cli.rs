@@ -476,8 +476,11 @@ async fn errors_name_the_problem_and_exit_accordingly() {
     let r = ctl.run(&["users", "get", &missing]).fails(1);
     assert!(r.stderr.contains(&format!("no user {missing}")) && r.stderr.contains("[request req_"), "{}", r.stderr);
     assert!(r.stdout.is_empty());
+    // Not an id: looked for as a name or e-mail (admin-api/tests/cli_names.rs has more).
     let r = ctl.run(&["users", "get", "not-an-id", "--json"]).fails(1);
-    assert!(r.stderr.contains("(field: user_id)"), "{}", r.stderr);
+    assert!(r.stderr.contains("no user has the name or e-mail \"not-an-id\""), "{}", r.stderr);
+    let r = ctl.run(&["users", "get", "usr_notaulid", "--json"]).fails(1);
+    assert!(r.stderr.contains("usr_"), "{}", r.stderr);
     let r = ctl.run(&["keys", "issue", &missing]).fails(1);
     assert!(r.stderr.contains(&format!("no user {missing}")), "{}", r.stderr);
 
@@ -511,7 +514,7 @@ async fn errors_name_the_problem_and_exit_accordingly() {
 async fn reports_call_their_endpoints_or_show_the_404() {
     let api = AdminApi::start("cli_reports").await;
     // The reports read the projector's tables; an empty, migrated database answers them.
-    ccp_schemas::migrations::migrate(&api.settings.clickhouse).await.unwrap();
+    ccp_runtime::migrate::migrate(&api.settings.clickhouse).await.unwrap();
     let ctl = Ctl::new(&api);
     let user_id = api.create_user(&unique("Jo")).await;
     let (key_id, _) = api.issue_key(&user_id).await;

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
 use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_schemas::subjects::StreamKind;

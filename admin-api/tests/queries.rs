@@ -30,8 +30,8 @@ struct Stack {
 impl Stack {
     async fn start(label: &str, extra: &[(&str, &str)]) -> Self {
         let api = AdminApi::start_with(label, extra).await;
-        ccp_schemas::migrations::migrate(&api.settings.clickhouse).await.unwrap();
-        let ch = ccp_schemas::migrations::server_client(&api.settings.clickhouse)
+        ccp_runtime::migrate::migrate(&api.settings.clickhouse).await.unwrap();
+        let ch = ccp_runtime::migrate::server_client(&api.settings.clickhouse)
             .with_database(&api.settings.clickhouse.database);
         let flush = Duration::from_millis(100);
         let requests = Projection::<Requests>::open(&api.log.js, &api.log.ns, ch.clone(), 1000, flush).await.unwrap();
@@ -670,13 +670,12 @@ async fn requests_are_looked_up_by_id() {
     }
 
     // Keys' last use, for the key listings.
-    let last =
-        ccp_admin_api::routes::queries::last_used(&stack.ch, &[key.clone(), AccessKeyId::new().to_string()]).await;
+    let last = ccp_admin_api::usage::last_used(&stack.ch, &[key.clone(), AccessKeyId::new().to_string()]).await;
     assert_eq!(last.len(), 1);
     assert_eq!(last[&key], occurred_at);
-    assert!(ccp_admin_api::routes::queries::last_used(&stack.ch, &[]).await.is_empty());
+    assert!(ccp_admin_api::usage::last_used(&stack.ch, &[]).await.is_empty());
     let nowhere = ccp_tests::clickhouse().with_database("t_no_such_database");
-    assert!(ccp_admin_api::routes::queries::last_used(&nowhere, &[key]).await.is_empty(), "errors: empty");
+    assert!(ccp_admin_api::usage::last_used(&nowhere, &[key]).await.is_empty(), "errors: empty");
     stack.finish().await;
 }
 

@@ -28,7 +28,7 @@ fn schemathesis_bin() -> PathBuf {
 #[tokio::test]
 async fn generated_requests_get_no_server_error_and_conforming_answers() {
     let api = AdminApi::start("schemathesis").await;
-    ccp_schemas::migrations::migrate(&api.settings.clickhouse).await.unwrap();
+    ccp_runtime::migrate::migrate(&api.settings.clickhouse).await.unwrap();
     // Some data, so that list and lookup operations have something to answer.
     let user = api.create_user("Schema Tester").await;
     // A developer's access key, for `/v1/self` (authenticated by it, not by the admin token).

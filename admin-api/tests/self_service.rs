@@ -30,8 +30,8 @@ struct Stack {
 impl Stack {
     async fn start(label: &str) -> Self {
         let api = AdminApi::start(label).await;
-        ccp_schemas::migrations::migrate(&api.settings.clickhouse).await.unwrap();
-        let ch = ccp_schemas::migrations::server_client(&api.settings.clickhouse)
+        ccp_runtime::migrate::migrate(&api.settings.clickhouse).await.unwrap();
+        let ch = ccp_runtime::migrate::server_client(&api.settings.clickhouse)
             .with_database(&api.settings.clickhouse.database);
         let requests =
             Projection::<Requests>::open(&api.log.js, &api.log.ns, ch.clone(), 1000, Duration::from_millis(100))

@@ -341,7 +341,7 @@ async fn check_reachable(nats_url: &str) -> anyhow::Result<()> {
 
 async fn start_proxy(
     opts: &Options,
-    settings: &ccp_schemas::config::Settings,
+    settings: &ccp_runtime::config::Settings,
     upstream: &Upstream,
     log: Log,
     spool_dir: PathBuf,
@@ -1144,14 +1144,14 @@ async fn measure(
 /// The Bedrock model id the proxy picks for `model` with the default configuration and the
 /// benchmark key (region us-east-1, default model [`DEFAULT_BEDROCK_MODEL`]).
 fn bedrock_model_for(model: Option<&str>) -> String {
-    let settings = ccp_schemas::config::BedrockSettings::default();
+    let settings = ccp_runtime::config::BedrockSettings::default();
     ccp_proxy::bedrock_model_for(&settings, model, "us-east-1", Some(DEFAULT_BEDROCK_MODEL))
         .unwrap_or_else(|| DEFAULT_BEDROCK_MODEL.to_owned())
 }
 
 /// The body the proxy sends Bedrock for `body` with the default configuration.
 fn bedrock_body(body: &serde_json::Value, beta_header: Option<&str>) -> anyhow::Result<Vec<u8>> {
-    let settings = ccp_schemas::config::BedrockSettings::default();
+    let settings = ccp_runtime::config::BedrockSettings::default();
     ccp_proxy::bedrock_body(&settings, &serde_json::to_vec(body)?, beta_header).map_err(anyhow::Error::msg)
 }
 

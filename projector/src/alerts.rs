@@ -21,14 +21,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream;
+use ccp_runtime::config::Settings;
+use ccp_runtime::follow::{Decoded, Delivery, Follower, Next, Start};
 use ccp_schemas::calendar::Month;
-use ccp_schemas::config::Settings;
 use ccp_schemas::events::{AlertRaised, AlertRule, Event};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Actor, Envelope, Namespace};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 use self::deliver::{DeliveryStats, Webhook};
@@ -148,8 +148,6 @@ struct Evaluator {
     stats: Arc<AlertStats>,
 }
 
-type Messages = jetstream::consumer::push::Ordered;
-
 impl Evaluator {
     async fn run(self) {
         loop {
@@ -160,17 +158,10 @@ impl Evaluator {
         }
     }
 
-    async fn ordered(&self, kind: StreamKind, deliver_policy: DeliverPolicy) -> anyhow::Result<Messages> {
-        let stream = self.js.get_stream(self.ns.stream(kind)).await?;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                deliver_policy,
-                filter_subject: self.ns.stream_subjects(kind),
-                ..Default::default()
-            })
-            .await?;
-        Ok(consumer.messages().await?)
+    /// A follower of `kind` for the rules: events they cannot read are skipped (an alert rule is
+    /// advisory; it gates nothing).
+    fn follower(&self, kind: StreamKind, start: Start) -> Follower {
+        Follower::new("alert rules", self.client.clone(), &self.ns, kind).start(start)
     }
 
     /// Where the request replay starts: this budget month's start or the anomaly baseline's,
@@ -183,49 +174,44 @@ impl Evaluator {
 
     async fn run_once(&self) -> anyhow::Result<()> {
         let mut rules = Rules::new(self.cfg.clone());
-        let target = self.js.get_stream(self.ns.stream(StreamKind::Admin)).await?.get_info().await?.state.last_sequence;
-        let mut admin = self.ordered(StreamKind::Admin, DeliverPolicy::All).await?;
+        let mut admin = self.follower(StreamKind::Admin, Start::All);
         // The admin stream first, up to where it was: users, budgets and every alert raised.
-        let mut seq = 0;
-        while seq < target {
-            let message = admin.next().await.ok_or_else(|| anyhow::anyhow!("admin subscription ended"))??;
-            seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
-            self.apply(&mut rules, seq, &message.payload).await?;
+        loop {
+            let Next::Message(delivery) = admin.next().await else { break };
+            self.apply(&mut rules, &mut admin, &delivery).await?;
+            if delivery.caught_up {
+                break;
+            }
         }
         let start = self.request_replay_start(Utc::now());
-        let start_time = time::OffsetDateTime::from_unix_timestamp(start.timestamp())?;
-        let mut requests = self.ordered(StreamKind::Requests, DeliverPolicy::ByStartTime { start_time }).await?;
-        let mut circuits = self.ordered(StreamKind::Circuit, DeliverPolicy::All).await?;
-        tracing::info!(admin_events = target, requests_from = %start, "alert rules loaded; replaying usage and circuits");
+        let mut requests = self.follower(StreamKind::Requests, Start::Since(start));
+        let mut circuits = self.follower(StreamKind::Circuit, Start::All);
+        tracing::info!(admin_events = admin.last(), requests_from = %start, "alert rules loaded; replaying usage and circuits");
         loop {
-            let (message, stream) = tokio::select! {
-                m = admin.next() => (m, "admin"),
-                m = circuits.next() => (m, "circuit"),
-                m = requests.next() => (m, "request"),
-            };
-            let message = message.ok_or_else(|| anyhow::anyhow!("{stream} subscription ended"))??;
-            let seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
-            if stream == "request" {
-                if let Some((at, facts)) = request_facts(&message.payload) {
-                    for incident in rules.apply_request(seq, at, &facts) {
-                        self.raise(incident).await?;
+            let (next, follower) = tokio::select! {
+                next = admin.next() => (next, &mut admin),
+                next = circuits.next() => (next, &mut circuits),
+                next = requests.next() => {
+                    if let Next::Message(delivery) = &next {
+                        if let Some((at, facts)) = request_facts(&delivery.message.payload) {
+                            for incident in rules.apply_request(delivery.seq, at, &facts) {
+                                self.raise(incident).await?;
+                            }
+                            continue;
+                        }
                     }
-                    continue;
+                    (next, &mut requests)
                 }
+            };
+            if let Next::Message(delivery) = next {
+                self.apply(&mut rules, follower, &delivery).await?;
             }
-            self.apply(&mut rules, seq, &message.payload).await?;
         }
     }
 
-    async fn apply(&self, rules: &mut Rules, seq: u64, payload: &[u8]) -> anyhow::Result<()> {
-        let envelope = match Envelope::decode(payload) {
-            Ok(envelope) => envelope,
-            Err(e) => {
-                tracing::debug!(seq, error = %e, "alert rules skip an undecodable event");
-                return Ok(());
-            }
-        };
-        for incident in rules.apply(seq, &envelope) {
+    async fn apply(&self, rules: &mut Rules, follower: &mut Follower, delivery: &Delivery) -> anyhow::Result<()> {
+        let Decoded::Apply(envelope) = follower.decode(delivery) else { return Ok(()) };
+        for incident in rules.apply(delivery.seq, &envelope) {
             self.raise(incident).await?;
         }
         Ok(())

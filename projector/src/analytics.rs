@@ -8,179 +8,34 @@
 //! redelivered messages at or below the progress are skipped. Undecodable events are terminated
 //! (`AckKind::Term`), counted and logged with their sequence. One projector process is active
 //! per deployment (the consumer is its lease).
+//!
+//! This file is the writer, the same for every table ([`Projection`] over a [`TableSpec`]); each
+//! table's row type and the mapping of an event to its row are in their own file: `requests.rs`
+//! ([`Requests`]), `audit.rs` ([`Audit`], which leaves secrets out of `details`) and
+//! `circuits.rs` ([`Circuits`]).
+
+mod audit;
+mod circuits;
+mod requests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy, AckKind};
-use ccp_schemas::events::{Actor, Event, RateLimitState, RequestCompleted};
-use ccp_schemas::pricing::to_nanos;
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-/// One `requests` row (column names as in migrations 0001, 0003 and 0004).
-#[derive(Debug, Clone, Serialize, clickhouse::Row)]
-pub struct RequestRow {
-    event_id: String,
-    stream_seq: u64,
-    request_id: String,
-    #[serde(with = "clickhouse::serde::chrono::datetime")]
-    occurred_at: DateTime<Utc>,
-    occurred_at_ms: u64,
-    user_id: String,
-    key_id: String,
-    key_prefix: String,
-    endpoint: String,
-    provider: String,
-    requested_model: String,
-    response_model: String,
-    bedrock_model_id: String,
-    region: String,
-    fallback: u8,
-    fallback_reason: String,
-    status: u16,
-    error_class: String,
-    stream: u8,
-    incomplete: u8,
-    stop_reason: String,
-    input_tokens: u64,
-    output_tokens: u64,
-    cache_read_tokens: u64,
-    cache_creation_tokens: u64,
-    cost_nanos: u64,
-    pricing_version: u32,
-    latency_ms: u64,
-    ttfb_ms: u64,
-    session_id: String,
-    client_version: String,
-    replica: String,
-    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
-    rl_observed_at: Option<DateTime<Utc>>,
-    rl_status: u16,
-    rl_retry_after_secs: Option<u64>,
-    plan_status: String,
-    plan_claim: String,
-    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
-    plan_reset: Option<DateTime<Utc>>,
-    plan_5h_utilization: Option<f64>,
-    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
-    plan_5h_reset: Option<DateTime<Utc>>,
-    plan_7d_utilization: Option<f64>,
-    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
-    plan_7d_reset: Option<DateTime<Utc>>,
-    plan_overage_status: String,
-    api_requests_remaining: Option<u64>,
-    api_tokens_remaining: Option<u64>,
-    rate_limit_json: String,
-    unpriced: u8,
-    unpriced_tokens: u64,
-    usage_estimated: u8,
-    priced_model: String,
-    bedrock_resolution: String,
-    model_substituted: u8,
-}
+pub use self::audit::{Audit, AuditRow};
+pub use self::circuits::{CircuitRow, Circuits};
+pub use self::requests::{RequestRow, Requests};
 
 /// A serde enum's snake_case name (the events' own spelling).
 pub(crate) fn label<T: Serialize>(value: &T) -> String {
     ccp_schemas::events::label(value).to_owned()
-}
-
-impl RequestRow {
-    fn new(seq: u64, envelope: &Envelope, r: &RequestCompleted) -> Self {
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
-        Self {
-            event_id: envelope.id.to_string(),
-            stream_seq: seq,
-            request_id: r.request_id.to_string(),
-            occurred_at: envelope.occurred_at,
-            occurred_at_ms: u64::try_from(envelope.occurred_at.timestamp_millis()).unwrap_or(0),
-            user_id: r.user_id.map(|u| u.to_string()).unwrap_or_default(),
-            key_id: r.key_id.map(|k| k.to_string()).unwrap_or_default(),
-            key_prefix: r.key_prefix.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default(),
-            endpoint: label(&r.endpoint),
-            provider: r.provider.as_str().to_owned(),
-            requested_model: text(&r.requested_model),
-            response_model: text(&r.response_model),
-            bedrock_model_id: text(&r.bedrock_model_id),
-            region: text(&r.region),
-            fallback: u8::from(r.fallback),
-            fallback_reason: r.fallback_reason.as_ref().map(label).unwrap_or_default(),
-            status: r.status,
-            error_class: r.error_class.as_ref().map(label).unwrap_or_default(),
-            stream: u8::from(r.stream),
-            incomplete: u8::from(r.incomplete),
-            stop_reason: text(&r.stop_reason),
-            input_tokens: r.usage.input_tokens,
-            output_tokens: r.usage.output_tokens,
-            cache_read_tokens: r.usage.cache_read_input_tokens,
-            cache_creation_tokens: r.usage.cache_creation_input_tokens,
-            // An unknown cost is 0 here and flagged `unpriced` (`cost_nanos_or_null` is NULL).
-            cost_nanos: r.cost_usd.map_or(0, to_nanos),
-            pricing_version: r.pricing_version.unwrap_or(0),
-            latency_ms: r.latency_ms,
-            ttfb_ms: r.ttfb_ms.unwrap_or(0),
-            session_id: text(&r.session_id),
-            client_version: text(&r.client_version),
-            replica: match &envelope.actor {
-                Actor::Proxy { replica } => replica.clone(),
-                _ => String::new(),
-            },
-            rl_observed_at: None,
-            rl_status: 0,
-            rl_retry_after_secs: None,
-            plan_status: String::new(),
-            plan_claim: String::new(),
-            plan_reset: None,
-            plan_5h_utilization: None,
-            plan_5h_reset: None,
-            plan_7d_utilization: None,
-            plan_7d_reset: None,
-            plan_overage_status: String::new(),
-            api_requests_remaining: None,
-            api_tokens_remaining: None,
-            rate_limit_json: String::new(),
-            unpriced: u8::from(r.unpriced),
-            unpriced_tokens: if r.unpriced {
-                r.usage.input_tokens
-                    + r.usage.output_tokens
-                    + r.usage.cache_read_input_tokens
-                    + r.usage.cache_creation_input_tokens
-            } else {
-                0
-            },
-            usage_estimated: u8::from(r.usage_estimated),
-            priced_model: text(&r.priced_model),
-            bedrock_resolution: r.bedrock_resolution.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-            model_substituted: u8::from(r.model_substituted),
-        }
-        .with_rate_limit(r.rate_limit.as_ref())
-    }
-
-    /// The Plan-limit columns (migration 0003) from the event's rate-limit state.
-    fn with_rate_limit(mut self, state: Option<&RateLimitState>) -> Self {
-        let Some(state) = state else { return self };
-        self.rl_observed_at = Some(state.observed_at);
-        self.rl_status = state.status;
-        self.rl_retry_after_secs = state.retry_after_secs;
-        if let Some(u) = &state.unified {
-            self.plan_status = u.status.clone().unwrap_or_default();
-            self.plan_claim = u.representative_claim.clone().unwrap_or_default();
-            self.plan_reset = u.reset;
-            self.plan_5h_utilization = u.five_hour.as_ref().and_then(|w| w.utilization);
-            self.plan_5h_reset = u.five_hour.as_ref().and_then(|w| w.reset);
-            self.plan_7d_utilization = u.seven_day.as_ref().and_then(|w| w.utilization);
-            self.plan_7d_reset = u.seven_day.as_ref().and_then(|w| w.reset);
-            self.plan_overage_status = u.overage.as_ref().and_then(|w| w.status.clone()).unwrap_or_default();
-        }
-        self.api_requests_remaining = state.requests.and_then(|l| l.remaining);
-        self.api_tokens_remaining = state.tokens.and_then(|l| l.remaining);
-        self.rate_limit_json = serde_json::to_string(state).unwrap_or_default();
-        self
-    }
 }
 
 /// Counters of one projection (for `/metrics` and logs).
@@ -437,184 +292,6 @@ async fn wait_for_orphaned_inserts(clickhouse: &clickhouse::Client, tag: &str) -
         }
         tracing::info!(running, tag, "waiting for an earlier run's insert to finish");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `requests`: one row per usage event.
-pub struct Requests;
-
-impl TableSpec for Requests {
-    type Row = RequestRow;
-    const NAME: &'static str = "requests";
-    const TABLE: &'static str = "requests";
-    const STREAM: StreamKind = StreamKind::Requests;
-
-    fn row(seq: u64, envelope: &Envelope) -> Option<RequestRow> {
-        match &envelope.event {
-            Event::RequestCompleted(r) => Some(RequestRow::new(seq, envelope, r)),
-            _ => None,
-        }
-    }
-
-    fn seq(row: &RequestRow) -> u64 {
-        row.stream_seq
-    }
-}
-
-/// One `audit_log` row: an admin command or login (no secrets: sealed keys and hashes are
-/// left out of `details`).
-#[derive(Debug, Clone, Serialize, clickhouse::Row)]
-pub struct AuditRow {
-    event_id: String,
-    stream_seq: u64,
-    #[serde(with = "clickhouse::serde::chrono::datetime")]
-    occurred_at: DateTime<Utc>,
-    event_type: String,
-    actor_kind: String,
-    actor_id: String,
-    actor_name: String,
-    target_kind: String,
-    target_id: String,
-    user_id: String,
-    key_id: String,
-    source: String,
-    correlation_id: String,
-    details: String,
-}
-
-/// The model a catalogue event concerns (the audit log's target id).
-fn catalogued_model(event: &Event) -> String {
-    match event {
-        Event::ModelCatalogued(e) => e.entry.id.clone(),
-        Event::ModelRemoved(e) => e.model.clone(),
-        _ => String::new(),
-    }
-}
-
-/// Payload fields never copied into the audit log.
-const AUDIT_OMITTED: &[&str] = &["sealed", "key_hash", "previous_key_hash", "password_hash", "token_hash"];
-
-impl AuditRow {
-    fn new(seq: u64, envelope: &Envelope) -> Self {
-        let (actor_kind, actor_id, actor_name) = match &envelope.actor {
-            Actor::Admin { admin_id, username } => ("admin", admin_id.to_string(), username.clone()),
-            Actor::Anonymous => ("anonymous", String::new(), String::new()),
-            Actor::Proxy { replica } => ("proxy", replica.clone(), String::new()),
-            Actor::System { component } => ("system", component.clone(), String::new()),
-        };
-        let event = &envelope.event;
-        let (target_kind, target_id) = match event.aggregate() {
-            ccp_schemas::subjects::Aggregate::User(id) => ("user", id.to_string()),
-            ccp_schemas::subjects::Aggregate::AccessKey(id) => ("access_key", id.to_string()),
-            ccp_schemas::subjects::Aggregate::Pricing => ("pricing", String::new()),
-            ccp_schemas::subjects::Aggregate::Catalogue => ("model", catalogued_model(event)),
-            ccp_schemas::subjects::Aggregate::AdminAuth => ("admin", login_username(event)),
-            ccp_schemas::subjects::Aggregate::Admin(id) => ("admin", id.to_string()),
-            ccp_schemas::subjects::Aggregate::Circuit(id) => ("circuit", id.to_string()),
-            ccp_schemas::subjects::Aggregate::Request(id) => ("request", id.map(|k| k.to_string()).unwrap_or_default()),
-            ccp_schemas::subjects::Aggregate::Alert(rule) => ("alert", rule.as_str().to_owned()),
-        };
-        let mut details = serde_json::to_value(event).ok().and_then(|v| v.get("payload").cloned()).unwrap_or_default();
-        if let Some(map) = details.as_object_mut() {
-            for field in AUDIT_OMITTED {
-                map.remove(*field);
-            }
-        }
-        Self {
-            event_id: envelope.id.to_string(),
-            stream_seq: seq,
-            occurred_at: envelope.occurred_at,
-            event_type: event.event_type().to_owned(),
-            actor_kind: actor_kind.to_owned(),
-            actor_id,
-            actor_name,
-            target_kind: target_kind.to_owned(),
-            target_id,
-            user_id: event.user_id().map(|u| u.to_string()).unwrap_or_default(),
-            key_id: event.key_id().map(|k| k.to_string()).unwrap_or_default(),
-            source: envelope.source.map(|s| s.to_string()).unwrap_or_default(),
-            correlation_id: envelope.correlation_id.clone().unwrap_or_default(),
-            details: details.to_string(),
-        }
-    }
-}
-
-fn login_username(event: &Event) -> String {
-    match event {
-        Event::AdminLoginSucceeded(e) => e.username.clone(),
-        Event::AdminLoginFailed(e) => e.username.clone(),
-        _ => String::new(),
-    }
-}
-
-/// `audit_log`: every event of the admin stream.
-pub struct Audit;
-
-impl TableSpec for Audit {
-    type Row = AuditRow;
-    const NAME: &'static str = "audit";
-    const TABLE: &'static str = "audit_log";
-    const STREAM: StreamKind = StreamKind::Admin;
-
-    fn row(seq: u64, envelope: &Envelope) -> Option<AuditRow> {
-        Some(AuditRow::new(seq, envelope))
-    }
-
-    fn seq(row: &AuditRow) -> u64 {
-        row.stream_seq
-    }
-}
-
-/// One `circuit_transitions` row.
-#[derive(Debug, Clone, Serialize, clickhouse::Row)]
-pub struct CircuitRow {
-    event_id: String,
-    stream_seq: u64,
-    #[serde(with = "clickhouse::serde::chrono::datetime")]
-    occurred_at: DateTime<Utc>,
-    key_id: String,
-    state: String,
-    reason: String,
-    failures: u32,
-    #[serde(with = "clickhouse::serde::chrono::datetime")]
-    retry_at: DateTime<Utc>,
-    replica: String,
-}
-
-/// `circuit_transitions`: every transition of every key's breaker.
-pub struct Circuits;
-
-impl TableSpec for Circuits {
-    type Row = CircuitRow;
-    const NAME: &'static str = "circuits";
-    const TABLE: &'static str = "circuit_transitions";
-    const STREAM: StreamKind = StreamKind::Circuit;
-
-    fn row(seq: u64, envelope: &Envelope) -> Option<CircuitRow> {
-        let (key_id, state, reason, failures, retry_at) = match &envelope.event {
-            Event::CircuitOpened(e) => (e.key_id, "open", label(&e.reason), e.failures, e.retry_at),
-            Event::CircuitHalfOpened(e) => (e.key_id, "half_open", String::new(), 0, DateTime::<Utc>::UNIX_EPOCH),
-            Event::CircuitClosed(e) => (e.key_id, "closed", label(&e.cause), 0, DateTime::<Utc>::UNIX_EPOCH),
-            _ => return None,
-        };
-        Some(CircuitRow {
-            event_id: envelope.id.to_string(),
-            stream_seq: seq,
-            occurred_at: envelope.occurred_at,
-            key_id: key_id.to_string(),
-            state: state.to_owned(),
-            reason,
-            failures,
-            retry_at,
-            replica: match &envelope.actor {
-                Actor::Proxy { replica } => replica.clone(),
-                _ => String::new(),
-            },
-        })
-    }
-
-    fn seq(row: &CircuitRow) -> u64 {
-        row.stream_seq
     }
 }
 

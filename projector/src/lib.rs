@@ -8,8 +8,8 @@ pub mod rebuild;
 mod startup;
 pub mod state;
 
-use ccp_schemas::config::Settings;
-use ccp_schemas::telemetry::ServiceArgs;
+use ccp_runtime::config::Settings;
+use ccp_runtime::telemetry::ServiceArgs;
 
 pub use startup::Application;
 
@@ -18,7 +18,7 @@ pub async fn run(args: ServiceArgs, settings: Settings) -> anyhow::Result<()> {
     match args.command.as_deref() {
         None | Some("serve") => Application::build(settings).await?.run_until_stopped().await,
         Some("migrate") => {
-            let applied = ccp_schemas::migrations::migrate(&settings.clickhouse).await?;
+            let applied = ccp_runtime::migrate::migrate(&settings.clickhouse).await?;
             if applied.is_empty() {
                 tracing::info!(database = %settings.clickhouse.database, "ClickHouse schema is up to date");
             } else {
@@ -28,10 +28,10 @@ pub async fn run(args: ServiceArgs, settings: Settings) -> anyhow::Result<()> {
         }
         Some("rebuild") => {
             let ns = settings.nats.namespace()?;
-            let client = ccp_schemas::telemetry::connect_nats(&settings.nats, "ccp-projector-rebuild").await?;
+            let client = ccp_runtime::telemetry::connect_nats(&settings.nats, "ccp-projector-rebuild").await?;
             let js = async_nats::jetstream::new(client);
-            ccp_schemas::streams::ensure(&js, &ns, &ccp_schemas::streams::StreamPolicy::from(&settings.nats)).await?;
-            ccp_schemas::migrations::migrate(&settings.clickhouse).await?;
+            ccp_runtime::streams::ensure(&js, &ns, &ccp_runtime::streams::StreamPolicy::from(&settings.nats)).await?;
+            ccp_runtime::migrate::migrate(&settings.clickhouse).await?;
             rebuild::rebuild(&settings, &js, &ns).await
         }
         Some(other) => anyhow::bail!("unknown command `{other}` (try --help)"),

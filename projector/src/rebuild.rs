@@ -7,8 +7,9 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use ccp_schemas::config::Settings;
-use ccp_schemas::migrations::{self, MIGRATIONS};
+use ccp_runtime::config::Settings;
+use ccp_runtime::migrate;
+use ccp_schemas::migrations::MIGRATIONS;
 use ccp_schemas::Namespace;
 
 use crate::analytics::{Audit, Circuits, Projection, Requests, TableSpec};
@@ -58,13 +59,13 @@ pub async fn rebuild(settings: &Settings, js: &jetstream::Context, ns: &Namespac
     let db = settings.clickhouse.database.clone();
     let fresh = format!("{db}__rebuild");
     let old = format!("{db}__old");
-    let server = migrations::server_client(&settings.clickhouse);
+    let server = migrate::server_client(&settings.clickhouse);
     for d in [&fresh, &old] {
         server.query(&format!("DROP DATABASE IF EXISTS {d}")).execute().await?;
     }
     let mut target = settings.clickhouse.clone();
     target.database = fresh.clone();
-    migrations::migrate(&target).await?;
+    migrate::migrate(&target).await?;
     say(&format!("rebuild: fresh tables in {fresh}"));
     let client = server.clone().with_database(&fresh);
     let batch = settings.projector.batch_size;

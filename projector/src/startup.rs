@@ -8,12 +8,12 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
-use ccp_schemas::config::Settings;
-use ccp_schemas::migrations;
-use ccp_schemas::streams::{self, StreamPolicy};
+use ccp_runtime::config::Settings;
+use ccp_runtime::migrate;
+use ccp_runtime::streams::{self, StreamPolicy};
 
 use crate::analytics::{Audit, Circuits, Projection, Requests, Stats, TableSpec};
-use ccp_schemas::telemetry;
+use ccp_runtime::telemetry;
 
 /// Readiness shared with the HTTP handlers.
 #[derive(Clone, Default)]
@@ -34,13 +34,13 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let ready = Readiness::default();
         if settings.projector.migrate_on_start {
-            ccp_schemas::migrations::migrate(&settings.clickhouse).await?;
+            ccp_runtime::migrate::migrate(&settings.clickhouse).await?;
         }
         let ns = settings.nats.namespace()?;
         let client = telemetry::connect_nats(&settings.nats, "ccp-projector").await?;
         let js = async_nats::jetstream::new(client);
         streams::ensure(&js, &ns, &StreamPolicy::from(&settings.nats)).await?;
-        let clickhouse = migrations::server_client(&settings.clickhouse).with_database(&settings.clickhouse.database);
+        let clickhouse = migrate::server_client(&settings.clickhouse).with_database(&settings.clickhouse.database);
         let stop = Arc::new(AtomicBool::new(false));
         let batch = settings.projector.batch_size;
         let flush = Duration::from_millis(settings.projector.flush_interval_ms.max(10));
@@ -157,6 +157,7 @@ async fn metrics(
     if let Some(alerts) = alert_stats.as_ref() {
         alerts.render(&mut body);
     }
+    ccp_runtime::follow::SKIPPED.render("ccp_projector", false, &mut body);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
 }
 

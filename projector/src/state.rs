@@ -6,14 +6,16 @@
 //! writes each changed aggregate's whole state (puts are idempotent), then follows live; the
 //! circuit bucket keeps the last transition of each key.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy, kv};
+use async_nats::jetstream::{self, kv};
+use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
 use ccp_schemas::events::Event;
+use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::state::Directory;
 use ccp_schemas::subjects::{Aggregate, Bucket, StreamKind};
 use ccp_schemas::{Envelope, Namespace};
-use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use crate::analytics::label;
@@ -105,59 +107,104 @@ fn circuit_state(envelope: &Envelope) -> Option<(String, CircuitState)> {
 }
 
 /// Follows the admin and circuit streams for ever, keeping the KV buckets current.
+///
+/// An admin event of a newer version quarantines its user or key ([`OnNewer::Quarantine`]):
+/// their entries are deleted from the buckets and not written again until the projector is
+/// upgraded, so a reader of the buckets refuses the key, as the proxy does (it stops serving:
+/// [`OnNewer::Halt`]). Circuit transitions it cannot read are skipped.
 pub async fn run(client: async_nats::Client, ns: Namespace) {
-    let js = jetstream::new(client.clone());
+    let buckets = loop {
+        match Buckets::open(&jetstream::new(client.clone()), &ns).await {
+            Ok(buckets) => break buckets,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "state projection cannot open its buckets; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut admin =
+        Follower::new("projector state", client.clone(), &ns, StreamKind::Admin).on_newer(OnNewer::Quarantine);
+    let mut circuits =
+        Follower::new("projector circuit state", client, &ns, StreamKind::Circuit).start(Start::LastPerSubject);
+    let mut projection = Projection { ns, dir: Directory::default(), users: HashSet::new(), keys: HashSet::new() };
     loop {
-        if let Err(e) = run_once(&js, &client, &ns).await {
-            tracing::warn!(error = %format!("{e:#}"), "state projection failed; restarting from sequence 1");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            next = admin.next() => {
+                let Next::Message(delivery) = next else { continue };
+                let result = match admin.decode(&delivery) {
+                    Decoded::Apply(envelope) => projection.apply(&buckets, &envelope).await,
+                    Decoded::Quarantine(subject) => projection.quarantine(&buckets, &subject).await,
+                    Decoded::Skip | Decoded::Halt(_) => Ok(()),
+                };
+                if let Err(e) = result {
+                    // The fold is not idempotent: start it again from sequence 1.
+                    tracing::warn!(error = %format!("{e:#}"), "state projection failed; restarting from sequence 1");
+                    projection.dir = Directory::default();
+                    admin.rewind(1);
+                }
+            }
+            next = circuits.next() => {
+                let Next::Message(delivery) = next else { continue };
+                let Decoded::Apply(envelope) = circuits.decode(&delivery) else { continue };
+                if let Some((key, state)) = circuit_state(&envelope) {
+                    if let Err(e) = put(&buckets.circuits, &key, &state).await {
+                        tracing::warn!(error = %format!("{e:#}"), "circuit state not written; retrying");
+                        circuits.rewind(delivery.seq);
+                    }
+                }
+            }
         }
     }
 }
 
-async fn run_once(js: &jetstream::Context, client: &async_nats::Client, ns: &Namespace) -> anyhow::Result<()> {
-    let buckets = Buckets::open(js, ns).await?;
-    let consumer = |kind: StreamKind, policy: DeliverPolicy| {
-        let (js, client, ns) = (js.clone(), client.clone(), ns.clone());
-        async move {
-            let stream = js.get_stream(ns.stream(kind)).await?;
-            let consumer = stream
-                .create_consumer(OrderedConfig {
-                    deliver_subject: client.new_inbox(),
-                    deliver_policy: policy,
-                    filter_subject: ns.stream_subjects(kind),
-                    ..Default::default()
-                })
-                .await?;
-            anyhow::Ok(consumer.messages().await?)
-        }
-    };
-    let mut admin = consumer(StreamKind::Admin, DeliverPolicy::All).await?;
-    let mut circuits = consumer(StreamKind::Circuit, DeliverPolicy::LastPerSubject).await?;
-    let mut dir = Directory::default();
-    loop {
-        tokio::select! {
-            message = admin.next() => {
-                let message = message.ok_or_else(|| anyhow::anyhow!("admin subscription ended"))??;
-                let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-                match Envelope::decode(&message.payload) {
-                    Ok(envelope) => {
-                        let previous_hash = match envelope.event.aggregate() {
-                            Aggregate::AccessKey(id) => dir.key(&id).map(|k| k.key_hash.to_hex()),
-                            _ => None,
-                        };
-                        dir.apply(&envelope);
-                        buckets.write(&dir, &envelope, previous_hash).await?;
-                    }
-                    Err(e) => tracing::error!(seq, error = %e, "state projection skips an undecodable admin event"),
-                }
+/// The fold of the admin stream and what it must not write.
+struct Projection {
+    ns: Namespace,
+    dir: Directory,
+    /// Users and keys quarantined (an event of theirs was written by a newer version).
+    users: HashSet<UserId>,
+    keys: HashSet<AccessKeyId>,
+}
+
+impl Projection {
+    async fn apply(&mut self, buckets: &Buckets, envelope: &Envelope) -> anyhow::Result<()> {
+        let aggregate = envelope.event.aggregate();
+        let previous_hash = match aggregate {
+            Aggregate::AccessKey(id) => self.dir.key(&id).map(|k| k.key_hash.to_hex()),
+            _ => None,
+        };
+        self.dir.apply(envelope);
+        let quarantined = match aggregate {
+            Aggregate::User(id) => self.users.contains(&id),
+            Aggregate::AccessKey(id) => {
+                self.keys.contains(&id) || self.dir.key(&id).is_some_and(|k| self.users.contains(&k.user_id))
             }
-            message = circuits.next() => {
-                let message = message.ok_or_else(|| anyhow::anyhow!("circuit subscription ended"))??;
-                if let Some((key, state)) = Envelope::decode(&message.payload).ok().as_ref().and_then(circuit_state) {
-                    put(&buckets.circuits, &key, &state).await?;
-                }
+            _ => false,
+        };
+        if quarantined {
+            return Ok(());
+        }
+        buckets.write(&self.dir, envelope, previous_hash).await
+    }
+
+    /// Deletes what the buckets hold of the user or key of `subject` and writes it no more.
+    async fn quarantine(&mut self, buckets: &Buckets, subject: &str) -> anyhow::Result<()> {
+        let keys: Vec<AccessKeyId> = match self.ns.owner_of(subject) {
+            Some(Aggregate::User(user)) => {
+                self.users.insert(user);
+                buckets.users.purge(user.to_string()).await?;
+                self.dir.keys().filter(|k| k.user_id == user).map(|k| k.key_id).collect()
+            }
+            Some(Aggregate::AccessKey(key)) => vec![key],
+            _ => return Ok(()),
+        };
+        for key in keys {
+            self.keys.insert(key);
+            buckets.keys.purge(key.to_string()).await?;
+            if let Some(state) = self.dir.key(&key) {
+                buckets.hashes.purge(state.key_hash.to_hex()).await?;
             }
         }
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ccp_projector::alerts::deliver::{signature, ALERT_ID_HEADER, SIGNATURE_HEADER};
 use ccp_projector::alerts::Alerts;
-use ccp_schemas::config::{Settings, WebhookFormat, WebhookSettings};
+use ccp_runtime::config::{Settings, WebhookFormat, WebhookSettings};
 use ccp_schemas::events::{
     AlertRaised, AlertRule, BudgetSet, CircuitHalfOpened, CircuitOpened, Event, RequestCompleted, TripReason,
 };

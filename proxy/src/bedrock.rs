@@ -12,7 +12,7 @@ use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::ResponseStream;
 use bytes::Bytes;
-use ccp_schemas::config::BedrockSettings;
+use ccp_runtime::config::BedrockSettings;
 use ccp_schemas::events::ErrorClass;
 use ccp_schemas::secrets::envelope::BedrockApiKey;
 use futures_util::Stream;

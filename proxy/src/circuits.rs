@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream;
+use ccp_runtime::follow::{Decoded, Follower, Next, Start};
 use ccp_schemas::events::{CircuitClosed, CircuitHalfOpened, CircuitOpened, Event};
 use ccp_schemas::ids::AccessKeyId;
 use ccp_schemas::subjects::{Aggregate, StreamKind};
 use ccp_schemas::{Actor, Envelope, Namespace};
-use futures_util::StreamExt as _;
 use tokio::time::Instant;
 
 use crate::breaker::{Breakers, Outcome, Route, Transition};
@@ -87,47 +87,15 @@ impl Circuits {
         });
     }
 
-    /// Follows the circuit stream for ever (latest transition per key first, then live).
+    /// Follows the circuit stream for ever (latest transition per key first, then live). A
+    /// transition this build cannot read is skipped ([`OnNewer::Skip`]): a breaker is advisory,
+    /// and a missed one only means this replica tries Anthropic itself.
     pub async fn follow(self: Arc<Self>, client: async_nats::Client) {
-        let js = jetstream::new(client.clone());
-        let mut last = 0u64;
+        let mut follower =
+            Follower::new("proxy circuits", client, &self.ns, StreamKind::Circuit).start(Start::LastPerSubject);
         loop {
-            if let Err(e) = self.follow_once(&js, &client, &mut last).await {
-                tracing::warn!(error = %e, "following the circuit stream failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-
-    async fn follow_once(
-        &self,
-        js: &jetstream::Context,
-        client: &async_nats::Client,
-        last: &mut u64,
-    ) -> anyhow::Result<()> {
-        let stream = js.get_stream(self.ns.stream(StreamKind::Circuit)).await?;
-        let deliver_policy = if *last == 0 {
-            DeliverPolicy::LastPerSubject
-        } else {
-            DeliverPolicy::ByStartSequence { start_sequence: *last + 1 }
-        };
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_subject: client.new_inbox(),
-                deliver_policy,
-                filter_subject: self.ns.stream_subjects(StreamKind::Circuit),
-                ..Default::default()
-            })
-            .await?;
-        let mut messages = consumer.messages().await?;
-        while let Some(message) = messages.next().await {
-            let message = message?;
-            let seq = message.info().map(|i| i.stream_sequence).unwrap_or(*last);
-            *last = (*last).max(seq);
-            let Ok(envelope) = Envelope::decode(&message.payload) else {
-                tracing::error!(seq, "skipping undecodable circuit event");
-                continue;
-            };
+            let Next::Message(delivery) = follower.next().await else { continue };
+            let Decoded::Apply(envelope) = follower.decode(&delivery) else { continue };
             let now = Instant::now();
             let (key_id, transition) = match envelope.event {
                 Event::CircuitOpened(e) => {
@@ -138,9 +106,8 @@ impl Circuits {
                 Event::CircuitClosed(e) => (e.key_id, Transition::Closed(e.cause)),
                 _ => continue,
             };
-            self.seqs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key_id, seq);
+            self.seqs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key_id, delivery.seq);
             self.breakers.apply_remote(key_id, transition, now);
         }
-        anyhow::bail!("the circuit stream subscription ended")
     }
 }

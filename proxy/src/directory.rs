@@ -4,9 +4,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
 use ccp_schemas::catalogue::Catalogue;
 use ccp_schemas::events::{BedrockSettings, Event, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, UserId};
@@ -16,7 +15,6 @@ use ccp_schemas::secrets::envelope::SealedSecret;
 use ccp_schemas::state::{Directory, Refusal};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};
-use futures_util::StreamExt as _;
 use rust_decimal::Decimal;
 
 /// What a request learns about its key.
@@ -132,63 +130,32 @@ impl KeyTable {
     }
 }
 
-/// Follows the admin stream for ever, applying every event to `table`; reconnects and resumes
-/// after the last applied sequence when NATS goes away.
+/// Follows the admin stream for ever, applying every event to `table` (resuming after the last
+/// applied one when NATS goes away). An event of a newer version halts it and makes the table
+/// not ready: it may revoke a key, so the proxy refuses every request until it is upgraded
+/// ([`OnNewer::Halt`]).
 pub async fn follow(table: Arc<KeyTable>, client: async_nats::Client, ns: Namespace) {
-    let js = jetstream::new(client.clone());
-    let mut backoff = Duration::from_millis(100);
+    let mut follower = Follower::new("proxy key table", client, &ns, StreamKind::Admin)
+        .start(Start::After(table.applied_seq()))
+        .on_newer(OnNewer::Halt);
     loop {
-        match follow_once(&table, &client, &js, &ns).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "following the admin stream failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+        let delivery = match follower.next().await {
+            Next::CaughtUp => {
+                table.mark_ready();
+                continue;
             }
-        }
-    }
-}
-
-async fn follow_once(
-    table: &KeyTable,
-    client: &async_nats::Client,
-    js: &jetstream::Context,
-    ns: &Namespace,
-) -> anyhow::Result<()> {
-    let mut stream = js.get_stream(ns.stream(StreamKind::Admin)).await?;
-    let head = stream.info().await?.state.last_sequence;
-    let from = table.applied_seq() + 1;
-    if head < from {
-        table.mark_ready();
-    }
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            deliver_subject: client.new_inbox(),
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
-            filter_subject: ns.stream_subjects(StreamKind::Admin),
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
-    while let Some(message) = messages.next().await {
-        let message = message?;
-        let info = message.info().map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
-        let (seq, pending) = (info.stream_sequence, info.pending);
-        match Envelope::decode(&message.payload) {
-            Ok(envelope) => table.apply(seq, &envelope),
-            Err(e @ ccp_schemas::events::DecodeError::UnsupportedVersion { .. }) => {
-                // Written by a newer admin API: it may revoke a key. Fail closed until upgraded.
+            Next::Message(delivery) => delivery,
+        };
+        match follower.decode(&delivery) {
+            Decoded::Apply(envelope) => table.apply(delivery.seq, &envelope),
+            Decoded::Skip | Decoded::Quarantine(_) => table.applied_seq.store(delivery.seq, Ordering::Release),
+            Decoded::Halt(_) => {
                 table.ready.store(false, Ordering::Release);
-                anyhow::bail!("admin event {seq} cannot be applied ({e}); upgrade this proxy");
-            }
-            Err(e) => {
-                tracing::error!(seq, error = %e, "skipping undecodable admin event");
-                table.applied_seq.store(seq, Ordering::Release);
+                continue;
             }
         }
-        if pending == 0 || seq >= head {
+        if delivery.caught_up {
             table.mark_ready();
         }
     }
-    anyhow::bail!("the admin stream subscription ended")
 }

@@ -10,7 +10,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
 use bytes::{Bytes, BytesMut};
-use ccp_schemas::config::BudgetEnforcement;
+use ccp_runtime::config::BudgetEnforcement;
 use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, ModelFamily, Provider, RoutingStrategy, TripReason};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper, KeyPrefix};
 use ccp_schemas::secrets::envelope::ConfiguredMasterKey;

@@ -47,15 +47,15 @@ mod statusline;
 mod tap;
 mod usage;
 
-use ccp_schemas::config::Settings;
-use ccp_schemas::telemetry::ServiceArgs;
+use ccp_runtime::config::Settings;
+use ccp_runtime::telemetry::ServiceArgs;
 
 pub use body::claude_code_shape;
 
 /// The body a failover sends Bedrock for a Messages `body`, under `settings`' rules (for the
 /// benchmark, which replays what the proxy sends).
 pub fn bedrock_body(
-    settings: &ccp_schemas::config::BedrockSettings,
+    settings: &ccp_runtime::config::BedrockSettings,
     body: &[u8],
     beta_header: Option<&str>,
 ) -> Result<Vec<u8>, String> {
@@ -65,7 +65,7 @@ pub fn bedrock_body(
 /// The Bedrock model a failover calls for `requested` under the shipped catalogue and
 /// `settings`, for a key in `region` with `key_default`, without a model listing.
 pub fn bedrock_model_for(
-    settings: &ccp_schemas::config::BedrockSettings,
+    settings: &ccp_runtime::config::BedrockSettings,
     requested: Option<&str>,
     region: &str,
     key_default: Option<&str>,

@@ -190,6 +190,11 @@ impl Metrics {
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "metrics encoding failed");
         }
+        // Before the encoder's `# EOF`, which must end the exposition.
+        let eof = out.rfind("# EOF").unwrap_or(out.len());
+        let mut followers = String::new();
+        ccp_runtime::follow::SKIPPED.render("ccp_proxy", true, &mut followers);
+        out.insert_str(eof, &followers);
         out
     }
 }

@@ -130,7 +130,7 @@ impl RateLimits {
 
 /// Opens (or creates) the shared bucket.
 pub async fn open_bucket(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<kv::Store> {
-    ccp_schemas::streams::own_bucket(
+    ccp_runtime::streams::own_bucket(
         js,
         format!("{}_rate_limits", ns.prefix()),
         // Anthropic's longest window is a week; older states describe nothing current.

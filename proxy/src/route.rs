@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use ccp_runtime::config::BudgetEnforcement;
 use ccp_schemas::catalogue::{self, Catalogue};
-use ccp_schemas::config::BudgetEnforcement;
 use ccp_schemas::events::{BedrockTarget, Endpoint, FallbackReason, ModelFamily, RoutingStrategy, TargetSource};
 
 use crate::breaker::Route;

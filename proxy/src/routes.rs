@@ -8,7 +8,7 @@ use crate::forward::Shared;
 
 /// `GET /health`: the process is alive.
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(ccp_schemas::telemetry::health_body("ccp-proxy", env!("CARGO_PKG_VERSION")))
+    HttpResponse::Ok().json(ccp_runtime::telemetry::health_body("ccp-proxy", env!("CARGO_PKG_VERSION")))
 }
 
 /// `GET /ready`: the access-key table is loaded.

@@ -8,11 +8,11 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
+use ccp_runtime::streams::{self, StreamPolicy};
+use ccp_runtime::telemetry;
 use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
-use ccp_schemas::streams::{self, StreamPolicy};
-use ccp_schemas::telemetry;
 
 use crate::bedrock::{BedrockClient, Rules};
 use crate::breaker::{BreakerConfig, Breakers};
@@ -56,7 +56,7 @@ fn replica_id() -> String {
 
 /// The master key that opens Bedrock API keys; without one, failover to Bedrock is off.
 fn master_key(settings: &Settings) -> anyhow::Result<Option<ConfiguredMasterKey>> {
-    let key = ConfiguredMasterKey::from_settings(&settings.secrets)?;
+    let key = settings.secrets.master_key()?;
     if key.is_none() {
         tracing::warn!("secrets.master_key is not set: Bedrock failover is disabled");
     }

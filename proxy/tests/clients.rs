@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
 use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, Provider, RequestCompleted, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, RequestId};
 use ccp_schemas::secrets::access_key::AccessKey;

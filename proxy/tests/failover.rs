@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
 use ccp_schemas::events::{ErrorClass, Event, FallbackReason, Provider, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::subjects::StreamKind;
@@ -583,7 +583,7 @@ async fn a_budget_set_later_counts_what_the_user_spent_on_another_replica_before
     // Replica A checks budgets on every request, so a free count_tokens call probes its view.
     let e = env("budgetlater", |s| {
         s.proxy.circuit_failure_threshold = 1000;
-        s.budgets.enforce = ccp_schemas::config::BudgetEnforcement::All;
+        s.budgets.enforce = ccp_runtime::config::BudgetEnforcement::All;
     })
     .await;
     let (_replica, second) = second_process(&e.settings).await;
@@ -946,7 +946,7 @@ async fn a_listing_that_hangs_times_out_and_the_family_answers() {
 async fn a_requests_own_reservation_does_not_block_its_failover() {
     use ccp_schemas::events::BudgetSet;
     let e = env("budget_own", |s| {
-        s.budgets.enforce = ccp_schemas::config::BudgetEnforcement::All;
+        s.budgets.enforce = ccp_runtime::config::BudgetEnforcement::All;
         s.proxy.circuit_failure_threshold = 1000;
     })
     .await;

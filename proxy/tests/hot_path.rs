@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use ccp_proxy::Application;
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
 use ccp_schemas::events::{Endpoint, ErrorClass, Provider, RoutingStrategy};
 use ccp_schemas::subjects::StreamKind;
 use ccp_tests::events::Log;

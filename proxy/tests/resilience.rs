@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
 use ccp_tests::events::Log;
 use ccp_tests::fake_anthropic::FakeAnthropic;
 use ccp_tests::{free_port, service_env, test_settings, wait_http_ok, Service};

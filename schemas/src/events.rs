@@ -294,6 +294,20 @@ pub enum DecodeError {
         /// The newest version this build knows.
         supported: u16,
     },
+    /// A type this build does not know: written by a newer version of the software.
+    #[error("event type `{event_type}` is unknown to this build (written by a newer version?)")]
+    UnknownType {
+        /// The type named in the message (at most 64 characters).
+        event_type: String,
+    },
+}
+
+impl DecodeError {
+    /// Whether the event was written by a newer version of the software (a newer schema version
+    /// or an unknown type), as opposed to being malformed.
+    pub fn is_newer(&self) -> bool {
+        matches!(self, Self::UnsupportedVersion { .. } | Self::UnknownType { .. })
+    }
 }
 
 impl Envelope {
@@ -337,9 +351,14 @@ impl Envelope {
         Ok(out)
     }
 
-    /// Decodes an event from the log, refusing versions newer than this build knows.
+    /// Decodes an event from the log, refusing versions newer than this build knows and types it
+    /// does not know. A newer version whose payload no longer has this build's shape is reported
+    /// as newer, not as malformed: readers that fail closed on newer events must see it as one.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let envelope: Self = serde_json::from_slice(bytes)?;
+        let envelope: Self = match serde_json::from_slice(bytes) {
+            Ok(envelope) => envelope,
+            Err(e) => return Err(Self::classify(bytes).unwrap_or(DecodeError::Json(e))),
+        };
         let supported = envelope.event.schema_version();
         if envelope.schema_version > supported {
             return Err(DecodeError::UnsupportedVersion {
@@ -351,5 +370,26 @@ impl Envelope {
         // Upcasters for older versions go here, keyed on (type, schema_version). None yet: every
         // type is at version 1.
         Ok(envelope)
+    }
+
+    /// Why an envelope that does not decode is not this build's to read: a type it does not know
+    /// or a version newer than it knows (`None`: it is simply malformed).
+    fn classify(bytes: &[u8]) -> Option<DecodeError> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[serde(rename = "type", borrow)]
+            event_type: std::borrow::Cow<'a, str>,
+            schema_version: u16,
+        }
+        let head: Head<'_> = serde_json::from_slice(bytes).ok()?;
+        let Some(known) = EVENT_TYPES.iter().find(|t| **t == head.event_type) else {
+            return Some(DecodeError::UnknownType { event_type: head.event_type.chars().take(64).collect() });
+        };
+        // Every type is at version 1 (`Event::schema_version`).
+        (head.schema_version > 1).then_some(DecodeError::UnsupportedVersion {
+            event_type: known,
+            found: head.schema_version,
+            supported: 1,
+        })
     }
 }

@@ -52,6 +52,31 @@ impl PriceList {
     }
 }
 
+/// The list prices shipped with this build (pricing version 0, `pricing.models`' default): USD
+/// per million tokens on Anthropic's public price list. A `pricing_set` event replaces them.
+pub fn shipped_prices() -> Vec<ModelPrice> {
+    let price = |model: &str, input: i64, output: i64, write: i64, read: i64| ModelPrice {
+        model: model.into(),
+        provider: None,
+        region: None,
+        // Hundredths of a dollar per million tokens.
+        input_per_mtok: Decimal::new(input, 2),
+        output_per_mtok: Decimal::new(output, 2),
+        cache_write_per_mtok: Decimal::new(write, 2),
+        cache_read_per_mtok: Decimal::new(read, 2),
+    };
+    vec![
+        price("claude-opus-4-5", 500, 2500, 625, 50),
+        price("claude-opus-4-1", 1500, 7500, 1875, 150),
+        price("claude-opus-4", 1500, 7500, 1875, 150),
+        price("claude-sonnet-4-5", 300, 1500, 375, 30),
+        price("claude-sonnet-4", 300, 1500, 375, 30),
+        price("claude-3-7-sonnet", 300, 1500, 375, 30),
+        price("claude-haiku-4-5", 100, 500, 125, 10),
+        price("claude-3-5-haiku", 80, 400, 100, 8),
+    ]
+}
+
 /// A cost in whole nano-dollars (what ClickHouse stores). Costs are non-negative.
 pub fn to_nanos(cost: Decimal) -> u64 {
     (cost * Decimal::from(1_000_000_000u64)).trunc().try_into().unwrap_or(0)
@@ -60,11 +85,10 @@ pub fn to_nanos(cost: Decimal) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PricingSettings;
     use proptest::prelude::*;
 
     fn list() -> PriceList {
-        let mut models = PricingSettings::default().models;
+        let mut models = shipped_prices();
         models.push(ModelPrice {
             model: "claude-sonnet-4-5".into(),
             provider: Some(Provider::Bedrock),

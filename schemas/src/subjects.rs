@@ -127,6 +127,16 @@ impl Namespace {
         }
     }
 
+    /// The user or access key whose subject this is (`None` for any other subject): what a
+    /// reader quarantines when it cannot read one of its events.
+    pub fn owner_of(&self, subject: &str) -> Option<Aggregate> {
+        let rest = subject.strip_prefix(self.prefix.as_str())?.strip_prefix(".admin.")?;
+        if let Some(id) = rest.strip_prefix("user.") {
+            return id.parse().ok().map(Aggregate::User);
+        }
+        rest.strip_prefix("access_key.")?.parse().ok().map(Aggregate::AccessKey)
+    }
+
     /// The stream's name (`CCP_ADMIN`, …).
     pub fn stream(&self, kind: StreamKind) -> String {
         format!("{}_{}", self.upper, kind.suffix().to_ascii_uppercase())
@@ -173,6 +183,17 @@ mod tests {
         assert_eq!(ns.bucket(Bucket::KeyHashes), "t1_key_hashes");
         assert_eq!(ns.subject(&Aggregate::Alert(AlertRule::BudgetThreshold)), "t1.admin.alert.budget_threshold");
         assert_eq!(ns.alert_subjects(), "t1.admin.alert.>");
+    }
+
+    #[test]
+    fn the_owner_of_a_subject_is_its_user_or_key_only() {
+        let ns = Namespace::new("t1").unwrap();
+        let (user, key) = (Aggregate::User(UserId::new()), Aggregate::AccessKey(AccessKeyId::new()));
+        assert_eq!(ns.owner_of(&ns.subject(&user)), Some(user));
+        assert_eq!(ns.owner_of(&ns.subject(&key)), Some(key));
+        assert_eq!(ns.owner_of(&ns.subject(&Aggregate::Pricing)), None);
+        assert_eq!(ns.owner_of(&Namespace::new("t2").unwrap().subject(&user)), None, "another deployment's");
+        assert_eq!(ns.owner_of("t1.admin.user.not-an-id"), None);
     }
 
     #[test]

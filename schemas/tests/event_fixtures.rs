@@ -50,11 +50,20 @@ fn newer_schema_versions_and_garbage_are_refused() {
     value["schema_version"] = 2.into();
     let err = Envelope::decode(&serde_json::to_vec(&value).unwrap()).unwrap_err();
     assert!(err.to_string().contains("schema version 2"), "{err}");
+    assert!(err.is_newer());
+    // A newer version whose payload this build cannot even read is still newer, not malformed.
+    let mut reshaped = value.clone();
+    reshaped["payload"] = serde_json::json!({ "renamed": true });
+    let err = Envelope::decode(&serde_json::to_vec(&reshaped).unwrap()).unwrap_err();
+    assert!(err.is_newer() && err.to_string().contains("schema version 2"), "{err}");
     value["schema_version"] = 1.into();
     value["type"] = "user_exploded".into();
-    assert!(Envelope::decode(&serde_json::to_vec(&value).unwrap()).is_err());
-    assert!(Envelope::decode(b"\xff\xfe not json").is_err());
-    assert!(Envelope::decode(b"{}").is_err());
+    let err = Envelope::decode(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+    assert!(err.is_newer() && err.to_string().contains("user_exploded"), "{err}");
+    reshaped["schema_version"] = 1.into();
+    assert!(!Envelope::decode(&serde_json::to_vec(&reshaped).unwrap()).unwrap_err().is_newer());
+    assert!(!Envelope::decode(b"\xff\xfe not json").unwrap_err().is_newer());
+    assert!(!Envelope::decode(b"{}").unwrap_err().is_newer());
 }
 
 #[test]

@@ -29,14 +29,14 @@ pub struct Log {
 
 impl Log {
     /// A log for `settings` (streams are created if missing), on `settings.nats.url`.
-    pub async fn new(settings: &ccp_schemas::config::Settings) -> Self {
+    pub async fn new(settings: &ccp_runtime::config::Settings) -> Self {
         let client = async_nats::connect(settings.nats.url.as_str()).await.unwrap_or_else(|e| {
             panic!("NATS at {} is not reachable ({e}); run scripts/stack.sh start", settings.nats.url)
         });
         let js = jetstream::new(client);
         let ns = crate::namespace(settings);
-        let policy = ccp_schemas::streams::StreamPolicy::from(&settings.nats);
-        ccp_schemas::streams::ensure(&js, &ns, &policy).await.expect("streams");
+        let policy = ccp_runtime::streams::StreamPolicy::from(&settings.nats);
+        ccp_runtime::streams::ensure(&js, &ns, &policy).await.expect("streams");
         let pepper = KeyPepper::new(&settings.secrets.access_key_pepper).expect("pepper");
         Self { js, ns, pepper }
     }

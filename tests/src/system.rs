@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccp_schemas::config::{PricingSettings, Settings};
+use ccp_runtime::config::{PricingSettings, Settings};
 use ccp_schemas::events::{Provider, TokenUsage};
 use ccp_schemas::pricing::{to_nanos, PriceList};
 use futures_util::StreamExt as _;

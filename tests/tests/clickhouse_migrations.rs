@@ -3,7 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use ccp_schemas::migrations::{migrate, MigrationError, MIGRATIONS};
+use ccp_runtime::migrate::{migrate, MigrationError};
+use ccp_schemas::migrations::MIGRATIONS;
 use ccp_tests::{clickhouse, test_settings};
 
 async fn tables(db: &str) -> Vec<String> {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
 use serde_yaml::Value;
 
 fn repo() -> &'static Path {

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
+use ccp_runtime::streams::{ensure, Outcome, StreamPolicy};
 use ccp_schemas::events::{Event, UserCreated, UserStatus};
 use ccp_schemas::ids::UserId;
-use ccp_schemas::streams::{ensure, Outcome, StreamPolicy};
 use ccp_schemas::subjects::{Bucket, StreamKind};
 use ccp_schemas::{Actor, Envelope};
 use ccp_tests::{delete_namespace, namespace, nats, test_settings};

@@ -67,6 +67,10 @@ pub async fn login(
         e.retry_after = Some(1);
         return Err(e);
     };
+    if let Some(why) = state.view.halted() {
+        // Fail closed: the event this API cannot read may disable this admin or change a password.
+        return Err(ApiError::unavailable("the admin API (older than the event log; upgrade it)", &why));
+    }
     let admin = state.view.read().admin_by_name(&username).cloned();
     if !verify_password(password, admin.as_ref().map(|a| a.password_hash.clone())).await {
         fail(LoginFailure::BadCredentials).await;

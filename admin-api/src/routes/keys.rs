@@ -253,7 +253,7 @@ pub async fn list_keys(state: web::Data<AppState>, path: web::Path<String>) -> A
 /// Fills `last_used_at` from the usage analytics (left `null` if ClickHouse cannot answer).
 pub async fn with_last_used(state: &AppState, mut keys: Vec<Key>) -> Vec<Key> {
     let ids: Vec<String> = keys.iter().map(|k| k.key_id.clone()).collect();
-    let used = super::queries::last_used(&state.clickhouse, &ids).await;
+    let used = crate::usage::last_used(&state.clickhouse, &ids).await;
     for key in &mut keys {
         key.last_used_at = used.get(&key.key_id).copied();
     }

@@ -36,7 +36,7 @@ pub struct AppState {
     /// The usage analytics (the projector's tables).
     pub clickhouse: clickhouse::Client,
     /// The whole configuration (budget time zone, pricing, …).
-    pub settings: ccp_schemas::config::Settings,
+    pub settings: ccp_runtime::config::Settings,
 }
 
 /// Largest `offset` of a paged list.

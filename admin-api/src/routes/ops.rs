@@ -280,7 +280,7 @@ pub struct Pricing {
 
 impl Pricing {
     /// The configured list (version 0).
-    pub fn configured(settings: &ccp_schemas::config::Settings) -> Self {
+    pub fn configured(settings: &ccp_runtime::config::Settings) -> Self {
         Self { version: 0, effective_from: None, models: settings.pricing.models.iter().map(Price::from).collect() }
     }
 

@@ -8,8 +8,8 @@
 //! user id, taken from the read model, never from the request); an unknown, malformed or revoked
 //! key or a deactivated user is one and the same 401, so the answer never tells whether a key
 //! exists; failed attempts are throttled per key prefix and per client address. The figures come
-//! from the same functions as the admin API's (`queries::usage`, `queries::budget_of`), so they
-//! agree by construction.
+//! from the usage store the admin API reads too ([`UsageStore::report`], [`UsageStore::budget`]),
+//! so they agree by construction.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_nats::jetstream;
@@ -23,12 +23,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::queries::{self, Budget, Preset, RequestDetail, UsageQuery, UsageReport};
 use super::AppState;
+use crate::api::usage::{Budget, Preset, RequestDetail, UsageQuery, UsageReport};
 use crate::auth::{bearer_token, Throttle};
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorKind};
 use crate::query::Query;
+use crate::usage::UsageStore;
 
 /// The header carrying the access key (the same one the proxy accepts).
 pub const ACCESS_KEY_HEADER: &str = "x-ccp-access-key";
@@ -219,7 +220,7 @@ async fn plan_limit(service: &SelfService, keys: &[AccessKeyId]) -> Option<PlanL
 }
 
 async fn report(
-    state: &web::Data<AppState>,
+    store: &UsageStore<'_>,
     user_id: UserId,
     tz: &str,
     preset: Preset,
@@ -232,7 +233,7 @@ async fn report(
         tz: Some(tz.to_owned()),
         ..UsageQuery::default()
     };
-    Ok(queries::usage(state.clone(), Query(query)).await?.0)
+    store.report(&query).await
 }
 
 /// Your own usage, authenticated by your access key: today and this month by model and
@@ -286,15 +287,16 @@ pub async fn self_usage(
         Some(tz) => tz,
         None => state.settings.budgets.time_zone.clone(),
     };
-    let today = report(&state, user_id, &tz, Preset::Today, "model,provider").await?;
-    let this_month = report(&state, user_id, &tz, Preset::ThisMonth, "model,provider").await?;
-    let this_month_by_key = report(&state, user_id, &tz, Preset::ThisMonth, "key").await?;
-    let budget = queries::budget_of(&state, user_id, user.monthly_limit_usd).await?;
+    let store = UsageStore::new(&state.clickhouse, &state.settings);
+    let today = report(&store, user_id, &tz, Preset::Today, "model,provider").await?;
+    let this_month = report(&store, user_id, &tz, Preset::ThisMonth, "model,provider").await?;
+    let this_month_by_key = report(&store, user_id, &tz, Preset::ThisMonth, "key").await?;
+    let budget = store.budget(user_id, user.monthly_limit_usd).await?;
     let key_ids: Vec<AccessKeyId> = keys.iter().filter_map(|k| k.key_id.parse().ok()).collect();
     let plan_limit = plan_limit(&service, &key_ids).await;
     let since: DateTime<Utc> = Utc::now() - chrono::Duration::days(RECENT_DAYS);
-    let recent_requests = queries::recent_requests(&state.clickhouse, user_id, since, recent, false).await?;
-    let failed_over = queries::recent_requests(&state.clickhouse, user_id, since, recent, true).await?;
+    let recent_requests = store.recent_requests(user_id, since, recent, false).await?;
+    let failed_over = store.recent_requests(user_id, since, recent, true).await?;
     let body = SelfUsage {
         user,
         keys,

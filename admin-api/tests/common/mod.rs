@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
 use ccp_tests::events::Log;
 use ccp_tests::{free_port, service_env, test_settings, wait_http_ok, Service};
 use serde_json::Value;

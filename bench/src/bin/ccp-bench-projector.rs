@@ -105,7 +105,7 @@ async fn run(events: u64, fresh_n: usize, runs: usize) -> anyhow::Result<bool> {
     for run in 1..=runs {
         drop(projector.take());
         clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await?;
-        ccp_schemas::migrations::migrate(&settings.clickhouse).await.context("migrations")?;
+        ccp_runtime::migrate::migrate(&settings.clickhouse).await.context("migrations")?;
         let server_before: Vec<_> =
             servers.iter().map(|(_, pid)| pid.and_then(|p| procfs::CpuSample::read(p).ok())).collect();
         let started = Instant::now();

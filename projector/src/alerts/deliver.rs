@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy, AckKind};
-use ccp_schemas::config::{AlertSettings, WebhookFormat, WebhookSettings};
+use ccp_runtime::config::{AlertSettings, WebhookFormat, WebhookSettings};
 use ccp_schemas::events::{AlertRaised, AlertSeverity, Event};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};

@@ -16,11 +16,24 @@
 //! - unpriced model: one per model name, ever (the first request whose tokens had no price);
 //! - Bedrock key not ready: one per key each time a readiness check turns it from ready (or
 //!   unchecked) to not ready.
+//!
+//! One file per rule family, each an `impl Rules` with its given/when/then tests: `budget.rs`,
+//! `circuits.rs` (circuit open, many open circuits), `bedrock.rs` (auth failures, a key turning
+//! not ready), `unpriced.rs`, `anomaly.rs` (spend and request rate); this file holds the fold that
+//! dispatches events to them and remembers what was raised.
+
+mod anomaly;
+mod bedrock;
+mod budget;
+mod circuits;
+#[cfg(test)]
+mod given;
+mod unpriced;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use ccp_runtime::config::{AlertSettings, BudgetSettings, ConfigError};
 use ccp_schemas::calendar::Month;
-use ccp_schemas::config::{AlertSettings, BudgetSettings, ConfigError};
 use ccp_schemas::events::{
     AlertRule, AlertSeverity, BedrockApiKeyRegistered, BedrockApiKeyRotated, ErrorClass, Event, Provider,
     RequestCompleted,
@@ -31,7 +44,9 @@ use ccp_schemas::Envelope;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use self::anomaly::Usage;
 
 /// What the rules read of a usage event. The evaluator decodes just this from the request
 /// stream (most of the events it reads), not the whole [`RequestCompleted`].
@@ -148,13 +163,6 @@ pub struct Incident {
     pub at: DateTime<Utc>,
 }
 
-/// Spend and request count of one window.
-#[derive(Debug, Clone, Copy, Default)]
-struct Usage {
-    spend: Decimal,
-    requests: u64,
-}
-
 /// The rules' state.
 #[derive(Debug)]
 pub struct Rules {
@@ -208,50 +216,15 @@ impl Rules {
             Event::RequestCompleted(r) => return self.apply_request(seq, at, &RequestFacts::from(r)),
             Event::CircuitOpened(e) => self.circuit_opened(seq, e.key_id, e.failures, at, &mut out),
             Event::CircuitHalfOpened(_) => {}
-            Event::CircuitClosed(e) => {
-                self.open.remove(&e.key_id);
-                if self.open.len() < self.cfg.open_circuits_threshold {
-                    self.many_armed = true;
-                }
-            }
+            Event::CircuitClosed(e) => self.circuit_closed(e.key_id),
             Event::BedrockKeyChecked(e) => {
                 self.dir.apply(envelope);
-                let before = self.readiness.insert(e.key_id, e.readiness);
-                let was_ready = before.is_none_or(|r| r == ccp_schemas::events::BedrockReadiness::Ready);
-                if was_ready && e.readiness != ccp_schemas::events::BedrockReadiness::Ready {
-                    let failing: Vec<&str> = e
-                        .models
-                        .iter()
-                        .filter(|m| m.readiness != ccp_schemas::events::BedrockReadiness::Ready)
-                        .map(|m| m.model_id.as_str())
-                        .collect();
-                    out.push(Incident {
-                        rule: AlertRule::BedrockKeyNotReady,
-                        key: format!("bedrock_key_not_ready:{}:{seq}", e.key_id),
-                        severity: AlertSeverity::Critical,
-                        user_id: Some(e.user_id),
-                        key_id: Some(e.key_id),
-                        message: format!(
-                            "The Bedrock API key of key {} (user {}) is not ready for failover: {}{} in {}",
-                            e.key_id,
-                            self.user_name(e.user_id),
-                            e.readiness.as_str().replace('_', " "),
-                            if failing.is_empty() { String::new() } else { format!(" ({})", failing.join(", ")) },
-                            e.region
-                        ),
-                        values: values([
-                            ("readiness", json!(e.readiness.as_str())),
-                            ("region", json!(e.region)),
-                            ("models", json!(failing)),
-                        ]),
-                        at,
-                    });
-                }
+                self.bedrock_key_checked(seq, e, at, &mut out);
             }
             Event::BedrockApiKeyRegistered(BedrockApiKeyRegistered { key_id, .. })
             | Event::BedrockApiKeyRotated(BedrockApiKeyRotated { key_id, .. }) => {
                 self.dir.apply(envelope);
-                self.readiness.remove(key_id);
+                self.bedrock_key_replaced(*key_id);
             }
             Event::BudgetSet(e) => {
                 self.dir.apply(envelope);
@@ -285,223 +258,6 @@ impl Rules {
     fn user_name(&self, user_id: UserId) -> String {
         self.dir.user(&user_id).map_or_else(|| user_id.to_string(), |u| u.name.clone())
     }
-
-    fn budget(&mut self, r: &RequestFacts, at: DateTime<Utc>, out: &mut Vec<Incident>) {
-        let Some(user_id) = r.user_id else { return };
-        let month = self.month(at);
-        *self.spend.entry((user_id, month.clone())).or_default() += r.cost_usd;
-        self.check_budget(user_id, &month, at, out);
-    }
-
-    fn check_budget(&self, user_id: UserId, month: &str, at: DateTime<Utc>, out: &mut Vec<Incident>) {
-        let Some(limit) = self.dir.user(&user_id).and_then(|u| u.monthly_limit_usd) else { return };
-        if limit <= Decimal::ZERO {
-            return;
-        }
-        let spend = self.spend.get(&(user_id, month.to_owned())).copied().unwrap_or_default();
-        let percent = (spend * Decimal::ONE_HUNDRED / limit).floor();
-        for &threshold in &self.cfg.budget_thresholds {
-            if spend * Decimal::ONE_HUNDRED < limit * Decimal::from(threshold) {
-                continue;
-            }
-            let limit = limit.normalize();
-            out.push(Incident {
-                rule: AlertRule::BudgetThreshold,
-                key: format!("budget_threshold:{user_id}:{month}:{threshold}:{limit}"),
-                severity: if threshold >= 100 { AlertSeverity::Critical } else { AlertSeverity::Warning },
-                user_id: Some(user_id),
-                key_id: None,
-                message: format!(
-                    "{} has spent ${} of the ${limit} monthly budget ({percent}%, threshold {threshold}%) in {month}",
-                    self.user_name(user_id),
-                    spend.round_dp(2),
-                ),
-                values: values([
-                    ("month", json!(month)),
-                    ("spend_usd", json!(spend.normalize().to_string())),
-                    ("limit_usd", json!(limit.to_string())),
-                    ("percent", json!(percent.to_string().parse::<u64>().unwrap_or(0))),
-                    ("threshold_percent", json!(threshold)),
-                ]),
-                at,
-            });
-        }
-    }
-
-    fn circuit_opened(
-        &mut self,
-        seq: u64,
-        key_id: AccessKeyId,
-        failures: u32,
-        at: DateTime<Utc>,
-        out: &mut Vec<Incident>,
-    ) {
-        if self.open.contains_key(&key_id) {
-            return; // A failed probe re-opens: the same incident.
-        }
-        self.open.insert(key_id, seq);
-        let owner = self.dir.key(&key_id).map(|k| k.user_id);
-        if self.cfg.circuit_open {
-            let who = owner.map(|u| format!(" (user {})", self.user_name(u))).unwrap_or_default();
-            out.push(Incident {
-                rule: AlertRule::CircuitOpen,
-                key: format!("circuit_open:{key_id}:{seq}"),
-                severity: AlertSeverity::Warning,
-                user_id: owner,
-                key_id: Some(key_id),
-                message: format!(
-                    "The circuit of key {key_id}{who} opened after {failures} Anthropic failures; its requests go to Bedrock"
-                ),
-                values: values([("failures", json!(failures)), ("open_circuits", json!(self.open.len()))]),
-                at,
-            });
-        }
-        let threshold = self.cfg.open_circuits_threshold;
-        if threshold > 0 && self.open.len() >= threshold && self.many_armed {
-            self.many_armed = false;
-            let keys: Vec<String> = self.open.keys().map(ToString::to_string).collect();
-            out.push(Incident {
-                rule: AlertRule::CircuitsOpen,
-                key: format!("circuits_open:{seq}"),
-                severity: AlertSeverity::Critical,
-                user_id: None,
-                key_id: None,
-                message: format!(
-                    "{} keys have an open circuit at once (threshold {threshold}): Anthropic may be failing broadly",
-                    self.open.len()
-                ),
-                values: values([
-                    ("open_circuits", json!(self.open.len())),
-                    ("threshold", json!(threshold)),
-                    ("key_ids", json!(keys)),
-                ]),
-                at,
-            });
-        }
-    }
-
-    fn bedrock_auth(&mut self, seq: u64, r: &RequestFacts, at: DateTime<Utc>, out: &mut Vec<Incident>) {
-        let Some(key_id) = r.key_id else { return };
-        if r.provider == Provider::Bedrock && r.error_class.is_none() {
-            self.auth_failing.remove(&key_id);
-            return;
-        }
-        if r.error_class != Some(ErrorClass::BedrockAuthError) || !self.cfg.bedrock_auth {
-            return;
-        }
-        let replaced_at = self.dir.key(&key_id).and_then(|k| k.bedrock_key.as_ref()).map(|b| b.updated_at);
-        let ongoing = self
-            .auth_failing
-            .get(&key_id)
-            .is_some_and(|started| replaced_at.is_none_or(|replaced| *started >= replaced || at < replaced));
-        if ongoing {
-            return;
-        }
-        self.auth_failing.insert(key_id, at);
-        out.push(Incident {
-            rule: AlertRule::BedrockAuthFailed,
-            key: format!("bedrock_auth_failed:{key_id}:{seq}"),
-            severity: AlertSeverity::Critical,
-            user_id: r.user_id,
-            key_id: Some(key_id),
-            message: format!(
-                "Bedrock refused the Bedrock API key of key {key_id}{}: failover for it does not work",
-                r.user_id.map(|u| format!(" (user {})", self.user_name(u))).unwrap_or_default()
-            ),
-            values: values([("status", json!(r.status)), ("request_id", json!(r.request_id.to_string()))]),
-            at,
-        });
-    }
-
-    fn unpriced(&self, r: &RequestFacts, at: DateTime<Utc>, out: &mut Vec<Incident>) {
-        if !r.unpriced {
-            return;
-        }
-        let model = r.priced_model.as_deref().unwrap_or("(unnamed)");
-        out.push(Incident {
-            rule: AlertRule::UnpricedModel,
-            key: format!("unpriced_model:{model}"),
-            severity: AlertSeverity::Warning,
-            user_id: None,
-            key_id: None,
-            message: format!(
-                "Model `{model}` has no price: its requests are recorded as unpriced (cost unknown) and not counted \
-                 in budgets until a price is set (PUT /v1/pricing, ccpctl pricing set)"
-            ),
-            values: values([
-                ("model", json!(model)),
-                ("provider", json!(r.provider.as_str())),
-                ("request_id", json!(r.request_id.to_string())),
-            ]),
-            at,
-        });
-    }
-
-    fn anomaly(&mut self, r: &RequestFacts, at: DateTime<Utc>, out: &mut Vec<Incident>) {
-        let (Some(user_id), true) = (r.user_id, self.cfg.factor > 0) else { return };
-        let (window, n) = (self.cfg.window_secs, self.cfg.baseline_windows);
-        let index = at.timestamp().div_euclid(window);
-        let windows = self.usage.entry(user_id).or_default();
-        let current = {
-            let u = windows.entry(index).or_default();
-            u.spend += r.cost_usd;
-            u.requests += 1;
-            *u
-        };
-        // Keep the baseline's windows and the current one (and any later, out of order).
-        let newest = windows.keys().next_back().copied().unwrap_or(index);
-        *windows = windows.split_off(&(newest - n));
-        let (spend, requests) =
-            windows.range(index - n..index).fold((Decimal::ZERO, 0u64), |(s, c), (_, u)| (s + u.spend, c + u.requests));
-        let factor = Decimal::from(self.cfg.factor);
-        let n_dec = Decimal::from(n);
-        let start = DateTime::<Utc>::from_timestamp(index * window, 0).unwrap_or(at);
-        let base = |rule: AlertRule, what: &str, now: String, baseline: String| Incident {
-            rule,
-            key: format!("{}:{user_id}:{}", rule.as_str(), start.format("%Y-%m-%dT%H:%MZ")),
-            severity: AlertSeverity::Warning,
-            user_id: Some(user_id),
-            key_id: None,
-            message: String::new(),
-            values: values([
-                ("window_start", json!(start.to_rfc3339())),
-                ("window_mins", json!(window / 60)),
-                (what, json!(now)),
-                ("baseline", json!(baseline)),
-                ("factor", json!(self.cfg.factor)),
-            ]),
-            at,
-        };
-        let name = self.user_name(user_id);
-        if current.spend >= self.cfg.min_spend && current.spend * n_dec > factor * spend {
-            let baseline = (spend / n_dec).round_dp(4).normalize();
-            let mut i =
-                base(AlertRule::SpendAnomaly, "spend_usd", current.spend.normalize().to_string(), baseline.to_string());
-            i.message = format!(
-                "{name} spent ${} in the {}-minute window from {start}, over {}× their average of ${baseline}",
-                current.spend.round_dp(2),
-                window / 60,
-                self.cfg.factor
-            );
-            out.push(i);
-        }
-        if current.requests >= self.cfg.min_requests
-            && u128::from(current.requests) * n.unsigned_abs() as u128
-                > u128::from(self.cfg.factor) * u128::from(requests)
-        {
-            let baseline = (Decimal::from(requests) / n_dec).round_dp(2).normalize();
-            let mut i =
-                base(AlertRule::RequestRateAnomaly, "requests", current.requests.to_string(), baseline.to_string());
-            i.values.insert("requests".into(), json!(current.requests));
-            i.message = format!(
-                "{name} sent {} requests in the {}-minute window from {start}, over {}× their average of {baseline}",
-                current.requests,
-                window / 60,
-                self.cfg.factor
-            );
-            out.push(i);
-        }
-    }
 }
 
 fn values<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value> {
@@ -513,277 +269,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use ccp_schemas::events::*;
-    use ccp_schemas::ids::RequestId;
-    use ccp_schemas::Actor;
 
+    use super::given::*;
     use super::*;
-
-    /// The defaults, anomaly rules off.
-    fn cfg() -> RuleConfig {
-        let alerts = AlertSettings { anomaly_factor: 0, ..AlertSettings::default() };
-        RuleConfig::new(&alerts, &BudgetSettings::default()).unwrap()
-    }
-
-    /// Anomaly rules on: 5× the hourly average of a week, at least $10 or 50 requests.
-    fn anomaly_cfg() -> RuleConfig {
-        let alerts =
-            AlertSettings { anomaly_min_spend_usd: Decimal::TEN, anomaly_min_requests: 50, ..AlertSettings::default() };
-        RuleConfig::new(&alerts, &BudgetSettings::default()).unwrap()
-    }
-
-    fn at(event: Event, when: DateTime<Utc>) -> Envelope {
-        let mut e = Envelope::new(event, Actor::Anonymous);
-        e.occurred_at = when;
-        e
-    }
-
-    fn request(user_id: UserId, key_id: AccessKeyId, cost: &str) -> RequestCompleted {
-        serde_json::from_value(json!({
-            "request_id": RequestId::new(), "key_id": key_id, "user_id": user_id, "endpoint": "messages",
-            "provider": "anthropic", "fallback": false, "status": 200, "stream": true,
-            "cost_usd": cost, "latency_ms": 10,
-        }))
-        .unwrap()
-    }
-
-    /// Given events, when each is applied in order: the rules of every incident raised.
-    struct Given {
-        rules: Rules,
-        seq: u64,
-        now: DateTime<Utc>,
-        user: UserId,
-        key: AccessKeyId,
-    }
-
-    impl Given {
-        fn new() -> Self {
-            Self::with(cfg())
-        }
-
-        fn with(cfg: RuleConfig) -> Self {
-            let mut g = Self {
-                rules: Rules::new(cfg),
-                seq: 0,
-                now: "2026-11-20T12:00:00Z".parse().unwrap(),
-                user: UserId::new(),
-                key: AccessKeyId::new(),
-            };
-            let user_id = g.user;
-            g.when(Event::UserCreated(UserCreated {
-                user_id,
-                name: "dana".into(),
-                description: None,
-                email: None,
-                status: UserStatus::Active,
-            }));
-            g
-        }
-
-        fn when(&mut self, event: Event) -> Vec<Incident> {
-            self.seq += 1;
-            self.rules.apply(self.seq, &at(event, self.now))
-        }
-
-        fn spend(&mut self, cost: &str) -> Vec<Incident> {
-            self.when(Event::RequestCompleted(request(self.user, self.key, cost)))
-        }
-
-        fn budget(&mut self, limit: &str) -> Vec<Incident> {
-            self.when(Event::BudgetSet(BudgetSet {
-                user_id: self.user,
-                monthly_limit_usd: Some(limit.parse().unwrap()),
-            }))
-        }
-    }
-
-    fn keys(incidents: &[Incident]) -> Vec<&str> {
-        incidents.iter().map(|i| i.key.as_str()).collect()
-    }
-
-    #[test]
-    fn budget_thresholds_fire_once_per_month_and_again_for_a_new_limit() {
-        let mut g = Given::new();
-        g.budget("100");
-        assert!(g.spend("79.99").is_empty());
-        let fired = g.spend("0.01");
-        assert_eq!(fired.len(), 1);
-        assert_eq!(fired[0].key, format!("budget_threshold:{}:2026-11:80:100", g.user));
-        assert_eq!(fired[0].severity, AlertSeverity::Warning);
-        assert_eq!(fired[0].values["percent"], json!(80));
-        assert!(fired[0].message.contains("dana"), "{}", fired[0].message);
-        assert!(g.spend("5").is_empty(), "one incident, one alert");
-        let full = g.spend("20");
-        assert_eq!(full.len(), 1);
-        assert_eq!(full[0].severity, AlertSeverity::Critical);
-        assert!(g.spend("1").is_empty());
-        // A higher limit re-arms: 105 of 200 is below 80%, 160 is not.
-        assert!(g.budget("200").is_empty());
-        assert_eq!(keys(&g.spend("55")), [format!("budget_threshold:{}:2026-11:80:200", g.user)]);
-        // A new month starts from zero.
-        g.now = "2026-12-01T00:00:01Z".parse().unwrap();
-        assert!(g.spend("1").is_empty());
-    }
-
-    #[test]
-    fn lowering_the_limit_under_the_spend_fires_at_once() {
-        let mut g = Given::new();
-        g.spend("60");
-        let fired = g.budget("50");
-        assert_eq!(fired.len(), 2, "{:?}", keys(&fired));
-    }
-
-    #[test]
-    fn the_month_is_the_budget_time_zone_s() {
-        let alerts = AlertSettings { anomaly_factor: 0, ..AlertSettings::default() };
-        let budgets = BudgetSettings { time_zone: "Asia/Tokyo".into(), ..BudgetSettings::default() };
-        let mut g = Given::with(RuleConfig::new(&alerts, &budgets).unwrap());
-        g.budget("10");
-        g.now = "2026-11-30T14:59:59Z".parse().unwrap(); // 23:59:59 on 30 November in Tokyo
-        assert!(g.spend("7").is_empty());
-        g.now = "2026-11-30T15:00:00Z".parse().unwrap(); // 00:00 on 1 December in Tokyo
-        assert!(g.spend("7.9").is_empty(), "December starts from zero in Tokyo");
-        let fired = g.spend("0.1");
-        assert_eq!(keys(&fired), [format!("budget_threshold:{}:2026-12:80:10", g.user)]);
-    }
-
-    #[test]
-    fn an_unpriced_model_is_one_incident_per_model() {
-        let mut g = Given::new();
-        let unpriced = |g: &mut Given, model: &str| {
-            let mut r = request(g.user, g.key, "0");
-            r.cost_usd = None;
-            r.unpriced = true;
-            r.priced_model = Some(model.into());
-            g.when(Event::RequestCompleted(r))
-        };
-        assert_eq!(keys(&unpriced(&mut g, "claude-opus-5-5")), ["unpriced_model:claude-opus-5-5"]);
-        assert!(unpriced(&mut g, "claude-opus-5-5").is_empty());
-        assert_eq!(unpriced(&mut g, "claude-opus-4-8").len(), 1);
-        assert!(g.spend("0.01").is_empty(), "a priced request raises nothing");
-    }
-
-    #[test]
-    fn a_bedrock_key_turning_not_ready_is_one_incident_until_it_is_ready_again() {
-        use ccp_schemas::events::{BedrockKeyChecked, BedrockReadiness, CheckCause, ModelReadiness};
-        let mut g = Given::new();
-        let (key_id, user_id) = (g.key, g.user);
-        let check = |g: &mut Given, readiness| {
-            g.when(Event::BedrockKeyChecked(BedrockKeyChecked {
-                key_id,
-                user_id,
-                readiness,
-                region: "us-east-1".into(),
-                models: vec![ModelReadiness { model_id: "us.anthropic.claude-x-v1:0".into(), readiness }],
-                listing: Some(BedrockReadiness::Ready),
-                cause: CheckCause::Periodic,
-            }))
-        };
-        assert!(check(&mut g, BedrockReadiness::Ready).is_empty());
-        let first = check(&mut g, BedrockReadiness::ModelNotEnabled);
-        assert_eq!(keys(&first), [format!("bedrock_key_not_ready:{key_id}:3")]);
-        assert!(first[0].message.contains("model not enabled (us.anthropic.claude-x-v1:0)"), "{}", first[0].message);
-        assert!(check(&mut g, BedrockReadiness::KeyRefused).is_empty(), "still not ready: the same incident");
-        assert!(check(&mut g, BedrockReadiness::Ready).is_empty());
-        assert_eq!(check(&mut g, BedrockReadiness::Throttled).len(), 1, "ready, then not again: a new one");
-    }
-
-    #[test]
-    fn a_circuit_is_one_incident_until_it_closes() {
-        let mut g = Given::new();
-        let key_id = g.key;
-        let opened = |g: &mut Given| {
-            g.when(Event::CircuitOpened(CircuitOpened {
-                key_id,
-                reason: TripReason::RateLimited,
-                failures: 3,
-                retry_at: g.now,
-            }))
-        };
-        let first = opened(&mut g);
-        assert_eq!(keys(&first), [format!("circuit_open:{key_id}:2")]);
-        g.when(Event::CircuitHalfOpened(CircuitHalfOpened { key_id }));
-        assert!(opened(&mut g).is_empty(), "a failed probe is the same incident");
-        g.when(Event::CircuitClosed(CircuitClosed { key_id, cause: CloseCause::ProbeSucceeded }));
-        assert_eq!(opened(&mut g).len(), 1, "a new opening is a new incident");
-    }
-
-    #[test]
-    fn many_open_circuits_fire_when_crossing_and_re_arm_below() {
-        let mut g = Given::new();
-        let keys_: Vec<AccessKeyId> = (0..4).map(|_| AccessKeyId::new()).collect();
-        let open = |g: &mut Given, key_id| {
-            g.when(Event::CircuitOpened(CircuitOpened {
-                key_id,
-                reason: TripReason::Overloaded,
-                failures: 3,
-                retry_at: g.now,
-            }))
-        };
-        let rules = |v: Vec<Incident>| v.into_iter().map(|i| i.rule).collect::<Vec<_>>();
-        assert_eq!(rules(open(&mut g, keys_[0])), [AlertRule::CircuitOpen]);
-        assert_eq!(rules(open(&mut g, keys_[1])), [AlertRule::CircuitOpen]);
-        let third = open(&mut g, keys_[2]);
-        assert_eq!(rules(third.clone()), [AlertRule::CircuitOpen, AlertRule::CircuitsOpen]);
-        assert_eq!(third[1].values["open_circuits"], json!(3));
-        assert_eq!(rules(open(&mut g, keys_[3])), [AlertRule::CircuitOpen], "still the same incident");
-        g.when(Event::CircuitClosed(CircuitClosed { key_id: keys_[3], cause: CloseCause::ManualReset }));
-        assert!(rules(open(&mut g, keys_[3])).len() == 1, "3 → 4 without falling below 3 does not re-fire");
-        for k in &keys_[..2] {
-            g.when(Event::CircuitClosed(CircuitClosed { key_id: *k, cause: CloseCause::ProbeSucceeded }));
-        }
-        assert_eq!(rules(open(&mut g, keys_[0])), [AlertRule::CircuitOpen, AlertRule::CircuitsOpen]);
-    }
-
-    #[test]
-    fn bedrock_auth_failures_are_one_incident_until_bedrock_works_again() {
-        let mut g = Given::new();
-        let failing = |g: &Given| {
-            let mut r = request(g.user, g.key, "0");
-            r.provider = Provider::Bedrock;
-            r.status = 502;
-            r.error_class = Some(ErrorClass::BedrockAuthError);
-            Event::RequestCompleted(r)
-        };
-        let first = g.when(failing(&g));
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].rule, AlertRule::BedrockAuthFailed);
-        assert_eq!(first[0].key_id, Some(g.key));
-        for _ in 0..10 {
-            assert!(g.when(failing(&g)).is_empty());
-        }
-        let mut ok = request(g.user, g.key, "0.01");
-        ok.provider = Provider::Bedrock;
-        g.when(Event::RequestCompleted(ok));
-        assert_eq!(g.when(failing(&g)).len(), 1, "failing again after a success is a new incident");
-    }
-
-    #[test]
-    fn anomalies_need_both_the_factor_and_the_floor() {
-        let mut g = Given::with(anomaly_cfg());
-        // Baseline: $1 per hour for a week → 168 windows averaging $1.
-        let now = g.now;
-        for h in 1..=168 {
-            g.now = now - chrono::Duration::hours(h);
-            assert!(g.spend("1").is_empty());
-        }
-        g.now = now;
-        assert!(g.spend("4.99").is_empty(), "not 5× the average of $1");
-        assert!(g.spend("0.02").is_empty(), "$5.01 is over 5× the average but under the $10 floor");
-        let fired = g.spend("5");
-        assert_eq!(keys(&fired), [format!("spend_anomaly:{}:2026-11-20T12:00Z", g.user)]);
-        assert!(g.spend("100").is_empty(), "once per window");
-        g.now = now + chrono::Duration::hours(1);
-        assert_eq!(g.spend("50").len(), 1, "the next window is a new incident");
-    }
-
-    #[test]
-    fn a_request_burst_is_a_rate_anomaly_even_when_cheap() {
-        let mut g = Given::with(anomaly_cfg());
-        let fired: Vec<Incident> = (0..60).flat_map(|_| g.spend("0")).collect();
-        assert_eq!(fired.len(), 1);
-        assert_eq!(fired[0].rule, AlertRule::RequestRateAnomaly);
-        assert_eq!(fired[0].values["requests"], json!(50));
-    }
 
     #[test]
     fn replaying_after_alert_events_raises_nothing_again() {

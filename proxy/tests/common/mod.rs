@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ccp_proxy::Application;
-use ccp_schemas::config::Settings;
+use ccp_runtime::config::Settings;
 use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_tests::events::Log;
 use ccp_tests::fake_anthropic::FakeAnthropic;

@@ -325,33 +325,6 @@ pub enum ConfiguredMasterKey {
     Kms(super::kms::KmsMasterKey),
 }
 
-impl ConfiguredMasterKey {
-    /// The master key of `secrets`, or `None` when none is configured (Bedrock failover off).
-    pub fn from_settings(secrets: &crate::config::SecretsSettings) -> Result<Option<Self>, CryptoError> {
-        use crate::config::MasterKeyProvider;
-        match secrets.master_key_provider {
-            MasterKeyProvider::Local if secrets.master_key.is_empty() => Ok(None),
-            MasterKeyProvider::Local => Ok(Some(Self::Local(Box::new(LocalMasterKey::new(
-                secrets.master_key_id.clone(),
-                &secrets.master_key,
-            )?)))),
-            #[cfg(feature = "kms")]
-            MasterKeyProvider::Kms => {
-                let key_id = secrets.kms_key_id.as_deref().ok_or_else(|| {
-                    CryptoError::KeyService("secrets.kms_key_id is required with the kms provider".into())
-                })?;
-                let options =
-                    super::kms::KmsOptions::from_env(key_id, &secrets.kms_region, secrets.kms_endpoint_url.as_deref())?;
-                Ok(Some(Self::Kms(super::kms::KmsMasterKey::new(options))))
-            }
-            #[cfg(not(feature = "kms"))]
-            MasterKeyProvider::Kms => {
-                Err(CryptoError::KeyService("this build has no KMS support (feature `kms` of ccp-schemas)".into()))
-            }
-        }
-    }
-}
-
 impl MasterKey for ConfiguredMasterKey {
     fn id(&self) -> &str {
         match self {

@@ -1,6 +1,8 @@
 //! The command line. Secrets (passwords, Bedrock API keys, tokens) are deliberately not flags:
 //! they are read from stdin or a no-echo prompt (see `input`).
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rust_decimal::Decimal;
 
@@ -11,13 +13,21 @@ use ccp_schemas::events::{RoutingStrategy, UserStatus};
 #[command(
     name = "ccpctl",
     version,
-    after_help = "Credentials: CCPCTL_TOKEN (an API token or session token), else the session saved by \
+    after_help = "Admin API URL, first found: --url; CCPCTL_URL; the URL of the session saved by `ccpctl login` \
+                  (not when CCPCTL_TOKEN is set); http:// + CCP__ADMIN__LISTEN, the admin address scripts/run \
+                  starts the API on; http://127.0.0.1:8081 (scripts/run's default).\n\
+                  Credentials: CCPCTL_TOKEN (an API token or session token), else the session saved by \
                   `ccpctl login` in $CCPCTL_CONFIG_DIR, $XDG_CONFIG_HOME/ccpctl or ~/.config/ccpctl.\n\
+                  USER arguments take a user id (usr_…) or a user's exact name or e-mail; KEY arguments a key \
+                  id (key_…), its label, its prefix (ak_…), USER/LABEL, or a user who has one key. A name that \
+                  fits several is refused with the candidates listed.\n\
                   Secrets are never arguments: they are read from stdin or a prompt.\n\
+                  Shell completion: `ccpctl completions bash|zsh|fish` prints the script.\n\
                   Exit status: 0 ok, 1 the API refused or failed, 2 usage error, 3 server unreachable."
 )]
 pub struct Cli {
-    /// Admin API URL [default: the saved session's URL, else http://127.0.0.1:8081]
+    /// Admin API URL [default: the saved session's URL, else http:// + CCP__ADMIN__LISTEN, else
+    /// http://127.0.0.1:8081]
     #[arg(long, global = true, env = "CCPCTL_URL", value_name = "URL")]
     pub url: Option<String>,
     /// Print the API's JSON (one document on stdout) instead of tables
@@ -60,7 +70,8 @@ pub enum Command {
     Usage(UsageArgs),
     /// A user's budget: limit, spend this month, remaining
     Budget {
-        /// `usr_…`
+        /// The user: `usr_…`, or their exact name or e-mail
+        #[arg(value_name = "USER")]
         user_id: String,
     },
     /// One proxied request by its id
@@ -70,19 +81,79 @@ pub enum Command {
     },
     /// The audit log of admin actions
     Audit(AuditArgs),
-    /// An access key's Anthropic circuit breaker
+    /// An access key's Anthropic circuit breaker (--reset closes it)
     Circuit {
-        /// `key_…`
+        /// The access key: `key_…`, its label, its prefix `ak_…`, USER/LABEL, or a user with one key
+        #[arg(value_name = "KEY")]
         key_id: String,
         /// Close the circuit now (send the key to Anthropic again)
         #[arg(long)]
         reset: bool,
     },
-    /// The price list used for costs
-    Pricing,
+    /// Every access key whose circuit is open or half-open, with its owner
+    Circuits,
+    /// The price list used for costs: show (the default), set
+    Pricing {
+        #[command(subcommand)]
+        command: Option<PricingCommand>,
+    },
     /// The model catalogue: list, get, set (Bedrock targets, prices), remove
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Your own usage, budget and Plan limits, by your access key (for developers; no admin login)
+    ///
+    /// The access key is read from stdin, else from CCP_ACCESS_KEY, the x-ccp-access-key header in
+    /// ANTHROPIC_CUSTOM_HEADERS or ANTHROPIC_BASE_URL's /ak/<key> (as Claude Code has it), else a
+    /// no-echo prompt; never from an argument.
+    #[command(name = "self")]
+    SelfUsage(SelfArgs),
+    /// Which admin API operation each command calls
+    Endpoints,
+    /// Print the shell completion script for bash, zsh or fish
+    ///
+    /// e.g. `ccpctl completions bash > ~/.local/share/bash-completion/completions/ccpctl`,
+    /// `ccpctl completions zsh > "${fpath[1]}/_ccpctl"` or
+    /// `ccpctl completions fish > ~/.config/fish/completions/ccpctl.fish`.
+    Completions {
+        /// bash, zsh or fish
+        #[arg(value_enum)]
+        shell: ShellArg,
+    },
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricingCommand {
+    /// The price list in force (what `ccpctl pricing` shows)
+    Show,
+    /// Replace the whole price list (models without an entry become unpriced)
+    Set {
+        /// An entry MODEL=[PROVIDER[@REGION]:]IN/OUT/CACHE_WRITE/CACHE_READ in USD per million
+        /// tokens, e.g. claude-sonnet-4-5=3/15/3.75/0.30 (repeatable)
+        #[arg(long = "price", value_name = "MODEL=PRICE", required_unless_present = "file")]
+        prices: Vec<String>,
+        /// The list as JSON (`-`: stdin): what `ccpctl pricing --json` prints, `{"models": […]}` or
+        /// an array of entries
+        #[arg(long, value_name = "PATH", conflicts_with = "prices")]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SelfArgs {
+    /// IANA time zone of "today" and "this month" [default: the budget time zone]
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// How many recent requests to list (1–100, default 20)
+    #[arg(long)]
+    pub recent: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,7 +209,8 @@ pub enum UsersCommand {
     },
     /// A user with their keys
     Get {
-        /// `usr_…`
+        /// The user: `usr_…`, or their exact name or e-mail
+        #[arg(value_name = "USER")]
         user_id: String,
     },
     /// Create a user
@@ -160,7 +232,8 @@ pub enum UsersCommand {
     },
     /// Change a user's name, email or description ("" clears email or description)
     Update {
-        /// `usr_…`
+        /// The user: `usr_…`, or their exact name or e-mail
+        #[arg(value_name = "USER")]
         user_id: String,
         /// New name
         #[arg(long)]
@@ -174,7 +247,8 @@ pub enum UsersCommand {
     },
     /// Deactivate a user: all their keys are refused at once
     Deactivate {
-        /// `usr_…`
+        /// The user: `usr_…`, or their exact name or e-mail
+        #[arg(value_name = "USER")]
         user_id: String,
         /// Why (for the audit log)
         #[arg(long)]
@@ -182,12 +256,14 @@ pub enum UsersCommand {
     },
     /// Reactivate a user
     Reactivate {
-        /// `usr_…`
+        /// The user: `usr_…`, or their exact name or e-mail
+        #[arg(value_name = "USER")]
         user_id: String,
     },
     /// Set a user's monthly budget
     Budget {
-        /// `usr_…`
+        /// The user: `usr_…`, or their exact name or e-mail
+        #[arg(value_name = "USER")]
         user_id: String,
         /// USD amount, or `unlimited`
         #[arg(value_name = "USD|unlimited", value_parser = parse_limit)]
@@ -195,7 +271,8 @@ pub enum UsersCommand {
     },
     /// Set a user's routing strategy
     Routing {
-        /// `usr_…`
+        /// The user: `usr_…`, or their exact name or e-mail
+        #[arg(value_name = "USER")]
         user_id: String,
         /// How their requests are routed
         #[arg(value_enum)]
@@ -205,26 +282,30 @@ pub enum UsersCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// A user's access keys (newest first; never the keys themselves)
+    /// A user's access keys, or every user's (never the keys themselves)
     List {
-        /// `usr_…`
-        user_id: String,
+        /// The user: `usr_…`, or their exact name or e-mail [default: every user]
+        #[arg(value_name = "USER")]
+        user_id: Option<String>,
     },
     /// One access key
     Get {
-        /// `key_…`
+        /// The access key: `key_…`, its label, its prefix `ak_…`, USER/LABEL, or a user with one key
+        #[arg(value_name = "KEY")]
         key_id: String,
     },
     /// Issue an access key (shown once)
     Issue {
-        /// `usr_…`
+        /// The user: `usr_…`, or their exact name or e-mail
+        #[arg(value_name = "USER")]
         user_id: String,
         #[command(flatten)]
         key: KeyOptions,
     },
     /// Revoke an access key for good
     Revoke {
-        /// `key_…`
+        /// The access key: `key_…`, its label, its prefix `ak_…`, USER/LABEL, or a user with one key
+        #[arg(value_name = "KEY")]
         key_id: String,
         /// Why (for the audit log)
         #[arg(long)]
@@ -232,12 +313,14 @@ pub enum KeysCommand {
     },
     /// Replace a key's secret (the new key is shown once; the old one stops working)
     Rotate {
-        /// `key_…`
+        /// The access key: `key_…`, its label, its prefix `ak_…`, USER/LABEL, or a user with one key
+        #[arg(value_name = "KEY")]
         key_id: String,
     },
     /// Set a key's Bedrock region and default model (unchanged when omitted; "" clears)
     Bedrock {
-        /// `key_…`
+        /// The access key: `key_…`, its label, its prefix `ak_…`, USER/LABEL, or a user with one key
+        #[arg(value_name = "KEY")]
         key_id: String,
         /// Bedrock region, e.g. us-east-1
         #[arg(long)]
@@ -249,7 +332,8 @@ pub enum KeysCommand {
     /// Check now whether the key's Bedrock API key can take a failover (free calls: CountTokens
     /// on the models it would fail over to, and the model listing)
     Check {
-        /// `key_…`
+        /// The access key: `key_…`, its label, its prefix `ak_…`, USER/LABEL, or a user with one key
+        #[arg(value_name = "KEY")]
         key_id: String,
     },
 }
@@ -272,12 +356,14 @@ pub struct KeyOptions {
 pub enum BedrockKeyCommand {
     /// Register or replace it (read from stdin, or a no-echo prompt on a terminal)
     Set {
-        /// `key_…`
+        /// The access key: `key_…`, its label, its prefix `ak_…`, USER/LABEL, or a user with one key
+        #[arg(value_name = "KEY")]
         key_id: String,
     },
     /// Remove it (the key no longer fails over to Bedrock)
     Remove {
-        /// `key_…`
+        /// The access key: `key_…`, its label, its prefix `ak_…`, USER/LABEL, or a user with one key
+        #[arg(value_name = "KEY")]
         key_id: String,
     },
 }
@@ -351,11 +437,11 @@ pub struct UsageArgs {
     /// Comma-separated dimensions: user,key,model,provider
     #[arg(long, value_name = "DIMS")]
     pub group_by: Option<String>,
-    /// Only this user (`usr_…`)
-    #[arg(long)]
+    /// Only this user (`usr_…`, or their exact name or e-mail)
+    #[arg(long, value_name = "USER")]
     pub user: Option<String>,
-    /// Only this key (`key_…`)
-    #[arg(long)]
+    /// Only this key (`key_…`, its label, its prefix `ak_…` or USER/LABEL)
+    #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
     /// Only anthropic or only bedrock
     #[arg(long)]
@@ -373,7 +459,8 @@ pub struct AuditArgs {
     /// Only actions by this admin (username or `adm_…`)
     #[arg(long)]
     pub actor: Option<String>,
-    /// Only actions on this user, key or admin (`usr_…`, `key_…`, `adm_…`; a user includes their keys)
+    /// Only actions on this user, key or admin (`usr_…`, `key_…`, `adm_…`, or a user's name or
+    /// e-mail, a key's label or an admin's username; a user includes their keys)
     #[arg(long)]
     pub target: Option<String>,
     /// Only this event type, e.g. user_deactivated

@@ -17,6 +17,8 @@ pub enum CliError {
     Api(ApiFailure),
     /// Credentials are missing or unusable before anything is sent (exit 1).
     NotLoggedIn(String),
+    /// A name given for a user or key fits none, or several (exit 1).
+    Lookup(String),
     /// The server could not be reached (exit 3).
     Unreachable { url: String, detail: String },
     /// Anything else: a local file, stdin, an unexpected answer (exit 1).
@@ -43,7 +45,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => 2,
-            Self::Api(_) | Self::NotLoggedIn(_) | Self::Other(_) => 1,
+            Self::Api(_) | Self::NotLoggedIn(_) | Self::Lookup(_) | Self::Other(_) => 1,
             Self::Unreachable { .. } => 3,
         }
     }
@@ -66,7 +68,7 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Usage(m) | Self::NotLoggedIn(m) => f.write_str(m),
+            Self::Usage(m) | Self::NotLoggedIn(m) | Self::Lookup(m) => f.write_str(m),
             Self::Api(a) => {
                 f.write_str(&a.message)?;
                 if let Some(field) = &a.field {
@@ -120,6 +122,17 @@ impl Answer {
 
 /// Attempts per request (transport failures only: connection refused, reset, timeout).
 const ATTEMPTS: u32 = 3;
+
+/// The credential a request carries.
+#[derive(Clone, Copy)]
+enum Credential<'a> {
+    /// The admin's token (refused before sending when there is none).
+    Admin,
+    /// None (login).
+    Nothing,
+    /// A developer's access key, in `x-ccp-access-key` (`GET /v1/self`).
+    AccessKey(&'a str),
+}
 
 /// The admin API at one URL, with or without credentials.
 pub struct Client {
@@ -204,6 +217,16 @@ impl Client {
         self.send(Method::DELETE, segments, &[], None, None).await
     }
 
+    /// GET with a developer's access key instead of the admin's credentials.
+    pub async fn get_as_developer(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        access_key: &str,
+    ) -> CliResult<Answer> {
+        self.send_with(Method::GET, segments, query, None, None, Credential::AccessKey(access_key)).await
+    }
+
     /// Sends one request (retrying transport failures) and returns its successful answer.
     pub async fn send(
         &self,
@@ -213,12 +236,25 @@ impl Client {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> CliResult<Answer> {
+        let credential = if segments == ["v1", "auth", "login"] { Credential::Nothing } else { Credential::Admin };
+        self.send_with(method, segments, query, body, if_match, credential).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        credential: Credential<'_>,
+    ) -> CliResult<Answer> {
         let url = self.url(segments, query)?;
-        let public = segments == ["v1", "auth", "login"];
-        let token = match (&self.token, public) {
-            (_, true) => None,
-            (Some(t), false) => Some(t.as_str()),
-            (None, false) => return Err(CliError::NotLoggedIn(self.no_token_reason.clone())),
+        let (token, access_key) = match (credential, &self.token) {
+            (Credential::Nothing, _) => (None, None),
+            (Credential::AccessKey(k), _) => (None, Some(k)),
+            (Credential::Admin, Some(t)) => (Some(t.as_str()), None),
+            (Credential::Admin, None) => return Err(CliError::NotLoggedIn(self.no_token_reason.clone())),
         };
         // One key per request, reused by its retries: the server runs the command at most once.
         let idempotency_key = (method != Method::GET).then(|| ulid::Ulid::new().to_string());
@@ -228,6 +264,9 @@ impl Client {
             let mut req = self.http.request(method.clone(), url.clone()).header("accept", "application/json");
             if let Some(t) = token {
                 req = req.bearer_auth(t);
+            }
+            if let Some(k) = access_key {
+                req = req.header(ccp_admin_api::routes::self_service::ACCESS_KEY_HEADER, k);
             }
             if let Some(k) = &idempotency_key {
                 req = req.header("idempotency-key", k);

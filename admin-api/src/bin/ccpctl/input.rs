@@ -34,6 +34,16 @@ pub fn secret(prompt: &str, what: &str) -> CliResult<String> {
     Ok(value)
 }
 
+/// The first line of stdin when it is not a terminal and has one; `None` on a terminal or for
+/// empty input (the caller then looks elsewhere).
+pub fn piped_line(what: &str) -> CliResult<Option<String>> {
+    if interactive() {
+        return Ok(None);
+    }
+    let line = first_line().map_err(|e| CliError::Other(anyhow::anyhow!("cannot read the {what} from stdin: {e}")))?;
+    Ok(Some(line.trim().to_owned()).filter(|l| !l.is_empty()))
+}
+
 /// Reads a new secret twice on a terminal (to catch typos), once from stdin.
 pub fn new_secret(prompt: &str, what: &str) -> CliResult<String> {
     let first = secret(prompt, what)?;

@@ -1,35 +1,62 @@
 //! `keys …` and `bedrock-key …`.
 
-use ccp_admin_api::api::{IssueKey, IssuedKey, Key, Reason, SetBedrockKey, SetBedrockSettings};
+use ccp_admin_api::api::{IssueKey, IssuedKey, Key, Reason, SetBedrockKey, SetBedrockSettings, User};
 
 use crate::auth::replayed;
 use crate::cli::{BedrockKeyCommand, KeysCommand};
 use crate::client::{Answer, CliError, CliResult, Client};
 use crate::output::{self, note, Out};
+use crate::resolve::{self, Names};
 use crate::{input, to_json};
 
 /// Runs a `keys` subcommand.
 pub async fn run(client: &Client, command: KeysCommand, out: Out) -> CliResult<()> {
     match command {
-        KeysCommand::List { user_id } => {
+        KeysCommand::List { user_id: None } => {
+            let users = resolve::users(client, None).await?;
+            let keys = resolve::all_keys(client, &users).await?;
+            if out.json {
+                let keys: Vec<&Key> = keys.iter().map(|(k, _)| k).collect();
+                return out.document(&crate::to_json(&keys)?);
+            }
+            if keys.is_empty() {
+                return out.line(&format!("no access keys (of {} users)", users.len()));
+            }
+            let names = Names::of(users, []);
+            let (keys, _): (Vec<Key>, Vec<User>) = keys.into_iter().unzip();
+            keys_table(&keys, Some(&names), out)
+        }
+        KeysCommand::List { user_id: Some(given) } => {
+            let (user_id, user) = resolve::user(client, &given).await?;
             let answer = client.get(&["v1", "users", &user_id, "keys"]).await?;
             if out.json {
                 return out.document(&answer.body);
             }
             let keys: Vec<Key> = answer.parse()?;
+            let names = match user {
+                Some(user) => Names::of([user], []),
+                None => Names::load(client, [user_id.as_str()], []).await,
+            };
             if keys.is_empty() {
-                return out.line(&format!("no access keys (issue one: ccpctl keys issue {user_id})"));
+                return out.line(&format!(
+                    "{} has no access keys (issue one: ccpctl keys issue {user_id})",
+                    names.user(&user_id)
+                ));
             }
-            keys_table(&keys, out)
+            keys_table(&keys, Some(&names), out)
         }
         KeysCommand::Get { key_id } => {
+            let key_id = resolve::key_id(client, &key_id).await?;
             let answer = client.get(&["v1", "keys", &key_id]).await?;
             if out.json {
                 return out.document(&answer.body);
             }
-            out.fields(&key_fields(&answer.parse()?))
+            let key: Key = answer.parse()?;
+            let names = Names::load(client, [key.user_id.as_str()], []).await;
+            out.fields(&key_fields(&key, &names.user(&key.user_id)))
         }
         KeysCommand::Issue { user_id, key } => {
+            let user_id = resolve::user_id(client, &user_id).await?;
             let body = to_json(&IssueKey {
                 name: key.name,
                 bedrock_region: key.region,
@@ -39,11 +66,24 @@ pub async fn run(client: &Client, command: KeysCommand, out: Out) -> CliResult<(
             show_issued(&answer, "issued", out)
         }
         KeysCommand::Revoke { key_id, reason } => {
+            let key_id = resolve::key_id(client, &key_id).await?;
             let body = to_json(&Reason { reason })?;
             let answer = client.post(&["v1", "keys", &key_id, "revoke"], Some(&body)).await?;
-            show(&answer, out, |k| format!("revoked key {} ({}) of {}", k.key_id, k.masked, k.user_id))
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let key: Key = answer.parse()?;
+            let names = Names::load(client, [key.user_id.as_str()], []).await;
+            out.line(&format!(
+                "revoked key {} ({}) of {} ({})",
+                key.key_id,
+                key.masked,
+                names.user(&key.user_id),
+                key.user_id
+            ))
         }
         KeysCommand::Rotate { key_id } => {
+            let key_id = resolve::key_id(client, &key_id).await?;
             let answer = client.post(&["v1", "keys", &key_id, "rotate"], None).await?;
             show_issued(&answer, "rotated", out)
         }
@@ -51,6 +91,7 @@ pub async fn run(client: &Client, command: KeysCommand, out: Out) -> CliResult<(
             if region.is_none() && default_model.is_none() {
                 return Err(CliError::Usage("nothing to change: give --region and/or --default-model".into()));
             }
+            let key_id = resolve::key_id(client, &key_id).await?;
             // The API replaces both settings; keep the one not given, and refuse to overwrite a
             // change made in between (If-Match with the version just read).
             let current = client.get(&["v1", "keys", &key_id]).await?;
@@ -70,6 +111,7 @@ pub async fn run(client: &Client, command: KeysCommand, out: Out) -> CliResult<(
             })
         }
         KeysCommand::Check { key_id } => {
+            let key_id = resolve::key_id(client, &key_id).await?;
             let answer = client.post(&["v1", "keys", &key_id, "bedrock-key", "check"], None).await?;
             if out.json {
                 return out.document(&answer.body);
@@ -117,6 +159,7 @@ pub async fn bedrock_key(client: &Client, command: BedrockKeyCommand, out: Out) 
     match command {
         BedrockKeyCommand::Set { key_id } => {
             let api_key = read_bedrock_key()?;
+            let key_id = resolve::key_id(client, &key_id).await?;
             let key = set_bedrock_key(client, &key_id, api_key).await?;
             if out.json {
                 return out.document(&key.body);
@@ -126,6 +169,7 @@ pub async fn bedrock_key(client: &Client, command: BedrockKeyCommand, out: Out) 
             out.line(&format!("registered Bedrock API key {hint} for key {} ({})", key.key_id, key.masked))
         }
         BedrockKeyCommand::Remove { key_id } => {
+            let key_id = resolve::key_id(client, &key_id).await?;
             let answer = client.delete(&["v1", "keys", &key_id, "bedrock-key"]).await?;
             show(&answer, out, |k| format!("removed the Bedrock API key of key {} ({})", k.key_id, k.masked))
         }
@@ -173,13 +217,16 @@ fn show_issued(answer: &Answer, verb: &str, out: Out) -> CliResult<()> {
     out.line(&setup.shell)
 }
 
-/// The table of `keys list` and `users get`.
-pub fn keys_table(keys: &[Key], out: Out) -> CliResult<()> {
+/// The table of `keys list` (with `owners`: a USER column of names) and `users get`.
+pub fn keys_table(keys: &[Key], owners: Option<&Names>, out: Out) -> CliResult<()> {
     let rows: Vec<Vec<String>> = keys
         .iter()
         .map(|k| {
-            vec![
-                k.key_id.clone(),
+            let mut row = vec![k.key_id.clone()];
+            if let Some(names) = owners {
+                row.push(names.user(&k.user_id));
+            }
+            row.extend([
                 output::or_dash(k.name.as_deref()),
                 k.masked.clone(),
                 output::label(&k.status),
@@ -188,19 +235,23 @@ pub fn keys_table(keys: &[Key], out: Out) -> CliResult<()> {
                 output::or_dash(k.bedrock_default_model.as_deref()),
                 output::time(&k.created_at),
                 output::time_or(k.last_used_at.as_ref(), "never"),
-            ]
+            ]);
+            row
         })
         .collect();
-    out.table(
-        &["KEY_ID", "NAME", "KEY", "STATUS", "BEDROCK_KEY", "REGION", "DEFAULT_MODEL", "CREATED", "LAST_USED"],
-        &rows,
-    )
+    let mut headers = vec!["KEY_ID"];
+    if owners.is_some() {
+        headers.push("USER");
+    }
+    headers.extend(["NAME", "KEY", "STATUS", "BEDROCK_KEY", "REGION", "DEFAULT_MODEL", "CREATED", "LAST_USED"]);
+    out.table(&headers, &rows)
 }
 
-fn key_fields(k: &Key) -> Vec<(&'static str, String)> {
+fn key_fields(k: &Key, owner: &str) -> Vec<(&'static str, String)> {
     vec![
         ("key_id", k.key_id.clone()),
         ("user_id", k.user_id.clone()),
+        ("user", owner.to_owned()),
         ("name", output::or_dash(k.name.as_deref())),
         ("key", k.masked.clone()),
         ("status", output::label(&k.status)),

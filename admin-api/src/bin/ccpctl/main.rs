@@ -5,12 +5,15 @@
 mod auth;
 mod cli;
 mod client;
+mod developer;
 mod input;
 mod keys;
 mod models;
 mod onboard;
+mod operations;
 mod output;
 mod reports;
+mod resolve;
 mod session;
 mod users;
 
@@ -18,7 +21,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, PricingCommand, ShellArg};
 use crate::client::{CliError, CliResult, Client};
 use crate::output::{note, Out};
 
@@ -82,12 +85,14 @@ async fn run(cli: Cli) -> CliResult<()> {
             return auth::login(&session::login_url(cli.url.as_deref())?, username, out).await
         }
         Command::Logout => return auth::logout(out).await,
+        Command::Completions { shell } => return completions(shell),
+        Command::Endpoints => return endpoints(out),
         other => other,
     };
     let target = session::resolve(cli.url.as_deref())?;
     let client = Client::new(&target.url, target.token, target.no_token_reason)?;
     match command {
-        Command::Login { .. } | Command::Logout => Ok(()),
+        Command::Login { .. } | Command::Logout | Command::Completions { .. } | Command::Endpoints => Ok(()),
         Command::Whoami => auth::whoami(&client, out).await,
         Command::Users(c) => users::run(&client, c, out).await,
         Command::Keys(c) => keys::run(&client, c, out).await,
@@ -100,7 +105,45 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Request { request_id } => reports::request(&client, &request_id, out).await,
         Command::Audit(args) => reports::audit(&client, args, out).await,
         Command::Circuit { key_id, reset } => reports::circuit(&client, &key_id, reset, out).await,
-        Command::Pricing => reports::pricing(&client, out).await,
+        Command::Circuits => reports::circuits(&client, out).await,
+        Command::Pricing { command: None | Some(PricingCommand::Show) } => reports::pricing(&client, out).await,
+        Command::Pricing { command: Some(PricingCommand::Set { prices, file }) } => {
+            reports::set_pricing(&client, &prices, file.as_deref(), out).await
+        }
         Command::Models(c) => models::run(&client, c, out).await,
+        Command::SelfUsage(args) => developer::run(&client, args, out).await,
     }
+}
+
+/// `completions SHELL`: the script on stdout.
+fn completions(shell: ShellArg) -> CliResult<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let shell = match shell {
+        ShellArg::Bash => Shell::Bash,
+        ShellArg::Zsh => Shell::Zsh,
+        ShellArg::Fish => Shell::Fish,
+    };
+    let mut command = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "ccpctl", &mut script);
+    use std::io::Write as _;
+    std::io::stdout().lock().write_all(&script)?;
+    Ok(())
+}
+
+/// `endpoints`: which API operation each command calls ([`operations::OPERATIONS`]).
+fn endpoints(out: Out) -> CliResult<()> {
+    if out.json {
+        let rows: Vec<serde_json::Value> = operations::OPERATIONS
+            .iter()
+            .map(|(method, path, command)| serde_json::json!({"method": method, "path": path, "command": format!("ccpctl {command}")}))
+            .collect();
+        return out.document(&serde_json::Value::Array(rows));
+    }
+    let rows: Vec<Vec<String>> = operations::OPERATIONS
+        .iter()
+        .map(|(method, path, command)| vec![(*method).to_owned(), (*path).to_owned(), format!("ccpctl {command}")])
+        .collect();
+    out.table(&["METHOD", "PATH", "COMMAND"], &rows)
 }

@@ -96,7 +96,7 @@ fn row(m: &Value) -> Vec<String> {
 }
 
 /// `[PROVIDER[@REGION]:]INPUT/OUTPUT/CACHE_WRITE/CACHE_READ` (USD per million tokens).
-fn parse_price(spec: &str) -> CliResult<Value> {
+pub fn parse_price(spec: &str) -> CliResult<Value> {
     let usage = || {
         CliError::Usage(format!(
             "--price `{spec}`: expected [PROVIDER[@REGION]:]INPUT/OUTPUT/CACHE_WRITE/CACHE_READ in USD per million tokens, \

@@ -1,18 +1,23 @@
-//! Read-only reports: `usage`, `budget`, `request`, `audit`, `circuit`, `pricing`. They are read
-//! as JSON values, not typed: `usage` and `audit` get their own tables, the rest a generic view
-//! (scalars as lines, lists as tables), so fields the server adds appear without a new ccpctl,
-//! and `--json` prints the answers as they are.
+//! Reports and operations: `usage`, `budget`, `request`, `audit`, `circuit`, `circuits`,
+//! `pricing`. Answers are read as JSON values, not typed: `usage` and `audit` get their own
+//! tables, the rest a generic view (scalars as lines, lists as tables), so fields the server adds
+//! appear without a new ccpctl, and `--json` prints the answers as they are. Tables and views show
+//! the names of the users and keys beside their ids (`user`, `key`: `OWNER/LABEL`).
 
-use serde_json::Value;
+use std::path::Path;
+
+use serde_json::{json, Value};
 
 use crate::cli::{AuditArgs, UsageArgs};
-use crate::client::{Answer, CliResult, Client};
+use crate::client::{Answer, CliError, CliResult, Client};
 use crate::output::{self, Out};
+use crate::resolve::{self, Names};
 
 /// Field order of the generic view (the API's own order; JSON objects arrive sorted by name).
 const ORDER: &[&str] = &[
     // budget
     "user_id",
+    "user",
     "month",
     "time_zone",
     "limit_usd",
@@ -22,6 +27,7 @@ const ORDER: &[&str] = &[
     "reset_at",
     // circuit
     "key_id",
+    "key",
     "state",
     "since",
     "reason",
@@ -78,6 +84,36 @@ fn show(answer: &Answer, out: Out) -> CliResult<()> {
     output::generic(&out, &answer.body, ORDER)
 }
 
+/// The generic view of an answer about one user or key, with their names added (`user`, `key`)
+/// beside `user_id` and `key_id`.
+async fn show_named(client: &Client, answer: &Answer, out: Out) -> CliResult<()> {
+    if out.json || !answer.body.is_object() {
+        return show(answer, out);
+    }
+    let mut body = answer.body.clone();
+    name_fields(client, std::slice::from_mut(&mut body)).await;
+    output::generic(&out, &body, ORDER)
+}
+
+/// Adds `user` and `key` (names) to objects that have `user_id` or `key_id`.
+async fn name_fields(client: &Client, items: &mut [Value]) {
+    let id = |v: &Value, field: &str| v[field].as_str().map(str::to_owned);
+    let user_ids: Vec<String> = items.iter().filter_map(|v| id(v, "user_id")).collect();
+    let key_ids: Vec<String> = items.iter().filter_map(|v| id(v, "key_id")).collect();
+    if user_ids.is_empty() && key_ids.is_empty() {
+        return;
+    }
+    let names = Names::load(client, user_ids.iter().map(String::as_str), key_ids.iter().map(String::as_str)).await;
+    for item in items.iter_mut() {
+        if let (Some(user_id), Some(map)) = (id(item, "user_id"), item.as_object_mut()) {
+            map.insert("user".into(), Value::String(names.user(&user_id)));
+        }
+        if let (Some(key_id), Some(map)) = (id(item, "key_id"), item.as_object_mut()) {
+            map.insert("key".into(), Value::String(names.key(&key_id)));
+        }
+    }
+}
+
 fn push(query: &mut Vec<(&'static str, String)>, name: &'static str, value: Option<String>) {
     if let Some(v) = value.filter(|v| !v.is_empty()) {
         query.push((name, v));
@@ -92,8 +128,12 @@ pub async fn usage(client: &Client, args: UsageArgs, out: Out) -> CliResult<()> 
     push(&mut query, "to", args.to);
     push(&mut query, "bucket", args.bucket);
     push(&mut query, "group_by", args.group_by.map(|g| g.replace(' ', "")));
-    push(&mut query, "user_id", args.user);
-    push(&mut query, "key_id", args.key);
+    if let Some(user) = args.user.filter(|u| !u.is_empty()) {
+        query.push(("user_id", resolve::user_id(client, &user).await?));
+    }
+    if let Some(key) = args.key.filter(|k| !k.is_empty()) {
+        query.push(("key_id", resolve::key_id(client, &key).await?));
+    }
     push(&mut query, "provider", args.provider);
     push(&mut query, "model", args.model);
     push(&mut query, "tz", args.tz);
@@ -139,15 +179,58 @@ pub async fn usage(client: &Client, args: UsageArgs, out: Out) -> CliResult<()> 
         ("unpriced_requests", "UNPRICED"),
     ];
     let cell = |v: &Value| if v.is_null() { "–".to_owned() } else { text(v) };
+    // Users and keys get a name column beside their id.
+    let ids_of = |field: &str| -> Vec<String> {
+        if !groups.iter().any(|g| g == field) {
+            return Vec::new();
+        }
+        rows.iter().filter_map(|r| r[field].as_str().map(str::to_owned)).collect()
+    };
+    let (user_ids, key_ids) = (ids_of("user_id"), ids_of("key_id"));
+    let names = if user_ids.is_empty() && key_ids.is_empty() {
+        Names::default()
+    } else {
+        Names::load(client, user_ids.iter().map(String::as_str), key_ids.iter().map(String::as_str)).await
+    };
+    let group_cells = |row: &Value| -> Vec<String> {
+        let mut cells = Vec::new();
+        for g in &groups {
+            let value = &row[g.as_str()];
+            cells.push(cell(value));
+            match (g.as_str(), value.as_str()) {
+                ("user_id", Some(id)) => cells.push(names.user(id)),
+                ("key_id", Some(id)) => cells.push(names.key(id)),
+                ("user_id" | "key_id", None) => cells.push("–".to_owned()),
+                _ => {}
+            }
+        }
+        cells
+    };
     let line = |first: String, row: &Value, with_groups: bool| {
         let mut cells = vec![first];
-        cells.extend(groups.iter().map(|g| if with_groups { cell(&row[g.as_str()]) } else { String::new() }));
+        let groups = group_cells(row);
+        if with_groups {
+            cells.extend(groups);
+        } else {
+            cells.extend(groups.iter().map(|_| String::new()));
+        }
         cells.extend(COUNTS.iter().map(|(field, _)| cell(&row[*field])));
         cells
     };
     let mut table: Vec<Vec<String>> = rows.iter().map(|r| line(cell(&r["bucket_start"]), r, true)).collect();
     table.push(line("total".to_owned(), &report["totals"], false));
-    let group_headers: Vec<String> = groups.iter().map(|g| g.to_uppercase()).collect();
+    let group_headers: Vec<String> = groups
+        .iter()
+        .flat_map(|g| {
+            let mut h = vec![g.to_uppercase()];
+            match g.as_str() {
+                "user_id" => h.push("USER".to_owned()),
+                "key_id" => h.push("KEY".to_owned()),
+                _ => {}
+            }
+            h
+        })
+        .collect();
     let mut headers = vec!["BUCKET"];
     headers.extend(group_headers.iter().map(String::as_str));
     headers.extend(COUNTS.iter().map(|(_, h)| *h));
@@ -170,21 +253,24 @@ pub async fn usage(client: &Client, args: UsageArgs, out: Out) -> CliResult<()> 
     Ok(())
 }
 
-/// `budget USER_ID` → `GET /v1/users/{id}/budget`.
-pub async fn budget(client: &Client, user_id: &str, out: Out) -> CliResult<()> {
-    show(&client.get(&["v1", "users", user_id, "budget"]).await?, out)
+/// `budget USER` → `GET /v1/users/{id}/budget`.
+pub async fn budget(client: &Client, user: &str, out: Out) -> CliResult<()> {
+    let user_id = resolve::user_id(client, user).await?;
+    show_named(client, &client.get(&["v1", "users", &user_id, "budget"]).await?, out).await
 }
 
 /// `request REQUEST_ID` → `GET /v1/requests/{id}`.
 pub async fn request(client: &Client, request_id: &str, out: Out) -> CliResult<()> {
-    show(&client.get(&["v1", "requests", request_id]).await?, out)
+    show_named(client, &client.get(&["v1", "requests", request_id]).await?, out).await
 }
 
 /// `audit` → `GET /v1/audit`: newest first; `--json` has each entry's details.
 pub async fn audit(client: &Client, args: AuditArgs, out: Out) -> CliResult<()> {
     let mut query = Vec::new();
     push(&mut query, "actor", args.actor);
-    push(&mut query, "target", args.target);
+    if let Some(target) = args.target.filter(|t| !t.is_empty()) {
+        query.push(("target", resolve::audit_target(client, &target).await?));
+    }
     push(&mut query, "type", args.kind);
     push(&mut query, "from", args.from);
     push(&mut query, "to", args.to);
@@ -202,12 +288,45 @@ pub async fn audit(client: &Client, args: AuditArgs, out: Out) -> CliResult<()> 
         return out.line("no audit entries");
     }
     let s = |v: &Value| v.as_str().unwrap_or("–").to_owned();
+    let field = |e: &Value, name: &str| e[name].as_str().map(str::to_owned);
+    let user_ids: Vec<String> = items
+        .iter()
+        .flat_map(|e| [field(e, "user_id"), field(e, "target_id").filter(|id| id.starts_with("usr_"))])
+        .flatten()
+        .collect();
+    let key_ids: Vec<String> = items
+        .iter()
+        .flat_map(|e| [field(e, "key_id"), field(e, "target_id").filter(|id| id.starts_with("key_"))])
+        .flatten()
+        .collect();
+    let names = Names::load(client, user_ids.iter().map(String::as_str), key_ids.iter().map(String::as_str)).await;
+    let admins: Vec<(String, String)> =
+        if items.iter().any(|e| e["target_id"].as_str().is_some_and(|t| t.starts_with("adm_"))) {
+            let listed =
+                client.get(&["v1", "admins"]).await.ok().and_then(|a| a.parse::<Vec<ccp_admin_api::api::Admin>>().ok());
+            listed.unwrap_or_default().into_iter().map(|a| (a.admin_id, a.username)).collect()
+        } else {
+            Vec::new()
+        };
+    let target_name = |id: &str| -> Option<String> {
+        let name = if id.starts_with("usr_") {
+            names.user(id)
+        } else if id.starts_with("key_") {
+            names.key(id)
+        } else {
+            admins.iter().find(|(a, _)| a == id).map(|(_, n)| n.clone())?
+        };
+        (name != "?").then_some(name)
+    };
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|e| {
             let actor = e["actor_name"].as_str().or(e["actor_id"].as_str()).unwrap_or("–");
             let target = match (e["target_kind"].as_str(), e["target_id"].as_str()) {
-                (Some(kind), Some(id)) => format!("{kind} {id}"),
+                (Some(kind), Some(id)) => match target_name(id) {
+                    Some(name) => format!("{kind} {id} ({name})"),
+                    None => format!("{kind} {id}"),
+                },
                 (Some(kind), None) => kind.to_owned(),
                 _ => "–".to_owned(),
             };
@@ -229,17 +348,80 @@ pub async fn audit(client: &Client, args: AuditArgs, out: Out) -> CliResult<()> 
     Ok(())
 }
 
-/// `circuit KEY_ID [--reset]` → `GET /v1/keys/{id}/circuit` or `POST …/circuit/reset`.
-pub async fn circuit(client: &Client, key_id: &str, reset: bool, out: Out) -> CliResult<()> {
+/// `circuit KEY [--reset]` → `GET /v1/keys/{id}/circuit` or `POST …/circuit/reset`.
+pub async fn circuit(client: &Client, key: &str, reset: bool, out: Out) -> CliResult<()> {
+    let key_id = resolve::key_id(client, key).await?;
     let answer = if reset {
-        client.post(&["v1", "keys", key_id, "circuit", "reset"], None).await?
+        client.post(&["v1", "keys", &key_id, "circuit", "reset"], None).await?
     } else {
-        client.get(&["v1", "keys", key_id, "circuit"]).await?
+        client.get(&["v1", "keys", &key_id, "circuit"]).await?
     };
-    show(&answer, out)
+    show_named(client, &answer, out).await
+}
+
+/// `circuits` → `GET /v1/circuits`: the tripped circuits, with their keys' names.
+pub async fn circuits(client: &Client, out: Out) -> CliResult<()> {
+    let answer = client.get(&["v1", "circuits"]).await?;
+    if out.json {
+        return out.document(&answer.body);
+    }
+    let Some(items) = answer.body.as_array() else { return show(&answer, out) };
+    if items.is_empty() {
+        return out.line("no open or half-open circuits: every key goes to Anthropic");
+    }
+    let mut items = items.clone();
+    name_fields(client, &mut items).await;
+    output::generic(&out, &Value::Array(items), ORDER)
 }
 
 /// `pricing` → `GET /v1/pricing`.
 pub async fn pricing(client: &Client, out: Out) -> CliResult<()> {
     show(&client.get(&["v1", "pricing"]).await?, out)
+}
+
+/// `pricing set` → `PUT /v1/pricing`: the whole list, from `--price` entries or a JSON file.
+pub async fn set_pricing(client: &Client, prices: &[String], file: Option<&Path>, out: Out) -> CliResult<()> {
+    let models = match file {
+        Some(path) => price_file(path)?,
+        None => prices.iter().map(|p| price_entry(p)).collect::<CliResult<Vec<Value>>>()?,
+    };
+    if models.is_empty() {
+        return Err(CliError::Usage("no prices: give --price MODEL=PRICE (repeatable) or --file".into()));
+    }
+    show(&client.put(&["v1", "pricing"], &json!({ "models": models }), None).await?, out)
+}
+
+/// `MODEL=[PROVIDER[@REGION]:]IN/OUT/CACHE_WRITE/CACHE_READ`.
+fn price_entry(spec: &str) -> CliResult<Value> {
+    let Some((model, price)) = spec.split_once('=').filter(|(m, p)| !m.trim().is_empty() && !p.is_empty()) else {
+        return Err(CliError::Usage(format!(
+            "--price `{spec}`: expected MODEL=[PROVIDER[@REGION]:]INPUT/OUTPUT/CACHE_WRITE/CACHE_READ, \
+             e.g. claude-sonnet-4-5=3/15/3.75/0.30"
+        )));
+    };
+    let mut entry = crate::models::parse_price(price)?;
+    entry["model"] = json!(model.trim());
+    Ok(entry)
+}
+
+/// The entries of a price list file (`-`: stdin): `{"models": […]}` (what `pricing --json`
+/// prints) or a bare array.
+fn price_file(path: &Path) -> CliResult<Vec<Value>> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("cannot read --file {}: {e}", path.display())))?
+    };
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("--file {} is not JSON: {e}", path.display())))?;
+    let models = match value {
+        Value::Array(items) => items,
+        Value::Object(mut map) => match map.remove("models") {
+            Some(Value::Array(items)) => items,
+            _ => return Err(CliError::Usage(format!("--file {}: expected {{\"models\": […]}}", path.display()))),
+        },
+        _ => return Err(CliError::Usage(format!("--file {}: expected a list of prices", path.display()))),
+    };
+    Ok(models)
 }

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{normalize_url, CliError, CliResult};
 
-/// The default admin API URL.
+/// The admin API URL when nothing says otherwise: where `scripts/run` starts it by default.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8081";
+/// The admin API's listen address in `scripts/run`'s (and the service's) settings.
+pub const LISTEN_VAR: &str = "CCP__ADMIN__LISTEN";
 const FILE: &str = "session.json";
 
 /// What `login` saves.
@@ -146,27 +148,59 @@ pub struct Target {
     pub no_token_reason: String,
 }
 
+/// The admin API of this machine's `scripts/run`: `http://` + `CCP__ADMIN__LISTEN` (an unspecified
+/// address such as `0.0.0.0` is reached on loopback), else [`DEFAULT_URL`].
+pub fn local_url() -> CliResult<String> {
+    let Some(listen) = env_nonempty(LISTEN_VAR) else { return Ok(DEFAULT_URL.to_owned()) };
+    let listen = listen.trim();
+    let host_port = match listen.parse::<std::net::SocketAddr>() {
+        Ok(mut addr) => {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            addr.to_string()
+        }
+        Err(_) => listen.to_owned(),
+    };
+    normalize_url(&format!("http://{host_port}")).map_err(|_| {
+        CliError::Usage(format!("{LISTEN_VAR}={listen} is not a listen address (e.g. 127.0.0.1:8081); set --url"))
+    })
+}
+
 /// The URL `login` uses: `--url`/`CCPCTL_URL`, else the saved session's (even if the file is
-/// unreadable, logging in again must work), else the default.
+/// unreadable, logging in again must work), else [`local_url`].
 pub fn login_url(url_flag: Option<&str>) -> CliResult<String> {
     if let Some(flag) = url_flag.filter(|u| !u.trim().is_empty()) {
         return normalize_url(flag);
     }
-    Ok(load().ok().flatten().map_or_else(|| DEFAULT_URL.to_owned(), |s| s.url))
+    match load().ok().flatten() {
+        Some(saved) => Ok(saved.url),
+        None => local_url(),
+    }
 }
 
-/// Picks the URL and token: `--url`/`CCPCTL_URL`, else the saved session's URL, else the
-/// default; `CCPCTL_TOKEN`, else the saved session if it is for that URL and not expired.
+/// Picks the URL and token: `--url`/`CCPCTL_URL`, else the saved session's URL (not with
+/// `CCPCTL_TOKEN`: that token is not the session's), else [`local_url`]; `CCPCTL_TOKEN`, else
+/// the saved session if it is for that URL and not expired.
 pub fn resolve(url_flag: Option<&str>) -> CliResult<Target> {
     let flag = url_flag.filter(|u| !u.trim().is_empty()).map(normalize_url).transpose()?;
     if let Some(token) = env_nonempty("CCPCTL_TOKEN") {
-        let url = flag.unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let url = match flag {
+            Some(url) => url,
+            None => local_url()?,
+        };
         return Ok(Target { url, token: Some(token.trim().to_owned()), no_token_reason: String::new() });
     }
     let saved = load()?;
-    let url = flag.clone().or_else(|| saved.as_ref().map(|s| s.url.clone())).unwrap_or_else(|| DEFAULT_URL.to_owned());
+    let url = match flag.or_else(|| saved.as_ref().map(|s| s.url.clone())) {
+        Some(url) => url,
+        None => local_url()?,
+    };
     let (token, no_token_reason) = match saved {
-        None => (None, "not logged in".to_owned()),
+        None => (None, format!("not logged in to {url}")),
         Some(s) if s.url != url => (None, format!("not logged in to {url} (the saved session is for {})", s.url)),
         Some(s) if s.expires_at <= Utc::now() => {
             (None, format!("the session of {} at {url} expired at {}", s.username, s.expires_at.format("%F %T UTC")))

@@ -6,6 +6,7 @@ use crate::cli::UsersCommand;
 use crate::client::{CliError, CliResult, Client};
 use crate::keys::keys_table;
 use crate::output::{self, Out};
+use crate::resolve;
 use crate::to_json;
 
 /// Runs a `users` subcommand.
@@ -33,6 +34,7 @@ pub async fn run(client: &Client, command: UsersCommand, out: Out) -> CliResult<
             list(&page, out)
         }
         UsersCommand::Get { user_id } => {
+            let user_id = resolve::user_id(client, &user_id).await?;
             let answer = client.get(&["v1", "users", &user_id]).await?;
             if out.json {
                 return out.document(&answer.body);
@@ -43,7 +45,7 @@ pub async fn run(client: &Client, command: UsersCommand, out: Out) -> CliResult<
             if detail.keys.is_empty() {
                 return out.line(&format!("no access keys (issue one: ccpctl keys issue {})", detail.user.user_id));
             }
-            keys_table(&detail.keys, out)
+            keys_table(&detail.keys, None, out)
         }
         UsersCommand::Create { name, email, description, budget, routing } => {
             let body = to_json(&CreateUser {
@@ -61,11 +63,13 @@ pub async fn run(client: &Client, command: UsersCommand, out: Out) -> CliResult<
             if name.is_none() && email.is_none() && description.is_none() {
                 return Err(CliError::Usage("nothing to change: give --name, --email and/or --description".into()));
             }
+            let user_id = resolve::user_id(client, &user_id).await?;
             let body = to_json(&UpdateUser { name, description, email })?;
             let answer = client.patch(&["v1", "users", &user_id], &body).await?;
             show(&answer, out, |u| format!("updated user {} ({})", u.name, u.user_id))
         }
         UsersCommand::Deactivate { user_id, reason } => {
+            let user_id = resolve::user_id(client, &user_id).await?;
             let body = to_json(&Reason { reason })?;
             let answer = client.post(&["v1", "users", &user_id, "deactivate"], Some(&body)).await?;
             show(&answer, out, |u| {
@@ -76,10 +80,12 @@ pub async fn run(client: &Client, command: UsersCommand, out: Out) -> CliResult<
             })
         }
         UsersCommand::Reactivate { user_id } => {
+            let user_id = resolve::user_id(client, &user_id).await?;
             let answer = client.post(&["v1", "users", &user_id, "reactivate"], None).await?;
             show(&answer, out, |u| format!("reactivated user {} ({})", u.name, u.user_id))
         }
         UsersCommand::Budget { user_id, limit } => {
+            let user_id = resolve::user_id(client, &user_id).await?;
             let body = to_json(&SetBudget { monthly_limit_usd: limit.0 })?;
             let answer = client.put(&["v1", "users", &user_id, "budget"], &body, None).await?;
             show(&answer, out, |u| {
@@ -88,6 +94,7 @@ pub async fn run(client: &Client, command: UsersCommand, out: Out) -> CliResult<
             })
         }
         UsersCommand::Routing { user_id, strategy } => {
+            let user_id = resolve::user_id(client, &user_id).await?;
             let body = to_json(&SetRouting { strategy: strategy.into() })?;
             let answer = client.put(&["v1", "users", &user_id, "routing"], &body, None).await?;
             show(&answer, out, |u| format!("routing of {} ({}): {}", u.name, u.user_id, output::label(&u.routing)))

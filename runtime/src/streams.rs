@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, stream};
 
 use crate::config::NatsSettings;
-use crate::subjects::{Bucket, Namespace, StreamKind};
+use ccp_schemas::subjects::{Bucket, Namespace, StreamKind};
 
 /// How the streams are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

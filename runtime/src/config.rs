@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 mod explain;
 
-use crate::secrets::SecretString;
-use crate::subjects::{BadPrefix, Namespace};
+use ccp_schemas::secrets::envelope::{ConfiguredMasterKey, CryptoError, LocalMasterKey};
+use ccp_schemas::secrets::SecretString;
+use ccp_schemas::subjects::{BadPrefix, Namespace};
 
 /// Every setting of the system.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -177,6 +178,36 @@ impl Default for SecretsSettings {
     }
 }
 
+impl SecretsSettings {
+    /// The master key of `secrets`, or `None` when none is configured (Bedrock failover off).
+    pub fn master_key(&self) -> Result<Option<ConfiguredMasterKey>, CryptoError> {
+        let secrets = self;
+        match secrets.master_key_provider {
+            MasterKeyProvider::Local if secrets.master_key.is_empty() => Ok(None),
+            MasterKeyProvider::Local => Ok(Some(ConfiguredMasterKey::Local(Box::new(LocalMasterKey::new(
+                secrets.master_key_id.clone(),
+                &secrets.master_key,
+            )?)))),
+            #[cfg(feature = "kms")]
+            MasterKeyProvider::Kms => {
+                let key_id = secrets.kms_key_id.as_deref().ok_or_else(|| {
+                    CryptoError::KeyService("secrets.kms_key_id is required with the kms provider".into())
+                })?;
+                let options = ccp_schemas::secrets::kms::KmsOptions::from_env(
+                    key_id,
+                    &secrets.kms_region,
+                    secrets.kms_endpoint_url.as_deref(),
+                )?;
+                Ok(Some(ConfiguredMasterKey::Kms(ccp_schemas::secrets::kms::KmsMasterKey::new(options))))
+            }
+            #[cfg(not(feature = "kms"))]
+            MasterKeyProvider::Kms => {
+                Err(CryptoError::KeyService("this build has no KMS support (feature `kms` of ccp-runtime)".into()))
+            }
+        }
+    }
+}
+
 /// Where the Bedrock-key master key lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -328,7 +359,7 @@ pub struct BedrockSettings {
     /// in the catalogue or the key's Bedrock model listing (a catalogue id, e.g. `opus =
     /// "claude-opus-4-5"`). A family not named here falls back to its newest catalogued model
     /// with a target for the key's region. Every such request is recorded as substituted.
-    pub family_fallback: std::collections::BTreeMap<crate::events::ModelFamily, String>,
+    pub family_fallback: std::collections::BTreeMap<ccp_schemas::events::ModelFamily, String>,
     /// Seconds between refreshes of a key's Bedrock model listing (ListInferenceProfiles and
     /// ListFoundationModels with the key's Bedrock API key), used to resolve models the
     /// catalogue has no target for. 0 turns the listing off.
@@ -389,34 +420,12 @@ impl Default for BedrockSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct PricingSettings {
     /// Prices per model (and optionally provider and region), USD per million tokens.
-    pub models: Vec<crate::events::ModelPrice>,
+    pub models: Vec<ccp_schemas::events::ModelPrice>,
 }
 
 impl Default for PricingSettings {
     fn default() -> Self {
-        use rust_decimal::Decimal;
-        let price = |model: &str, input: i64, output: i64, write: i64, read: i64| crate::events::ModelPrice {
-            model: model.into(),
-            provider: None,
-            region: None,
-            // Hundredths of a dollar per million tokens.
-            input_per_mtok: Decimal::new(input, 2),
-            output_per_mtok: Decimal::new(output, 2),
-            cache_write_per_mtok: Decimal::new(write, 2),
-            cache_read_per_mtok: Decimal::new(read, 2),
-        };
-        Self {
-            models: vec![
-                price("claude-opus-4-5", 500, 2500, 625, 50),
-                price("claude-opus-4-1", 1500, 7500, 1875, 150),
-                price("claude-opus-4", 1500, 7500, 1875, 150),
-                price("claude-sonnet-4-5", 300, 1500, 375, 30),
-                price("claude-sonnet-4", 300, 1500, 375, 30),
-                price("claude-3-7-sonnet", 300, 1500, 375, 30),
-                price("claude-haiku-4-5", 100, 500, 125, 10),
-                price("claude-3-5-haiku", 80, 400, 100, 8),
-            ],
-        }
+        Self { models: ccp_schemas::pricing::shipped_prices() }
     }
 }
 
@@ -657,7 +666,7 @@ impl Settings {
                 "https://kms.us-east-1.amazonaws.com",
             ),
         ];
-        if !crate::catalogue::is_aws_region(&settings.proxy.bedrock_default_region) {
+        if !ccp_schemas::catalogue::is_aws_region(&settings.proxy.bedrock_default_region) {
             let (source, _) = explain::source_of("proxy.bedrock_default_region", path, &env);
             return Err(ConfigError::Invalid(format!(
                 "proxy.bedrock_default_region = `{}` (from {source}) is not an AWS region: e.g. `us-east-1`",
@@ -685,7 +694,7 @@ impl Settings {
 
     /// Refuses settings a service that hashes access keys cannot run with.
     pub fn require_pepper(&self) -> Result<(), ConfigError> {
-        crate::secrets::access_key::KeyPepper::new(&self.secrets.access_key_pepper).map(|_| ()).map_err(|e| {
+        ccp_schemas::secrets::access_key::KeyPepper::new(&self.secrets.access_key_pepper).map(|_| ()).map_err(|e| {
             ConfigError::Invalid(format!(
                 "{e} (set CCP__SECRETS__ACCESS_KEY_PEPPER; `ccp-admin gen-secrets` makes one)"
             ))

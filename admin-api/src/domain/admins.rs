@@ -1,0 +1,243 @@
+//! The admin aggregate: an admin account and its API tokens, folded from the account's own
+//! events ([`AdminState::apply`]) and decided on.
+
+use ccp_schemas::events::*;
+use ccp_schemas::ids::{AdminId, ApiTokenId};
+use ccp_schemas::secrets::access_key::{KeyHash, KeyPrefix};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Decision, Rejection};
+
+/// An API token as the admin's events describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenState {
+    /// The token.
+    pub token_id: ApiTokenId,
+    /// The admin's label for the token (`ci`).
+    pub name: String,
+    /// The token's first characters, shown in lists.
+    pub prefix: KeyPrefix,
+    /// The token's peppered hash (never serialized).
+    #[serde(skip)]
+    pub hash: KeyHash,
+    /// Whether revoked.
+    pub revoked: bool,
+    /// When issued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An admin account as its events describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminState {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// Login name.
+    pub username: String,
+    /// Password hash.
+    pub password_hash: PasswordHash,
+    /// API tokens, in issue order.
+    pub tokens: Vec<TokenState>,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl AdminState {
+    /// Applies one event (`None` before `admin_created`).
+    pub fn apply(state: &mut Option<Self>, event: &Event, at: DateTime<Utc>) {
+        match (event, state.as_mut()) {
+            (Event::AdminCreated(e), None) => {
+                *state = Some(Self {
+                    admin_id: e.admin_id,
+                    username: e.username.clone(),
+                    password_hash: e.password_hash.clone(),
+                    tokens: Vec::new(),
+                    created_at: at,
+                });
+            }
+            (Event::ApiTokenIssued(e), Some(s)) => s.tokens.push(TokenState {
+                token_id: e.token_id,
+                name: e.name.clone(),
+                prefix: e.token_prefix.clone(),
+                hash: e.token_hash,
+                revoked: false,
+                created_at: at,
+            }),
+            (Event::ApiTokenRevoked(e), Some(s)) => {
+                if let Some(t) = s.tokens.iter_mut().find(|t| t.token_id == e.token_id) {
+                    t.revoked = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Commands on an admin account.
+#[derive(Debug, Clone)]
+pub enum AdminCommand {
+    /// Create the account.
+    Create {
+        /// Login name.
+        username: String,
+        /// argon2id hash.
+        password_hash: PasswordHash,
+    },
+    /// Issue an API token.
+    IssueToken {
+        /// The token id.
+        token_id: ApiTokenId,
+        /// The admin's label for the token (`ci`).
+        name: String,
+        /// The token's peppered hash.
+        token_hash: KeyHash,
+        /// The token's first characters, shown in lists.
+        token_prefix: KeyPrefix,
+    },
+    /// Revoke an API token.
+    RevokeToken(ApiTokenId),
+}
+
+/// Decides an admin-account command.
+pub fn decide_admin(state: Option<&AdminState>, admin_id: AdminId, command: AdminCommand) -> Decision {
+    let Some(admin) = state else {
+        return match command {
+            AdminCommand::Create { username, password_hash } => {
+                Ok(vec![Event::AdminCreated(AdminCreated { admin_id, username, password_hash })])
+            }
+            _ => Err(Rejection::NotFound(format!("no admin {admin_id}"))),
+        };
+    };
+    Ok(match command {
+        AdminCommand::Create { .. } => return Err(Rejection::Conflict(format!("admin {admin_id} already exists"))),
+        AdminCommand::IssueToken { token_id, name, token_hash, token_prefix } => {
+            if admin.tokens.iter().any(|t| t.token_id == token_id) {
+                return Err(Rejection::Conflict(format!("API token {token_id} already exists")));
+            }
+            vec![Event::ApiTokenIssued(ApiTokenIssued { admin_id, token_id, name, token_hash, token_prefix })]
+        }
+        AdminCommand::RevokeToken(token_id) => match admin.tokens.iter().find(|t| t.token_id == token_id) {
+            None => return Err(Rejection::NotFound(format!("no API token {token_id}"))),
+            Some(t) if t.revoked => vec![],
+            Some(_) => vec![Event::ApiTokenRevoked(ApiTokenRevoked { admin_id, token_id })],
+        },
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use ulid::Ulid;
+
+    use super::*;
+    use crate::domain::testing::*;
+
+    /// Given the admin's events, when `command`: the decision.
+    fn admin(given: Vec<Event>, when: AdminCommand) -> Decision {
+        decide_admin(fold(AdminState::apply, &given).as_ref(), ADMIN, when)
+    }
+
+    // ---- fixtures ---------------------------------------------------------------------------
+
+    fn password_hash() -> PasswordHash {
+        PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA".into())
+            .unwrap()
+    }
+
+    fn admin_created() -> Event {
+        Event::AdminCreated(AdminCreated { admin_id: ADMIN, username: "alice".into(), password_hash: password_hash() })
+    }
+
+    fn issue_token(token_id: ApiTokenId) -> (AdminCommand, Event) {
+        let (token_hash, token_prefix) = secret();
+        let command =
+            AdminCommand::IssueToken { token_id, name: "ci".into(), token_hash, token_prefix: token_prefix.clone() };
+        let event = Event::ApiTokenIssued(ApiTokenIssued {
+            admin_id: ADMIN,
+            token_id,
+            name: "ci".into(),
+            token_hash,
+            token_prefix,
+        });
+        (command, event)
+    }
+
+    // ---- admin accounts ---------------------------------------------------------------------
+
+    #[test]
+    fn admin_create_records_the_account() {
+        assert_eq!(
+            admin(vec![], AdminCommand::Create { username: "alice".into(), password_hash: password_hash() }),
+            Ok(vec![admin_created()])
+        );
+    }
+
+    #[test]
+    fn admin_create_twice_conflicts() {
+        then_conflict(admin(
+            vec![admin_created()],
+            AdminCommand::Create { username: "alice".into(), password_hash: password_hash() },
+        ));
+    }
+
+    #[test]
+    fn every_admin_command_on_a_missing_admin_is_not_found() {
+        let (issue, _) = issue_token(TOKEN);
+        then_not_found(admin(vec![], issue));
+        then_not_found(admin(vec![], AdminCommand::RevokeToken(TOKEN)));
+    }
+
+    #[test]
+    fn admin_issue_token_records_it() {
+        let (issue, issued) = issue_token(TOKEN);
+        assert_eq!(admin(vec![admin_created()], issue), Ok(vec![issued]));
+        let (_, first_issued) = issue_token(TOKEN);
+        let (second, second_issued) = issue_token(ApiTokenId::from_ulid(Ulid(5)));
+        assert_eq!(admin(vec![admin_created(), first_issued], second), Ok(vec![second_issued]));
+    }
+
+    #[test]
+    fn admin_issue_token_with_a_taken_id_conflicts_even_when_revoked() {
+        let (_, issued) = issue_token(TOKEN);
+        let (again, _) = issue_token(TOKEN);
+        then_conflict(admin(vec![admin_created(), issued.clone()], again.clone()));
+        let revoked = Event::ApiTokenRevoked(ApiTokenRevoked { admin_id: ADMIN, token_id: TOKEN });
+        then_conflict(admin(vec![admin_created(), issued, revoked], again));
+    }
+
+    #[test]
+    fn admin_revoke_token_records_it_and_a_repeat_records_nothing() {
+        let (_, issued) = issue_token(TOKEN);
+        let revoked = Event::ApiTokenRevoked(ApiTokenRevoked { admin_id: ADMIN, token_id: TOKEN });
+        assert_eq!(
+            admin(vec![admin_created(), issued.clone()], AdminCommand::RevokeToken(TOKEN)),
+            Ok(vec![revoked.clone()])
+        );
+        then_nothing(admin(vec![admin_created(), issued, revoked], AdminCommand::RevokeToken(TOKEN)));
+    }
+
+    #[test]
+    fn admin_revoke_of_an_unknown_token_is_not_found() {
+        then_not_found(admin(vec![admin_created()], AdminCommand::RevokeToken(TOKEN)));
+        let (_, other) = issue_token(ApiTokenId::from_ulid(Ulid(5)));
+        then_not_found(admin(vec![admin_created(), other], AdminCommand::RevokeToken(TOKEN)));
+    }
+
+    #[test]
+    fn admin_revoking_one_token_leaves_the_others() {
+        let (_, first) = issue_token(TOKEN);
+        let other_id = ApiTokenId::from_ulid(Ulid(5));
+        let (_, second) = issue_token(other_id);
+        let revoked = Event::ApiTokenRevoked(ApiTokenRevoked { admin_id: ADMIN, token_id: TOKEN });
+        let given = vec![admin_created(), first, second, revoked];
+        let state = fold(AdminState::apply, &given).unwrap();
+        assert_eq!(
+            state.tokens.iter().map(|t| (t.token_id, t.revoked, t.created_at)).collect::<Vec<_>>(),
+            vec![(TOKEN, true, at(1)), (other_id, false, at(2))]
+        );
+        assert_eq!(
+            admin(given, AdminCommand::RevokeToken(other_id)),
+            Ok(vec![Event::ApiTokenRevoked(ApiTokenRevoked { admin_id: ADMIN, token_id: other_id })])
+        );
+    }
+}

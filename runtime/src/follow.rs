@@ -1,0 +1,349 @@
+//! The one way to follow a stream of the event log.
+//!
+//! A [`Follower`] reads one stream (or a subject filter of it) through an ordered push consumer
+//! from a [`Start`], and then for ever: when NATS goes away it reconnects with a growing back-off
+//! (100 ms doubling to 5 s, reset by the next message) and resumes after the last message it
+//! handed out, so its user never sees an error, a gap or a repeat. Each message comes with its
+//! stream sequence and whether the follower has *caught up* (it is the last message there was
+//! when the follower first connected, or nothing is pending after it).
+//!
+//! What an event this build cannot read means is decided once, by the follower's [`OnNewer`]
+//! policy, in [`Follower::decode`]:
+//!
+//! | policy | an event written by a newer version (newer `schema_version` or unknown type) | used by |
+//! |---|---|---|
+//! | [`OnNewer::Halt`] | nothing after it is applied; the follower retries it (every 5 s) until the binary is upgraded | the proxy's key table (it refuses every request meanwhile), the admin API's view (it refuses commands) |
+//! | [`OnNewer::Quarantine`] | the event's aggregate (its subject: one user, one key) is quarantined: neither it nor any later event of that aggregate is applied; the user sees it once to close what it holds | the projector's KV state (it deletes the aggregate's entries) |
+//! | [`OnNewer::Skip`] | logged, counted, not applied | circuit breakers, budgets' month read, alert rules: state that is advisory or has another source |
+//!
+//! A malformed event (not an envelope at all) is logged, counted and skipped under every policy:
+//! no writer of this system produces one, and stopping on it would let anyone with publish
+//! rights on the stream stop the system.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
+use ccp_schemas::events::DecodeError;
+use ccp_schemas::subjects::StreamKind;
+use ccp_schemas::{Envelope, Namespace};
+use futures_util::StreamExt as _;
+
+/// Where a follower starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// From sequence 1.
+    All,
+    /// The last message of each subject, then everything after.
+    LastPerSubject,
+    /// After this sequence (0: from the start).
+    After(u64),
+    /// From the first message at or after this time.
+    Since(chrono::DateTime<chrono::Utc>),
+}
+
+/// What a follower does with an event written by a newer version of the software.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnNewer {
+    /// Apply nothing from it on; retry it until the binary is upgraded (fail closed, whole state).
+    Halt,
+    /// Stop applying the event's aggregate (fail closed, that aggregate only); go on with others.
+    Quarantine,
+    /// Log and count it; go on (state that does not gate access).
+    Skip,
+}
+
+/// One message of the stream.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Its stream sequence.
+    pub seq: u64,
+    /// Whether the follower has caught up with the stream with this message.
+    pub caught_up: bool,
+    /// The message itself (subject, headers, payload).
+    pub message: jetstream::Message,
+}
+
+impl Delivery {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str())
+    }
+}
+
+/// What the follower yields.
+#[derive(Debug)]
+pub enum Next {
+    /// A message to handle.
+    Message(Box<Delivery>),
+    /// There was nothing to read when the follower (re)connected: it has caught up.
+    CaughtUp,
+}
+
+/// What a message means to its user, under the follower's policy.
+#[derive(Debug)]
+pub enum Decoded {
+    /// An event to apply.
+    Apply(Box<Envelope>),
+    /// Nothing to apply (malformed, a skipped newer event, or a quarantined aggregate's).
+    Skip,
+    /// The aggregate with this subject is quarantined from now on: close what is held for it.
+    Quarantine(String),
+    /// Stop: the follower will deliver this message again after its back-off.
+    Halt(DecodeError),
+}
+
+/// Events not applied, by cause, summed over every follower of the process (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct SkipCounts {
+    /// Malformed events skipped.
+    pub malformed: AtomicU64,
+    /// Newer events skipped (policy [`OnNewer::Skip`]) or quarantined.
+    pub newer: AtomicU64,
+    /// Times a follower halted on a newer event.
+    pub halted: AtomicU64,
+}
+
+/// The process's [`SkipCounts`].
+pub static SKIPPED: SkipCounts =
+    SkipCounts { malformed: AtomicU64::new(0), newer: AtomicU64::new(0), halted: AtomicU64::new(0) };
+
+impl SkipCounts {
+    /// Appends `<service>_events_not_applied_total{cause="malformed|newer|halted"}` in the
+    /// Prometheus text format, or OpenMetrics' (where a counter family is named without `_total`).
+    pub fn render(&self, service: &str, openmetrics: bool, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = format!("{service}_events_not_applied_total");
+        let family = if openmetrics { &name[..name.len() - "_total".len()] } else { &name };
+        let _ = writeln!(
+            out,
+            "# HELP {family} Events a stream follower did not apply: malformed, of a newer version (skipped or \
+             quarantined), or halted on (retried until this service is upgraded).\n# TYPE {family} counter"
+        );
+        for (cause, count) in [("malformed", &self.malformed), ("newer", &self.newer), ("halted", &self.halted)] {
+            let _ = writeln!(out, "{name}{{cause=\"{cause}\"}} {}", count.load(Ordering::Relaxed));
+        }
+    }
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A follower of one stream: see the module documentation.
+pub struct Follower {
+    name: &'static str,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: String,
+    filter: String,
+    start: Start,
+    on_newer: OnNewer,
+    messages: Option<jetstream::consumer::push::Ordered>,
+    /// The last sequence handed out (resume after it).
+    last: u64,
+    /// The stream's last sequence when first connected (caught up at or after it).
+    head: Option<u64>,
+    backoff: Duration,
+    /// Resume from this sequence instead (a halted message is delivered again).
+    rewind: Option<u64>,
+    /// Do not reconnect before this (after a rewind).
+    not_before: Option<tokio::time::Instant>,
+    quarantined: HashSet<String>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("name", &self.name)
+            .field("stream", &self.stream)
+            .field("last", &self.last)
+            .finish()
+    }
+}
+
+impl Follower {
+    /// A follower of the whole `kind` stream of `ns`, named `name` in its log lines.
+    pub fn new(name: &'static str, client: async_nats::Client, ns: &Namespace, kind: StreamKind) -> Self {
+        Self {
+            name,
+            js: jetstream::new(client.clone()),
+            client,
+            stream: ns.stream(kind),
+            filter: ns.stream_subjects(kind),
+            start: Start::All,
+            on_newer: OnNewer::Skip,
+            messages: None,
+            last: 0,
+            head: None,
+            backoff: FIRST_BACKOFF,
+            rewind: None,
+            not_before: None,
+            quarantined: HashSet::new(),
+        }
+    }
+
+    /// Starts at `start` instead of sequence 1.
+    pub fn start(mut self, start: Start) -> Self {
+        if let Start::After(seq) = start {
+            self.last = seq;
+        }
+        self.start = start;
+        self
+    }
+
+    /// Reads only subjects matching `filter`.
+    pub fn filter(mut self, filter: String) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Decides newer events by `policy` (default [`OnNewer::Skip`]).
+    pub fn on_newer(mut self, policy: OnNewer) -> Self {
+        self.on_newer = policy;
+        self
+    }
+
+    /// The last sequence handed out.
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// The next message (or that there is none to catch up with); reconnects as long as it takes.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            if self.messages.is_none() {
+                if let Some(at) = self.not_before {
+                    // Cancel-safe: a cancelled wait is taken up again by the next call.
+                    tokio::time::sleep_until(at).await;
+                    self.not_before = None;
+                }
+                match self.connect().await {
+                    Ok(true) => return Next::CaughtUp,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.fail(&e).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(messages) = self.messages.as_mut() else { continue };
+            let received = match messages.next().await {
+                Some(Ok(message)) => message,
+                Some(Err(e)) => {
+                    self.fail(&anyhow::anyhow!(e)).await;
+                    continue;
+                }
+                None => {
+                    self.fail(&anyhow::anyhow!("the subscription ended")).await;
+                    continue;
+                }
+            };
+            let Ok(info) = received.info() else {
+                self.fail(&anyhow::anyhow!("a message without JetStream info")).await;
+                continue;
+            };
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            self.last = seq;
+            self.backoff = FIRST_BACKOFF;
+            let caught_up = pending == 0 || self.head.is_some_and(|head| seq >= head);
+            return Next::Message(Box::new(Delivery { seq, caught_up, message: received }));
+        }
+    }
+
+    /// Delivers the messages again from `seq` on, after the back-off (when handling `seq` failed).
+    pub fn rewind(&mut self, seq: u64) {
+        self.rewind = Some(seq);
+        self.messages = None;
+        self.not_before = Some(tokio::time::Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Decodes a delivery under the follower's policy (see the module documentation).
+    pub fn decode(&mut self, delivery: &Delivery) -> Decoded {
+        let subject = delivery.message.subject.as_str();
+        if self.quarantined.contains(subject) {
+            SKIPPED.newer.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                follower = self.name,
+                seq = delivery.seq,
+                subject,
+                "event of a quarantined aggregate not applied"
+            );
+            return Decoded::Skip;
+        }
+        match Envelope::decode(&delivery.message.payload) {
+            Ok(envelope) => Decoded::Apply(Box::new(envelope)),
+            Err(e) if e.is_newer() => match self.on_newer {
+                OnNewer::Skip => {
+                    SKIPPED.newer.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(follower = self.name, seq = delivery.seq, error = %e, "event of a newer version skipped; upgrade this service");
+                    Decoded::Skip
+                }
+                OnNewer::Quarantine => {
+                    SKIPPED.newer.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(follower = self.name, seq = delivery.seq, subject, error = %e, "event of a newer version: its aggregate is quarantined until this service is upgraded");
+                    self.quarantined.insert(subject.to_owned());
+                    Decoded::Quarantine(subject.to_owned())
+                }
+                OnNewer::Halt => {
+                    SKIPPED.halted.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(follower = self.name, seq = delivery.seq, error = %e, "event of a newer version: nothing more is applied until this service is upgraded");
+                    self.backoff = MAX_BACKOFF;
+                    self.rewind(delivery.seq);
+                    Decoded::Halt(e)
+                }
+            },
+            Err(e) => {
+                SKIPPED.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(follower = self.name, seq = delivery.seq, error = %e, "malformed event skipped");
+                Decoded::Skip
+            }
+        }
+    }
+
+    /// Creates the consumer; whether there is nothing to read.
+    async fn connect(&mut self) -> anyhow::Result<bool> {
+        let mut stream = self.js.get_stream(&self.stream).await?;
+        let head = stream.info().await?.state.last_sequence;
+        let first = self.head.is_none();
+        self.head.get_or_insert(head);
+        let deliver_policy = match (self.rewind.take(), first || self.last == 0, self.start) {
+            (Some(seq), _, _) => {
+                self.last = seq.saturating_sub(1);
+                DeliverPolicy::ByStartSequence { start_sequence: seq.max(1) }
+            }
+            (None, true, Start::All) => DeliverPolicy::All,
+            (None, true, Start::LastPerSubject) => DeliverPolicy::LastPerSubject,
+            (None, true, Start::Since(at)) => {
+                DeliverPolicy::ByStartTime { start_time: time::OffsetDateTime::from_unix_timestamp(at.timestamp())? }
+            }
+            (None, _, _) => DeliverPolicy::ByStartSequence { start_sequence: self.last + 1 },
+        };
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                deliver_policy,
+                filter_subject: self.filter.clone(),
+                ..Default::default()
+            })
+            .await?;
+        let nothing = consumer.cached_info().num_pending == 0;
+        self.messages = Some(consumer.messages().await?);
+        Ok(nothing)
+    }
+
+    async fn fail(&mut self, error: &anyhow::Error) {
+        self.messages = None;
+        tracing::warn!(
+            follower = self.name,
+            stream = %self.stream,
+            error = %format!("{error:#}"),
+            retry_in_ms = self.backoff.as_millis() as u64,
+            "following the stream failed; resuming after sequence {}",
+            self.last
+        );
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
