@@ -28,7 +28,7 @@ async function boot() {
   try {
     const me = await api('GET', '/v1/auth/me', { noAuthRedirect: true });
     if (me.method !== 'cookie') throw new ApiError(401, null, 'not a cookie session');
-    state.admin = { username: me.username, admin_id: me.admin_id };
+    state.admin = { username: me.username, admin_id: me.admin_id, role: me.role };
     startApp();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {

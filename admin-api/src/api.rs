@@ -422,6 +422,8 @@ pub struct Admin {
     pub admin_id: String,
     /// Login name.
     pub username: String,
+    /// What the admin may do.
+    pub role: Role,
     /// When created (`null` in a login answer).
     pub created_at: Option<DateTime<Utc>>,
 }
@@ -433,6 +435,8 @@ pub struct Me {
     pub admin_id: String,
     /// Login name.
     pub username: String,
+    /// What this request may do: the admin's role (for an API token, no more than the token's).
+    pub role: Role,
     /// How this request authenticated.
     pub method: crate::auth::AuthMethod,
 }
@@ -447,6 +451,50 @@ pub struct CreateAdmin {
     /// At least 12 characters.
     #[schema(min_length = 12, max_length = 256)]
     pub password: String,
+    /// What the new admin may do (default `admin`).
+    pub role: Option<Role>,
+}
+
+/// `PUT /v1/admins/{admin_id}/role`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    /// The new role.
+    pub role: Role,
+}
+
+/// What an admin (or an API token) may do: `viewer` reads; `operator` also changes users, keys,
+/// Bedrock keys, budgets, routing, circuits and the model catalogue; `admin` does everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read-only.
+    Viewer,
+    /// Day-to-day management of developers and keys.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+impl From<Role> for ccp_schemas::events::AdminRole {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Viewer => Self::Viewer,
+            Role::Operator => Self::Operator,
+            Role::Admin => Self::Admin,
+        }
+    }
+}
+
+impl From<ccp_schemas::events::AdminRole> for Role {
+    fn from(role: ccp_schemas::events::AdminRole) -> Self {
+        use ccp_schemas::events::AdminRole as R;
+        match role {
+            R::Viewer => Self::Viewer,
+            R::Operator => Self::Operator,
+            R::Admin => Self::Admin,
+        }
+    }
 }
 
 /// `POST /v1/api-tokens`.
@@ -456,6 +504,9 @@ pub struct IssueApiToken {
     /// Label, e.g. `ci` (1–64 characters).
     #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub name: String,
+    /// The most the token may do, no more than the caller's role (default: whatever its admin
+    /// may do at the time).
+    pub role: Option<Role>,
 }
 
 /// An API token as lists show it.
@@ -467,6 +518,8 @@ pub struct ApiToken {
     pub name: String,
     /// First characters.
     pub prefix: String,
+    /// The most it may do (`null`: whatever its admin may do).
+    pub role: Option<Role>,
     /// Whether revoked.
     pub revoked: bool,
     /// When issued.

@@ -3,10 +3,8 @@
 //! long-lived API tokens stored hashed, and login throttling. Every route under `/v1` except
 //! `POST /v1/auth/login` goes through [`require_auth`].
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -33,10 +31,6 @@ pub const API_TOKEN_PREFIX: &str = "ccpt_";
 pub const SESSION_COOKIE: &str = "ccp_session";
 /// The header carrying the CSRF token with cookie sessions.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Failed logins allowed per username, and per address, within [`THROTTLE_WINDOW`].
-const MAX_FAILURES_PER_USER: usize = 5;
-const MAX_FAILURES_PER_ADDR: usize = 20;
-const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Shortest accepted password.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
@@ -61,6 +55,9 @@ pub struct Identity {
     pub username: String,
     /// A session (bearer or the dashboard's cookie) or an API token.
     pub method: AuthMethod,
+    /// What this request may do: the admin's current role, and for an API token no more than
+    /// the token's.
+    pub role: ccp_schemas::events::AdminRole,
 }
 
 /// A session, stored in the sessions KV bucket under the hash of its token.
@@ -125,68 +122,6 @@ pub fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Login attempts per username and per client address (this replica's view). An attempt counts
-/// as a failure from the moment it starts (so parallel attempts cannot slip past the limit) and
-/// is taken back when it succeeds.
-#[derive(Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-/// Most usernames and addresses the throttle remembers; beyond, idle entries are dropped first.
-const THROTTLE_ENTRIES: usize = 100_000;
-
-impl Throttle {
-    /// Starts an attempt: `Err(seconds to wait)` when throttled, else the attempt is recorded.
-    pub fn begin(&self, username: &str, addr: Option<IpAddr>) -> Result<(), u64> {
-        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        if map.len() > THROTTLE_ENTRIES {
-            map.retain(|_, list| {
-                list.retain(|t| now.duration_since(*t) < THROTTLE_WINDOW);
-                !list.is_empty()
-            });
-        }
-        let mut wait: Option<u64> = None;
-        for (key, limit) in Self::keys(username, addr) {
-            let list = map.entry(key).or_default();
-            list.retain(|t| now.duration_since(*t) < THROTTLE_WINDOW);
-            if list.len() >= limit {
-                let oldest = list.first().copied().unwrap_or(now);
-                let secs = THROTTLE_WINDOW.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
-                wait = Some(wait.map_or(secs, |w| w.max(secs)));
-            }
-        }
-        if let Some(w) = wait {
-            return Err(w);
-        }
-        for (key, _) in Self::keys(username, addr) {
-            map.entry(key).or_default().push(now);
-        }
-        Ok(())
-    }
-
-    /// A successful attempt: the username's failures are forgotten and this attempt no longer
-    /// counts against the address.
-    pub fn succeed(&self, username: &str, addr: Option<IpAddr>) {
-        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.remove(&format!("user:{username}"));
-        if let Some(a) = addr {
-            if let Some(list) = map.get_mut(&format!("addr:{a}")) {
-                list.pop();
-            }
-        }
-    }
-
-    fn keys(username: &str, addr: Option<IpAddr>) -> Vec<(String, usize)> {
-        let mut keys = vec![(format!("user:{username}"), MAX_FAILURES_PER_USER)];
-        if let Some(a) = addr {
-            keys.push((format!("addr:{a}"), MAX_FAILURES_PER_ADDR));
-        }
-        keys
-    }
-}
-
 /// The bearer token of a request (`Authorization: Bearer <token>`, scheme case-insensitive).
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get("authorization")?.to_str().ok()?.trim();
@@ -203,7 +138,7 @@ pub struct Auth {
     /// Session lifetime.
     pub ttl: Duration,
     /// Login throttling.
-    pub throttle: Throttle,
+    pub throttle: std::sync::Arc<crate::throttle::Throttle>,
     /// The read model (admins and API tokens).
     pub view: Arc<View>,
     /// Password verifications running at once (argon2 takes ~19 MiB and a core each).
@@ -255,6 +190,17 @@ impl Auth {
             .filter(|s| s.expires_at > Utc::now()))
     }
 
+    /// The current role of a session's admin (read from the view at every request, so a change
+    /// applies at once).
+    fn role_of(&self, admin_id: ccp_schemas::ids::AdminId) -> Result<ccp_schemas::events::AdminRole, ApiError> {
+        self.view
+            .read()
+            .admins
+            .get(&admin_id)
+            .map(|a| a.role)
+            .ok_or_else(|| ApiError::unauthenticated("the session's admin no longer exists; log in again"))
+    }
+
     /// Who a request is, from `Authorization: Bearer` or the session cookie (with CSRF check).
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Identity, ApiError> {
         if let Some(why) = self.view.halted() {
@@ -268,17 +214,21 @@ impl Auth {
                 let admin = model
                     .admin_by_token(&hash)
                     .ok_or_else(|| ApiError::unauthenticated("the API token is unknown or revoked; issue a new one"))?;
+                let token_role = admin.tokens.iter().find(|t| !t.revoked && t.hash.ct_eq(&hash)).and_then(|t| t.role);
                 return Ok(Identity {
                     admin_id: admin.admin_id,
                     username: admin.username.clone(),
                     method: AuthMethod::ApiToken,
+                    role: token_role.map_or(admin.role, |r| r.min(admin.role)),
                 });
             }
             let session = self.session(token).await?.ok_or_else(expired)?;
+            let role = self.role_of(session.admin_id)?;
             return Ok(Identity {
                 admin_id: session.admin_id,
                 username: session.username,
                 method: AuthMethod::Session,
+                role,
             });
         }
         if let Some(cookie) = req.cookie(SESSION_COOKIE) {
@@ -294,7 +244,13 @@ impl Auth {
                     ));
                 }
             }
-            return Ok(Identity { admin_id: session.admin_id, username: session.username, method: AuthMethod::Cookie });
+            let role = self.role_of(session.admin_id)?;
+            return Ok(Identity {
+                admin_id: session.admin_id,
+                username: session.username,
+                method: AuthMethod::Cookie,
+                role,
+            });
         }
         Err(ApiError::unauthenticated(
             "authentication required: send `Authorization: Bearer <session or API token>` (POST /v1/auth/login)",
@@ -321,6 +277,10 @@ pub async fn require_auth(
     };
     match auth.authenticate(req.request()).await {
         Ok(identity) => {
+            // The one place roles are enforced ([`crate::roles`]).
+            if let Err(e) = crate::roles::check(req.method().as_str(), req.match_pattern().as_deref(), identity.role) {
+                return Ok(req.error_response(e));
+            }
             req.extensions_mut().insert(identity);
             next.call(req).await.map(ServiceResponse::map_into_boxed_body)
         }

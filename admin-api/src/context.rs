@@ -48,7 +48,7 @@ pub async fn request_id(
 pub struct Ctx {
     /// The request id.
     pub request_id: String,
-    /// The client address (the peer; `X-Forwarded-For` is not trusted).
+    /// The client address: the peer, or whom a trusted proxy forwarded for ([`ClientAddress`]).
     pub source: Option<IpAddr>,
     /// The admin, on authenticated routes.
     pub identity: Option<Identity>,
@@ -93,9 +93,161 @@ impl FromRequest for Ctx {
         let request_id = extensions.get::<RequestIdExt>().map_or_else(|| RequestId::new().to_string(), |r| r.0.clone());
         ready(Ok(Self {
             request_id,
-            source: req.peer_addr().map(|a| a.ip()),
+            source: {
+                let peer = req.peer_addr().map(|a| a.ip());
+                match req.app_data::<actix_web::web::Data<ClientAddress>>() {
+                    Some(rule) => rule.resolve(peer, req.headers()),
+                    None => peer,
+                }
+            },
             identity: extensions.get::<Identity>().cloned(),
             if_match,
         }))
+    }
+}
+
+/// Which peers may say who the client is (`admin.trusted_proxies`: addresses or CIDR ranges),
+/// and the rule that reads it: a request from a trusted peer has its client taken from
+/// `Forwarded` (`for=`) or else `X-Forwarded-For`, reading from the right and skipping trusted
+/// proxies — the first address a trusted proxy did not add itself. From any other peer, or with
+/// no usable header, the client is the peer: a header anyone can send never chooses the address
+/// throttling counts.
+#[derive(Debug, Clone, Default)]
+pub struct ClientAddress {
+    trusted: Vec<(IpAddr, u8)>,
+}
+
+/// A `trusted_proxies` entry that is neither an address nor a CIDR range.
+#[derive(Debug, thiserror::Error)]
+#[error("admin.trusted_proxies: `{0}` is not an IP address or a CIDR range such as 10.0.0.0/8")]
+pub struct BadTrustedProxy(String);
+
+impl ClientAddress {
+    /// Parses `admin.trusted_proxies`.
+    pub fn new(entries: &[String]) -> Result<Self, BadTrustedProxy> {
+        let trusted = entries
+            .iter()
+            .map(|entry| {
+                let bad = || BadTrustedProxy(entry.chars().take(64).collect());
+                let (addr, len) = entry.trim().split_once('/').map_or((entry.trim(), None), |(a, l)| (a, Some(l)));
+                let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+                let max = if addr.is_ipv4() { 32 } else { 128 };
+                let len = match len {
+                    None => max,
+                    Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(bad)?,
+                };
+                Ok((addr, len))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { trusted })
+    }
+
+    fn is_trusted(&self, addr: IpAddr) -> bool {
+        let addr = canonical(addr);
+        self.trusted.iter().any(|(net, len)| match (canonical(*net), addr) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), *len),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), *len),
+            _ => false,
+        })
+    }
+
+    /// The client of a request from `peer` with these headers.
+    pub fn resolve(&self, peer: Option<IpAddr>, headers: &actix_web::http::header::HeaderMap) -> Option<IpAddr> {
+        let peer = peer?;
+        if !self.is_trusted(peer) {
+            return Some(peer);
+        }
+        let forwarded: Vec<IpAddr> = match headers.get("forwarded").and_then(|v| v.to_str().ok()) {
+            Some(value) => value
+                .split(',')
+                .filter_map(|element| {
+                    element.split(';').find_map(|pair| {
+                        let (k, v) = pair.trim().split_once('=')?;
+                        k.trim().eq_ignore_ascii_case("for").then(|| parse_node(v.trim()))?
+                    })
+                })
+                .collect(),
+            None => headers
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|a| parse_node(a.trim()))
+                .collect(),
+        };
+        let client = forwarded.iter().rev().find(|a| !self.is_trusted(**a)).or(forwarded.first()).copied();
+        Some(client.unwrap_or(peer))
+    }
+}
+
+/// An IPv4-mapped IPv6 address as IPv4.
+fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
+    let (bytes, bits) = (usize::from(len / 8), len % 8);
+    a[..bytes] == b[..bytes] && (bits == 0 || (a[bytes] ^ b[bytes]) >> (8 - bits) == 0)
+}
+
+/// A `for=` node or an `X-Forwarded-For` entry: `192.0.2.1`, `"[2001:db8::1]:4711"`,
+/// `192.0.2.1:4711`; `unknown` and obfuscated identifiers are not addresses.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    let node = node.trim_matches('"');
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(a, _)| a.parse().ok()).map(canonical);
+    }
+    node.parse()
+        .ok()
+        .or_else(|| node.rsplit_once(':').and_then(|(a, _)| a.parse::<std::net::Ipv4Addr>().ok()).map(IpAddr::V4))
+        .map(canonical)
+}
+
+#[cfg(test)]
+mod client_address_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(HeaderName::from_static(k), HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn only_a_trusted_peer_says_who_the_client_is() {
+        let rule = ClientAddress::new(&["10.0.0.0/8".into(), "2001:db8::1".into()]).unwrap();
+        let spoof = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(rule.resolve(ip("198.51.100.7"), &spoof), ip("198.51.100.7"), "an untrusted peer is the client");
+        assert_eq!(rule.resolve(ip("10.1.2.3"), &spoof), ip("203.0.113.9"));
+        assert_eq!(rule.resolve(ip("::ffff:10.1.2.3"), &spoof), ip("203.0.113.9"), "IPv4-mapped peers");
+        // The client cannot choose by prepending: the rightmost untrusted entry wins.
+        let chain = headers(&[("x-forwarded-for", "1.1.1.1, 203.0.113.9, 10.9.9.9")]);
+        assert_eq!(rule.resolve(ip("10.1.2.3"), &chain), ip("203.0.113.9"));
+        let forwarded = headers(&[("forwarded", r#"for=1.1.1.1, for="[2001:db8::77]:4711";proto=https"#)]);
+        assert_eq!(rule.resolve(ip("2001:db8::1"), &forwarded), ip("2001:db8::77"));
+        let garbage = headers(&[("x-forwarded-for", "unknown, _hidden")]);
+        assert_eq!(rule.resolve(ip("10.1.2.3"), &garbage), ip("10.1.2.3"), "no address: the peer");
+        assert_eq!(ClientAddress::default().resolve(ip("10.1.2.3"), &spoof), ip("10.1.2.3"), "nothing trusted");
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        for bad in ["10.0.0.0/33", "proxy.internal", "10.0.0.0/x", "::1/129"] {
+            let e = ClientAddress::new(&[bad.into()]).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("CIDR"), "{e}");
+        }
+        assert!(ClientAddress::new(&["0.0.0.0/0".into(), "::/0".into()]).is_ok());
     }
 }

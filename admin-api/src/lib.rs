@@ -11,9 +11,11 @@ pub mod json;
 pub mod openapi;
 pub mod query;
 pub mod readiness;
+pub mod roles;
 pub mod routes;
 mod startup;
 pub mod store;
+pub mod throttle;
 pub mod usage;
 pub mod view;
 

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admins, keys, models, ops, queries, self_service, users};
+use crate::routes::{admins, keys, models, ops, queries, self_service, sign_ins, users};
 
 /// The document.
 #[derive(OpenApi)]
@@ -12,7 +12,7 @@ use crate::routes::{admins, keys, models, ops, queries, self_service, users};
     info(title = "ClaudeCodeProxy admin API", description = "Users, access keys, Bedrock API keys, budgets, routing, usage and audit for ClaudeCodeProxy. Every route except login, health, this document and `/v1/self` (a developer's own usage, authenticated by their access key in `x-ccp-access-key`) needs `Authorization: Bearer <session or API token>`."),
     paths(
         admins::login, admins::logout, admins::me, admins::list_admins, admins::create_admin,
-        admins::list_tokens, admins::issue_token, admins::revoke_token,
+        admins::set_admin_role, admins::list_tokens, admins::issue_token, admins::revoke_token,
         users::create_user, users::list_users, users::get_user, users::update_user,
         users::deactivate_user, users::reactivate_user, users::set_budget, users::set_routing,
         keys::issue_key, keys::list_keys, keys::get_key, keys::revoke_key, keys::rotate_key,
@@ -20,6 +20,7 @@ use crate::routes::{admins, keys, models, ops, queries, self_service, users};
         ops::get_circuit, ops::reset_circuit, ops::list_circuits, ops::get_pricing, ops::set_pricing,
         models::list_models, models::get_model, models::put_model, models::remove_model,
         queries::usage, queries::get_budget, queries::get_request, queries::audit,
+        sign_ins::sign_in_failures,
         self_service::self_usage,
     ),
     modifiers(&Security),
@@ -56,11 +57,23 @@ impl Modify for Security {
                     .build(),
             )
             .build();
-        for item in openapi.paths.paths.values_mut() {
-            for operation in
-                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
-            {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("PUT", &mut item.put),
+                ("PATCH", &mut item.patch),
+                ("DELETE", &mut item.delete),
+            ] {
+                let Some(operation) = operation else { continue };
                 operation.responses.responses.entry("default".into()).or_insert_with(|| error.clone().into());
+                // The role the operation needs, from the one table that enforces it.
+                if let Some(role) = crate::roles::required(method, path) {
+                    let role = utoipa::openapi::extensions::ExtensionsBuilder::new()
+                        .add("x-required-role", role.as_str())
+                        .build();
+                    operation.extensions.get_or_insert_with(Default::default).merge(role);
+                }
             }
         }
     }
@@ -77,17 +90,7 @@ pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
             .iter()
             .map(|(template, item)| {
                 let segments = template.split('/').map(str::to_owned).collect();
-                let methods = [
-                    ("GET", item.get.is_some()),
-                    ("POST", item.post.is_some()),
-                    ("PUT", item.put.is_some()),
-                    ("PATCH", item.patch.is_some()),
-                    ("DELETE", item.delete.is_some()),
-                ]
-                .into_iter()
-                .filter_map(|(m, present)| present.then_some(m))
-                .collect();
-                (segments, methods)
+                (segments, operation_methods(item))
             })
             .collect()
     });
@@ -99,6 +102,23 @@ pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
                 && segments.iter().zip(&wanted).all(|(t, w)| (t.starts_with('{') && !w.is_empty()) || t == w)
         })
         .map(|(_, methods)| methods.clone())
+}
+
+/// The methods a path item of the document has operations for.
+pub fn operation_methods(item: &utoipa::openapi::PathItem) -> Vec<&'static str> {
+    [
+        ("GET", &item.get),
+        ("POST", &item.post),
+        ("PUT", &item.put),
+        ("PATCH", &item.patch),
+        ("DELETE", &item.delete),
+        ("HEAD", &item.head),
+        ("OPTIONS", &item.options),
+        ("TRACE", &item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.is_some().then_some(method))
+    .collect()
 }
 
 /// The document as JSON.

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
 use aws_sdk_bedrockruntime::config::{Region, Token};
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::primitives::Blob;
@@ -109,24 +110,9 @@ pub struct Checker {
 impl Checker {
     /// Against `endpoint` (a private endpoint or a local fake), else AWS's regional endpoints.
     pub fn new(endpoint: Option<&str>, default_region: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut config = aws_sdk_bedrockruntime::Config::builder()
-            .behavior_version_latest()
-            .region(Region::new(default_region.to_owned()))
-            .http_client(http)
-            .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_sdk_bedrockruntime::config::timeout::TimeoutConfig::builder().operation_timeout(timeout).build(),
-            );
-        if let Some(url) = endpoint {
-            config = config.endpoint_url(url);
-        }
+        let timeouts = TimeoutConfig::builder().operation_timeout(timeout).build();
         Ok(Self {
-            runtime: aws_sdk_bedrockruntime::Client::from_conf(config.build()),
+            runtime: ccp_runtime::bedrock::client(endpoint, default_region, timeouts),
             http: reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build()?,
             endpoint: endpoint.map(|e| e.trim_end_matches('/').to_owned()),
         })

@@ -14,21 +14,77 @@ use async_nats::jetstream;
 use ccp_runtime::config::Settings;
 use ccp_runtime::streams::{self, StreamPolicy};
 use ccp_runtime::telemetry;
+use ccp_schemas::events::{AdminRole, Event, SignInKind};
 use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::secrets::SecretString;
 use ccp_schemas::{Actor, Namespace};
 
-use crate::auth::{require_auth, Auth, Throttle};
+use crate::auth::{require_auth, Auth};
 use crate::context::request_id;
+use crate::context::ClientAddress;
 use crate::error::{ApiError, ErrorKind};
 use crate::routes::{self, admins, AppState};
 use crate::store::{CommandMeta, EventStore};
+use crate::throttle::Throttle;
 use crate::view::View;
 
 /// A bound, not yet running admin API.
 pub struct Application {
     server: Server,
     port: u16,
+    sign_ins: SignIns,
+}
+
+/// The sign-in throttles, and where their records of failures go.
+#[derive(Clone)]
+struct SignIns {
+    login: Arc<Throttle>,
+    self_service: Arc<Throttle>,
+    store: EventStore,
+}
+
+impl SignIns {
+    /// Records the failures counted since the last time, one event per name (bounded).
+    async fn record(&self) {
+        let meta = CommandMeta {
+            actor: Actor::System { component: "ccp-admin".into() },
+            request_id: ccp_schemas::ids::RequestId::new().to_string(),
+            source: None,
+            if_match: None,
+        };
+        for throttle in [&self.login, &self.self_service] {
+            let records = throttle.take_records();
+            let (names, failures) = (records.len(), records.iter().map(|r| r.failures).sum::<u64>());
+            for record in records {
+                if let Err(e) = self.store.record(Event::SignInFailuresCounted(record), &meta).await {
+                    tracing::warn!(error = %e.message, names, failures, "failed sign-ins not recorded");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// `/metrics` lines of both throttles.
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "ccp_admin_sign_in_attempts_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Sign-in attempts that did not succeed: failed (wrong credential), refused (the client \
+             was throttled), slowed (the name had failed often).\n# TYPE {name} counter"
+        );
+        for (kind, t) in [("admin_login", &self.login), ("self_service", &self.self_service)] {
+            for (outcome, n) in
+                [("failed", &t.stats.failed), ("refused", &t.stats.refused), ("slowed", &t.stats.slowed)]
+            {
+                let _ = writeln!(
+                    out,
+                    "{name}{{kind=\"{kind}\",outcome=\"{outcome}\"}} {}",
+                    n.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+        }
+    }
 }
 
 impl Application {
@@ -56,6 +112,21 @@ impl Application {
             &settings.proxy.bedrock_default_region,
             std::time::Duration::from_secs(settings.bedrock.readiness_timeout_secs.max(1)),
         )?;
+        let client_address = web::Data::new(ClientAddress::new(&settings.admin.trusted_proxies)?);
+        let sign_ins = SignIns {
+            login: Arc::new(Throttle::new(SignInKind::AdminLogin)),
+            self_service: Arc::new(Throttle::new(SignInKind::SelfService)),
+            store: EventStore::new(client.clone(), ns.clone()),
+        };
+        let every = Duration::from_secs(settings.admin.sign_in_record_secs.max(1));
+        let recorder = sign_ins.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                ticks.tick().await;
+                recorder.record().await;
+            }
+        });
         let state = web::Data::new(AppState {
             store: EventStore::new(client.clone(), ns.clone()),
             view: Arc::clone(&view),
@@ -88,7 +159,7 @@ impl Application {
             sessions,
             pepper: pepper.clone(),
             ttl,
-            throttle: Throttle::default(),
+            throttle: Arc::clone(&sign_ins.login),
             view,
             verifications: tokio::sync::Semaphore::new(crate::auth::CONCURRENT_VERIFICATIONS),
         });
@@ -96,8 +167,9 @@ impl Application {
         let self_service = web::Data::new(routes::self_service::SelfService {
             js: js.clone(),
             ns: ns.clone(),
-            throttle: Throttle::default(),
+            throttle: Arc::clone(&sign_ins.self_service),
         });
+        let metrics = web::Data::new(sign_ins.clone());
 
         let listener = TcpListener::bind(settings.admin.listen)
             .with_context(|| format!("cannot listen on {}", settings.admin.listen))?;
@@ -105,6 +177,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(client_address.clone())
+                .app_data(metrics.clone())
                 .app_data(auth.clone())
                 .app_data(cors.clone())
                 .app_data(idempotency.clone())
@@ -117,6 +191,7 @@ impl Application {
                 .wrap(from_fn(security_headers))
                 .route("/health", web::get().to(health))
                 .route("/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(metrics_handler))
                 .route("/openapi.json", web::get().to(openapi))
                 .configure(crate::dashboard::configure)
                 .service(
@@ -137,7 +212,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %settings.admin.listen, port, "admin API listening");
-        Ok(Self { server, port })
+        Ok(Self { server, port, sign_ins })
     }
 
     /// The bound port.
@@ -154,6 +229,8 @@ impl Application {
         });
         self.server.await?;
         stopper.abort();
+        // What was counted since the last record is recorded before the process ends.
+        self.sign_ins.record().await;
         tracing::info!("admin API stopped");
         Ok(())
     }
@@ -190,7 +267,7 @@ async fn bootstrap_admin(state: &AppState, settings: &Settings, ns: &Namespace) 
         source: None,
         if_match: None,
     };
-    match admins::create_admin_account(state, &meta, admin_id, username.clone(), password).await {
+    match admins::create_admin_account(state, &meta, admin_id, username.clone(), password, AdminRole::Admin).await {
         Ok(_) => tracing::info!(username, "initial admin created"),
         Err(e) if e.kind == ErrorKind::Conflict => tracing::info!(username, "initial admin already created"),
         Err(e) => anyhow::bail!("creating the initial admin failed: {}", e.message),
@@ -272,6 +349,14 @@ async fn security_headers(
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(telemetry::health_body("ccp-admin", env!("CARGO_PKG_VERSION")))
+}
+
+/// `GET /metrics`: sign-in attempts and the stream followers' unapplied events (Prometheus text).
+async fn metrics_handler(sign_ins: web::Data<SignIns>) -> HttpResponse {
+    let mut body = String::new();
+    sign_ins.render(&mut body);
+    ccp_runtime::follow::SKIPPED.render("ccp_admin", false, &mut body);
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
 }
 
 /// `GET /ready`: the read model is loaded (it is before the listener binds) and following the log;

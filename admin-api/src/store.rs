@@ -63,6 +63,11 @@ impl EventStore {
         Self { js: jetstream::new(client.clone()), client, ns }
     }
 
+    /// The NATS connection.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
     /// The namespace.
     pub fn namespace(&self) -> &Namespace {
         &self.ns

@@ -41,6 +41,7 @@ impl Model {
         }
         let admin_id = match &envelope.event {
             Event::AdminCreated(e) => e.admin_id,
+            Event::AdminRoleSet(e) => e.admin_id,
             Event::ApiTokenIssued(e) => e.admin_id,
             Event::ApiTokenRevoked(e) => e.admin_id,
             _ => return,

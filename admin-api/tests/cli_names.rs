@@ -6,103 +6,16 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ccp_projector::analytics::{Audit, Projection, Requests};
-use ccp_schemas::events::{CircuitOpened, Endpoint, Event, Provider, RequestCompleted, TokenUsage, TripReason};
-use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+use ccp_schemas::events::{CircuitOpened, Event, RequestCompleted, TokenUsage, TripReason};
+use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_tests::events::{completed, wait_rollups};
+use common::ctl::Ctl;
 use common::AdminApi;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
-
-const CTL: &str = env!("CARGO_BIN_EXE_ccpctl");
-
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    args: Vec<String>,
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "ccpctl {:?} failed\nstderr: {}\nstdout: {}", self.args, self.stderr, self.stdout);
-        self
-    }
-
-    #[track_caller]
-    fn fails(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "ccpctl {:?}\nstderr: {}\nstdout: {}", self.args, self.stderr, self.stdout);
-        assert!(self.stderr.lines().any(|l| l.starts_with("error: ")), "{}", self.stderr);
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", self.stdout))
-    }
-}
-
-/// ccpctl as the initial admin (`CCPCTL_TOKEN`), or as nobody (`token: None`).
-struct Ctl {
-    url: String,
-    dir: PathBuf,
-    token: Option<String>,
-}
-
-impl Ctl {
-    fn new(api: &AdminApi) -> Self {
-        let dir = std::env::temp_dir().join(format!("ccpctl-names-{}", ulid::Ulid::new()));
-        Self { url: api.url.clone(), dir, token: Some(api.token.clone()) }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with(args, "", &[])
-    }
-
-    fn run_with(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(CTL);
-        cmd.args(args)
-            .env("CCPCTL_URL", &self.url)
-            .env("CCPCTL_CONFIG_DIR", &self.dir)
-            .env_remove("CCPCTL_TOKEN")
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("CCP_ACCESS_KEY")
-            .env_remove("ANTHROPIC_BASE_URL")
-            .env_remove("ANTHROPIC_CUSTOM_HEADERS")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(t) = &self.token {
-            cmd.env("CCPCTL_TOKEN", t);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        let _ = pipe.write_all(stdin.as_bytes());
-        drop(pipe);
-        let out = child.wait_with_output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-        }
-    }
-}
-
-impl Drop for Ctl {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use serde_json::json;
 
 /// A user with an e-mail.
 async fn user(api: &AdminApi, name: &str, email: &str) -> String {
@@ -125,41 +38,12 @@ async fn key(api: &AdminApi, user_id: &str, label: &str) -> (String, String, Str
 
 fn request(user_id: &str, key_id: &str, n: u64) -> Event {
     Event::RequestCompleted(RequestCompleted {
-        request_id: RequestId::new(),
-        key_id: Some(key_id.parse::<AccessKeyId>().unwrap()),
-        user_id: Some(user_id.parse::<UserId>().unwrap()),
-        key_prefix: None,
-        endpoint: Endpoint::Messages,
-        provider: Provider::Anthropic,
-        requested_model: Some("claude-sonnet-4-5".into()),
         response_model: Some("claude-sonnet-4-5-20250929".into()),
-        bedrock_model_id: None,
-        region: None,
-        fallback: false,
-        fallback_reason: None,
-        status: 200,
-        error_class: None,
-        stream: true,
-        incomplete: false,
-        stop_reason: Some("end_turn".into()),
-        usage: TokenUsage {
-            input_tokens: n * 100,
-            output_tokens: n * 10,
-            cache_read_input_tokens: 0,
-            cache_creation_input_tokens: 0,
-        },
+        usage: TokenUsage { input_tokens: n * 100, output_tokens: n * 10, ..TokenUsage::default() },
         cost_usd: Some(Decimal::new(i64::try_from(n).unwrap(), 2)),
-        pricing_version: Some(0),
-        unpriced: false,
-        priced_model: None,
-        usage_estimated: false,
-        bedrock_resolution: None,
-        model_substituted: false,
         latency_ms: 900,
         ttfb_ms: Some(200),
-        session_id: None,
-        client_version: None,
-        rate_limit: None,
+        ..completed(user_id.parse::<UserId>().unwrap(), key_id.parse::<AccessKeyId>().unwrap())
     })
 }
 
@@ -310,15 +194,7 @@ async fn usage_and_audit_show_and_take_names() {
     }
     while requests.process_next_batch().await.unwrap().received > 0 {}
     while audit.process_next_batch().await.unwrap().received > 0 {}
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let rolled: u64 = ch.query("SELECT sum(requests) FROM usage_hour").fetch_one().await.unwrap_or(0);
-        if rolled == 3 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "usage_hour shows {rolled} of 3 requests");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_rollups(&api.settings.clickhouse.database, 3).await;
 
     let r = ctl.run(&["usage", "--preset", "last_24h", "--group-by", "user,key"]).ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -381,7 +257,7 @@ async fn pricing_set_and_a_developers_own_view() {
     let r = ctl.run(&["pricing"]).ok();
     assert!(r.stdout.contains("claude-sonnet-4-5") && r.stdout.contains("16.5"), "{}", r.stdout);
     // What `pricing --json` prints goes back in unchanged: nothing changes.
-    let again = ctl.run_with(&["pricing", "set", "--file", "-", "--json"], &shown.to_string(), &[]).ok().json();
+    let again = ctl.run_with(&["pricing", "set", "--file", "-", "--json"], &shown.to_string()).ok().json();
     assert_eq!(again["version"].as_u64(), Some(version), "{again}");
     let file = std::env::temp_dir().join(format!("ccpctl-prices-{}.json", ulid::Ulid::new()));
     std::fs::write(
@@ -404,18 +280,17 @@ async fn pricing_set_and_a_developers_own_view() {
     // `self`: the developer's key from stdin or Claude Code's environment; no admin credentials.
     let gil = user(&api, "Gil Hart", "gil@example.com").await;
     let (key_id, _, access_key) = key(&api, &gil, "laptop").await;
-    let mut developer = Ctl::new(&api);
-    developer.token = None;
-    let me = developer.run_with(&["self", "--json"], &format!("{access_key}\n"), &[]).ok().json();
+    let developer = Ctl::without_token(&api);
+    let me = developer.run_with(&["self", "--json"], &format!("{access_key}\n")).ok().json();
     assert_eq!(me["user"]["name"], "Gil Hart", "{me}");
     assert_eq!(me["keys"][0]["key_id"], key_id.as_str());
     let base_url = format!("https://proxy.example.test/ak/{access_key}");
-    let r = developer.run_with(&["self"], "", &[("ANTHROPIC_BASE_URL", &base_url)]).ok();
+    let r = developer.run_with_env(&["self"], "", &[("ANTHROPIC_BASE_URL", &base_url)]).ok();
     assert!(r.stdout.starts_with(&format!("Gil Hart ({gil})")), "{}", r.stdout);
     assert!(r.stdout.contains("this month:") && r.stdout.contains(&key_id), "{}", r.stdout);
     assert!(!r.stdout.contains(&access_key) && !r.stderr.contains(&access_key), "the key is never printed");
     let wrong = format!("ak_{}", "A".repeat(43));
-    let r = developer.run_with(&["self"], &format!("{wrong}\n"), &[]).fails(1);
+    let r = developer.run_with(&["self"], &format!("{wrong}\n")).fails(1);
     assert!(r.stderr.contains("not accepted") && !r.stderr.contains("ccpctl login"), "{}", r.stderr);
 
     let db = api.settings.clickhouse.database.clone();

@@ -3,60 +3,23 @@
 //! table that says which is true both ways), shell completions, the commands README shows, and
 //! where ccpctl looks for the admin API.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+use common::ctl::{config_dir, run_in, Run};
 
 #[path = "../src/bin/ccpctl/operations.rs"]
 mod operations;
 
-const CTL: &str = env!("CARGO_BIN_EXE_ccpctl");
-
-/// A finished ccpctl run.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs ccpctl with only `env` of its own settings (no URL, token or session unless given), in a
 /// fresh config directory, `stdin` piped in.
 fn ctl(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
-    let dir = std::env::temp_dir().join(format!("ccpctl-surface-{}", ulid::Ulid::new()));
-    let run = ctl_in(&dir, args, env, stdin);
+    let dir = config_dir();
+    let run = run_in(&dir, args, env, stdin);
     let _ = std::fs::remove_dir_all(&dir);
     run
-}
-
-fn ctl_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
-    use std::io::Write as _;
-    let mut cmd = Command::new(CTL);
-    cmd.args(args)
-        .env("CCPCTL_CONFIG_DIR", dir)
-        .env_remove("CCPCTL_URL")
-        .env_remove("CCPCTL_TOKEN")
-        .env_remove("CCP__ADMIN__LISTEN")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("CCP_ACCESS_KEY")
-        .env_remove("ANTHROPIC_BASE_URL")
-        .env_remove("ANTHROPIC_CUSTOM_HEADERS")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    let _ = pipe.write_all(stdin.as_bytes());
-    drop(pipe);
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
 }
 
 /// The subcommands `ccpctl <path> --help` lists.
@@ -97,20 +60,8 @@ fn every_api_operation_has_a_command_and_every_command_exists() {
     let document = ccp_admin_api::openapi::document();
     let mut offered = BTreeSet::new();
     for (path, item) in &document.paths.paths {
-        let methods = [
-            ("GET", item.get.is_some()),
-            ("POST", item.post.is_some()),
-            ("PUT", item.put.is_some()),
-            ("PATCH", item.patch.is_some()),
-            ("DELETE", item.delete.is_some()),
-            ("HEAD", item.head.is_some()),
-            ("OPTIONS", item.options.is_some()),
-            ("TRACE", item.trace.is_some()),
-        ];
-        for (method, present) in methods {
-            if present {
-                offered.insert((method.to_owned(), path.clone()));
-            }
+        for method in ccp_admin_api::openapi::operation_methods(item) {
+            offered.insert((method.to_owned(), path.clone()));
         }
     }
     assert!(offered.len() > 30, "the document lists {} operations", offered.len());
@@ -362,7 +313,7 @@ fn the_admin_url_comes_from_flag_env_session_then_scripts_run() {
     assert!(r.stderr.contains("CCP__ADMIN__LISTEN"), "{}", r.stderr);
 
     // A saved session's URL comes before scripts/run's; CCPCTL_URL and --url before both.
-    let dir = std::env::temp_dir().join(format!("ccpctl-surface-{}", ulid::Ulid::new()));
+    let dir = config_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let session_url = format!("http://127.0.0.1:{}", ccp_tests::free_port());
     let session = serde_json::json!({
@@ -376,21 +327,21 @@ fn the_admin_url_comes_from_flag_env_session_then_scripts_run() {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let listen = format!("127.0.0.1:{port}");
-    let r = ctl_in(&dir, &["whoami"], &[("CCP__ADMIN__LISTEN", &listen)], "");
+    let r = run_in(&dir, &["whoami"], &[("CCP__ADMIN__LISTEN", &listen)], "");
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains(&format!("cannot reach the admin API at {session_url}")), "{}", r.stderr);
     let env_url = format!("http://127.0.0.1:{}", ccp_tests::free_port());
-    let r = ctl_in(&dir, &["whoami"], &[("CCP__ADMIN__LISTEN", &listen), ("CCPCTL_URL", &env_url)], "");
+    let r = run_in(&dir, &["whoami"], &[("CCP__ADMIN__LISTEN", &listen), ("CCPCTL_URL", &env_url)], "");
     assert!(
         r.stderr.contains(&format!("not logged in to {env_url} (the saved session is for {session_url})")),
         "{}",
         r.stderr
     );
     let flag_url = format!("http://127.0.0.1:{}", ccp_tests::free_port());
-    let r = ctl_in(&dir, &["--url", &flag_url, "whoami"], &[("CCPCTL_URL", &env_url)], "");
+    let r = run_in(&dir, &["--url", &flag_url, "whoami"], &[("CCPCTL_URL", &env_url)], "");
     assert!(r.stderr.contains(&format!("not logged in to {flag_url} ")), "{}", r.stderr);
     // A token from the environment is not the session's: it goes to scripts/run's address.
-    let r = ctl_in(&dir, &["whoami"], &[("CCP__ADMIN__LISTEN", &listen), ("CCPCTL_TOKEN", "ccpt_x")], "");
+    let r = run_in(&dir, &["whoami"], &[("CCP__ADMIN__LISTEN", &listen), ("CCPCTL_TOKEN", "ccpt_x")], "");
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains(&format!("cannot reach the admin API at http://{listen}")), "{}", r.stderr);
     let _ = std::fs::remove_dir_all(&dir);

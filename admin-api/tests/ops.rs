@@ -330,7 +330,7 @@ async fn until(url: &str, key: &str, what: &str, done: impl Fn(&(Option<String>,
 
 #[tokio::test]
 async fn a_running_proxy_uses_anthropic_again_after_a_reset() {
-    let proxy_bin = common::workspace_bin("ccp-proxy", "ccp-proxy");
+    let proxy_bin = ccp_tests::system::workspace_bin("ccp-proxy", "ccp-proxy");
     let anthropic = ccp_tests::fake_anthropic::FakeAnthropic::start().unwrap();
     let bedrock = ccp_tests::fake_bedrock::FakeBedrock::start(&[BEDROCK_KEY]).unwrap();
     let api = AdminApi::start("ops_proxy").await;

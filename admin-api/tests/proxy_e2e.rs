@@ -41,7 +41,7 @@ async fn until_status(url: &str, key: &str, want: u16, what: &str) -> Duration {
 
 #[tokio::test]
 async fn keys_managed_through_the_api_take_effect_on_a_running_proxy_within_a_second() {
-    let proxy_bin = common::workspace_bin("ccp-proxy", "ccp-proxy");
+    let proxy_bin = ccp_tests::system::workspace_bin("ccp-proxy", "ccp-proxy");
     let anthropic = ccp_tests::fake_anthropic::FakeAnthropic::start().unwrap();
     let api = AdminApi::start("e2eproxy").await;
 

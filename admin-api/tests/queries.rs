@@ -6,13 +6,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ccp_projector::analytics::{Audit, Projection, Requests};
 use ccp_schemas::events::{Endpoint, ErrorClass, Event, FallbackReason, Provider, RequestCompleted, TokenUsage};
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
 use ccp_schemas::secrets::access_key::AccessKey;
 use ccp_schemas::{Actor, Envelope};
+use ccp_tests::events::{completed, wait_rollups};
 use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Timelike as _, Utc};
 use chrono_tz::Tz;
 use common::AdminApi;
@@ -41,39 +42,23 @@ impl Stack {
 
     /// Appends a usage event as the proxy would.
     async fn publish(&self, r: &Req) {
-        let mut envelope =
-            Envelope::new(Event::RequestCompleted(r.event()), Actor::Proxy { replica: "replica-1".into() });
-        envelope.occurred_at = r.at;
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
-        self.api
-            .log
-            .js
-            .publish_with_headers(envelope.subject(&self.api.log.ns), headers, envelope.encode().unwrap().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        self.publish_event(r.event(), "replica-1", r.at).await;
     }
 
-    /// Projects everything in the log so far, then waits until the rollups show every request
-    /// (ClickHouse 18.16 shows an insert's raw rows a moment before its materialized views').
+    /// Appends `event` as proxy `replica` would, occurred at `at`; the envelope's id.
+    async fn publish_event(&self, event: RequestCompleted, replica: &str, at: DateTime<Utc>) -> String {
+        let mut envelope = Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: replica.into() });
+        envelope.occurred_at = at;
+        self.api.log.publish(&envelope).await;
+        envelope.id.to_string()
+    }
+
+    /// Projects everything in the log so far, then waits until the rollups show every request.
     async fn project(&mut self) {
         while self.requests.process_next_batch().await.unwrap().received > 0 {}
         while self.audit.process_next_batch().await.unwrap().received > 0 {}
         let raw: u64 = self.ch.query("SELECT count() FROM requests").fetch_one().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for table in ["usage_minute", "usage_hour", "usage_day"] {
-            loop {
-                let rolled: u64 =
-                    self.ch.query(&format!("SELECT sum(requests) FROM {table}")).fetch_one().await.unwrap_or(0);
-                if rolled == raw {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "{table} shows {rolled} of {raw} requests");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        wait_rollups(&self.api.settings.clickhouse.database, raw).await;
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -93,8 +78,8 @@ impl Stack {
 #[derive(Debug, Clone)]
 struct Req {
     at: DateTime<Utc>,
-    user: Option<String>,
-    key: Option<String>,
+    user: String,
+    key: String,
     requested: &'static str,
     response: Option<&'static str>,
     provider: Provider,
@@ -108,8 +93,8 @@ impl Req {
     fn new(at: &str, user: &str, key: &str, n: u64, cost_nanos: u64) -> Self {
         Self {
             at: utc(at),
-            user: Some(user.to_owned()),
-            key: Some(key.to_owned()),
+            user: user.to_owned(),
+            key: key.to_owned(),
             requested: "claude-sonnet-4-5",
             response: Some("claude-sonnet-4-5-20250929"),
             provider: Provider::Anthropic,
@@ -134,23 +119,13 @@ impl Req {
 
     fn event(&self) -> RequestCompleted {
         RequestCompleted {
-            request_id: RequestId::new(),
-            key_id: self.key.as_deref().map(|k| k.parse::<AccessKeyId>().unwrap()),
-            user_id: self.user.as_deref().map(|u| u.parse::<UserId>().unwrap()),
-            key_prefix: None,
-            endpoint: Endpoint::Messages,
             provider: self.provider,
             requested_model: Some(self.requested.into()),
             response_model: self.response.map(Into::into),
-            bedrock_model_id: None,
-            region: None,
             fallback: self.fallback,
             fallback_reason: self.fallback.then_some(FallbackReason::RateLimited),
             status: if self.error { 502 } else { 200 },
             error_class: self.error.then_some(ErrorClass::UpstreamServerError),
-            stream: true,
-            incomplete: false,
-            stop_reason: Some("end_turn".into()),
             usage: TokenUsage {
                 input_tokens: self.n * 100,
                 output_tokens: self.n * 10,
@@ -158,17 +133,9 @@ impl Req {
                 cache_creation_input_tokens: self.n * 5,
             },
             cost_usd: Some(Decimal::new(i64::try_from(self.cost_nanos).unwrap(), 9)),
-            pricing_version: Some(0),
-            unpriced: false,
-            priced_model: None,
-            usage_estimated: false,
-            bedrock_resolution: None,
-            model_substituted: false,
             latency_ms: 1200,
             ttfb_ms: Some(300),
-            session_id: None,
-            client_version: None,
-            rate_limit: None,
+            ..completed(self.user.parse::<UserId>().unwrap(), self.key.parse::<AccessKeyId>().unwrap())
         }
     }
 
@@ -611,33 +578,10 @@ async fn requests_are_looked_up_by_id() {
         client_version: Some("claude-cli/2.1.332".into()),
         rate_limit: None,
     };
-    let mut envelope =
-        Envelope::new(Event::RequestCompleted(completed.clone()), Actor::Proxy { replica: "replica-7".into() });
-    envelope.occurred_at = occurred_at;
-    let event_id = envelope.id.to_string();
-    stack
-        .api
-        .log
-        .js
-        .publish(envelope.subject(&stack.api.log.ns), envelope.encode().unwrap().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let event_id = stack.publish_event(completed.clone(), "replica-7", occurred_at).await;
     // A request whose id was minted long before it was recorded (found by the wider search).
     let old = RequestCompleted { request_id: RequestId::new(), fallback_reason: None, ..completed.clone() };
-    let mut envelope =
-        Envelope::new(Event::RequestCompleted(old.clone()), Actor::Proxy { replica: "replica-7".into() });
-    envelope.occurred_at = utc("2024-02-29T12:00:00Z");
-    stack
-        .api
-        .log
-        .js
-        .publish(envelope.subject(&stack.api.log.ns), envelope.encode().unwrap().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    stack.publish_event(old.clone(), "replica-7", utc("2024-02-29T12:00:00Z")).await;
     stack.project().await;
 
     let r = stack.get(&format!("/v1/requests/{request_id}")).await;

@@ -7,14 +7,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ccp_projector::analytics::{Projection, Requests};
 use ccp_schemas::events::{Event, FallbackReason, Provider, RateLimitState, RequestCompleted, TokenUsage};
 use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::secrets::access_key::AccessKey;
 use ccp_schemas::{Actor, Envelope};
-use ccp_tests::events::completed;
+use ccp_tests::events::{completed, wait_rollups};
 use chrono::{DateTime, Utc};
 use common::{AdminApi, Answer};
 use reqwest::Method;
@@ -44,15 +44,7 @@ impl Stack {
     async fn publish(&self, event: RequestCompleted) -> String {
         let id = event.request_id.to_string();
         let envelope = Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: "replica-1".into() });
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
-        let log = &self.api.log;
-        log.js
-            .publish_with_headers(envelope.subject(&log.ns), headers, envelope.encode().unwrap().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        self.api.log.publish(&envelope).await;
         id
     }
 
@@ -60,18 +52,7 @@ impl Stack {
     async fn project(&mut self) {
         while self.requests.process_next_batch().await.unwrap().received > 0 {}
         let raw: u64 = self.ch.query("SELECT count() FROM requests").fetch_one().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for table in ["usage_minute", "usage_hour", "usage_day"] {
-            loop {
-                let rolled: u64 =
-                    self.ch.query(&format!("SELECT sum(requests) FROM {table}")).fetch_one().await.unwrap_or(0);
-                if rolled == raw {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "{table} shows {rolled} of {raw} requests");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        wait_rollups(&self.api.settings.clickhouse.database, raw).await;
     }
 
     /// `GET /v1/self` with the key in `x-ccp-access-key`.

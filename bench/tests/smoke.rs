@@ -1,31 +1,40 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! `ccp-bench` end to end with tiny counts (a smoke test of the command, not a measurement): it
-//! starts the proxy, nginx and the framework floor in front of its upstream, runs every phase,
-//! and writes a report in which every target through the proxy and both references answered
-//! and used CPU. Keeps the README's `scripts/bench` working.
+//! The benchmark commands end to end with tiny counts (smoke tests of the commands, not
+//! measurements). `ccp-bench` starts the proxy, nginx and the framework floor in front of its
+//! upstream, runs every phase, and writes a report in which every target through the proxy and
+//! both references answered and used CPU: keeps the README's `scripts/bench` working.
+//! `ccp-bench-statusline` starts the proxy, the developer's line shows the Plan, Bedrock and the
+//! budget, and every target answered and cost the proxy some CPU: keeps docs/statusline.md's
+//! command working.
 
+use std::path::Path;
 use std::process::Command;
+
+/// Runs a benchmark command against the debug proxy; its stdout and stderr, once it succeeded.
+fn run_with_proxy(mut command: Command) -> (String, String) {
+    let proxy = ccp_tests::system::workspace_bin("ccp-proxy", "ccp-proxy");
+    let run = command.arg("--proxy-bin").arg(&proxy).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    let name = Path::new(command.get_program()).file_name().unwrap().to_string_lossy();
+    assert!(run.status.success(), "{name} failed:\n{stderr}\n{stdout}");
+    (stdout.into_owned(), stderr.into_owned())
+}
 
 #[test]
 fn the_benchmark_runs_every_phase_through_the_proxy_nginx_and_the_framework_floor() {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
-        .find(|p| std::path::Path::new(p).is_file())
+        .find(|p| Path::new(p).is_file())
         .expect("nginx is not installed: scripts/install-clients.sh installs nginx-light (apt)");
-    let proxy = ccp_tests::system::workspace_bin("ccp-proxy", "ccp-proxy");
     let out = std::env::temp_dir().join(format!("ccp-bench-smoke-{}.json", ulid::Ulid::new()));
-    let run = Command::new(env!("CARGO_BIN_EXE_ccp-bench"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ccp-bench"));
+    command
         .args(["--n1", "20", "--n32", "64", "--ttfb-n", "3", "--pace-ms", "5", "--failover-n", "5"])
         .args(["--warmup", "5", "--rounds", "2", "--rss-n", "32", "--nginx", nginx])
         .args(["--floor", env!("CARGO_BIN_EXE_ccp-bench-floor")])
-        .arg("--proxy-bin")
-        .arg(&proxy)
         .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-    assert!(run.status.success(), "ccp-bench failed:\n{stderr}\n{stdout}");
+        .arg(&out);
+    let (stdout, stderr) = run_with_proxy(command);
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let _ = std::fs::remove_file(&out);
 
@@ -61,4 +70,21 @@ fn the_benchmark_runs_every_phase_through_the_proxy_nginx_and_the_framework_floo
     assert!(stdout.contains("the framework floor, actix-web + awc set up as the proxy is"), "{stdout}");
     assert!(stdout.contains("  floor (ref)"), "{stdout}");
     assert!(stdout.contains("targets met"), "{stdout}");
+}
+
+#[test]
+fn the_statusline_benchmark_measures_every_target_against_health() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ccp-bench-statusline"));
+    command.args(["--n", "200", "--rounds", "1", "--warmup", "20", "--concurrency", "4"]);
+    let (stdout, stderr) = run_with_proxy(command);
+    assert!(stderr.contains("Bedrock since") && stderr.contains("Plan 5h 100%"), "{stderr}");
+    for target in
+        ["GET /health (baseline)", "statusline text", "statusline JSON", "statusline 304", "statusline bad key"]
+    {
+        let row =
+            stdout.lines().find(|l| l.starts_with(target)).unwrap_or_else(|| panic!("no row {target}:\n{stdout}"));
+        let cpu: f64 = row[target.len()..].split_whitespace().next().unwrap().trim_end_matches("µs").parse().unwrap();
+        assert!(cpu > 0.0, "{row}");
+    }
+    assert!(stdout.contains("µs of proxy CPU per call"), "{stdout}");
 }

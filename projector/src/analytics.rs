@@ -10,9 +10,9 @@
 //! per deployment (the consumer is its lease).
 //!
 //! This file is the writer, the same for every table ([`Projection`] over a [`TableSpec`]); each
-//! table's row type and the mapping of an event to its row are in their own file: `requests.rs`
-//! ([`Requests`]), `audit.rs` ([`Audit`], which leaves secrets out of `details`) and
-//! `circuits.rs` ([`Circuits`]).
+//! table's mapping of an event to its row is in its own file: `requests.rs` ([`Requests`]),
+//! `audit.rs` ([`Audit`], which leaves secrets out of `details`) and `circuits.rs`
+//! ([`Circuits`]). The row types are in [`ccp_runtime::tables`], shared with the admin API.
 
 mod audit;
 mod circuits;
@@ -29,9 +29,9 @@ use chrono::Utc;
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-pub use self::audit::{Audit, AuditRow};
-pub use self::circuits::{CircuitRow, Circuits};
-pub use self::requests::{RequestRow, Requests};
+pub use self::audit::Audit;
+pub use self::circuits::Circuits;
+pub use self::requests::Requests;
 
 /// A serde enum's snake_case name (the events' own spelling).
 pub(crate) fn label<T: Serialize>(value: &T) -> String {

@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ccp_schemas::events::{Endpoint, Event, Provider, RequestCompleted, TargetSource, TokenUsage};
-use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+use ccp_schemas::events::{Event, Provider, RequestCompleted, TargetSource, TokenUsage};
+use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::{Actor, Envelope};
-use ccp_tests::events::Log;
+use ccp_tests::events::{completed, wait_requests, wait_rollups, Log};
 use ccp_tests::{clickhouse, delete_namespace, service_env, test_settings, Service};
 use rust_decimal::Decimal;
 
@@ -18,36 +18,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_ccp-projector");
 
 fn request(user: UserId, key: AccessKeyId, model: &str, input: u64, output: u64) -> RequestCompleted {
     RequestCompleted {
-        request_id: RequestId::new(),
-        key_id: Some(key),
-        user_id: Some(user),
-        key_prefix: None,
-        endpoint: Endpoint::Messages,
-        provider: Provider::Anthropic,
         requested_model: Some(model.into()),
         response_model: Some(model.into()),
-        bedrock_model_id: None,
-        region: None,
-        fallback: false,
-        fallback_reason: None,
-        status: 200,
-        error_class: None,
-        stream: true,
-        incomplete: false,
         stop_reason: None,
         usage: TokenUsage { input_tokens: input, output_tokens: output, ..TokenUsage::default() },
         cost_usd: Some(Decimal::new(1, 3)),
-        pricing_version: Some(0),
-        unpriced: false,
         priced_model: Some(model.into()),
-        usage_estimated: false,
-        bedrock_resolution: None,
-        model_substituted: false,
         latency_ms: 10,
-        ttfb_ms: None,
-        session_id: None,
-        client_version: None,
-        rate_limit: None,
+        ..completed(user, key)
     }
 }
 
@@ -104,16 +82,8 @@ async fn unpriced_estimated_and_substituted_requests_are_visible_in_clickhouse()
     let mut env = service_env(&settings);
     env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
     let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let days: u64 =
-            clickhouse().query(&format!("SELECT sum(requests) FROM {db}.usage_day")).fetch_one().await.unwrap_or(0);
-        if days >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {days} of 3 requests rolled up\n{}", projector.log_text());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(wait_requests(&db, 3, Duration::from_secs(30)).await, 3, "{}", projector.log_text());
+    wait_rollups(&db, 3).await;
 
     let rows: Vec<Row> = clickhouse()
         .query(&format!(

@@ -4,11 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ccp_schemas::events::Event;
 use ccp_schemas::Envelope;
-use ccp_tests::events::Log;
+use ccp_tests::events::{wait_requests, Log};
 use ccp_tests::{clickhouse, delete_namespace, service_env, test_settings, Service};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ccp-projector");
@@ -61,14 +61,7 @@ async fn plan_limit_state_is_queryable_in_clickhouse() {
     let mut env = service_env(&settings);
     env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
     let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let count = || async {
-        clickhouse().query(&format!("SELECT count() FROM {db}.requests")).fetch_one::<u64>().await.unwrap_or(0)
-    };
-    while count().await < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(count().await, 2, "{}", projector.log_text());
+    assert_eq!(wait_requests(&db, 2, Duration::from_secs(30)).await, 2, "{}", projector.log_text());
 
     let row = |id: String| {
         let db = db.clone();

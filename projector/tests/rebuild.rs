@@ -4,13 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ccp_schemas::events::{CircuitOpened, Endpoint, Event, Provider, RequestCompleted, TokenUsage, TripReason};
-use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+use ccp_schemas::events::{CircuitOpened, Event, Provider, RequestCompleted, TokenUsage, TripReason};
+use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::subjects::Aggregate;
 use ccp_schemas::{Actor, Envelope};
-use ccp_tests::events::Log;
+use ccp_tests::events::{completed, wait_requests, wait_rollups, Log};
 use ccp_tests::{clickhouse, delete_namespace, service_env, test_settings, Service};
 use rust_decimal::Decimal;
 
@@ -20,46 +20,24 @@ async fn publish_requests(log: &Log, users: &[UserId], n: u64) {
     let key = AccessKeyId::new();
     let mut acks = Vec::new();
     for i in 0..n {
-        let envelope = Envelope::new(
-            Event::RequestCompleted(RequestCompleted {
-                request_id: RequestId::new(),
-                key_id: Some(key),
-                user_id: Some(users[(i % users.len() as u64) as usize]),
-                key_prefix: None,
-                endpoint: Endpoint::Messages,
-                provider: if i % 3 == 0 { Provider::Bedrock } else { Provider::Anthropic },
-                requested_model: Some("claude-haiku-4-5".into()),
-                response_model: None,
-                bedrock_model_id: None,
-                region: None,
-                fallback: i % 3 == 0,
-                fallback_reason: None,
-                status: 200,
-                error_class: None,
-                stream: false,
-                incomplete: false,
-                stop_reason: None,
-                usage: TokenUsage {
-                    input_tokens: i,
-                    output_tokens: 2 * i,
-                    cache_read_input_tokens: 3,
-                    cache_creation_input_tokens: 1,
-                },
-                cost_usd: Some(Decimal::new(i as i64, 6)),
-                pricing_version: Some(0),
-                unpriced: false,
-                priced_model: None,
-                usage_estimated: false,
-                bedrock_resolution: None,
-                model_substituted: false,
-                latency_ms: 1,
-                ttfb_ms: None,
-                session_id: None,
-                client_version: None,
-                rate_limit: None,
-            }),
-            Actor::Proxy { replica: "t".into() },
-        );
+        let event = RequestCompleted {
+            provider: if i % 3 == 0 { Provider::Bedrock } else { Provider::Anthropic },
+            requested_model: Some("claude-haiku-4-5".into()),
+            response_model: None,
+            fallback: i % 3 == 0,
+            stream: false,
+            stop_reason: None,
+            usage: TokenUsage {
+                input_tokens: i,
+                output_tokens: 2 * i,
+                cache_read_input_tokens: 3,
+                cache_creation_input_tokens: 1,
+            },
+            cost_usd: Some(Decimal::new(i as i64, 6)),
+            latency_ms: 1,
+            ..completed(users[(i % users.len() as u64) as usize], key)
+        };
+        let envelope = Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: "t".into() });
         acks.push(
             log.js
                 .publish(log.ns.subject(&Aggregate::Request(Some(key))), envelope.encode().unwrap().into())
@@ -97,20 +75,6 @@ async fn snapshot(db: &str) -> Vec<String> {
     out
 }
 
-async fn wait_rows(db: &str, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let count: u64 =
-            clickhouse().query(&format!("SELECT count() FROM {db}.requests")).fetch_one().await.unwrap_or(0);
-        if count >= n {
-            assert_eq!(count, n);
-            return;
-        }
-        assert!(Instant::now() < deadline, "only {count} of {n} rows");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_rebuild_equals_the_live_projection_and_the_projector_continues_on_it() {
     let settings = test_settings("rebuild");
@@ -132,7 +96,7 @@ async fn a_rebuild_equals_the_live_projection_and_the_projector_continues_on_it(
     // Alerts (circuit, request bursts) would add admin events while the snapshot is taken.
     env.push(("CCP__ALERTS__ENABLED".into(), "false".into()));
     let mut live = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
-    wait_rows(&db, 3000).await;
+    assert_eq!(wait_requests(&db, 3000, Duration::from_secs(60)).await, 3000);
     tokio::time::sleep(Duration::from_millis(1500)).await; // audit and circuit rows too
     let status = live.terminate(Duration::from_secs(20)).unwrap();
     assert!(status.success(), "{}", live.log_text());
@@ -153,18 +117,8 @@ async fn a_rebuild_equals_the_live_projection_and_the_projector_continues_on_it(
     // The projector continues on the rebuilt tables, and the rollup views feed again.
     let _live = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
     publish_requests(&log, &users, 100).await;
-    wait_rows(&db, 3100).await;
-    // The views write after the raw rows become visible: wait for them.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let day: u64 =
-            clickhouse().query(&format!("SELECT sum(requests) FROM {db}.usage_day")).fetch_one().await.unwrap();
-        if day == 3100 {
-            break;
-        }
-        assert!(day < 3100 && Instant::now() < deadline, "usage_day has {day} of 3100 requests");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(wait_requests(&db, 3100, Duration::from_secs(60)).await, 3100);
+    wait_rollups(&db, 3100).await;
 
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();

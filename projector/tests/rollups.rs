@@ -4,12 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ccp_schemas::events::{Endpoint, Event, Provider, RequestCompleted, TokenUsage};
-use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
+use ccp_runtime::config::Settings;
+use ccp_schemas::events::{Event, Provider, RequestCompleted, TokenUsage};
+use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::{Actor, Envelope};
-use ccp_tests::events::Log;
+use ccp_tests::events::{completed, wait_requests, wait_rollups, Log};
 use ccp_tests::{clickhouse, delete_namespace, service_env, test_settings, Service};
 use rust_decimal::Decimal;
 
@@ -39,21 +40,17 @@ async fn aggregate(from: &str, requests_expr: &str) -> Vec<Agg> {
         .unwrap()
 }
 
-/// Waits until the rollups have caught up with `n` raw rows (ClickHouse makes the raw rows of an
-/// INSERT visible before its materialized views have written theirs).
-async fn wait_rollups(db: &str, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for table in ["usage_minute", "usage_hour", "usage_day"] {
-        loop {
-            let got: u64 =
-                clickhouse().query(&format!("SELECT sum(requests) FROM {db}.{table}")).fetch_one().await.unwrap_or(0);
-            if got >= n {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{table} has {got} of {n} requests");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+/// Starts the projector (`extra` added to its environment) and waits until it has projected
+/// the `n` requests of the log, rollups included.
+async fn project(settings: &Settings, n: u64, extra: &[(&str, &str)]) -> Service {
+    let mut env = service_env(settings);
+    env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
+    let db = &settings.clickhouse.database;
+    assert_eq!(wait_requests(db, n, Duration::from_secs(30)).await, n, "{}", projector.log_text());
+    wait_rollups(db, n).await;
+    projector
 }
 
 #[tokio::test]
@@ -67,65 +64,26 @@ async fn rollups_equal_the_raw_rows_and_old_minutes_expire() {
     for days_ago in [0i64, 0, 1, 20, 40] {
         for i in 0..30u64 {
             n += 1;
-            let mut envelope = Envelope::new(
-                Event::RequestCompleted(RequestCompleted {
-                    request_id: RequestId::new(),
-                    key_id: Some(key),
-                    user_id: Some(users[(i % 3) as usize]),
-                    key_prefix: None,
-                    endpoint: Endpoint::Messages,
-                    provider: if i % 4 == 0 { Provider::Bedrock } else { Provider::Anthropic },
-                    requested_model: Some("claude-sonnet-4-5".into()),
-                    response_model: (i % 5 != 0).then(|| "claude-sonnet-4-5-20250929".into()),
-                    bedrock_model_id: None,
-                    region: None,
-                    fallback: i % 4 == 0,
-                    fallback_reason: None,
-                    status: if i % 7 == 0 { 503 } else { 200 },
-                    error_class: (i % 7 == 0).then_some(ccp_schemas::events::ErrorClass::NoBedrockFallback),
-                    stream: true,
-                    incomplete: false,
-                    stop_reason: None,
-                    usage: TokenUsage {
-                        input_tokens: i * 10,
-                        output_tokens: i,
-                        cache_read_input_tokens: 0,
-                        cache_creation_input_tokens: 0,
-                    },
-                    cost_usd: Some(Decimal::new((i * 1000) as i64, 9)),
-                    pricing_version: Some(0),
-                    unpriced: false,
-                    priced_model: None,
-                    usage_estimated: false,
-                    bedrock_resolution: None,
-                    model_substituted: false,
-                    latency_ms: 10,
-                    ttfb_ms: None,
-                    session_id: None,
-                    client_version: None,
-                    rate_limit: None,
-                }),
-                Actor::Proxy { replica: "t".into() },
-            );
+            let event = RequestCompleted {
+                provider: if i % 4 == 0 { Provider::Bedrock } else { Provider::Anthropic },
+                response_model: (i % 5 != 0).then(|| "claude-sonnet-4-5-20250929".into()),
+                fallback: i % 4 == 0,
+                status: if i % 7 == 0 { 503 } else { 200 },
+                error_class: (i % 7 == 0).then_some(ccp_schemas::events::ErrorClass::NoBedrockFallback),
+                stop_reason: None,
+                usage: TokenUsage { input_tokens: i * 10, output_tokens: i, ..TokenUsage::default() },
+                cost_usd: Some(Decimal::new((i * 1000) as i64, 9)),
+                latency_ms: 10,
+                ..completed(users[(i % 3) as usize], key)
+            };
+            let mut envelope = Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: "t".into() });
             envelope.occurred_at -= chrono::Duration::days(days_ago) + chrono::Duration::minutes(i as i64);
             log.publish(&envelope).await;
         }
     }
-    let mut env = service_env(&settings);
-    env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
     // The projector's own hourly expiry must not race the comparison below; expiry is called
     // explicitly afterwards.
-    env.push(("CCP__PROJECTOR__MINUTE_RETENTION_DAYS".into(), "36500".into()));
-    let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let count = || async {
-        clickhouse().query(&format!("SELECT count() FROM {db}.requests")).fetch_one::<u64>().await.unwrap_or(0)
-    };
-    while count().await < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(count().await, n, "{}", projector.log_text());
-    wait_rollups(&db, n).await;
+    let projector = project(&settings, n, &[("CCP__PROJECTOR__MINUTE_RETENTION_DAYS", "36500")]).await;
 
     let raw_from = format!(
         "(SELECT user_id, if(response_model != '', response_model, requested_model) AS model, provider, \
@@ -197,60 +155,26 @@ async fn the_documented_analyst_queries_answer_from_real_data() {
         (bob, 1_000_000_000, 0, false, "s2"),
     ] {
         n += 1;
-        let envelope = Envelope::new(
-            Event::RequestCompleted(RequestCompleted {
-                request_id: RequestId::new(),
-                key_id: Some(key),
-                user_id: Some(user),
-                key_prefix: None,
-                endpoint: Endpoint::Messages,
-                provider: if fallback { Provider::Bedrock } else { Provider::Anthropic },
-                requested_model: Some("claude-sonnet-4-5".into()),
-                response_model: None,
-                bedrock_model_id: None,
-                region: None,
-                fallback,
-                fallback_reason: None,
-                status: 200,
-                error_class: None,
-                stream: true,
-                incomplete: false,
-                stop_reason: None,
-                usage: TokenUsage {
-                    input_tokens: 1000,
-                    output_tokens: 10,
-                    cache_read_input_tokens: cache_read,
-                    cache_creation_input_tokens: 0,
-                },
-                cost_usd: Some(Decimal::new(cost_nanos, 9)),
-                pricing_version: Some(0),
-                unpriced: false,
-                priced_model: None,
-                usage_estimated: false,
-                bedrock_resolution: None,
-                model_substituted: false,
-                latency_ms: 10,
-                ttfb_ms: None,
-                session_id: Some(session.into()),
-                client_version: None,
-                rate_limit: None,
-            }),
-            Actor::Proxy { replica: "t".into() },
-        );
+        let event = RequestCompleted {
+            provider: if fallback { Provider::Bedrock } else { Provider::Anthropic },
+            response_model: None,
+            fallback,
+            stop_reason: None,
+            usage: TokenUsage {
+                input_tokens: 1000,
+                output_tokens: 10,
+                cache_read_input_tokens: cache_read,
+                cache_creation_input_tokens: 0,
+            },
+            cost_usd: Some(Decimal::new(cost_nanos, 9)),
+            latency_ms: 10,
+            session_id: Some(session.into()),
+            ..completed(user, key)
+        };
+        let envelope = Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: "t".into() });
         log.publish(&envelope).await;
     }
-    let mut env = service_env(&settings);
-    env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
-    let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let count = || async {
-        clickhouse().query(&format!("SELECT count() FROM {db}.requests")).fetch_one::<u64>().await.unwrap_or(0)
-    };
-    while count().await < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(count().await, n, "{}", projector.log_text());
-    wait_rollups(&db, n).await;
+    let projector = project(&settings, n, &[]).await;
 
     let cost = ccp_tests::analyst_query(&db, "cost_per_user_this_month").await;
     assert_eq!(cost.len(), 2);

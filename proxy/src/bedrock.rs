@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
+use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
 use aws_sdk_bedrockruntime::config::{Region, Token};
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
-use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::InvokeModelWithResponseStreamError;
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockruntime::types::ResponseStream;
@@ -194,6 +193,29 @@ pub enum Answer {
     },
 }
 
+/// One InvokeModel or InvokeModelWithResponseStream call, whose builders share no trait: the
+/// model, the JSON body and this call's overrides (key, region); the output or the classified
+/// failure.
+macro_rules! send {
+    ($builder:expr, $model_id:expr, $body:expr, $overrides:expr) => {
+        $builder
+            .model_id($model_id)
+            .content_type("application/json")
+            .accept("application/json")
+            .body(Blob::new($body))
+            .customize()
+            .config_override($overrides)
+            .send()
+            .await
+            .map_err(|e| sdk_failure(&e))
+    };
+}
+
+/// Bedrock's request id of an answer.
+fn request_id(out: &impl aws_sdk_bedrockruntime::operation::RequestId) -> Option<String> {
+    out.request_id().map(str::to_owned)
+}
+
 /// One per worker: the SDK client (retries off; we fail over ourselves).
 pub struct BedrockClient {
     client: aws_sdk_bedrockruntime::Client,
@@ -202,26 +224,8 @@ pub struct BedrockClient {
 impl BedrockClient {
     /// A client for `endpoint_url` (or AWS's), with no retries and Bedrock-sized timeouts.
     pub fn new(endpoint_url: Option<&str>, default_region: &str, connect_timeout: Duration, timeout: Duration) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut config = aws_sdk_bedrockruntime::Config::builder()
-            .behavior_version_latest()
-            .region(Region::new(default_region.to_owned()))
-            .http_client(http)
-            .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_sdk_bedrockruntime::config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(connect_timeout)
-                    .read_timeout(timeout)
-                    .build(),
-            );
-        if let Some(url) = endpoint_url {
-            config = config.endpoint_url(url);
-        }
-        Self { client: aws_sdk_bedrockruntime::Client::from_conf(config.build()) }
+        let timeouts = TimeoutConfig::builder().connect_timeout(connect_timeout).read_timeout(timeout).build();
+        Self { client: ccp_runtime::bedrock::client(endpoint_url, default_region, timeouts) }
     }
 
     /// Calls Bedrock with `api_key` in `region` on `model_id`.
@@ -236,19 +240,8 @@ impl BedrockClient {
             .bearer_token(Token::new(api_key.expose().to_owned(), None))
             .region(Region::new(region.to_owned()));
         if request.stream {
-            let out = self
-                .client
-                .invoke_model_with_response_stream()
-                .model_id(model_id)
-                .content_type("application/json")
-                .accept("application/json")
-                .body(Blob::new(request.body))
-                .customize()
-                .config_override(overrides)
-                .send()
-                .await
-                .map_err(|e: SdkError<InvokeModelWithResponseStreamError, _>| sdk_failure(&e))?;
-            let request_id = aws_sdk_bedrockruntime::operation::RequestId::request_id(&out).map(str::to_owned);
+            let out = send!(self.client.invoke_model_with_response_stream(), model_id, request.body, overrides)?;
+            let request_id = request_id(&out);
             let receiver = out.body;
             let events = futures_util::stream::unfold((receiver, false), |(mut rx, done)| async move {
                 if done {
@@ -273,20 +266,8 @@ impl BedrockClient {
             });
             Ok(Answer::Stream { events: Box::pin(events), request_id })
         } else {
-            let out = self
-                .client
-                .invoke_model()
-                .model_id(model_id)
-                .content_type("application/json")
-                .accept("application/json")
-                .body(Blob::new(request.body))
-                .customize()
-                .config_override(overrides)
-                .send()
-                .await
-                .map_err(|e: SdkError<InvokeModelError, _>| sdk_failure(&e))?;
-            let request_id = aws_sdk_bedrockruntime::operation::RequestId::request_id(&out).map(str::to_owned);
-            Ok(Answer::Json { body: strip_metrics(out.body.into_inner()), request_id })
+            let out = send!(self.client.invoke_model(), model_id, request.body, overrides)?;
+            Ok(Answer::Json { request_id: request_id(&out), body: strip_metrics(out.body.into_inner()) })
         }
     }
 }

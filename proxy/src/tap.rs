@@ -2,60 +2,26 @@
 //! extracts model, stop reason, token counts and in-stream errors from Anthropic's SSE events
 //! (`message_start`, `message_delta`, `error`) or from a JSON body. Compressed bodies
 //! (`gzip`, `deflate`, `br`, `zstd`) are kept (bounded) and decoded when the response ends.
+//!
+//! This file is the tap over one body ([`UsageTap`]: what is kept of it, and when it is read);
+//! `sse.rs` scans SSE lines and events in place, `observed.rs` is what an event or a JSON body
+//! says about the request ([`Observed`], and the estimate of an interrupted stream's output),
+//! `coding.rs` the content codings and their decoding ([`Coding`], [`decode`]).
 
-use std::io::Read;
+mod coding;
+mod observed;
+mod sse;
 
-use ccp_schemas::events::TokenUsage;
-use serde::Deserialize;
+pub use self::coding::{decode, Coding};
+use self::observed::parse_json_body;
+pub use self::observed::Observed;
+use self::sse::{scan_sse, SseState, MAX_EVENT_BYTES};
 
-/// Longest SSE event kept while waiting for its end; longer ones are skipped.
-const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Longest unfinished SSE line kept: a longer one cannot belong to an event the tap reads (its
 /// data alone exceeds [`MAX_EVENT_BYTES`]), so the rest of it is dropped as it arrives.
 const MAX_LINE_BYTES: usize = MAX_EVENT_BYTES + 8;
 /// Largest JSON (or compressed) body kept for parsing.
 const MAX_BUFFERED_BYTES: usize = 16 << 20;
-
-/// What the tap learned.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Observed {
-    /// `model` reported by the provider.
-    pub model: Option<String>,
-    /// `stop_reason`.
-    pub stop_reason: Option<String>,
-    /// Token counts.
-    pub usage: TokenUsage,
-    /// `message_stop` seen (stream) or a complete JSON body parsed.
-    pub complete: bool,
-    /// The `error.type` of an in-stream `event: error` or an error body.
-    pub error_type: Option<String>,
-    /// A `message_delta` carried the final usage (a stream's output count is then exact).
-    pub final_usage: bool,
-    /// Bytes of generated content relayed in `content_block_delta` events (text, thinking and
-    /// tool-input JSON, as escaped in the JSON): what [`Observed::estimated_output_tokens`]
-    /// estimates from.
-    pub content_bytes: u64,
-    /// The body could not be read for usage (a coding the tap cannot decode, a body that is
-    /// neither SSE nor JSON, or one over the buffering limit): its tokens are unknown.
-    pub unreadable: bool,
-}
-
-/// Bytes of relayed content per output token the estimate assumes (escaped JSON string bytes,
-/// see `docs/ANALYTICS.md` for how it was chosen and its error).
-pub const CONTENT_BYTES_PER_TOKEN: u64 = 3;
-
-impl Observed {
-    /// An estimate of the output tokens of a stream that ended before its final count: the
-    /// relayed content bytes over [`CONTENT_BYTES_PER_TOKEN`], rounded up, and never less than
-    /// the count seen so far (`message_start`'s). `None` when the count is exact, or when the
-    /// stream ended before `message_start` and relayed no content (nothing is known).
-    pub fn estimated_output_tokens(&self) -> Option<u64> {
-        if self.final_usage || (self.content_bytes == 0 && self.model.is_none()) {
-            return None;
-        }
-        Some(self.content_bytes.div_ceil(CONTENT_BYTES_PER_TOKEN).max(self.usage.output_tokens))
-    }
-}
 
 /// How the body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,40 +32,6 @@ pub enum Framing {
     Json,
     /// Anything else: not parsed.
     Opaque,
-}
-
-/// Content coding of the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coding {
-    /// Plain bytes.
-    Identity,
-    /// gzip.
-    Gzip,
-    /// zlib/deflate.
-    Deflate,
-    /// brotli.
-    Brotli,
-    /// zstd.
-    Zstd,
-    /// A coding the tap cannot read.
-    Unknown,
-}
-
-impl Coding {
-    /// From a `Content-Encoding` header value.
-    pub fn from_header(value: Option<&str>) -> Self {
-        match value.map(|v| v.trim().to_ascii_lowercase()) {
-            None => Self::Identity,
-            Some(v) => match v.as_str() {
-                "" | "identity" => Self::Identity,
-                "gzip" | "x-gzip" => Self::Gzip,
-                "deflate" => Self::Deflate,
-                "br" => Self::Brotli,
-                "zstd" => Self::Zstd,
-                _ => Self::Unknown,
-            },
-        }
-    }
 }
 
 impl Framing {
@@ -125,48 +57,6 @@ pub struct UsageTap {
     long_line: bool,
     sse: SseState,
     observed: Observed,
-}
-
-#[derive(Debug, Default)]
-struct SseState {
-    /// The `event:` line's name, when there was one.
-    event: Option<EventName>,
-    data: Vec<u8>,
-    skipping: bool,
-}
-
-impl SseState {
-    /// Ready for the next event, keeping the data buffer's capacity.
-    fn next_event(&mut self) {
-        self.event = None;
-        self.data.clear();
-        self.skipping = false;
-    }
-}
-
-/// The events the tap reads, and all the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EventName {
-    MessageStart,
-    MessageDelta,
-    /// Counted, not parsed: see [`delta_content_len`].
-    ContentBlockDelta,
-    MessageStop,
-    Error,
-    Other,
-}
-
-impl EventName {
-    fn of(name: &[u8]) -> Self {
-        match name {
-            b"message_start" => Self::MessageStart,
-            b"message_delta" => Self::MessageDelta,
-            b"content_block_delta" => Self::ContentBlockDelta,
-            b"message_stop" => Self::MessageStop,
-            b"error" => Self::Error,
-            _ => Self::Other,
-        }
-    }
 }
 
 impl UsageTap {
@@ -229,18 +119,7 @@ impl UsageTap {
     /// An unfinished line longer than [`MAX_LINE_BYTES`] is not kept.
     fn drop_long_line(&mut self) {
         if self.buf.len() > MAX_LINE_BYTES {
-            // What the whole line would have done once complete: a `data:` line this long
-            // overflows its event, an `event:` line names an event the tap does not read, any
-            // other line is ignored.
-            if self.buf.starts_with(b"data:") {
-                if !self.sse.skipping {
-                    self.sse.skipping = true;
-                    self.sse.data.clear();
-                }
-            } else if self.buf.starts_with(b"event:") {
-                self.sse.skipping = true;
-                self.sse.event = Some(EventName::Other);
-            }
+            self.sse.line_dropped(&self.buf);
             self.buf.clear();
             self.long_line = true;
         }
@@ -272,209 +151,11 @@ impl UsageTap {
     }
 }
 
-/// Largest decoded body (a small compressed body must not inflate without bound).
-const MAX_DECODED_BYTES: u64 = 64 << 20;
-
-/// Decodes as much of a compressed body as is intact (a cut body yields its prefix), at most
-/// [`MAX_DECODED_BYTES`].
-pub fn decode(coding: Coding, bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = match coding {
-        Coding::Gzip => flate2::read::MultiGzDecoder::new(bytes).take(MAX_DECODED_BYTES).read_to_end(&mut out),
-        Coding::Deflate => {
-            // `deflate` is zlib-wrapped per RFC 9110, raw in the wild: try both.
-            let r = flate2::read::ZlibDecoder::new(bytes).take(MAX_DECODED_BYTES).read_to_end(&mut out);
-            if r.is_err() && out.is_empty() {
-                flate2::read::DeflateDecoder::new(bytes).take(MAX_DECODED_BYTES).read_to_end(&mut out)
-            } else {
-                r
-            }
-        }
-        Coding::Brotli => {
-            brotli_decompressor::Decompressor::new(bytes, 4096).take(MAX_DECODED_BYTES).read_to_end(&mut out)
-        }
-        Coding::Zstd => match ruzstd::decoding::StreamingDecoder::new(bytes) {
-            Ok(d) => d.take(MAX_DECODED_BYTES).read_to_end(&mut out),
-            Err(_) => Ok(0),
-        },
-        Coding::Identity => {
-            out.extend_from_slice(bytes);
-            Ok(0)
-        }
-        Coding::Unknown => Ok(0),
-    };
-    out
-}
-
-/// Processes complete lines of `buf`; returns how many bytes were consumed.
-fn scan_sse(buf: &[u8], state: &mut SseState, observed: &mut Observed) -> usize {
-    let mut start = 0;
-    while let Some(nl) = memchr::memchr(b'\n', &buf[start..]) {
-        let mut line = &buf[start..start + nl];
-        start += nl + 1;
-        if let Some(l) = line.strip_suffix(b"\r") {
-            line = l;
-        }
-        if line.is_empty() {
-            if !state.skipping {
-                dispatch(state.event, &state.data, observed);
-            }
-            state.next_event();
-        } else if let Some(name) = line.strip_prefix(b"event:") {
-            let name = EventName::of(name.trim_ascii());
-            state.skipping = matches!(name, EventName::Other | EventName::ContentBlockDelta);
-            state.event = Some(name);
-        } else if let Some(data) = line.strip_prefix(b"data:") {
-            if state.event == Some(EventName::ContentBlockDelta) {
-                observed.content_bytes += delta_content_len(data);
-            } else if !state.skipping {
-                if state.data.len() + data.len() > MAX_EVENT_BYTES {
-                    state.skipping = true;
-                    state.data.clear();
-                } else {
-                    if !state.data.is_empty() {
-                        state.data.push(b'\n');
-                    }
-                    state.data.extend_from_slice(data.strip_prefix(b" ").unwrap_or(data));
-                }
-            }
-        }
-    }
-    start
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct WireError {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireMessage {
-    model: Option<String>,
-    usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-struct WireDelta {
-    stop_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireEvent {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    message: Option<WireMessage>,
-    delta: Option<WireDelta>,
-    usage: Option<WireUsage>,
-    error: Option<WireError>,
-    // A JSON body: a message or count_tokens result.
-    model: Option<String>,
-    stop_reason: Option<String>,
-    input_tokens: Option<u64>,
-}
-
-fn merge_usage(into: &mut TokenUsage, u: &WireUsage) {
-    if let Some(v) = u.input_tokens {
-        into.input_tokens = v;
-    }
-    if let Some(v) = u.output_tokens {
-        into.output_tokens = v;
-    }
-    if let Some(v) = u.cache_read_input_tokens {
-        into.cache_read_input_tokens = v;
-    }
-    if let Some(v) = u.cache_creation_input_tokens {
-        into.cache_creation_input_tokens = v;
-    }
-}
-
-/// The length of the generated content in one `content_block_delta` event's data, without
-/// parsing it: the bytes of its `text`, `thinking` or `partial_json` string as escaped in the
-/// JSON (`\n` counts two). 0 for other deltas (signatures, citations).
-fn delta_content_len(data: &[u8]) -> u64 {
-    const KEYS: [&[u8]; 3] = [b"\"text\":\"", b"\"thinking\":\"", b"\"partial_json\":\""];
-    for key in KEYS {
-        // The pattern cannot occur inside a JSON string (a quote there follows a backslash).
-        if let Some(at) = memchr::memmem::find(data, key) {
-            let start = at + key.len();
-            let mut end = start;
-            // The string ends at the first quote not escaped by an odd run of backslashes.
-            while let Some(q) = memchr::memchr(b'"', &data[end..]) {
-                let quote = end + q;
-                let backslashes = data[start..quote].iter().rev().take_while(|&&b| b == b'\\').count();
-                if backslashes % 2 == 0 {
-                    return (quote - start) as u64;
-                }
-                end = quote + 1;
-            }
-            return (data.len() - start) as u64;
-        }
-    }
-    0
-}
-
-fn dispatch(event: Option<EventName>, data: &[u8], observed: &mut Observed) {
-    if data.is_empty() {
-        return;
-    }
-    let Ok(ev) = serde_json::from_slice::<WireEvent>(data) else {
-        return;
-    };
-    match event.or_else(|| ev.kind.as_deref().map(|k| EventName::of(k.as_bytes()))) {
-        Some(EventName::MessageStart) => {
-            if let Some(m) = &ev.message {
-                observed.model.clone_from(&m.model);
-                if let Some(u) = &m.usage {
-                    merge_usage(&mut observed.usage, u);
-                }
-            }
-        }
-        Some(EventName::MessageDelta) => {
-            if let Some(reason) = ev.delta.as_ref().and_then(|d| d.stop_reason.clone()) {
-                observed.stop_reason = Some(reason);
-            }
-            if let Some(u) = &ev.usage {
-                merge_usage(&mut observed.usage, u);
-                observed.final_usage |= u.output_tokens.is_some();
-            }
-        }
-        Some(EventName::MessageStop) => observed.complete = true,
-        Some(EventName::Error) => observed.error_type = ev.error.and_then(|e| e.kind),
-        Some(EventName::Other | EventName::ContentBlockDelta) | None => {}
-    }
-}
-
-fn parse_json_body(body: &[u8], observed: &mut Observed) {
-    let Ok(ev) = serde_json::from_slice::<WireEvent>(body) else {
-        return;
-    };
-    observed.complete = true;
-    observed.final_usage = true;
-    if ev.kind.as_deref() == Some("error") {
-        observed.error_type = ev.error.and_then(|e| e.kind);
-        return;
-    }
-    observed.model = ev.model;
-    observed.stop_reason = ev.stop_reason;
-    if let Some(u) = &ev.usage {
-        merge_usage(&mut observed.usage, u);
-    } else if let Some(n) = ev.input_tokens {
-        observed.usage.input_tokens = n;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    use ccp_schemas::events::TokenUsage;
 
     use super::*;
     use proptest::prelude::*;
@@ -561,33 +242,6 @@ mod tests {
             ..Observed::default()
         };
         assert_eq!(few.estimated_output_tokens(), Some(7));
-    }
-
-    #[test]
-    fn delta_content_is_measured_for_every_kind_without_parsing() {
-        let len = |json: &str| delta_content_len(format!(" {json}").as_bytes());
-        assert_eq!(len(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#), 5);
-        assert_eq!(
-            len(r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"a\"b\\"}}"#),
-            6
-        );
-        assert_eq!(
-            len(
-                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"cmd\": \"ls\"}"}}"#
-            ),
-            17
-        );
-        // Another member order (the string is not last) and deltas without content.
-        assert_eq!(len(r#"{"type":"content_block_delta","index":0,"delta":{"text":"Hi","type":"text_delta"}}"#), 2);
-        assert_eq!(
-            len(r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCg"}}"#),
-            0
-        );
-        // A text that quotes the key itself does not confuse it.
-        assert_eq!(
-            len(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\"text\":\"x"}}"#),
-            12
-        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Applying the ClickHouse migrations of [`ccp_schemas::migrations`] to a server: the runner
-//! behind `ccp-projector migrate` (and the projector at start), and the client every service uses.
+//! behind `ccp-projector migrate` (and the projector at start), its ledger of applied migrations
+//! (`schema_migrations`: [`create_ledger`], [`record_applied`]), and the client every service uses.
 
-use ccp_schemas::migrations::{adds_columns, MIGRATIONS};
+use ccp_schemas::migrations::{adds_columns, Migration, MIGRATIONS};
 use clickhouse::Client;
 use serde::Deserialize;
 
@@ -85,15 +86,7 @@ pub async fn migrate(settings: &ClickHouseSettings) -> Result<Vec<u32>, Migratio
     let client = server_client(settings);
     let server = |source| MigrationError::Server { url: settings.url.clone(), source };
     client.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await.map_err(server)?;
-    client
-        .query(&format!(
-            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations \
-             (version UInt32, name String, checksum String, applied_at DateTime('UTC')) \
-             ENGINE = MergeTree() ORDER BY version"
-        ))
-        .execute()
-        .await
-        .map_err(server)?;
+    create_ledger(&client, db).await.map_err(server)?;
     let applied: Vec<AppliedRow> = client
         .query(&format!("SELECT version, any(checksum) AS checksum FROM {db}.schema_migrations GROUP BY version"))
         .fetch_all()
@@ -123,20 +116,36 @@ pub async fn migrate(settings: &ClickHouseSettings) -> Result<Vec<u32>, Migratio
                 Err(source) => return Err(MigrationError::Statement { version: m.version, name: m.name, source }),
             }
         }
-        client
-            .query(&format!(
-                "INSERT INTO {db}.schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())"
-            ))
-            .bind(m.version)
-            .bind(m.name)
-            .bind(m.checksum())
-            .execute()
-            .await
-            .map_err(server)?;
+        record_applied(&client, db, m).await.map_err(server)?;
         tracing::info!(version = m.version, name = m.name, "applied ClickHouse migration");
         done.push(m.version);
     }
     Ok(done)
+}
+
+/// Creates `db`'s ledger of applied migrations, `schema_migrations`, unless it exists.
+pub async fn create_ledger(client: &Client, db: &str) -> Result<(), clickhouse::error::Error> {
+    client
+        .query(&format!(
+            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations \
+             (version UInt32, name String, checksum String, applied_at DateTime('UTC')) \
+             ENGINE = MergeTree() ORDER BY version"
+        ))
+        .execute()
+        .await
+}
+
+/// Records in `db`'s ledger that `m` was applied (now, with its checksum).
+pub async fn record_applied(client: &Client, db: &str, m: &Migration) -> Result<(), clickhouse::error::Error> {
+    client
+        .query(&format!(
+            "INSERT INTO {db}.schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())"
+        ))
+        .bind(m.version)
+        .bind(m.name)
+        .bind(m.checksum())
+        .execute()
+        .await
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ pub struct StreamPolicy {
     pub request_max_age: Duration,
     /// Deduplication window of `Nats-Msg-Id`.
     pub duplicate_window: Duration,
+    /// Age limit of security records (counted failed sign-ins).
+    pub security_max_age: Duration,
 }
 
 impl From<&NatsSettings> for StreamPolicy {
@@ -25,6 +27,7 @@ impl From<&NatsSettings> for StreamPolicy {
             replicas: s.replicas.max(1),
             request_max_age: Duration::from_secs(s.request_max_age_days.saturating_mul(86_400)),
             duplicate_window: Duration::from_secs(s.duplicate_window_secs.max(1)),
+            security_max_age: Duration::from_secs(s.security_max_age_days.max(1).saturating_mul(86_400)),
         }
     }
 }
@@ -35,6 +38,9 @@ pub fn stream_config(ns: &Namespace, kind: StreamKind, policy: &StreamPolicy) ->
         StreamKind::Admin => ("ClaudeCodeProxy admin events (kept for ever)", Duration::ZERO, true),
         StreamKind::Requests => ("ClaudeCodeProxy usage events", policy.request_max_age, false),
         StreamKind::Circuit => ("ClaudeCodeProxy circuit transitions", policy.request_max_age, false),
+        StreamKind::Security => {
+            ("ClaudeCodeProxy security records (counted failed sign-ins)", policy.security_max_age, false)
+        }
     };
     stream::Config {
         name: ns.stream(kind),

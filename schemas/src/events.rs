@@ -91,6 +91,7 @@ pub enum Event {
     AdminLoginSucceeded(AdminLoginSucceeded),
     AdminLoginFailed(AdminLoginFailed),
     AdminCreated(AdminCreated),
+    AdminRoleSet(AdminRoleSet),
     ApiTokenIssued(ApiTokenIssued),
     ApiTokenRevoked(ApiTokenRevoked),
     RequestCompleted(RequestCompleted),
@@ -98,6 +99,7 @@ pub enum Event {
     CircuitHalfOpened(CircuitHalfOpened),
     CircuitClosed(CircuitClosed),
     AlertRaised(AlertRaised),
+    SignInFailuresCounted(SignInFailuresCounted),
 }
 
 /// Every event type name, in declaration order (for docs, fixtures and exhaustiveness tests).
@@ -122,6 +124,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "admin_login_succeeded",
     "admin_login_failed",
     "admin_created",
+    "admin_role_set",
     "api_token_issued",
     "api_token_revoked",
     "request_completed",
@@ -129,6 +132,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "circuit_half_opened",
     "circuit_closed",
     "alert_raised",
+    "sign_in_failures_counted",
 ];
 
 impl Event {
@@ -155,6 +159,7 @@ impl Event {
             Self::AdminLoginSucceeded(_) => "admin_login_succeeded",
             Self::AdminLoginFailed(_) => "admin_login_failed",
             Self::AdminCreated(_) => "admin_created",
+            Self::AdminRoleSet(_) => "admin_role_set",
             Self::ApiTokenIssued(_) => "api_token_issued",
             Self::ApiTokenRevoked(_) => "api_token_revoked",
             Self::RequestCompleted(_) => "request_completed",
@@ -162,6 +167,7 @@ impl Event {
             Self::CircuitHalfOpened(_) => "circuit_half_opened",
             Self::CircuitClosed(_) => "circuit_closed",
             Self::AlertRaised(_) => "alert_raised",
+            Self::SignInFailuresCounted(_) => "sign_in_failures_counted",
         }
     }
 
@@ -191,6 +197,7 @@ impl Event {
             Self::ModelCatalogued(_) | Self::ModelRemoved(_) => Aggregate::Catalogue,
             Self::AdminLoginSucceeded(_) | Self::AdminLoginFailed(_) => Aggregate::AdminAuth,
             Self::AdminCreated(e) => Aggregate::Admin(e.admin_id),
+            Self::AdminRoleSet(e) => Aggregate::Admin(e.admin_id),
             Self::ApiTokenIssued(e) => Aggregate::Admin(e.admin_id),
             Self::ApiTokenRevoked(e) => Aggregate::Admin(e.admin_id),
             Self::RequestCompleted(e) => Aggregate::Request(e.key_id),
@@ -198,6 +205,7 @@ impl Event {
             Self::CircuitHalfOpened(e) => Aggregate::Circuit(e.key_id),
             Self::CircuitClosed(e) => Aggregate::Circuit(e.key_id),
             Self::AlertRaised(e) => Aggregate::Alert(e.rule),
+            Self::SignInFailuresCounted(_) => Aggregate::SignInFailures,
         }
     }
 
@@ -226,11 +234,13 @@ impl Event {
             | Self::AdminLoginSucceeded(_)
             | Self::AdminLoginFailed(_)
             | Self::AdminCreated(_)
+            | Self::AdminRoleSet(_)
             | Self::ApiTokenIssued(_)
             | Self::ApiTokenRevoked(_)
             | Self::CircuitOpened(_)
             | Self::CircuitHalfOpened(_)
-            | Self::CircuitClosed(_) => None,
+            | Self::CircuitClosed(_)
+            | Self::SignInFailuresCounted(_) => None,
         }
     }
 
@@ -247,6 +257,7 @@ impl Event {
             | Aggregate::Pricing
             | Aggregate::Catalogue
             | Aggregate::AdminAuth
+            | Aggregate::SignInFailures
             | Aggregate::Admin(_) => None,
         }
     }

@@ -25,6 +25,8 @@ pub enum Aggregate {
     Circuit(AccessKeyId),
     /// Alerts of one rule (admin stream: kept for ever, in the audit log).
     Alert(AlertRule),
+    /// Counted failed sign-ins (security stream: kept for `nats.security_max_age_days`).
+    SignInFailures,
 }
 
 /// Why a prefix is unusable.
@@ -48,17 +50,20 @@ pub enum StreamKind {
     Requests,
     /// Circuit transitions: kept for `nats.request_max_age`.
     Circuit,
+    /// Security records (counted failed sign-ins): kept for `nats.security_max_age_days`.
+    Security,
 }
 
 impl StreamKind {
     /// Every stream.
-    pub const ALL: [Self; 3] = [Self::Admin, Self::Requests, Self::Circuit];
+    pub const ALL: [Self; 4] = [Self::Admin, Self::Requests, Self::Circuit, Self::Security];
 
     fn suffix(self) -> &'static str {
         match self {
             Self::Admin => "admin",
             Self::Requests => "request",
             Self::Circuit => "circuit",
+            Self::Security => "security",
         }
     }
 }
@@ -124,6 +129,7 @@ impl Namespace {
             Aggregate::Request(None) => format!("{p}.request.unauthenticated"),
             Aggregate::Circuit(id) => format!("{p}.circuit.{id}"),
             Aggregate::Alert(rule) => format!("{p}.admin.alert.{}", rule.as_str()),
+            Aggregate::SignInFailures => format!("{p}.security.sign_in_failures"),
         }
     }
 
@@ -211,6 +217,7 @@ mod tests {
             Aggregate::Request(None),
             Aggregate::Circuit(key),
             Aggregate::Alert(AlertRule::CircuitOpen),
+            Aggregate::SignInFailures,
         ];
         for agg in all {
             let subject = ns.subject(&agg);

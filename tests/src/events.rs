@@ -1,5 +1,6 @@
 //! Writing admin events and reading usage events straight from JetStream, for tests of services
-//! that consume or produce them (before the admin API exists, or to check what it wrote).
+//! that consume or produce them (before the admin API exists, or to check what it wrote); usage
+//! events to seed the analytics tables with, and waits for their projection into ClickHouse.
 
 use std::time::{Duration, Instant};
 
@@ -258,5 +259,40 @@ pub fn completed(user: UserId, key: AccessKeyId) -> RequestCompleted {
         session_id: None,
         client_version: None,
         rate_limit: None,
+    }
+}
+
+/// The rows of `db.requests` once it has `n` or more, or when `timeout` has passed (0 while the
+/// table does not exist). The caller asserts it is `n`.
+pub async fn wait_requests(db: &str, n: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let rows: u64 =
+            crate::clickhouse().query(&format!("SELECT count() FROM {db}.requests")).fetch_one().await.unwrap_or(0);
+        if rows >= n || Instant::now() >= deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (up to 30 s) until each rollup of `db` (minute, hour, day) counts `n` requests: ClickHouse
+/// makes the raw rows of an INSERT visible before its materialized views have written theirs.
+/// Fails at once when one counts more.
+pub async fn wait_rollups(db: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for table in ["usage_minute", "usage_hour", "usage_day"] {
+        loop {
+            let rolled: u64 = crate::clickhouse()
+                .query(&format!("SELECT sum(requests) FROM {db}.{table}"))
+                .fetch_one()
+                .await
+                .unwrap_or(0);
+            if rolled == n {
+                break;
+            }
+            assert!(rolled < n && Instant::now() < deadline, "{db}.{table} shows {rolled} of {n} requests");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

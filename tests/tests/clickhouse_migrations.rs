@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use ccp_runtime::migrate::{migrate, MigrationError};
+use ccp_runtime::migrate::{create_ledger, migrate, record_applied, MigrationError};
 use ccp_schemas::migrations::MIGRATIONS;
 use ccp_tests::{clickhouse, test_settings};
 
@@ -52,13 +52,7 @@ async fn an_edited_migration_is_refused() {
     let settings2 = test_settings("edited2");
     let db2 = settings2.clickhouse.database.clone();
     clickhouse().query(&format!("CREATE DATABASE {db2}")).execute().await.unwrap();
-    clickhouse()
-        .query(&format!(
-            "CREATE TABLE {db2}.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime('UTC')) ENGINE = MergeTree() ORDER BY version"
-        ))
-        .execute()
-        .await
-        .unwrap();
+    create_ledger(&clickhouse(), &db2).await.unwrap();
     clickhouse()
         .query(&format!("INSERT INTO {db2}.schema_migrations VALUES (1, 'initial', 'deadbeef', now())"))
         .execute()
@@ -91,24 +85,9 @@ async fn columns_added_by_an_earlier_unrecorded_run_count_as_added() {
         }
     }
     // Recorded: only the migrations that do not add columns.
-    clickhouse()
-        .query(&format!(
-            "CREATE TABLE {db}.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime('UTC')) ENGINE = MergeTree() ORDER BY version"
-        ))
-        .execute()
-        .await
-        .unwrap();
+    create_ledger(&clickhouse(), &db).await.unwrap();
     for m in MIGRATIONS.iter().filter(|m| !adds.contains(&m.version)) {
-        clickhouse()
-            .query(&format!(
-                "INSERT INTO {db}.schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())"
-            ))
-            .bind(m.version)
-            .bind(m.name)
-            .bind(m.checksum())
-            .execute()
-            .await
-            .unwrap();
+        record_applied(&clickhouse(), &db, m).await.unwrap();
     }
     let applied = migrate(&settings.clickhouse).await.unwrap();
     assert_eq!(applied, adds);

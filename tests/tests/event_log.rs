@@ -19,6 +19,7 @@ fn policy() -> StreamPolicy {
         replicas: 1,
         request_max_age: Duration::from_secs(35 * 86_400),
         duplicate_window: Duration::from_secs(120),
+        security_max_age: Duration::from_secs(90 * 86_400),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct TokenState {
     /// The token's peppered hash (never serialized).
     #[serde(skip)]
     pub hash: KeyHash,
+    /// The most it may do (`None`: whatever its admin may do).
+    pub role: Option<AdminRole>,
     /// Whether revoked.
     pub revoked: bool,
     /// When issued.
@@ -36,6 +38,8 @@ pub struct AdminState {
     pub username: String,
     /// Password hash.
     pub password_hash: PasswordHash,
+    /// What the admin may do.
+    pub role: AdminRole,
     /// API tokens, in issue order.
     pub tokens: Vec<TokenState>,
     /// When created.
@@ -51,6 +55,7 @@ impl AdminState {
                     admin_id: e.admin_id,
                     username: e.username.clone(),
                     password_hash: e.password_hash.clone(),
+                    role: e.role,
                     tokens: Vec::new(),
                     created_at: at,
                 });
@@ -60,9 +65,11 @@ impl AdminState {
                 name: e.name.clone(),
                 prefix: e.token_prefix.clone(),
                 hash: e.token_hash,
+                role: e.role,
                 revoked: false,
                 created_at: at,
             }),
+            (Event::AdminRoleSet(e), Some(s)) => s.role = e.role,
             (Event::ApiTokenRevoked(e), Some(s)) => {
                 if let Some(t) = s.tokens.iter_mut().find(|t| t.token_id == e.token_id) {
                     t.revoked = true;
@@ -82,7 +89,11 @@ pub enum AdminCommand {
         username: String,
         /// argon2id hash.
         password_hash: PasswordHash,
+        /// Its role.
+        role: AdminRole,
     },
+    /// Change the role.
+    SetRole(AdminRole),
     /// Issue an API token.
     IssueToken {
         /// The token id.
@@ -93,6 +104,8 @@ pub enum AdminCommand {
         token_hash: KeyHash,
         /// The token's first characters, shown in lists.
         token_prefix: KeyPrefix,
+        /// The most it may do (checked against the issuer's role by the handler).
+        role: Option<AdminRole>,
     },
     /// Revoke an API token.
     RevokeToken(ApiTokenId),
@@ -102,19 +115,21 @@ pub enum AdminCommand {
 pub fn decide_admin(state: Option<&AdminState>, admin_id: AdminId, command: AdminCommand) -> Decision {
     let Some(admin) = state else {
         return match command {
-            AdminCommand::Create { username, password_hash } => {
-                Ok(vec![Event::AdminCreated(AdminCreated { admin_id, username, password_hash })])
+            AdminCommand::Create { username, password_hash, role } => {
+                Ok(vec![Event::AdminCreated(AdminCreated { admin_id, username, password_hash, role })])
             }
             _ => Err(Rejection::NotFound(format!("no admin {admin_id}"))),
         };
     };
     Ok(match command {
         AdminCommand::Create { .. } => return Err(Rejection::Conflict(format!("admin {admin_id} already exists"))),
-        AdminCommand::IssueToken { token_id, name, token_hash, token_prefix } => {
+        AdminCommand::SetRole(role) if role == admin.role => vec![],
+        AdminCommand::SetRole(role) => vec![Event::AdminRoleSet(AdminRoleSet { admin_id, role })],
+        AdminCommand::IssueToken { token_id, name, token_hash, token_prefix, role } => {
             if admin.tokens.iter().any(|t| t.token_id == token_id) {
                 return Err(Rejection::Conflict(format!("API token {token_id} already exists")));
             }
-            vec![Event::ApiTokenIssued(ApiTokenIssued { admin_id, token_id, name, token_hash, token_prefix })]
+            vec![Event::ApiTokenIssued(ApiTokenIssued { admin_id, token_id, name, token_hash, token_prefix, role })]
         }
         AdminCommand::RevokeToken(token_id) => match admin.tokens.iter().find(|t| t.token_id == token_id) {
             None => return Err(Rejection::NotFound(format!("no API token {token_id}"))),
@@ -145,19 +160,30 @@ mod tests {
     }
 
     fn admin_created() -> Event {
-        Event::AdminCreated(AdminCreated { admin_id: ADMIN, username: "alice".into(), password_hash: password_hash() })
+        Event::AdminCreated(AdminCreated {
+            admin_id: ADMIN,
+            username: "alice".into(),
+            password_hash: password_hash(),
+            role: AdminRole::Admin,
+        })
     }
 
     fn issue_token(token_id: ApiTokenId) -> (AdminCommand, Event) {
         let (token_hash, token_prefix) = secret();
-        let command =
-            AdminCommand::IssueToken { token_id, name: "ci".into(), token_hash, token_prefix: token_prefix.clone() };
+        let command = AdminCommand::IssueToken {
+            token_id,
+            name: "ci".into(),
+            token_hash,
+            token_prefix: token_prefix.clone(),
+            role: None,
+        };
         let event = Event::ApiTokenIssued(ApiTokenIssued {
             admin_id: ADMIN,
             token_id,
             name: "ci".into(),
             token_hash,
             token_prefix,
+            role: None,
         });
         (command, event)
     }
@@ -167,7 +193,14 @@ mod tests {
     #[test]
     fn admin_create_records_the_account() {
         assert_eq!(
-            admin(vec![], AdminCommand::Create { username: "alice".into(), password_hash: password_hash() }),
+            admin(
+                vec![],
+                AdminCommand::Create {
+                    username: "alice".into(),
+                    password_hash: password_hash(),
+                    role: AdminRole::Admin
+                }
+            ),
             Ok(vec![admin_created()])
         );
     }
@@ -176,7 +209,7 @@ mod tests {
     fn admin_create_twice_conflicts() {
         then_conflict(admin(
             vec![admin_created()],
-            AdminCommand::Create { username: "alice".into(), password_hash: password_hash() },
+            AdminCommand::Create { username: "alice".into(), password_hash: password_hash(), role: AdminRole::Admin },
         ));
     }
 

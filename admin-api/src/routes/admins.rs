@@ -2,7 +2,7 @@
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
-use ccp_schemas::events::{AdminLoginFailed, AdminLoginSucceeded, Event, LoginFailure, LoginMethod};
+use ccp_schemas::events::{AdminLoginSucceeded, AdminRole, Event, LoginMethod};
 use ccp_schemas::ids::{AdminId, ApiTokenId};
 use ccp_schemas::secrets::access_key::KeyPrefix;
 use ccp_schemas::secrets::{random_token, SecretString};
@@ -10,18 +10,20 @@ use ccp_schemas::subjects::Aggregate;
 use ccp_schemas::Actor;
 
 use super::{check_name, check_username, parse_id, AppState};
-use crate::api::{Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Session};
+use crate::api::{Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Role, Session, SetRole};
 use crate::auth::{check_password, hash_password, verify_password, Auth, API_TOKEN_PREFIX, SESSION_COOKIE};
 use crate::context::Ctx;
 use crate::domain::{decide_admin, AdminCommand, AdminState, TokenState};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorKind};
 use crate::json::Json;
+use crate::throttle::{Admission, Throttle};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/logout", web::post().to(logout))
         .route("/auth/me", web::get().to(me))
         .route("/admins", web::get().to(list_admins))
         .route("/admins", web::post().to(create_admin))
+        .route("/admins/{admin_id}/role", web::put().to(set_admin_role))
         .route("/api-tokens", web::get().to(list_tokens))
         .route("/api-tokens", web::post().to(issue_token))
         .route("/api-tokens/{token_id}/revoke", web::post().to(revoke_token));
@@ -47,20 +49,20 @@ pub async fn login(
     let Login { username, password } = body.0;
     let username: String = username.trim().chars().take(64).collect();
     let password = SecretString::new(password);
-    let fail = |reason: LoginFailure| {
-        let store = state.store.clone();
-        let meta = ctx.meta();
-        let username = username.clone();
-        async move {
-            let _ = store.record(Event::AdminLoginFailed(AdminLoginFailed { username, reason }), &meta).await;
+    // A client that keeps failing waits; a much-failed username is only slowed, so the owner
+    // still gets in ([`crate::throttle`]). Failures are counted there, not one event each.
+    let delay = match auth.throttle.begin(&username, ctx.source) {
+        Admission::Refused(wait) => {
+            let mut e = ApiError::new(ErrorKind::RateLimited, format!("too many failed logins; try again in {wait} s"));
+            e.retry_after = Some(wait);
+            return Err(e);
         }
+        Admission::Go(delay) => delay,
     };
-    if let Err(wait) = auth.throttle.begin(&username, ctx.source) {
-        // Not recorded as an event: a flood of throttled attempts must not grow the log.
-        let mut e = ApiError::new(ErrorKind::RateLimited, format!("too many failed logins; try again in {wait} s"));
-        e.retry_after = Some(wait);
-        return Err(e);
-    }
+    // Settled when dropped (also when the request is cancelled): untried until checked.
+    let mut attempt =
+        Attempt { throttle: &auth.throttle, name: &username, client: ctx.source, outcome: Outcome::NotTried };
+    tokio::time::sleep(delay).await;
     let Ok(_permit) = tokio::time::timeout(std::time::Duration::from_secs(5), auth.verifications.acquire()).await
     else {
         let mut e = ApiError::new(ErrorKind::RateLimited, "too many logins at once; try again shortly");
@@ -71,13 +73,14 @@ pub async fn login(
         // Fail closed: the event this API cannot read may disable this admin or change a password.
         return Err(ApiError::unavailable("the admin API (older than the event log; upgrade it)", &why));
     }
+    attempt.outcome = Outcome::Failed;
     let admin = state.view.read().admin_by_name(&username).cloned();
     if !verify_password(password, admin.as_ref().map(|a| a.password_hash.clone())).await {
-        fail(LoginFailure::BadCredentials).await;
         return Err(ApiError::unauthenticated("wrong username or password"));
     }
     let Some(admin) = admin else { return Err(ApiError::unauthenticated("wrong username or password")) };
-    auth.throttle.succeed(&username, ctx.source);
+    attempt.outcome = Outcome::Succeeded;
+    drop(attempt);
     let (token, record) = auth.open_session(admin.admin_id, &admin.username).await?;
     let mut meta = ctx.meta();
     meta.actor = Actor::Admin { admin_id: admin.admin_id, username: admin.username.clone() };
@@ -104,11 +107,7 @@ pub async fn login(
         token: token.expose().to_owned(),
         csrf_token: record.csrf_token,
         expires_at: record.expires_at,
-        admin: Admin {
-            admin_id: admin.admin_id.to_string(),
-            username: admin.username,
-            created_at: Some(admin.created_at),
-        },
+        admin: admin_view(&admin),
     }))
 }
 
@@ -131,11 +130,21 @@ pub async fn logout(auth: web::Data<Auth>, req: HttpRequest) -> ApiResult<HttpRe
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn me(ctx: Ctx) -> ApiResult<web::Json<Me>> {
     let admin = ctx.admin()?;
-    Ok(web::Json(Me { admin_id: admin.admin_id.to_string(), username: admin.username.clone(), method: admin.method }))
+    Ok(web::Json(Me {
+        admin_id: admin.admin_id.to_string(),
+        username: admin.username.clone(),
+        method: admin.method,
+        role: admin.role.into(),
+    }))
 }
 
 fn admin_view(a: &AdminState) -> Admin {
-    Admin { admin_id: a.admin_id.to_string(), username: a.username.clone(), created_at: Some(a.created_at) }
+    Admin {
+        admin_id: a.admin_id.to_string(),
+        username: a.username.clone(),
+        role: a.role.into(),
+        created_at: Some(a.created_at),
+    }
 }
 
 /// Every admin account.
@@ -155,6 +164,7 @@ pub async fn create_admin_account(
     admin_id: AdminId,
     username: String,
     password: SecretString,
+    role: AdminRole,
 ) -> ApiResult<AdminState> {
     let password_hash = hash_password(password).await?;
     let executed = state
@@ -163,7 +173,7 @@ pub async fn create_admin_account(
             decide_admin(
                 s,
                 admin_id,
-                AdminCommand::Create { username: username.clone(), password_hash: password_hash.clone() },
+                AdminCommand::Create { username: username.clone(), password_hash: password_hash.clone(), role },
             )
         })
         .await?;
@@ -187,15 +197,51 @@ pub fn admin_id_for(ns: &ccp_schemas::Namespace, username: &str) -> AdminId {
               (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_admin(state: web::Data<AppState>, ctx: Ctx, body: Json<CreateAdmin>) -> ApiResult<HttpResponse> {
-    let CreateAdmin { username, password } = body.0;
+    let CreateAdmin { username, password, role } = body.0;
     let username = check_username("username", &username)?;
     check_password("password", &password)?;
     if state.view.read().admin_by_name(&username).is_some() {
         return Err(ApiError::conflict(format!("an admin named `{username}` already exists")).field("username"));
     }
+    let role = role.map_or(AdminRole::Admin, AdminRole::from);
     let admin =
-        create_admin_account(&state, &ctx.meta(), AdminId::new(), username, SecretString::new(password)).await?;
+        create_admin_account(&state, &ctx.meta(), AdminId::new(), username, SecretString::new(password), role).await?;
     Ok(HttpResponse::Created().json(admin_view(&admin)))
+}
+
+/// Change an admin's role. The last admin with the `admin` role cannot be given another one.
+#[utoipa::path(put, path = "/v1/admins/{admin_id}/role", tag = "auth", request_body = SetRole,
+    params(("admin_id" = String, Path, pattern = r"^adm_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
+    responses((status = 200, body = Admin), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_admin_role(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    path: web::Path<String>,
+    body: Json<SetRole>,
+) -> ApiResult<web::Json<Admin>> {
+    let admin_id: AdminId = parse_id("admin_id", &path)?;
+    let role = AdminRole::from(body.0.role);
+    if role != AdminRole::Admin {
+        let model = state.view.read();
+        let others = model.admins.values().filter(|a| a.admin_id != admin_id && a.role == AdminRole::Admin).count();
+        if others == 0 && model.admins.get(&admin_id).is_some_and(|a| a.role == AdminRole::Admin) {
+            return Err(ApiError::conflict(
+                "this is the last admin with the `admin` role; give another admin that role first",
+            )
+            .field("role"));
+        }
+    }
+    let executed = state
+        .store
+        .execute(Aggregate::Admin(admin_id), &ctx.meta(), AdminState::apply, |s| {
+            decide_admin(s, admin_id, AdminCommand::SetRole(role))
+        })
+        .await?;
+    state.settle(executed.seq).await;
+    let admin = executed.state.ok_or_else(|| ApiError::not_found(format!("no admin {admin_id}")))?;
+    Ok(web::Json(admin_view(&admin)))
 }
 
 fn token_view(t: &TokenState) -> ApiToken {
@@ -203,6 +249,7 @@ fn token_view(t: &TokenState) -> ApiToken {
         token_id: t.token_id.to_string(),
         name: t.name.clone(),
         prefix: t.prefix.as_str().to_owned(),
+        role: t.role.map(Role::from),
         revoked: t.revoked,
         created_at: t.created_at,
     }
@@ -223,8 +270,14 @@ pub async fn list_tokens(state: web::Data<AppState>, ctx: Ctx) -> ApiResult<web:
     responses((status = 201, body = IssuedApiToken), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn issue_token(state: web::Data<AppState>, ctx: Ctx, body: Json<IssueApiToken>) -> ApiResult<HttpResponse> {
-    let admin_id = ctx.admin()?.admin_id;
+    let caller = ctx.admin()?;
+    let admin_id = caller.admin_id;
     let name = check_name("name", &body.0.name)?;
+    // A token never carries more than its issuer may do.
+    let role = body.0.role.map(AdminRole::from);
+    if let Some(role) = role {
+        crate::roles::at_least(role, caller.role)?;
+    }
     let token = random_token(API_TOKEN_PREFIX).map_err(|e| ApiError::internal(&e))?;
     let token_id = ApiTokenId::new();
     let command = AdminCommand::IssueToken {
@@ -232,6 +285,7 @@ pub async fn issue_token(state: web::Data<AppState>, ctx: Ctx, body: Json<IssueA
         name,
         token_hash: state.pepper.hash(token.expose()),
         token_prefix: KeyPrefix::of_candidate(token.expose()),
+        role,
     };
     let executed = state
         .store
@@ -273,4 +327,34 @@ pub async fn revoke_token(
     let admin = executed.state.ok_or_else(|| ApiError::not_found("the calling admin no longer exists"))?;
     let token = admin.tokens.iter().find(|t| t.token_id == token_id).map(token_view);
     token.map(web::Json).ok_or_else(|| ApiError::not_found(format!("no API token {token_id}")))
+}
+
+/// How a sign-in attempt ended, for the throttle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The credential was wrong (or the attempt was abandoned after it was checked).
+    Failed,
+    /// It was right.
+    Succeeded,
+    /// It was never checked (busy, or the API is halted).
+    NotTried,
+}
+
+/// An attempt the throttle let go; settled when dropped, so an early return or a cancelled
+/// request cannot leave it pending.
+pub(crate) struct Attempt<'a> {
+    pub(crate) throttle: &'a Throttle,
+    pub(crate) name: &'a str,
+    pub(crate) client: Option<std::net::IpAddr>,
+    pub(crate) outcome: Outcome,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        match self.outcome {
+            Outcome::Failed => self.throttle.failed(self.name, self.client),
+            Outcome::Succeeded => self.throttle.succeeded(self.name, self.client),
+            Outcome::NotTried => self.throttle.abandoned(self.client),
+        }
+    }
 }

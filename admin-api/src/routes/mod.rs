@@ -6,6 +6,7 @@ pub mod models;
 pub mod ops;
 pub mod queries;
 pub mod self_service;
+pub mod sign_ins;
 pub mod users;
 
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     queries::configure(cfg);
     ops::configure(cfg);
     models::configure(cfg);
+    sign_ins::configure(cfg);
 }
 
 fn is_control(c: char) -> bool {

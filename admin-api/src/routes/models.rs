@@ -220,6 +220,10 @@ pub async fn put_model(
 ) -> ApiResult<HttpResponse> {
     let id = model_id(&path)?;
     let body = body.0;
+    if body.prices.is_some() {
+        // Prices are the `admin` role's, also when they come with a catalogue entry.
+        crate::roles::at_least(ccp_schemas::events::AdminRole::Admin, ctx.admin()?.role)?;
+    }
     let entry = CatalogueEntry {
         id: id.clone(),
         aliases: body.aliases,

@@ -25,10 +25,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use crate::api::usage::{Budget, Preset, RequestDetail, UsageQuery, UsageReport};
-use crate::auth::{bearer_token, Throttle};
+use crate::auth::bearer_token;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorKind};
 use crate::query::Query;
+use crate::routes::admins::{Attempt, Outcome};
+use crate::throttle::{Admission, Throttle};
 use crate::usage::UsageStore;
 
 /// The header carrying the access key (the same one the proxy accepts).
@@ -44,8 +46,8 @@ pub struct SelfService {
     pub js: jetstream::Context,
     /// The deployment's names.
     pub ns: Namespace,
-    /// Failed access-key attempts, per key prefix and per address.
-    pub throttle: Throttle,
+    /// Failed access-key attempts, per key prefix and per client.
+    pub throttle: std::sync::Arc<Throttle>,
 }
 
 /// Mounts `GET /v1/self`, outside the admin authentication (and CSRF: it is not cookie-based).
@@ -158,7 +160,7 @@ fn refused() -> ApiError {
 }
 
 /// The key's user and keys, or 401 (429 when too many attempts failed).
-fn authenticate(
+async fn authenticate(
     state: &AppState,
     service: &SelfService,
     req: &HttpRequest,
@@ -169,13 +171,22 @@ fn authenticate(
             "send your ClaudeCodeProxy access key in the `{ACCESS_KEY_HEADER}` header (or as `Authorization: Bearer ak_…`)"
         ))
     })?;
-    let throttle_key = format!("access_key:{}", KeyPrefix::of_candidate(raw).as_str());
-    if let Err(wait) = service.throttle.begin(&throttle_key, ctx.source) {
-        let mut e =
-            ApiError::new(ErrorKind::RateLimited, format!("too many refused access keys; try again in {wait} s"));
-        e.retry_after = Some(wait);
-        return Err(e);
-    }
+    // As for admin logins ([`crate::throttle`]): a client that keeps failing waits, a much-tried
+    // key prefix is only slowed, so its owner still gets their figures.
+    let prefix = KeyPrefix::of_candidate(raw);
+    let delay = match service.throttle.begin(prefix.as_str(), ctx.source) {
+        Admission::Refused(wait) => {
+            let mut e =
+                ApiError::new(ErrorKind::RateLimited, format!("too many refused access keys; try again in {wait} s"));
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+        Admission::Go(delay) => delay,
+    };
+    let mut attempt =
+        Attempt { throttle: &service.throttle, name: prefix.as_str(), client: ctx.source, outcome: Outcome::NotTried };
+    tokio::time::sleep(delay).await;
+    attempt.outcome = Outcome::Failed;
     let key = AccessKey::parse(raw).map_err(|_| refused())?;
     let hash = key.hash(&state.pepper);
     drop(key);
@@ -183,7 +194,7 @@ fn authenticate(
     let (key, user) = model.directory.authenticate(&hash).map_err(|_| refused())?;
     let found = (key.key_id, user.user_id);
     drop(model);
-    service.throttle.succeed(&throttle_key, ctx.source);
+    attempt.outcome = Outcome::Succeeded;
     Ok(found)
 }
 
@@ -250,7 +261,7 @@ pub async fn self_usage(
     req: HttpRequest,
     query: Query<SelfQuery>,
 ) -> ApiResult<HttpResponse> {
-    let (key_id, user_id) = authenticate(&state, &service, &req, &ctx)?;
+    let (key_id, user_id) = authenticate(&state, &service, &req, &ctx).await?;
     let q = query.0;
     let recent = q.recent.unwrap_or(20);
     if !(1..=MAX_RECENT).contains(&recent) {

@@ -1,7 +1,6 @@
 //! The `audit_log` table: every admin command and login, filtered and paged.
 
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use ccp_runtime::tables::AuditRow;
 
 use super::checks::{check_text_param, parse_time};
 use super::sql::{bind, text, Arg};
@@ -14,48 +13,29 @@ use crate::routes::MAX_OFFSET;
 /// Largest audit page.
 pub const MAX_AUDIT_LIMIT: u64 = 500;
 
-#[derive(Debug, Deserialize, clickhouse::Row)]
-struct AuditDbRow {
-    event_id: String,
-    #[serde(with = "clickhouse::serde::chrono::datetime")]
-    occurred_at: DateTime<Utc>,
-    event_type: String,
-    actor_kind: String,
-    actor_id: String,
-    actor_name: String,
-    target_kind: String,
-    target_id: String,
-    user_id: String,
-    key_id: String,
-    source: String,
-    correlation_id: String,
-    details: String,
-}
-
-impl AuditDbRow {
-    fn into_entry(self) -> AuditEntry {
-        let details = match serde_json::from_str::<serde_json::Value>(&self.details) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(event_id = %self.event_id, error = %e, "audit details are not JSON");
-                serde_json::Value::String(self.details)
-            }
-        };
-        AuditEntry {
-            event_id: self.event_id,
-            occurred_at: self.occurred_at,
-            event_type: self.event_type,
-            actor_kind: self.actor_kind,
-            actor_id: text(self.actor_id),
-            actor_name: text(self.actor_name),
-            target_kind: self.target_kind,
-            target_id: text(self.target_id),
-            user_id: text(self.user_id),
-            key_id: text(self.key_id),
-            source: text(self.source),
-            request_id: text(self.correlation_id),
-            details,
+/// An `audit_log` row as the API shows it (`details` parsed back into JSON).
+fn entry(r: AuditRow) -> AuditEntry {
+    let details = match serde_json::from_str::<serde_json::Value>(&r.details) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(event_id = %r.event_id, error = %e, "audit details are not JSON");
+            serde_json::Value::String(r.details)
         }
+    };
+    AuditEntry {
+        event_id: r.event_id,
+        occurred_at: r.occurred_at,
+        event_type: r.event_type,
+        actor_kind: r.actor_kind,
+        actor_id: text(r.actor_id),
+        actor_name: text(r.actor_name),
+        target_kind: r.target_kind,
+        target_id: text(r.target_id),
+        user_id: text(r.user_id),
+        key_id: text(r.key_id),
+        source: text(r.source),
+        request_id: text(r.correlation_id),
+        details,
     }
 }
 
@@ -115,11 +95,9 @@ impl UsageStore<'_> {
             .map_err(unavailable)?;
         let mut page_args = args;
         page_args.extend([Arg::Uint(offset), Arg::Uint(limit)]);
-        let rows: Vec<AuditDbRow> = bind(
+        let rows: Vec<AuditRow> = bind(
             self.clickhouse.query(&format!(
-                "SELECT event_id, occurred_at, event_type, actor_kind, actor_id, actor_name, target_kind, target_id, \
-                 user_id, key_id, source, correlation_id, details FROM audit_log {filter} \
-                 ORDER BY occurred_at DESC, event_id DESC LIMIT ?, ?"
+                "SELECT ?fields FROM audit_log {filter} ORDER BY occurred_at DESC, event_id DESC LIMIT ?, ?"
             )),
             &page_args,
         )
@@ -127,7 +105,7 @@ impl UsageStore<'_> {
         .await
         .map_err(unavailable)?;
         Ok(Page {
-            items: rows.into_iter().map(AuditDbRow::into_entry).collect(),
+            items: rows.into_iter().map(entry).collect(),
             total: usize::try_from(total).unwrap_or(usize::MAX),
             offset: usize::try_from(offset).unwrap_or(usize::MAX),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),

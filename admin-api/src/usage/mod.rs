@@ -16,7 +16,9 @@
 //!   in a time zone, nano-dollars as USD;
 //! - `source`: which table answers a question exactly (its grid against the buckets' boundaries);
 //! - `sql`: the usage query, built with bound arguments, its rows and their sums;
-//! - `requests`, `audit`: the `requests` and `audit_log` rows and their queries.
+//! - `requests`, `audit`: the queries over the `requests` and `audit_log` rows and what the API
+//!   shows of them (the row types are in [`ccp_runtime::tables`], shared with the projector);
+//! - `testing` (unit tests only): instants and time zones written as text.
 
 mod audit;
 mod checks;
@@ -24,6 +26,8 @@ mod period;
 mod requests;
 mod source;
 mod sql;
+#[cfg(test)]
+mod testing;
 
 use ccp_runtime::config::Settings;
 use ccp_schemas::calendar::Month;

@@ -45,14 +45,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    fn tz(name: &str) -> Tz {
-        name.parse().unwrap()
-    }
+    use crate::usage::testing::{at, tz};
 
     #[test]
     fn presets_are_whole_local_periods() {

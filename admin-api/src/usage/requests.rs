@@ -1,8 +1,16 @@
 //! The `requests` table read row by row: one request by id, a user's latest requests, and when
 //! keys were last used.
+//!
+//! Rows are read whole, as the projector writes them ([`RequestRow`], `SELECT ?fields`), and
+//! only where few rows qualify: by id, the scan reads `request_id` alone until it finds the row
+//! (`PREWHERE`: ClickHouse does not move a sort-key column there itself); a user's latest
+//! requests are found by their sort key first, then read whole. Reading every column of all a
+//! user's rows in the range and sorting them would be the slow part (ClickHouse 18.16 neither
+//! reads in key order nor defers columns past a `LIMIT`).
 
 use std::collections::HashMap;
 
+use ccp_runtime::tables::RequestRow;
 use ccp_schemas::ids::{RequestId, UserId};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -13,94 +21,46 @@ use super::UsageStore;
 use crate::api::usage::RequestDetail;
 use crate::error::{ApiError, ApiResult};
 
-#[derive(Debug, Deserialize, clickhouse::Row)]
-struct RequestDbRow {
-    event_id: String,
-    request_id: String,
-    #[serde(with = "clickhouse::serde::chrono::datetime")]
-    occurred_at: DateTime<Utc>,
-    user_id: String,
-    key_id: String,
-    key_prefix: String,
-    endpoint: String,
-    provider: String,
-    requested_model: String,
-    response_model: String,
-    bedrock_model_id: String,
-    region: String,
-    fallback: u8,
-    fallback_reason: String,
-    status: u16,
-    error_class: String,
-    stream: u8,
-    incomplete: u8,
-    stop_reason: String,
-    input_tokens: u64,
-    output_tokens: u64,
-    cache_read_tokens: u64,
-    cache_creation_tokens: u64,
-    cost_nanos: u64,
-    pricing_version: u32,
-    latency_ms: u64,
-    ttfb_ms: u64,
-    session_id: String,
-    client_version: String,
-    replica: String,
-    unpriced: u8,
-    priced_model: String,
-    usage_estimated: u8,
-    bedrock_resolution: String,
-    model_substituted: u8,
-}
-
-impl RequestDbRow {
-    fn into_detail(self) -> RequestDetail {
-        RequestDetail {
-            request_id: self.request_id,
-            occurred_at: self.occurred_at,
-            user_id: text(self.user_id),
-            key_id: text(self.key_id),
-            key_prefix: text(self.key_prefix),
-            endpoint: self.endpoint,
-            provider: self.provider,
-            fallback: self.fallback != 0,
-            fallback_reason: text(self.fallback_reason),
-            error_class: text(self.error_class),
-            status: self.status,
-            stream: self.stream != 0,
-            incomplete: self.incomplete != 0,
-            stop_reason: text(self.stop_reason),
-            requested_model: text(self.requested_model),
-            response_model: text(self.response_model),
-            bedrock_model_id: text(self.bedrock_model_id),
-            region: text(self.region),
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            cache_read_tokens: self.cache_read_tokens,
-            cache_creation_tokens: self.cache_creation_tokens,
-            cost_usd: (self.unpriced == 0).then(|| usd(self.cost_nanos)),
-            unpriced: self.unpriced != 0,
-            priced_model: text(self.priced_model),
-            usage_estimated: self.usage_estimated != 0,
-            bedrock_resolution: text(self.bedrock_resolution),
-            model_substituted: self.model_substituted != 0,
-            pricing_version: self.pricing_version,
-            latency_ms: self.latency_ms,
-            ttfb_ms: self.ttfb_ms,
-            session_id: text(self.session_id),
-            client_version: text(self.client_version),
-            replica: text(self.replica),
-            event_id: self.event_id,
-        }
+/// A `requests` row as the API shows it (the Plan-limit columns are not part of it).
+fn detail(r: RequestRow) -> RequestDetail {
+    RequestDetail {
+        request_id: r.request_id,
+        occurred_at: r.occurred_at,
+        user_id: text(r.user_id),
+        key_id: text(r.key_id),
+        key_prefix: text(r.key_prefix),
+        endpoint: r.endpoint,
+        provider: r.provider,
+        fallback: r.fallback != 0,
+        fallback_reason: text(r.fallback_reason),
+        error_class: text(r.error_class),
+        status: r.status,
+        stream: r.stream != 0,
+        incomplete: r.incomplete != 0,
+        stop_reason: text(r.stop_reason),
+        requested_model: text(r.requested_model),
+        response_model: text(r.response_model),
+        bedrock_model_id: text(r.bedrock_model_id),
+        region: text(r.region),
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cache_read_tokens: r.cache_read_tokens,
+        cache_creation_tokens: r.cache_creation_tokens,
+        cost_usd: (r.unpriced == 0).then(|| usd(r.cost_nanos)),
+        unpriced: r.unpriced != 0,
+        priced_model: text(r.priced_model),
+        usage_estimated: r.usage_estimated != 0,
+        bedrock_resolution: text(r.bedrock_resolution),
+        model_substituted: r.model_substituted != 0,
+        pricing_version: r.pricing_version,
+        latency_ms: r.latency_ms,
+        ttfb_ms: r.ttfb_ms,
+        session_id: text(r.session_id),
+        client_version: text(r.client_version),
+        replica: text(r.replica),
+        event_id: r.event_id,
     }
 }
-
-/// The columns of a [`RequestDbRow`].
-const REQUEST_COLUMNS: &str = "event_id, request_id, occurred_at, user_id, key_id, key_prefix, endpoint, provider, \
-     requested_model, response_model, bedrock_model_id, region, fallback, fallback_reason, status, \
-     error_class, stream, incomplete, stop_reason, input_tokens, output_tokens, cache_read_tokens, \
-     cache_creation_tokens, cost_nanos, pricing_version, latency_ms, ttfb_ms, session_id, client_version, \
-     replica, unpriced, priced_model, usage_estimated, bedrock_resolution, model_substituted";
 
 impl UsageStore<'_> {
     /// One request through the proxy, by the request id the developer saw (`x-ccp-request-id`);
@@ -115,7 +75,7 @@ impl UsageStore<'_> {
         if row.is_none() {
             row = find_request(self.clickhouse, &id, None).await?;
         }
-        Ok(row.map(RequestDbRow::into_detail))
+        Ok(row.map(detail))
     }
 
     /// A user's latest requests since `since`, newest first (only failed-over ones if
@@ -128,16 +88,21 @@ impl UsageStore<'_> {
         fallbacks_only: bool,
     ) -> ApiResult<Vec<RequestDetail>> {
         let only = if fallbacks_only { " AND fallback = 1" } else { "" };
+        // The newest rows' sort keys first (three columns), then those rows whole, found by key.
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE occurred_at >= toDateTime(?) AND user_id = ?{only} \
-             ORDER BY occurred_at DESC, request_id DESC LIMIT ?"
+            "SELECT ?fields FROM requests WHERE (occurred_at, request_id) IN \
+             (SELECT occurred_at, request_id FROM requests \
+             WHERE occurred_at >= toDateTime(?) AND user_id = ?{only} \
+             ORDER BY occurred_at DESC, request_id DESC LIMIT ?) \
+             AND user_id = ? ORDER BY occurred_at DESC, request_id DESC LIMIT ?"
         );
-        let args = [Arg::Int(since.timestamp().max(0)), Arg::Str(user_id.to_string()), Arg::Uint(limit)];
-        let rows: Vec<RequestDbRow> = bind(self.clickhouse.query(&sql), &args)
+        let user = Arg::Str(user_id.to_string());
+        let args = [Arg::Int(since.timestamp().max(0)), user.clone(), Arg::Uint(limit), user, Arg::Uint(limit)];
+        let rows: Vec<RequestRow> = bind(self.clickhouse.query(&sql), &args)
             .fetch_all()
             .await
             .map_err(|e| ApiError::unavailable("ClickHouse", &e))?;
-        Ok(rows.into_iter().map(RequestDbRow::into_detail).collect())
+        Ok(rows.into_iter().map(detail).collect())
     }
 }
 
@@ -146,11 +111,11 @@ async fn find_request(
     clickhouse: &clickhouse::Client,
     id: &str,
     window: Option<(i64, i64)>,
-) -> ApiResult<Option<RequestDbRow>> {
+) -> ApiResult<Option<RequestRow>> {
     let mut args = vec![Arg::Str(id.to_owned())];
-    let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE request_id = ?");
+    let mut sql = String::from("SELECT ?fields FROM requests PREWHERE request_id = ?");
     if let Some((start, end)) = window {
-        sql.push_str(" AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)");
+        sql.push_str(" WHERE occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)");
         args.extend([Arg::Int(start.max(0)), Arg::Int(end.max(0))]);
     }
     sql.push_str(" ORDER BY occurred_at DESC LIMIT 1");

@@ -134,14 +134,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    fn tz(name: &str) -> Tz {
-        name.parse().unwrap()
-    }
+    use crate::usage::testing::{at, tz};
 
     #[test]
     fn the_coarsest_exact_table_is_read() {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod ctl;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,22 +19,6 @@ pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 /// base64 of 32 bytes, the master key sealing Bedrock API keys in tests.
 pub const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 pub const PUBLIC_PROXY_URL: &str = "https://proxy.example.test";
-
-/// Another workspace binary (e.g. `ccp-proxy` of package `ccp-proxy`), built now if missing:
-/// integration tests only get their own package's binaries from cargo.
-pub fn workspace_bin(package: &str, name: &str) -> std::path::PathBuf {
-    let path = ccp_tests::target_dir().join("debug").join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", package, "--bin", name])
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
-        assert!(status.success(), "building {name} failed");
-    }
-    assert!(path.exists(), "{} is missing after building it", path.display());
-    path
-}
 
 /// A `ccp-admin` under test.
 pub struct AdminApi {

@@ -11,15 +11,12 @@
 
 #![allow(clippy::print_stdout)] // a command-line report
 
-#[allow(dead_code)]
-#[path = "../procfs.rs"]
-mod procfs;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use ccp_bench::procfs;
 use ccp_schemas::events::{Event, RequestCompleted, TokenUsage};
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
 use ccp_schemas::subjects::Aggregate;

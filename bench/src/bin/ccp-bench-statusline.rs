@@ -17,24 +17,21 @@
 // A command-line tool: printing its results is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[allow(dead_code)]
-#[path = "../procfs.rs"]
-mod procfs;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use ccp_schemas::events::{BudgetSet, Event};
+use ccp_bench::cli::{self, Progress};
+use ccp_bench::load::Summary;
+use ccp_bench::procfs::{self, CpuDelta, CpuSample};
+use ccp_bench::proxy_process::{self, ProxyProcess};
 use ccp_schemas::secrets::envelope::LocalMasterKey;
 use ccp_tests::events::Log;
 use ccp_tests::fake_anthropic::{FakeAnthropic, Scenario, ScenarioName};
 use ccp_tests::fake_bedrock::FakeBedrock;
-use ccp_tests::Service;
-use procfs::{CpuDelta, CpuSample};
 
 const BEDROCK_KEY: &str = "ABSKQmVuY2hCZWRyb2NrQVBJS2V5LWJlbmNoLTAwMDE=";
 
@@ -64,7 +61,7 @@ struct Options {
 
 impl Options {
     fn parse() -> anyhow::Result<Option<Self>> {
-        let mut o = Self {
+        let defaults = Self {
             n: 20_000,
             concurrency: 16,
             rounds: 3,
@@ -72,14 +69,8 @@ impl Options {
             pin: false,
             proxy_bin: ccp_tests::target_dir().join("release").join("ccp-proxy"),
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-            match arg.as_str() {
-                "-h" | "--help" => {
-                    println!("{USAGE}");
-                    return Ok(None);
-                }
+        let Some(o) = cli::parse_args(USAGE, defaults, |o, arg, value| {
+            match arg {
                 "--n" => o.n = value()?.parse()?,
                 "--concurrency" => o.concurrency = value()?.parse()?,
                 "--rounds" => o.rounds = value()?.parse()?,
@@ -91,9 +82,13 @@ impl Options {
                     o.warmup = 200;
                 }
                 "--proxy-bin" => o.proxy_bin = value()?.into(),
-                other => bail!("unknown argument {other}\n\n{USAGE}"),
+                _ => bail!(cli::Unknown),
             }
-        }
+            Ok(())
+        })?
+        else {
+            return Ok(None);
+        };
         if o.n == 0 || o.concurrency == 0 || o.rounds == 0 {
             bail!("--n, --concurrency and --rounds must be positive");
         }
@@ -102,38 +97,7 @@ impl Options {
 }
 
 fn main() -> ExitCode {
-    let opts = match Options::parse() {
-        Ok(Some(o)) => o,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ccp-bench-statusline: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    if opts.pin {
-        let pinned = std::process::Command::new("taskset")
-            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
-            .stdout(std::process::Stdio::null())
-            .status();
-        if !pinned.is_ok_and(|s| s.success()) {
-            eprintln!("ccp-bench-statusline: cannot pin to CPU 0 (taskset)");
-            return ExitCode::FAILURE;
-        }
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ccp-bench-statusline: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(opts)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ccp-bench-statusline: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::main("ccp-bench-statusline", Options::parse, |o| o.pin, run)
 }
 
 /// One kind of request.
@@ -156,13 +120,6 @@ struct Measured {
 impl Measured {
     fn cpu_us_per_call(&self) -> f64 {
         self.cpu.sched_ns as f64 / self.requests.max(1) as f64 / 1e3
-    }
-
-    fn percentile_ms(&self, p: f64) -> f64 {
-        let mut v = self.latencies_ns.clone();
-        v.sort_unstable();
-        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-        v.get(rank.clamp(1, v.len().max(1)) - 1).map_or(0.0, |ns| *ns as f64 / 1e6)
     }
 }
 
@@ -205,85 +162,43 @@ async fn load(
 }
 
 async fn run(opts: Options) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let say = |msg: String| eprintln!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());
-    if !opts.proxy_bin.exists() {
-        bail!("{} does not exist; build it: cargo build --release -p ccp-proxy", opts.proxy_bin.display());
-    }
+    let progress = Progress::start();
+    proxy_process::check_nats().await?;
     let anthropic = FakeAnthropic::start().context("fake Anthropic")?;
     let bedrock = FakeBedrock::start(&[BEDROCK_KEY]).context("fake Bedrock")?;
-    let mut settings = ccp_tests::test_settings("bench-sl");
-    let ulid = ulid::Ulid::new().to_string().to_ascii_lowercase();
-    settings.nats.prefix = format!("benchsl_{}", &ulid[ulid.len() - 12..]);
-    settings.secrets.master_key = LocalMasterKey::generate_b64().map_err(|e| anyhow::anyhow!("master key: {e}"))?;
-    let master = LocalMasterKey::new(settings.secrets.master_key_id.clone(), &settings.secrets.master_key)
-        .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
-    let log = tokio::time::timeout(Duration::from_secs(10), Log::new(&settings))
-        .await
-        .context("NATS is not reachable; run scripts/stack.sh start")?;
-    let spool = std::env::temp_dir().join(format!("ccp-bench-sl-spool-{}", settings.nats.prefix));
-    let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
-    let env: Vec<(String, String)> = vec![
-        ("CCP__NATS__URL".into(), settings.nats.url.clone()),
-        ("CCP__NATS__PREFIX".into(), settings.nats.prefix.clone()),
-        ("CCP__SECRETS__ACCESS_KEY_PEPPER".into(), settings.secrets.access_key_pepper.expose().to_owned()),
-        ("CCP__SECRETS__MASTER_KEY".into(), settings.secrets.master_key.expose().to_owned()),
-        ("CCP__SECRETS__MASTER_KEY_ID".into(), settings.secrets.master_key_id.clone()),
-        ("CCP__PROXY__ANTHROPIC_BASE_URL".into(), anthropic.url()),
-        ("CCP__PROXY__BEDROCK_ENDPOINT_URL".into(), bedrock.url()),
-        ("CCP__PROXY__LISTEN".into(), listen.clone()),
-        ("CCP__PROXY__SPOOL_DIR".into(), spool.display().to_string()),
-        ("CCP__PROXY__WORKERS".into(), "1".into()),
-    ];
-    let mut proxy = if opts.pin {
-        let bin = opts.proxy_bin.display().to_string();
-        Service::spawn(Path::new("taskset"), &["-c", "1", &bin], &env)
-    } else {
-        Service::spawn(&opts.proxy_bin, &[], &env)
-    }
-    .context("start the proxy")?;
-    let url = format!("http://{listen}");
+    let settings = proxy_process::settings("bench-sl", "benchsl")?;
+    let master = proxy_process::master_key(&settings)?;
+    let log = Log::new(&settings).await;
     let outcome = async {
-        ccp_tests::wait_http_ok(&format!("{url}/ready"), Duration::from_secs(30))
-            .await
-            .map_err(|e| anyhow::anyhow!("the proxy did not become ready: {e}"))?;
-        let key = prepare(&log, &master, &anthropic, &url).await?;
-        say(format!("proxy pid {} at {url}; the developer's line:", proxy.child.id()));
-        measure(&opts, &url, &key, proxy.child.id(), &say).await
+        let env = [("CCP__PROXY__BEDROCK_ENDPOINT_URL", bedrock.url())];
+        let proxy = ProxyProcess::start(&opts.proxy_bin, &settings, &anthropic.url(), 1, &env, opts.pin).await?;
+        let measured = async {
+            let key = prepare(&log, &master, &anthropic, &proxy).await?;
+            progress.say(format!("proxy pid {} at {}; the developer's line:", proxy.pid(), proxy.url));
+            measure(&opts, &proxy.url, &key, proxy.pid(), &progress).await
+        }
+        .await;
+        proxy.stop(measured.is_ok(), Duration::from_secs(10), &progress);
+        measured
     }
     .await;
-    if outcome.is_err() {
-        eprintln!("proxy log: {}", proxy.log.display());
-    }
-    let _ = proxy.terminate(Duration::from_secs(10));
-    if outcome.is_ok() {
-        let _ = std::fs::remove_file(&proxy.log);
-    }
-    let _ = std::fs::remove_dir_all(&spool);
     ccp_tests::delete_namespace(&log.js, &log.ns).await;
     outcome
 }
 
 /// A developer with a Bedrock key and a budget, whose Plan is used up and whose last request
 /// failed over to Bedrock; the access key.
-async fn prepare(log: &Log, master: &LocalMasterKey, anthropic: &FakeAnthropic, url: &str) -> anyhow::Result<String> {
+async fn prepare(
+    log: &Log,
+    master: &LocalMasterKey,
+    anthropic: &FakeAnthropic,
+    proxy: &ProxyProcess,
+) -> anyhow::Result<String> {
     let (user_id, key_id, key) = log.user_with_key("bench-statusline").await;
     log.register_bedrock_key(user_id, key_id, master, BEDROCK_KEY).await;
-    let budget: BudgetSet =
-        serde_json::from_value(serde_json::json!({"user_id": user_id, "monthly_limit_usd": "200"}))?;
-    let seq = log.append(Event::BudgetSet(budget)).await;
+    let seq = proxy_process::set_budget(log, user_id, "200").await?;
+    proxy.wait_applied(seq).await?;
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ready: serde_json::Value = client.get(format!("{url}/ready")).send().await?.json().await?;
-        if ready["admin_stream_seq"].as_u64().unwrap_or(0) >= seq {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the proxy did not apply the admin stream up to {seq}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let reset = (chrono::Utc::now().timestamp() / 3600 + 3) * 3600;
     let plan = Scenario::new(ScenarioName::Auto)
         .with_header("anthropic-ratelimit-unified-status", "allowed_warning")
@@ -294,7 +209,7 @@ async fn prepare(log: &Log, master: &LocalMasterKey, anthropic: &FakeAnthropic, 
     for scenario in [plan, Scenario::new(ScenarioName::UsageLimit)] {
         anthropic.enqueue(scenario);
         let resp = client
-            .post(format!("{url}/v1/messages"))
+            .post(format!("{}/v1/messages", proxy.url))
             .header("x-ccp-access-key", key.expose())
             .header("content-type", "application/json")
             .header("x-api-key", "sk-ant-bench")
@@ -310,7 +225,7 @@ async fn prepare(log: &Log, master: &LocalMasterKey, anthropic: &FakeAnthropic, 
     Ok(key.expose().to_owned())
 }
 
-async fn measure(opts: &Options, url: &str, key: &str, pid: u32, say: &dyn Fn(String)) -> anyhow::Result<()> {
+async fn measure(opts: &Options, url: &str, key: &str, pid: u32, progress: &Progress) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
@@ -329,7 +244,7 @@ async fn measure(opts: &Options, url: &str, key: &str, pid: u32, say: &dyn Fn(St
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    say(format!("  {}", line.trim_end()));
+    progress.say(format!("  {}", line.trim_end()));
     if !line.contains("Bedrock") || !line.contains("Plan 5h") || !line.contains("$200") {
         bail!("the line does not show the Plan, Bedrock and the budget: {line:?}");
     }
@@ -378,7 +293,7 @@ async fn measure(opts: &Options, url: &str, key: &str, pid: u32, say: &dyn Fn(St
             m.cpu.sched_ns += cpu.sched_ns;
             m.latencies_ns.extend(samples);
         }
-        say(format!("round {round}/{} done", opts.rounds));
+        progress.say(format!("round {round}/{} done", opts.rounds));
     }
     println!();
     println!(
@@ -395,14 +310,15 @@ async fn measure(opts: &Options, url: &str, key: &str, pid: u32, say: &dyn Fn(St
     let base = results[0].cpu_us_per_call();
     for (t, m) in targets.iter().zip(&results) {
         let cpu = m.cpu_us_per_call();
+        let latency = Summary::of(m.latencies_ns.clone());
         println!(
             "{:<24} {:>11.1}µs {:>12.0} rps {:>14.0} {:>9.3} {:>9.3}",
             t.name,
             cpu,
             1e6 / cpu.max(1e-9),
             m.requests as f64 / m.wall.as_secs_f64().max(1e-9),
-            m.percentile_ms(50.0),
-            m.percentile_ms(99.0)
+            latency.p50_ms,
+            latency.p99_ms
         );
     }
     println!();

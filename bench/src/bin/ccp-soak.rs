@@ -7,16 +7,6 @@
 
 #![allow(clippy::print_stdout)] // a command-line report
 
-#[allow(dead_code)]
-#[path = "../load.rs"]
-mod load;
-#[allow(dead_code)]
-#[path = "../procfs.rs"]
-mod procfs;
-#[allow(dead_code)]
-#[path = "../upstream.rs"]
-mod upstream;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
+use ccp_bench::cli::{self, Progress};
+use ccp_bench::load::{self, Summary};
+use ccp_bench::proxy_process::{self, ProxyProcess};
+use ccp_bench::upstream::{Upstream, PACE_HEADER};
+use ccp_bench::{fixture, procfs};
 use ccp_tests::events::Log;
-use ccp_tests::Service;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-
-use crate::load::Summary;
-use crate::upstream::{Upstream, PACE_HEADER};
+use reqwest::header::{HeaderMap, HeaderValue};
 
 const USAGE: &str = "usage: ccp-soak [--minutes M] [--concurrency C] [--interval-secs S] [--pace-ms P] \
 [--workers W] [--proxy-bin PATH] [--fixture PATH] [--out PATH]
@@ -58,7 +49,7 @@ struct Options {
 
 impl Options {
     fn parse() -> anyhow::Result<Option<Self>> {
-        let mut o = Self {
+        let defaults = Self {
             minutes: 3.0,
             concurrency: 32,
             interval: Duration::from_secs(15),
@@ -67,18 +58,11 @@ impl Options {
             max_rss_ratio: 1.15,
             max_p99_ratio: 1.5,
             proxy_bin: ccp_tests::target_dir().join("release").join("ccp-proxy"),
-            fixture: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/fixtures/claude-code/request_say_hi_v2.1.332.json"),
+            fixture: fixture::default_path(),
             out: PathBuf::from(".local/soak/latest.json"),
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-            match arg.as_str() {
-                "-h" | "--help" => {
-                    println!("{USAGE}");
-                    return Ok(None);
-                }
+        let Some(o) = cli::parse_args(USAGE, defaults, |o, arg, value| {
+            match arg {
                 "--minutes" => o.minutes = value()?.parse()?,
                 "--concurrency" => o.concurrency = value()?.parse()?,
                 "--interval-secs" => o.interval = Duration::from_secs(value()?.parse()?),
@@ -89,9 +73,13 @@ impl Options {
                 "--proxy-bin" => o.proxy_bin = value()?.into(),
                 "--fixture" => o.fixture = value()?.into(),
                 "--out" => o.out = value()?.into(),
-                other => bail!("unknown argument {other}\n\n{USAGE}"),
+                _ => bail!(cli::Unknown),
             }
-        }
+            Ok(())
+        })?
+        else {
+            return Ok(None);
+        };
         if o.minutes <= 0.0 || o.concurrency == 0 || o.interval.is_zero() || o.workers == 0 {
             bail!("--minutes, --concurrency, --interval-secs and --workers must be positive");
         }
@@ -100,47 +88,12 @@ impl Options {
 }
 
 fn main() -> ExitCode {
-    let opts = match Options::parse() {
-        Ok(Some(o)) => o,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ccp-soak: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ccp-soak: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(opts)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("ccp-soak: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::main("ccp-soak", Options::parse, |_| false, run)
 }
 
 /// The Claude Code fixture: headers (minus framing ones) and the body, as a stream.
-fn fixture(path: &Path) -> anyhow::Result<(HeaderMap, Bytes)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    let f: serde_json::Value = serde_json::from_str(&text).context("fixture JSON")?;
-    let mut headers = HeaderMap::new();
-    for h in f["headers"].as_array().into_iter().flatten() {
-        let (Some(n), Some(v)) = (h[0].as_str(), h[1].as_str()) else { continue };
-        if ["content-length", "connection", "host", "transfer-encoding"].iter().any(|x| n.eq_ignore_ascii_case(x)) {
-            continue;
-        }
-        headers.append(HeaderName::try_from(n)?, HeaderValue::try_from(v)?);
-    }
-    let mut body = f["body"].clone();
-    if !body.is_object() {
-        bail!("{} has no request body", path.display());
-    }
+fn stream_request(path: &Path) -> anyhow::Result<(HeaderMap, Bytes)> {
+    let fixture::Request { headers, mut body, .. } = fixture::read(path)?;
     body["stream"] = serde_json::Value::Bool(true);
     Ok((headers, Bytes::from(serde_json::to_vec(&body)?)))
 }
@@ -157,51 +110,30 @@ struct Interval {
     rss_mib: f64,
 }
 
-async fn run(opts: Options) -> anyhow::Result<bool> {
-    if !opts.proxy_bin.exists() {
-        bail!("{} does not exist; build it: cargo build --release -p ccp-proxy", opts.proxy_bin.display());
-    }
-    let (headers, body) = fixture(&opts.fixture)?;
+async fn run(opts: Options) -> anyhow::Result<ExitCode> {
+    let (headers, body) = stream_request(&opts.fixture)?;
+    let progress = Progress::start();
+    proxy_process::check_nats().await?;
     let upstream = Upstream::start()?;
-    let mut settings = ccp_tests::test_settings("soak");
-    let ulid = ulid::Ulid::new().to_string().to_ascii_lowercase();
-    settings.nats.prefix = format!("soak_{}", &ulid[ulid.len() - 12..]);
+    let settings = proxy_process::settings("soak", "soak")?;
     let log = Log::new(&settings).await;
-    let spool = std::env::temp_dir().join(format!("ccp-soak-spool-{}", settings.nats.prefix));
-    let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
-    let mut env = ccp_tests::service_env(&settings);
-    env.extend([
-        ("CCP__PROXY__ANTHROPIC_BASE_URL".to_owned(), upstream.url()),
-        ("CCP__PROXY__LISTEN".to_owned(), listen.clone()),
-        ("CCP__PROXY__SPOOL_DIR".to_owned(), spool.display().to_string()),
-        ("CCP__PROXY__WORKERS".to_owned(), opts.workers.to_string()),
-    ]);
-    let mut proxy = Service::spawn(&opts.proxy_bin, &[], &env).context("start the proxy")?;
-    let proxy_url = format!("http://{listen}");
     let outcome = async {
-        ccp_tests::wait_http_ok(&format!("{proxy_url}/ready"), Duration::from_secs(30))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}\n{}", proxy.log_text()))?;
-        let (_, _, key) = log.user_with_key("soak").await;
-        let url = format!("{proxy_url}/ak/{}/v1/messages?beta=true", key.expose());
-        let client = load::client()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while client.post(&url).headers(headers.clone()).body(body.clone()).send().await?.status() == 401 {
-            if Instant::now() > deadline {
-                bail!("the proxy did not accept the key");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let proxy = ProxyProcess::start(&opts.proxy_bin, &settings, &upstream.url(), opts.workers, &[], false).await?;
+        let soaked = async {
+            let (_, _, key) = log.user_with_key("soak").await;
+            proxy.wait_accepted(key.expose()).await?;
+            let url = format!("{}/ak/{}/v1/messages?beta=true", proxy.url, key.expose());
+            soak(&opts, &load::client()?, &url, &headers, &body, proxy.pid()).await
         }
-        soak(&opts, &client, &url, &headers, &body, proxy.child.id()).await
+        .await;
+        proxy.stop(soaked.is_ok(), Duration::from_secs(20), &progress);
+        soaked
     }
     .await;
-    let _ = proxy.terminate(Duration::from_secs(20));
-    drop(proxy);
-    let _ = std::fs::remove_dir_all(&spool);
     ccp_tests::delete_namespace(&log.js, &log.ns).await;
     drop(upstream);
-    let intervals = outcome?;
-    report(&opts, &intervals)
+    let flat = report(&opts, &outcome?)?;
+    Ok(if flat { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 async fn soak(

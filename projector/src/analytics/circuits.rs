@@ -1,28 +1,12 @@
 //! The `circuit_transitions` table: every transition of every key's breaker.
 
+use ccp_runtime::tables::CircuitRow;
 use ccp_schemas::events::{Actor, Event};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::Envelope;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::{label, TableSpec};
-
-/// One `circuit_transitions` row.
-#[derive(Debug, Clone, Serialize, clickhouse::Row)]
-pub struct CircuitRow {
-    event_id: String,
-    stream_seq: u64,
-    #[serde(with = "clickhouse::serde::chrono::datetime")]
-    occurred_at: DateTime<Utc>,
-    key_id: String,
-    state: String,
-    reason: String,
-    failures: u32,
-    #[serde(with = "clickhouse::serde::chrono::datetime")]
-    retry_at: DateTime<Utc>,
-    replica: String,
-}
 
 /// `circuit_transitions`: every transition of every key's breaker.
 pub struct Circuits;

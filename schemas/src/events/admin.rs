@@ -41,6 +41,34 @@ impl<'de> Deserialize<'de> for PasswordHash {
     }
 }
 
+/// What an admin may do. Ordered: `viewer` < `operator` < `admin`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminRole {
+    /// Read-only: usage, audit, users, keys (without secrets), circuits, models, prices.
+    Viewer,
+    /// Users, access keys, Bedrock keys, budgets, routing, circuits and the model catalogue; not
+    /// admins, other admins' tokens, prices or security settings.
+    Operator,
+    /// Everything.
+    #[default]
+    Admin,
+}
+
+impl AdminRole {
+    /// Every role, lowest first.
+    pub const ALL: [Self; 3] = [Self::Viewer, Self::Operator, Self::Admin];
+
+    /// Its name (`viewer`, `operator`, `admin`).
+    pub fn as_str(self) -> &'static str {
+        super::label(&self)
+    }
+
+    fn is_admin(&self) -> bool {
+        *self == Self::Admin
+    }
+}
+
 /// An admin account was created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminCreated {
@@ -50,6 +78,18 @@ pub struct AdminCreated {
     pub username: String,
     /// argon2id hash of the password.
     pub password_hash: PasswordHash,
+    /// Its role; absent: `admin` (every account created before roles existed).
+    #[serde(default, skip_serializing_if = "AdminRole::is_admin")]
+    pub role: AdminRole,
+}
+
+/// An admin's role was changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminRoleSet {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// The new role.
+    pub role: AdminRole,
 }
 
 /// An admin was issued a long-lived API token (only its hash and prefix are here).
@@ -65,6 +105,10 @@ pub struct ApiTokenIssued {
     pub token_hash: KeyHash,
     /// First characters of the token.
     pub token_prefix: KeyPrefix,
+    /// The most the token may do (never more than its admin can at the time); absent: whatever
+    /// its admin may do (tokens issued before roles existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<AdminRole>,
 }
 
 /// An API token was revoked.
@@ -116,4 +160,38 @@ pub struct AdminLoginFailed {
     pub username: String,
     /// What was wrong (bad credentials, throttled, disabled), for the audit log.
     pub reason: LoginFailure,
+}
+
+/// Where failed sign-ins were counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInKind {
+    /// `POST /v1/auth/login` (the name is the username tried).
+    AdminLogin,
+    /// `GET /v1/self` (the name is the access key's display prefix).
+    SelfService,
+}
+
+/// Failed sign-ins of one name in one window, counted by one admin API replica: the bounded
+/// record that replaces one event per attempt. Written to the security stream, which has a
+/// retention (`nats.security_max_age_days`); at most `admin.max_failure_records` per window, the
+/// rest summed under the name `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInFailuresCounted {
+    /// Admin login or self-service.
+    pub kind: SignInKind,
+    /// The username (at most 64 characters) or key prefix tried; `*`: every name beyond the cap.
+    pub name: String,
+    /// Failed attempts in the window.
+    pub failures: u64,
+    /// Attempts refused without checking the credential (the client was throttled).
+    pub refused: u64,
+    /// Distinct client addresses seen.
+    pub clients: u64,
+    /// Up to five of them.
+    pub sample_clients: Vec<std::net::IpAddr>,
+    /// Start of the window.
+    pub window_start: chrono::DateTime<chrono::Utc>,
+    /// End of the window.
+    pub window_end: chrono::DateTime<chrono::Utc>,
 }

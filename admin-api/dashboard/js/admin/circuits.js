@@ -41,6 +41,7 @@ export function resetCircuitButton(c, after) {
     type: 'button',
     class: 'subtle small',
     'data-action': 'reset-circuit',
+    'data-needs': 'operator',
     'data-key-id': c.key_id,
     text: 'Reset',
     onclick: async () => {

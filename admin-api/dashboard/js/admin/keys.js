@@ -127,7 +127,7 @@ function keyActions(u, k, reload) {
   if (k.status !== 'active') return h('span', { class: 'muted small', text: `revoked ${fmtTime(k.updated_at)}` });
   const label = k.name ? `${k.name} (${k.masked})` : k.masked;
   const button = (action, text, onclick, cls) =>
-    h('button', { type: 'button', class: `${cls || 'subtle'} small`, 'data-action': action, 'data-key-id': k.key_id, text, 'aria-label': `${text}: ${label}`, onclick });
+    h('button', { type: 'button', class: `${cls || 'subtle'} small`, 'data-action': action, 'data-key-id': k.key_id, 'data-needs': 'operator', text, 'aria-label': `${text}: ${label}`, onclick });
   return h(
     'div',
     { class: 'actions' },

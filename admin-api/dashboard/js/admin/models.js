@@ -76,14 +76,14 @@ export function viewModels(ctx) {
             { label: 'Family', cell: (m) => m.family },
             { label: 'Bedrock', cell: (m) => (m.bedrock.length ? m.bedrock.map((t) => h('div', { class: 'small' }, `${t.scope}: `, h('code', { text: t.model_id }))) : h('span', { class: 'muted small', text: 'from the key’s Bedrock model list' })) },
             { label: 'Price per MTok', cell: (m) => (m.priced ? m.prices.map((p) => h('div', { class: 'small', text: priceText(p) })) : badge('unpriced', 'warn')) },
-            { label: '', cell: (m) => h('button', { type: 'button', class: 'subtle small', 'data-action': 'edit-model', 'data-model': m.id, text: 'Edit', onclick: () => editModel(m, refresh) }) },
+            { label: '', cell: (m) => h('button', { type: 'button', class: 'subtle small', 'data-action': 'edit-model', 'data-model': m.id, 'data-needs': 'operator', text: 'Edit', onclick: () => editModel(m, refresh) }) },
           ],
           rows: catalogue.models,
         }),
       ];
     });
   ctx.main.append(
-    ...pageHead('Models', [h('button', { type: 'button', id: 'new-model', text: 'New model', onclick: () => editModel(null, refresh) })]),
+    ...pageHead('Models', [h('button', { type: 'button', id: 'new-model', 'data-needs': 'operator', text: 'New model', onclick: () => editModel(null, refresh) })]),
     h('p', { class: 'muted', text: 'What each Claude model name means for failover and cost. A failover calls the catalogue’s Bedrock target for the key’s region, else the model in the key’s own Bedrock model list, else the newest model of the same family (recorded as a substitution).' }),
     panel('Catalogue', list)
   );

@@ -58,7 +58,7 @@ export function showLogin(message) {
       // Only the CSRF token is kept; the session itself lives in the HttpOnly cookie.
       state.csrf = session.csrf_token;
       sessionStorage.setItem(CSRF_KEY, state.csrf);
-      state.admin = { username: session.admin.username, admin_id: session.admin.admin_id };
+      state.admin = { username: session.admin.username, admin_id: session.admin.admin_id, role: session.admin.role };
       startApp();
     } catch (e) {
       body.password = '';
@@ -83,7 +83,9 @@ export function showLogin(message) {
 
 export function startApp() {
   $('#topbar').hidden = false;
-  $('#whoami').textContent = `Signed in as ${state.admin.username}`;
+  // What the role cannot do is hidden (app.css: [data-needs]); the API refuses it anyway.
+  document.body.dataset.role = state.admin.role || 'viewer';
+  $('#whoami').textContent = `Signed in as ${state.admin.username} (${state.admin.role || 'viewer'})`;
   state.lastPath = null;
   render();
 }

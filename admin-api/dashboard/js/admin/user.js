@@ -75,6 +75,7 @@ function userActions(u, reload) {
     h('button', {
       type: 'button',
       id: 'issue-key',
+      'data-needs': 'operator',
       text: 'Issue key',
       disabled: !active,
       title: active ? null : 'Reactivate the user first',
@@ -103,6 +104,7 @@ function userActions(u, reload) {
       ? h('button', {
           type: 'button',
           id: 'deactivate-user',
+          'data-needs': 'operator',
           class: 'danger',
           text: 'Deactivate',
           onclick: async () => {
@@ -123,6 +125,7 @@ function userActions(u, reload) {
       : h('button', {
           type: 'button',
           id: 'reactivate-user',
+          'data-needs': 'operator',
           text: 'Reactivate',
           onclick: async () => {
             const done = await formDialog({
@@ -147,7 +150,7 @@ function userProfile(u, reload) {
   const errorArea = h('div');
   const form = h(
     'form',
-    { class: 'inline', id: 'routing-form' },
+    { class: 'inline', id: 'routing-form', 'data-needs': 'operator' },
     h('div', { class: 'field' }, h('label', { for: 'routing-select', text: 'Routing strategy' }), routing),
     save
   );
@@ -239,7 +242,7 @@ function budgetPanel(u, b, reload) {
   };
   const form = h(
     'form',
-    { class: 'inline', id: 'budget-form' },
+    { class: 'inline', id: 'budget-form', 'data-needs': 'operator' },
     h('div', { class: 'field' }, h('label', { for: 'budget-input', text: 'Monthly budget (USD)' }), input, h('span', { class: 'hint', id: 'budget-hint', text: 'Empty or “Unlimited”: no limit.' })),
     h('button', { type: 'submit', class: 'subtle', text: 'Set budget' }),
     h('button', { type: 'button', class: 'subtle', text: 'Unlimited', onclick: () => save(null) })

@@ -20,7 +20,7 @@ export function viewUsers(ctx) {
     h('option', { value: 'inactive', text: 'Inactive' }),
   ]);
   status.value = filters.status;
-  const newUser = h('button', { type: 'button', id: 'new-user', text: 'New user', onclick: () => createUser() });
+  const newUser = h('button', { type: 'button', id: 'new-user', 'data-needs': 'operator', text: 'New user', onclick: () => createUser() });
   ctx.main.append(
     ...pageHead('Users', [newUser]),
     h(

@@ -1,6 +1,8 @@
 //! `login`, `logout`, `whoami`, `tokens …` and `admins …`.
 
-use ccp_admin_api::api::{Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Session};
+use ccp_admin_api::api::{
+    Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Role, Session, SetRole,
+};
 use serde_json::json;
 
 use crate::cli::{AdminsCommand, TokensCommand};
@@ -93,15 +95,16 @@ pub async fn tokens(client: &Client, command: TokensCommand, out: Out) -> CliRes
                         t.token_id.clone(),
                         t.name.clone(),
                         format!("{}…", t.prefix),
+                        t.role.map_or("(yours)", role_name).to_owned(),
                         if t.revoked { "revoked" } else { "active" }.to_owned(),
                         output::time(&t.created_at),
                     ]
                 })
                 .collect();
-            out.table(&["TOKEN_ID", "NAME", "TOKEN", "STATUS", "CREATED"], &rows)
+            out.table(&["TOKEN_ID", "NAME", "TOKEN", "ROLE", "STATUS", "CREATED"], &rows)
         }
-        TokensCommand::Issue { name } => {
-            let body = to_json(&IssueApiToken { name })?;
+        TokensCommand::Issue { name, role } => {
+            let body = to_json(&IssueApiToken { name, role: role.as_deref().map(parse_role) })?;
             let answer = client.post(&["v1", "api-tokens"], Some(&body)).await?;
             if out.json {
                 return out.document(&answer.body);
@@ -127,6 +130,23 @@ pub async fn tokens(client: &Client, command: TokensCommand, out: Out) -> CliRes
     }
 }
 
+/// A role named on the command line (clap has checked the name).
+fn parse_role(name: &str) -> Role {
+    match name {
+        "viewer" => Role::Viewer,
+        "operator" => Role::Operator,
+        _ => Role::Admin,
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Viewer => "viewer",
+        Role::Operator => "operator",
+        Role::Admin => "admin",
+    }
+}
+
 /// The error for an idempotent replay, whose secret the server no longer has.
 pub fn replayed(what: &str) -> CliError {
     CliError::Other(anyhow::anyhow!(
@@ -145,19 +165,44 @@ pub async fn admins(client: &Client, command: AdminsCommand, out: Out) -> CliRes
             let admins: Vec<Admin> = answer.parse()?;
             let rows: Vec<Vec<String>> = admins
                 .iter()
-                .map(|a| vec![a.admin_id.clone(), a.username.clone(), output::time_or(a.created_at.as_ref(), "–")])
+                .map(|a| {
+                    vec![
+                        a.admin_id.clone(),
+                        a.username.clone(),
+                        role_name(a.role).to_owned(),
+                        output::time_or(a.created_at.as_ref(), "–"),
+                    ]
+                })
                 .collect();
-            out.table(&["ADMIN_ID", "USERNAME", "CREATED"], &rows)
+            out.table(&["ADMIN_ID", "USERNAME", "ROLE", "CREATED"], &rows)
         }
-        AdminsCommand::Create { username } => {
+        AdminsCommand::Role { admin, role } => {
+            let admin_id =
+                if admin.starts_with("adm_") {
+                    admin
+                } else {
+                    let admins: Vec<Admin> = client.get(&["v1", "admins"]).await?.parse()?;
+                    admins.into_iter().find(|a| a.username == admin).map(|a| a.admin_id).ok_or_else(|| {
+                        CliError::Usage(format!("no admin named `{admin}` (see `ccpctl admins list`)"))
+                    })?
+                };
+            let body = to_json(&SetRole { role: parse_role(&role) })?;
+            let answer = client.put(&["v1", "admins", &admin_id, "role"], &body, None).await?;
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let admin: Admin = answer.parse()?;
+            out.line(&format!("{} ({}) is now {}", admin.username, admin.admin_id, role_name(admin.role)))
+        }
+        AdminsCommand::Create { username, role } => {
             let password = input::new_secret(&format!("Password for the new admin {username}: "), "password")?;
-            let body = to_json(&CreateAdmin { username, password })?;
+            let body = to_json(&CreateAdmin { username, password, role: Some(parse_role(&role)) })?;
             let answer = client.post(&["v1", "admins"], Some(&body)).await?;
             if out.json {
                 return out.document(&answer.body);
             }
             let admin: Admin = answer.parse()?;
-            out.line(&format!("created admin {} ({})", admin.username, admin.admin_id))
+            out.line(&format!("created admin {} ({}, {})", admin.username, admin.admin_id, role_name(admin.role)))
         }
     }
 }

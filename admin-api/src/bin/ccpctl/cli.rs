@@ -61,7 +61,7 @@ pub enum Command {
     /// Your API tokens for automation: list, issue, revoke
     #[command(subcommand)]
     Tokens(TokensCommand),
-    /// Admin accounts: list, create
+    /// Admin accounts: list, create, role
     #[command(subcommand)]
     Admins(AdminsCommand),
     /// Create a user, issue their key (and register a Bedrock key); print their setup line
@@ -92,6 +92,18 @@ pub enum Command {
     },
     /// Every access key whose circuit is open or half-open, with its owner
     Circuits,
+    /// Failed sign-ins counted per name and window (admin logins, self-service access keys)
+    SignInFailures {
+        /// Windows ending at or after this time, RFC 3339 (default: the last 24 hours)
+        #[arg(long)]
+        from: Option<String>,
+        /// Only `admin_login` or `self_service`
+        #[arg(long, value_parser = ["admin_login", "self_service"])]
+        kind: Option<String>,
+        /// Most records shown, newest kept (1–1000)
+        #[arg(long)]
+        limit: Option<u32>,
+    },
     /// The price list used for costs: show (the default), set
     Pricing {
         #[command(subcommand)]
@@ -376,6 +388,10 @@ pub enum TokensCommand {
     Issue {
         /// Label, e.g. ci
         name: String,
+        /// The most the token may do: viewer, operator or admin (at most your own role; default:
+        /// whatever you may do)
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: Option<String>,
     },
     /// Revoke one of your API tokens
     Revoke {
@@ -392,6 +408,19 @@ pub enum AdminsCommand {
     Create {
         /// Login name
         username: String,
+        /// What the admin may do: viewer (read-only), operator (users, keys, budgets, routing,
+        /// circuits, models) or admin (everything)
+        #[arg(long, default_value = "admin", value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+    },
+    /// Change an admin's role
+    Role {
+        /// The admin: `adm_…` or their username
+        #[arg(value_name = "ADMIN")]
+        admin: String,
+        /// viewer, operator or admin
+        #[arg(value_parser = ["viewer", "operator", "admin"])]
+        role: String,
     },
 }
 

@@ -126,10 +126,8 @@ const ATTEMPTS: u32 = 3;
 /// The credential a request carries.
 #[derive(Clone, Copy)]
 enum Credential<'a> {
-    /// The admin's token (refused before sending when there is none).
+    /// The admin's token (refused before sending when there is none); none for login.
     Admin,
-    /// None (login).
-    Nothing,
     /// A developer's access key, in `x-ccp-access-key` (`GET /v1/self`).
     AccessKey(&'a str),
 }
@@ -189,32 +187,32 @@ impl Client {
 
     /// GET without a query.
     pub async fn get(&self, segments: &[&str]) -> CliResult<Answer> {
-        self.send(Method::GET, segments, &[], None, None).await
+        self.send(Method::GET, segments, &[], None, None, Credential::Admin).await
     }
 
     /// GET with query parameters.
     pub async fn get_query(&self, segments: &[&str], query: &[(&str, String)]) -> CliResult<Answer> {
-        self.send(Method::GET, segments, query, None, None).await
+        self.send(Method::GET, segments, query, None, None, Credential::Admin).await
     }
 
     /// POST with an optional JSON body.
     pub async fn post(&self, segments: &[&str], body: Option<&Value>) -> CliResult<Answer> {
-        self.send(Method::POST, segments, &[], body, None).await
+        self.send(Method::POST, segments, &[], body, None, Credential::Admin).await
     }
 
     /// PUT a JSON body, optionally only if the resource is still at version `if_match`.
     pub async fn put(&self, segments: &[&str], body: &Value, if_match: Option<&str>) -> CliResult<Answer> {
-        self.send(Method::PUT, segments, &[], Some(body), if_match).await
+        self.send(Method::PUT, segments, &[], Some(body), if_match, Credential::Admin).await
     }
 
     /// PATCH a JSON body.
     pub async fn patch(&self, segments: &[&str], body: &Value) -> CliResult<Answer> {
-        self.send(Method::PATCH, segments, &[], Some(body), None).await
+        self.send(Method::PATCH, segments, &[], Some(body), None, Credential::Admin).await
     }
 
     /// DELETE.
     pub async fn delete(&self, segments: &[&str]) -> CliResult<Answer> {
-        self.send(Method::DELETE, segments, &[], None, None).await
+        self.send(Method::DELETE, segments, &[], None, None, Credential::Admin).await
     }
 
     /// GET with a developer's access key instead of the admin's credentials.
@@ -224,23 +222,11 @@ impl Client {
         query: &[(&str, String)],
         access_key: &str,
     ) -> CliResult<Answer> {
-        self.send_with(Method::GET, segments, query, None, None, Credential::AccessKey(access_key)).await
+        self.send(Method::GET, segments, query, None, None, Credential::AccessKey(access_key)).await
     }
 
     /// Sends one request (retrying transport failures) and returns its successful answer.
-    pub async fn send(
-        &self,
-        method: Method,
-        segments: &[&str],
-        query: &[(&str, String)],
-        body: Option<&Value>,
-        if_match: Option<&str>,
-    ) -> CliResult<Answer> {
-        let credential = if segments == ["v1", "auth", "login"] { Credential::Nothing } else { Credential::Admin };
-        self.send_with(method, segments, query, body, if_match, credential).await
-    }
-
-    async fn send_with(
+    async fn send(
         &self,
         method: Method,
         segments: &[&str],
@@ -251,8 +237,8 @@ impl Client {
     ) -> CliResult<Answer> {
         let url = self.url(segments, query)?;
         let (token, access_key) = match (credential, &self.token) {
-            (Credential::Nothing, _) => (None, None),
             (Credential::AccessKey(k), _) => (None, Some(k)),
+            (Credential::Admin, _) if segments == ["v1", "auth", "login"] => (None, None),
             (Credential::Admin, Some(t)) => (Some(t.as_str()), None),
             (Credential::Admin, None) => return Err(CliError::NotLoggedIn(self.no_token_reason.clone())),
         };

@@ -106,6 +106,9 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Audit(args) => reports::audit(&client, args, out).await,
         Command::Circuit { key_id, reset } => reports::circuit(&client, &key_id, reset, out).await,
         Command::Circuits => reports::circuits(&client, out).await,
+        Command::SignInFailures { from, kind, limit } => {
+            reports::sign_in_failures(&client, from, kind, limit, out).await
+        }
         Command::Pricing { command: None | Some(PricingCommand::Show) } => reports::pricing(&client, out).await,
         Command::Pricing { command: Some(PricingCommand::Set { prices, file }) } => {
             reports::set_pricing(&client, &prices, file.as_deref(), out).await

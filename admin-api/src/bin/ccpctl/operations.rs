@@ -13,6 +13,7 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/auth/me", "whoami"),
     ("GET", "/v1/admins", "admins list"),
     ("POST", "/v1/admins", "admins create"),
+    ("PUT", "/v1/admins/{admin_id}/role", "admins role"),
     ("GET", "/v1/api-tokens", "tokens list"),
     ("POST", "/v1/api-tokens", "tokens issue"),
     ("POST", "/v1/api-tokens/{token_id}/revoke", "tokens revoke"),
@@ -46,5 +47,6 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/users/{user_id}/budget", "budget"),
     ("GET", "/v1/requests/{request_id}", "request"),
     ("GET", "/v1/audit", "audit"),
+    ("GET", "/v1/sign-in-failures", "sign-in-failures"),
     ("GET", "/v1/self", "self"),
 ];

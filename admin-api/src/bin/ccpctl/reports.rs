@@ -374,6 +374,30 @@ pub async fn circuits(client: &Client, out: Out) -> CliResult<()> {
     output::generic(&out, &Value::Array(items), ORDER)
 }
 
+/// `sign-in-failures` → `GET /v1/sign-in-failures`: who was guessed at, how often, from how many
+/// clients.
+pub async fn sign_in_failures(
+    client: &Client,
+    from: Option<String>,
+    kind: Option<String>,
+    limit: Option<u32>,
+    out: Out,
+) -> CliResult<()> {
+    let mut query = Vec::new();
+    query.extend(from.map(|v| ("from", v)));
+    query.extend(kind.map(|v| ("kind", v)));
+    query.extend(limit.map(|v| ("limit", v.to_string())));
+    let answer = client.get_query(&["v1", "sign-in-failures"], &query).await?;
+    if out.json {
+        return out.document(&answer.body);
+    }
+    let Some(records) = answer.body["records"].as_array() else { return show(&answer, out) };
+    if records.is_empty() {
+        return out.line("no failed sign-ins recorded in that period");
+    }
+    output::generic(&out, &Value::Array(records.clone()), ORDER)
+}
+
 /// `pricing` → `GET /v1/pricing`.
 pub async fn pricing(client: &Client, out: Out) -> CliResult<()> {
     show(&client.get(&["v1", "pricing"]).await?, out)

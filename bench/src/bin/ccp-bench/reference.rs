@@ -9,19 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use ccp_bench::cli::Progress;
+use ccp_bench::proxy_process::spawn;
 use ccp_tests::Service;
 
-/// Starts the process in the middle of the measurement (the proxy or a reference): with `pin`,
-/// on CPU 1 (the client and the upstream are on CPU 0).
-pub fn spawn(bin: &Path, args: &[&str], env: &[(String, String)], pin: bool) -> std::io::Result<Service> {
-    if pin {
-        let bin = bin.display().to_string();
-        let pinned: Vec<&str> = ["-c", "1", bin.as_str()].into_iter().chain(args.iter().copied()).collect();
-        Service::spawn(Path::new("taskset"), &pinned, env)
-    } else {
-        Service::spawn(bin, args, env)
-    }
-}
+use crate::Options;
 
 /// A running reference and its scratch directory, if any; dropping it stops the process and
 /// removes the directory and the log.
@@ -151,4 +143,31 @@ pub async fn start_floor(bin: &Path, upstream_url: &str, workers: usize, pin: bo
 pub struct References {
     pub nginx: Option<Reference>,
     pub floor: Option<Reference>,
+}
+
+impl References {
+    /// Starts the references `opts` asks for in front of `upstream_url`; one that does not start
+    /// is left out of the report, with a progress line saying why.
+    pub async fn start(opts: &Options, upstream_url: &str, progress: &Progress) -> Self {
+        let mut references = Self::default();
+        if let Some(bin) = &opts.nginx {
+            match start_nginx(bin, upstream_url, opts.pin).await {
+                Ok(nginx) => {
+                    progress.say(format!("nginx reference (pid {}) at {}", nginx.pid(), nginx.url));
+                    references.nginx = Some(nginx);
+                }
+                Err(e) => progress.say(format!("no nginx reference rows: {e:#}")),
+            }
+        }
+        if let Some(bin) = &opts.floor {
+            match start_floor(bin, upstream_url, opts.workers, opts.pin).await {
+                Ok(floor) => {
+                    progress.say(format!("framework floor (pid {}) at {}", floor.pid(), floor.url));
+                    references.floor = Some(floor);
+                }
+                Err(e) => progress.say(format!("no framework floor rows: {e:#}")),
+            }
+        }
+        references
+    }
 }

@@ -1,0 +1,116 @@
+//! The ClickHouse rows every service reads or writes: one type per table, its fields named and
+//! typed as the table's columns (migrations in [`ccp_schemas::migrations`], every column described
+//! in `docs/ANALYTICS.md`). The projector writes them (`ccp_projector::analytics`: the mapping of
+//! an event to its row); the admin API reads them whole (`SELECT ?fields`, which the client fills
+//! with the type's column names), so a column added to a table is added here once.
+//!
+//! Text columns hold `''` for "none" and flags are `UInt8`, as the tables declare them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One `requests` row: one usage event (migrations 0001, 0003 and 0004; `cost_nanos_or_null` is
+/// an `ALIAS` column, never stored and not a field).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
+pub struct RequestRow {
+    pub event_id: String,
+    /// Sequence of the event in the request stream (the projection's progress).
+    pub stream_seq: u64,
+    pub request_id: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub occurred_at: DateTime<Utc>,
+    pub occurred_at_ms: u64,
+    pub user_id: String,
+    pub key_id: String,
+    pub key_prefix: String,
+    pub endpoint: String,
+    pub provider: String,
+    pub requested_model: String,
+    pub response_model: String,
+    pub bedrock_model_id: String,
+    pub region: String,
+    pub fallback: u8,
+    pub fallback_reason: String,
+    pub status: u16,
+    pub error_class: String,
+    pub stream: u8,
+    pub incomplete: u8,
+    pub stop_reason: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_creation_tokens: u64,
+    /// Nano-dollars; 0 when the request is `unpriced`.
+    pub cost_nanos: u64,
+    pub pricing_version: u32,
+    pub latency_ms: u64,
+    pub ttfb_ms: u64,
+    pub session_id: String,
+    pub client_version: String,
+    pub replica: String,
+    // The key's rate-limit state when the request ended (migration 0003).
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub rl_observed_at: Option<DateTime<Utc>>,
+    pub rl_status: u16,
+    pub rl_retry_after_secs: Option<u64>,
+    pub plan_status: String,
+    pub plan_claim: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub plan_reset: Option<DateTime<Utc>>,
+    pub plan_5h_utilization: Option<f64>,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub plan_5h_reset: Option<DateTime<Utc>>,
+    pub plan_7d_utilization: Option<f64>,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub plan_7d_reset: Option<DateTime<Utc>>,
+    pub plan_overage_status: String,
+    pub api_requests_remaining: Option<u64>,
+    pub api_tokens_remaining: Option<u64>,
+    pub rate_limit_json: String,
+    // Pricing and model resolution (migration 0004).
+    pub unpriced: u8,
+    pub unpriced_tokens: u64,
+    pub usage_estimated: u8,
+    pub priced_model: String,
+    pub bedrock_resolution: String,
+    pub model_substituted: u8,
+}
+
+/// One `audit_log` row: an admin command or login (no secrets: sealed keys and hashes are left
+/// out of `details`, the event's payload as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct AuditRow {
+    pub event_id: String,
+    /// Sequence of the event in the admin stream (the projection's progress).
+    pub stream_seq: u64,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub occurred_at: DateTime<Utc>,
+    pub event_type: String,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub actor_name: String,
+    pub target_kind: String,
+    pub target_id: String,
+    pub user_id: String,
+    pub key_id: String,
+    pub source: String,
+    pub correlation_id: String,
+    pub details: String,
+}
+
+/// One `circuit_transitions` row: a transition of a key's breaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct CircuitRow {
+    pub event_id: String,
+    /// Sequence of the event in the circuit stream (the projection's progress).
+    pub stream_seq: u64,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub occurred_at: DateTime<Utc>,
+    pub key_id: String,
+    pub state: String,
+    pub reason: String,
+    pub failures: u32,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub retry_at: DateTime<Utc>,
+    pub replica: String,
+}
