@@ -1,10 +1,15 @@
 # syntax=docker/dockerfile:1
 #
 # One image for the three services: `ccp-proxy` (the default command), `ccp-projector` and
-# `ccp-admin`. docker-compose.yml builds it once as `claudecodeproxy:local`; alone:
+# `ccp-admin`, plus `ccpctl`, the admin command line. docker-compose.yml builds it once as
+# `claudecodeproxy:local`; alone:
 #
-#   docker build -t claudecodeproxy:local .
+#   docker build -t claudecodeproxy:local --build-arg CCP_GIT_COMMIT=$(git rev-parse --short=12 HEAD) .
 #   docker run --rm claudecodeproxy:local ccp-admin gen-secrets
+#   docker run --rm claudecodeproxy:local ccp-proxy --version
+#
+# The build context has no .git (.dockerignore), so `--version`, /health and the build_info
+# metric name the commit given as CCP_GIT_COMMIT, else `unknown`.
 #
 # Settings come from CCP__SECTION__KEY variables (or `--config PATH` / CCP_CONFIG). The listen
 # addresses default to 127.0.0.1, so a container must set CCP__PROXY__LISTEN=0.0.0.0:8080 (and
@@ -24,6 +29,9 @@ ENV RUSTUP_TOOLCHAIN=1.95.0 \
 WORKDIR /src
 COPY . .
 
+# The git commit of the sources (runtime/build.rs embeds it; unset: `unknown`).
+ARG CCP_GIT_COMMIT=
+
 # The registry and the target dir live in cache mounts: after the first build only the
 # workspace's own crates are recompiled. The binaries are copied out of the mount, which is not
 # part of the image.
@@ -32,7 +40,7 @@ RUN --mount=type=cache,id=ccp-cargo-registry,target=/usr/local/cargo/registry,sh
     --mount=type=cache,id=ccp-target-release,target=/src/target,sharing=locked \
     cargo build --release --locked --bins -p ccp-proxy -p ccp-projector -p ccp-admin-api \
     && mkdir -p /out \
-    && cp target/release/ccp-proxy target/release/ccp-projector target/release/ccp-admin /out/
+    && cp target/release/ccp-proxy target/release/ccp-projector target/release/ccp-admin target/release/ccpctl /out/
 
 # ---------------------------------------------------------------- runtime
 FROM debian:bookworm-slim AS runtime
@@ -48,7 +56,7 @@ RUN apt-get update \
     && chown -R 10001:10001 /var/lib/ccp \
     && chmod 0750 /var/lib/ccp/spool
 
-COPY --from=builder /out/ccp-proxy /out/ccp-projector /out/ccp-admin /usr/local/bin/
+COPY --from=builder /out/ccp-proxy /out/ccp-projector /out/ccp-admin /out/ccpctl /usr/local/bin/
 
 # The proxy's durable event spool (used while NATS is unreachable); mount a volume here. A named
 # volume mounted on an empty path inherits this directory's owner (ccp).
@@ -57,7 +65,8 @@ ENV CCP__PROXY__SPOOL_DIR=/var/lib/ccp/spool
 USER 10001:10001
 WORKDIR /var/lib/ccp
 
-# proxy, admin API, projector (/health, /ready)
-EXPOSE 8080 8081 8082
+# proxy, admin API, projector (/health, /ready); 9090: the ops listener (/health, /ready,
+# /metrics) when CCP__OPS__LISTEN=0.0.0.0:9090 is set (the Kubernetes manifests do).
+EXPOSE 8080 8081 8082 9090
 
 CMD ["ccp-proxy"]

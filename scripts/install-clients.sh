@@ -6,7 +6,11 @@
 #
 #   .local/clients/claude-code/   npm prefix of @anthropic-ai/claude-code (exact pin below)
 #   .local/clients/bin/claude     symlink to its native `claude` executable
-#   .local/clients/py/            Python venv with tests/python/requirements.txt (Anthropic SDK)
+#   .local/clients/py/            Python venv with tests/python/requirements.txt (Anthropic SDK;
+#                                 kubernetes-validate, the Kubernetes JSON schemas the manifest
+#                                 test validates deploy/kubernetes/ against, offline)
+#   .local/clients/k8s-models/    npm prefix of @kubernetes-models/prometheus-operator (exact pin
+#                                 below): the ServiceMonitor CRD's schema, for the same test
 #   /usr/bin/chromium, /usr/bin/chromedriver, /usr/sbin/nginx   Debian packages chromium +
 #                                 chromium-driver + nginx-light (apt, as root or through sudo;
 #                                 skipped when all are there)
@@ -24,6 +28,8 @@ CLIENTS=$ROOT/.local/clients
 NPM_PREFIX=$CLIENTS/claude-code
 BIN_DIR=$CLIENTS/bin
 VENV=$CLIENTS/py
+K8S_MODELS=$CLIENTS/k8s-models
+K8S_MODELS_PACKAGE=@kubernetes-models/prometheus-operator@6.0.0
 REQUIREMENTS=$ROOT/tests/python/requirements.txt
 
 say() { printf 'install-clients: %s\n' "$*"; }
@@ -128,6 +134,22 @@ install_python_sdk() {
     say "anthropic SDK: $("$VENV/bin/python" -c 'import anthropic; print(anthropic.__version__)')"
 }
 
+install_k8s_models() {
+    local stamp=$K8S_MODELS/.package
+    local model=$K8S_MODELS/node_modules/@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor.js
+    if [[ -f $model && "$(cat "$stamp" 2>/dev/null)" == "$K8S_MODELS_PACKAGE" ]]; then
+        say "$K8S_MODELS_PACKAGE already installed"
+        return 0
+    fi
+    command -v npm >/dev/null || die "npm not found (install node + npm)"
+    say "installing $K8S_MODELS_PACKAGE into $K8S_MODELS (npm) ..."
+    mkdir -p "$K8S_MODELS"
+    npm install --prefix "$K8S_MODELS" --no-audit --no-fund --save-exact --loglevel=error "$K8S_MODELS_PACKAGE" ||
+        die "npm install $K8S_MODELS_PACKAGE failed"
+    [[ -f $model ]] || die "$model is missing after installing $K8S_MODELS_PACKAGE"
+    printf '%s' "$K8S_MODELS_PACKAGE" >"$stamp"
+}
+
 install_packages() {
     if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver && -x /usr/sbin/nginx ]] && command -v tmux >/dev/null; then
         say "chromium, chromedriver, nginx and tmux already installed"
@@ -153,8 +175,10 @@ install_packages() {
 
 install_claude_code
 install_python_sdk
+install_k8s_models
 install_packages
 
 say "done:"
 printf '  CCP_TEST_CLAUDE_BIN=%s  (-> %s)\n' "$BIN_DIR/claude" "$(readlink -f "$BIN_DIR/claude")"
 printf '  CCP_TEST_PYTHON=%s\n' "$VENV/bin/python"
+printf '  CCP_TEST_K8S_MODELS=%s\n' "$K8S_MODELS"

@@ -424,6 +424,8 @@ pub struct Admin {
     pub username: String,
     /// What the admin may do.
     pub role: Role,
+    /// Disabled: no password, session or API token of theirs works.
+    pub disabled: bool,
     /// When created (`null` in a login answer).
     pub created_at: Option<DateTime<Utc>>,
 }
@@ -580,4 +582,46 @@ pub mod strict_decimal {
         }
         Decimal::from_str(text).map_err(|_| E::custom("the number is too large"))
     }
+}
+
+/// `PUT /v1/auth/password`: change your own password.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    /// Your current password.
+    #[schema(min_length = 1, max_length = 256)]
+    pub current_password: String,
+    /// The new one: 12–256 characters, at least 5 different ones, not containing the username.
+    #[schema(min_length = 12, max_length = 256)]
+    pub new_password: String,
+}
+
+/// `PUT /v1/admins/{admin_id}/password`: set another admin's password.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    /// The new password: 12–256 characters, at least 5 different ones, not containing the
+    /// username. Every session of the admin ends.
+    #[schema(min_length = 12, max_length = 256)]
+    pub new_password: String,
+}
+
+/// `POST /v1/admins/{admin_id}/disable`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableAdmin {
+    /// Why (for the audit log), at most 500 characters.
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+}
+
+/// One open session of an admin (the token itself is never shown).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionInfo {
+    /// A stable id of the session (not its token).
+    pub session_id: String,
+    /// When it was opened (the epoch for sessions opened before this was recorded).
+    pub issued_at: DateTime<Utc>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
 }

@@ -71,6 +71,10 @@ pub struct SessionRecord {
     pub csrf_token: String,
     /// When it stops working.
     pub expires_at: DateTime<Utc>,
+    /// When it was opened (records from before this field: the epoch, so "sign out everywhere"
+    /// ends them too).
+    #[serde(default)]
+    pub issued_at: DateTime<Utc>,
 }
 
 /// Password hashing with argon2id (the crate's default parameters: m=19456, t=2, p=1).
@@ -122,6 +126,20 @@ pub fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks a new password of `username` against the strength rules: `check_password`'s lengths,
+/// at least 5 different characters, and not containing the username.
+pub fn check_new_password(field: &str, password: &str, username: &str) -> Result<(), ApiError> {
+    check_password(field, password)?;
+    let distinct: std::collections::HashSet<char> = password.chars().collect();
+    if distinct.len() < 5 {
+        return Err(ApiError::unprocessable(field, "passwords have at least 5 different characters"));
+    }
+    if username.chars().count() >= 3 && password.to_lowercase().contains(&username.to_lowercase()) {
+        return Err(ApiError::unprocessable(field, "a password must not contain the username"));
+    }
+    Ok(())
+}
+
 /// The bearer token of a request (`Authorization: Bearer <token>`, scheme case-insensitive).
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get("authorization")?.to_str().ok()?.trim();
@@ -162,6 +180,7 @@ impl Auth {
             username: username.to_owned(),
             csrf_token: csrf.expose().to_owned(),
             expires_at: Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or_default(),
+            issued_at: Utc::now(),
         };
         let bytes = serde_json::to_vec(&record).map_err(|e| ApiError::internal(&e))?;
         self.sessions
@@ -190,15 +209,22 @@ impl Auth {
             .filter(|s| s.expires_at > Utc::now()))
     }
 
-    /// The current role of a session's admin (read from the view at every request, so a change
-    /// applies at once).
-    fn role_of(&self, admin_id: ccp_schemas::ids::AdminId) -> Result<ccp_schemas::events::AdminRole, ApiError> {
-        self.view
-            .read()
+    /// The current role of a session's admin, if the session still counts: the admin exists, is
+    /// not disabled and has not signed out everywhere since it was opened (read from the view at
+    /// every request, so a change applies at once).
+    fn role_of(&self, session: &SessionRecord) -> Result<ccp_schemas::events::AdminRole, ApiError> {
+        let model = self.view.read();
+        let admin = model
             .admins
-            .get(&admin_id)
-            .map(|a| a.role)
-            .ok_or_else(|| ApiError::unauthenticated("the session's admin no longer exists; log in again"))
+            .get(&session.admin_id)
+            .ok_or_else(|| ApiError::unauthenticated("the session's admin no longer exists; log in again"))?;
+        if admin.disabled {
+            return Err(ApiError::unauthenticated("this admin is disabled; ask another admin"));
+        }
+        if admin.sessions_valid_after.is_some_and(|after| session.issued_at < after) {
+            return Err(ApiError::unauthenticated("this session was ended (signed out everywhere); log in again"));
+        }
+        Ok(admin.role)
     }
 
     /// Who a request is, from `Authorization: Bearer` or the session cookie (with CSRF check).
@@ -223,7 +249,7 @@ impl Auth {
                 });
             }
             let session = self.session(token).await?.ok_or_else(expired)?;
-            let role = self.role_of(session.admin_id)?;
+            let role = self.role_of(&session)?;
             return Ok(Identity {
                 admin_id: session.admin_id,
                 username: session.username,
@@ -244,7 +270,7 @@ impl Auth {
                     ));
                 }
             }
-            let role = self.role_of(session.admin_id)?;
+            let role = self.role_of(&session)?;
             return Ok(Identity {
                 admin_id: session.admin_id,
                 username: session.username,

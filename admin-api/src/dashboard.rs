@@ -94,6 +94,7 @@ files! {
     "js/admin/audit.js" => JS,
     "js/admin/requests.js" => JS,
     "js/admin/circuits.js" => JS,
+    "js/admin/admins.js" => JS,
     "js/admin/models.js" => JS,
 }
 

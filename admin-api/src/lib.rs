@@ -8,9 +8,11 @@ pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod json;
+mod metrics;
 pub mod openapi;
 pub mod query;
 pub mod readiness;
+mod recover;
 pub mod roles;
 pub mod routes;
 mod startup;
@@ -33,6 +35,7 @@ pub async fn run(args: ServiceArgs, settings: Settings) -> anyhow::Result<()> {
     match args.command.as_deref() {
         None | Some("serve") => Application::build(settings).await?.run_until_stopped().await,
         Some("gen-secrets") => gen_secrets(),
+        Some("recover") => recover::recover(settings).await,
         Some(other) => anyhow::bail!("unknown command `{other}` (try --help)"),
     }
 }

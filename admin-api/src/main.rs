@@ -4,11 +4,14 @@ use std::process::ExitCode;
 
 use ccp_runtime::telemetry::{exit_code, start, Start};
 
-const USAGE: &str = "ccp-admin [--config PATH] [--print-config] [COMMAND]
+const USAGE: &str = "ccp-admin [--config PATH] [--print-config] [--version] [COMMAND]
 
 Commands:
   serve        (default) serve the admin API on admin.listen
   gen-secrets  print a fresh [secrets] section (access-key pepper, Bedrock master key) and exit
+  recover      break-glass, on a server with this deployment's configuration: read a username
+               and a new password (stdin lines, or prompts) and make that admin usable again
+               (created if missing, else password set, enabled, role admin); audited
 
 Settings: defaults, then the TOML file given by --config or CCP_CONFIG, then CCP__SECTION__KEY
 environment variables (see README).";

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admins, keys, models, ops, queries, self_service, sign_ins, users};
+use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, sign_ins, users};
 
 /// The document.
 #[derive(OpenApi)]
@@ -12,7 +12,10 @@ use crate::routes::{admins, keys, models, ops, queries, self_service, sign_ins, 
     info(title = "ClaudeCodeProxy admin API", description = "Users, access keys, Bedrock API keys, budgets, routing, usage and audit for ClaudeCodeProxy. Every route except login, health, this document and `/v1/self` (a developer's own usage, authenticated by their access key in `x-ccp-access-key`) needs `Authorization: Bearer <session or API token>`."),
     paths(
         admins::login, admins::logout, admins::me, admins::list_admins, admins::create_admin,
-        admins::set_admin_role, admins::list_tokens, admins::issue_token, admins::revoke_token,
+        admins::set_admin_role, admins::list_tokens,
+        accounts::change_own_password, accounts::sign_out_everywhere, accounts::reset_password,
+        accounts::disable_admin, accounts::enable_admin, accounts::sign_admin_out, accounts::list_sessions,
+        accounts::revoke_session, accounts::list_admin_tokens, accounts::revoke_admin_token, admins::issue_token, admins::revoke_token,
         users::create_user, users::list_users, users::get_user, users::update_user,
         users::deactivate_user, users::reactivate_user, users::set_budget, users::set_routing,
         keys::issue_key, keys::list_keys, keys::get_key, keys::revoke_key, keys::rotate_key,

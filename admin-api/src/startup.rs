@@ -170,6 +170,15 @@ impl Application {
             throttle: Arc::clone(&sign_ins.self_service),
         });
         let metrics = web::Data::new(sign_ins.clone());
+        // The ops listener (`ops.listen`): /health, /ready and /metrics for probes and scrapers;
+        // when it is set, /metrics is served there only.
+        let public_metrics = settings.ops.listen.is_none();
+        let ops = {
+            let (view, sign_ins) = (Arc::clone(&state.view), sign_ins.clone());
+            let ready = move || readiness(&view);
+            ccp_runtime::ops::Probes::new("ccp-admin", ready, move || render_metrics(&sign_ins))
+        };
+        ccp_runtime::ops::serve(&settings.ops, ops)?;
 
         let listener = TcpListener::bind(settings.admin.listen)
             .with_context(|| format!("cannot listen on {}", settings.admin.listen))?;
@@ -189,9 +198,14 @@ impl Application {
                 .wrap(from_fn(cors_headers))
                 .wrap(from_fn(request_id))
                 .wrap(from_fn(security_headers))
+                .wrap(from_fn(crate::metrics::count_requests))
                 .route("/health", web::get().to(health))
                 .route("/ready", web::get().to(ready))
-                .route("/metrics", web::get().to(metrics_handler))
+                .configure(|app| {
+                    if public_metrics {
+                        app.route("/metrics", web::get().to(metrics_handler));
+                    }
+                })
                 .route("/openapi.json", web::get().to(openapi))
                 .configure(crate::dashboard::configure)
                 .service(
@@ -351,20 +365,34 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(telemetry::health_body("ccp-admin", env!("CARGO_PKG_VERSION")))
 }
 
-/// `GET /metrics`: sign-in attempts and the stream followers' unapplied events (Prometheus text).
-async fn metrics_handler(sign_ins: web::Data<SignIns>) -> HttpResponse {
-    let mut body = String::new();
-    sign_ins.render(&mut body);
-    ccp_runtime::follow::SKIPPED.render("ccp_admin", false, &mut body);
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
+/// The Prometheus text of `/metrics`: requests by route and status, command conflicts
+/// (`crate::metrics`), sign-in attempts and the stream followers' unapplied events.
+fn render_metrics(sign_ins: &SignIns) -> String {
+    crate::metrics::render(|out| {
+        sign_ins.render(out);
+        ccp_runtime::follow::SKIPPED.render("ccp_admin", false, out);
+    })
 }
 
-/// `GET /ready`: the read model is loaded (it is before the listener binds) and following the log;
-/// 503 with the reason once it has halted on an event of a newer version.
+/// `GET /metrics` on the API's port (only while `ops.listen` is unset): see [`render_metrics`].
+async fn metrics_handler(sign_ins: web::Data<SignIns>) -> HttpResponse {
+    HttpResponse::Ok().content_type(ccp_runtime::metrics::CONTENT_TYPE).body(render_metrics(&sign_ins))
+}
+
+/// Ready once the read model is loaded (it is before the listener binds) and following the log;
+/// not once it has halted on an event of a newer version (with the reason).
+fn readiness(view: &View) -> (bool, serde_json::Value) {
+    match view.halted() {
+        None => (true, serde_json::json!({ "ready": true, "applied_sequence": view.applied() })),
+        Some(why) => (false, serde_json::json!({ "ready": false, "reason": why })),
+    }
+}
+
+/// `GET /ready`: see [`readiness`].
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    match state.view.halted() {
-        None => HttpResponse::Ok().json(serde_json::json!({ "ready": true, "applied_sequence": state.view.applied() })),
-        Some(why) => HttpResponse::ServiceUnavailable().json(serde_json::json!({ "ready": false, "reason": why })),
+    match readiness(&state.view) {
+        (true, body) => HttpResponse::Ok().json(body),
+        (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }
 }
 

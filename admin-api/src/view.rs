@@ -42,6 +42,10 @@ impl Model {
         let admin_id = match &envelope.event {
             Event::AdminCreated(e) => e.admin_id,
             Event::AdminRoleSet(e) => e.admin_id,
+            Event::AdminPasswordChanged(e) => e.admin_id,
+            Event::AdminDisabled(e) => e.admin_id,
+            Event::AdminEnabled(e) => e.admin_id,
+            Event::AdminSessionsRevoked(e) => e.admin_id,
             Event::ApiTokenIssued(e) => e.admin_id,
             Event::ApiTokenRevoked(e) => e.admin_id,
             _ => return,
@@ -60,7 +64,7 @@ impl Model {
 
     /// The admin owning an active API token with this hash.
     pub fn admin_by_token(&self, hash: &KeyHash) -> Option<&AdminState> {
-        self.admins.values().find(|a| a.tokens.iter().any(|t| !t.revoked && t.hash.ct_eq(hash)))
+        self.admins.values().find(|a| !a.disabled && a.tokens.iter().any(|t| !t.revoked && t.hash.ct_eq(hash)))
     }
 }
 

@@ -1467,6 +1467,34 @@ async fn a_viewer_sees_the_figures_but_no_control_its_role_cannot_use() {
     let refused = api.send(reqwest::Method::POST, "/v1/users", Some(&token), Some(json!({"name": "X"}))).await;
     assert_eq!(refused.status, 403, "{}", refused.text);
     assert!(refused.text.contains("`operator`"), "{}", refused.text);
+    assert_eq!(b.js(&hidden("li[data-needs=admin]"), json!([])).await, true, "no Admins page for a viewer");
+    assert_clean_console(&b).await;
+
+    // The admin sees every admin's role, sessions and tokens, and signs the viewer out.
+    b.click("#logout").await;
+    b.wait("#login-form").await;
+    b.type_into("#login-username", common::ADMIN_USER).await;
+    b.type_into("#login-password", common::ADMIN_PASSWORD).await;
+    b.click("#login-submit").await;
+    b.wait_text("#whoami", "(admin)").await;
+    b.click("a[data-nav=admins]").await;
+    b.wait_text("#admins-table", "finance").await;
+    let row = b.text("#admins-table").await;
+    assert!(row.contains("viewer") && row.contains("enabled"), "{row}");
+    b.goto(&format!("{}/#/admins/{}", api.url, created.body["admin_id"].as_str().unwrap())).await;
+    b.wait_text("h1", "finance").await;
+    b.wait("#admin-sessions-table").await;
+    b.wait_text("#admin-profile", "enabled").await;
+    b.screenshot("admin-page").await;
+    b.click("#sign-out-admin").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait_text("#admin-sessions", "No open sessions").await;
+    let me = api.send(reqwest::Method::GET, "/v1/auth/me", Some(&token), None).await;
+    assert_eq!(me.status, 401, "the viewer's session ended: {}", me.text);
+    b.click("#disable-admin").await;
+    b.type_into("dialog[open] textarea[name=reason]", "moved to another team").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait_text("#admin-profile", "disabled").await;
     assert_clean_console(&b).await;
     b.quit().await;
     let _ = std::fs::remove_dir_all(&downloads);

@@ -65,11 +65,11 @@ impl std::fmt::Display for Unknown {
 
 impl std::error::Error for Unknown {}
 
-/// Reads the command line into `opts` (the defaults): `-h`/`--help` prints `usage` and gives
-/// `Ok(None)`; every other argument goes to `option(opts, arg, value)`, which takes the option's
-/// value with `value()` and fails with [`Unknown`] for an argument it does not know (an error
-/// naming it, with `usage`).
-#[allow(clippy::print_stdout)] // the help asked for
+/// Reads the command line into `opts` (the defaults): `-h`/`--help` prints `usage` and
+/// `-V`/`--version` the version line, and both give `Ok(None)`; every other argument goes to
+/// `option(opts, arg, value)`, which takes the option's value with `value()` and fails with
+/// [`Unknown`] for an argument it does not know (an error naming it, with `usage`).
+#[allow(clippy::print_stdout)] // the help or version asked for
 pub fn parse_args<O>(
     usage: &str,
     mut opts: O,
@@ -79,6 +79,12 @@ pub fn parse_args<O>(
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             println!("{usage}");
+            return Ok(None);
+        }
+        if arg == "-V" || arg == "--version" {
+            let argv0 = std::env::args().next().unwrap_or_default();
+            let name = std::path::Path::new(&argv0).file_name().map(|n| n.to_string_lossy().into_owned());
+            println!("{}", ccp_runtime::telemetry::version_line(name.as_deref().unwrap_or("ccp-bench")));
             return Ok(None);
         }
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));

@@ -16,7 +16,6 @@
 pub mod deliver;
 pub mod rules;
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +28,9 @@ use ccp_schemas::events::{AlertRaised, AlertRule, Event};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Actor, Envelope, Namespace};
 use chrono::{DateTime, Utc};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
 use sha2::{Digest as _, Sha256};
 
 use self::deliver::{DeliveryStats, Webhook};
@@ -62,32 +64,34 @@ impl AlertStats {
         self.webhooks.iter().find(|(n, _)| n == name).map(|(_, s)| s.as_ref())
     }
 
-    /// Appends the Prometheus text of these counters.
-    pub fn render(&self, out: &mut String) {
-        let name = "ccp_projector_alerts_raised_total";
-        let _ = writeln!(out, "# HELP {name} Alerts raised, by rule.\n# TYPE {name} counter");
+    /// Writes these counters as `ccp_projector_alerts_raised_total{rule}`,
+    /// `ccp_projector_alerts_duplicate_total` and
+    /// `ccp_projector_alert_deliveries_total{webhook,outcome}` (under the registry's prefix).
+    pub fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut raised =
+            encoder.encode_descriptor("alerts_raised", "Alerts raised, by rule.", None, MetricType::Counter)?;
         for rule in AlertRule::ALL {
-            let _ = writeln!(out, "{name}{{rule=\"{}\"}} {}", rule.as_str(), self.raised(rule));
+            ConstCounter::new(self.raised(rule)).encode(raised.encode_family(&[("rule", rule.as_str())])?)?;
         }
-        let name = "ccp_projector_alerts_duplicate_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Alerts dropped by NATS as duplicates of an incident already raised.\n# TYPE {name} counter\n\
-             {name} {}",
-            self.duplicates()
-        );
-        let name = "ccp_projector_alert_deliveries_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Alert deliveries to webhooks by outcome (retried: failed attempts that were retried).\n\
-             # TYPE {name} counter"
-        );
+        ConstCounter::new(self.duplicates()).encode(encoder.encode_descriptor(
+            "alerts_duplicate",
+            "Alerts dropped by NATS as duplicates of an incident already raised.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        let mut deliveries = encoder.encode_descriptor(
+            "alert_deliveries",
+            "Alert deliveries to webhooks by outcome (retried: failed attempts that were retried).",
+            None,
+            MetricType::Counter,
+        )?;
         for (hook, s) in &self.webhooks {
             for (outcome, n) in [("ok", &s.ok), ("failed", &s.failed), ("retried", &s.retried)] {
-                let _ =
-                    writeln!(out, "{name}{{webhook=\"{hook}\",outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
+                let labels = [("webhook", hook.as_str()), ("outcome", outcome)];
+                ConstCounter::new(n.load(Ordering::Relaxed)).encode(deliveries.encode_family(&labels)?)?;
             }
         }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod analytics;
+mod metrics;
 pub mod rebuild;
 mod startup;
 pub mod state;

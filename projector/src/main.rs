@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use ccp_runtime::telemetry::{exit_code, start, Start};
 
-const USAGE: &str = "ccp-projector [--config PATH] [--print-config] [COMMAND]
+const USAGE: &str = "ccp-projector [--config PATH] [--print-config] [--version] [COMMAND]
 
 Commands:
   serve     (default) apply migrations, ensure streams, project events; /health /ready on projector.listen

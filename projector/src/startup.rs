@@ -54,14 +54,14 @@ impl Application {
             stats.push((name, s));
             workers.push(w);
         }
-        let stats = Arc::new(stats);
+        let stats: crate::metrics::AllStats = Arc::new(stats);
         let state_projection = tokio::spawn(crate::state::run(js.client(), ns.clone()));
         let alerts = if settings.alerts.enabled {
             Some(crate::alerts::Alerts::start(js.client(), ns.clone(), &settings).await?)
         } else {
             None
         };
-        let alert_stats = alerts.as_ref().map(|a| a.stats.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new(stats, alerts.as_ref().map(|a| a.stats.clone())));
         workers.push({
             let (clickhouse, stop, days) = (clickhouse.clone(), stop.clone(), settings.projector.minute_retention_days);
             tokio::spawn(async move {
@@ -79,6 +79,12 @@ impl Application {
             })
         });
         ready.0.store(true, Ordering::Release);
+        let ops = {
+            let (ready, metrics) = (ready.clone(), metrics.clone());
+            let ready = move || (ready.0.load(Ordering::Acquire), ready_body(&ready));
+            ccp_runtime::ops::Probes::new("ccp-projector", ready, move || metrics.render())
+        };
+        ccp_runtime::ops::serve(&settings.ops, ops)?;
         let listener = TcpListener::bind(settings.projector.listen)
             .with_context(|| format!("cannot listen on {}", settings.projector.listen))?;
         let port = listener.local_addr()?.port();
@@ -86,11 +92,10 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
-                .app_data(web::Data::new(stats.clone()))
-                .app_data(web::Data::new(alert_stats.clone()))
+                .app_data(web::Data::new(metrics.clone()))
                 .route("/health", web::get().to(health))
                 .route("/ready", web::get().to(ready_handler))
-                .route("/metrics", web::get().to(metrics))
+                .route("/metrics", web::get().to(metrics_handler))
         })
         .workers(1)
         .disable_signals()
@@ -131,34 +136,9 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(telemetry::health_body("ccp-projector", env!("CARGO_PKG_VERSION")))
 }
 
-type AllStats = Arc<Vec<(&'static str, Arc<Stats>)>>;
-
-async fn metrics(
-    stats: web::Data<AllStats>,
-    alert_stats: web::Data<Option<Arc<crate::alerts::AlertStats>>>,
-) -> HttpResponse {
-    use std::fmt::Write as _;
-    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    type Family = (&'static str, &'static str, &'static str, fn(&Stats) -> &std::sync::atomic::AtomicU64);
-    let families: [Family; 5] = [
-        ("ccp_projector_events_projected_total", "counter", "Rows written to ClickHouse.", |s| &s.projected),
-        ("ccp_projector_events_skipped_total", "counter", "Redelivered events already in ClickHouse.", |s| &s.skipped),
-        ("ccp_projector_events_terminated_total", "counter", "Undecodable events terminated.", |s| &s.terminated),
-        ("ccp_projector_last_sequence", "gauge", "Last stream sequence written.", |s| &s.last_seq),
-        ("ccp_projector_lag_events", "gauge", "Events in the stream not yet projected.", |s| &s.lag),
-    ];
-    let mut body = String::new();
-    for (name, kind, help, field) in families {
-        let _ = writeln!(body, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (projection, s) in stats.iter() {
-            let _ = writeln!(body, "{name}{{projection=\"{projection}\"}} {}", g(field(s)));
-        }
-    }
-    if let Some(alerts) = alert_stats.as_ref() {
-        alerts.render(&mut body);
-    }
-    ccp_runtime::follow::SKIPPED.render("ccp_projector", false, &mut body);
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
+/// `GET /metrics`: see [`crate::metrics`].
+async fn metrics_handler(metrics: web::Data<Arc<crate::metrics::Metrics>>) -> HttpResponse {
+    HttpResponse::Ok().content_type(ccp_runtime::metrics::CONTENT_TYPE).body(metrics.render())
 }
 
 /// Opens a projection and runs it until `stop`.
@@ -189,10 +169,15 @@ async fn spawn<T: TableSpec>(
     Ok((T::NAME, stats, worker))
 }
 
+fn ready_body(state: &Readiness) -> serde_json::Value {
+    let status = if state.0.load(Ordering::Acquire) { "ready" } else { "starting" };
+    serde_json::json!({ "status": status })
+}
+
 async fn ready_handler(state: web::Data<Readiness>) -> HttpResponse {
     if state.0.load(Ordering::Acquire) {
-        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+        HttpResponse::Ok().json(ready_body(&state))
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "starting" }))
+        HttpResponse::ServiceUnavailable().json(ready_body(&state))
     }
 }

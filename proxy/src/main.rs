@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use ccp_runtime::telemetry::{exit_code, start, Start};
 
-const USAGE: &str = "ccp-proxy [--config PATH] [--print-config]
+const USAGE: &str = "ccp-proxy [--config PATH] [--print-config] [--version]
 
 Serves Claude Code traffic on proxy.listen. Settings: defaults, then the TOML file given by
 --config or CCP_CONFIG, then CCP__SECTION__KEY environment variables (see README).";

@@ -1,5 +1,6 @@
-//! Prometheus metrics of the proxy (`GET /metrics`). Labels come from small fixed sets
-//! (provider, status, error kind) — never a key, user or model name.
+//! Prometheus metrics of the proxy (`GET /metrics`, on the ops listener when `ops.listen` is
+//! set). Labels come from small fixed sets (provider, status, error kind) — never a key, user or
+//! model name.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -42,6 +43,7 @@ fn latency_histogram() -> Histogram {
 
 /// Every metric of the proxy.
 pub struct Metrics {
+    /// `ccp_proxy_build_info`, `process_*`, and every metric below (prefixed `ccp_proxy_`).
     registry: Registry,
     /// Finished requests.
     pub requests: Family<RequestLabels, Counter>,
@@ -86,7 +88,8 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("ccp_proxy");
+        let mut root = ccp_runtime::metrics::registry("ccp_proxy");
+        let registry = root.sub_registry_with_prefix("ccp_proxy");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let ttfb: HistogramFamily = Family::new_with_constructor(latency_histogram);
@@ -160,7 +163,7 @@ impl Default for Metrics {
             spend_tally_live.clone(),
         );
         Self {
-            registry,
+            registry: root,
             requests,
             latency,
             ttfb,
@@ -186,15 +189,8 @@ impl Default for Metrics {
 impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::error!(error = %e, "metrics encoding failed");
-        }
-        // Before the encoder's `# EOF`, which must end the exposition.
-        let eof = out.rfind("# EOF").unwrap_or(out.len());
-        let mut followers = String::new();
-        ccp_runtime::follow::SKIPPED.render("ccp_proxy", true, &mut followers);
-        out.insert_str(eof, &followers);
-        out
+        ccp_runtime::metrics::render(&self.registry, |out| {
+            ccp_runtime::follow::SKIPPED.render("ccp_proxy", true, out);
+        })
     }
 }

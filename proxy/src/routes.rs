@@ -1,4 +1,5 @@
-//! The service's own endpoints: `/health`, `/ready`, `/metrics`, and the Anthropic-shaped 404.
+//! The service's own endpoints: `/health`, `/ready`, `/metrics` (on the proxy's port, or only on
+//! the ops listener when `ops.listen` is set), and the Anthropic-shaped 404.
 
 use actix_web::{web, HttpResponse};
 use ccp_schemas::ids::RequestId;
@@ -11,8 +12,9 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(ccp_runtime::telemetry::health_body("ccp-proxy", env!("CARGO_PKG_VERSION")))
 }
 
-/// `GET /ready`: the access-key table is loaded.
-pub async fn ready(shared: web::Data<Shared>) -> HttpResponse {
+/// Whether the proxy is ready (the access-key table and the month's spend are loaded), and the
+/// body of `/ready`.
+pub fn readiness(shared: &Shared) -> (bool, serde_json::Value) {
     let ready = shared.keys.is_ready() && shared.spend.is_ready();
     let body = serde_json::json!({
         "ready": ready,
@@ -21,21 +23,30 @@ pub async fn ready(shared: web::Data<Shared>) -> HttpResponse {
         "access_keys": shared.keys.key_count(),
         "admin_stream_seq": shared.keys.applied_seq(),
     });
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    (ready, body)
+}
+
+/// `GET /ready`: see [`readiness`].
+pub async fn ready(shared: web::Data<Shared>) -> HttpResponse {
+    match readiness(&shared) {
+        (true, body) => HttpResponse::Ok().json(body),
+        (false, body) => HttpResponse::ServiceUnavailable().json(body),
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+/// The Prometheus text of `/metrics`, with the gauges read from the tables now.
+pub fn render_metrics(shared: &Shared) -> String {
     let m = &shared.recorder.metrics;
     m.keys_loaded.set(i64::try_from(shared.keys.key_count()).unwrap_or(i64::MAX));
     let (live, unstored) = shared.spend.tally_status();
     m.spend_tally_live.set(i64::from(live));
     m.spend_unstored.set(i64::try_from(unstored).unwrap_or(i64::MAX));
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(shared.recorder.metrics.render())
+    m.render()
+}
+
+/// `GET /metrics` on the proxy's port (only while `ops.listen` is unset): see [`render_metrics`].
+pub async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().content_type(ccp_runtime::metrics::CONTENT_TYPE).body(render_metrics(&shared))
 }
 
 /// Any other path.

@@ -181,6 +181,15 @@ impl Application {
         let bedrock_endpoint = cfg.bedrock_endpoint_url.clone();
         let default_region = cfg.bedrock_default_region.clone();
         let bedrock_timeout = Duration::from_secs(settings.bedrock.timeout_secs);
+        // With an ops listener, `/metrics` is served there only: the proxy's port is public.
+        // `/health` and `/ready` stay on both (load balancers probe the port they send to).
+        let public_metrics = settings.ops.listen.is_none();
+        let ops = {
+            let (ready, metrics) = (shared.clone(), shared.clone());
+            let (ready, metrics) = (move || routes::readiness(&ready), move || routes::render_metrics(&metrics));
+            ccp_runtime::ops::Probes::new("ccp-proxy", ready, metrics)
+        };
+        ccp_runtime::ops::serve(&settings.ops, ops)?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(shared.clone())
@@ -192,7 +201,11 @@ impl Application {
                 )))
                 .route("/health", web::get().to(routes::health))
                 .route("/ready", web::get().to(routes::ready))
-                .route("/metrics", web::get().to(routes::metrics))
+                .configure(|app| {
+                    if public_metrics {
+                        app.route("/metrics", web::get().to(routes::metrics));
+                    }
+                })
                 .route(crate::statusline::PATH, web::get().to(crate::statusline::serve))
                 .default_service(web::to(forward::dispatch))
         })

@@ -6,9 +6,10 @@
 //! [`SecretString`](ccp_schemas::secrets::SecretString)s: printing the settings shows `<redacted>`.
 //!
 //! This file is [`Settings`] and its loading and checks; the sections are in `common.rs` (log,
-//! NATS, ClickHouse, secrets), `services.rs` (proxy, admin API, projector, Bedrock) and
-//! `policy.rs` (pricing, budgets, alerts), and `explain.rs` turns a loading error into one that
-//! names the key, where its value came from and what is accepted.
+//! NATS, ClickHouse, secrets), `services.rs` (proxy, admin API, projector, Bedrock),
+//! `policy.rs` (pricing, budgets, alerts) and `ops.rs` (the ops listener), and `explain.rs`
+//! turns a loading error into one that names the key, where its value came from and what is
+//! accepted.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +17,12 @@ use serde::{Deserialize, Serialize};
 
 mod common;
 mod explain;
+mod ops;
 mod policy;
 mod services;
 
 pub use self::common::{ClickHouseSettings, LogFormat, LogSettings, MasterKeyProvider, NatsSettings, SecretsSettings};
+pub use self::ops::OpsSettings;
 pub use self::policy::{
     AlertSettings, BudgetEnforcement, BudgetSettings, PricingSettings, WebhookFormat, WebhookSettings,
 };
@@ -51,6 +54,8 @@ pub struct Settings {
     pub budgets: BudgetSettings,
     /// Alerts for admins (evaluated by the projector, delivered to webhooks).
     pub alerts: AlertSettings,
+    /// The ops listener of every service (`/health`, `/ready`, `/metrics` off the public port).
+    pub ops: OpsSettings,
 }
 
 /// Why settings could not be loaded.

@@ -3,18 +3,23 @@
 //! - `bedrock` (feature `bedrock`): the Bedrock Runtime client of the proxy and the admin API.
 //! - [`config`]: typed settings (defaults → TOML file → `CCP__…` environment), with errors that
 //!   name the key, its source and the accepted values.
-//! - [`telemetry`]: command line, logging, NATS connection and shutdown signals.
+//! - [`telemetry`]: command line (`--version` with the git commit of the build), logging, NATS
+//!   connection and shutdown signals.
 //! - [`streams`]: JetStream stream and bucket definitions, created idempotently.
 //! - [`follow`]: the one way to follow a stream: resume, back-off, and a policy for events of a
 //!   newer version (fail closed where state gates access).
 //! - [`migrate`]: the ClickHouse client and the runner of [`ccp_schemas::migrations`].
 //! - [`tables`]: the ClickHouse rows every service reads or writes, one type per table.
+//! - [`ops`]: the ops listener (`ops.listen`): `/health`, `/ready`, `/metrics` off the public
+//!   port; [`metrics`]: what every `/metrics` shares (`build_info`, `process_*`, rendering).
 
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
 pub mod config;
 pub mod follow;
+pub mod metrics;
 pub mod migrate;
+pub mod ops;
 pub mod streams;
 pub mod tables;
 pub mod telemetry;

@@ -69,7 +69,23 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The command line every service binary accepts: `[--config PATH] [--print-config] [COMMAND]`.
+/// The git commit this build was made from (`unknown` when it was built without git and without
+/// `CCP_GIT_COMMIT`; see `runtime/build.rs`).
+pub const COMMIT: &str = env!("CCP_GIT_COMMIT");
+
+/// The release version of every binary of the workspace (one version for all).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What `--version` prints after the binary's name: `0.1.0 (3f2a9c1d0b7e)`.
+pub const VERSION_LINE: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CCP_GIT_COMMIT"), ")");
+
+/// The line `--version` prints: `<binary> <version> (<commit>)`.
+pub fn version_line(binary: &str) -> String {
+    format!("{binary} {VERSION_LINE}")
+}
+
+/// The command line every service binary accepts:
+/// `[--config PATH] [--print-config] [--version] [COMMAND]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceArgs {
     /// `--config PATH` (otherwise `CCP_CONFIG`, otherwise defaults and environment only).
@@ -80,6 +96,8 @@ pub struct ServiceArgs {
     pub command: Option<String>,
     /// `--help` / `-h`.
     pub help: bool,
+    /// `--version` / `-V`: print the version line and exit.
+    pub version: bool,
 }
 
 impl ServiceArgs {
@@ -95,6 +113,7 @@ impl ServiceArgs {
                 s if s.starts_with("--config=") => out.config = Some(s["--config=".len()..].into()),
                 "--print-config" => out.print_config = true,
                 "--help" | "-h" => out.help = true,
+                "--version" | "-V" => out.version = true,
                 s if s.starts_with('-') => return Err(format!("unknown option `{s}` (try --help)")),
                 s if out.command.is_none() => out.command = Some(s.to_owned()),
                 s => return Err(format!("unexpected argument `{s}` (try --help)")),
@@ -128,6 +147,10 @@ pub fn start(binary: &str, usage: &str) -> Start {
         println!("{usage}");
         return Start::Exit(ExitCode::SUCCESS);
     }
+    if args.version {
+        println!("{}", version_line(binary));
+        return Start::Exit(ExitCode::SUCCESS);
+    }
     let settings = match crate::config::Settings::load(args.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -154,9 +177,9 @@ pub fn exit_code(binary: &str, result: anyhow::Result<()>) -> std::process::Exit
     }
 }
 
-/// The JSON body of every service's `GET /health`.
+/// The JSON body of every service's `GET /health` (with the commit it was built from).
 pub fn health_body(service: &str, version: &str) -> serde_json::Value {
-    serde_json::json!({ "status": "ok", "service": service, "version": version })
+    serde_json::json!({ "status": "ok", "service": service, "version": version, "commit": COMMIT })
 }
 
 #[cfg(test)]
@@ -176,5 +199,13 @@ mod tests {
         assert!(parse(&["--bogus"]).unwrap_err().contains("--bogus"));
         assert!(parse(&["--config"]).is_err());
         assert!(parse(&["a", "b"]).is_err());
+        assert!(parse(&["--version"]).unwrap().version && parse(&["-V"]).unwrap().version);
+    }
+
+    #[test]
+    fn the_version_line_names_binary_version_and_commit() {
+        let line = version_line("ccp-proxy");
+        assert!(line.starts_with(&format!("ccp-proxy {VERSION} (")) && line.ends_with(')'), "{line}");
+        assert!(!COMMIT.is_empty() && COMMIT.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)));
     }
 }

@@ -92,6 +92,10 @@ pub enum Event {
     AdminLoginFailed(AdminLoginFailed),
     AdminCreated(AdminCreated),
     AdminRoleSet(AdminRoleSet),
+    AdminPasswordChanged(AdminPasswordChanged),
+    AdminDisabled(AdminDisabled),
+    AdminEnabled(AdminEnabled),
+    AdminSessionsRevoked(AdminSessionsRevoked),
     ApiTokenIssued(ApiTokenIssued),
     ApiTokenRevoked(ApiTokenRevoked),
     RequestCompleted(RequestCompleted),
@@ -125,6 +129,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "admin_login_failed",
     "admin_created",
     "admin_role_set",
+    "admin_password_changed",
+    "admin_disabled",
+    "admin_enabled",
+    "admin_sessions_revoked",
     "api_token_issued",
     "api_token_revoked",
     "request_completed",
@@ -160,6 +168,10 @@ impl Event {
             Self::AdminLoginFailed(_) => "admin_login_failed",
             Self::AdminCreated(_) => "admin_created",
             Self::AdminRoleSet(_) => "admin_role_set",
+            Self::AdminPasswordChanged(_) => "admin_password_changed",
+            Self::AdminDisabled(_) => "admin_disabled",
+            Self::AdminEnabled(_) => "admin_enabled",
+            Self::AdminSessionsRevoked(_) => "admin_sessions_revoked",
             Self::ApiTokenIssued(_) => "api_token_issued",
             Self::ApiTokenRevoked(_) => "api_token_revoked",
             Self::RequestCompleted(_) => "request_completed",
@@ -198,6 +210,10 @@ impl Event {
             Self::AdminLoginSucceeded(_) | Self::AdminLoginFailed(_) => Aggregate::AdminAuth,
             Self::AdminCreated(e) => Aggregate::Admin(e.admin_id),
             Self::AdminRoleSet(e) => Aggregate::Admin(e.admin_id),
+            Self::AdminPasswordChanged(e) => Aggregate::Admin(e.admin_id),
+            Self::AdminDisabled(e) => Aggregate::Admin(e.admin_id),
+            Self::AdminEnabled(e) => Aggregate::Admin(e.admin_id),
+            Self::AdminSessionsRevoked(e) => Aggregate::Admin(e.admin_id),
             Self::ApiTokenIssued(e) => Aggregate::Admin(e.admin_id),
             Self::ApiTokenRevoked(e) => Aggregate::Admin(e.admin_id),
             Self::RequestCompleted(e) => Aggregate::Request(e.key_id),
@@ -235,6 +251,10 @@ impl Event {
             | Self::AdminLoginFailed(_)
             | Self::AdminCreated(_)
             | Self::AdminRoleSet(_)
+            | Self::AdminPasswordChanged(_)
+            | Self::AdminDisabled(_)
+            | Self::AdminEnabled(_)
+            | Self::AdminSessionsRevoked(_)
             | Self::ApiTokenIssued(_)
             | Self::ApiTokenRevoked(_)
             | Self::CircuitOpened(_)

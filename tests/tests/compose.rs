@@ -1,6 +1,7 @@
 //! `docker-compose.yml` (no Docker engine runs here, so it is checked by parsing): pinned
 //! official images, JetStream on with a persistent volume, the three services built from the
-//! one Dockerfile, healthchecks everywhere, and only settings keys that exist.
+//! one Dockerfile (which also ships `ccpctl`), healthchecks everywhere (`/ready` for the
+//! services), and only settings keys that exist.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -72,8 +73,25 @@ fn the_three_services_build_from_the_one_dockerfile_with_healthchecks() {
     }
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
     assert!(dockerfile.matches("FROM ").count() >= 2, "not a multi-stage build");
-    for binary in ["ccp-proxy", "ccp-projector", "ccp-admin"] {
-        assert!(dockerfile.contains(binary), "Dockerfile does not ship {binary}");
+    for binary in ["ccp-proxy", "ccp-projector", "ccp-admin", "ccpctl"] {
+        assert!(dockerfile.contains(&format!("/out/{binary}")), "Dockerfile does not ship {binary}");
+    }
+    assert!(dockerfile.contains("ARG CCP_GIT_COMMIT"), "the image's --version names no commit");
+}
+
+/// A service is healthy when it is ready for traffic (the proxy's key table and month of spend
+/// loaded, the admin API's read model loaded), not merely alive.
+#[test]
+fn the_services_healthchecks_probe_ready() {
+    let c = compose();
+    for name in ["projector", "admin", "proxy"] {
+        let test = &service(&c, name)["healthcheck"]["test"];
+        let words: Vec<&str> = match test {
+            Value::Sequence(v) => v.iter().filter_map(Value::as_str).collect(),
+            Value::String(v) => v.split_whitespace().collect(),
+            _ => Vec::new(),
+        };
+        assert!(words.iter().any(|w| w.starts_with("http://127.0.0.1:") && w.ends_with("/ready")), "{name}: {words:?}");
     }
 }
 

@@ -19,6 +19,7 @@ fn code_keys() -> BTreeSet<String> {
     s.nats.user = Some(String::new());
     s.secrets.kms_key_id = Some(String::new());
     s.secrets.kms_endpoint_url = Some(String::new());
+    s.ops.listen = Some(([0, 0, 0, 0], 9090).into());
     let value = toml::Value::try_from(&s).unwrap();
     let mut keys = BTreeSet::new();
     for (section, table) in value.as_table().unwrap() {
@@ -52,7 +53,7 @@ fn example_config_loads_and_covers_every_section() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ccp.example.toml");
     Settings::load_from(Some(&path), Vec::new()).unwrap();
     let text = repo_file("deploy/ccp.example.toml");
-    for section in ["[log]", "[nats]", "[clickhouse]", "[secrets]", "[proxy]", "[admin]", "[projector]"] {
+    for section in ["[log]", "[nats]", "[clickhouse]", "[secrets]", "[proxy]", "[admin]", "[projector]", "[ops]"] {
         assert!(text.contains(section), "example lacks {section}");
     }
 }

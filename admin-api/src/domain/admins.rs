@@ -40,6 +40,10 @@ pub struct AdminState {
     pub password_hash: PasswordHash,
     /// What the admin may do.
     pub role: AdminRole,
+    /// Disabled: no password, session or API token of theirs works.
+    pub disabled: bool,
+    /// Sessions opened before this no longer work ("sign out everywhere").
+    pub sessions_valid_after: Option<DateTime<Utc>>,
     /// API tokens, in issue order.
     pub tokens: Vec<TokenState>,
     /// When created.
@@ -56,6 +60,8 @@ impl AdminState {
                     username: e.username.clone(),
                     password_hash: e.password_hash.clone(),
                     role: e.role,
+                    disabled: false,
+                    sessions_valid_after: None,
                     tokens: Vec::new(),
                     created_at: at,
                 });
@@ -70,6 +76,12 @@ impl AdminState {
                 created_at: at,
             }),
             (Event::AdminRoleSet(e), Some(s)) => s.role = e.role,
+            (Event::AdminPasswordChanged(e), Some(s)) => s.password_hash = e.password_hash.clone(),
+            (Event::AdminDisabled(_), Some(s)) => s.disabled = true,
+            (Event::AdminEnabled(_), Some(s)) => s.disabled = false,
+            (Event::AdminSessionsRevoked(e), Some(s)) => {
+                s.sessions_valid_after = Some(s.sessions_valid_after.map_or(e.before, |t| t.max(e.before)));
+            }
             (Event::ApiTokenRevoked(e), Some(s)) => {
                 if let Some(t) = s.tokens.iter_mut().find(|t| t.token_id == e.token_id) {
                     t.revoked = true;
@@ -94,6 +106,24 @@ pub enum AdminCommand {
     },
     /// Change the role.
     SetRole(AdminRole),
+    /// Set a new password; every session opened before `now` ends.
+    ChangePassword {
+        /// argon2id hash of the new password.
+        password_hash: PasswordHash,
+        /// The time of the change.
+        now: DateTime<Utc>,
+    },
+    /// Disable the account; every session opened before `now` ends.
+    Disable {
+        /// Why (for the audit log).
+        reason: Option<String>,
+        /// The time of the change.
+        now: DateTime<Utc>,
+    },
+    /// Enable a disabled account.
+    Enable,
+    /// End every session opened before this instant.
+    RevokeSessions(DateTime<Utc>),
     /// Issue an API token.
     IssueToken {
         /// The token id.
@@ -123,6 +153,20 @@ pub fn decide_admin(state: Option<&AdminState>, admin_id: AdminId, command: Admi
     };
     Ok(match command {
         AdminCommand::Create { .. } => return Err(Rejection::Conflict(format!("admin {admin_id} already exists"))),
+        AdminCommand::ChangePassword { password_hash, now } => vec![
+            Event::AdminPasswordChanged(AdminPasswordChanged { admin_id, password_hash }),
+            Event::AdminSessionsRevoked(AdminSessionsRevoked { admin_id, before: now }),
+        ],
+        AdminCommand::Disable { .. } if admin.disabled => vec![],
+        AdminCommand::Disable { reason, now } => vec![
+            Event::AdminDisabled(AdminDisabled { admin_id, reason }),
+            Event::AdminSessionsRevoked(AdminSessionsRevoked { admin_id, before: now }),
+        ],
+        AdminCommand::Enable if !admin.disabled => vec![],
+        AdminCommand::Enable => vec![Event::AdminEnabled(AdminEnabled { admin_id })],
+        AdminCommand::RevokeSessions(before) => {
+            vec![Event::AdminSessionsRevoked(AdminSessionsRevoked { admin_id, before })]
+        }
         AdminCommand::SetRole(role) if role == admin.role => vec![],
         AdminCommand::SetRole(role) => vec![Event::AdminRoleSet(AdminRoleSet { admin_id, role })],
         AdminCommand::IssueToken { token_id, name, token_hash, token_prefix, role } => {
@@ -203,6 +247,48 @@ mod tests {
             ),
             Ok(vec![admin_created()])
         );
+    }
+
+    #[test]
+    fn disabling_ends_sessions_once_and_enabling_undoes_only_the_disabling() {
+        let now: DateTime<Utc> = "2026-12-07T10:00:00Z".parse().unwrap();
+        let disable = || AdminCommand::Disable { reason: Some("left".into()), now };
+        let disabled = admin(vec![admin_created()], disable()).unwrap();
+        assert_eq!(
+            disabled,
+            vec![
+                Event::AdminDisabled(AdminDisabled { admin_id: ADMIN, reason: Some("left".into()) }),
+                Event::AdminSessionsRevoked(AdminSessionsRevoked { admin_id: ADMIN, before: now }),
+            ]
+        );
+        let mut given = vec![admin_created()];
+        given.extend(disabled);
+        assert_eq!(admin(given.clone(), disable()), Ok(vec![]), "disabling twice changes nothing");
+        let state = fold(AdminState::apply, &given).unwrap();
+        assert!(state.disabled && state.sessions_valid_after == Some(now));
+        assert_eq!(
+            admin(given.clone(), AdminCommand::Enable),
+            Ok(vec![Event::AdminEnabled(AdminEnabled { admin_id: ADMIN })])
+        );
+        given.push(Event::AdminEnabled(AdminEnabled { admin_id: ADMIN }));
+        let state = fold(AdminState::apply, &given).unwrap();
+        assert!(!state.disabled && state.sessions_valid_after == Some(now), "old sessions stay ended");
+        assert_eq!(admin(given, AdminCommand::Enable), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_new_password_ends_every_earlier_session() {
+        let now: DateTime<Utc> = "2026-12-07T10:00:00Z".parse().unwrap();
+        let events =
+            admin(vec![admin_created()], AdminCommand::ChangePassword { password_hash: password_hash(), now }).unwrap();
+        assert!(
+            matches!(&events[..], [Event::AdminPasswordChanged(_), Event::AdminSessionsRevoked(r)] if r.before == now)
+        );
+        let earlier: DateTime<Utc> = "2026-12-07T09:00:00Z".parse().unwrap();
+        let mut given = vec![admin_created()];
+        given.extend(events);
+        given.push(Event::AdminSessionsRevoked(AdminSessionsRevoked { admin_id: ADMIN, before: earlier }));
+        assert_eq!(fold(AdminState::apply, &given).unwrap().sessions_valid_after, Some(now), "never moves back");
     }
 
     #[test]

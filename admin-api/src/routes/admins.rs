@@ -79,6 +79,9 @@ pub async fn login(
         return Err(ApiError::unauthenticated("wrong username or password"));
     }
     let Some(admin) = admin else { return Err(ApiError::unauthenticated("wrong username or password")) };
+    if admin.disabled {
+        return Err(ApiError::new(ErrorKind::Forbidden, "this admin is disabled; ask another admin to enable it"));
+    }
     attempt.outcome = Outcome::Succeeded;
     drop(attempt);
     let (token, record) = auth.open_session(admin.admin_id, &admin.username).await?;
@@ -138,11 +141,12 @@ pub async fn me(ctx: Ctx) -> ApiResult<web::Json<Me>> {
     }))
 }
 
-fn admin_view(a: &AdminState) -> Admin {
+pub(super) fn admin_view(a: &AdminState) -> Admin {
     Admin {
         admin_id: a.admin_id.to_string(),
         username: a.username.clone(),
         role: a.role.into(),
+        disabled: a.disabled,
         created_at: Some(a.created_at),
     }
 }
@@ -244,7 +248,7 @@ pub async fn set_admin_role(
     Ok(web::Json(admin_view(&admin)))
 }
 
-fn token_view(t: &TokenState) -> ApiToken {
+pub(super) fn token_view(t: &TokenState) -> ApiToken {
     ApiToken {
         token_id: t.token_id.to_string(),
         name: t.name.clone(),

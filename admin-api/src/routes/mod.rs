@@ -1,5 +1,6 @@
 //! The REST handlers, grouped by resource, and the input checks they share.
 
+pub mod accounts;
 pub mod admins;
 pub mod keys;
 pub mod models;
@@ -69,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     keys::configure(cfg);
     admins::configure(cfg);
+    accounts::configure(cfg);
     queries::configure(cfg);
     ops::configure(cfg);
     models::configure(cfg);

@@ -92,6 +92,44 @@ pub struct AdminRoleSet {
     pub role: AdminRole,
 }
 
+/// An admin's password was changed (by themselves, by another admin, or by `ccp-admin
+/// recover` on the server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminPasswordChanged {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// argon2id hash of the new password.
+    pub password_hash: PasswordHash,
+}
+
+/// An admin was disabled: their password, sessions and API tokens stop working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminDisabled {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// Why (for the audit log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A disabled admin was enabled again (their API tokens work again; sessions opened before the
+/// disabling do not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEnabled {
+    /// The admin.
+    pub admin_id: AdminId,
+}
+
+/// Every session an admin opened before `before` was ended ("sign out everywhere"; also part of
+/// a password change and of disabling).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSessionsRevoked {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// Sessions opened before this instant no longer work.
+    pub before: chrono::DateTime<chrono::Utc>,
+}
+
 /// An admin was issued a long-lived API token (only its hash and prefix are here).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiTokenIssued {

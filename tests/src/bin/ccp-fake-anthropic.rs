@@ -11,8 +11,9 @@ use std::process::ExitCode;
 
 use ccp_tests::fake_anthropic::FakeAnthropic;
 
-const USAGE: &str = "usage: ccp-fake-anthropic [--listen ADDR]   (default 127.0.0.1:8090)";
+const USAGE: &str = "usage: ccp-fake-anthropic [--listen ADDR] [--version]   (default 127.0.0.1:8090)";
 
+#[allow(clippy::print_stdout)] // --version
 fn main() -> ExitCode {
     let mut listen = String::from("127.0.0.1:8090");
     let mut args = std::env::args().skip(1);
@@ -27,6 +28,10 @@ fn main() -> ExitCode {
             },
             "-h" | "--help" => {
                 eprintln!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("{}", ccp_runtime::telemetry::version_line("ccp-fake-anthropic"));
                 return ExitCode::SUCCESS;
             }
             other => match other.strip_prefix("--listen=") {

@@ -14,9 +14,10 @@ use std::process::ExitCode;
 
 use ccp_tests::fake_bedrock::FakeBedrock;
 
-const USAGE: &str = "usage: ccp-fake-bedrock [--listen ADDR] [--accept-key KEY ...]   \
+const USAGE: &str = "usage: ccp-fake-bedrock [--listen ADDR] [--version] [--accept-key KEY ...]   \
 (default 127.0.0.1:8091; keys also from CCP_FAKE_BEDROCK_KEYS=k1,k2; none: any key)";
 
+#[allow(clippy::print_stdout)] // --version
 fn main() -> ExitCode {
     let mut listen = String::from("127.0.0.1:8091");
     let mut keys: Vec<String> = Vec::new();
@@ -42,6 +43,10 @@ fn main() -> ExitCode {
             }
             "-h" | "--help" => {
                 eprintln!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("{}", ccp_runtime::telemetry::version_line("ccp-fake-bedrock"));
                 return ExitCode::SUCCESS;
             }
             other => {

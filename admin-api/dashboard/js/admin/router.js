@@ -1,6 +1,7 @@
 // The router: one line per page (a pattern of the address after #, its view, its nav entry), and
 // the render of the current address.
 
+import { viewAdmin, viewAdmins } from './admins.js';
 import { viewAudit } from './audit.js';
 import { viewCircuits } from './circuits.js';
 import { closeAllDialogs } from './dialogs.js';
@@ -24,6 +25,8 @@ const routes = [
   [/^\/requests\/(req_[0-9A-Za-z]+)$/, viewRequests, 'requests'],
   [/^\/circuits\/?$/, viewCircuits, 'circuits'],
   [/^\/models\/?$/, viewModels, 'models'],
+  [/^\/admins\/?$/, viewAdmins, 'admins'],
+  [/^\/admins\/(adm_[0-9A-Za-z]+)$/, viewAdmin, 'admins'],
 ];
 
 function parseHash() {

@@ -139,7 +139,7 @@ fn parse_role(name: &str) -> Role {
     }
 }
 
-fn role_name(role: Role) -> &'static str {
+pub fn role_name(role: Role) -> &'static str {
     match role {
         Role::Viewer => "viewer",
         Role::Operator => "operator",
@@ -170,22 +170,15 @@ pub async fn admins(client: &Client, command: AdminsCommand, out: Out) -> CliRes
                         a.admin_id.clone(),
                         a.username.clone(),
                         role_name(a.role).to_owned(),
+                        if a.disabled { "disabled" } else { "enabled" }.to_owned(),
                         output::time_or(a.created_at.as_ref(), "–"),
                     ]
                 })
                 .collect();
-            out.table(&["ADMIN_ID", "USERNAME", "ROLE", "CREATED"], &rows)
+            out.table(&["ADMIN_ID", "USERNAME", "ROLE", "STATUS", "CREATED"], &rows)
         }
         AdminsCommand::Role { admin, role } => {
-            let admin_id =
-                if admin.starts_with("adm_") {
-                    admin
-                } else {
-                    let admins: Vec<Admin> = client.get(&["v1", "admins"]).await?.parse()?;
-                    admins.into_iter().find(|a| a.username == admin).map(|a| a.admin_id).ok_or_else(|| {
-                        CliError::Usage(format!("no admin named `{admin}` (see `ccpctl admins list`)"))
-                    })?
-                };
+            let admin_id = crate::accounts::admin_id(client, admin).await?;
             let body = to_json(&SetRole { role: parse_role(&role) })?;
             let answer = client.put(&["v1", "admins", &admin_id, "role"], &body, None).await?;
             if out.json {
@@ -194,6 +187,12 @@ pub async fn admins(client: &Client, command: AdminsCommand, out: Out) -> CliRes
             let admin: Admin = answer.parse()?;
             out.line(&format!("{} ({}) is now {}", admin.username, admin.admin_id, role_name(admin.role)))
         }
+        AdminsCommand::Password { admin } => crate::accounts::reset_password(client, admin, out).await,
+        AdminsCommand::Disable { admin, reason } => crate::accounts::disable(client, admin, reason, out).await,
+        AdminsCommand::Enable { admin } => crate::accounts::enable(client, admin, out).await,
+        AdminsCommand::SignOut { admin } => crate::accounts::sign_out(client, admin, out).await,
+        AdminsCommand::Sessions { admin, end } => crate::accounts::sessions(client, admin, end, out).await,
+        AdminsCommand::Tokens { admin, revoke } => crate::accounts::tokens(client, admin, revoke, out).await,
         AdminsCommand::Create { username, role } => {
             let password = input::new_secret(&format!("Password for the new admin {username}: "), "password")?;
             let body = to_json(&CreateAdmin { username, password, role: Some(parse_role(&role)) })?;

@@ -12,7 +12,7 @@ use ccp_schemas::events::{RoutingStrategy, UserStatus};
 #[derive(Debug, Parser)]
 #[command(
     name = "ccpctl",
-    version,
+    version = ccp_runtime::telemetry::VERSION_LINE,
     after_help = "Admin API URL, first found: --url; CCPCTL_URL; the URL of the session saved by `ccpctl login` \
                   (not when CCPCTL_TOKEN is set); http:// + CCP__ADMIN__LISTEN, the admin address scripts/run \
                   starts the API on; http://127.0.0.1:8081 (scripts/run's default).\n\
@@ -61,9 +61,14 @@ pub enum Command {
     /// Your API tokens for automation: list, issue, revoke
     #[command(subcommand)]
     Tokens(TokensCommand),
-    /// Admin accounts: list, create, role
+    /// Admin accounts: list, create, role, password, disable, enable, sessions, tokens
     #[command(subcommand)]
     Admins(AdminsCommand),
+    /// Change your own password (current, then new: prompts, or two lines of stdin); every
+    /// session of yours ends
+    Passwd,
+    /// End every session of yours, on every device
+    SignOutEverywhere,
     /// Create a user, issue their key (and register a Bedrock key); print their setup line
     Onboard(OnboardArgs),
     /// Usage and cost, grouped and bucketed
@@ -412,6 +417,51 @@ pub enum AdminsCommand {
         /// circuits, models) or admin (everything)
         #[arg(long, default_value = "admin", value_parser = ["viewer", "operator", "admin"])]
         role: String,
+    },
+    /// Set another admin's password (from stdin or a prompt); their sessions end
+    Password {
+        /// The admin: `adm_…` or their username
+        #[arg(value_name = "ADMIN")]
+        admin: String,
+    },
+    /// Disable an admin: their password, sessions and API tokens stop working at once
+    Disable {
+        /// The admin: `adm_…` or their username
+        #[arg(value_name = "ADMIN")]
+        admin: String,
+        /// Why (for the audit log)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Enable a disabled admin
+    Enable {
+        /// The admin: `adm_…` or their username
+        #[arg(value_name = "ADMIN")]
+        admin: String,
+    },
+    /// End every session of an admin
+    SignOut {
+        /// The admin: `adm_…` or their username
+        #[arg(value_name = "ADMIN")]
+        admin: String,
+    },
+    /// An admin's open sessions (--end SESSION ends one)
+    Sessions {
+        /// The admin: `adm_…` or their username
+        #[arg(value_name = "ADMIN")]
+        admin: String,
+        /// End this session (`ses_…`)
+        #[arg(long, value_name = "SESSION")]
+        end: Option<String>,
+    },
+    /// An admin's API tokens (--revoke TOKEN revokes one)
+    Tokens {
+        /// The admin: `adm_…` or their username
+        #[arg(value_name = "ADMIN")]
+        admin: String,
+        /// Revoke this token (`tok_…`)
+        #[arg(long, value_name = "TOKEN")]
+        revoke: Option<String>,
     },
     /// Change an admin's role
     Role {

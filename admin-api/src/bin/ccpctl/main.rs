@@ -2,6 +2,7 @@
 //! API's request and response types (`ccp_admin_api::api`) and keeps no state but the session
 //! file `login` writes.
 
+mod accounts;
 mod auth;
 mod cli;
 mod client;
@@ -99,6 +100,8 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::BedrockKey(c) => keys::bedrock_key(&client, c, out).await,
         Command::Tokens(c) => auth::tokens(&client, c, out).await,
         Command::Admins(c) => auth::admins(&client, c, out).await,
+        Command::Passwd => accounts::passwd(&client, out).await,
+        Command::SignOutEverywhere => accounts::sign_out_everywhere(&client, out).await,
         Command::Onboard(args) => onboard::run(&client, args, out).await,
         Command::Usage(args) => reports::usage(&client, args, out).await,
         Command::Budget { user_id } => reports::budget(&client, &user_id, out).await,
