@@ -36,7 +36,12 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Applies `command` to admin `admin_id` and answers its resulting state.
-async fn execute(state: &AppState, ctx: &Ctx, admin_id: AdminId, command: AdminCommand) -> ApiResult<AdminState> {
+pub(super) async fn execute(
+    state: &AppState,
+    ctx: &Ctx,
+    admin_id: AdminId,
+    command: AdminCommand,
+) -> ApiResult<AdminState> {
     let executed = state
         .store
         .execute(Aggregate::Admin(admin_id), &ctx.meta(), AdminState::apply, |s| {

@@ -237,14 +237,7 @@ pub async fn set_admin_role(
             .field("role"));
         }
     }
-    let executed = state
-        .store
-        .execute(Aggregate::Admin(admin_id), &ctx.meta(), AdminState::apply, |s| {
-            decide_admin(s, admin_id, AdminCommand::SetRole(role))
-        })
-        .await?;
-    state.settle(executed.seq).await;
-    let admin = executed.state.ok_or_else(|| ApiError::not_found(format!("no admin {admin_id}")))?;
+    let admin = super::accounts::execute(&state, &ctx, admin_id, AdminCommand::SetRole(role)).await?;
     Ok(web::Json(admin_view(&admin)))
 }
 

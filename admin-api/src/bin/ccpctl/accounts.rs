@@ -120,18 +120,5 @@ pub async fn tokens(client: &Client, admin: String, revoke: Option<String>, out:
         return out.document(&answer.body);
     }
     let tokens: Vec<ApiToken> = answer.parse()?;
-    let rows: Vec<Vec<String>> = tokens
-        .iter()
-        .map(|t| {
-            vec![
-                t.token_id.clone(),
-                t.name.clone(),
-                format!("{}…", t.prefix),
-                t.role.map_or("(the admin's)", role_name).to_owned(),
-                if t.revoked { "revoked" } else { "active" }.to_owned(),
-                output::time(&t.created_at),
-            ]
-        })
-        .collect();
-    out.table(&["TOKEN_ID", "NAME", "TOKEN", "ROLE", "STATUS", "CREATED"], &rows)
+    crate::auth::token_table(&tokens, "(the admin's)", out)
 }

@@ -88,20 +88,7 @@ pub async fn tokens(client: &Client, command: TokensCommand, out: Out) -> CliRes
                 return out.document(&answer.body);
             }
             let tokens: Vec<ApiToken> = answer.parse()?;
-            let rows: Vec<Vec<String>> = tokens
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.token_id.clone(),
-                        t.name.clone(),
-                        format!("{}…", t.prefix),
-                        t.role.map_or("(yours)", role_name).to_owned(),
-                        if t.revoked { "revoked" } else { "active" }.to_owned(),
-                        output::time(&t.created_at),
-                    ]
-                })
-                .collect();
-            out.table(&["TOKEN_ID", "NAME", "TOKEN", "ROLE", "STATUS", "CREATED"], &rows)
+            token_table(&tokens, "(yours)", out)
         }
         TokensCommand::Issue { name, role } => {
             let body = to_json(&IssueApiToken { name, role: role.as_deref().map(parse_role) })?;
@@ -128,6 +115,24 @@ pub async fn tokens(client: &Client, command: TokensCommand, out: Out) -> CliRes
             out.line(&format!("revoked API token {} ({})", token.name, token.token_id))
         }
     }
+}
+
+/// API tokens as a table; `inherited` labels a token without a role of its own.
+pub fn token_table(tokens: &[ApiToken], inherited: &'static str, out: Out) -> CliResult<()> {
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.token_id.clone(),
+                t.name.clone(),
+                format!("{}…", t.prefix),
+                t.role.map_or(inherited, role_name).to_owned(),
+                if t.revoked { "revoked" } else { "active" }.to_owned(),
+                output::time(&t.created_at),
+            ]
+        })
+        .collect();
+    out.table(&["TOKEN_ID", "NAME", "TOKEN", "ROLE", "STATUS", "CREATED"], &rows)
 }
 
 /// A role named on the command line (clap has checked the name).
