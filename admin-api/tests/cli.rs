@@ -50,9 +50,10 @@ async fn login_saves_a_private_session_that_later_commands_use() {
 
     let me = ctl.run(&["whoami", "--json"]).ok().json();
     assert_eq!(me["username"], ADMIN_USER);
-    assert_eq!(me["method"], "session");
+    assert_eq!((me["method"].as_str(), me["role"].as_str()), (Some("session"), Some("admin")));
     let r = ctl.run(&["whoami"]).ok();
     assert!(r.stdout.contains(&format!("{ADMIN_USER} (adm_")) && r.stdout.contains("session"), "{}", r.stdout);
+    assert!(r.stdout.contains(", admin) at "), "the role is shown: {}", r.stdout);
 
     let name = unique("Session User");
     ctl.run(&["users", "create", &name]).ok();

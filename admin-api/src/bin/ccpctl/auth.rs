@@ -71,9 +71,10 @@ pub async fn whoami(client: &Client, out: Out) -> CliResult<()> {
     }
     let me: Me = answer.parse()?;
     out.line(&format!(
-        "{} ({}) at {}, authenticated by {}",
+        "{} ({}, {}) at {}, authenticated by {}",
         me.username,
         me.admin_id,
+        role_name(me.role),
         client.base(),
         output::label(&me.method).replace('_', " ")
     ))
