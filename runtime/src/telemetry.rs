@@ -14,12 +14,19 @@ pub fn init_logging(settings: &LogSettings) {
     // Colour only for a person at a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).with_ansi(ansi);
-    let result = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    let json = json_lines(settings.format, std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let result = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
     // A second initialisation (tests) keeps the first subscriber.
     drop(result);
+}
+
+/// Whether logs are JSON lines: `auto` means JSON unless a person reads the terminal.
+fn json_lines(format: LogFormat, on_terminal: bool) -> bool {
+    match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !on_terminal,
+    }
 }
 
 /// Connects to NATS with the configured credentials, retrying until `connect_timeout_secs`.
@@ -184,6 +191,14 @@ pub fn health_body(service: &str, version: &str) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn auto_logs_are_json_unless_on_a_terminal() {
+        use super::{json_lines, LogFormat};
+        assert!(json_lines(LogFormat::Auto, false) && !json_lines(LogFormat::Auto, true));
+        assert!(json_lines(LogFormat::Json, true) && !json_lines(LogFormat::Text, false));
+    }
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<ServiceArgs, String> {

@@ -81,6 +81,10 @@ async fn the_proxy_and_the_kv_state_both_refuse_a_key_revoked_by_a_newer_version
         .find_map(|l| l.strip_prefix("ccp_proxy_events_not_applied_total{cause=\"halted\"} "))
         .and_then(|v| v.parse::<f64>().ok());
     assert!(halted.is_some_and(|n| n >= 1.0), "{metrics}");
+    // A service not on a terminal logs JSON lines (`log.format = auto`), for log collectors.
+    let proxy_log = sys.proxies[0].service.as_ref().unwrap().log_text();
+    let lines: Vec<&str> = proxy_log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty() && lines.iter().all(|l| serde_json::from_str::<Value>(l).is_ok()), "{proxy_log}");
     // And every service says why in its log.
     let logs = sys.logs();
     assert!(logs.matches("schema version 2").count() >= 3, "each service logs the reason: {logs}");

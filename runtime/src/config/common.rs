@@ -18,7 +18,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
+        Self { level: "info".into(), format: LogFormat::Auto }
     }
 }
 
@@ -26,6 +26,8 @@ impl Default for LogSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
+    /// JSON when standard output is not a terminal (a container, a log collector), text on one.
+    Auto,
     /// Human-readable lines.
     Text,
     /// One JSON object per line.

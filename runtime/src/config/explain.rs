@@ -7,7 +7,7 @@ use std::path::Path;
 /// What a key accepts, for the keys whose errors would otherwise say too little.
 const ACCEPTED: &[(&str, &str)] = &[
     ("budgets.enforce", "`bedrock` (an exhausted budget stops Bedrock requests) or `all` (every request)"),
-    ("log.format", "`text` or `json`"),
+    ("log.format", "`auto` (JSON unless on a terminal), `text` or `json`"),
     ("secrets.master_key_provider", "`local` or `kms`"),
     ("bedrock.family_fallback", "a table of family (`opus`, `sonnet`, `haiku`) = catalogue model id"),
 ];
@@ -141,7 +141,7 @@ mod tests {
         for v in ["bedrock", "all"] {
             assert!(serde_json::from_value::<BudgetEnforcement>(v.into()).is_ok(), "{v}");
         }
-        for v in ["text", "json"] {
+        for v in ["auto", "text", "json"] {
             assert!(serde_json::from_value::<LogFormat>(v.into()).is_ok(), "{v}");
         }
         for v in ["local", "kms"] {
@@ -174,7 +174,11 @@ mod tests {
                 "Mars/Base",
                 &["budgets.time_zone", "Mars/Base", "CCP__BUDGETS__TIME_ZONE", "Europe/Berlin"],
             ),
-            ("CCP__LOG__FORMAT", "xml", &["log.format = `xml`", "`text` or `json`"]),
+            (
+                "CCP__LOG__FORMAT",
+                "xml",
+                &["log.format = `xml`", "`auto` (JSON unless on a terminal), `text` or `json`"],
+            ),
         ];
         for (var, value, needles) in cases {
             let message = load_env(&[(var, value)]);
