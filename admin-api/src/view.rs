@@ -57,6 +57,14 @@ impl Model {
         }
     }
 
+    /// Whether `admin_id` is the only enabled admin with the `admin` role: taking that role from
+    /// it, or disabling it, would leave nobody able to manage admins (break-glass aside).
+    pub fn is_last_admin(&self, admin_id: AdminId) -> bool {
+        let is_admin = |a: &AdminState| a.role == ccp_schemas::events::AdminRole::Admin && !a.disabled;
+        self.admins.get(&admin_id).is_some_and(is_admin)
+            && !self.admins.values().any(|a| a.admin_id != admin_id && is_admin(a))
+    }
+
     /// The admin with this username.
     pub fn admin_by_name(&self, username: &str) -> Option<&AdminState> {
         self.admins.values().find(|a| a.username == username)

@@ -5,7 +5,6 @@
 //! admin's account, so it is in the audit log.
 
 use actix_web::{web, HttpResponse};
-use ccp_schemas::events::AdminRole;
 use ccp_schemas::ids::{AdminId, ApiTokenId};
 use ccp_schemas::secrets::SecretString;
 use ccp_schemas::subjects::Aggregate;
@@ -141,7 +140,7 @@ pub async fn disable_admin(
     body: Json<DisableAdmin>,
 ) -> ApiResult<web::Json<Admin>> {
     let admin_id: AdminId = parse_id("admin_id", &path)?;
-    let admin = existing(&state, admin_id)?;
+    existing(&state, admin_id)?; // 404 before any other check
     let reason = body.0.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
     if reason.as_ref().is_some_and(|r| r.chars().count() > 500 || r.chars().any(char::is_control)) {
         return Err(ApiError::unprocessable("reason", "at most 500 characters, no control characters"));
@@ -149,17 +148,8 @@ pub async fn disable_admin(
     if admin_id == ctx.admin()?.admin_id {
         return Err(ApiError::conflict("you cannot disable yourself; ask another admin").field("admin_id"));
     }
-    if admin.role == AdminRole::Admin && !admin.disabled {
-        let others = state
-            .view
-            .read()
-            .admins
-            .values()
-            .filter(|a| a.admin_id != admin_id && a.role == AdminRole::Admin && !a.disabled)
-            .count();
-        if others == 0 {
-            return Err(ApiError::conflict("this is the last enabled admin with the `admin` role").field("admin_id"));
-        }
+    if state.view.read().is_last_admin(admin_id) {
+        return Err(ApiError::conflict("this is the last enabled admin with the `admin` role").field("admin_id"));
     }
     let admin = execute(&state, &ctx, admin_id, AdminCommand::Disable { reason, now: Utc::now() }).await?;
     Ok(web::Json(admin_view(&admin)))

@@ -227,15 +227,11 @@ pub async fn set_admin_role(
 ) -> ApiResult<web::Json<Admin>> {
     let admin_id: AdminId = parse_id("admin_id", &path)?;
     let role = AdminRole::from(body.0.role);
-    if role != AdminRole::Admin {
-        let model = state.view.read();
-        let others = model.admins.values().filter(|a| a.admin_id != admin_id && a.role == AdminRole::Admin).count();
-        if others == 0 && model.admins.get(&admin_id).is_some_and(|a| a.role == AdminRole::Admin) {
-            return Err(ApiError::conflict(
-                "this is the last admin with the `admin` role; give another admin that role first",
-            )
-            .field("role"));
-        }
+    if role != AdminRole::Admin && state.view.read().is_last_admin(admin_id) {
+        return Err(ApiError::conflict(
+            "this is the last admin with the `admin` role; give another admin that role first",
+        )
+        .field("role"));
     }
     let admin = super::accounts::execute(&state, &ctx, admin_id, AdminCommand::SetRole(role)).await?;
     Ok(web::Json(admin_view(&admin)))
