@@ -10,6 +10,8 @@
 //!   newer version (fail closed where state gates access).
 //! - [`migrate`]: the ClickHouse client and the runner of [`ccp_schemas::migrations`].
 //! - [`tables`]: the ClickHouse rows every service reads or writes, one type per table.
+//! - [`tls`]: CA bundles and client certificates from files, and the rustls client
+//!   configuration outbound connections build from them.
 //! - [`ops`]: the ops listener (`ops.listen`): `/health`, `/ready`, `/metrics` off the public
 //!   port; [`metrics`]: what every `/metrics` shares (`build_info`, `process_*`, rendering).
 
@@ -23,3 +25,4 @@ pub mod ops;
 pub mod streams;
 pub mod tables;
 pub mod telemetry;
+pub mod tls;
