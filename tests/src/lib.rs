@@ -20,6 +20,7 @@ pub mod events;
 pub mod fake_anthropic;
 pub mod fake_bedrock;
 pub mod fake_kms;
+pub mod pki;
 pub mod secret_scan;
 pub mod system;
 
