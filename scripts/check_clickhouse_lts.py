@@ -13,6 +13,11 @@ machines. This script shows that the same DDL also works on a current release, u
 3. Every `.sql` file under `schemas/queries/` (if that directory exists), split the same way,
    `{db}` substituted. Named parameters in ClickHouse's `{name:Type}` syntax take their sample
    values from a leading comment line `-- params: name=value, other=value`.
+4. The `ON CLUSTER` variant (`clickhouse.cluster`): `schemas/fixtures/clickhouse/on_cluster.sql`,
+   the statements the Rust runner renders for a cluster (a unit test keeps the file current).
+   A cluster with replicated tables needs ZooKeeper and `remote_servers`, which an in-process
+   ClickHouse has not, so each statement is parsed and formatted (`formatQuery`), not run: it
+   must parse, keep its `ON CLUSTER`, and a table must keep its `Replicated*` engine.
 
 Prints one line per migration file, table and query file, then
 `clickhouse LTS check: N statements OK on ClickHouse <version>`. On any failure it prints the
@@ -373,6 +378,28 @@ def check_queries(runner: Runner, queries_dir: Path, root: Path) -> None:
         print(f"query {rel}: {len(statements)} statement(s) OK{note}")
 
 
+def check_cluster_ddl(runner: Runner, path: Path, root: Path) -> None:
+    rel = path.relative_to(root)
+    # The check must be able to fail: a statement the parser refuses has to raise.
+    try:
+        runner.run("formatQuery self-check", "SELECT formatQuery('CREATE TABLE t ON CLUSTER c (a UInt8) ENGINE = ReplicatedMergeTree(,)')")
+    except CheckFailed:
+        pass
+    else:
+        raise CheckFailed("cluster DDL", "", "formatQuery accepted a malformed statement; the check would prove nothing")
+    statements = split_statements(path.read_text(encoding="utf-8"), DB)
+    if not statements:
+        raise CheckFailed(f"cluster DDL {rel}", "", "no statements in the file")
+    for i, stmt in enumerate(statements, 1):
+        what = f"cluster DDL {rel}, statement {i}"
+        formatted = runner.run(what, f"SELECT formatQuery({sql_string(stmt)})")
+        if "ON CLUSTER" not in formatted:
+            raise CheckFailed(what, stmt, f"the formatted statement lost its ON CLUSTER:\n{formatted}")
+        if stmt.lstrip().upper().startswith("CREATE TABLE") and "ENGINE = Replicated" not in formatted:
+            raise CheckFailed(what, stmt, f"the formatted table has no Replicated* engine:\n{formatted}")
+    print(f"cluster DDL {rel}: {len(statements)} statement(s) parse with ON CLUSTER and Replicated* engines (formatQuery)")
+
+
 def main() -> int:
     default_root = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
@@ -398,6 +425,10 @@ def main() -> int:
             queries_dir = root / "schemas" / "queries"
             if queries_dir.is_dir():
                 check_queries(runner, queries_dir, root)
+            cluster_ddl = root / "schemas" / "fixtures" / "clickhouse" / "on_cluster.sql"
+            if not cluster_ddl.is_file():
+                raise CheckFailed("cluster DDL", "", f"{cluster_ddl} is missing (cargo test -p ccp-schemas writes it)")
+            check_cluster_ddl(runner, cluster_ddl, root)
         except CheckFailed as failure:
             print(f"clickhouse LTS check FAILED: {failure.what}", file=sys.stderr)
             if failure.sql:

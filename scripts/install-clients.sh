@@ -11,6 +11,8 @@
 #                                 test validates deploy/kubernetes/ against, offline)
 #   .local/clients/k8s-models/    npm prefix of @kubernetes-models/prometheus-operator (exact pin
 #                                 below): the ServiceMonitor CRD's schema, for the same test
+#   .local/clients/oidc/          npm prefix of oidc-provider (exact pin below): the OpenID
+#                                 provider the single sign-on tests run (tests/oidc/idp.mjs)
 #   /usr/bin/chromium, /usr/bin/chromedriver, /usr/sbin/nginx   Debian packages chromium +
 #                                 chromium-driver + nginx-light (apt, as root or through sudo;
 #                                 skipped when all are there)
@@ -30,6 +32,8 @@ BIN_DIR=$CLIENTS/bin
 VENV=$CLIENTS/py
 K8S_MODELS=$CLIENTS/k8s-models
 K8S_MODELS_PACKAGE=@kubernetes-models/prometheus-operator@6.0.0
+OIDC=$CLIENTS/oidc
+OIDC_PACKAGE=oidc-provider@9.13.3
 REQUIREMENTS=$ROOT/tests/python/requirements.txt
 
 say() { printf 'install-clients: %s\n' "$*"; }
@@ -134,20 +138,30 @@ install_python_sdk() {
     say "anthropic SDK: $("$VENV/bin/python" -c 'import anthropic; print(anthropic.__version__)')"
 }
 
-install_k8s_models() {
-    local stamp=$K8S_MODELS/.package
-    local model=$K8S_MODELS/node_modules/@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor.js
-    if [[ -f $model && "$(cat "$stamp" 2>/dev/null)" == "$K8S_MODELS_PACKAGE" ]]; then
-        say "$K8S_MODELS_PACKAGE already installed"
+# install_npm_package PREFIX PACKAGE@VERSION FILE: npm-installs the exact version into PREFIX
+# unless FILE (relative to PREFIX) is there from the same version.
+install_npm_package() {
+    local prefix=$1 package=$2 probe=$1/$3 stamp=$1/.package
+    if [[ -f $probe && "$(cat "$stamp" 2>/dev/null)" == "$package" ]]; then
+        say "$package already installed"
         return 0
     fi
     command -v npm >/dev/null || die "npm not found (install node + npm)"
-    say "installing $K8S_MODELS_PACKAGE into $K8S_MODELS (npm) ..."
-    mkdir -p "$K8S_MODELS"
-    npm install --prefix "$K8S_MODELS" --no-audit --no-fund --save-exact --loglevel=error "$K8S_MODELS_PACKAGE" ||
-        die "npm install $K8S_MODELS_PACKAGE failed"
-    [[ -f $model ]] || die "$model is missing after installing $K8S_MODELS_PACKAGE"
-    printf '%s' "$K8S_MODELS_PACKAGE" >"$stamp"
+    say "installing $package into $prefix (npm) ..."
+    mkdir -p "$prefix"
+    npm install --prefix "$prefix" --no-audit --no-fund --save-exact --loglevel=error "$package" ||
+        die "npm install $package failed"
+    [[ -f $probe ]] || die "$probe is missing after installing $package"
+    printf '%s' "$package" >"$stamp"
+}
+
+install_k8s_models() {
+    install_npm_package "$K8S_MODELS" "$K8S_MODELS_PACKAGE" \
+        node_modules/@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor.js
+}
+
+install_oidc_provider() {
+    install_npm_package "$OIDC" "$OIDC_PACKAGE" node_modules/oidc-provider/lib/index.js
 }
 
 install_packages() {
@@ -176,9 +190,11 @@ install_packages() {
 install_claude_code
 install_python_sdk
 install_k8s_models
+install_oidc_provider
 install_packages
 
 say "done:"
 printf '  CCP_TEST_CLAUDE_BIN=%s  (-> %s)\n' "$BIN_DIR/claude" "$(readlink -f "$BIN_DIR/claude")"
 printf '  CCP_TEST_PYTHON=%s\n' "$VENV/bin/python"
 printf '  CCP_TEST_K8S_MODELS=%s\n' "$K8S_MODELS"
+printf '  CCP_TEST_OIDC_MODULES=%s\n' "$OIDC/node_modules"

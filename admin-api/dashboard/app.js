@@ -11,7 +11,7 @@ import { timeline } from './js/admin/charts.js';
 import { toCsv } from './js/admin/csv.js';
 import { render } from './js/admin/router.js';
 import { clearSession, logout, showLogin, startApp } from './js/admin/session.js';
-import { state } from './js/admin/state.js';
+import { CSRF_KEY, state } from './js/admin/state.js';
 import { errorBox } from './js/admin/ui.js';
 import { zonedToUtc } from './js/admin/usage.js';
 import { $, clear } from './js/shared/dom.js';
@@ -21,13 +21,21 @@ async function boot() {
   window.addEventListener('hashchange', () => {
     if (state.admin) render();
   });
-  if (!state.csrf) {
+  // A password login kept the CSRF token in this tab; a single sign-on comes back here (`?sso`)
+  // with only the cookie, so the token is read from /v1/auth/me (same origin only).
+  const fromSso = new URLSearchParams(location.search).has('sso');
+  if (fromSso) history.replaceState(null, '', location.pathname + location.hash);
+  if (!state.csrf && !fromSso) {
     showLogin();
     return;
   }
   try {
     const me = await api('GET', '/v1/auth/me', { noAuthRedirect: true });
     if (me.method !== 'cookie') throw new ApiError(401, null, 'not a cookie session');
+    if (me.csrf_token) {
+      state.csrf = me.csrf_token;
+      sessionStorage.setItem(CSRF_KEY, state.csrf);
+    }
     state.admin = { username: me.username, admin_id: me.admin_id, role: me.role };
     startApp();
   } catch (e) {

@@ -441,6 +441,10 @@ pub struct Me {
     pub role: Role,
     /// How this request authenticated.
     pub method: crate::auth::AuthMethod,
+    /// For the dashboard's cookie session: its CSRF token (a single sign-on ends in a redirect,
+    /// so the dashboard reads it here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 /// `POST /v1/admins`.

@@ -58,6 +58,8 @@ pub struct Identity {
     /// What this request may do: the admin's current role, and for an API token no more than
     /// the token's.
     pub role: ccp_schemas::events::AdminRole,
+    /// The session's CSRF token, for a request authenticated by the dashboard's cookie.
+    pub csrf_token: Option<String>,
 }
 
 /// A session, stored in the sessions KV bucket under the hash of its token.
@@ -246,6 +248,7 @@ impl Auth {
                     username: admin.username.clone(),
                     method: AuthMethod::ApiToken,
                     role: token_role.map_or(admin.role, |r| r.min(admin.role)),
+                    csrf_token: None,
                 });
             }
             let session = self.session(token).await?.ok_or_else(expired)?;
@@ -255,6 +258,7 @@ impl Auth {
                 username: session.username,
                 method: AuthMethod::Session,
                 role,
+                csrf_token: None,
             });
         }
         if let Some(cookie) = req.cookie(SESSION_COOKIE) {
@@ -276,6 +280,7 @@ impl Auth {
                 username: session.username,
                 method: AuthMethod::Cookie,
                 role,
+                csrf_token: Some(session.csrf_token),
             });
         }
         Err(ApiError::unauthenticated(

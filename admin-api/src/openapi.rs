@@ -4,12 +4,12 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, sign_ins, users};
+use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, sign_ins, sso, users};
 
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ClaudeCodeProxy admin API", description = "Users, access keys, Bedrock API keys, budgets, routing, usage and audit for ClaudeCodeProxy. Every route except login, health, this document and `/v1/self` (a developer's own usage, authenticated by their access key in `x-ccp-access-key`) needs `Authorization: Bearer <session or API token>`."),
+    info(title = "ClaudeCodeProxy admin API", description = "Users, access keys, Bedrock API keys, budgets, routing, usage and audit for ClaudeCodeProxy. Every route except login (password or single sign-on), health, this document and `/v1/self` (a developer's own usage, authenticated by their access key in `x-ccp-access-key`) needs `Authorization: Bearer <session or API token>`."),
     paths(
         admins::login, admins::logout, admins::me, admins::list_admins, admins::create_admin,
         admins::set_admin_role, admins::list_tokens,
@@ -24,6 +24,7 @@ use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, 
         models::list_models, models::get_model, models::put_model, models::remove_model,
         queries::usage, queries::get_budget, queries::get_request, queries::audit,
         sign_ins::sign_in_failures,
+        sso::methods, sso::start, sso::callback, sso::token,
         self_service::self_usage,
     ),
     modifiers(&Security),

@@ -108,12 +108,18 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// Against `endpoint` (a private endpoint or a local fake), else AWS's regional endpoints.
-    pub fn new(endpoint: Option<&str>, default_region: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// Against `endpoint` (a private endpoint or a local fake), else AWS's regional endpoints,
+    /// connecting as `egress` says.
+    pub fn new(
+        endpoint: Option<&str>,
+        default_region: &str,
+        timeout: Duration,
+        egress: &ccp_runtime::egress::Egress,
+    ) -> anyhow::Result<Self> {
         let timeouts = TimeoutConfig::builder().operation_timeout(timeout).build();
         Ok(Self {
-            runtime: ccp_runtime::bedrock::client(endpoint, default_region, timeouts),
-            http: reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build()?,
+            runtime: ccp_runtime::bedrock::client(endpoint, default_region, timeouts, egress)?,
+            http: egress.reqwest_builder()?.timeout(timeout).redirect(reqwest::redirect::Policy::none()).build()?,
             endpoint: endpoint.map(|e| e.trim_end_matches('/').to_owned()),
         })
     }

@@ -40,6 +40,7 @@ pub struct Application {
 struct SignIns {
     login: Arc<Throttle>,
     self_service: Arc<Throttle>,
+    sso: Arc<Throttle>,
     store: EventStore,
 }
 
@@ -52,7 +53,7 @@ impl SignIns {
             source: None,
             if_match: None,
         };
-        for throttle in [&self.login, &self.self_service] {
+        for throttle in [&self.login, &self.self_service, &self.sso] {
             let records = throttle.take_records();
             let (names, failures) = (records.len(), records.iter().map(|r| r.failures).sum::<u64>());
             for record in records {
@@ -73,7 +74,7 @@ impl SignIns {
             "# HELP {name} Sign-in attempts that did not succeed: failed (wrong credential), refused (the client \
              was throttled), slowed (the name had failed often).\n# TYPE {name} counter"
         );
-        for (kind, t) in [("admin_login", &self.login), ("self_service", &self.self_service)] {
+        for (kind, t) in [("admin_login", &self.login), ("self_service", &self.self_service), ("sso", &self.sso)] {
             for (outcome, n) in
                 [("failed", &t.stats.failed), ("refused", &t.stats.refused), ("slowed", &t.stats.slowed)]
             {
@@ -85,6 +86,32 @@ impl SignIns {
             }
         }
     }
+}
+
+/// Single sign-on's relying party and its store of started sign-ins, when `admin.sso` is set.
+async fn sso_state(
+    settings: &Settings,
+    egress: &ccp_runtime::egress::Egress,
+    js: &jetstream::Context,
+    ns: &ccp_schemas::Namespace,
+    sign_ins: &SignIns,
+) -> anyhow::Result<routes::sso::SsoState> {
+    let throttle = Arc::clone(&sign_ins.sso);
+    if !settings.admin.sso.enabled() {
+        return Ok(routes::sso::SsoState { oidc: None, pending: None, throttle });
+    }
+    let oidc = crate::sso::Oidc::new(settings.admin.sso.clone(), egress)?;
+    let max_age = Duration::from_secs(u64::try_from(routes::sso::SIGN_IN_SECS).unwrap_or(600));
+    let pending = streams::own_bucket(
+        js,
+        format!("{}_admin_sso", ns.prefix()),
+        max_age,
+        "ClaudeCodeProxy single sign-ons under way",
+    )
+    .await?;
+    tracing::info!(issuer = %settings.admin.sso.issuer, password_login = settings.admin.sso.password_login,
+        "single sign-on on");
+    Ok(routes::sso::SsoState { oidc: Some(oidc), pending: Some(pending), throttle })
 }
 
 impl Application {
@@ -101,7 +128,10 @@ impl Application {
 
         let pepper = KeyPepper::new(&settings.secrets.access_key_pepper)
             .map_err(|_| anyhow::anyhow!("secrets.access_key_pepper must be at least 32 bytes"))?;
-        let master = settings.secrets.master_key()?;
+        // Outbound clients (Bedrock checks, KMS) connect as this says.
+        let egress = ccp_runtime::egress::Egress::from_settings(&settings.egress)?;
+        tracing::info!("{}", egress.describe());
+        let master = egress.master_key(settings.secrets.master_key()?)?;
         if master.is_none() {
             tracing::warn!("no master key configured: Bedrock API keys cannot be registered");
         }
@@ -111,11 +141,13 @@ impl Application {
             settings.proxy.bedrock_endpoint_url.as_deref(),
             &settings.proxy.bedrock_default_region,
             std::time::Duration::from_secs(settings.bedrock.readiness_timeout_secs.max(1)),
+            &egress,
         )?;
         let client_address = web::Data::new(ClientAddress::new(&settings.admin.trusted_proxies)?);
         let sign_ins = SignIns {
             login: Arc::new(Throttle::new(SignInKind::AdminLogin)),
             self_service: Arc::new(Throttle::new(SignInKind::SelfService)),
+            sso: Arc::new(Throttle::new(SignInKind::Sso)),
             store: EventStore::new(client.clone(), ns.clone()),
         };
         let every = Duration::from_secs(settings.admin.sign_in_record_secs.max(1));
@@ -135,7 +167,7 @@ impl Application {
             checker: Arc::new(checker),
             public_proxy_url: settings.admin.public_proxy_url.clone(),
             // Analytics queries answer within 30 s or fail (a full scan must not hold requests).
-            clickhouse: ccp_runtime::migrate::server_client(&settings.clickhouse)
+            clickhouse: ccp_runtime::migrate::server_client(&settings.clickhouse)?
                 .with_database(&settings.clickhouse.database)
                 .with_setting("max_execution_time", "30"),
             settings: settings.clone(),
@@ -163,6 +195,7 @@ impl Application {
             view,
             verifications: tokio::sync::Semaphore::new(crate::auth::CONCURRENT_VERIFICATIONS),
         });
+        let sso = web::Data::new(sso_state(&settings, &egress, &js, &ns, &sign_ins).await?);
         let cors = web::Data::new(Cors { origins: settings.admin.cors_origins.clone() });
         let self_service = web::Data::new(routes::self_service::SelfService {
             js: js.clone(),
@@ -192,6 +225,7 @@ impl Application {
                 .app_data(cors.clone())
                 .app_data(idempotency.clone())
                 .app_data(self_service.clone())
+                .app_data(sso.clone())
                 .app_data(
                     web::PathConfig::default().error_handler(|e, _| ApiError::invalid("path", e.to_string()).into()),
                 )
@@ -211,6 +245,7 @@ impl Application {
                 .service(
                     web::scope("/v1")
                         .configure(admins::configure_login)
+                        .configure(routes::sso::configure)
                         .configure(routes::self_service::configure)
                         .service(
                             web::scope("")

@@ -70,6 +70,7 @@ struct Record {
     refused: u64,
     clients: HashSet<IpAddr>,
     sample: Vec<IpAddr>,
+    reasons: std::collections::BTreeMap<String, u64>,
 }
 
 impl Record {
@@ -176,10 +177,15 @@ impl Throttle {
 
     /// The attempt that [`Self::begin`] let go failed.
     pub fn failed(&self, name: &str, client: Option<IpAddr>) {
-        self.failed_at(name, client, Instant::now());
+        self.failed_at(name, client, Instant::now(), None);
     }
 
-    fn failed_at(&self, name: &str, client: Option<IpAddr>, now: Instant) {
+    /// Like [`Self::failed`], with its cause counted in the record (single sign-on refusals).
+    pub fn failed_because(&self, name: &str, client: Option<IpAddr>, cause: &str) {
+        self.failed_at(name, client, Instant::now(), Some(cause));
+    }
+
+    fn failed_at(&self, name: &str, client: Option<IpAddr>, now: Instant, cause: Option<&str>) {
         self.stats.failed.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
         if let Some(addr) = client {
@@ -191,7 +197,10 @@ impl Throttle {
         let entry = state.names.entry(name.to_owned()).or_default();
         entry.failures = entry.failures.saturating_add(1);
         entry.last = Some(now);
-        self.note(&mut state, name, client, true);
+        let record = self.note(&mut state, name, client, true);
+        if let Some(cause) = cause {
+            *record.reasons.entry(cause.to_owned()).or_default() += 1;
+        }
     }
 
     /// The attempt that [`Self::begin`] let go succeeded: the client's and the name's failures are
@@ -216,7 +225,7 @@ impl Throttle {
         }
     }
 
-    fn note(&self, state: &mut State, name: &str, client: Option<IpAddr>, failed: bool) {
+    fn note<'s>(&self, state: &'s mut State, name: &str, client: Option<IpAddr>, failed: bool) -> &'s mut Record {
         state.window_start.get_or_insert_with(Utc::now);
         let key = if state.records.contains_key(name) || state.records.len() < MAX_RECORDS {
             name.to_owned()
@@ -230,6 +239,7 @@ impl Throttle {
             record.refused += 1;
         }
         record.note_client(client);
+        record
     }
 
     /// The records of the window that ends now (and starts a new one); empty when nothing failed.
@@ -247,6 +257,7 @@ impl Throttle {
                 refused: r.refused,
                 clients: r.clients.len() as u64,
                 sample_clients: r.sample,
+                reasons: r.reasons,
                 window_start,
                 window_end,
             })
@@ -287,11 +298,11 @@ mod tests {
         let now = Instant::now();
         for _ in 0..FREE_CLIENT_FAILURES {
             assert!(matches!(t.begin_at("admin", ip(1), now), Admission::Go(_)));
-            t.failed_at("admin", ip(1), now);
+            t.failed_at("admin", ip(1), now, None);
         }
         assert_eq!(t.begin_at("admin", ip(1), now), Admission::Refused(1));
         assert!(matches!(t.begin_at("admin", ip(1), now + Duration::from_secs(1)), Admission::Go(_)));
-        t.failed_at("admin", ip(1), now + Duration::from_secs(1));
+        t.failed_at("admin", ip(1), now + Duration::from_secs(1), None);
         assert_eq!(t.begin_at("admin", ip(1), now + Duration::from_secs(1)), Admission::Refused(2), "doubled");
         // Another client is not refused, whatever the name has suffered.
         assert!(matches!(t.begin_at("admin", ip(2), now + Duration::from_secs(2)), Admission::Go(_)));
@@ -305,7 +316,7 @@ mod tests {
         let now = Instant::now();
         for n in 0..200 {
             assert!(matches!(t.begin_at("admin", ip(n), now), Admission::Go(_)));
-            t.failed_at("admin", ip(n), now);
+            t.failed_at("admin", ip(n), now, None);
         }
         // The owner, from a client that has not failed: slowed by at most MAX_NAME_DELAY.
         assert_eq!(t.begin_at("admin", ip(1000), now), Admission::Go(MAX_NAME_DELAY));
@@ -322,7 +333,7 @@ mod tests {
         let admitted = (0..20).filter(|_| matches!(t.begin_at("ak_x", ip(1), now), Admission::Go(_))).count();
         assert_eq!(admitted, FREE_CLIENT_FAILURES as usize);
         for _ in 0..FREE_CLIENT_FAILURES {
-            t.failed_at("ak_x", ip(1), now);
+            t.failed_at("ak_x", ip(1), now, None);
         }
         let later = now + Duration::from_secs(5);
         let admitted = (0..20).filter(|_| matches!(t.begin_at("ak_x", ip(1), later), Admission::Go(_))).count();
@@ -335,12 +346,12 @@ mod tests {
         let now = Instant::now();
         for n in 0..30 {
             let _ = t.begin_at("admin", ip(5000 + n), now);
-            t.failed_at("admin", ip(5000 + n), now);
+            t.failed_at("admin", ip(5000 + n), now, None);
         }
         for n in 0..(MAX_RECORDS as u32 + 49) {
             let name = format!("user{n}");
             let _ = t.begin_at(&name, ip(n), now);
-            t.failed_at(&name, ip(n), now);
+            t.failed_at(&name, ip(n), now, None);
         }
         let records = t.take_records();
         assert_eq!(records.len(), MAX_RECORDS + 1, "the cap, plus `*` for the rest");

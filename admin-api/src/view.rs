@@ -46,6 +46,7 @@ impl Model {
             Event::AdminDisabled(e) => e.admin_id,
             Event::AdminEnabled(e) => e.admin_id,
             Event::AdminSessionsRevoked(e) => e.admin_id,
+            Event::AdminSsoLinked(e) => e.admin_id,
             Event::ApiTokenIssued(e) => e.admin_id,
             Event::ApiTokenRevoked(e) => e.admin_id,
             _ => return,
@@ -68,6 +69,11 @@ impl Model {
     /// The admin with this username.
     pub fn admin_by_name(&self, username: &str) -> Option<&AdminState> {
         self.admins.values().find(|a| a.username == username)
+    }
+
+    /// The admin bound to this person at the OpenID provider.
+    pub fn admin_by_sso(&self, issuer: &str, subject: &str) -> Option<&AdminState> {
+        self.admins.values().find(|a| a.sso.as_ref().is_some_and(|(i, s)| i == issuer && s == subject))
     }
 
     /// The admin owning an active API token with this hash.

@@ -178,8 +178,9 @@ async fn users_and_keys_are_found_by_what_people_call_them() {
 async fn usage_and_audit_show_and_take_names() {
     let api = AdminApi::start("cli_names_usage").await;
     ccp_runtime::migrate::migrate(&api.settings.clickhouse).await.unwrap();
-    let ch =
-        ccp_runtime::migrate::server_client(&api.settings.clickhouse).with_database(&api.settings.clickhouse.database);
+    let ch = ccp_runtime::migrate::server_client(&api.settings.clickhouse)
+        .unwrap()
+        .with_database(&api.settings.clickhouse.database);
     let flush = Duration::from_millis(100);
     let mut requests = Projection::<Requests>::open(&api.log.js, &api.log.ns, ch.clone(), 1000, flush).await.unwrap();
     let mut audit = Projection::<Audit>::open(&api.log.js, &api.log.ns, ch.clone(), 1000, flush).await.unwrap();

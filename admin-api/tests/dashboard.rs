@@ -1559,3 +1559,61 @@ async fn the_dashboard_is_served_with_strict_headers_and_stays_out_of_the_api() 
     assert_eq!(a.status, 401);
     api.finish().await;
 }
+
+/// Single sign-on in the dashboard: the login page offers it, the provider's own login page
+/// signs the person in, the dashboard opens as them with a working CSRF token (a change is
+/// accepted), and a person no group maps sees why they are refused.
+#[tokio::test]
+async fn an_admin_signs_in_to_the_dashboard_with_single_sign_on() {
+    let port = ccp_tests::free_port();
+    let redirect = format!("http://127.0.0.1:{port}/v1/auth/sso/callback");
+    let idp = common::oidc::Idp::start(&redirect, json!({ "dana": ["platform"] })).await;
+    let listen = format!("127.0.0.1:{port}");
+    let mut env = common::oidc::sso_env(&idp.issuer, &redirect);
+    env.push(("CCP__ADMIN__LISTEN", &listen));
+    let api = AdminApi::start_with("dashboard-sso", &env).await;
+    let shots = screenshots_dir(Some("sso"));
+    let downloads = std::env::temp_dir().join(format!("ccp-downloads-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&downloads).unwrap();
+    let mut b = Browser::start(&downloads, &shots).await;
+
+    for (login, outcome) in [("dana", "signed in"), ("mallory", "refused")] {
+        b.goto(&format!("{}/", api.url)).await;
+        b.until(
+            "the single sign-on button",
+            "const a = document.querySelector('#login-sso'); \
+                 return a && !a.closest('[hidden]');",
+            json!([]),
+        )
+        .await;
+        b.screenshot(&format!("sso-login-{login}")).await;
+        b.click("#login-sso").await;
+        // The provider's own (development) login page.
+        b.type_into("input[name=login]", login).await;
+        b.type_into("input[name=password]", "any password").await;
+        b.click("button[type=submit]").await;
+        if outcome == "signed in" {
+            let who = b.wait_text("#whoami", "dana@example.com").await;
+            assert!(who.contains("(operator)"), "{who}");
+            assert!(!b.current_url().await.contains("sso"), "the ?sso marker stayed in the address bar");
+            b.screenshot("sso-signed-in").await;
+            // The CSRF token came from /v1/auth/me: a change goes through.
+            let script = "return fetch('/v1/users', {method: 'POST', headers: {'content-type': 'application/json', \
+                          'x-csrf-token': sessionStorage.getItem('ccp.csrf') || ''}, \
+                          body: JSON.stringify({name: 'Made after single sign-on'})}).then(r => r.status);";
+            assert_eq!(b.js(script, json!([])).await, json!(201));
+            b.click("#logout").await;
+            b.wait("#login-form").await;
+            // Also forget the provider's own session (its cookies share the host 127.0.0.1).
+            b.cmd(Method::DELETE, "/cookie", Value::Null).await.unwrap();
+        } else {
+            let said = b.wait_text("#sso-message", "not granted a role").await;
+            assert!(said.contains("mallory@example.com") && said.contains("no_role"), "{said}");
+            b.screenshot("sso-refused").await;
+        }
+    }
+    b.quit().await;
+    let _ = std::fs::remove_dir_all(&downloads);
+    drop(idp);
+    api.finish().await;
+}

@@ -33,6 +33,7 @@ impl Stack {
         let api = AdminApi::start_with(label, extra).await;
         ccp_runtime::migrate::migrate(&api.settings.clickhouse).await.unwrap();
         let ch = ccp_runtime::migrate::server_client(&api.settings.clickhouse)
+            .unwrap()
             .with_database(&api.settings.clickhouse.database);
         let flush = Duration::from_millis(100);
         let requests = Projection::<Requests>::open(&api.log.js, &api.log.ns, ch.clone(), 1000, flush).await.unwrap();

@@ -32,6 +32,7 @@ impl Stack {
         let api = AdminApi::start(label).await;
         ccp_runtime::migrate::migrate(&api.settings.clickhouse).await.unwrap();
         let ch = ccp_runtime::migrate::server_client(&api.settings.clickhouse)
+            .unwrap()
             .with_database(&api.settings.clickhouse.database);
         let requests =
             Projection::<Requests>::open(&api.log.js, &api.log.ns, ch.clone(), 1000, Duration::from_millis(100))

@@ -113,10 +113,15 @@ impl Alerts {
         let js = jetstream::new(client.clone());
         let mut webhooks = Vec::new();
         let mut tasks = Vec::new();
+        // Webhooks connect as `egress` says (HTTPS proxy, extra CA).
+        let egress = ccp_runtime::egress::Egress::from_settings(&settings.egress)?;
+        if !settings.alerts.webhooks.is_empty() {
+            tracing::info!("webhooks: {}", egress.describe());
+        }
         // Consumers first: an alert raised from now on is delivered even to a brand-new webhook.
         for hook in &settings.alerts.webhooks {
             let consumer = deliver::consumer(&js, &ns, hook).await?;
-            let webhook = Webhook::new(hook.clone(), consumer, &settings.alerts)?;
+            let webhook = Webhook::new(hook.clone(), consumer, &settings.alerts, &egress)?;
             webhooks.push((webhook.name().to_owned(), webhook.stats.clone()));
             tasks.push(tokio::spawn(webhook.run()));
         }

@@ -59,7 +59,7 @@ pub async fn rebuild(settings: &Settings, js: &jetstream::Context, ns: &Namespac
     let db = settings.clickhouse.database.clone();
     let fresh = format!("{db}__rebuild");
     let old = format!("{db}__old");
-    let server = migrate::server_client(&settings.clickhouse);
+    let server = migrate::server_client(&settings.clickhouse)?;
     for d in [&fresh, &old] {
         server.query(&format!("DROP DATABASE IF EXISTS {d}")).execute().await?;
     }

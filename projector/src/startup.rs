@@ -40,7 +40,7 @@ impl Application {
         let client = telemetry::connect_nats(&settings.nats, "ccp-projector").await?;
         let js = async_nats::jetstream::new(client);
         streams::ensure(&js, &ns, &StreamPolicy::from(&settings.nats)).await?;
-        let clickhouse = migrate::server_client(&settings.clickhouse).with_database(&settings.clickhouse.database);
+        let clickhouse = migrate::server_client(&settings.clickhouse)?.with_database(&settings.clickhouse.database);
         let stop = Arc::new(AtomicBool::new(false));
         let batch = settings.projector.batch_size;
         let flush = Duration::from_millis(settings.projector.flush_interval_ms.max(10));

@@ -111,7 +111,7 @@ async fn rollups_equal_the_raw_rows_and_old_minutes_expire() {
     assert_eq!(month_from_days, month_raw);
 
     // Expiry: minute partitions older than 14 days go, hours and days stay.
-    let ch = ccp_runtime::migrate::server_client(&settings.clickhouse).with_database(&db);
+    let ch = ccp_runtime::migrate::server_client(&settings.clickhouse).unwrap().with_database(&db);
     let dropped = ccp_projector::analytics::expire_minute_partitions(&ch, 14).await.unwrap();
     assert!(dropped.len() >= 2, "the 20- and 40-day-old partitions: {dropped:?}");
     let old_minutes: u64 = clickhouse()

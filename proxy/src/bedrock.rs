@@ -170,9 +170,30 @@ fn sdk_failure<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fm
     match err {
         SdkError::ServiceError(e) => classify(e.err().code(), e.err().message(), "Bedrock error"),
         SdkError::TimeoutError(_) => classify(None, Some("Bedrock did not answer in time"), ""),
-        SdkError::DispatchFailure(_) => classify(None, Some("Bedrock could not be reached"), ""),
+        // The cause (refused by the egress proxy, an untrusted certificate, …) is in the chain.
+        SdkError::DispatchFailure(failure) => {
+            let cause = failure.as_connector_error().map(|e| error_chain(e)).unwrap_or_default();
+            classify(None, Some(&format!("{UNREACHABLE}: {cause}")), "")
+        }
         other => classify(other.code(), other.message(), "Bedrock answered unexpectedly"),
     }
+}
+
+/// How a failure to reach Bedrock starts.
+const UNREACHABLE: &str = "Bedrock could not be reached";
+
+/// An error and its sources, `: `-separated, each said once.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// What Bedrock answered.
@@ -216,16 +237,54 @@ fn request_id(out: &impl aws_sdk_bedrockruntime::operation::RequestId) -> Option
     out.request_id().map(str::to_owned)
 }
 
-/// One per worker: the SDK client (retries off; we fail over ourselves).
+/// The SDK client (retries off; we fail over ourselves); clones share its connections.
+#[derive(Clone)]
 pub struct BedrockClient {
     client: aws_sdk_bedrockruntime::Client,
+    /// The configured endpoint (`None`: AWS's regional one), to name a failed connection.
+    endpoint: Option<String>,
+    egress: std::sync::Arc<ccp_runtime::egress::Egress>,
 }
 
 impl BedrockClient {
-    /// A client for `endpoint_url` (or AWS's), with no retries and Bedrock-sized timeouts.
-    pub fn new(endpoint_url: Option<&str>, default_region: &str, connect_timeout: Duration, timeout: Duration) -> Self {
+    /// A client for `endpoint_url` (or AWS's), with no retries and Bedrock-sized timeouts,
+    /// connecting as `egress` says.
+    pub fn new(
+        endpoint_url: Option<&str>,
+        default_region: &str,
+        connect_timeout: Duration,
+        timeout: Duration,
+        egress: &std::sync::Arc<ccp_runtime::egress::Egress>,
+    ) -> Result<Self, ccp_runtime::egress::EgressError> {
         let timeouts = TimeoutConfig::builder().connect_timeout(connect_timeout).read_timeout(timeout).build();
-        Self { client: ccp_runtime::bedrock::client(endpoint_url, default_region, timeouts) }
+        Ok(Self {
+            client: ccp_runtime::bedrock::client(endpoint_url, default_region, timeouts, egress)?,
+            endpoint: endpoint_url.map(str::to_owned),
+            egress: egress.clone(),
+        })
+    }
+
+    /// `failure` naming the connection when Bedrock could not be reached: the host, and the
+    /// egress proxy it went through (the AWS SDK's own text says only "tunnel error").
+    fn named(&self, mut failure: BedrockFailure, region: &str) -> BedrockFailure {
+        if !failure.detail.starts_with(UNREACHABLE) {
+            return failure;
+        }
+        let authority = match &self.endpoint {
+            Some(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+                rest.split(['/', '?', '#']).next().unwrap_or(rest).to_owned()
+            }
+            None => format!("bedrock-runtime.{region}.amazonaws.com"),
+        };
+        let default_port = if self.endpoint.as_deref().is_some_and(|u| u.starts_with("http://")) { 80 } else { 443 };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') => (host, port.parse().unwrap_or(default_port)),
+            _ => (authority.as_str(), default_port),
+        };
+        let via = self.egress.proxy_for(host, port).map(|p| format!(" through {p}")).unwrap_or_default();
+        failure.detail = format!("{} (connecting to {host}:{port}{via})", failure.detail);
+        failure
     }
 
     /// Calls Bedrock with `api_key` in `region` on `model_id`.
@@ -240,7 +299,8 @@ impl BedrockClient {
             .bearer_token(Token::new(api_key.expose().to_owned(), None))
             .region(Region::new(region.to_owned()));
         if request.stream {
-            let out = send!(self.client.invoke_model_with_response_stream(), model_id, request.body, overrides)?;
+            let out = send!(self.client.invoke_model_with_response_stream(), model_id, request.body, overrides)
+                .map_err(|f| self.named(f, region))?;
             let request_id = request_id(&out);
             let receiver = out.body;
             let events = futures_util::stream::unfold((receiver, false), |(mut rx, done)| async move {
@@ -266,7 +326,8 @@ impl BedrockClient {
             });
             Ok(Answer::Stream { events: Box::pin(events), request_id })
         } else {
-            let out = send!(self.client.invoke_model(), model_id, request.body, overrides)?;
+            let out = send!(self.client.invoke_model(), model_id, request.body, overrides)
+                .map_err(|f| self.named(f, region))?;
             Ok(Answer::Json { request_id: request_id(&out), body: strip_metrics(out.body.into_inner()) })
         }
     }

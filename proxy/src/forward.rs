@@ -3,14 +3,18 @@
 //! connections, its answer relayed unchanged ([`crate::relay`]); Bedrock when the policy says so
 //! or Anthropic fails before answering ([`crate::failover`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix_tls::connect::{ConnectError as TcpConnectError, ConnectInfo, Connection as TcpConnection};
 use actix_web::http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
+use awc::http::Uri;
 use bytes::{Bytes, BytesMut};
 use ccp_runtime::config::BudgetEnforcement;
+use ccp_runtime::egress::{explain_connect_failure, Egress};
 use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, ModelFamily, Provider, RoutingStrategy, TripReason};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper, KeyPrefix};
 use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
@@ -56,6 +60,8 @@ pub struct Shared {
     pub master: Option<std::sync::Arc<ConfiguredMasterKey>>,
     /// Region for keys that name none.
     pub default_region: String,
+    /// How outbound connections leave (for explaining a failed one).
+    pub egress: Arc<Egress>,
     /// Per-key circuit breakers, shared with the fleet.
     pub circuits: std::sync::Arc<Circuits>,
     /// Month-to-date spend per user (all replicas).
@@ -170,22 +176,83 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// The Anthropic client ([`anthropic_client`]) and a Bedrock client.
-    pub fn new(header_timeout: Duration, connect_timeout: Duration, bedrock: BedrockClient) -> Self {
-        Self { client: anthropic_client(header_timeout, connect_timeout), bedrock }
+    /// The outbound client ([`outbound_client`]: Anthropic and the Bedrock listings) and a
+    /// Bedrock client.
+    pub fn new(
+        header_timeout: Duration,
+        connect_timeout: Duration,
+        egress: &Arc<Egress>,
+        bedrock: BedrockClient,
+    ) -> Self {
+        Self { client: outbound_client(header_timeout, connect_timeout, egress), bedrock }
     }
 }
 
 /// A pooled keep-alive client for Anthropic with LLM-sized timeouts, no default headers of its
-/// own and no redirects (one per worker thread: `awc::Client` is not `Send`).
+/// own and no redirects (one per worker thread: `awc::Client` is not `Send`), connecting
+/// directly and trusting the public roots.
 pub fn anthropic_client(header_timeout: Duration, connect_timeout: Duration) -> awc::Client {
     let connector = awc::Connector::new().timeout(connect_timeout).limit(0).conn_keep_alive(Duration::from_secs(60));
+    finish_client(connector, header_timeout)
+}
+
+/// [`anthropic_client`] connecting as `egress` says: its CAs, and HTTPS through its proxy
+/// for the hosts it does not bypass. Without a proxy the connector is awc's own: a request
+/// costs nothing more (the TLS configuration is made here, once).
+pub fn outbound_client(header_timeout: Duration, connect_timeout: Duration, egress: &Arc<Egress>) -> awc::Client {
+    let connector = awc::Connector::new()
+        .rustls_0_23(egress.tls_config(&[b"h2", b"http/1.1"]))
+        .timeout(connect_timeout)
+        .limit(0)
+        .conn_keep_alive(Duration::from_secs(60));
+    if egress.proxy().is_none() {
+        return finish_client(connector, header_timeout);
+    }
+    let tunnels = EgressConnector { egress: egress.clone(), direct: actix_tls::connect::ConnectorService::default() };
+    finish_client(connector.connector(tunnels), header_timeout)
+}
+
+fn finish_client<S, Io>(connector: awc::Connector<S>, header_timeout: Duration) -> awc::Client
+where
+    Io: actix_rt::net::ActixStream + std::fmt::Debug + 'static,
+    S: actix_service::Service<ConnectInfo<Uri>, Response = TcpConnection<Uri, Io>, Error = TcpConnectError>
+        + Clone
+        + 'static,
+{
     awc::Client::builder()
         .connector(connector)
         .timeout(header_timeout)
         .no_default_headers()
         .disable_redirects()
         .finish()
+}
+
+/// awc's TCP step when an egress proxy is configured: an HTTPS destination the proxy does not
+/// bypass gets a CONNECT tunnel (awc then does TLS with the destination inside it); anything
+/// else connects directly as awc would. Runs once per new connection, not per request.
+#[derive(Clone)]
+struct EgressConnector {
+    egress: Arc<Egress>,
+    direct: actix_tls::connect::ConnectorService,
+}
+
+impl actix_service::Service<ConnectInfo<Uri>> for EgressConnector {
+    type Response = TcpConnection<Uri, actix_rt::net::TcpStream>;
+    type Error = TcpConnectError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    actix_service::always_ready!();
+
+    fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
+        let https = req.request().scheme_str() == Some("https");
+        let Some(proxy) = self.egress.proxy_for(req.hostname(), req.port()).filter(|_| https).cloned() else {
+            return Box::pin(self.direct.call(req));
+        };
+        Box::pin(async move {
+            let stream = proxy.connect(req.hostname(), req.port()).await.map_err(TcpConnectError::Io)?;
+            Ok(TcpConnection::new(req.request().clone(), stream))
+        })
+    }
 }
 
 /// Where the key came from.
@@ -548,10 +615,17 @@ async fn send(
                     FallbackReason::ConnectError,
                     StatusCode::BAD_GATEWAY,
                     ErrorClass::UpstreamConnectError,
-                    format!("a connection error ({other})"),
+                    format!(
+                        "a connection error ({})",
+                        explain_connect_failure(
+                            authority(&shared.anthropic_base),
+                            &other.to_string(),
+                            shared.egress.ca_file()
+                        )
+                    ),
                 ),
             };
-            tracing::warn!(request_id = %record.request_id, error_class = ?class, "Anthropic request failed");
+            tracing::warn!(request_id = %record.request_id, error_class = ?class, error = %what, "Anthropic request failed");
             let cause = PlanFailure { reason, what, retry_after: None };
             outcome(Some(trip_reason(reason)));
             if on_failure == OnFailure::Relay {
@@ -563,9 +637,23 @@ async fn send(
     }
 }
 
+/// `host:port` of a base URL (no scheme, credentials or path).
+fn authority(base: &str) -> &str {
+    let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+    let rest = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    rest.rsplit_once('@').map_or(rest, |(_, host)| host)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{proxied_path, ProxiedPath};
+    use super::{authority, proxied_path, ProxiedPath};
+
+    #[test]
+    fn the_authority_of_a_base_url() {
+        assert_eq!(authority("https://api.anthropic.com"), "api.anthropic.com");
+        assert_eq!(authority("https://u:p@localhost:8443/base"), "localhost:8443");
+        assert_eq!(authority("http://127.0.0.1:1"), "127.0.0.1:1");
+    }
 
     #[test]
     fn proxied_paths_are_split_and_others_refused() {

@@ -9,6 +9,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use ccp_runtime::config::Settings;
+use ccp_runtime::egress::Egress;
 use ccp_runtime::streams::{self, StreamPolicy};
 use ccp_runtime::telemetry;
 use ccp_schemas::secrets::access_key::KeyPepper;
@@ -55,8 +56,8 @@ fn replica_id() -> String {
 }
 
 /// The master key that opens Bedrock API keys; without one, failover to Bedrock is off.
-fn master_key(settings: &Settings) -> anyhow::Result<Option<ConfiguredMasterKey>> {
-    let key = settings.secrets.master_key()?;
+fn master_key(settings: &Settings, egress: &Egress) -> anyhow::Result<Option<ConfiguredMasterKey>> {
+    let key = egress.master_key(settings.secrets.master_key()?)?;
     if key.is_none() {
         tracing::warn!("secrets.master_key is not set: Bedrock failover is disabled");
     }
@@ -69,6 +70,9 @@ impl Application {
         // awc and the AWS SDK share rustls; pick its crypto provider once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let cfg = &settings.proxy;
+        // Every outbound client (Anthropic, Bedrock, its listings, KMS) connects as this says.
+        let egress = Arc::new(Egress::from_settings(&settings.egress)?);
+        tracing::info!("{}", egress.describe());
         let pepper = KeyPepper::new(&settings.secrets.access_key_pepper).map_err(|e| {
             anyhow::anyhow!("{e} (set CCP__SECRETS__ACCESS_KEY_PEPPER; `ccp-admin gen-secrets` makes one)")
         })?;
@@ -167,8 +171,9 @@ impl Application {
                 Duration::from_secs(settings.bedrock.listing_timeout_secs.max(1)),
                 cfg.bedrock_endpoint_url.clone(),
             )),
-            master: master_key(&settings)?.map(Arc::new),
+            master: master_key(&settings, &egress)?.map(Arc::new),
             default_region: cfg.bedrock_default_region.clone(),
+            egress: egress.clone(),
         });
         let listener = TcpListener::bind(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let port = listener.local_addr()?.port();
@@ -178,9 +183,14 @@ impl Application {
         };
         let (header_timeout, connect_timeout) =
             (Duration::from_secs(cfg.header_timeout_secs), Duration::from_secs(cfg.connect_timeout_secs));
-        let bedrock_endpoint = cfg.bedrock_endpoint_url.clone();
-        let default_region = cfg.bedrock_default_region.clone();
         let bedrock_timeout = Duration::from_secs(settings.bedrock.timeout_secs);
+        let bedrock = BedrockClient::new(
+            cfg.bedrock_endpoint_url.as_deref(),
+            &cfg.bedrock_default_region,
+            connect_timeout,
+            bedrock_timeout,
+            &egress,
+        )?;
         // With an ops listener, `/metrics` is served there only: the proxy's port is public.
         // `/health` and `/ready` stay on both (load balancers probe the port they send to).
         let public_metrics = settings.ops.listen.is_none();
@@ -194,11 +204,7 @@ impl Application {
             App::new()
                 .app_data(shared.clone())
                 .app_data(statusline_board.clone())
-                .app_data(web::Data::new(Upstream::new(
-                    header_timeout,
-                    connect_timeout,
-                    BedrockClient::new(bedrock_endpoint.as_deref(), &default_region, connect_timeout, bedrock_timeout),
-                )))
+                .app_data(web::Data::new(Upstream::new(header_timeout, connect_timeout, &egress, bedrock.clone())))
                 .route("/health", web::get().to(routes::health))
                 .route("/ready", web::get().to(routes::ready))
                 .configure(|app| {

@@ -16,17 +16,23 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod common;
+mod egress;
 mod explain;
 mod ops;
 mod policy;
 mod services;
+mod sso;
 
-pub use self::common::{ClickHouseSettings, LogFormat, LogSettings, MasterKeyProvider, NatsSettings, SecretsSettings};
+pub use self::common::{
+    ClickHouseCompression, ClickHouseSettings, LogFormat, LogSettings, MasterKeyProvider, NatsSettings, SecretsSettings,
+};
+pub use self::egress::{EgressSettings, ProxyUrl};
 pub use self::ops::OpsSettings;
 pub use self::policy::{
     AlertSettings, BudgetEnforcement, BudgetSettings, PricingSettings, WebhookFormat, WebhookSettings,
 };
 pub use self::services::{AdminSettings, BedrockSettings, ProjectorSettings, ProxySettings};
+pub use self::sso::{SsoRoleMapping, SsoSettings};
 
 /// Every setting of the system.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -56,6 +62,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// The ops listener of every service (`/health`, `/ready`, `/metrics` off the public port).
     pub ops: OpsSettings,
+    /// Outbound connections: HTTPS proxy, hosts that bypass it, extra CA bundle.
+    pub egress: EgressSettings,
 }
 
 /// Why settings could not be loaded.
@@ -97,6 +105,7 @@ impl Settings {
             }
         })?;
         settings.nats.namespace().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.nats.validate().map_err(ConfigError::Invalid)?;
         if settings.budgets.tz().is_err() {
             let (source, _) = explain::source_of("budgets.time_zone", path, &env);
             return Err(ConfigError::Invalid(format!(
@@ -105,6 +114,19 @@ impl Settings {
             )));
         }
         settings.alerts.validate()?;
+        crate::migrate::check_settings(&settings.clickhouse).map_err(ConfigError::Invalid)?;
+        if let Some(problem) = settings.admin.sso.problems() {
+            return Err(ConfigError::Invalid(problem));
+        }
+        let sso = &settings.admin.sso;
+        for (key, url, example) in [
+            ("admin.sso.issuer", &sso.issuer, "https://login.example.com/realms/acme"),
+            ("admin.sso.redirect_url", &sso.redirect_url, "https://ccp-admin.example.com/v1/auth/sso/callback"),
+        ] {
+            if !url.is_empty() {
+                explain::check_url(key, url, &["http", "https"], example, path, &env).map_err(ConfigError::Invalid)?;
+            }
+        }
         let http = ["http", "https"];
         let urls: [(&str, Option<&str>, &[&str], &str); 6] = [
             ("nats.url", Some(&settings.nats.url), &["nats", "tls", "ws", "wss"], "nats://127.0.0.1:4222"),

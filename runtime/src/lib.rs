@@ -3,6 +3,8 @@
 //! - `bedrock` (feature `bedrock`): the Bedrock Runtime client of the proxy and the admin API.
 //! - [`config`]: typed settings (defaults → TOML file → `CCP__…` environment), with errors that
 //!   name the key, its source and the accepted values.
+//! - [`egress`]: how outbound connections leave (HTTPS proxy, bypass list, extra CA), for
+//!   every outbound client.
 //! - [`telemetry`]: command line (`--version` with the git commit of the build), logging, NATS
 //!   connection and shutdown signals.
 //! - [`streams`]: JetStream stream and bucket definitions, created idempotently.
@@ -18,6 +20,7 @@
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
 pub mod config;
+pub mod egress;
 pub mod follow;
 pub mod metrics;
 pub mod migrate;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ccp_schemas::secrets::SecretString;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings, NatsSettings};
@@ -29,26 +30,193 @@ fn json_lines(format: LogFormat, on_terminal: bool) -> bool {
     }
 }
 
-/// Connects to NATS with the configured credentials, retrying until `connect_timeout_secs`.
+/// Connects to NATS with the configured TLS material and credentials.
+///
+/// The first attempt is made here, within `connect_timeout_secs`. A refusal that retrying cannot
+/// fix — an untrusted server certificate, a refused client certificate, refused credentials, an
+/// unreadable file — is returned as one error naming the URL, the cause and the setting to check.
+/// A server that is only unreachable (refused, timed out, not resolvable) is not an error: the
+/// client keeps connecting in the background, as a proxy starts and spools without NATS. Either
+/// way, a later refusal of the credentials or certificate is logged with the URL at each attempt.
 pub async fn connect_nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {
+    let url = shown_url(&settings.url);
+    let timeout = Duration::from_secs(settings.connect_timeout_secs.max(1));
+    let first = nats_options(settings, name, &url).await?.connect(settings.url.as_str());
+    match tokio::time::timeout(timeout, first).await {
+        Ok(Ok(client)) => return Ok(client),
+        Ok(Err(e)) if !unreachable(&e) => {
+            anyhow::bail!("cannot connect to NATS at {url}: {}", nats_cause(&e, settings))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(nats = %url, error = %e, "NATS is not reachable yet; connecting in the background")
+        }
+        Err(_) => tracing::warn!(
+            nats = %url,
+            "NATS did not answer within {} s; connecting in the background",
+            timeout.as_secs()
+        ),
+    }
+    let options = nats_options(settings, name, &url).await?.retry_on_initial_connect();
+    options.connect(settings.url.as_str()).await.map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url}: {e}"))
+}
+
+/// The connection options of `settings`: TLS from the PEM files (read now, so a missing or
+/// broken file fails the start naming it), the one configured credential, and a callback that
+/// logs refused credentials on every (re)connection attempt.
+async fn nats_options(settings: &NatsSettings, name: &str, url: &str) -> anyhow::Result<async_nats::ConnectOptions> {
+    let fail = |what: String| anyhow::anyhow!("cannot connect to NATS at {url}: {what}");
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
-        .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)));
+    if settings.ca_file.is_some() || settings.client_cert_file.is_some() {
+        // Only the private CA when one is given: a public CA must not vouch for the event log.
+        let roots = crate::tls::root_store(settings.ca_file.as_deref(), settings.ca_file.is_none())
+            .map_err(|e| fail(format!("nats.ca_file: {e}")))?;
+        let identity = match (&settings.client_cert_file, &settings.client_key_file) {
+            (Some(cert), Some(key)) => Some(
+                crate::tls::ClientIdentity::load(cert, key)
+                    .map_err(|e| fail(format!("nats.client_cert_file / nats.client_key_file: {e}")))?,
+            ),
+            _ => None,
+        };
+        let config = crate::tls::client_config(roots, identity).map_err(|e| fail(e.to_string()))?;
+        options = options.require_tls(true).tls_client_config(std::sync::Arc::unwrap_or_clone(config));
+    }
+    if let Some(path) = &settings.creds_file {
+        // Held as a secret: zeroed when dropped.
+        let creds = std::fs::read_to_string(path)
+            .map(SecretString::new)
+            .map_err(|e| fail(format!("nats.creds_file {}: cannot read it: {e}", path.display())))?;
+        // async-nats names the part that did not parse, never the secret.
+        options = options
+            .credentials(creds.expose())
+            .map_err(|e| fail(format!("nats.creds_file {}: {e}", path.display())))?;
+    } else if let Some(path) = &settings.nkey_seed_file {
+        let seed = std::fs::read_to_string(path)
+            .map(SecretString::new)
+            .map_err(|e| fail(format!("nats.nkey_seed_file {}: cannot read it: {e}", path.display())))?;
+        NatsSettings::check_user_seed(seed.expose())
+            .map_err(|why| fail(format!("nats.nkey_seed_file {}: {why}", path.display())))?;
+        options = options.nkey(seed.expose().trim().to_owned());
+    } else if !settings.nkey_seed.is_empty() {
+        options = options.nkey(settings.nkey_seed.expose().trim().to_owned());
+    }
     if !settings.token.is_empty() {
         options = options.token(settings.token.expose().to_owned());
     }
     if let Some(user) = &settings.user {
         options = options.user_and_password(user.clone(), settings.password.expose().to_owned());
     }
-    let connect = options.connect(settings.url.as_str());
-    let client = tokio::time::timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)), connect)
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("NATS at {} did not answer within {} s", settings.url, settings.connect_timeout_secs)
-        })?
-        .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", settings.url))?;
-    Ok(client)
+    let (url, check) = (url.to_owned(), settings.auth_setting());
+    Ok(options.event_callback(move |event| {
+        if let async_nats::Event::ClientError(async_nats::ClientError::Other(kind)) = &event {
+            // The kinds of `ConnectErrorKind` that retrying will not fix.
+            let refused = [
+                async_nats::ConnectErrorKind::AuthorizationViolation.to_string(),
+                async_nats::ConnectErrorKind::Authentication.to_string(),
+                async_nats::ConnectErrorKind::Tls.to_string(),
+            ];
+            if refused.contains(kind) {
+                tracing::error!(nats = %url, error = %kind, "NATS refused the connection; check {check}");
+            }
+        }
+        async {}
+    }))
+}
+
+/// Whether a failed first attempt only means the server is not there (yet): the caller then
+/// connects in the background instead of failing the start.
+fn unreachable(e: &async_nats::ConnectError) -> bool {
+    use async_nats::ConnectErrorKind as Kind;
+    use std::io::ErrorKind as Io;
+    match e.kind() {
+        Kind::TimedOut | Kind::Dns => true,
+        Kind::Io => match io_cause(e) {
+            // A TLS failure travels as an I/O error carrying the rustls error.
+            Some(io) if tls_cause(io).is_some() => false,
+            Some(io) => matches!(
+                io.kind(),
+                Io::ConnectionRefused
+                    | Io::ConnectionReset
+                    | Io::ConnectionAborted
+                    | Io::NotConnected
+                    | Io::AddrNotAvailable
+                    | Io::HostUnreachable
+                    | Io::NetworkUnreachable
+                    | Io::TimedOut
+                    | Io::UnexpectedEof
+                    | Io::BrokenPipe
+            ),
+            // "expected INFO, got nothing", "broken pipe": closed before it said anything.
+            None => true,
+        },
+        _ => false,
+    }
+}
+
+/// The I/O error inside a connection error, if there is one.
+fn io_cause(e: &async_nats::ConnectError) -> Option<&std::io::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// The rustls error an I/O error carries (a failed handshake, an alert from the server).
+fn tls_cause(io: &std::io::Error) -> Option<&rustls::Error> {
+    io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// One sentence on why the connection was refused, and which setting to look at.
+fn nats_cause(e: &async_nats::ConnectError, settings: &NatsSettings) -> String {
+    use async_nats::ConnectErrorKind as Kind;
+    if let Some(tls) = io_cause(e).and_then(tls_cause) {
+        return match tls {
+            rustls::Error::InvalidCertificate(_) => {
+                let trusted = match &settings.ca_file {
+                    Some(ca) => format!("is nats.ca_file ({}) the CA that signed it?", ca.display()),
+                    None => "nats.ca_file is not set, so only the system's CAs are trusted".into(),
+                };
+                format!("TLS: the server's certificate is not trusted ({tls}); {trusted}")
+            }
+            rustls::Error::AlertReceived(_) => match &settings.client_cert_file {
+                Some(cert) => format!(
+                    "TLS: the server refused the handshake ({tls}); check the client certificate nats.client_cert_file ({}): expired, or not signed by a CA the server trusts?",
+                    cert.display()
+                ),
+                None => format!(
+                    "TLS: the server refused the handshake ({tls}); does it require a client certificate (nats.client_cert_file, nats.client_key_file)?"
+                ),
+            },
+            other => format!("TLS: the handshake failed ({other}); is TLS enabled on the server?"),
+        };
+    }
+    match e.kind() {
+        Kind::AuthorizationViolation => {
+            format!("the server refused the credentials (authorization violation); check {}", settings.auth_setting())
+        }
+        Kind::Authentication => format!("could not sign the server's challenge; check {}", settings.auth_setting()),
+        _ => e.to_string(),
+    }
+}
+
+/// The URL as it may be shown: a password in it (`nats://user:secret@host`) is replaced.
+fn shown_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let one = one.trim();
+            let rest = one.find("://").map_or(0, |i| i + 3);
+            match one[rest..].find('@') {
+                Some(at) => format!("{}<redacted>@{}", &one[..rest], &one[rest + at + 1..]),
+                None => one.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
@@ -215,6 +383,13 @@ mod tests {
         assert!(parse(&["--config"]).is_err());
         assert!(parse(&["a", "b"]).is_err());
         assert!(parse(&["--version"]).unwrap().version && parse(&["-V"]).unwrap().version);
+    }
+
+    #[test]
+    fn a_password_in_the_nats_url_is_not_shown() {
+        assert_eq!(shown_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(shown_url("nats://ccp:hunter2@a:4222, tls://b:4222"), "nats://<redacted>@a:4222,tls://b:4222");
+        assert!(!shown_url("tls://token-s3cr3t@nats.internal").contains("s3cr3t"));
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub enum Event {
     AdminDisabled(AdminDisabled),
     AdminEnabled(AdminEnabled),
     AdminSessionsRevoked(AdminSessionsRevoked),
+    AdminSsoLinked(AdminSsoLinked),
     ApiTokenIssued(ApiTokenIssued),
     ApiTokenRevoked(ApiTokenRevoked),
     RequestCompleted(RequestCompleted),
@@ -133,6 +134,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "admin_disabled",
     "admin_enabled",
     "admin_sessions_revoked",
+    "admin_sso_linked",
     "api_token_issued",
     "api_token_revoked",
     "request_completed",
@@ -172,6 +174,7 @@ impl Event {
             Self::AdminDisabled(_) => "admin_disabled",
             Self::AdminEnabled(_) => "admin_enabled",
             Self::AdminSessionsRevoked(_) => "admin_sessions_revoked",
+            Self::AdminSsoLinked(_) => "admin_sso_linked",
             Self::ApiTokenIssued(_) => "api_token_issued",
             Self::ApiTokenRevoked(_) => "api_token_revoked",
             Self::RequestCompleted(_) => "request_completed",
@@ -214,6 +217,7 @@ impl Event {
             Self::AdminDisabled(e) => Aggregate::Admin(e.admin_id),
             Self::AdminEnabled(e) => Aggregate::Admin(e.admin_id),
             Self::AdminSessionsRevoked(e) => Aggregate::Admin(e.admin_id),
+            Self::AdminSsoLinked(e) => Aggregate::Admin(e.admin_id),
             Self::ApiTokenIssued(e) => Aggregate::Admin(e.admin_id),
             Self::ApiTokenRevoked(e) => Aggregate::Admin(e.admin_id),
             Self::RequestCompleted(e) => Aggregate::Request(e.key_id),
@@ -255,6 +259,7 @@ impl Event {
             | Self::AdminDisabled(_)
             | Self::AdminEnabled(_)
             | Self::AdminSessionsRevoked(_)
+            | Self::AdminSsoLinked(_)
             | Self::ApiTokenIssued(_)
             | Self::ApiTokenRevoked(_)
             | Self::CircuitOpened(_)

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use ccp_runtime::config::Settings;
 use ccp_schemas::Namespace;
 
+pub mod connect_proxy;
 pub mod events;
 pub mod fake_anthropic;
 pub mod fake_bedrock;

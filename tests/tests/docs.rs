@@ -17,17 +17,41 @@ fn code_keys() -> BTreeSet<String> {
     let mut s = Settings::default();
     s.proxy.bedrock_endpoint_url = Some(String::new());
     s.nats.user = Some(String::new());
+    s.nats.nkey_seed_file = Some(Default::default());
+    s.nats.creds_file = Some(Default::default());
+    s.nats.ca_file = Some(Default::default());
+    s.nats.client_cert_file = Some(Default::default());
+    s.nats.client_key_file = Some(Default::default());
+    s.clickhouse.ca_file = Some(Default::default());
+    s.clickhouse.client_cert_file = Some(Default::default());
+    s.clickhouse.client_key_file = Some(Default::default());
+    s.clickhouse.cluster = Some(String::new());
     s.secrets.kms_key_id = Some(String::new());
     s.secrets.kms_endpoint_url = Some(String::new());
     s.ops.listen = Some(([0, 0, 0, 0], 9090).into());
+    s.egress.proxy_url = Some(Default::default());
+    s.egress.no_proxy = Some(String::new());
+    s.egress.ca_file = Some(Default::default());
     let value = toml::Value::try_from(&s).unwrap();
     let mut keys = BTreeSet::new();
     for (section, table) in value.as_table().unwrap() {
-        for key in table.as_table().unwrap().keys() {
-            keys.insert(format!("{section}.{key}"));
-        }
+        leaf_keys(section, table, &mut keys);
     }
     keys
+}
+
+/// `prefix.key` of every value under `table`, descending into sections within sections
+/// (`admin.sso.roles.admin`).
+fn leaf_keys(prefix: &str, table: &toml::Value, keys: &mut BTreeSet<String>) {
+    for (key, value) in table.as_table().unwrap() {
+        let path = format!("{prefix}.{key}");
+        // A map the user fills (e.g. `bedrock.family_fallback`) is empty by default: one key.
+        if value.as_table().is_some_and(|t| !t.is_empty()) {
+            leaf_keys(&path, value, keys);
+        } else {
+            keys.insert(path);
+        }
+    }
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub struct AdminState {
     pub sessions_valid_after: Option<DateTime<Utc>>,
     /// API tokens, in issue order.
     pub tokens: Vec<TokenState>,
+    /// The person at the OpenID provider this admin is (`issuer`, `subject`), once single
+    /// sign-on has signed them in.
+    pub sso: Option<(String, String)>,
     /// When created.
     pub created_at: DateTime<Utc>,
 }
@@ -63,6 +66,7 @@ impl AdminState {
                     disabled: false,
                     sessions_valid_after: None,
                     tokens: Vec::new(),
+                    sso: None,
                     created_at: at,
                 });
             }
@@ -79,6 +83,7 @@ impl AdminState {
             (Event::AdminPasswordChanged(e), Some(s)) => s.password_hash = e.password_hash.clone(),
             (Event::AdminDisabled(_), Some(s)) => s.disabled = true,
             (Event::AdminEnabled(_), Some(s)) => s.disabled = false,
+            (Event::AdminSsoLinked(e), Some(s)) => s.sso = Some((e.issuer.clone(), e.subject.clone())),
             (Event::AdminSessionsRevoked(e), Some(s)) => {
                 s.sessions_valid_after = Some(s.sessions_valid_after.map_or(e.before, |t| t.max(e.before)));
             }
@@ -139,6 +144,13 @@ pub enum AdminCommand {
     },
     /// Revoke an API token.
     RevokeToken(ApiTokenId),
+    /// Bind the admin to a person at the OpenID provider.
+    LinkSso {
+        /// The provider's issuer.
+        issuer: String,
+        /// The person's `sub` there.
+        subject: String,
+    },
 }
 
 /// Decides an admin-account command.
@@ -175,6 +187,15 @@ pub fn decide_admin(state: Option<&AdminState>, admin_id: AdminId, command: Admi
             }
             vec![Event::ApiTokenIssued(ApiTokenIssued { admin_id, token_id, name, token_hash, token_prefix, role })]
         }
+        AdminCommand::LinkSso { issuer, subject } => match &admin.sso {
+            Some((i, s)) if *i == issuer && *s == subject => vec![],
+            Some(_) => {
+                return Err(Rejection::Conflict(format!(
+                    "admin {admin_id} is already bound to another person at the identity provider"
+                )))
+            }
+            None => vec![Event::AdminSsoLinked(AdminSsoLinked { admin_id, issuer, subject })],
+        },
         AdminCommand::RevokeToken(token_id) => match admin.tokens.iter().find(|t| t.token_id == token_id) {
             None => return Err(Rejection::NotFound(format!("no API token {token_id}"))),
             Some(t) if t.revoked => vec![],

@@ -41,11 +41,19 @@ pub(super) async fn execute(
     admin_id: AdminId,
     command: AdminCommand,
 ) -> ApiResult<AdminState> {
+    execute_as(state, &ctx.meta(), admin_id, command).await
+}
+
+/// [`execute`] on behalf of `meta`'s actor (single sign-on acts as the system).
+pub(super) async fn execute_as(
+    state: &AppState,
+    meta: &crate::store::CommandMeta,
+    admin_id: AdminId,
+    command: AdminCommand,
+) -> ApiResult<AdminState> {
     let executed = state
         .store
-        .execute(Aggregate::Admin(admin_id), &ctx.meta(), AdminState::apply, |s| {
-            decide_admin(s, admin_id, command.clone())
-        })
+        .execute(Aggregate::Admin(admin_id), meta, AdminState::apply, |s| decide_admin(s, admin_id, command.clone()))
         .await?;
     state.settle(executed.seq).await;
     executed.state.ok_or_else(|| ApiError::not_found(format!("no admin {admin_id}")))

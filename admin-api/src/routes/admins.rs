@@ -46,6 +46,13 @@ pub async fn login(
     req: HttpRequest,
     body: Json<Login>,
 ) -> ApiResult<HttpResponse> {
+    if !state.settings.admin.sso.password_login {
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            "password login is turned off here: sign in with single sign-on (the dashboard's button, or \
+             `ccpctl login --sso`)",
+        ));
+    }
     let Login { username, password } = body.0;
     let username: String = username.trim().chars().take(64).collect();
     let password = SecretString::new(password);
@@ -98,20 +105,27 @@ pub async fn login(
             &meta,
         )
         .await?;
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(&req, &auth, &token))
+        .insert_header(("cache-control", "no-store"))
+        .json(Session {
+            token: token.expose().to_owned(),
+            csrf_token: record.csrf_token,
+            expires_at: record.expires_at,
+            admin: admin_view(&admin),
+        }))
+}
+
+/// The dashboard's HttpOnly session cookie for `token` (`Secure` when the request came over HTTPS).
+pub(super) fn session_cookie(req: &HttpRequest, auth: &Auth, token: &SecretString) -> Cookie<'static> {
     let https = req.connection_info().scheme() == "https";
-    let cookie = Cookie::build(SESSION_COOKIE, token.expose().to_owned())
+    Cookie::build(SESSION_COOKIE, token.expose().to_owned())
         .secure(https)
         .http_only(true)
         .same_site(SameSite::Strict)
         .path("/")
         .max_age(actix_web::cookie::time::Duration::seconds(i64::try_from(auth.ttl.as_secs()).unwrap_or(i64::MAX)))
-        .finish();
-    Ok(HttpResponse::Ok().cookie(cookie).insert_header(("cache-control", "no-store")).json(Session {
-        token: token.expose().to_owned(),
-        csrf_token: record.csrf_token,
-        expires_at: record.expires_at,
-        admin: admin_view(&admin),
-    }))
+        .finish()
 }
 
 /// End the current session (API tokens are revoked instead).
@@ -138,6 +152,7 @@ pub async fn me(ctx: Ctx) -> ApiResult<web::Json<Me>> {
         username: admin.username.clone(),
         method: admin.method,
         role: admin.role.into(),
+        csrf_token: admin.csrf_token.clone(),
     }))
 }
 

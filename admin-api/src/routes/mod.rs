@@ -8,6 +8,7 @@ pub mod ops;
 pub mod queries;
 pub mod self_service;
 pub mod sign_ins;
+pub mod sso;
 pub mod users;
 
 use std::sync::Arc;

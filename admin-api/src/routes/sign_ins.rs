@@ -27,8 +27,8 @@ pub struct SignInFailuresQuery {
     /// Windows ending at or after this time, RFC 3339 (default: 24 hours ago).
     #[param(format = DateTime)]
     pub from: Option<String>,
-    /// `admin_login` or `self_service` (default: both).
-    #[param(pattern = "^(admin_login|self_service)$")]
+    /// `admin_login`, `self_service` or `sso` (default: all).
+    #[param(pattern = "^(admin_login|self_service|sso)$")]
     pub kind: Option<String>,
     /// Most records answered, newest kept (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -38,7 +38,7 @@ pub struct SignInFailuresQuery {
 /// Failed sign-ins of one name in one window, as one replica counted them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SignInFailures {
-    /// `admin_login` or `self_service`.
+    /// `admin_login`, `self_service` or `sso`.
     pub kind: String,
     /// The username or access-key prefix tried; `*`: the names beyond the per-window cap.
     pub name: String,
@@ -50,6 +50,9 @@ pub struct SignInFailures {
     pub clients: u64,
     /// Up to five of them.
     pub sample_clients: Vec<String>,
+    /// Failures by cause (single sign-on: `wrong_state`, `wrong_audience`, …).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub reasons: std::collections::BTreeMap<String, u64>,
     /// Start of the window.
     pub window_start: DateTime<Utc>,
     /// End of the window.
@@ -67,10 +70,12 @@ pub struct SignInFailuresReport {
 
 const MAX_LIMIT: u32 = 1000;
 
-/// Counted failed sign-ins (admin logins and self-service access keys), per name and window.
+/// Counted failed sign-ins (admin logins, self-service access keys, single sign-on refusals by
+/// cause), per name and window.
 #[utoipa::path(get, path = "/v1/sign-in-failures", tag = "auth", params(SignInFailuresQuery),
     responses((status = 200, body = SignInFailuresReport), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn sign_in_failures(
     state: web::Data<AppState>,
     query: Query<SignInFailuresQuery>,
@@ -86,7 +91,8 @@ pub async fn sign_in_failures(
         None => None,
         Some("admin_login") => Some(SignInKind::AdminLogin),
         Some("self_service") => Some(SignInKind::SelfService),
-        Some(_) => return Err(ApiError::invalid("kind", "must be `admin_login` or `self_service`")),
+        Some("sso") => Some(SignInKind::Sso),
+        Some(_) => return Err(ApiError::invalid("kind", "must be `admin_login`, `self_service` or `sso`")),
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -111,6 +117,7 @@ pub async fn sign_in_failures(
                             refused: r.refused,
                             clients: r.clients,
                             sample_clients: r.sample_clients.iter().map(ToString::to_string).collect(),
+                            reasons: r.reasons,
                             window_start: r.window_start,
                             window_end: r.window_end,
                         });

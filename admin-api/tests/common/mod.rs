@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod ctl;
+pub mod oidc;
 
 use std::path::Path;
 use std::time::Duration;
@@ -69,7 +70,12 @@ impl AdminApi {
     /// Starts `ccp-admin` with `extra` environment and logs in.
     pub async fn start_with(label: &str, extra: &[(&str, &str)]) -> Self {
         let settings = test_settings(label);
-        let port = free_port();
+        // A test that must know the port before the start (e.g. for a redirect URL) sets it.
+        let port = extra
+            .iter()
+            .find(|(k, _)| *k == "CCP__ADMIN__LISTEN")
+            .and_then(|(_, v)| v.rsplit(':').next()?.parse().ok())
+            .unwrap_or_else(free_port);
         let mut env = admin_env(&settings, port);
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let service = Service::spawn(Path::new(BIN), &[], &env).unwrap();

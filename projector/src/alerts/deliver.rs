@@ -129,8 +129,10 @@ impl Webhook {
         hook: WebhookSettings,
         consumer: jetstream::consumer::Consumer<pull::Config>,
         settings: &AlertSettings,
+        egress: &ccp_runtime::egress::Egress,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = egress
+            .reqwest_builder()?
             .timeout(Duration::from_secs(settings.delivery_timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(settings.delivery_timeout_secs.max(1)))
             .redirect(reqwest::redirect::Policy::none())

@@ -5,6 +5,7 @@ use ccp_schemas::secrets::envelope::{ConfiguredMasterKey, CryptoError, LocalMast
 use ccp_schemas::secrets::SecretString;
 use ccp_schemas::subjects::{BadPrefix, Namespace};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Log output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +58,19 @@ pub struct NatsSettings {
     pub user: Option<String>,
     /// Optional password.
     pub password: SecretString,
+    /// User NKey seed (`SU…`, secret): the server lists the user's public key.
+    pub nkey_seed: SecretString,
+    /// A file holding the user NKey seed (instead of `nkey_seed`).
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file (user JWT and NKey seed) for a server in operator (JWT) mode.
+    pub creds_file: Option<PathBuf>,
+    /// PEM CA bundle that signed the server's certificate. Setting it (or a client certificate)
+    /// requires TLS; without it, `tls://` URLs trust the system's CAs.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for servers that verify clients (mutual TLS).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
     /// Seconds to wait for the first connection at start.
     pub connect_timeout_secs: u64,
 }
@@ -73,6 +87,12 @@ impl Default for NatsSettings {
             token: SecretString::default(),
             user: None,
             password: SecretString::default(),
+            nkey_seed: SecretString::default(),
+            nkey_seed_file: None,
+            creds_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             connect_timeout_secs: 10,
         }
     }
@@ -83,13 +103,75 @@ impl NatsSettings {
     pub fn namespace(&self) -> Result<Namespace, BadPrefix> {
         Namespace::new(&self.prefix)
     }
+
+    /// Refuses combinations that cannot work: half a client identity, two ways of proving who
+    /// the client is, a seed that is not a user seed. The files themselves are read at start.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(_), None) => {
+                return Err("nats.client_cert_file is set without nats.client_key_file: mutual TLS needs both".into())
+            }
+            (None, Some(_)) => {
+                return Err("nats.client_key_file is set without nats.client_cert_file: mutual TLS needs both".into())
+            }
+            _ => {}
+        }
+        let set: Vec<&str> = [
+            ("nats.token", !self.token.is_empty()),
+            ("nats.user", self.user.is_some()),
+            ("nats.nkey_seed", !self.nkey_seed.is_empty()),
+            ("nats.nkey_seed_file", self.nkey_seed_file.is_some()),
+            ("nats.creds_file", self.creds_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, on)| on.then_some(key))
+        .collect();
+        // Token together with user/password is left as it always was; the NKey and JWT ways
+        // are each the whole proof.
+        let exclusive = ["nats.nkey_seed", "nats.nkey_seed_file", "nats.creds_file"];
+        if set.len() > 1 && set.iter().any(|k| exclusive.contains(k)) {
+            return Err(format!("{} are all set: choose one way to authenticate to NATS", set.join(" and ")));
+        }
+        if !self.nkey_seed.is_empty() {
+            Self::check_user_seed(self.nkey_seed.expose()).map_err(|why| format!("nats.nkey_seed {why}"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `seed` is a user NKey seed; the reason if not (never the seed itself).
+    pub fn check_user_seed(seed: &str) -> Result<(), String> {
+        match nkeys::KeyPair::from_seed(seed.trim()) {
+            Ok(pair) if matches!(pair.key_pair_type(), nkeys::KeyPairType::User) => Ok(()),
+            Ok(_) => Err("is an NKey seed, but not a user's (a user seed starts with `SU`)".into()),
+            // nkeys' reasons name lengths and prefixes, never the input.
+            Err(e) => Err(format!("is not an NKey seed ({e})")),
+        }
+    }
+
+    /// The credential in use, for messages that tell which setting to check.
+    pub fn auth_setting(&self) -> &'static str {
+        if self.creds_file.is_some() {
+            "nats.creds_file"
+        } else if self.nkey_seed_file.is_some() {
+            "nats.nkey_seed_file"
+        } else if !self.nkey_seed.is_empty() {
+            "nats.nkey_seed"
+        } else if self.user.is_some() {
+            "nats.user and nats.password"
+        } else if !self.token.is_empty() {
+            "nats.token"
+        } else {
+            "the credentials: none are set (nats.creds_file, nats.nkey_seed, nats.token or nats.user)"
+        }
+    }
 }
 
 /// The analytics database.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseSettings {
-    /// HTTP URL of the server.
+    /// URL of the server's HTTP interface: `http://host:8123`, or `https://host:8443` (ClickHouse
+    /// Cloud, or a server with `https_port`).
     pub url: String,
     /// Database holding the project's tables (created by the migrations).
     pub database: String,
@@ -97,6 +179,32 @@ pub struct ClickHouseSettings {
     pub user: String,
     /// That user's password (secret).
     pub password: SecretString,
+    /// PEM CA bundle that signed the server's certificate (`https://` only). When set, only it
+    /// is trusted; when unset, the public web roots are (enough for ClickHouse Cloud).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate (chain) for a server that verifies clients (`https://` only).
+    pub client_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<std::path::PathBuf>,
+    /// `lz4` (ClickHouse's block compression of inserted data, and of results where the server
+    /// offers it) or `none`.
+    pub compression: ClickHouseCompression,
+    /// Name of the ClickHouse cluster (`remote_servers`) to create the tables on: the migrations
+    /// then run `ON CLUSTER` with `Replicated*MergeTree` engines. Unset: one server.
+    pub cluster: Option<String>,
+    /// ZooKeeper path of each replicated table, `{db}` and `{table}` replaced; `{shard}` and
+    /// `{replica}` are the servers' macros. Only with `cluster`.
+    pub replication_path: String,
+}
+
+/// How data travels between the services and ClickHouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClickHouseCompression {
+    /// LZ4 (the default).
+    Lz4,
+    /// Uncompressed.
+    None,
 }
 
 impl Default for ClickHouseSettings {
@@ -106,6 +214,12 @@ impl Default for ClickHouseSettings {
             database: "ccp".into(),
             user: "default".into(),
             password: SecretString::default(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            compression: ClickHouseCompression::Lz4,
+            cluster: None,
+            replication_path: ccp_schemas::migrations::DEFAULT_REPLICATION_PATH.into(),
         }
     }
 }

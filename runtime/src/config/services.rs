@@ -89,6 +89,8 @@ pub struct AdminSettings {
     /// Failed sign-ins are summed per name over this many seconds and recorded once per window
     /// on the security stream (`nats.security_max_age_days`).
     pub sign_in_record_secs: u64,
+    /// Single sign-on with an OpenID Connect provider (off unless `issuer` is set).
+    pub sso: super::sso::SsoSettings,
 }
 
 impl Default for AdminSettings {
@@ -103,12 +105,13 @@ impl Default for AdminSettings {
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             sign_in_record_secs: 15 * 60,
+            sso: super::sso::SsoSettings::default(),
         }
     }
 }
 
 /// A list from TOML, or a comma-separated string from the environment.
-fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(super) fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum ListOrCsv {

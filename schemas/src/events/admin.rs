@@ -130,6 +130,19 @@ pub struct AdminSessionsRevoked {
     pub before: chrono::DateTime<chrono::Utc>,
 }
 
+/// An admin account was bound to a person at the OpenID provider (`issuer` + `subject`): their
+/// single sign-on logs in as this admin. Written when single sign-on creates the admin (just in
+/// time) or first signs in an existing admin of the same username.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSsoLinked {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// The OpenID provider's issuer URL.
+    pub issuer: String,
+    /// The provider's stable id of the person (`sub`).
+    pub subject: String,
+}
+
 /// An admin was issued a long-lived API token (only its hash and prefix are here).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiTokenIssued {
@@ -166,6 +179,8 @@ pub enum LoginMethod {
     Password,
     /// A long-lived API token.
     ApiToken,
+    /// Single sign-on through the configured OpenID provider.
+    Sso,
 }
 
 /// Why a login failed. Never the submitted password.
@@ -208,6 +223,9 @@ pub enum SignInKind {
     AdminLogin,
     /// `GET /v1/self` (the name is the access key's display prefix).
     SelfService,
+    /// Single sign-on refused (the name is the provider's username when the ID token was
+    /// genuine, else `-`; `reasons` says why).
+    Sso,
 }
 
 /// Failed sign-ins of one name in one window, counted by one admin API replica: the bounded
@@ -232,4 +250,8 @@ pub struct SignInFailuresCounted {
     pub window_start: chrono::DateTime<chrono::Utc>,
     /// End of the window.
     pub window_end: chrono::DateTime<chrono::Utc>,
+    /// Failures by cause (single sign-on: `wrong_state`, `wrong_audience`, …); empty for
+    /// password and access-key failures, whose cause is always a wrong credential.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub reasons: std::collections::BTreeMap<String, u64>,
 }

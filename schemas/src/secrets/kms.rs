@@ -110,6 +110,15 @@ impl KmsMasterKey {
     }
 }
 
+impl KmsMasterKey {
+    /// The same key reached through `http` (an egress proxy, an extra CA: built by
+    /// `ccp_runtime::egress`, which this crate cannot depend on).
+    pub fn with_http_client(self, http: aws_sdk_kms::config::SharedHttpClient) -> Self {
+        let config = self.client.config().to_builder().http_client(http).build();
+        Self { key_id: self.key_id, client: aws_sdk_kms::Client::from_conf(config) }
+    }
+}
+
 fn service_error<E: ProvideErrorMetadata>(e: &E, what: &str) -> CryptoError {
     CryptoError::KeyService(format!(
         "KMS {what} failed: {}{}",

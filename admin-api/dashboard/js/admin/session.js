@@ -68,6 +68,9 @@ export function showLogin(message) {
       submit.disabled = false;
     }
   });
+  // Single sign-on, when configured: a plain link (the server redirects to the provider).
+  const sso = h('p', { class: 'sso', hidden: true },
+    h('a', { id: 'login-sso', class: 'button', href: '/v1/auth/sso/start?return_to=%2F%3Fsso', text: 'Sign in with single sign-on' }));
   main.append(
     h(
       'section',
@@ -75,10 +78,16 @@ export function showLogin(message) {
       h('h1', { id: 'login-title', tabindex: '-1' }, h('img', { src: '/dashboard/icon.svg', alt: '', width: 28, height: 28 }), 'ClaudeCodeProxy'),
       h('p', { class: 'muted', text: 'Log in to manage users, access keys, budgets and routing.' }),
       message ? h('p', { class: 'note', role: 'alert', text: message }) : null,
+      sso,
       form
     )
   );
   username.focus();
+  api('GET', '/v1/auth/methods', { noAuthRedirect: true }).then((methods) => {
+    sso.hidden = !methods.sso;
+    form.hidden = !methods.password;
+    if (!methods.password) $('#login-sso').focus();
+  }, () => {});
 }
 
 export function startApp() {

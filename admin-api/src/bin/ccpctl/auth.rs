@@ -21,6 +21,79 @@ pub async fn login(url: &str, username: Option<String>, out: Out) -> CliResult<(
     let client = Client::new(url, None, String::new())?;
     let body = to_json(&Login { username, password })?;
     let session: Session = client.post(&["v1", "auth", "login"], Some(&body)).await?.parse()?;
+    save_session(url, session, out)
+}
+
+/// `login --sso`: the browser signs in at the identity provider; the admin API sends a one-time
+/// code to a listener on 127.0.0.1, which is traded (with the verifier only this process knows)
+/// for the session.
+pub async fn login_sso(url: &str, no_browser: bool, out: Out) -> CliResult<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot listen on 127.0.0.1 for the sign-in: {e}")))?;
+    let port = listener.local_addr().map_err(|e| CliError::Usage(e.to_string()))?.port();
+    let verifier = ccp_admin_api::sso::random_url_token().map_err(CliError::Usage)?;
+    let challenge = ccp_admin_api::sso::challenge_of(&verifier);
+    let start = format!("{}/v1/auth/sso/start?cli_port={port}&cli_challenge={challenge}", url.trim_end_matches('/'));
+    note(&format!("Sign in with your identity provider at:\n\n  {start}\n"));
+    if !no_browser {
+        let opened = ["xdg-open", "open"].iter().any(|opener| {
+            std::process::Command::new(opener)
+                .arg(&start)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .is_ok()
+        });
+        if !opened {
+            note("(no browser could be opened here: open the URL above on this machine)");
+        }
+    }
+    note("waiting for the sign-in (5 minutes at most) ...");
+    let params = tokio::time::timeout(std::time::Duration::from_secs(300), wait_for_callback(&listener))
+        .await
+        .map_err(|_| CliError::Other(anyhow::anyhow!("the sign-in did not finish within 5 minutes")))??;
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    if let Some(error) = param("error") {
+        let why = param("error_description").unwrap_or_default();
+        return Err(CliError::Other(anyhow::anyhow!("single sign-on refused ({error}): {why}")));
+    }
+    let code = param("code").ok_or_else(|| CliError::Other(anyhow::anyhow!("the sign-in ended without a code")))?;
+    let client = Client::new(url, None, String::new())?;
+    let body = to_json(&json!({ "code": code, "verifier": verifier }))?;
+    let session: Session = client.post(&["v1", "auth", "sso", "token"], Some(&body)).await?.parse()?;
+    save_session(url, session, out)
+}
+
+/// Answers the one request the sign-in ends with; its query parameters.
+async fn wait_for_callback(listener: &tokio::net::TcpListener) -> CliResult<Vec<(String, String)>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    loop {
+        let (mut stream, _) = listener.accept().await.map_err(|e| CliError::Usage(format!("sign-in listener: {e}")))?;
+        let mut buffer = vec![0u8; 8192];
+        let n = stream.read(&mut buffer).await.unwrap_or(0);
+        let head = String::from_utf8_lossy(&buffer[..n]).into_owned();
+        let target = head.lines().next().and_then(|line| line.split(' ').nth(1)).unwrap_or("");
+        let Some(query) = target.strip_prefix("/callback?") else {
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            continue;
+        };
+        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let text = if params.iter().any(|(k, _)| k == "error") {
+            "Single sign-on was refused: see the terminal."
+        } else {
+            "Signed in: you can close this tab and return to the terminal."
+        };
+        let page = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+            text.len()
+        );
+        let _ = stream.write_all(page.as_bytes()).await;
+        return Ok(params);
+    }
+}
+
+fn save_session(url: &str, session: Session, out: Out) -> CliResult<()> {
     let saved = SavedSession {
         url: url.to_owned(),
         token: session.token,

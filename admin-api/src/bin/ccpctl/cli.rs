@@ -39,11 +39,17 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Log in (the password is read from stdin, or a prompt on a terminal) and save the session
+    /// Log in (the password is read from stdin, or a prompt on a terminal; or --sso) and save the session
     Login {
         /// Admin username (prompted for when omitted)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sso")]
         username: Option<String>,
+        /// Sign in with the organisation's identity provider in a browser (single sign-on)
+        #[arg(long)]
+        sso: bool,
+        /// With --sso: print the sign-in URL instead of opening a browser
+        #[arg(long, requires = "sso")]
+        no_browser: bool,
     },
     /// End the saved session and delete it
     Logout,
@@ -102,8 +108,8 @@ pub enum Command {
         /// Windows ending at or after this time, RFC 3339 (default: the last 24 hours)
         #[arg(long)]
         from: Option<String>,
-        /// Only `admin_login` or `self_service`
-        #[arg(long, value_parser = ["admin_login", "self_service"])]
+        /// Only `admin_login`, `self_service` or `sso`
+        #[arg(long, value_parser = ["admin_login", "self_service", "sso"])]
         kind: Option<String>,
         /// Most records shown, newest kept (1–1000)
         #[arg(long)]

@@ -238,7 +238,11 @@ impl Client {
         let url = self.url(segments, query)?;
         let (token, access_key) = match (credential, &self.token) {
             (Credential::AccessKey(k), _) => (None, Some(k)),
-            (Credential::Admin, _) if segments == ["v1", "auth", "login"] => (None, None),
+            (Credential::Admin, _)
+                if segments == ["v1", "auth", "login"] || segments == ["v1", "auth", "sso", "token"] =>
+            {
+                (None, None)
+            }
             (Credential::Admin, Some(t)) => (Some(t.as_str()), None),
             (Credential::Admin, None) => return Err(CliError::NotLoggedIn(self.no_token_reason.clone())),
         };

@@ -82,7 +82,10 @@ pub fn to_json<T: serde::Serialize>(body: &T) -> CliResult<serde_json::Value> {
 async fn run(cli: Cli) -> CliResult<()> {
     let out = Out { json: cli.json };
     let command = match cli.command {
-        Command::Login { username } => {
+        Command::Login { sso: true, no_browser, .. } => {
+            return auth::login_sso(&session::login_url(cli.url.as_deref())?, no_browser, out).await
+        }
+        Command::Login { username, .. } => {
             return auth::login(&session::login_url(cli.url.as_deref())?, username, out).await
         }
         Command::Logout => return auth::logout(out).await,

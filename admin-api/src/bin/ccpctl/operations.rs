@@ -9,6 +9,10 @@
 /// selects the operation, if one does (`circuit --reset`).
 pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("POST", "/v1/auth/login", "login"),
+    ("GET", "/v1/auth/methods", "login"),
+    ("GET", "/v1/auth/sso/start", "login --sso"),
+    ("GET", "/v1/auth/sso/callback", "login --sso"),
+    ("POST", "/v1/auth/sso/token", "login --sso"),
     ("POST", "/v1/auth/logout", "logout"),
     ("GET", "/v1/auth/me", "whoami"),
     ("GET", "/v1/admins", "admins list"),
