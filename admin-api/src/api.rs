@@ -65,9 +65,21 @@ pub struct User {
     #[serde(with = "ccp_schemas::pricing::decimal_str_option")]
     #[schema(value_type = Option<String>, example = "250.00")]
     pub monthly_limit_usd: Option<Decimal>,
-    /// `plan_first`, `bedrock_only` or `plan_only`.
+    /// `plan_first`, `bedrock_only` or `plan_only`: the user's own strategy.
     #[schema(value_type = RoutingDoc)]
     pub routing: RoutingStrategy,
+    /// How the proxy routes them: their own strategy once one was set for them, else their
+    /// team's routing default, else `plan_first`.
+    #[serde(default)]
+    #[schema(value_type = RoutingDoc)]
+    pub effective_routing: RoutingStrategy,
+    /// Their team (`team_…`), if any.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "team_01JDQ7TEAM0000000000000001")]
+    pub team_id: Option<String>,
+    /// Their team's name, if any.
+    #[serde(default)]
+    pub team: Option<String>,
     /// Number of access keys that are not revoked.
     pub active_keys: usize,
     /// When created.
@@ -77,8 +89,9 @@ pub struct User {
 }
 
 impl User {
-    /// The API shape of a user's state.
-    pub fn from_state(s: &UserState, active_keys: usize) -> Self {
+    /// The API shape of a user's state (`dir`: their team and effective routing).
+    pub fn from_state(s: &UserState, active_keys: usize, dir: &ccp_schemas::state::Directory) -> Self {
+        let team = dir.team_of(s);
         Self {
             user_id: s.user_id.to_string(),
             name: s.name.clone(),
@@ -87,6 +100,9 @@ impl User {
             status: s.status,
             monthly_limit_usd: s.monthly_limit_usd,
             routing: s.routing,
+            effective_routing: dir.routing_of(s),
+            team_id: team.map(|t| t.team_id.to_string()),
+            team: team.map(|t| t.name.clone()),
             active_keys,
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -186,6 +202,9 @@ pub struct ListUsers {
     /// `active` or `inactive`.
     #[param(value_type = Option<UserStatusDoc>)]
     pub status: Option<UserStatus>,
+    /// Only members of this team (`team_…`), or `none`: users without a team.
+    #[param(pattern = r"^(none|team_[0-7][0-9A-HJKMNP-TV-Z]{25})$")]
+    pub team: Option<String>,
     /// Page size, 1–500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
@@ -628,4 +647,112 @@ pub struct SessionInfo {
     pub issued_at: DateTime<Utc>,
     /// When it expires.
     pub expires_at: DateTime<Utc>,
+}
+
+/// A team: users who share a monthly budget and a routing default.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Team {
+    /// `team_…`
+    #[schema(value_type = String, example = "team_01JDQ7TEAM0000000000000001")]
+    pub team_id: String,
+    /// Display name, unique among teams.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Monthly budget of the members together, in USD (a decimal string); `null`: unlimited.
+    /// Each member's own budget applies too: the stricter one refuses first.
+    #[serde(with = "ccp_schemas::pricing::decimal_str_option")]
+    #[schema(value_type = Option<String>, example = "2000.00")]
+    pub monthly_limit_usd: Option<Decimal>,
+    /// Routing default of members who have no strategy of their own; `null`: none.
+    #[schema(value_type = Option<RoutingDoc>)]
+    pub routing: Option<RoutingStrategy>,
+    /// Number of members.
+    pub members: usize,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Team {
+    /// The API shape of a team's state.
+    pub fn from_state(s: &ccp_schemas::state::TeamState, members: usize) -> Self {
+        Self {
+            team_id: s.team_id.to_string(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            monthly_limit_usd: s.monthly_limit_usd,
+            routing: s.routing,
+            members,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// A team with its members.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TeamDetail {
+    /// The team.
+    #[serde(flatten)]
+    pub team: Team,
+    /// Its members, by name.
+    pub users: Vec<User>,
+}
+
+/// `POST /v1/teams`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeam {
+    /// 1–64 characters, no control characters, not starting or ending with whitespace.
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$")]
+    pub name: String,
+    /// At most 500 characters.
+    #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]{0,500}$")]
+    pub description: Option<String>,
+    /// Monthly budget in USD as a decimal string, e.g. `"2000.00"`.
+    #[serde(default, with = "crate::api::strict_decimal")]
+    #[schema(value_type = Option<String>, pattern = r"^(1000000(\.0{1,6})?|[0-9]{1,6}(\.[0-9]{1,6})?)$")]
+    pub monthly_limit_usd: Option<Decimal>,
+    /// Routing default of members without a strategy of their own.
+    #[serde(default)]
+    #[schema(value_type = Option<RoutingDoc>)]
+    pub routing: Option<RoutingStrategy>,
+}
+
+/// `PATCH /v1/teams/{team_id}`: absent fields are unchanged, `""` clears the description.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTeam {
+    /// New name.
+    #[serde(default)]
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$")]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]{0,500}$")]
+    pub description: Option<String>,
+}
+
+/// `PUT /v1/teams/{team_id}/routing`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetTeamRouting {
+    /// `plan_first`, `bedrock_only` or `plan_only`; `null`: no default.
+    #[serde(deserialize_with = "Option::deserialize")]
+    #[schema(value_type = Option<RoutingDoc>, required = true)]
+    pub strategy: Option<RoutingStrategy>,
+}
+
+/// `PUT /v1/users/{user_id}/team`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetTeam {
+    /// The team (`team_…`) the user belongs to from now on; `null`: none. Spend already
+    /// incurred stays with the team it was incurred in.
+    #[serde(deserialize_with = "Option::deserialize")]
+    #[schema(value_type = Option<String>, required = true, pattern = r"^team_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    pub team_id: Option<String>,
 }

@@ -86,6 +86,7 @@ files! {
     "js/admin/router.js" => JS,
     "js/admin/session.js" => JS,
     "js/admin/overview.js" => JS,
+    "js/admin/teams.js" => JS,
     "js/admin/users.js" => JS,
     "js/admin/user.js" => JS,
     "js/admin/keys.js" => JS,

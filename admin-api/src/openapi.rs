@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, sign_ins, sso, users};
+use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, sign_ins, sso, teams, users};
 
 /// The document.
 #[derive(OpenApi)]
@@ -18,6 +18,8 @@ use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, 
         accounts::revoke_session, accounts::list_admin_tokens, accounts::revoke_admin_token, admins::issue_token, admins::revoke_token,
         users::create_user, users::list_users, users::get_user, users::update_user,
         users::deactivate_user, users::reactivate_user, users::set_budget, users::set_routing,
+        teams::set_user_team, teams::create_team, teams::list_teams, teams::get_team, teams::update_team,
+        teams::delete_team, teams::set_team_budget, teams::set_team_routing,
         keys::issue_key, keys::list_keys, keys::get_key, keys::revoke_key, keys::rotate_key,
         keys::set_bedrock_settings, keys::set_bedrock_key, keys::remove_bedrock_key, keys::check_bedrock_key,
         ops::get_circuit, ops::reset_circuit, ops::list_circuits, ops::get_pricing, ops::set_pricing,
@@ -31,6 +33,7 @@ use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, 
     tags(
         (name = "auth", description = "Login, sessions, admins and API tokens"),
         (name = "users", description = "Developers using Claude Code through the proxy"),
+        (name = "teams", description = "Teams of users: a shared monthly budget (besides each member's own; the stricter applies) and a routing default; a user is in at most one team"),
         (name = "keys", description = "Access keys and their Bedrock API keys"),
         (name = "operations", description = "Circuit breakers per access key, and the price list"),
         (name = "models", description = "The model catalogue: names, families, Bedrock targets and prices of the Claude models the proxies route (shipped defaults, changed at runtime)"),

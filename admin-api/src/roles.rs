@@ -2,9 +2,9 @@
 //! one place ([`check`], called by [`crate::auth::require_auth`] for every authenticated route)
 //! and listed in the OpenAPI document (`x-required-role` on each operation).
 //!
-//! `viewer` reads (usage, audit, users, keys without secrets, circuits, models, prices) and
-//! manages its own API tokens; `operator` also changes users, access keys, Bedrock keys, budgets,
-//! routing, circuits and the model catalogue; `admin` also manages admins, prices and reads the
+//! `viewer` reads (usage, audit, users, teams, keys without secrets, circuits, models, prices)
+//! and manages its own API tokens; `operator` also changes users, teams and membership, access
+//! keys, Bedrock keys, budgets, routing, circuits and the model catalogue; `admin` also manages admins, prices and reads the
 //! security records. A route missing from the table is refused (and fails
 //! `admin-api/tests/roles.rs`, which walks every operation with every role).
 
@@ -41,6 +41,14 @@ pub const REQUIRED: &[(&str, &str, AdminRole)] = &[
     ("PUT", "/v1/users/{user_id}/budget", Operator),
     ("GET", "/v1/users/{user_id}/budget", Viewer),
     ("PUT", "/v1/users/{user_id}/routing", Operator),
+    ("PUT", "/v1/users/{user_id}/team", Operator),
+    ("POST", "/v1/teams", Operator),
+    ("GET", "/v1/teams", Viewer),
+    ("GET", "/v1/teams/{team_id}", Viewer),
+    ("PATCH", "/v1/teams/{team_id}", Operator),
+    ("DELETE", "/v1/teams/{team_id}", Operator),
+    ("PUT", "/v1/teams/{team_id}/budget", Operator),
+    ("PUT", "/v1/teams/{team_id}/routing", Operator),
     ("POST", "/v1/users/{user_id}/keys", Operator),
     ("GET", "/v1/users/{user_id}/keys", Viewer),
     ("GET", "/v1/keys/{key_id}", Viewer),

@@ -39,6 +39,10 @@ pub enum Refusal {
     NoUsername,
     /// The role mapping grants this person no role.
     NoRole(String),
+    /// The ID token lacks the role claim altogether (not released by the provider).
+    NoRoleClaim(String),
+    /// An admin of that username exists and is not this person's (not linked to them).
+    UsernameTaken(String),
     /// The admin is disabled.
     Disabled(String),
 }
@@ -58,6 +62,8 @@ impl Refusal {
             Self::WrongNonce => "wrong_nonce",
             Self::NoUsername => "no_username",
             Self::NoRole(_) => "no_role",
+            Self::NoRoleClaim(_) => "no_role_claim",
+            Self::UsernameTaken(_) => "username_taken",
             Self::Disabled(_) => "disabled",
         }
     }
@@ -90,6 +96,14 @@ impl Refusal {
                  admin.sso.roles maps to viewer, operator or admin"
             ),
             Self::Disabled(who) => format!("the admin {who} is disabled; ask another admin to enable it"),
+            Self::NoRoleClaim(claim) => format!(
+                "the ID token carries no `{claim}` claim, so no role can be decided: the identity provider must \
+                 release it (a scope, a claim mapping; with many groups some providers send a reference instead)"
+            ),
+            Self::UsernameTaken(who) => format!(
+                "an admin named {who} already exists and is not linked to this sign-in: another admin can remove \
+                 or rename it, or set admin.sso.link_by_username to link it (see README)"
+            ),
         }
     }
 }
@@ -165,6 +179,10 @@ pub struct Person {
     pub username: String,
     /// The role claim's values.
     pub role_values: Vec<String>,
+    /// Whether the ID token had the role claim at all.
+    pub role_claim_present: bool,
+    /// `email_verified`, when the token says.
+    pub email_verified: Option<bool>,
 }
 
 /// The relying party.
@@ -345,7 +363,8 @@ fn check_claims(settings: &SsoSettings, claims: &Map<String, Value>, nonce: &str
     if !audiences.contains(&settings.client_id.as_str()) {
         return Err(Refusal::WrongAudience);
     }
-    if audiences.len() > 1 && claims.get("azp").and_then(Value::as_str).is_some_and(|azp| azp != settings.client_id) {
+    // Several audiences: the token must say it was issued to this client (`azp`).
+    if audiences.len() > 1 && claims.get("azp").and_then(Value::as_str) != Some(settings.client_id.as_str()) {
         return Err(Refusal::WrongAudience);
     }
     let skew = i64::try_from(settings.clock_skew_secs).unwrap_or(60);
@@ -370,7 +389,8 @@ fn check_claims(settings: &SsoSettings, claims: &Map<String, Value>, nonce: &str
         .map(str::trim)
         .filter(|u| !u.is_empty() && u.chars().count() <= 64 && !u.chars().any(|c| c.is_whitespace() || c.is_control()))
         .ok_or(Refusal::NoUsername)?;
-    let role_values: Vec<String> = match claims.get(&settings.role_claim) {
+    let role_claim = claims.get(&settings.role_claim);
+    let role_values: Vec<String> = match role_claim {
         Some(Value::String(v)) => vec![v.clone()],
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
@@ -380,6 +400,8 @@ fn check_claims(settings: &SsoSettings, claims: &Map<String, Value>, nonce: &str
         subject: subject.to_owned(),
         username: username.to_owned(),
         role_values,
+        role_claim_present: role_claim.is_some_and(|v| v.is_string() || v.is_array()),
+        email_verified: claims.get("email_verified").and_then(Value::as_bool),
     })
 }
 
@@ -557,8 +579,11 @@ mod tests {
         c["aud"] = json!("someone-else");
         assert_eq!(check(&signer, &keys, &c).unwrap_err(), Refusal::WrongAudience);
         c["aud"] = json!(["ccp", "someone-else"]);
+        assert_eq!(check(&signer, &keys, &c).unwrap_err(), Refusal::WrongAudience, "several audiences, no azp");
         c["azp"] = json!("someone-else");
         assert_eq!(check(&signer, &keys, &c).unwrap_err(), Refusal::WrongAudience);
+        c["azp"] = json!("ccp");
+        assert!(check(&signer, &keys, &c).is_ok());
         let mut c = claims(1_000_000);
         c["exp"] = json!(1_000_000 - 61);
         assert_eq!(check(&signer, &keys, &c).unwrap_err(), Refusal::Expired);

@@ -33,6 +33,7 @@ pub struct Application {
     server: Server,
     port: u16,
     sign_ins: SignIns,
+    announcer: ccp_runtime::compat::Announcer,
 }
 
 /// The sign-in throttles, and where their records of failures go.
@@ -159,8 +160,10 @@ impl Application {
                 recorder.record().await;
             }
         });
+        // Which releases run beside this one: events they cannot read are held back.
+        let announcer = ccp_runtime::compat::Announcer::start(client.clone(), &ns, "ccp-admin").await?;
         let state = web::Data::new(AppState {
-            store: EventStore::new(client.clone(), ns.clone()),
+            store: EventStore::new(client.clone(), ns.clone()).with_readers(Arc::clone(&announcer.readers)),
             view: Arc::clone(&view),
             pepper: pepper.clone(),
             master,
@@ -261,7 +264,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %settings.admin.listen, port, "admin API listening");
-        Ok(Self { server, port, sign_ins })
+        Ok(Self { server, port, sign_ins, announcer })
     }
 
     /// The bound port.
@@ -280,6 +283,7 @@ impl Application {
         stopper.abort();
         // What was counted since the last record is recorded before the process ends.
         self.sign_ins.record().await;
+        self.announcer.withdraw().await;
         tracing::info!("admin API stopped");
         Ok(())
     }

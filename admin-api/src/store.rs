@@ -55,12 +55,45 @@ pub struct EventStore {
     client: async_nats::Client,
     js: jetstream::Context,
     ns: Namespace,
+    readers: Option<std::sync::Arc<ccp_runtime::compat::Readers>>,
 }
 
 impl EventStore {
     /// A store on the admin stream.
     pub fn new(client: async_nats::Client, ns: Namespace) -> Self {
-        Self { js: jetstream::new(client.clone()), client, ns }
+        Self { js: jetstream::new(client.clone()), client, ns, readers: None }
+    }
+
+    /// The same store, holding back events the running `readers` cannot all read yet.
+    #[must_use]
+    pub fn with_readers(mut self, readers: std::sync::Arc<ccp_runtime::compat::Readers>) -> Self {
+        self.readers = Some(readers);
+        self
+    }
+
+    /// Refuses (503, retryable) an event introduced in a later contract revision than this build
+    /// or some running reader reads: during a rolling upgrade it waits for the last older replica.
+    fn check_readers(&self, event: &Event) -> ApiResult<()> {
+        let needed = ccp_schemas::compat::introduced(event);
+        let older = if needed > ccp_schemas::compat::reading() {
+            Some(format!("this admin API reads revision {}", ccp_schemas::compat::reading()))
+        } else {
+            self.readers
+                .as_ref()
+                .and_then(|r| r.older_than(needed))
+                .map(|a| format!("{} {} (revision {}) is still running", a.service, a.version, a.contract))
+        };
+        let Some(why) = older else { return Ok(()) };
+        let mut e = ApiError::new(
+            crate::error::ErrorKind::Unavailable,
+            format!(
+                "`{}` events are new in contract revision {needed} and {why}: finish the rolling upgrade \
+                 (README: Upgrading) and try again",
+                event.event_type()
+            ),
+        );
+        e.retry_after = Some(5);
+        Err(e)
     }
 
     /// The NATS connection.
@@ -139,6 +172,9 @@ impl EventStore {
             if events.is_empty() {
                 return Ok(Executed { state, seq: last, events });
             }
+            for event in &events {
+                self.check_readers(event)?;
+            }
             let envelopes: Vec<Envelope> = events
                 .into_iter()
                 .map(|event| {
@@ -187,6 +223,7 @@ impl EventStore {
 
     /// Appends one event without a concurrency check (logins: an append-only record).
     pub async fn record(&self, event: Event, meta: &CommandMeta) -> ApiResult<u64> {
+        self.check_readers(&event)?;
         let envelope =
             Envelope::new(event, meta.actor.clone()).correlated(meta.request_id.clone()).from_source(meta.source);
         let subject = envelope.subject(&self.ns);

@@ -554,3 +554,50 @@ async fn onboarding_and_keys_check_say_whether_failover_is_ready() {
     assert!(r.stderr.contains("has no Bedrock API key to check"), "{}", r.stderr);
     api.finish().await;
 }
+
+#[tokio::test]
+async fn teams_are_managed_by_name_and_a_team_with_members_is_not_deleted() {
+    let api = AdminApi::start("cli_teams").await;
+    let ctl = Ctl::new(&api);
+    let r = ctl.run(&["teams", "list"]).ok();
+    assert!(r.stdout.contains("no teams"), "{}", r.stdout);
+    let team = ctl
+        .run(&["teams", "create", "data platform", "--budget", "2000", "--routing", "bedrock_only", "--json"])
+        .ok()
+        .json();
+    let team_id = team["team_id"].as_str().unwrap().to_owned();
+    assert_eq!(team["monthly_limit_usd"], "2000");
+    let r = ctl.run(&["teams", "create", "Data Platform"]).fails(1);
+    assert!(r.stderr.contains("already exists") && r.stderr.contains("(field: name)"), "{}", r.stderr);
+
+    let user_id = api.create_user("dana").await;
+    let r = ctl.run(&["users", "team", "dana", "data platform"]).ok();
+    assert!(r.stdout.contains("is in team data platform now"), "{}", r.stdout);
+    let r = ctl.run(&["users", "get", "dana"]).ok();
+    assert!(r.stdout.contains("bedrock_only (team default; own: plan_first)"), "{}", r.stdout);
+    let listed = ctl.run(&["users", "list", "--team", "data platform", "--json"]).ok().json();
+    assert_eq!(listed["items"][0]["user_id"], user_id.as_str(), "{listed}");
+    let r = ctl.run(&["teams", "get", &team_id]).ok();
+    assert!(
+        r.stdout.contains("members:") && r.stdout.contains("dana") && r.stdout.contains("$2000.00"),
+        "{}",
+        r.stdout
+    );
+
+    let r = ctl.run(&["teams", "delete", "data platform"]).fails(1);
+    assert!(r.stderr.contains("1 member"), "{}", r.stderr);
+    let r = ctl.run(&["teams", "budget", "data platform", "unlimited"]).ok();
+    assert!(r.stdout.contains("unlimited"), "{}", r.stdout);
+    let r = ctl.run(&["teams", "routing", "data platform", "none"]).ok();
+    assert!(r.stdout.ends_with("none\n"), "{}", r.stdout);
+    ctl.run(&["teams", "routing", "data platform", "sometimes"]).fails(2);
+    let r = ctl.run(&["users", "team", "dana", "nope"]).fails(1);
+    assert!(r.stderr.contains("no team is named \"nope\""), "{}", r.stderr);
+    ctl.run(&["users", "team", "dana", "none"]).ok();
+    let renamed = ctl.run(&["teams", "update", "data platform", "--name", "data", "--json"]).ok().json();
+    assert_eq!(renamed["name"], "data");
+    let r = ctl.run(&["teams", "delete", "data"]).ok();
+    assert!(r.stdout.contains(&format!("deleted team {team_id}")), "{}", r.stdout);
+    assert_eq!(api.get("/v1/teams").await.body, serde_json::json!([]));
+    api.finish().await;
+}

@@ -1565,13 +1565,7 @@ async fn the_dashboard_is_served_with_strict_headers_and_stays_out_of_the_api() 
 /// accepted), and a person no group maps sees why they are refused.
 #[tokio::test]
 async fn an_admin_signs_in_to_the_dashboard_with_single_sign_on() {
-    let port = ccp_tests::free_port();
-    let redirect = format!("http://127.0.0.1:{port}/v1/auth/sso/callback");
-    let idp = common::oidc::Idp::start(&redirect, json!({ "dana": ["platform"] })).await;
-    let listen = format!("127.0.0.1:{port}");
-    let mut env = common::oidc::sso_env(&idp.issuer, &redirect);
-    env.push(("CCP__ADMIN__LISTEN", &listen));
-    let api = AdminApi::start_with("dashboard-sso", &env).await;
+    let (idp, api) = common::oidc::admin_with_sso("dashboard-sso", json!({ "dana": ["platform"] })).await;
     let shots = screenshots_dir(Some("sso"));
     let downloads = std::env::temp_dir().join(format!("ccp-downloads-{}", ulid::Ulid::new()));
     std::fs::create_dir_all(&downloads).unwrap();
@@ -1615,5 +1609,66 @@ async fn an_admin_signs_in_to_the_dashboard_with_single_sign_on() {
     b.quit().await;
     let _ = std::fs::remove_dir_all(&downloads);
     drop(idp);
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_platform_engineer_creates_a_team_adds_members_and_cannot_delete_it_while_they_are_in_it() {
+    let api = AdminApi::start("dashteams").await;
+    ccp_runtime::migrate::migrate(&api.settings.clickhouse).await.unwrap();
+    let user_id = api.create_user("Dana Scully").await;
+    let shots = screenshots_dir(Some("teams"));
+    let downloads = std::env::temp_dir().join(format!("ccp-downloads-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&downloads).unwrap();
+    let mut b = Browser::start(&downloads, &shots).await;
+    b.goto(&format!("{}/", api.url)).await;
+    b.wait("#login-form").await;
+    b.type_into("#login-username", common::ADMIN_USER).await;
+    b.type_into("#login-password", common::ADMIN_PASSWORD).await;
+    b.click("#login-submit").await;
+    b.wait_text("#whoami", "(admin)").await;
+    b.click("a[data-nav=teams]").await;
+    b.wait_text("#main", "No teams yet").await;
+
+    b.click("#new-team").await;
+    b.type_into("#team-name", "X-Files").await;
+    b.type_into("#team-budget", "500").await;
+    b.choose("#team-routing", "bedrock_only").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait_text("h1", "X-Files").await;
+    b.wait_text("#team-budget-value", "$500.00").await;
+    b.wait_text("#team-routing-value", "Bedrock only").await;
+    b.wait_text("#main", "No members yet").await;
+
+    b.choose("#add-member-user", &user_id).await;
+    b.click("#add-member button[type=submit]").await;
+    b.wait_text("#team-members", "Dana Scully").await;
+    b.wait_text("#team-members", "Bedrock only").await;
+    let team = api.get("/v1/teams").await;
+    assert_eq!(team.body[0]["members"], 1, "{}", team.text);
+    let user = api.get(&format!("/v1/users/{user_id}")).await;
+    assert_eq!(user.body["team"], "X-Files", "{}", user.text);
+    b.screenshot("team").await;
+    // The member's page names the team and how they are routed because of it.
+    b.click("#team-members a").await;
+    b.wait_text("#user-team", "X-Files").await;
+    b.wait_text("#user-effective-routing", "Bedrock only (the team’s default)").await;
+    b.click("#user-team a").await;
+    b.wait_text("h1", "X-Files").await;
+
+    // Deleting a team with a member is refused, and the dialog says why.
+    b.click("#team-delete").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait_text("dialog[open] .dialog-error", "1 member").await;
+    b.press_escape("dialog[open]").await;
+    b.click("#team-members button[data-action=remove-member]").await;
+    b.wait_text("#main", "No members yet").await;
+    b.click("#team-delete").await;
+    b.click("dialog[open] button[data-role=submit]").await;
+    b.wait_text("#main", "No teams yet").await;
+    assert_eq!(api.get("/v1/teams").await.body, json!([]));
+    assert_clean_console(&b).await;
+    b.quit().await;
+    let _ = std::fs::remove_dir_all(&downloads);
     api.finish().await;
 }

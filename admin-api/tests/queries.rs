@@ -546,6 +546,7 @@ async fn requests_are_looked_up_by_id() {
         request_id,
         key_id: Some(key.parse().unwrap()),
         user_id: Some(user.parse().unwrap()),
+        team_id: None,
         key_prefix: Some(prefix.clone()),
         endpoint: Endpoint::Messages,
         provider: Provider::Bedrock,
@@ -580,9 +581,14 @@ async fn requests_are_looked_up_by_id() {
         rate_limit: None,
     };
     let event_id = stack.publish_event(completed.clone(), "replica-7", occurred_at).await;
-    // A request whose id was minted long before it was recorded (found by the wider search).
+    // A request whose id was minted 20 days before it was recorded (found by the wider search,
+    // 35 days either way), and one minted far from its time (a clock years off: not looked for,
+    // so that no lookup reads the whole table).
     let old = RequestCompleted { request_id: RequestId::new(), fallback_reason: None, ..completed.clone() };
-    stack.publish_event(old.clone(), "replica-7", utc("2024-02-29T12:00:00Z")).await;
+    let old_at = occurred_at - chrono::Duration::days(20);
+    stack.publish_event(old.clone(), "replica-7", old_at).await;
+    let far = RequestCompleted { request_id: RequestId::new(), ..completed.clone() };
+    stack.publish_event(far.clone(), "replica-7", utc("2024-02-29T12:00:00Z")).await;
     stack.project().await;
 
     let r = stack.get(&format!("/v1/requests/{request_id}")).await;
@@ -604,8 +610,10 @@ async fn requests_are_looked_up_by_id() {
         })
     );
     let r = stack.get(&format!("/v1/requests/{}", old.request_id)).await;
-    assert_eq!(r["occurred_at"], "2024-02-29T12:00:00Z");
+    assert_eq!(r["occurred_at"], old_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
     assert_eq!(r["fallback_reason"], Value::Null);
+    let far = stack.api.get(&format!("/v1/requests/{}", far.request_id)).await;
+    assert_eq!((far.status, far.error_type()), (404, "not_found"), "{}", far.text);
 
     let missing = stack.api.get(&format!("/v1/requests/{}", RequestId::new())).await;
     assert_eq!((missing.status, missing.error_type()), (404, "not_found"), "{}", missing.text);

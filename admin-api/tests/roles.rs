@@ -49,6 +49,7 @@ fn concrete(template: &str) -> String {
         .map(|segment| match segment {
             "{user_id}" => "usr_01JDQ70000000000000000000A".to_owned(),
             "{key_id}" => "key_01JDQ70000000000000000000A".to_owned(),
+            "{team_id}" => "team_01JDQ70000000000000000000A".to_owned(),
             "{admin_id}" => "adm_01JDQ70000000000000000000A".to_owned(),
             "{token_id}" => "tok_01JDQ70000000000000000000A".to_owned(),
             "{request_id}" => "req_01JDQ70000000000000000000A".to_owned(),

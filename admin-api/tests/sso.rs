@@ -17,100 +17,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ccp_schemas::events::{Event, LoginMethod};
 use ccp_schemas::subjects::StreamKind;
-use common::oidc::{sso_env, Idp};
+use common::oidc::{admin_with_sso, Agent};
 use common::AdminApi;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-/// A browser-like HTTP client: cookies kept, redirects followed by hand.
-pub struct Agent {
-    http: reqwest::Client,
-}
-
-/// The answer of a request, with the body as text.
-pub struct Page {
-    pub status: u16,
-    pub location: Option<String>,
-    pub text: String,
-}
-
-impl Default for Agent {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Agent {
-    pub fn new() -> Self {
-        Self::from_address("127.0.0.1")
-    }
-
-    /// An agent whose connections come from `address` (any of 127.0.0.0/8): another client
-    /// as far as sign-in throttling is concerned.
-    pub fn from_address(address: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .local_address(Some(address.parse().unwrap()))
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        Self { http }
-    }
-
-    pub async fn get(&self, url: &str) -> Page {
-        Self::page(self.http.get(url).send().await.unwrap()).await
-    }
-
-    async fn page(r: reqwest::Response) -> Page {
-        let status = r.status().as_u16();
-        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
-        Page { status, location, text: r.text().await.unwrap_or_default() }
-    }
-
-    /// From `start` (a URL of the admin API) through the provider's login page as `login`, up to
-    /// (not including) the admin API's callback: the callback URL.
-    pub async fn through_provider(&self, start: &str, idp: &str, login: &str) -> String {
-        let mut url = start.to_owned();
-        for _ in 0..12 {
-            if url.contains("/v1/auth/sso/callback") {
-                return url;
-            }
-            let page = self.get(&url).await;
-            if let Some(next) = page.location {
-                url = if next.starts_with('/') { format!("{idp}{next}") } else { next };
-                continue;
-            }
-            // The provider's login form: post it.
-            let action = page
-                .text
-                .split("action=\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap_or_else(|| panic!("no form at {url} ({}):\n{}", page.status, page.text));
-            let action = if action.starts_with('/') { format!("{idp}{action}") } else { action.to_owned() };
-            let form = [("prompt", "login"), ("login", login), ("password", "any password")];
-            let r = Self::page(self.http.post(&action).form(&form).send().await.unwrap()).await;
-            url = r.location.unwrap_or_else(|| panic!("login form answered {}: {}", r.status, r.text));
-            if url.starts_with('/') {
-                url = format!("{idp}{url}");
-            }
-        }
-        panic!("the sign-in did not reach the callback");
-    }
-
-    /// The `ccp_session` cookie the admin API set, if any.
-    pub async fn me(&self, api: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{api}/v1/auth/me")).send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-}
 
 async fn admin_events(api: &AdminApi) -> Vec<Event> {
     api.log.read_all(StreamKind::Admin).await.into_iter().map(|(_, e)| e.event).collect()
@@ -118,13 +33,7 @@ async fn admin_events(api: &AdminApi) -> Vec<Event> {
 
 #[tokio::test]
 async fn single_sign_on_admits_maps_roles_and_refuses_forgeries() {
-    let port = ccp_tests::free_port();
-    let redirect = format!("http://127.0.0.1:{port}/v1/auth/sso/callback");
-    let idp = Idp::start(&redirect, json!({ "dana": ["platform"], "erin": ["finance"] })).await;
-    let listen = format!("127.0.0.1:{port}");
-    let mut env = sso_env(&idp.issuer, &redirect);
-    env.push(("CCP__ADMIN__LISTEN", &listen));
-    let api = AdminApi::start_with("sso", &env).await;
+    let (idp, api) = admin_with_sso("sso", json!({ "dana": ["platform"], "erin": ["finance"] })).await;
     let start = format!("{}/v1/auth/sso/start?return_to=%2F%3Fsso", api.url);
 
     let methods = api.get("/v1/auth/methods").await;
@@ -272,8 +181,20 @@ async fn single_sign_on_admits_maps_roles_and_refuses_forgeries() {
     assert_eq!(slowed.status, 429, "{}", slowed.text);
     let browser = Agent::from_address("127.0.0.23");
     let callback = browser.through_provider(&url, &idp.issuer, "erin").await;
-    let to_cli = browser.get(&callback).await;
-    let loopback = to_cli.location.unwrap_or_else(|| panic!("no redirect to ccpctl: {}", to_cli.text));
+    // Not sent on by itself: the page asks first, and only its link goes to ccpctl.
+    let asked = browser.get(&callback).await;
+    assert_eq!(asked.status, 200, "{}", asked.text);
+    assert!(asked.text.contains("Continue only if you have just run"), "{}", asked.text);
+    let loopback = asked
+        .text
+        .split("id=\"sso-continue\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no link to ccpctl: {}", asked.text))
+        .replace("&amp;", "&");
+    // Anything else reaching ccpctl's port (another page probing it) is ignored.
+    let port_only = loopback.split("/callback").next().unwrap().to_owned();
+    assert_eq!(browser.get(&format!("{port_only}/callback?code=forged")).await.status, 404);
     assert!(loopback.starts_with("http://127.0.0.1:") && loopback.contains("/callback?code="), "{loopback}");
     let closed = browser.get(&loopback).await;
     assert!(closed.text.contains("Signed in"), "{}", closed.text);
@@ -292,9 +213,8 @@ async fn single_sign_on_admits_maps_roles_and_refuses_forgeries() {
     let me: Value = serde_json::from_slice(&whoami.stdout).unwrap_or(Value::Null);
     assert_eq!((me["username"].as_str(), me["role"].as_str()), (Some("erin@example.com"), Some("viewer")), "{me}");
     // The one-time code is spent.
-    let again = api
-        .post("/v1/auth/sso/token", json!({ "code": loopback.split("code=").nth(1).unwrap(), "verifier": "x" }))
-        .await;
+    let code = loopback.split("code=").nth(1).unwrap().split('&').next().unwrap();
+    let again = api.post("/v1/auth/sso/token", json!({ "code": code, "verifier": "x" })).await;
     assert_eq!(again.status, 401, "{}", again.text);
     std::fs::remove_dir_all(&config).ok();
     api.finish().await;
@@ -302,20 +222,12 @@ async fn single_sign_on_admits_maps_roles_and_refuses_forgeries() {
 
 #[tokio::test]
 async fn password_login_can_be_turned_off() {
-    let port = ccp_tests::free_port();
-    let redirect = format!("http://127.0.0.1:{port}/v1/auth/sso/callback");
-    let idp = Idp::start(&redirect, json!({ "dana": ["ccp-admins"] })).await;
-    let listen = format!("127.0.0.1:{port}");
-    let mut env = sso_env(&idp.issuer, &redirect);
-    env.push(("CCP__ADMIN__LISTEN", &listen));
-    // Start with passwords on (the test helper logs in), then restart with them off.
-    let api = AdminApi::start_with("sso-off", &env).await;
-    let mut env_off: Vec<(String, String)> = api.env.clone();
+    // Start with passwords on (the test helper logs in), then again on the same port with them off.
+    let (idp, api) = admin_with_sso("sso-off", json!({ "dana": ["ccp-admins"] })).await;
+    let port: u16 = api.url.rsplit(':').next().unwrap().parse().unwrap();
+    let env_off = api.replica_env(port, &[("CCP__ADMIN__SSO__PASSWORD_LOGIN", "false")]);
     api.finish().await;
-    env_off.push(("CCP__ADMIN__SSO__PASSWORD_LOGIN".into(), "false".into()));
-    let service = ccp_tests::Service::spawn(Path::new(common::BIN), &[], &env_off).unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    ccp_tests::wait_http_ok(&format!("{url}/health"), Duration::from_secs(30)).await.unwrap();
+    let (service, url) = common::spawn_admin(&env_off).await;
     let http = reqwest::Client::new();
     let methods: Value = http.get(format!("{url}/v1/auth/methods")).send().await.unwrap().json().await.unwrap();
     assert_eq!(methods, json!({ "password": false, "sso": true }));
@@ -334,4 +246,63 @@ async fn password_login_can_be_turned_off() {
     assert_eq!(agent.get(&callback).await.status, 302);
     assert_eq!(agent.me(&url).await.1["role"], "admin");
     drop(service);
+}
+
+/// Single sign-on never takes over, disables or changes an admin that is not linked to the
+/// person signing in: a password admin of the same username is refused (unless
+/// `admin.sso.link_by_username`, then linked once), a person with no role cannot disable them,
+/// and a token without the role claim disables nobody.
+#[tokio::test]
+async fn an_admin_not_linked_to_the_person_is_left_alone() {
+    let people = json!({ "victim": ["ccp-admins"], "nobody": [], "quiet": null });
+    let (idp, api) = admin_with_sso("sso-takeover", people).await;
+    for name in ["victim@example.com", "nobody@example.com"] {
+        let created = api
+            .post("/v1/admins", json!({ "username": name, "password": "a long password 0123", "role": "admin" }))
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+    let start = format!("{}/v1/auth/sso/start", api.url);
+    for (login, status, words) in [
+        ("victim", 403, "already exists and is not linked"),
+        ("nobody", 403, "is not granted a role"),
+        ("quiet", 403, "carries no `groups` claim"),
+    ] {
+        let agent = Agent::new();
+        let callback = agent.through_provider(&start, &idp.issuer, login).await;
+        let page = agent.get(&callback).await;
+        assert_eq!(page.status, status, "{login}: {}", page.text);
+        assert!(page.text.contains(words), "{login}: {}", page.text);
+        assert_eq!(agent.me(&api.url).await.0, 401, "{login} got a session");
+    }
+    let admins = api.get("/v1/admins").await.body;
+    for name in ["victim@example.com", "nobody@example.com"] {
+        let admin = admins.as_array().unwrap().iter().find(|a| a["username"] == name).unwrap();
+        assert_eq!((admin["disabled"].as_bool(), admin["role"].as_str()), (Some(false), Some("admin")), "{admin}");
+    }
+    assert!(!admin_events(&api).await.iter().any(|e| matches!(e, Event::AdminSsoLinked(_))));
+    assert_eq!(api.get("/v1/sign-in-failures?kind=sso").await.status, 200);
+
+    // Opted in: the first sign-in links the existing admin (a verified email), once.
+    let port: u16 = api.url.rsplit(':').next().unwrap().parse().unwrap();
+    let env = api.replica_env(port, &[("CCP__ADMIN__SSO__LINK_BY_USERNAME", "true")]);
+    let victim_id = admins.as_array().unwrap().iter().find(|a| a["username"] == "victim@example.com").unwrap()
+        ["admin_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(api.service);
+    let (service, url) = common::spawn_admin(&env).await;
+    let agent = Agent::new();
+    let callback = agent.through_provider(&format!("{url}/v1/auth/sso/start"), &idp.issuer, "victim").await;
+    assert_eq!(agent.get(&callback).await.status, 302);
+    let (_, me) = agent.me(&url).await;
+    assert_eq!((me["admin_id"].as_str(), me["role"].as_str()), (Some(victim_id.as_str()), Some("admin")), "{me}");
+    let linked: Vec<Event> = api.log.read_all(StreamKind::Admin).await.into_iter().map(|(_, e)| e.event).collect();
+    assert_eq!(
+        linked.iter().filter(|e| matches!(e, Event::AdminSsoLinked(l) if l.admin_id.to_string() == victim_id)).count(),
+        1
+    );
+    drop(service);
+    ccp_tests::delete_namespace(&api.log.js, &api.log.ns).await;
 }

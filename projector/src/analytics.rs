@@ -1,5 +1,5 @@
 //! The analytics projection: events → ClickHouse rows (`requests`, `audit_log`,
-//! `circuit_transitions`), in batches, exactly once.
+//! `circuit_transitions`, and the dimensions `users` and `keys`), in batches, exactly once.
 //!
 //! Exactly once: each batch is one `INSERT` (one block, written atomically) whose rows carry their
 //! stream sequence, and a table's progress *is* `max(stream_seq)` of its rows — stored with the
@@ -11,12 +11,20 @@
 //!
 //! This file is the writer, the same for every table ([`Projection`] over a [`TableSpec`]); each
 //! table's mapping of an event to its row is in its own file: `requests.rs` ([`Requests`]),
-//! `audit.rs` ([`Audit`], which leaves secrets out of `details`) and `circuits.rs`
-//! ([`Circuits`]). The row types are in [`ccp_runtime::tables`], shared with the admin API.
+//! `audit.rs` ([`Audit`], which leaves secrets out of `details`), `circuits.rs` ([`Circuits`]),
+//! and the dimensions `users.rs` ([`Users`]) and `keys.rs` ([`Keys`]). The row types are in
+//! [`ccp_runtime::tables`], shared with the admin API.
+//!
+//! A dimension's row is the entity's whole state after the event, so its mapping needs the state
+//! before: [`TableSpec::State`], loaded from the table itself when the projection opens (the
+//! newest row of each entity, `FINAL`, which is exactly the state at the table's progress, since
+//! every insert is one block) and updated as rows are made. A table of facts has `()`.
 
 mod audit;
 mod circuits;
+mod keys;
 mod requests;
+mod users;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,7 +39,9 @@ use serde::Serialize;
 
 pub use self::audit::Audit;
 pub use self::circuits::Circuits;
+pub use self::keys::Keys;
 pub use self::requests::Requests;
+pub use self::users::Users;
 
 /// A serde enum's snake_case name (the events' own spelling).
 pub(crate) fn label<T: Serialize>(value: &T) -> String {
@@ -72,16 +82,34 @@ pub trait TableSpec: Send + 'static {
     const TABLE: &'static str;
     /// The stream it reads.
     const STREAM: StreamKind;
-    /// The row of an event, or `None` for events this table does not keep.
-    fn row(seq: u64, envelope: &Envelope) -> Option<Self::Row>;
+    /// What a row depends on besides its event: a dimension's current rows; `()` for facts.
+    type State: Default + Send + Sync + 'static;
+    /// The row of an event, or `None` for events this table does not keep; `state` is the
+    /// state before the event, and afterwards the state after it.
+    fn row(state: &mut Self::State, seq: u64, envelope: &Envelope) -> Option<Self::Row>;
     /// The row's stream sequence.
     fn seq(row: &Self::Row) -> u64;
+    /// The state at the table's progress, read from the table when the projection opens (by
+    /// default: none).
+    fn load(clickhouse: &clickhouse::Client) -> impl std::future::Future<Output = anyhow::Result<Self::State>> + Send {
+        let _ = clickhouse;
+        std::future::ready(Ok(Self::State::default()))
+    }
 }
 
 /// One ClickHouse table fed from one stream, exactly once.
 pub struct Projection<T: TableSpec> {
     consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// Its stream, to bind the consumer anew.
+    stream: jetstream::stream::Stream,
     name: String,
+    /// The consumer must be bound anew at the progress before the next fetch: a fetch or an
+    /// acknowledgement failed, or delivery skipped a sequence (a consumer leader change on a
+    /// cluster can lose a delivered batch in flight, and with `AckPolicy::All` the next
+    /// acknowledgement would then cover it without it ever being projected).
+    rebind: bool,
+    /// The sequence the next delivery must have (`None` right after binding).
+    next_seq: Option<u64>,
     clickhouse: clickhouse::Client,
     /// Prefix of this projection's insert query ids (see [`wait_for_orphaned_inserts`]).
     tag: String,
@@ -89,6 +117,8 @@ pub struct Projection<T: TableSpec> {
     flush_interval: Duration,
     /// Progress, from `max(stream_seq)` of the table.
     last_seq: u64,
+    /// What the rows depend on besides their events (see [`TableSpec::State`]).
+    state: T::State,
     /// A batch whose insert failed (ClickHouse away), retried before fetching more.
     pending: Option<(Vec<T::Row>, Option<jetstream::Message>)>,
     /// Rows projected, skipped and terminated, and the last sequence, for `/metrics`.
@@ -119,15 +149,44 @@ impl<T: TableSpec> Projection<T> {
         let tag = insert_tag(&clickhouse, T::TABLE);
         wait_for_orphaned_inserts(&clickhouse, &tag).await?;
         let last_seq: u64 = clickhouse.query(&format!("SELECT max(stream_seq) FROM {}", T::TABLE)).fetch_one().await?;
+        let state = T::load(&clickhouse).await?;
         let stream = js.get_stream(ns.stream(T::STREAM)).await?;
         let name = ns.consumer(&format!("{role}_{}", T::NAME));
-        // The consumer is re-created at the table's progress on every start: events are then
-        // delivered strictly in order from there, so `max(stream_seq)` stays an exact watermark
-        // (a surviving consumer could redeliver a dead run's batch after newer ones).
-        let _ = stream.delete_consumer(&name).await;
+        let consumer = Self::bind(&stream, &name, batch_size, last_seq).await?;
+        let stats = Arc::new(Stats::default());
+        stats.last_seq.store(last_seq, Ordering::Relaxed);
+        tracing::info!(last_seq, consumer = %name, table = T::TABLE, "projection resumes");
+        Ok(Self {
+            consumer,
+            stream,
+            name,
+            rebind: false,
+            next_seq: None,
+            clickhouse,
+            tag,
+            batch_size: batch_size.max(1),
+            flush_interval,
+            last_seq,
+            state,
+            pending: None,
+            stats,
+        })
+    }
+
+    /// (Re-)creates the durable consumer at the table's progress `last_seq`, on every start and
+    /// after a failed fetch: events are then delivered strictly in order from there, so
+    /// `max(stream_seq)` stays an exact watermark (a surviving consumer could redeliver a dead
+    /// run's batch after newer ones, or have lost one in flight).
+    async fn bind(
+        stream: &jetstream::stream::Stream,
+        name: &str,
+        batch_size: usize,
+        last_seq: u64,
+    ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+        let _ = stream.delete_consumer(name).await;
         let consumer = stream
             .create_consumer(pull::Config {
-                durable_name: Some(name.clone()),
+                durable_name: Some(name.to_owned()),
                 description: Some(format!("ClickHouse projection into {}", T::TABLE)),
                 deliver_policy: if last_seq == 0 {
                     DeliverPolicy::All
@@ -137,24 +196,12 @@ impl<T: TableSpec> Projection<T> {
                 ack_policy: AckPolicy::All,
                 ack_wait: Duration::from_secs(60),
                 max_ack_pending: i64::try_from(batch_size).unwrap_or(i64::MAX),
-                filter_subject: ns.stream_subjects(T::STREAM),
+                // The whole stream: every sequence is delivered (a gap means a lost delivery).
+                filter_subject: stream.cached_info().config.subjects.first().cloned().unwrap_or_default(),
                 ..Default::default()
             })
             .await?;
-        let stats = Arc::new(Stats::default());
-        stats.last_seq.store(last_seq, Ordering::Relaxed);
-        tracing::info!(last_seq, consumer = %name, table = T::TABLE, "projection resumes");
-        Ok(Self {
-            consumer,
-            name,
-            clickhouse,
-            tag,
-            batch_size: batch_size.max(1),
-            flush_interval,
-            last_seq,
-            pending: None,
-            stats,
-        })
+        Ok(consumer)
     }
 
     /// Fetches up to `batch_size` events (waiting at most the flush interval), writes the new
@@ -183,22 +230,39 @@ impl<T: TableSpec> Projection<T> {
             self.write(rows, last).await?;
             return Ok(Outcome { received: 0, inserted });
         }
+        if self.rebind {
+            self.consumer = Self::bind(&self.stream, &self.name, self.batch_size, self.last_seq).await?;
+            (self.rebind, self.next_seq) = (false, None);
+            tracing::info!(last_seq = self.last_seq, table = T::TABLE, "projection consumer bound anew");
+        }
+        // A failed fetch drops what it received (unacknowledged): bound anew, it comes again.
+        self.rebind = true;
         let mut messages =
             self.consumer.batch().max_messages(self.batch_size).expires(self.flush_interval).messages().await?;
         let mut rows = Vec::new();
         let mut last: Option<jetstream::Message> = None;
         let mut received = 0;
+        let mut gap = None;
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| anyhow::anyhow!("fetching events: {e}"))?;
             received += 1;
             let info = message.info().map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
             let (seq, pending) = (info.stream_sequence, info.pending);
             self.stats.lag.store(pending, Ordering::Relaxed);
+            match self.next_seq {
+                Some(next) if seq > next => {
+                    // Neither projected nor acknowledged: from `next` on, it all comes again.
+                    gap = Some((next, seq));
+                    break;
+                }
+                Some(next) if seq < next => continue, // delivered twice in this binding
+                _ => self.next_seq = Some(seq + 1),
+            }
             if seq <= self.last_seq {
                 self.stats.skipped.fetch_add(1, Ordering::Relaxed);
             } else {
                 match Envelope::decode(&message.payload) {
-                    Ok(envelope) => rows.extend(T::row(seq, &envelope)),
+                    Ok(envelope) => rows.extend(T::row(&mut self.state, seq, &envelope)),
                     Err(e) => {
                         tracing::error!(seq, error = %e, table = T::TABLE, "terminating undecodable event");
                         self.stats.terminated.fetch_add(1, Ordering::Relaxed);
@@ -208,8 +272,13 @@ impl<T: TableSpec> Projection<T> {
             }
             last = Some(message);
         }
+        self.rebind = false;
         let inserted = rows.len();
         self.write(rows, last).await?;
+        if let Some((expected, got)) = gap {
+            tracing::warn!(expected, got, table = T::TABLE, "delivery skipped events; binding the consumer anew");
+            self.rebind = true;
+        }
         Ok(Outcome { received, inserted })
     }
 
@@ -232,7 +301,11 @@ impl<T: TableSpec> Projection<T> {
         }
         if let Some(message) = last {
             // AckPolicy::All: acknowledging the last one acknowledges the batch.
-            message.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+            if let Err(e) = message.ack().await {
+                // Projected already; bound anew, the consumer need not wait for a redelivery.
+                self.rebind = true;
+                return Err(anyhow::anyhow!("ack: {e}"));
+            }
         }
         Ok(())
     }

@@ -12,11 +12,25 @@ use ccp_runtime::migrate;
 use ccp_schemas::migrations::MIGRATIONS;
 use ccp_schemas::Namespace;
 
-use crate::analytics::{Audit, Circuits, Projection, Requests, TableSpec};
+use crate::analytics::{Audit, Circuits, Keys, Projection, Requests, TableSpec, Users};
 
 /// Tables moved in the swap (everything the migrations create but their own bookkeeping).
-const DATA_TABLES: &[&str] =
-    &["requests", "audit_log", "circuit_transitions", "projection_offsets", "usage_minute", "usage_hour", "usage_day"];
+const DATA_TABLES: &[&str] = &[
+    "requests",
+    "audit_log",
+    "circuit_transitions",
+    "projection_offsets",
+    "usage_minute",
+    "usage_hour",
+    "usage_day",
+    "users",
+    "keys",
+    "requests_by_user",
+    "key_last_used",
+];
+
+/// The materialized views over `requests` (re-created after the swap).
+const VIEWS: &[&str] = &["usage_minute_mv", "usage_hour_mv", "usage_day_mv", "requests_by_user_mv", "key_last_used_mv"];
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -72,6 +86,8 @@ pub async fn rebuild(settings: &Settings, js: &jetstream::Context, ns: &Namespac
     let requests = replay::<Requests>(js, ns, &client, batch).await?;
     let audit = replay::<Audit>(js, ns, &client, batch).await?;
     let circuits = replay::<Circuits>(js, ns, &client, batch).await?;
+    replay::<Users>(js, ns, &client, batch).await?;
+    replay::<Keys>(js, ns, &client, batch).await?;
 
     // Swap: views first (they name their source and target), then every data table at once.
     // A later migration may replace a view: the last definition of each one is the current one.
@@ -80,17 +96,13 @@ pub async fn rebuild(settings: &Settings, js: &jetstream::Context, ns: &Namespac
         if !stmt.trim_start().to_ascii_uppercase().starts_with("CREATE MATERIALIZED VIEW") {
             continue;
         }
-        let name = ["usage_minute_mv", "usage_hour_mv", "usage_day_mv"]
-            .into_iter()
-            .find(|n| stmt.contains(&format!(".{n} ")))
-            .unwrap_or_default()
-            .to_owned();
+        let name = VIEWS.iter().copied().find(|n| stmt.contains(&format!(".{n} "))).unwrap_or_default().to_owned();
         views.retain(|(n, _)| *n != name);
         views.push((name, stmt));
     }
     let views: Vec<String> = views.into_iter().map(|(_, stmt)| stmt).collect();
     for d in [&db, &fresh] {
-        for name in ["usage_minute_mv", "usage_hour_mv", "usage_day_mv"] {
+        for name in VIEWS {
             server.query(&format!("DROP TABLE IF EXISTS {d}.{name}")).execute().await?;
         }
     }

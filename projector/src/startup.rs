@@ -12,7 +12,7 @@ use ccp_runtime::config::Settings;
 use ccp_runtime::migrate;
 use ccp_runtime::streams::{self, StreamPolicy};
 
-use crate::analytics::{Audit, Circuits, Projection, Requests, Stats, TableSpec};
+use crate::analytics::{Audit, Circuits, Keys, Projection, Requests, Stats, TableSpec, Users};
 use ccp_runtime::telemetry;
 
 /// Readiness shared with the HTTP handlers.
@@ -27,6 +27,7 @@ pub struct Application {
     workers: Vec<tokio::task::JoinHandle<()>>,
     state_projection: tokio::task::JoinHandle<()>,
     alerts: Option<crate::alerts::Alerts>,
+    announcer: ccp_runtime::compat::Announcer,
 }
 
 impl Application {
@@ -38,6 +39,7 @@ impl Application {
         }
         let ns = settings.nats.namespace()?;
         let client = telemetry::connect_nats(&settings.nats, "ccp-projector").await?;
+        let announcer = ccp_runtime::compat::Announcer::spawn(client.clone(), ns.clone(), "ccp-projector");
         let js = async_nats::jetstream::new(client);
         streams::ensure(&js, &ns, &StreamPolicy::from(&settings.nats)).await?;
         let clickhouse = migrate::server_client(&settings.clickhouse)?.with_database(&settings.clickhouse.database);
@@ -50,6 +52,8 @@ impl Application {
             spawn::<Requests>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
             spawn::<Audit>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
             spawn::<Circuits>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
+            spawn::<Users>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
+            spawn::<Keys>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
         ] {
             stats.push((name, s));
             workers.push(w);
@@ -102,7 +106,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(addr = %settings.projector.listen, port, "projector listening");
-        Ok(Self { server, port, stop, workers, state_projection, alerts })
+        Ok(Self { server, port, stop, workers, state_projection, alerts, announcer })
     }
 
     /// The bound port.
@@ -127,6 +131,7 @@ impl Application {
                 tracing::warn!("a projection did not finish its batch in 10 s");
             }
         }
+        self.announcer.withdraw().await;
         tracing::info!("projector stopped");
         Ok(())
     }

@@ -60,6 +60,10 @@ async fn snapshot(db: &str) -> Vec<String> {
         "SELECT sum(requests), sum(fallbacks), sum(input_tokens), sum(cost_nanos) FROM usage_minute",
         "SELECT sum(requests), sum(fallbacks), sum(input_tokens), sum(cost_nanos) FROM usage_hour",
         "SELECT sum(requests), sum(fallbacks), sum(input_tokens), sum(cost_nanos) FROM usage_day",
+        "SELECT groupArray((user_id, name, status, stream_seq)) FROM (SELECT * FROM users FINAL ORDER BY user_id)",
+        "SELECT groupArray((key_id, user_id, status, stream_seq)) FROM (SELECT * FROM keys FINAL ORDER BY key_id)",
+        "SELECT count(), sum(cost_nanos), uniqExact(request_id), max(stream_seq) FROM requests_by_user",
+        "SELECT groupArray((key_id, t)) FROM (SELECT key_id, max(last_used_at) AS t FROM key_last_used GROUP BY key_id ORDER BY key_id)",
     ] {
         let body = reqwest::Client::new()
             .post(format!("{}/?database={db}", ccp_tests::clickhouse_url()))
@@ -102,6 +106,8 @@ async fn a_rebuild_equals_the_live_projection_and_the_projector_continues_on_it(
     assert!(status.success(), "{}", live.log_text());
     let before = snapshot(&db).await;
     assert!(before[1].starts_with('3'), "three admin events projected: {}", before[1]);
+    assert!(before[6].contains("'a'") && before[6].contains("'b'"), "both users projected: {}", before[6]);
+    assert!(before[8].starts_with("3000\t"), "every request in requests_by_user: {}", before[8]);
 
     let out = std::process::Command::new(BIN)
         .arg("rebuild")
@@ -119,6 +125,12 @@ async fn a_rebuild_equals_the_live_projection_and_the_projector_continues_on_it(
     publish_requests(&log, &users, 100).await;
     assert_eq!(wait_requests(&db, 3100, Duration::from_secs(60)).await, 3100);
     wait_rollups(&db, 3100).await;
+    let by_user = format!("SELECT count() FROM {db}.requests_by_user");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while clickhouse().query(&by_user).fetch_one::<u64>().await.unwrap() != 3100 {
+        assert!(std::time::Instant::now() < deadline, "requests_by_user is not fed after the rebuild");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();

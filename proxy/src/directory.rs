@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
 use ccp_schemas::catalogue::Catalogue;
 use ccp_schemas::events::{BedrockSettings, Event, RoutingStrategy};
-use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_schemas::ids::{AccessKeyId, TeamId, UserId};
 use ccp_schemas::pricing::PriceList;
 use ccp_schemas::secrets::access_key::{KeyHash, KeyPrefix};
 use ccp_schemas::secrets::envelope::SealedSecret;
@@ -26,11 +26,25 @@ pub struct Authenticated {
     pub user_id: UserId,
     /// Display prefix.
     pub key_prefix: KeyPrefix,
-    /// The owner's routing strategy.
+    /// How the owner's requests are routed: their own strategy once one was set for them, else
+    /// their team's routing default (`Directory::routing_of`).
     pub routing: RoutingStrategy,
     /// Whether a Bedrock API key is registered for the key.
     pub has_bedrock_key: bool,
     /// The owner's monthly budget in USD (`None`: unlimited).
+    pub monthly_limit_usd: Option<Decimal>,
+    /// The owner's team now: its spend is counted with this request's.
+    pub team: Option<TeamBudget>,
+}
+
+/// The team of a request's user, at the time of the request.
+#[derive(Debug, Clone)]
+pub struct TeamBudget {
+    /// The team.
+    pub team_id: TeamId,
+    /// Its name (for a refusal).
+    pub name: String,
+    /// Its monthly budget in USD (`None`: unlimited).
     pub monthly_limit_usd: Option<Decimal>,
 }
 
@@ -83,13 +97,19 @@ impl KeyTable {
     pub fn authenticate(&self, hash: &KeyHash) -> Result<Authenticated, Refusal> {
         let dir = self.directory.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (key, user) = dir.authenticate(hash)?;
+        let team = dir.team_of(user).map(|t| TeamBudget {
+            team_id: t.team_id,
+            name: t.name.clone(),
+            monthly_limit_usd: t.monthly_limit_usd,
+        });
         Ok(Authenticated {
             key_id: key.key_id,
             user_id: key.user_id,
             key_prefix: key.key_prefix.clone(),
-            routing: user.routing,
+            routing: dir.routing_of(user),
             has_bedrock_key: key.bedrock_key.is_some(),
             monthly_limit_usd: user.monthly_limit_usd,
+            team,
         })
     }
 

@@ -241,6 +241,7 @@ pub(crate) async fn failover(
     record.model_substituted = target.substituted;
     // The budget counts this request while it runs: its Plan reservation, if any, is replaced.
     record.reservation = None;
+    record.team_reservation = None;
     if let Err(err) = reserve(shared, &mut record, target.priced_as.as_deref(), body.len(), request.max_tokens) {
         drop(api_key);
         return answer_error(err, record);

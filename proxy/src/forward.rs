@@ -74,31 +74,63 @@ pub struct Shared {
     pub max_reservation_usd: Decimal,
 }
 
-/// 429 when the user's monthly budget is spent (by every replica's finished requests) or
-/// reserved by their requests in flight here.
-pub(crate) fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
-    let (spent, in_flight, limit, now) = budget_used(shared, record)?;
-    Some(budget_error(shared, spent, in_flight, Decimal::ZERO, limit, now))
+/// Whose monthly budget refuses a request: the user's own, or their team's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Whose {
+    /// The user's own budget.
+    User,
+    /// The budget of the user's team (its name).
+    Team(String),
 }
 
-/// What the user's budget has spent and what *other* requests in flight here reserved (this
-/// request's own reservation is not against itself), when that reaches the limit.
+/// The budgets a request is checked against: the user's and their team's (the stricter one
+/// refuses first), each as (whose, key its spend and reservations are counted under, limit).
+fn budgets(record: &RequestRecord) -> Vec<(Whose, ccp_schemas::ids::UserId, Decimal)> {
+    let Some(key) = record.key.as_ref() else { return Vec::new() };
+    let mut out = Vec::with_capacity(2);
+    if let Some(limit) = key.monthly_limit_usd {
+        out.push((Whose::User, key.user_id, limit));
+    }
+    if let Some(team) = key.team.as_ref() {
+        if let Some(limit) = team.monthly_limit_usd {
+            out.push((Whose::Team(team.name.clone()), crate::spend::team::team_key(team.team_id), limit));
+        }
+    }
+    out
+}
+
+/// 429 when the user's or their team's monthly budget is spent (by every replica's finished
+/// requests) or reserved by requests in flight here.
+pub(crate) fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
+    let (whose, spent, in_flight, limit, now) = budget_used(shared, record)?;
+    Some(budget_error(shared, &whose, spent, in_flight, Decimal::ZERO, limit, now))
+}
+
+/// The first budget (user's, then team's) whose spend and what *other* requests in flight here
+/// reserved (this request's own reservation is not against itself) reach its limit.
+#[allow(clippy::type_complexity)]
 fn budget_used(
     shared: &Shared,
     record: &RequestRecord,
-) -> Option<(Decimal, Decimal, Decimal, chrono::DateTime<chrono::Utc>)> {
-    let key = record.key.as_ref()?;
-    let limit = key.monthly_limit_usd?;
+) -> Option<(Whose, Decimal, Decimal, Decimal, chrono::DateTime<chrono::Utc>)> {
     let now = chrono::Utc::now();
-    let spent = shared.spend.spent_everywhere(key.user_id, now);
-    let own = record.reservation.as_ref().map_or(Decimal::ZERO, crate::reserve::Reservation::amount);
-    let in_flight = shared.reservations.held(key.user_id) - own;
-    (spent + in_flight >= limit).then_some((spent, in_flight, limit, now))
+    budgets(record).into_iter().find_map(|(whose, counted_as, limit)| {
+        let spent = shared.spend.spent_everywhere(counted_as, now);
+        let own = match whose {
+            Whose::User => record.reservation.as_ref(),
+            Whose::Team(_) => record.team_reservation.as_ref(),
+        }
+        .map_or(Decimal::ZERO, crate::reserve::Reservation::amount);
+        let in_flight = shared.reservations.held(counted_as) - own;
+        (spent + in_flight >= limit).then_some((whose, spent, in_flight, limit, now))
+    })
 }
 
-/// The budget's 429, naming what is spent, what is in flight and when the budget resets.
+/// The budget's 429, naming whose budget it is, what is spent, what is in flight and when the
+/// budget resets.
 fn budget_error(
     shared: &Shared,
+    whose: &Whose,
     spent: Decimal,
     in_flight: Decimal,
     amount: Decimal,
@@ -107,12 +139,18 @@ fn budget_error(
 ) -> ProxyError {
     let tz = shared.spend.tz();
     let resets = Month::of(now, tz).next().first_day();
+    let (owner, requests) = match whose {
+        Whose::User => ("Your monthly ClaudeCodeProxy budget".to_owned(), "your requests"),
+        Whose::Team(name) => {
+            (format!("The monthly ClaudeCodeProxy budget of your team `{name}`"), "your team's requests")
+        }
+    };
     let (what, retry) = if spent >= limit {
         ("is used up".to_owned(), "Ask your platform team to raise it.")
     } else if in_flight > Decimal::ZERO {
         (
             format!(
-                "cannot take this request: ${} is reserved by your requests still running",
+                "cannot take this request: ${} is reserved by {requests} still running",
                 in_flight.round_dp(4).normalize()
             ),
             "Try again when they finish, or ask your platform team to raise it.",
@@ -132,7 +170,7 @@ fn budget_error(
         crate::error::ApiErrorType::RateLimit,
         ErrorClass::BudgetExhausted,
         format!(
-            "Your monthly ClaudeCodeProxy budget {what}: ${} spent of ${}. It resets on {resets} ({tz}). {retry}",
+            "{owner} {what}: ${} spent of ${}. It resets on {resets} ({tz}). {retry}",
             spent.round_dp(2),
             limit.round_dp(2)
         ),
@@ -141,9 +179,9 @@ fn budget_error(
     err
 }
 
-/// Reserves of the user's budget (when they have one) what this request may cost as
-/// `priced_as` on `provider`, for as long as the request runs; refused when the month's spend,
-/// the requests in flight and this one would pass the budget.
+/// Reserves of the user's budget and of their team's (those that are set) what this request
+/// may cost as `priced_as` on `provider`, for as long as the request runs; refused, naming the
+/// budget, when the month's spend, the requests in flight and this one would pass either.
 pub(crate) fn reserve(
     shared: &Shared,
     record: &mut RequestRecord,
@@ -151,22 +189,31 @@ pub(crate) fn reserve(
     body_bytes: usize,
     max_tokens: Option<u64>,
 ) -> Result<(), ProxyError> {
-    let Some((user, limit)) = record.key.as_ref().and_then(|k| Some((k.user_id, k.monthly_limit_usd?))) else {
+    let budgets = budgets(record);
+    if budgets.is_empty() {
         return Ok(());
-    };
+    }
     let prices = shared.keys.prices();
     let price = priced_as.and_then(|m| prices.price_for(m, record.provider, record.region.as_deref()));
     let amount = price
         .map_or(Decimal::ZERO, |p| crate::reserve::estimate(body_bytes, max_tokens, p, shared.max_reservation_usd));
     let now = chrono::Utc::now();
-    let spent = shared.spend.spent_everywhere(user, now);
-    match shared.reservations.admit(user, amount, spent, limit) {
-        Ok(reservation) => {
-            record.reservation = Some(reservation);
-            Ok(())
+    let mut held = Vec::with_capacity(2);
+    for (whose, counted_as, limit) in budgets {
+        let spent = shared.spend.spent_everywhere(counted_as, now);
+        match shared.reservations.admit(counted_as, amount, spent, limit) {
+            Ok(reservation) => held.push((whose, reservation)),
+            // Dropping `held` releases what was reserved of the other budget.
+            Err(refused) => return Err(budget_error(shared, &whose, spent, refused.in_flight, amount, limit, now)),
         }
-        Err(refused) => Err(budget_error(shared, spent, refused.in_flight, amount, limit, now)),
     }
+    for (whose, reservation) in held {
+        match whose {
+            Whose::User => record.reservation = Some(reservation),
+            Whose::Team(_) => record.team_reservation = Some(reservation),
+        }
+    }
+    Ok(())
 }
 
 /// One per worker thread (`awc::Client` is not `Send`).

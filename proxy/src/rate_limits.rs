@@ -8,7 +8,8 @@
 //! Replicas share what they see through a KV bucket (`<prefix>_rate_limits`, key id → newest
 //! state as JSON): each replica puts the keys whose state it renewed, at most once a second per
 //! key, and watches the bucket ([`RateLimits::share`]), so a replica that never asked Anthropic
-//! for a key still reports the key's state.
+//! for a key still reports the key's state — also one that just started: it loads the newest
+//! state per key from the bucket, not from the request stream ([`RateLimits::is_loaded`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,6 +33,8 @@ pub struct RateLimits {
     latest: RwLock<HashMap<AccessKeyId, Arc<RateLimitState>>>,
     /// Keys whose state this replica renewed from an answer and has not put yet.
     renewed: Mutex<HashSet<AccessKeyId>>,
+    /// The watch has delivered every state the bucket held when it started, once.
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 impl RateLimits {
@@ -82,10 +85,21 @@ impl RateLimits {
         }
     }
 
+    /// Whether the states the shared bucket held at start have been loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     async fn watch(&self, kv: &kv::Store) -> anyhow::Result<()> {
         let mut updates = kv.watch_with_history(">").await?;
+        if kv.status().await?.values() == 0 {
+            self.loaded.store(true, std::sync::atomic::Ordering::Release);
+        }
         while let Some(entry) = updates.next().await {
             let entry = entry?;
+            if entry.delta == 0 {
+                self.loaded.store(true, std::sync::atomic::Ordering::Release);
+            }
             if entry.operation != kv::Operation::Put {
                 continue;
             }

@@ -38,7 +38,8 @@ pub struct Application {
     stop_publisher: tokio::sync::oneshot::Sender<()>,
     follower: tokio::task::JoinHandle<()>,
     circuit_follower: tokio::task::JoinHandle<()>,
-    /// Reading the month before this replica started, sharing costs and Plan-limit states.
+    /// Loading the month to date (from the shared tally, or rebuilding it), sharing costs and
+    /// Plan-limit states.
     background: Vec<tokio::task::JoinHandle<()>>,
     spend: Arc<Spend>,
 }
@@ -91,19 +92,25 @@ impl Application {
             tracing::info!(events = spool.len(), "events waiting in the spool from an earlier run");
         }
         let client = telemetry::connect_nats(&settings.nats, "ccp-proxy").await?;
+        // Announces the contract revision this replica reads, in the background (it runs while
+        // the process lives; a stopped replica's announcement lapses after `compat::STALE`).
+        drop(ccp_runtime::compat::Announcer::spawn(client.clone(), ns.clone(), "ccp-proxy"));
         let (sink, publisher) = publisher::channel(client.clone(), ns.clone(), spool, metrics.clone());
         let (stop_publisher, stop_rx) = tokio::sync::oneshot::channel();
         let publisher = tokio::spawn(publisher.run(stop_rx));
 
         let keys = Arc::new(KeyTable::new(PriceList { version: 0, models: settings.pricing.models.clone() }));
         let spend = Arc::new(Spend::new(settings.budgets.tz()?));
+        // The replica's id: its events' actor and its writer id in the shared spend tally.
+        let replica: std::sync::Arc<str> = replica_id().into();
         // The shared tally is opened (then watched) in the background: a proxy starts (and
         // spools) without NATS.
         let tally_watch = {
             let (spend, js, ns) = (spend.clone(), async_nats::jetstream::new(client.clone()), ns.clone());
+            let replica = replica.clone();
             tokio::spawn(async move {
                 loop {
-                    match crate::spend::SharedTally::open(&js, &ns).await {
+                    match crate::spend::SharedTally::open_as(&js, &ns, &replica).await {
                         Ok(tally) => {
                             let tally = Arc::new(tally);
                             spend.share(tally.clone());
@@ -121,7 +128,7 @@ impl Application {
         spend.follow_rate_limits(rate_limits.clone());
         let background = vec![
             tally_watch,
-            tokio::spawn(spend.clone().read_month(client.clone(), ns.clone())),
+            tokio::spawn(spend.clone().start(client.clone(), ns.clone())),
             tokio::spawn(rate_limits.clone().share(async_nats::jetstream::new(client.clone()), ns.clone())),
         ];
         let policy = StreamPolicy::from(&settings.nats);
@@ -137,7 +144,6 @@ impl Application {
             })
         };
 
-        let replica: std::sync::Arc<str> = replica_id().into();
         let breakers = Arc::new(Breakers::new(BreakerConfig {
             threshold: cfg.circuit_failure_threshold.max(1),
             window: Duration::from_secs(cfg.circuit_window_secs),

@@ -74,6 +74,8 @@ pub struct RequestRecord {
     pub model_substituted: bool,
     /// What this request holds of its user's budget while it runs.
     pub reservation: Option<crate::reserve::Reservation>,
+    /// What it holds of its user's team's budget while it runs.
+    pub team_reservation: Option<crate::reserve::Reservation>,
     recorder: Recorder,
     finished: bool,
 }
@@ -115,6 +117,7 @@ impl RequestRecord {
             bedrock_resolution: None,
             model_substituted: false,
             reservation: None,
+            team_reservation: None,
             recorder: recorder.clone(),
             finished: false,
         }
@@ -206,16 +209,15 @@ impl RequestRecord {
         if price == Price::Unpriced {
             m.unpriced_requests.inc();
         }
-        if let (Some(user), Price::Listed(c)) = (user_id, price) {
-            if c > Decimal::ZERO {
-                let budgeted = self.key.as_ref().is_some_and(|k| k.monthly_limit_usd.is_some());
-                recorder.spend.add_local(user, c, chrono::Utc::now(), budgeted);
-            }
-        }
+        let spent = match (user_id, price) {
+            (Some(user), Price::Listed(c)) if c > Decimal::ZERO => Some((user, c)),
+            _ => None,
+        };
         let event = RequestCompleted {
             request_id: self.request_id,
             key_id,
             user_id,
+            team_id: self.key.as_ref().and_then(|k| k.team.as_ref()).map(|t| t.team_id),
             key_prefix: self.key_prefix.take(),
             endpoint: self.endpoint,
             provider: self.provider,
@@ -247,10 +249,22 @@ impl RequestRecord {
         let envelope =
             Envelope::new(Event::RequestCompleted(event), Actor::Proxy { replica: recorder.replica.to_string() })
                 .correlated(self.request_id.to_string());
+        if let Some((user, c)) = spent {
+            // Counted in the month of the event's own instant: a rebuild of the shared tally
+            // counts the event in that month too.
+            let budgeted = self.key.as_ref().is_some_and(|k| k.monthly_limit_usd.is_some());
+            recorder.spend.add_local(user, c, envelope.occurred_at, budgeted);
+            // The team it was made in (now) counts it too: `spend::team`.
+            if let Some(team) = self.key.as_ref().and_then(|k| k.team.as_ref()) {
+                let key = crate::spend::team::team_key(team.team_id);
+                recorder.spend.add_local(key, c, envelope.occurred_at, team.monthly_limit_usd.is_some());
+            }
+        }
         recorder.spend.emitting(envelope.id);
         recorder.sink.emit(envelope);
         // Its cost is in the spend now: the reservation is released.
         self.reservation = None;
+        self.team_reservation = None;
     }
 }
 

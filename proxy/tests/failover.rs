@@ -966,3 +966,70 @@ async fn a_requests_own_reservation_does_not_block_its_failover() {
     assert_eq!(resp.status(), 200, "{:?}", resp.headers());
     assert_eq!(header(&resp, "x-ccp-provider"), Some("bedrock"));
 }
+
+/// A team's budget stops its members like a user's own (the refusal names the team); spend is
+/// attributed to the team the user was in when the request was made, so moving a user leaves
+/// their earlier spend behind; a team's routing default routes members without their own.
+#[actix_web::test]
+async fn a_team_budget_stops_its_members_and_spend_stays_with_the_team_that_incurred_it() {
+    use ccp_schemas::events::{TeamBudgetSet, TeamCreated, TeamRoutingSet, UserTeamSet};
+    use ccp_schemas::ids::TeamId;
+    let e = env("teambudget", |s| s.proxy.circuit_failure_threshold = 1000).await;
+    let (dana, erin) = (e.dev(Some(BEDROCK_KEY)).await, e.dev(Some(BEDROCK_KEY)).await);
+    let (data, web) = (TeamId::new(), TeamId::new());
+    e.log.append(Event::TeamCreated(TeamCreated { team_id: data, name: "data".into(), description: None })).await;
+    e.log
+        .append(Event::TeamBudgetSet(TeamBudgetSet { team_id: data, monthly_limit_usd: Some("0.08".parse().unwrap()) }))
+        .await;
+    e.log.append(Event::TeamCreated(TeamCreated { team_id: web, name: "web".into(), description: None })).await;
+    e.log
+        .append(Event::TeamRoutingSet(TeamRoutingSet { team_id: web, strategy: Some(RoutingStrategy::BedrockOnly) }))
+        .await;
+    for user_id in [dana.user_id, erin.user_id] {
+        e.log.append(Event::UserTeamSet(UserTeamSet { user_id, team_id: Some(data) })).await;
+    }
+    let seq = e
+        .log
+        .append(Event::TeamCreated(TeamCreated { team_id: TeamId::new(), name: "x".into(), description: None }))
+        .await;
+    e.wait_applied(seq).await;
+
+    // Dana spends $0.045 in `data`, then moves to `web`.
+    priced_bedrock(&e, 1);
+    let resp = e.post(&dana.key, SONNET_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!((resp.status(), header(&resp, "x-ccp-provider")), (reqwest::StatusCode::OK, Some("bedrock")));
+    let ev = e.log.wait_request(&rid(&resp), Duration::from_secs(5)).await;
+    assert_eq!((ev.team_id, ev.cost_usd), (Some(data), Some("0.045".parse().unwrap())));
+    let seq = e.log.append(Event::UserTeamSet(UserTeamSet { user_id: dana.user_id, team_id: Some(web) })).await;
+    e.wait_applied(seq).await;
+
+    // In `web` her requests go to Bedrock by the team's routing default, and count for `web`.
+    priced_bedrock(&e, 1);
+    let resp = e.post(&dana.key, SONNET_BODY, &[]).await;
+    assert_eq!((resp.status(), header(&resp, "x-ccp-provider")), (reqwest::StatusCode::OK, Some("bedrock")));
+    assert_eq!(e.log.wait_request(&rid(&resp), Duration::from_secs(5)).await.team_id, Some(web));
+
+    // Erin spends $0.045 in `data`: with Dana's earlier $0.045 the team has spent $0.09 of its
+    // $0.08 (counted by membership now it would be $0.045, and Erin would pass).
+    priced_bedrock(&e, 1);
+    let resp = e.post(&erin.key, SONNET_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+    assert_eq!(resp.status(), 200);
+    e.log.wait_request(&rid(&resp), Duration::from_secs(5)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let resp = loop {
+        priced_bedrock(&e, 1);
+        let resp = e.post(&erin.key, SONNET_BODY, &[("x-fake-scenario", "rate_limit")]).await;
+        if resp.status() == 429 || Instant::now() > deadline {
+            break resp;
+        }
+    };
+    assert_eq!(resp.status(), 429, "the team's budget stops its member");
+    let json: serde_json::Value = resp.json().await.unwrap();
+    let msg = json["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("of your team `data`") && msg.contains("$0.09 spent of $0.08"), "{msg}");
+
+    // Dana, in `web` now, is not stopped by `data`'s budget.
+    priced_bedrock(&e, 1);
+    let resp = e.post(&dana.key, SONNET_BODY, &[]).await;
+    assert_eq!(resp.status(), 200);
+}

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod common;
+mod compat;
 mod egress;
 mod explain;
 mod ops;
@@ -26,6 +27,7 @@ mod sso;
 pub use self::common::{
     ClickHouseCompression, ClickHouseSettings, LogFormat, LogSettings, MasterKeyProvider, NatsSettings, SecretsSettings,
 };
+pub use self::compat::CompatSettings;
 pub use self::egress::{EgressSettings, ProxyUrl};
 pub use self::ops::OpsSettings;
 pub use self::policy::{
@@ -62,6 +64,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// The ops listener of every service (`/health`, `/ready`, `/metrics` off the public port).
     pub ops: OpsSettings,
+    /// Rolling-upgrade rehearsal.
+    pub compat: CompatSettings,
     /// Outbound connections: HTTPS proxy, hosts that bypass it, extra CA bundle.
     pub egress: EgressSettings,
 }

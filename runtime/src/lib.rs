@@ -12,6 +12,8 @@
 //!   newer version (fail closed where state gates access).
 //! - [`migrate`]: the ClickHouse client and the runner of [`ccp_schemas::migrations`].
 //! - [`tables`]: the ClickHouse rows every service reads or writes, one type per table.
+//! - [`compat`]: each service announces the contract revision it reads; writers hold back
+//!   events older readers could not read (rolling upgrades).
 //! - [`tls`]: CA bundles and client certificates from files, and the rustls client
 //!   configuration outbound connections build from them.
 //! - [`ops`]: the ops listener (`ops.listen`): `/health`, `/ready`, `/metrics` off the public
@@ -19,6 +21,7 @@
 
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
+pub mod compat;
 pub mod config;
 pub mod egress;
 pub mod follow;

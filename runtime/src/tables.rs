@@ -114,3 +114,59 @@ pub struct CircuitRow {
     pub retry_at: DateTime<Utc>,
     pub replica: String,
 }
+
+/// One `users` row: a user's state after one admin event (migration 0006). The table keeps the
+/// row with the highest `stream_seq` per user (ReplacingMergeTree; read with `FINAL`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct UserRow {
+    pub user_id: String,
+    pub name: String,
+    pub email: String,
+    pub description: String,
+    /// `''` until the user is in a team.
+    pub team_id: String,
+    /// `active` or `inactive`.
+    pub status: String,
+    /// `plan_first`, `bedrock_only` or `plan_only`.
+    pub routing: String,
+    /// The monthly budget in nano-dollars; `None`: no budget.
+    pub monthly_budget_nanos: Option<u64>,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub updated_at: DateTime<Utc>,
+    /// When the user was deactivated; `None` while active.
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub deactivated_at: Option<DateTime<Utc>>,
+    /// Sequence of the event in the admin stream (the row's version and the projection's progress).
+    pub stream_seq: u64,
+}
+
+/// One `keys` row: an access key's state after one admin event (migration 0006; no hash, no
+/// secret). The table keeps the row with the highest `stream_seq` per key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct KeyRow {
+    pub key_id: String,
+    pub user_id: String,
+    /// The admin's label (`laptop`), `''` if none.
+    pub name: String,
+    /// Display prefix of the current secret.
+    pub key_prefix: String,
+    /// `active` or `revoked`.
+    pub status: String,
+    pub bedrock_region: String,
+    pub bedrock_default_model: String,
+    /// 1: a Bedrock API key is registered (the key can fail over).
+    pub bedrock_key: u8,
+    /// The last readiness check of that Bedrock key (`ready`, `key_refused`, …), `''` if unchecked.
+    pub bedrock_readiness: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub updated_at: DateTime<Utc>,
+    /// When the key was revoked; `None` while active.
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Sequence of the event in the admin stream (the row's version and the projection's progress).
+    pub stream_seq: u64,
+}

@@ -40,8 +40,11 @@ fn json_lines(format: LogFormat, on_terminal: bool) -> bool {
 /// way, a later refusal of the credentials or certificate is logged with the URL at each attempt.
 pub async fn connect_nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {
     let url = shown_url(&settings.url);
+    let servers = server_list(&settings.url);
+    // The buckets this process opens for itself are kept as its streams are.
+    crate::streams::set_own_bucket_replicas(settings.replicas);
     let timeout = Duration::from_secs(settings.connect_timeout_secs.max(1));
-    let first = nats_options(settings, name, &url).await?.connect(settings.url.as_str());
+    let first = nats_options(settings, name, &url).await?.connect(servers.as_slice());
     match tokio::time::timeout(timeout, first).await {
         Ok(Ok(client)) => return Ok(client),
         Ok(Err(e)) if !unreachable(&e) => {
@@ -57,7 +60,12 @@ pub async fn connect_nats(settings: &NatsSettings, name: &str) -> anyhow::Result
         ),
     }
     let options = nats_options(settings, name, &url).await?.retry_on_initial_connect();
-    options.connect(settings.url.as_str()).await.map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url}: {e}"))
+    options.connect(servers.as_slice()).await.map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url}: {e}"))
+}
+
+/// The servers of `nats.url`, one per comma-separated URL (async-nats reads one string as one URL).
+fn server_list(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
 }
 
 /// The connection options of `settings`: TLS from the PEM files (read now, so a missing or
@@ -210,7 +218,9 @@ fn shown_url(url: &str) -> String {
         .map(|one| {
             let one = one.trim();
             let rest = one.find("://").map_or(0, |i| i + 3);
-            match one[rest..].find('@') {
+            // The credentials end at the authority's last `@` (a password may contain `@`).
+            let authority_end = one[rest..].find(['/', '?', '#']).map_or(one.len(), |i| rest + i);
+            match one[rest..authority_end].rfind('@') {
                 Some(at) => format!("{}<redacted>@{}", &one[..rest], &one[rest + at + 1..]),
                 None => one.to_owned(),
             }
@@ -338,6 +348,13 @@ pub fn start(binary: &str, usage: &str) -> Start {
         return Start::Exit(ExitCode::SUCCESS);
     }
     init_logging(&settings.log);
+    if let Some(revision) = settings.compat.emulate_contract {
+        ccp_schemas::compat::emulate(revision);
+        tracing::warn!(
+            revision = ccp_schemas::compat::reading(),
+            "behaving as a build of an older contract revision (compat.emulate_contract)"
+        );
+    }
     Start::Run(args, Box::new(settings))
 }
 
@@ -374,6 +391,18 @@ mod tests {
     }
 
     #[test]
+    fn every_comma_separated_url_is_a_server() {
+        let servers = server_list(" nats://a:4222, nats://b:4222 ,,nats://c:4222");
+        assert_eq!(servers, ["nats://a:4222", "nats://b:4222", "nats://c:4222"]);
+        for s in servers {
+            assert!(s.parse::<async_nats::ServerAddr>().is_ok(), "{s}");
+        }
+        assert_eq!(server_list("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
+        // Why: async-nats reads the whole list as one (invalid) URL.
+        assert!("nats://a:4222,nats://b:4222".parse::<async_nats::ServerAddr>().is_err());
+    }
+
+    #[test]
     fn parses_options_and_command() {
         let a = parse(&["--config", "/etc/ccp.toml", "migrate"]).unwrap();
         assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/etc/ccp.toml")));
@@ -390,6 +419,7 @@ mod tests {
         assert_eq!(shown_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         assert_eq!(shown_url("nats://ccp:hunter2@a:4222, tls://b:4222"), "nats://<redacted>@a:4222,tls://b:4222");
         assert!(!shown_url("tls://token-s3cr3t@nats.internal").contains("s3cr3t"));
+        assert_eq!(shown_url("nats://u:p@ss@host:4222"), "nats://<redacted>@host:4222", "a password with @");
     }
 
     #[test]

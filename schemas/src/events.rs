@@ -17,6 +17,7 @@ pub mod circuit;
 mod label;
 pub mod pricing;
 pub mod request;
+pub mod team;
 pub mod user;
 mod wire;
 
@@ -37,6 +38,7 @@ pub use circuit::*;
 pub use label::label;
 pub use pricing::*;
 pub use request::*;
+pub use team::*;
 pub use user::*;
 
 /// Who caused an event.
@@ -105,6 +107,12 @@ pub enum Event {
     CircuitClosed(CircuitClosed),
     AlertRaised(AlertRaised),
     SignInFailuresCounted(SignInFailuresCounted),
+    TeamCreated(TeamCreated),
+    TeamUpdated(TeamUpdated),
+    TeamBudgetSet(TeamBudgetSet),
+    TeamRoutingSet(TeamRoutingSet),
+    TeamDeleted(TeamDeleted),
+    UserTeamSet(UserTeamSet),
 }
 
 /// Every event type name, in declaration order (for docs, fixtures and exhaustiveness tests).
@@ -143,6 +151,12 @@ pub const EVENT_TYPES: &[&str] = &[
     "circuit_closed",
     "alert_raised",
     "sign_in_failures_counted",
+    "team_created",
+    "team_updated",
+    "team_budget_set",
+    "team_routing_set",
+    "team_deleted",
+    "user_team_set",
 ];
 
 impl Event {
@@ -183,6 +197,12 @@ impl Event {
             Self::CircuitClosed(_) => "circuit_closed",
             Self::AlertRaised(_) => "alert_raised",
             Self::SignInFailuresCounted(_) => "sign_in_failures_counted",
+            Self::TeamCreated(_) => "team_created",
+            Self::TeamUpdated(_) => "team_updated",
+            Self::TeamBudgetSet(_) => "team_budget_set",
+            Self::TeamRoutingSet(_) => "team_routing_set",
+            Self::TeamDeleted(_) => "team_deleted",
+            Self::UserTeamSet(_) => "user_team_set",
         }
     }
 
@@ -226,6 +246,12 @@ impl Event {
             Self::CircuitClosed(e) => Aggregate::Circuit(e.key_id),
             Self::AlertRaised(e) => Aggregate::Alert(e.rule),
             Self::SignInFailuresCounted(_) => Aggregate::SignInFailures,
+            Self::TeamCreated(e) => Aggregate::Team(e.team_id),
+            Self::TeamUpdated(e) => Aggregate::Team(e.team_id),
+            Self::TeamBudgetSet(e) => Aggregate::Team(e.team_id),
+            Self::TeamRoutingSet(e) => Aggregate::Team(e.team_id),
+            Self::TeamDeleted(e) => Aggregate::Team(e.team_id),
+            Self::UserTeamSet(e) => Aggregate::User(e.user_id),
         }
     }
 
@@ -238,6 +264,7 @@ impl Event {
             Self::UserReactivated(e) => Some(e.user_id),
             Self::BudgetSet(e) => Some(e.user_id),
             Self::RoutingStrategySet(e) => Some(e.user_id),
+            Self::UserTeamSet(e) => Some(e.user_id),
             Self::AccessKeyIssued(e) => Some(e.user_id),
             Self::AccessKeyRevoked(e) => Some(e.user_id),
             Self::AccessKeyRotated(e) => Some(e.user_id),
@@ -265,7 +292,12 @@ impl Event {
             | Self::CircuitOpened(_)
             | Self::CircuitHalfOpened(_)
             | Self::CircuitClosed(_)
-            | Self::SignInFailuresCounted(_) => None,
+            | Self::SignInFailuresCounted(_)
+            | Self::TeamCreated(_)
+            | Self::TeamUpdated(_)
+            | Self::TeamBudgetSet(_)
+            | Self::TeamRoutingSet(_)
+            | Self::TeamDeleted(_) => None,
         }
     }
 
@@ -279,6 +311,7 @@ impl Event {
                 _ => None,
             },
             Aggregate::User(_)
+            | Aggregate::Team(_)
             | Aggregate::Pricing
             | Aggregate::Catalogue
             | Aggregate::AdminAuth
@@ -402,6 +435,10 @@ impl Envelope {
                 found: envelope.schema_version,
                 supported,
             });
+        }
+        // A process rehearsing an older build (`compat::emulate`) does not know later types.
+        if crate::compat::introduced(&envelope.event) > crate::compat::reading() {
+            return Err(DecodeError::UnknownType { event_type: envelope.event.event_type().to_owned() });
         }
         // Upcasters for older versions go here, keyed on (type, schema_version). None yet: every
         // type is at version 1.

@@ -106,6 +106,10 @@ prefixed_id!(
     /// A long-lived API token of an admin, for automation.
     ApiTokenId, "tok_", "API token"
 );
+prefixed_id!(
+    /// A team: users who share a monthly budget and a routing default.
+    TeamId, "team_", "team"
+);
 
 #[cfg(test)]
 mod tests {

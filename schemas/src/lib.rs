@@ -3,6 +3,7 @@
 //! is `ccp-runtime`.
 //!
 //! - [`events`]: the event envelope and every event payload (the log's contract).
+//! - [`compat`]: the contract revision: which builds read which event types (rolling upgrades).
 //! - [`subjects`]: subject, stream, KV bucket and consumer names under one prefix.
 //! - [`migrations`]: numbered ClickHouse migrations (the analytics tables).
 //! - [`secrets`]: access-key and Bedrock-key codecs; the only place secrets are handled.
@@ -13,6 +14,7 @@
 
 pub mod calendar;
 pub mod catalogue;
+pub mod compat;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;

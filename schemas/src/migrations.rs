@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0004_catalogue_metering.sql"),
     },
     Migration { version: 5, name: "rollup_metering", sql: include_str!("../migrations/0005_rollup_metering.sql") },
+    Migration {
+        version: 6,
+        name: "dimensions_and_user_order",
+        sql: include_str!("../migrations/0006_dimensions_and_user_order.sql"),
+    },
 ];
 
 /// The ledger of applied migrations, `{db}.schema_migrations` (created before any migration).
@@ -139,6 +144,11 @@ const MERGE_TREES: &[&str] = &[
 pub fn on_cluster(stmt: &str, cluster: &str, replication_path: &str) -> Result<String, RenderError> {
     check_cluster_name(cluster).map_err(RenderError::Setting)?;
     check_replication_path(replication_path).map_err(RenderError::Setting)?;
+    if backfills(stmt) {
+        // Data, not DDL: it runs on the server the runner talks to (as the projector's inserts
+        // do), and replication copies it to that shard's other replicas.
+        return Ok(stmt.to_owned());
+    }
     let unsupported = || RenderError::Unsupported(stmt.trim().lines().next().unwrap_or("").chars().take(80).collect());
     let (head, name_at) =
         HEADS.iter().find_map(|head| Some((*head, after_words(stmt, head)?))).ok_or_else(unsupported)?;
@@ -263,6 +273,15 @@ fn matching_paren(stmt: &str, from: usize) -> Option<usize> {
     None
 }
 
+/// Whether a statement is a backfill, `INSERT INTO table (columns) SELECT …`: the rows a new
+/// derived table needs from the tables before it (migration 0006). It has no `ON CLUSTER` form
+/// and is written to be idempotent by its own condition (it copies only what is not there yet,
+/// or what a second copy cannot change).
+pub fn backfills(stmt: &str) -> bool {
+    let upper = stmt.trim_start().to_ascii_uppercase();
+    upper.starts_with("INSERT INTO") && upper.contains("SELECT") && !upper.contains("VALUES")
+}
+
 /// Whether a statement is an `ALTER TABLE … ADD COLUMN` (which ClickHouse 18.16 cannot write
 /// with `IF NOT EXISTS`).
 pub fn adds_columns(stmt: &str) -> bool {
@@ -330,8 +349,12 @@ mod tests {
             for stmt in m.statements("ccp") {
                 let upper = stmt.to_uppercase();
                 // ADD COLUMN cannot say IF NOT EXISTS on 18.16; the runner makes it idempotent.
+                // A backfill is idempotent by its condition (reviewed with its migration).
                 assert!(
-                    upper.contains("IF NOT EXISTS") || upper.contains("IF EXISTS") || adds_columns(&stmt),
+                    upper.contains("IF NOT EXISTS")
+                        || upper.contains("IF EXISTS")
+                        || adds_columns(&stmt)
+                        || backfills(&stmt),
                     "{stmt}"
                 );
                 assert!(!stmt.contains("{db}"));
@@ -357,6 +380,10 @@ mod tests {
             let cluster = m.statements_for("ccp", CLUSTER).unwrap();
             assert_eq!(single.len(), cluster.len());
             for (one, many) in single.iter().zip(&cluster) {
+                if backfills(one) {
+                    assert_eq!(one, many, "a backfill runs as written");
+                    continue;
+                }
                 assert!(many.contains(" ON CLUSTER `ccp_cluster`"), "{many}");
                 // Nothing else changes but the engine.
                 let plain = many.replace(" ON CLUSTER `ccp_cluster`", "");
@@ -406,6 +433,11 @@ mod tests {
             "ALTER TABLE ccp.requests ON CLUSTER `ccp_cluster`\n    ADD COLUMN a UInt8"
         );
         assert_eq!(on("DROP TABLE IF EXISTS {db}.v"), "DROP TABLE IF EXISTS ccp.v ON CLUSTER `ccp_cluster`");
+        // A backfill is data, sent as written to the server the runner talks to.
+        assert_eq!(
+            on("INSERT INTO {db}.t (a) SELECT a FROM {db}.u WHERE a NOT IN (SELECT a FROM {db}.t)"),
+            "INSERT INTO ccp.t (a) SELECT a FROM ccp.u WHERE a NOT IN (SELECT a FROM ccp.t)"
+        );
         assert_eq!(on("  drop table if exists {db}.v"), "  drop table if exists ccp.v ON CLUSTER `ccp_cluster`");
         let custom = Layout::Cluster { name: "prod-eu.1", replication_path: "/ch/{shard}/{table}" };
         assert_eq!(

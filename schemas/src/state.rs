@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::events::{BedrockSettings, Envelope, Event, RoutingStrategy, UserStatus};
-use crate::ids::{AccessKeyId, UserId};
+use crate::ids::{AccessKeyId, TeamId, UserId};
 use crate::secrets::access_key::{KeyHash, KeyPrefix};
 use crate::secrets::envelope::{SealedSecret, SecretHint};
 
@@ -29,12 +29,83 @@ pub struct UserState {
     /// Monthly budget in USD (`None`: unlimited).
     #[serde(with = "crate::pricing::decimal_str_option")]
     pub monthly_limit_usd: Option<Decimal>,
-    /// Routing strategy.
+    /// Routing strategy (their own; see [`Self::routing_set`] and [`Directory::routing_of`]).
     pub routing: RoutingStrategy,
+    /// Whether a routing strategy was ever set for the user: only then does it override their
+    /// team's routing default.
+    #[serde(default)]
+    pub routing_set: bool,
+    /// Their team, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<TeamId>,
     /// When created.
     pub created_at: DateTime<Utc>,
     /// When last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A team as the events describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamState {
+    /// The team.
+    pub team_id: TeamId,
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Monthly budget in USD of the members together (`None`: unlimited).
+    #[serde(with = "crate::pricing::decimal_str_option")]
+    pub monthly_limit_usd: Option<Decimal>,
+    /// Routing default of members without a strategy of their own.
+    pub routing: Option<RoutingStrategy>,
+    /// Deleted (kept in the aggregate's fold so that later commands are refused as not found).
+    pub deleted: bool,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TeamState {
+    /// Applies one event to a team's state (`None` before `team_created`).
+    pub fn apply(state: &mut Option<Self>, event: &Event, at: DateTime<Utc>) {
+        match (event, state.as_mut()) {
+            (Event::TeamCreated(e), None) => {
+                *state = Some(Self {
+                    team_id: e.team_id,
+                    name: e.name.clone(),
+                    description: e.description.clone(),
+                    monthly_limit_usd: None,
+                    routing: None,
+                    deleted: false,
+                    created_at: at,
+                    updated_at: at,
+                });
+            }
+            (Event::TeamUpdated(e), Some(s)) => {
+                if let Some(name) = &e.name {
+                    s.name.clone_from(name);
+                }
+                if let Some(d) = &e.description {
+                    s.description = (!d.is_empty()).then(|| d.clone());
+                }
+                s.updated_at = at;
+            }
+            (Event::TeamBudgetSet(e), Some(s)) => {
+                s.monthly_limit_usd = e.monthly_limit_usd;
+                s.updated_at = at;
+            }
+            (Event::TeamRoutingSet(e), Some(s)) => {
+                s.routing = e.strategy;
+                s.updated_at = at;
+            }
+            (Event::TeamDeleted(_), Some(s)) => {
+                s.deleted = true;
+                s.updated_at = at;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Whether an access key works.
@@ -115,6 +186,8 @@ impl UserState {
                     status: e.status,
                     monthly_limit_usd: None,
                     routing: RoutingStrategy::default(),
+                    routing_set: false,
+                    team_id: None,
                     created_at: at,
                     updated_at: at,
                 });
@@ -145,6 +218,11 @@ impl UserState {
             }
             (Event::RoutingStrategySet(e), Some(s)) => {
                 s.routing = e.strategy;
+                s.routing_set = true;
+                s.updated_at = at;
+            }
+            (Event::UserTeamSet(e), Some(s)) => {
+                s.team_id = e.team_id;
                 s.updated_at = at;
             }
             _ => {}
@@ -236,6 +314,7 @@ pub enum Refusal {
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     users: HashMap<UserId, UserState>,
+    teams: HashMap<TeamId, TeamState>,
     keys: HashMap<AccessKeyId, AccessKeyState>,
     by_hash: HashMap<KeyHash, AccessKeyId>,
 }
@@ -250,6 +329,14 @@ impl Directory {
             UserState::apply(&mut state, event, at);
             if let Some(s) = state {
                 self.users.insert(user_id, s);
+            }
+            return true;
+        }
+        if let crate::subjects::Aggregate::Team(team_id) = event.aggregate() {
+            let mut state = self.teams.remove(&team_id);
+            TeamState::apply(&mut state, event, at);
+            if let Some(s) = state.filter(|s| !s.deleted) {
+                self.teams.insert(team_id, s);
             }
             return true;
         }
@@ -300,6 +387,36 @@ impl Directory {
     pub fn keys(&self) -> impl Iterator<Item = &AccessKeyState> {
         self.keys.values()
     }
+
+    /// A team (not deleted).
+    pub fn team(&self, id: &TeamId) -> Option<&TeamState> {
+        self.teams.get(id)
+    }
+
+    /// Every team (not deleted).
+    pub fn teams(&self) -> impl Iterator<Item = &TeamState> {
+        self.teams.values()
+    }
+
+    /// The user's team, if they have one that exists. A user still naming a deleted team (they
+    /// were added to it while it was being deleted) has none.
+    pub fn team_of(&self, user: &UserState) -> Option<&TeamState> {
+        user.team_id.and_then(|id| self.teams.get(&id))
+    }
+
+    /// The members of a team.
+    pub fn members(&self, team_id: TeamId) -> impl Iterator<Item = &UserState> {
+        self.users.values().filter(move |u| u.team_id == Some(team_id))
+    }
+
+    /// How the user's requests are routed: their own strategy once one was set for them, else
+    /// their team's default, else their own (`plan_first`).
+    pub fn routing_of(&self, user: &UserState) -> RoutingStrategy {
+        if user.routing_set {
+            return user.routing;
+        }
+        self.team_of(user).and_then(|t| t.routing).unwrap_or(user.routing)
+    }
 }
 
 fn user_aggregate(event: &Event) -> Option<UserId> {
@@ -310,6 +427,7 @@ fn user_aggregate(event: &Event) -> Option<UserId> {
         Event::UserReactivated(e) => Some(e.user_id),
         Event::BudgetSet(e) => Some(e.user_id),
         Event::RoutingStrategySet(e) => Some(e.user_id),
+        Event::UserTeamSet(e) => Some(e.user_id),
         _ => None,
     }
 }
@@ -394,6 +512,32 @@ mod tests {
         let (k, _) = dir.authenticate(&new.hash(&pepper)).unwrap();
         assert_eq!(k.key_id, key_id);
         assert_eq!(k.bedrock.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn a_users_own_routing_overrides_the_team_default_and_a_deleted_team_is_no_team() {
+        let (mut dir, _, _, user_id, _) = setup();
+        let team_id = TeamId::new();
+        dir.apply(&env(Event::TeamCreated(TeamCreated { team_id, name: "data".into(), description: None })));
+        dir.apply(&env(Event::TeamRoutingSet(TeamRoutingSet {
+            team_id,
+            strategy: Some(RoutingStrategy::BedrockOnly),
+        })));
+        let user = dir.user(&user_id).unwrap().clone();
+        assert_eq!(dir.routing_of(&user), RoutingStrategy::PlanFirst, "not a member yet");
+        dir.apply(&env(Event::UserTeamSet(UserTeamSet { user_id, team_id: Some(team_id) })));
+        let user = dir.user(&user_id).unwrap().clone();
+        assert_eq!(dir.routing_of(&user), RoutingStrategy::BedrockOnly, "the team's default");
+        assert_eq!(dir.members(team_id).count(), 1);
+        dir.apply(&env(Event::RoutingStrategySet(RoutingStrategySet {
+            user_id,
+            strategy: RoutingStrategy::PlanFirst,
+        })));
+        let user = dir.user(&user_id).unwrap().clone();
+        assert_eq!(dir.routing_of(&user), RoutingStrategy::PlanFirst, "their own, even the default one");
+        dir.apply(&env(Event::TeamDeleted(TeamDeleted { team_id })));
+        assert!(dir.team(&team_id).is_none());
+        assert!(dir.team_of(dir.user(&user_id).unwrap()).is_none());
     }
 
     #[test]

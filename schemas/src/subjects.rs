@@ -2,7 +2,7 @@
 //! deployments (or parallel tests) share a NATS server without seeing each other.
 
 use crate::events::AlertRule;
-use crate::ids::{AccessKeyId, AdminId, UserId};
+use crate::ids::{AccessKeyId, AdminId, TeamId, UserId};
 
 /// What an event is about; decides its subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -11,6 +11,8 @@ pub enum Aggregate {
     User(UserId),
     /// An access key and its Bedrock API key.
     AccessKey(AccessKeyId),
+    /// A team (name, budget, routing default). Membership is the user's (`user_team_set`).
+    Team(TeamId),
     /// The price list (one aggregate).
     Pricing,
     /// The model catalogue (one aggregate).
@@ -121,6 +123,7 @@ impl Namespace {
         match aggregate {
             Aggregate::User(id) => format!("{p}.admin.user.{id}"),
             Aggregate::AccessKey(id) => format!("{p}.admin.access_key.{id}"),
+            Aggregate::Team(id) => format!("{p}.admin.team.{id}"),
             Aggregate::Pricing => format!("{p}.admin.pricing"),
             Aggregate::Catalogue => format!("{p}.admin.catalogue"),
             Aggregate::AdminAuth => format!("{p}.admin.auth"),
@@ -209,6 +212,7 @@ mod tests {
         let all = [
             Aggregate::User(UserId::new()),
             Aggregate::AccessKey(key),
+            Aggregate::Team(crate::ids::TeamId::new()),
             Aggregate::Pricing,
             Aggregate::Catalogue,
             Aggregate::AdminAuth,

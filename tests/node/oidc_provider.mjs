@@ -7,7 +7,8 @@
 //     OIDC_MODULES   the node_modules directory holding oidc-provider and jose
 //     OIDC_PORT      port on 127.0.0.1 (the issuer is http://127.0.0.1:<port>)
 //     OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI
-//     OIDC_PEOPLE    JSON: { "<login>": ["group", ...], ... } (unknown logins have no groups)
+//     OIDC_PEOPLE    JSON: { "<login>": ["group", ...] or null, ... } (unknown logins: no groups;
+//                    null: no `groups` claim at all)
 //
 // Test-only controls (not part of any real provider), so a test can make the provider misbehave
 // the way a forged or stale token would:
@@ -54,7 +55,10 @@ const provider = new Provider(issuer, {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, email: `${id}@example.com`, email_verified: true, name: id, groups: people[id] || [] };
+        const claims = { sub: id, email: `${id}@example.com`, email_verified: true, name: id };
+        // `null`: the provider does not release the groups claim for this person.
+        if (people[id] !== null) claims.groups = people[id] || [];
+        return claims;
       },
     };
   },

@@ -31,7 +31,8 @@ pub struct Log {
 impl Log {
     /// A log for `settings` (streams are created if missing), on `settings.nats.url`.
     pub async fn new(settings: &ccp_runtime::config::Settings) -> Self {
-        let client = async_nats::connect(settings.nats.url.as_str()).await.unwrap_or_else(|e| {
+        let servers: Vec<&str> = settings.nats.url.split(',').map(str::trim).collect();
+        let client = async_nats::connect(servers).await.unwrap_or_else(|e| {
             panic!("NATS at {} is not reachable ({e}); run scripts/stack.sh start", settings.nats.url)
         });
         let js = jetstream::new(client);
@@ -232,6 +233,7 @@ pub fn completed(user: UserId, key: AccessKeyId) -> RequestCompleted {
         request_id: RequestId::new(),
         key_id: Some(key),
         user_id: Some(user),
+        team_id: None,
         key_prefix: None,
         endpoint: Endpoint::Messages,
         provider: Provider::Anthropic,

@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use ccp_runtime::config::Settings;
 use ccp_schemas::Namespace;
 
+pub mod balancer;
 pub mod connect_proxy;
 pub mod events;
 pub mod fake_anthropic;
 pub mod fake_bedrock;
 pub mod fake_kms;
+pub mod nats_cluster;
 pub mod pki;
 pub mod secret_scan;
 pub mod system;
@@ -79,8 +81,8 @@ pub async fn delete_namespace(js: &async_nats::jetstream::Context, ns: &Namespac
     for bucket in ccp_schemas::subjects::Bucket::ALL {
         let _ = js.delete_key_value(ns.bucket(bucket)).await;
     }
-    // The proxy's own buckets.
-    for bucket in ["spend", "rate_limits"] {
+    // The proxy's own buckets, and every service's announcement.
+    for bucket in ["spend", "rate_limits", "services"] {
         let _ = js.delete_key_value(format!("{}_{bucket}", ns.prefix())).await;
     }
 }

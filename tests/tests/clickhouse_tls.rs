@@ -387,8 +387,11 @@ async fn the_on_cluster_rendering_parses_on_clickhouse_18_16() {
     }
     for stmt in &statements {
         let err = clickhouse().query(stmt).execute().await.expect_err(stmt).to_string();
+        // A copy (`INSERT … SELECT`) is not run ON CLUSTER — replication carries its rows — so
+        // here it only finds that the database does not exist (code 81): parsed, not a syntax error.
+        let copy = stmt.trim_start().starts_with("INSERT") && err.contains("Code: 81");
         assert!(
-            err.contains("Code: 170") && err.contains("Requested cluster 'ccp-cluster.1' not found"),
+            copy || (err.contains("Code: 170") && err.contains("Requested cluster 'ccp-cluster.1' not found")),
             "{stmt}\n{err}"
         );
     }

@@ -29,6 +29,7 @@ fn code_keys() -> BTreeSet<String> {
     s.secrets.kms_key_id = Some(String::new());
     s.secrets.kms_endpoint_url = Some(String::new());
     s.ops.listen = Some(([0, 0, 0, 0], 9090).into());
+    s.compat.emulate_contract = Some(1);
     s.egress.proxy_url = Some(Default::default());
     s.egress.no_proxy = Some(String::new());
     s.egress.ca_file = Some(Default::default());

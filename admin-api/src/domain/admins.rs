@@ -109,6 +109,20 @@ pub enum AdminCommand {
         /// Its role.
         role: AdminRole,
     },
+    /// Create the account of a person signing in through the OpenID provider, linked to them
+    /// (both events, or neither).
+    CreateLinked {
+        /// Login name.
+        username: String,
+        /// argon2id hash of a password nobody knows.
+        password_hash: PasswordHash,
+        /// Its role.
+        role: AdminRole,
+        /// The provider's issuer.
+        issuer: String,
+        /// The person's `sub` there.
+        subject: String,
+    },
     /// Change the role.
     SetRole(AdminRole),
     /// Set a new password; every session opened before `now` ends.
@@ -160,11 +174,17 @@ pub fn decide_admin(state: Option<&AdminState>, admin_id: AdminId, command: Admi
             AdminCommand::Create { username, password_hash, role } => {
                 Ok(vec![Event::AdminCreated(AdminCreated { admin_id, username, password_hash, role })])
             }
+            AdminCommand::CreateLinked { username, password_hash, role, issuer, subject } => Ok(vec![
+                Event::AdminCreated(AdminCreated { admin_id, username, password_hash, role }),
+                Event::AdminSsoLinked(AdminSsoLinked { admin_id, issuer, subject }),
+            ]),
             _ => Err(Rejection::NotFound(format!("no admin {admin_id}"))),
         };
     };
     Ok(match command {
-        AdminCommand::Create { .. } => return Err(Rejection::Conflict(format!("admin {admin_id} already exists"))),
+        AdminCommand::Create { .. } | AdminCommand::CreateLinked { .. } => {
+            return Err(Rejection::Conflict(format!("admin {admin_id} already exists")))
+        }
         AdminCommand::ChangePassword { password_hash, now } => vec![
             Event::AdminPasswordChanged(AdminPasswordChanged { admin_id, password_hash }),
             Event::AdminSessionsRevoked(AdminSessionsRevoked { admin_id, before: now }),

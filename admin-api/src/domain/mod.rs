@@ -7,11 +7,13 @@
 //!
 //! One file per aggregate, each with its given/when/then tests: `users.rs` ([`decide_user`],
 //! and a property test of command sequences), `keys.rs` ([`decide_key`]: access keys and their
-//! Bedrock API keys), `admins.rs` ([`decide_admin`] and the admin state it decides on, folded
+//! Bedrock API keys), `teams.rs` ([`decide_team`]: a team's name, budget, routing default,
+//! deletion), `admins.rs` ([`decide_admin`] and the admin state it decides on, folded
 //! here since only the admin API keeps it); `testing.rs` is the tests' shared framework.
 
 mod admins;
 mod keys;
+mod teams;
 #[cfg(test)]
 mod testing;
 mod users;
@@ -20,6 +22,7 @@ use ccp_schemas::events::Event;
 
 pub use self::admins::{decide_admin, AdminCommand, AdminState, TokenState};
 pub use self::keys::{decide_key, KeyCommand, RECHECK_RECORD_AFTER};
+pub use self::teams::{decide_team, TeamCommand};
 pub use self::users::{decide_user, UserCommand};
 
 /// Why a command is refused.

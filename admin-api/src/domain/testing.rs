@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ccp_schemas::events::*;
-use ccp_schemas::ids::{AccessKeyId, AdminId, ApiTokenId, UserId};
+use ccp_schemas::ids::{AccessKeyId, AdminId, ApiTokenId, TeamId, UserId};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyHash, KeyPepper, KeyPrefix};
 use ccp_schemas::secrets::SecretString;
 use chrono::{DateTime, TimeZone, Utc};
@@ -18,6 +18,7 @@ pub(super) const USER: UserId = UserId::from_ulid(Ulid(1));
 pub(super) const KEY: AccessKeyId = AccessKeyId::from_ulid(Ulid(2));
 pub(super) const ADMIN: AdminId = AdminId::from_ulid(Ulid(3));
 pub(super) const TOKEN: ApiTokenId = ApiTokenId::from_ulid(Ulid(4));
+pub(super) const TEAM: TeamId = TeamId::from_ulid(Ulid(5));
 
 // ---- the framework ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
-//! The user aggregate: commands on a developer's account (profile, status, budget, routing).
+//! The user aggregate: commands on a developer's account (profile, status, budget, routing,
+//! team).
 
 use ccp_schemas::events::*;
-use ccp_schemas::ids::UserId;
+use ccp_schemas::ids::{TeamId, UserId};
 use ccp_schemas::state::UserState;
 use rust_decimal::Decimal;
 
@@ -45,8 +46,10 @@ pub enum UserCommand {
     Reactivate,
     /// Set or clear the monthly budget.
     SetBudget(Option<Decimal>),
-    /// Set the routing strategy.
+    /// Set the routing strategy (from then on it overrides the team's default).
     SetRouting(RoutingStrategy),
+    /// Join a team, move to another or leave (`None`). The route checks that the team exists.
+    SetTeam(Option<TeamId>),
 }
 
 /// Decides a user command.
@@ -89,8 +92,10 @@ pub fn decide_user(state: Option<&UserState>, user_id: UserId, command: UserComm
         },
         UserCommand::SetBudget(limit) if limit == user.monthly_limit_usd => vec![],
         UserCommand::SetBudget(monthly_limit_usd) => vec![Event::BudgetSet(BudgetSet { user_id, monthly_limit_usd })],
-        UserCommand::SetRouting(strategy) if strategy == user.routing => vec![],
+        UserCommand::SetRouting(strategy) if strategy == user.routing && user.routing_set => vec![],
         UserCommand::SetRouting(strategy) => vec![Event::RoutingStrategySet(RoutingStrategySet { user_id, strategy })],
+        UserCommand::SetTeam(team_id) if team_id == user.team_id => vec![],
+        UserCommand::SetTeam(team_id) => vec![Event::UserTeamSet(UserTeamSet { user_id, team_id })],
     })
 }
 
@@ -218,6 +223,8 @@ mod tests {
             UserCommand::SetBudget(None),
             UserCommand::SetRouting(RoutingStrategy::PlanOnly),
             UserCommand::SetRouting(RoutingStrategy::PlanFirst),
+            UserCommand::SetTeam(Some(TEAM)),
+            UserCommand::SetTeam(None),
         ] {
             then_not_found(user(vec![], command));
         }
@@ -344,7 +351,15 @@ mod tests {
             user(vec![created()], UserCommand::SetRouting(RoutingStrategy::PlanOnly)),
             Ok(vec![routing(RoutingStrategy::PlanOnly)])
         );
-        then_nothing(user(vec![created()], UserCommand::SetRouting(RoutingStrategy::PlanFirst)));
+        // Setting the default on purpose records it: from then on it overrides a team's default.
+        assert_eq!(
+            user(vec![created()], UserCommand::SetRouting(RoutingStrategy::PlanFirst)),
+            Ok(vec![routing(RoutingStrategy::PlanFirst)])
+        );
+        then_nothing(user(
+            vec![created(), routing(RoutingStrategy::PlanFirst)],
+            UserCommand::SetRouting(RoutingStrategy::PlanFirst),
+        ));
         then_nothing(user(
             vec![created(), routing(RoutingStrategy::BedrockOnly)],
             UserCommand::SetRouting(RoutingStrategy::BedrockOnly),
@@ -369,6 +384,26 @@ mod tests {
         assert_eq!(user(given, update(Some("erin"), None, None)), Ok(vec![updated(Some("erin"), None, None)]));
     }
 
+    fn team_set(team_id: Option<TeamId>) -> Event {
+        Event::UserTeamSet(UserTeamSet { user_id: USER, team_id })
+    }
+
+    #[test]
+    fn user_joins_moves_and_leaves_a_team_and_repeats_record_nothing() {
+        let other = TeamId::from_ulid(ulid::Ulid(99));
+        assert_eq!(user(vec![created()], UserCommand::SetTeam(Some(TEAM))), Ok(vec![team_set(Some(TEAM))]));
+        then_nothing(user(vec![created(), team_set(Some(TEAM))], UserCommand::SetTeam(Some(TEAM))));
+        assert_eq!(
+            user(vec![created(), team_set(Some(TEAM))], UserCommand::SetTeam(Some(other))),
+            Ok(vec![team_set(Some(other))]),
+            "one event moves them: a user is in at most one team"
+        );
+        assert_eq!(user(vec![created(), team_set(Some(TEAM))], UserCommand::SetTeam(None)), Ok(vec![team_set(None)]));
+        then_nothing(user(vec![created()], UserCommand::SetTeam(None)));
+        let state = fold(UserState::apply, &[created(), team_set(Some(TEAM)), team_set(Some(other))]).unwrap();
+        assert_eq!(state.team_id, Some(other));
+    }
+
     // ---- properties of user command sequences -----------------------------------------------
 
     /// What the commands so far say the user is (timestamps aside).
@@ -380,6 +415,8 @@ mod tests {
         status: UserStatus,
         monthly_limit_usd: Option<Decimal>,
         routing: RoutingStrategy,
+        routing_set: bool,
+        team_id: Option<TeamId>,
     }
 
     impl Model {
@@ -391,6 +428,8 @@ mod tests {
                 status: state.status,
                 monthly_limit_usd: state.monthly_limit_usd,
                 routing: state.routing,
+                routing_set: state.routing_set,
+                team_id: state.team_id,
             }
         }
 
@@ -406,6 +445,8 @@ mod tests {
                         status: *status,
                         monthly_limit_usd: *monthly_limit_usd,
                         routing: routing.unwrap_or_default(),
+                        routing_set: routing.is_some_and(|r| r != RoutingStrategy::default()),
+                        team_id: None,
                     })
                 }
                 (None, _) => None,
@@ -427,7 +468,11 @@ mod tests {
                         UserCommand::Deactivate { .. } => m.status = UserStatus::Inactive,
                         UserCommand::Reactivate => m.status = UserStatus::Active,
                         UserCommand::SetBudget(limit) => m.monthly_limit_usd = *limit,
-                        UserCommand::SetRouting(strategy) => m.routing = *strategy,
+                        UserCommand::SetRouting(strategy) => {
+                            m.routing = *strategy;
+                            m.routing_set = true;
+                        }
+                        UserCommand::SetTeam(team_id) => m.team_id = *team_id,
                     }
                     Some(m)
                 }
@@ -480,6 +525,8 @@ mod tests {
             3 => Just(UserCommand::Reactivate),
             3 => any_budget().prop_map(UserCommand::SetBudget),
             3 => any_routing().prop_map(UserCommand::SetRouting),
+            2 => proptest::option::of(proptest::sample::select(vec![TEAM, TeamId::from_ulid(ulid::Ulid(98))]))
+                .prop_map(UserCommand::SetTeam),
         ]
     }
 

@@ -9,6 +9,7 @@ pub mod queries;
 pub mod self_service;
 pub mod sign_ins;
 pub mod sso;
+pub mod teams;
 pub mod users;
 
 use std::sync::Arc;
@@ -69,6 +70,7 @@ pub fn versioned<T: serde::Serialize>(
 /// Mounts every authenticated resource route on a scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
+    teams::configure(cfg);
     keys::configure(cfg);
     admins::configure(cfg);
     accounts::configure(cfg);

@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::admins::{admin_view, create_admin_account, session_cookie};
+use super::admins::{admin_view, session_cookie};
 use super::AppState;
 use crate::api::Session;
 use crate::auth::Auth;
@@ -40,8 +40,19 @@ use crate::json::Json;
 use crate::sso::{challenge_of, random_url_token, Oidc, Person, Refusal};
 use crate::throttle::{Admission, Throttle};
 
-/// The cookie binding a sign-in's `state` to the browser that started it.
-pub const STATE_COOKIE: &str = "ccp_sso_state";
+/// The cookie binding a sign-in's `state` to the browser that started it (over HTTPS with the
+/// `__Host-` prefix, so no sibling domain or plain-HTTP page can plant it).
+fn state_cookie(req: &HttpRequest) -> &'static str {
+    if https(req) {
+        "__Host-ccp_sso_state"
+    } else {
+        "ccp_sso_state"
+    }
+}
+
+fn https(req: &HttpRequest) -> bool {
+    req.connection_info().scheme() == "https"
+}
 /// How long a started sign-in may take.
 pub const SIGN_IN_SECS: i64 = 600;
 /// How long `ccpctl` has to trade its one-time code.
@@ -95,6 +106,30 @@ pub struct StartQuery {
     /// With `cli_port`: base64url SHA-256 of the verifier `ccpctl` will present.
     #[param(pattern = "^[A-Za-z0-9_-]{43}$")]
     pub cli_challenge: Option<String>,
+    /// With `cli_port`: a random value `ccpctl` expects back on its listener (it ignores any
+    /// other request).
+    #[param(pattern = "^[A-Za-z0-9_-]{16,64}$")]
+    pub cli_state: Option<String>,
+}
+
+/// A sign-in that ends at `ccpctl`'s loopback listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CliFlow {
+    port: u16,
+    challenge: String,
+    state: String,
+}
+
+impl CliFlow {
+    /// The listener's URL with `query` and the state it expects.
+    fn url(&self, query: &[(&str, &str)]) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in query {
+            q.append_pair(k, v);
+        }
+        q.append_pair("state", &self.state);
+        format!("http://127.0.0.1:{}/callback?{}", self.port, q.finish())
+    }
 }
 
 /// A started sign-in, until its callback.
@@ -103,7 +138,7 @@ struct Pending {
     nonce: String,
     verifier: String,
     return_to: String,
-    cli: Option<(u16, String)>,
+    cli: Option<CliFlow>,
     started_at: DateTime<Utc>,
 }
 
@@ -145,21 +180,27 @@ pub async fn start(
     if !local_path {
         return Err(ApiError::invalid("return_to", "must be a path on this server, e.g. `/` or `/#/users`"));
     }
-    let cli = match (q.cli_port, q.cli_challenge) {
-        (None, None) => None,
-        (Some(port), Some(challenge)) => {
+    let token_like = |v: &str, min: usize, max: usize| {
+        (min..=max).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let cli = match (q.cli_port, q.cli_challenge, q.cli_state) {
+        (None, None, None) => None,
+        (Some(port), Some(challenge), Some(state)) => {
             if port < 1024 {
                 return Err(ApiError::invalid("cli_port", "must be between 1024 and 65535"));
             }
-            if challenge.len() != 43 || !challenge.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if !token_like(&challenge, 43, 43) {
                 return Err(ApiError::invalid(
                     "cli_challenge",
                     "must be the base64url SHA-256 of a verifier (43 characters)",
                 ));
             }
-            Some((port, challenge))
+            if !token_like(&state, 16, 64) {
+                return Err(ApiError::invalid("cli_state", "must be 16–64 characters of A-Z a-z 0-9 - _"));
+            }
+            Some(CliFlow { port, challenge, state })
         }
-        _ => return Err(ApiError::invalid("cli_port", "`cli_port` and `cli_challenge` go together")),
+        _ => return Err(ApiError::invalid("cli_port", "`cli_port`, `cli_challenge` and `cli_state` go together")),
     };
     let authorization = oidc.authorize().await.map_err(|e| ApiError::unavailable("single sign-on", &e))?;
     let record = Pending {
@@ -174,12 +215,12 @@ pub async fn start(
         .put(key("s", &authorization.state, &auth), bytes.into())
         .await
         .map_err(|e| ApiError::unavailable("the sign-in store", &e))?;
-    let cookie = Cookie::build(STATE_COOKIE, authorization.state)
-        .secure(req.connection_info().scheme() == "https")
+    let cookie = Cookie::build(state_cookie(&req), authorization.state)
+        .secure(https(&req))
         .http_only(true)
         // Lax: the provider's redirect back is a top-level navigation from another site.
         .same_site(SameSite::Lax)
-        .path("/v1/auth/sso")
+        .path("/")
         .max_age(actix_web::cookie::time::Duration::seconds(SIGN_IN_SECS))
         .finish();
     Ok(HttpResponse::Found()
@@ -216,44 +257,46 @@ pub async fn callback(
             &format!("Too many refused sign-ins from this address; try again in {wait} s."),
         ));
     }
-    // The started sign-in, taken once.
-    let taken = match param("state") {
-        Some(s) if !s.is_empty() && s.len() <= 128 => take(pending, &key("s", s, &auth)).await?,
+    // Settled as a failure or success below; anything else (an error answer) abandons it.
+    let mut attempt = Attempt { throttle: &sso.throttle, client: ctx.source, settled: false };
+    // The state must be this browser's before it is taken (so nobody else can spend it).
+    let state_param = param("state").filter(|s| !s.is_empty() && s.len() <= 128);
+    let browser_ok = req.cookie(state_cookie(&req)).is_some_and(|c| Some(c.value()) == state_param);
+    let taken = match state_param {
+        Some(s) if browser_ok => take(pending, &key("s", s, &auth)).await?,
         _ => None,
     };
     let Some(started) = taken.and_then(|bytes| serde_json::from_slice::<Pending>(&bytes).ok()) else {
-        return Ok(refuse(&sso, &ctx, None, "-", Refusal::WrongState));
+        return Ok(refuse(&mut attempt, None, "-", Refusal::WrongState));
     };
     let cli = started.cli.clone();
-    let browser_ok = req.cookie(STATE_COOKIE).is_some_and(|c| Some(c.value()) == param("state"));
-    let fresh = Utc::now() - started.started_at < chrono::Duration::seconds(SIGN_IN_SECS);
-    if !browser_ok || !fresh {
-        return Ok(refuse(&sso, &ctx, cli, "-", Refusal::WrongState));
+    if Utc::now() - started.started_at >= chrono::Duration::seconds(SIGN_IN_SECS) {
+        return Ok(refuse(&mut attempt, cli, "-", Refusal::WrongState));
     }
     if let Some(error) = param("error") {
         let detail = param("error_description").unwrap_or("");
         let text: String = format!("{error} {detail}").chars().filter(|c| !c.is_control()).take(200).collect();
-        return Ok(refuse(&sso, &ctx, cli, "-", Refusal::ProviderError(text.trim().to_owned())));
+        return Ok(refuse(&mut attempt, cli, "-", Refusal::ProviderError(text.trim().to_owned())));
     }
     let Some(code) = param("code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return Ok(refuse(&sso, &ctx, cli, "-", Refusal::ProviderError("no code in the answer".into())));
+        return Ok(refuse(&mut attempt, cli, "-", Refusal::ProviderError("no code in the answer".into())));
     };
     let person = match oidc.complete(code, &started.verifier, &started.nonce).await {
         Err(unavailable) => {
-            sso.throttle.abandoned(ctx.source);
             tracing::warn!(error = %unavailable, "single sign-on: the identity provider cannot be used");
             return Ok(page(
                 actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
                 &format!("Single sign-on is unavailable: {unavailable}. Try again shortly."),
             ));
         }
-        Ok(Err(refusal)) => return Ok(refuse(&sso, &ctx, cli, "-", refusal)),
+        Ok(Err(refusal)) => return Ok(refuse(&mut attempt, cli, "-", refusal)),
         Ok(Ok(person)) => person,
     };
     let admin = match admit(&state, &ctx, oidc, &person).await? {
         Ok(admin) => admin,
-        Err(refusal) => return Ok(refuse(&sso, &ctx, cli, &person.username, refusal)),
+        Err(refusal) => return Ok(refuse(&mut attempt, cli, &person.username, refusal)),
     };
+    attempt.settled = true;
     sso.throttle.succeeded("-", ctx.source);
     let mut meta = ctx.meta();
     meta.actor = Actor::Admin { admin_id: admin.admin_id, username: admin.username.clone() };
@@ -261,21 +304,27 @@ pub async fn callback(
         AdminLoginSucceeded { admin_id: admin.admin_id, username: admin.username.clone(), method: LoginMethod::Sso };
     state.store.record(Event::AdminLoginSucceeded(login), &meta).await?;
     tracing::info!(admin = %admin.username, role = admin.role.as_str(), "single sign-on: signed in");
-    let mut gone = Cookie::build(STATE_COOKIE, "").path("/v1/auth/sso").finish();
+    let mut gone = Cookie::build(state_cookie(&req), "").path("/").finish();
     gone.make_removal();
-    if let Some((port, challenge)) = cli {
+    if let Some(flow) = cli {
         let code = random_url_token().map_err(|e| ApiError::internal(&e))?;
-        let handoff = Handoff { admin_id: admin.admin_id, username: admin.username.clone(), challenge, at: Utc::now() };
+        let handoff = Handoff {
+            admin_id: admin.admin_id,
+            username: admin.username.clone(),
+            challenge: flow.challenge.clone(),
+            at: Utc::now(),
+        };
         let bytes = serde_json::to_vec(&handoff).map_err(|e| ApiError::internal(&e))?;
         pending
             .put(key("h", &code, &auth), bytes.into())
             .await
             .map_err(|e| ApiError::unavailable("the sign-in store", &e))?;
-        return Ok(HttpResponse::Found()
-            .cookie(gone)
-            .insert_header(("location", format!("http://127.0.0.1:{port}/callback?code={code}")))
-            .insert_header(("cache-control", "no-store"))
-            .finish());
+        // Not a redirect: a link the person follows only if they started `ccpctl` themselves (a
+        // sign-in started from someone else's link would otherwise hand their session to
+        // whatever listens on that port).
+        let mut answer = confirm_page(&admin.username, &flow.url(&[("code", &code)]));
+        answer.add_cookie(&gone).map_err(|e| ApiError::internal(&e))?;
+        return Ok(answer);
     }
     let (token, _) = auth.open_session(admin.admin_id, &admin.username).await?;
     Ok(HttpResponse::Found()
@@ -284,6 +333,21 @@ pub async fn callback(
         .insert_header(("location", started.return_to))
         .insert_header(("cache-control", "no-store"))
         .finish())
+}
+
+/// A callback's claim on the sign-in throttle: abandoned when dropped unsettled.
+struct Attempt<'a> {
+    throttle: &'a Throttle,
+    client: Option<std::net::IpAddr>,
+    settled: bool,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.throttle.abandoned(self.client);
+        }
+    }
 }
 
 /// `POST /v1/auth/sso/token`.
@@ -344,80 +408,85 @@ async fn take(pending: &kv::Store, key: &str) -> ApiResult<Option<bytes::Bytes>>
     }
 }
 
-/// The admin a vouched-for person signs in as: created the first time, their role kept in step
-/// with the mapping, disabled when it grants nothing.
+/// The admin a vouched-for person signs in as: the one linked to them (issuer + subject); the
+/// first time, a new one (just in time) — or, only with `admin.sso.link_by_username`, the
+/// unlinked admin of their username. Their role follows the mapping at every sign-in; an admin
+/// linked to them is disabled when it grants nothing any more. Nothing is ever done to an admin
+/// that is not linked to this person.
 async fn admit(state: &AppState, ctx: &Ctx, oidc: &Oidc, person: &Person) -> ApiResult<Result<AdminState, Refusal>> {
     let settings = oidc.settings();
+    if !person.role_claim_present {
+        // Not "no role": nobody is disabled because the provider stopped sending the claim.
+        return Ok(Err(Refusal::NoRoleClaim(settings.role_claim.clone())));
+    }
     let role = settings.roles.role_for(person.role_values.iter().map(String::as_str));
     let mut meta = ctx.meta();
     meta.actor = Actor::System { component: "sso".into() };
-    let existing = {
+    let (linked, same_name) = {
         let model = state.view.read();
-        model.admin_by_sso(&person.issuer, &person.subject).or_else(|| model.admin_by_name(&person.username)).cloned()
+        (model.admin_by_sso(&person.issuer, &person.subject).cloned(), model.admin_by_name(&person.username).cloned())
     };
     let Some(role) = role else {
-        if let Some(admin) = existing.filter(|a| !a.disabled) {
+        if let Some(admin) = linked.filter(|a| !a.disabled) {
             let reason = Some("single sign-on no longer grants a role".to_owned());
-            super::accounts::execute_as(
-                state,
-                &meta,
-                admin.admin_id,
-                AdminCommand::Disable { reason, now: Utc::now() },
-            )
-            .await?;
+            let disable = AdminCommand::Disable { reason, now: Utc::now() };
+            super::accounts::execute_as(state, &meta, admin.admin_id, disable).await?;
             tracing::warn!(admin = %admin.username, "single sign-on: no role granted any more; admin disabled");
         }
         return Ok(Err(Refusal::NoRole(person.username.clone())));
     };
-    let admin = match existing {
-        Some(admin) => {
-            if admin.sso.as_ref().is_some_and(|(i, s)| *i != person.issuer || *s != person.subject) {
-                return Ok(Err(Refusal::Disabled(format!(
-                    "{} (bound to another person at the identity provider)",
-                    admin.username
-                ))));
+    let admin = match (linked, same_name) {
+        (Some(admin), _) if admin.disabled => return Ok(Err(Refusal::Disabled(admin.username))),
+        (Some(admin), _) => admin,
+        (None, Some(admin)) => {
+            let verified = settings.username_claim != "email" || person.email_verified == Some(true);
+            if !settings.link_by_username || !verified || admin.sso.is_some() {
+                return Ok(Err(Refusal::UsernameTaken(admin.username)));
             }
             if admin.disabled {
                 return Ok(Err(Refusal::Disabled(admin.username)));
             }
+            let link = AdminCommand::LinkSso { issuer: person.issuer.clone(), subject: person.subject.clone() };
+            let admin = super::accounts::execute_as(state, &meta, admin.admin_id, link).await?;
+            tracing::warn!(admin = %admin.username, "single sign-on: linked to the existing admin of that username");
             admin
         }
-        None => {
+        (None, None) => {
             if super::check_username("username", &person.username).is_err() {
                 return Ok(Err(Refusal::NoUsername));
             }
             // Nobody knows this password: the admin signs in through the provider (another
             // admin may set one later).
             let password = random_url_token().map_err(|e| ApiError::internal(&e))?;
-            let password = ccp_schemas::secrets::SecretString::new(password);
-            let admin =
-                create_admin_account(state, &meta, AdminId::new(), person.username.clone(), password, role).await?;
+            let password_hash = crate::auth::hash_password(ccp_schemas::secrets::SecretString::new(password)).await?;
+            let create = AdminCommand::CreateLinked {
+                username: person.username.clone(),
+                password_hash,
+                role,
+                issuer: person.issuer.clone(),
+                subject: person.subject.clone(),
+            };
+            let admin = super::accounts::execute_as(state, &meta, AdminId::new(), create).await?;
             tracing::info!(admin = %admin.username, role = role.as_str(), "single sign-on: admin created just in time");
             admin
         }
     };
-    let link = AdminCommand::LinkSso { issuer: person.issuer.clone(), subject: person.subject.clone() };
-    let mut admin = super::accounts::execute_as(state, &meta, admin.admin_id, link).await?;
-    if admin.role != role {
-        admin = super::accounts::execute_as(state, &meta, admin.admin_id, AdminCommand::SetRole(role)).await?;
+    if admin.role == role {
+        return Ok(Ok(admin));
     }
-    Ok(Ok(admin))
+    Ok(Ok(super::accounts::execute_as(state, &meta, admin.admin_id, AdminCommand::SetRole(role)).await?))
 }
 
 /// Counts and logs a refusal and answers it: a page for the browser, or for `ccpctl` a redirect
-/// to its listener carrying the cause.
-fn refuse(sso: &SsoState, ctx: &Ctx, cli: Option<(u16, String)>, name: &str, refusal: Refusal) -> HttpResponse {
-    sso.throttle.failed_because(name, ctx.source, refusal.code());
+/// to its listener carrying the cause (nothing secret).
+fn refuse(attempt: &mut Attempt<'_>, cli: Option<CliFlow>, name: &str, refusal: Refusal) -> HttpResponse {
+    attempt.settled = true;
+    attempt.throttle.failed_because(name, attempt.client, refusal.code());
     let message = refusal.message();
-    tracing::warn!(cause = refusal.code(), name, client = ?ctx.source, "single sign-on refused: {message}");
-    if let Some((port, _)) = cli {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("error", refusal.code())
-            .append_pair("error_description", &message)
-            .finish();
-        return HttpResponse::Found()
-            .insert_header(("location", format!("http://127.0.0.1:{port}/callback?{query}")))
-            .finish();
+    tracing::warn!(cause = refusal.code(), name, client = ?attempt.client, "single sign-on refused: {message}");
+    if let Some(flow) = cli {
+        let url = flow.url(&[("error", refusal.code()), ("error_description", &message)]);
+        return HttpResponse::Found().insert_header(("location", url)).finish();
     }
     let status = match refusal {
         Refusal::WrongState | Refusal::Malformed(_) => actix_web::http::StatusCode::BAD_REQUEST,
@@ -426,9 +495,27 @@ fn refuse(sso: &SsoState, ctx: &Ctx, cli: Option<(u16, String)>, name: &str, ref
     page(status, &format!("Single sign-on refused: {message}. ({})", refusal.code()))
 }
 
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The page asking to hand the session to `ccpctl` on this computer.
+fn confirm_page(username: &str, url: &str) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").insert_header(("cache-control", "no-store")).body(
+        format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in ccpctl · ClaudeCodeProxy</title>\
+         </head><body><main><h1>ClaudeCodeProxy</h1><p id=\"sso-message\">Sign in <code>ccpctl</code> on this computer \
+         as {}? Continue only if you have just run <code>ccpctl login --sso</code> yourself.</p>\
+         <p><a id=\"sso-continue\" href=\"{}\">Continue</a></p></main></body></html>",
+        escape(username),
+        escape(url)
+    ),
+    )
+}
+
 /// A minimal page (no script) with `message` and a way back.
 fn page(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
-    let escaped = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let escaped = escape(message);
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("cache-control", "no-store"))

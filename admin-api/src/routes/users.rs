@@ -32,7 +32,7 @@ fn active_keys(state: &AppState, user_id: UserId) -> usize {
     state.view.read().directory.keys().filter(|k| k.user_id == user_id && k.status == KeyStatus::Active).count()
 }
 
-fn check_budget(limit: Option<Decimal>) -> ApiResult<Option<Decimal>> {
+pub(super) fn check_budget(limit: Option<Decimal>) -> ApiResult<Option<Decimal>> {
     match limit {
         Some(l) if l.is_sign_negative() || l > Decimal::from(MAX_BUDGET_USD) => Err(ApiError::unprocessable(
             "monthly_limit_usd",
@@ -49,6 +49,16 @@ fn name_taken(state: &AppState, name: &str, except: Option<UserId>) -> bool {
     state.view.read().directory.users().any(|u| u.name.eq_ignore_ascii_case(name) && Some(u.user_id) != except)
 }
 
+/// Runs a user command and answers with the user.
+pub(super) async fn run_user(
+    state: &AppState,
+    ctx: &Ctx,
+    user_id: UserId,
+    command: UserCommand,
+) -> ApiResult<HttpResponse> {
+    run(state, ctx, user_id, command).await
+}
+
 async fn run(state: &AppState, ctx: &Ctx, user_id: UserId, command: UserCommand) -> ApiResult<HttpResponse> {
     let (user, version) = run_versioned(state, ctx, user_id, command).await?;
     Ok(versioned(HttpResponse::Ok(), &user, version))
@@ -61,7 +71,8 @@ async fn run_versioned(state: &AppState, ctx: &Ctx, user_id: UserId, command: Us
         .await?;
     state.settle(executed.seq).await;
     let user = executed.state.ok_or_else(|| ApiError::not_found(format!("no user {user_id}")))?;
-    Ok((User::from_state(&user, active_keys(state, user_id)), executed.seq))
+    let active = active_keys(state, user_id);
+    Ok((User::from_state(&user, active, &state.view.read().directory), executed.seq))
 }
 
 /// Create a user.
@@ -108,11 +119,18 @@ pub async fn list_users(state: web::Data<AppState>, query: Query<ListUsers>) -> 
         return Err(ApiError::invalid("offset", format!("must be at most {}", super::MAX_OFFSET)));
     }
     let needle = q.search.as_deref().map(str::to_lowercase).filter(|s| !s.is_empty());
+    // `Some(None)`: users without a team.
+    let team: Option<Option<ccp_schemas::ids::TeamId>> = match q.team.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(raw) => Some(Some(parse_id("team", raw)?)),
+    };
     let model = state.view.read();
     let mut matching: Vec<&UserState> = model
         .directory
         .users()
         .filter(|u| q.status.is_none_or(|s| u.status == s))
+        .filter(|u| team.is_none_or(|t| model.directory.team_of(u).map(|t| t.team_id) == t))
         .filter(|u| {
             needle.as_deref().is_none_or(|n| {
                 u.name.to_lowercase().contains(n)
@@ -131,7 +149,7 @@ pub async fn list_users(state: web::Data<AppState>, query: Query<ListUsers>) -> 
         .into_iter()
         .skip(offset)
         .take(limit)
-        .map(|u| User::from_state(u, counts.get(&u.user_id).copied().unwrap_or(0)))
+        .map(|u| User::from_state(u, counts.get(&u.user_id).copied().unwrap_or(0), &model.directory))
         .collect();
     Ok(web::Json(Page { items, total, offset, limit }))
 }
@@ -145,11 +163,15 @@ pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Ap
     let (user, keys, version) = {
         let model = state.view.read();
         let user = model.directory.user(&user_id).ok_or_else(|| ApiError::not_found(format!("no user {user_id}")))?;
-        (user.clone(), super::keys::keys_of(&model, user_id), model.version(&Aggregate::User(user_id)))
+        let active = model.directory.keys().filter(|k| k.user_id == user_id && k.status == KeyStatus::Active).count();
+        (
+            User::from_state(user, active, &model.directory),
+            super::keys::keys_of(&model, user_id),
+            model.version(&Aggregate::User(user_id)),
+        )
     };
     let keys = super::keys::with_last_used(&state, keys).await;
-    let active = keys.iter().filter(|k| k.status == KeyStatus::Active).count();
-    let detail = UserDetail { user: User::from_state(&user, active), keys };
+    let detail = UserDetail { user, keys };
     Ok(versioned(HttpResponse::Ok(), &detail, version))
 }
 

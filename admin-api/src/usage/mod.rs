@@ -5,11 +5,14 @@
 //! construction. Its answers are the API's own types ([`crate::api::usage`]).
 //!
 //! Every client value reaches SQL as a bound literal (`?`), and only after it was checked here:
-//! ids parse as ids, time zones are IANA names. Usage is read from the coarsest table that still
-//! answers exactly — `usage_day`, `usage_hour`, `usage_minute` (while kept), else the raw
-//! `requests`: the range's ends and every bucket boundary in the time zone must fall on that
-//! table's (UTC) buckets, so a rollup row is never split between two answer buckets or cut by
-//! the range (a day in `Asia/Kolkata` starts at 18:30 UTC, inside an hour row).
+//! ids parse as ids, time zones are IANA names. Every query over request rows is bounded in time
+//! (a range, a window around a request id's time) or by key (`key_last_used`). Usage of one user
+//! or key is read from their own rows (`requests_by_user`, ordered by user, key and time); other
+//! usage from the coarsest table that still answers exactly — `usage_day`, `usage_hour`, `usage_minute`
+//! (while kept), else the raw `requests`: the range's ends and every bucket boundary in the time
+//! zone must fall on that table's (UTC) buckets, so a rollup row is never split between two
+//! answer buckets or cut by the range (a day in `Asia/Kolkata` starts at 18:30 UTC, inside an
+//! hour row).
 //!
 //! - `checks`: query parameters checked (time zone, range, grouping, filters);
 //! - `period`: presets as whole local periods (with [`ccp_schemas::calendar`]), instants shown

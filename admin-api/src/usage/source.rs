@@ -1,5 +1,9 @@
-//! Which table answers a usage question exactly: the coarsest rollup whose (UTC) rows fit both
-//! the range's ends and every bucket boundary in the time zone, else the raw `requests`.
+//! Which table answers a usage question exactly. A question about one user or key reads that
+//! user's raw rows in `requests_by_user` (ordered by user, key and time: exact in any time zone,
+//! and only their rows are read — the rollups are ordered by time first, so a user's month there
+//! reads every user's month, and with many developers an hour rollup has nearly as many rows as
+//! `requests`). Any other question reads the coarsest rollup whose (UTC) rows fit both the
+//! range's ends and every bucket boundary in the time zone, else the raw `requests`.
 
 use chrono::{DateTime, Duration, Offset as _, TimeZone as _, Utc};
 use chrono_tz::Tz;
@@ -13,6 +17,8 @@ pub(super) enum Source {
     Hour,
     Minute,
     Raw,
+    /// The raw rows of one user or key: `requests_by_user`.
+    RawByUser,
 }
 
 impl Source {
@@ -22,7 +28,7 @@ impl Source {
             Self::Day => 86_400,
             Self::Hour => 3_600,
             Self::Minute => 60,
-            Self::Raw => 1,
+            Self::Raw | Self::RawByUser => 1,
         }
     }
 
@@ -32,12 +38,13 @@ impl Source {
             Self::Hour => "usage_hour",
             Self::Minute => "usage_minute",
             Self::Raw => "requests",
+            Self::RawByUser => "requests_by_user",
         }
     }
 
     pub(super) const fn time(self) -> &'static str {
         match self {
-            Self::Raw => "occurred_at",
+            Self::Raw | Self::RawByUser => "occurred_at",
             _ => "bucket",
         }
     }
@@ -47,13 +54,14 @@ impl Source {
             Self::Raw => {
                 "if(priced_model != '', priced_model, if(response_model != '', response_model, requested_model))"
             }
+            // The same expression, computed when the row was copied.
             _ => "model",
         }
     }
 
     pub(super) const fn measures(self) -> &'static str {
         match self {
-            Self::Raw => {
+            Self::Raw | Self::RawByUser => {
                 "count() AS n_requests, countIf(error_class != '') AS n_errors, sum(fallback) AS n_fallbacks, \
                  sum(input_tokens) AS n_input, sum(output_tokens) AS n_output, \
                  sum(cache_read_tokens) AS n_cache_read, sum(cache_creation_tokens) AS n_cache_creation, \
@@ -97,15 +105,19 @@ fn offsets_aligned(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>, seconds: i64)
     }
 }
 
-/// The coarsest table whose rows fit both the range's ends and the buckets' boundaries in `tz`
-/// (the minute table only from `minutes_since`, within its retention).
+/// `requests_by_user` when the question filters on a user or key (`one_user`), else the coarsest
+/// table whose rows fit both the range's ends and the buckets' boundaries in `tz` (the minute
+/// table only from `minutes_since`, within its retention).
 pub(super) fn choose_source(
     bucket: Bucket,
     tz: Tz,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
     minutes_since: DateTime<Utc>,
+    one_user: bool,
 ) -> Source {
+    if one_user {
+        return Source::RawByUser;
+    }
     [Source::Day, Source::Hour, Source::Minute]
         .into_iter()
         .find(|s| {
@@ -142,20 +154,23 @@ mod tests {
         let utc = chrono_tz::UTC;
         let (berlin, kolkata) = (tz("Europe/Berlin"), tz("Asia/Kolkata"));
         let (from, to) = (at("2026-03-01T00:00:00Z"), at("2026-04-01T00:00:00Z"));
-        assert_eq!(choose_source(Bucket::Day, utc, from, to, recent), Source::Day);
-        assert_eq!(choose_source(Bucket::Month, utc, from, to, recent), Source::Day);
-        assert_eq!(choose_source(Bucket::Hour, utc, from, to, recent), Source::Hour);
-        assert_eq!(choose_source(Bucket::Minute, utc, from, to, recent), Source::Minute);
+        assert_eq!(choose_source(Bucket::Day, utc, (from, to), recent, false), Source::Day);
+        assert_eq!(choose_source(Bucket::Month, utc, (from, to), recent, false), Source::Day);
+        assert_eq!(choose_source(Bucket::Hour, utc, (from, to), recent, false), Source::Hour);
+        assert_eq!(choose_source(Bucket::Minute, utc, (from, to), recent, false), Source::Minute);
         // Berlin's days start at 23:00 or 22:00 UTC (DST on 29 March): whole hours.
         let (bf, bt) = (at("2026-02-28T23:00:00Z"), at("2026-03-31T22:00:00Z"));
-        assert_eq!(choose_source(Bucket::Day, berlin, bf, bt, recent), Source::Hour);
+        assert_eq!(choose_source(Bucket::Day, berlin, (bf, bt), recent, false), Source::Hour);
         // Kolkata's start at 18:30 UTC: minutes while kept, else the raw rows.
         let (kf, kt) = (at("2026-02-28T18:30:00Z"), at("2026-03-31T18:30:00Z"));
-        assert_eq!(choose_source(Bucket::Day, kolkata, kf, kt, recent), Source::Minute);
-        assert_eq!(choose_source(Bucket::Day, kolkata, kf, kt, at("2026-03-15T00:00:00Z")), Source::Raw);
+        assert_eq!(choose_source(Bucket::Day, kolkata, (kf, kt), recent, false), Source::Minute);
+        assert_eq!(choose_source(Bucket::Day, kolkata, (kf, kt), at("2026-03-15T00:00:00Z"), false), Source::Raw);
         // Range ends off the rollup grid.
-        assert_eq!(choose_source(Bucket::Day, utc, at("2026-03-01T00:00:30Z"), to, recent), Source::Raw);
-        assert_eq!(choose_source(Bucket::Day, utc, at("2026-03-01T00:10:00Z"), to, recent), Source::Minute);
-        assert_eq!(choose_source(Bucket::Day, utc, at("2026-03-01T01:00:00Z"), to, recent), Source::Hour);
+        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T00:00:30Z"), to), recent, false), Source::Raw);
+        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T00:10:00Z"), to), recent, false), Source::Minute);
+        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T01:00:00Z"), to), recent, false), Source::Hour);
+        // One user's or key's rows come from the table ordered by user, whatever the grid.
+        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T00:00:30Z"), to), recent, true), Source::RawByUser);
+        assert_eq!(choose_source(Bucket::Month, utc, (from, to), recent, true), Source::RawByUser);
     }
 }

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::period::usd;
-use super::source::choose_source;
+use super::source::{choose_source, Source};
 use crate::api::usage::{Bucket, Dimension, UsageCounts};
 
 /// Usage filters (already checked).
@@ -146,7 +146,8 @@ pub(super) async fn read_usage(
     minutes_since: DateTime<Utc>,
 ) -> Result<Vec<UsageDbRow>, clickhouse::error::Error> {
     let Question { bucket, tz, from, to, group_by, filters } = *q;
-    let source = choose_source(bucket, tz, from, to, minutes_since);
+    let one_user = filters.user_id.is_some() || filters.key_id.is_some();
+    let source = choose_source(bucket, tz, (from, to), minutes_since, one_user);
     let time = source.time();
     let (bucket_sql, tz_binds) = bucket_sql(bucket, time);
     let mut args: Vec<Arg> = (0..tz_binds).map(|_| Arg::Str(tz.name().to_owned())).collect();
@@ -179,6 +180,12 @@ pub(super) async fn read_usage(
             conditions.push(format!("{column} = ?"));
             args.push(Arg::Str(v.clone()));
         }
+    }
+    if let (Source::RawByUser, None, Some(key)) = (source, &filters.user_id, &filters.key_id) {
+        // A key's rows lie under its user (the sort key's first column): name the user, from
+        // `key_last_used`, which the same inserts fill (so it knows every key with requests).
+        conditions.push("user_id IN (SELECT user_id FROM key_last_used WHERE key_id = ?)".to_owned());
+        args.push(Arg::Str(key.clone()));
     }
     let group = group.join(", ");
     let sql = format!(

@@ -90,6 +90,16 @@ impl AdminApi {
         api
     }
 
+    /// This API's environment for another `ccp-admin` on the same log, listening on `port`, with
+    /// `extra` settings.
+    pub fn replica_env(&self, port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.retain(|(k, _)| k != "CCP__ADMIN__LISTEN" && !extra.iter().any(|(x, _)| x == k));
+        env.push(("CCP__ADMIN__LISTEN".into(), format!("127.0.0.1:{port}")));
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env
+    }
+
     /// Starts `ccp-admin` and logs in.
     pub async fn start(label: &str) -> Self {
         Self::start_with(label, &[]).await
@@ -177,5 +187,19 @@ impl AdminApi {
         ccp_tests::delete_namespace(&self.log.js, &self.log.ns).await;
         let _ = self.log.js.delete_key_value(format!("{prefix}_admin_sessions")).await;
         let _ = self.log.js.delete_key_value(format!("{prefix}_idempotency")).await;
+        let _ = self.log.js.delete_key_value(format!("{prefix}_admin_sso")).await;
+        let _ = self.log.js.delete_key_value(format!("{prefix}_services")).await;
     }
+}
+
+/// Starts a `ccp-admin` with `env` (see [`AdminApi::replica_env`]); its process and URL once it
+/// answers `/health`.
+pub async fn spawn_admin(env: &[(String, String)]) -> (Service, String) {
+    let listen = env.iter().rev().find(|(k, _)| k == "CCP__ADMIN__LISTEN").map(|(_, v)| v.clone()).unwrap();
+    let service = Service::spawn(Path::new(BIN), &[], env).unwrap();
+    let url = format!("http://{listen}");
+    if let Err(e) = wait_http_ok(&format!("{url}/health"), Duration::from_secs(30)).await {
+        panic!("ccp-admin did not start: {e}\n{}", service.log_text());
+    }
+    (service, url)
 }

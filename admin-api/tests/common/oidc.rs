@@ -88,3 +88,100 @@ pub fn sso_env<'a>(issuer: &'a str, redirect: &'a str) -> Vec<(&'a str, &'a str)
         ("CCP__ADMIN__SIGN_IN_RECORD_SECS", "1"),
     ]
 }
+
+/// A browser-like HTTP client: cookies kept, redirects followed by hand.
+pub struct Agent {
+    http: reqwest::Client,
+}
+
+/// The answer of a request, with the body as text.
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub text: String,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Agent {
+    pub fn new() -> Self {
+        Self::from_address("127.0.0.1")
+    }
+
+    /// An agent whose connections come from `address` (any of 127.0.0.0/8): another client
+    /// as far as sign-in throttling is concerned.
+    pub fn from_address(address: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .local_address(Some(address.parse().unwrap()))
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Self { http }
+    }
+
+    pub async fn get(&self, url: &str) -> Page {
+        Self::page(self.http.get(url).send().await.unwrap()).await
+    }
+
+    async fn page(r: reqwest::Response) -> Page {
+        let status = r.status().as_u16();
+        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        Page { status, location, text: r.text().await.unwrap_or_default() }
+    }
+
+    /// From `start` (a URL of the admin API) through the provider's login page as `login`, up to
+    /// (not including) the admin API's callback: the callback URL.
+    pub async fn through_provider(&self, start: &str, idp: &str, login: &str) -> String {
+        let mut url = start.to_owned();
+        for _ in 0..12 {
+            if url.contains("/v1/auth/sso/callback") {
+                return url;
+            }
+            let page = self.get(&url).await;
+            if let Some(next) = page.location {
+                url = if next.starts_with('/') { format!("{idp}{next}") } else { next };
+                continue;
+            }
+            // The provider's login form: post it.
+            let action = page
+                .text
+                .split("action=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| panic!("no form at {url} ({}):\n{}", page.status, page.text));
+            let action = if action.starts_with('/') { format!("{idp}{action}") } else { action.to_owned() };
+            let form = [("prompt", "login"), ("login", login), ("password", "any password")];
+            let r = Self::page(self.http.post(&action).form(&form).send().await.unwrap()).await;
+            url = r.location.unwrap_or_else(|| panic!("login form answered {}: {}", r.status, r.text));
+            if url.starts_with('/') {
+                url = format!("{idp}{url}");
+            }
+        }
+        panic!("the sign-in did not reach the callback");
+    }
+
+    /// The `ccp_session` cookie the admin API set, if any.
+    pub async fn me(&self, api: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{api}/v1/auth/me")).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// An OpenID provider knowing `people` (login → groups) and a `ccp-admin` (`label`) signing in
+/// through it (the provider's redirect URL needs the admin API's port before either starts).
+pub async fn admin_with_sso(label: &str, people: Value) -> (Idp, super::AdminApi) {
+    let port = ccp_tests::free_port();
+    let redirect = format!("http://127.0.0.1:{port}/v1/auth/sso/callback");
+    let idp = Idp::start(&redirect, people).await;
+    let listen = format!("127.0.0.1:{port}");
+    let mut env = sso_env(&idp.issuer, &redirect);
+    env.push(("CCP__ADMIN__LISTEN", &listen));
+    let api = super::AdminApi::start_with(label, &env).await;
+    (idp, api)
+}

@@ -60,6 +60,9 @@ pub struct RequestFacts {
     /// The key's owner.
     #[serde(default)]
     pub user_id: Option<UserId>,
+    /// The owner's team when the request was made.
+    #[serde(default)]
+    pub team_id: Option<ccp_schemas::ids::TeamId>,
     /// Who answered.
     pub provider: Provider,
     /// Status sent to the client.
@@ -88,6 +91,7 @@ impl From<&RequestCompleted> for RequestFacts {
             request_id: r.request_id,
             key_id: r.key_id,
             user_id: r.user_id,
+            team_id: r.team_id,
             provider: r.provider,
             status: r.status,
             error_class: r.error_class,
@@ -171,6 +175,8 @@ pub struct Rules {
     raised: HashSet<String>,
     /// Month-to-date spend per user and month (`YYYY-MM` in the budget time zone).
     spend: HashMap<(UserId, String), Decimal>,
+    /// Month-to-date spend per team (the team of each request when it was made) and month.
+    team_spend: HashMap<(ccp_schemas::ids::TeamId, String), Decimal>,
     /// Keys with an open circuit → the circuit stream sequence of the opening.
     open: BTreeMap<AccessKeyId, u64>,
     /// Whether the open-circuits alert can fire (below the threshold since it last did).
@@ -191,6 +197,7 @@ impl Rules {
             dir: Directory::default(),
             raised: HashSet::new(),
             spend: HashMap::new(),
+            team_spend: HashMap::new(),
             open: BTreeMap::new(),
             many_armed: true,
             auth_failing: HashMap::new(),
@@ -230,6 +237,11 @@ impl Rules {
                 self.dir.apply(envelope);
                 let month = self.month(at);
                 self.check_budget(e.user_id, &month, at, &mut out);
+            }
+            Event::TeamBudgetSet(e) => {
+                self.dir.apply(envelope);
+                let month = self.month(at);
+                self.check_team_budget(e.team_id, &month, at, &mut out);
             }
             _ => {
                 self.dir.apply(envelope);

@@ -32,6 +32,7 @@ fn audit_row(seq: u64, envelope: &Envelope) -> AuditRow {
     let (target_kind, target_id) = match event.aggregate() {
         ccp_schemas::subjects::Aggregate::User(id) => ("user", id.to_string()),
         ccp_schemas::subjects::Aggregate::AccessKey(id) => ("access_key", id.to_string()),
+        ccp_schemas::subjects::Aggregate::Team(id) => ("team", id.to_string()),
         ccp_schemas::subjects::Aggregate::Pricing => ("pricing", String::new()),
         ccp_schemas::subjects::Aggregate::Catalogue => ("model", catalogued_model(event)),
         ccp_schemas::subjects::Aggregate::AdminAuth => ("admin", login_username(event)),
@@ -82,8 +83,9 @@ impl TableSpec for Audit {
     const NAME: &'static str = "audit";
     const TABLE: &'static str = "audit_log";
     const STREAM: StreamKind = StreamKind::Admin;
+    type State = ();
 
-    fn row(seq: u64, envelope: &Envelope) -> Option<AuditRow> {
+    fn row(_: &mut (), seq: u64, envelope: &Envelope) -> Option<AuditRow> {
         Some(audit_row(seq, envelope))
     }
 

@@ -16,8 +16,9 @@ impl TableSpec for Circuits {
     const NAME: &'static str = "circuits";
     const TABLE: &'static str = "circuit_transitions";
     const STREAM: StreamKind = StreamKind::Circuit;
+    type State = ();
 
-    fn row(seq: u64, envelope: &Envelope) -> Option<CircuitRow> {
+    fn row(_: &mut (), seq: u64, envelope: &Envelope) -> Option<CircuitRow> {
         let (key_id, state, reason, failures, retry_at) = match &envelope.event {
             Event::CircuitOpened(e) => (e.key_id, "open", label(&e.reason), e.failures, e.retry_at),
             Event::CircuitHalfOpened(e) => (e.key_id, "half_open", String::new(), 0, DateTime::<Utc>::UNIX_EPOCH),

@@ -111,8 +111,9 @@ impl TableSpec for Requests {
     const NAME: &'static str = "requests";
     const TABLE: &'static str = "requests";
     const STREAM: StreamKind = StreamKind::Requests;
+    type State = ();
 
-    fn row(seq: u64, envelope: &Envelope) -> Option<RequestRow> {
+    fn row(_: &mut (), seq: u64, envelope: &Envelope) -> Option<RequestRow> {
         match &envelope.event {
             Event::RequestCompleted(r) => Some(request_row(seq, envelope, r)),
             _ => None,

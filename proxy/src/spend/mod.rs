@@ -1,11 +1,12 @@
 //! Month-to-date spend per user across every replica, for budget checks on the request path —
 //! which never queries ClickHouse. Each replica counts its own requests at once and stores its
-//! running totals in a KV bucket that every replica watches ([`SharedTally`]); the request stream
-//! is read once at start, from the start of the month, for what happened before
-//! ([`month_read`]).
+//! running totals in a KV bucket that every replica watches ([`SharedTally`]); a replica starts
+//! from that bucket alone when it covers the month, and otherwise rebuilds it once from the
+//! request stream ([`month_read`]).
 
 mod month_read;
 mod tally;
+pub mod team;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,8 +24,9 @@ pub use self::tally::SharedTally;
 pub use ccp_schemas::calendar::Month;
 
 /// Spend per user in the current month: this replica's own costs as soon as a request ends, the
-/// month before this replica started from the request stream (read once, own events not counted
-/// twice), and — when opened — the [`SharedTally`] of every replica.
+/// [`SharedTally`] of every replica (when opened), and — only when the tally does not cover the
+/// month — the month before this replica started, read once from the request stream (own events
+/// not counted twice).
 #[derive(Debug)]
 pub struct Spend {
     tz: Tz,
@@ -36,9 +38,11 @@ pub struct Spend {
     /// This replica's events (by event id) published while the stream is being read: they are
     /// skipped there without being decoded (their cost was counted when they were emitted).
     own: Mutex<HashSet<Ulid>>,
-    /// The month before this replica started has been read: own events are no longer noted.
+    /// The month before this replica started has been read (or needs no reading): own events are
+    /// no longer noted.
     month_read: std::sync::atomic::AtomicBool,
-    /// That, and the shared tally's watch has caught up once (budgets are meaningful).
+    /// The shared tally's watch has caught up once and covers the month, or the month has been
+    /// read (budgets are meaningful).
     ready: std::sync::atomic::AtomicBool,
     /// Where the Plan-limit states in the events read at start go (this replica's table).
     rate_limits: std::sync::OnceLock<Arc<crate::rate_limits::RateLimits>>,
@@ -64,9 +68,9 @@ impl Spend {
         let _ = self.rate_limits.set(table);
     }
 
-    /// Whether the month's events before this replica started have been read and the shared
-    /// tally's watch has caught up once (it may fall behind later, during a NATS outage: then
-    /// the local tally decides, see [`Self::spent_everywhere`]).
+    /// Whether the month to date is loaded: the shared tally's watch has caught up once and
+    /// covers the month, or the month was read from the stream (the watch may fall behind later,
+    /// during a NATS outage: then the local tally decides, see [`Self::spent_everywhere`]).
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -166,11 +170,12 @@ impl Spend {
         }
     }
 
-    /// What `user` spent so far in the month of `now`: the larger of this replica's tally (the
-    /// month before it started, everyone's, and its own requests since) and the shared one
+    /// What `user` spent so far in the month of `now`: the larger of this replica's tally (its
+    /// own requests, and the month before it started when it read the stream) and the shared one
     /// (every replica's finished requests: with a budget within about a millisecond, without
-    /// within about a second), both in memory. Before the shared tally's watch has caught up,
-    /// the local tally alone decides.
+    /// within about a second), both in memory. Before the shared tally's watch has caught up
+    /// once, the local tally alone decides; after, what it saw last counts also while it
+    /// re-watches.
     pub fn spent_everywhere(&self, user: UserId, now: DateTime<Utc>) -> Decimal {
         let local = self.spent(user, now);
         let shared = self.shared.get().and_then(|tally| tally.cached(user, Month::of(now, self.tz)));

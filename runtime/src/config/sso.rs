@@ -32,6 +32,10 @@ pub struct SsoSettings {
     /// Which claim values grant which role; the highest granted role wins, and a person granted
     /// none is refused (and their admin disabled).
     pub roles: SsoRoleMapping,
+    /// Whether a first single sign-on may take over an existing admin (created with a password)
+    /// of the same username. Only with a provider where people cannot choose that claim; with
+    /// `username_claim = "email"` the token must also say `email_verified: true`.
+    pub link_by_username: bool,
     /// Whether username + password login stays on (API tokens and `ccp-admin recover` work
     /// either way).
     pub password_login: bool,
@@ -81,6 +85,7 @@ impl Default for SsoSettings {
             username_claim: "email".into(),
             role_claim: "groups".into(),
             roles: SsoRoleMapping::default(),
+            link_by_username: false,
             password_login: true,
             clock_skew_secs: 60,
         }
@@ -117,6 +122,14 @@ impl SsoSettings {
                     .into(),
             );
         }
+        for (key, url) in [("admin.sso.issuer", &self.issuer), ("admin.sso.redirect_url", &self.redirect_url)] {
+            if !url.starts_with("https://") && !is_loopback(url) {
+                return Some(format!(
+                    "{key} = `{}` must be https:// (plain http only on this machine: 127.0.0.1, localhost)",
+                    url.chars().take(200).collect::<String>()
+                ));
+            }
+        }
         if !self.redirect_url.ends_with("/v1/auth/sso/callback") {
             return Some(format!(
                 "admin.sso.redirect_url = `{}` must be the admin API's public address followed by /v1/auth/sso/callback",
@@ -125,6 +138,18 @@ impl SsoSettings {
         }
         None
     }
+}
+
+/// Whether `url` is plain HTTP to this machine.
+fn is_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "::1")
 }
 
 #[cfg(test)]
@@ -155,6 +180,12 @@ mod tests {
         assert!(s.problems().unwrap_or_default().contains("grants no role"));
         s.roles.viewer = vec!["everyone".into()];
         assert_eq!(s.problems(), None);
+        s.issuer = "http://idp.example".into();
+        assert!(s.problems().unwrap_or_default().contains("must be https://"));
+        s.issuer = "http://127.0.0.1:5556/dex".into();
+        assert_eq!(s.problems(), None);
+        s.issuer = "http://127.0.0.1.evil.example/".into();
+        assert!(s.problems().is_some());
         let off = SsoSettings { password_login: false, ..SsoSettings::default() };
         assert!(off.problems().unwrap_or_default().contains("nobody could log in"));
     }

@@ -167,6 +167,11 @@ pub struct RequestCompleted {
     /// The key's owner, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<UserId>,
+    /// The owner's team when the request was made (absent: no team, or written before teams
+    /// existed). Team spend is attributed by this field, so moving a user between teams leaves
+    /// their earlier spend with the team that incurred it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<crate::ids::TeamId>,
     /// The presented key's first characters (also for refused keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<KeyPrefix>,

@@ -9,6 +9,7 @@ import { viewModels } from './models.js';
 import { viewOverview } from './overview.js';
 import { viewRequests } from './requests.js';
 import { state, stopTimers } from './state.js';
+import { viewTeam, viewTeams } from './teams.js';
 import { errorBox, pageHead } from './ui.js';
 import { viewUsage } from './usage.js';
 import { viewUser } from './user.js';
@@ -19,6 +20,8 @@ const routes = [
   [/^\/?$/, viewOverview, 'overview'],
   [/^\/users\/?$/, viewUsers, 'users'],
   [/^\/users\/(usr_[0-9A-Za-z]+)$/, viewUser, 'users'],
+  [/^\/teams\/?$/, viewTeams, 'teams'],
+  [/^\/teams\/(team_[0-9A-Za-z]+)$/, viewTeam, 'teams'],
   [/^\/usage\/?$/, viewUsage, 'usage'],
   [/^\/audit\/?$/, viewAudit, 'audit'],
   [/^\/requests\/?$/, viewRequests, 'requests'],

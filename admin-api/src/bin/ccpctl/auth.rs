@@ -34,7 +34,12 @@ pub async fn login_sso(url: &str, no_browser: bool, out: Out) -> CliResult<()> {
     let port = listener.local_addr().map_err(|e| CliError::Usage(e.to_string()))?.port();
     let verifier = ccp_admin_api::sso::random_url_token().map_err(CliError::Usage)?;
     let challenge = ccp_admin_api::sso::challenge_of(&verifier);
-    let start = format!("{}/v1/auth/sso/start?cli_port={port}&cli_challenge={challenge}", url.trim_end_matches('/'));
+    // Only the request carrying this comes from the sign-in this process started.
+    let expected = ccp_admin_api::sso::random_url_token().map_err(CliError::Usage)?;
+    let start = format!(
+        "{}/v1/auth/sso/start?cli_port={port}&cli_challenge={challenge}&cli_state={expected}",
+        url.trim_end_matches('/')
+    );
     note(&format!("Sign in with your identity provider at:\n\n  {start}\n"));
     if !no_browser {
         let opened = ["xdg-open", "open"].iter().any(|opener| {
@@ -50,12 +55,14 @@ pub async fn login_sso(url: &str, no_browser: bool, out: Out) -> CliResult<()> {
         }
     }
     note("waiting for the sign-in (5 minutes at most) ...");
-    let params = tokio::time::timeout(std::time::Duration::from_secs(300), wait_for_callback(&listener))
+    let params = tokio::time::timeout(std::time::Duration::from_secs(300), wait_for_callback(&listener, &expected))
         .await
         .map_err(|_| CliError::Other(anyhow::anyhow!("the sign-in did not finish within 5 minutes")))??;
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     if let Some(error) = param("error") {
-        let why = param("error_description").unwrap_or_default();
+        // Printed on a terminal: no control characters from the network.
+        let clean = |s: String| s.chars().filter(|c| !c.is_control()).take(500).collect::<String>();
+        let (error, why) = (clean(error), clean(param("error_description").unwrap_or_default()));
         return Err(CliError::Other(anyhow::anyhow!("single sign-on refused ({error}): {why}")));
     }
     let code = param("code").ok_or_else(|| CliError::Other(anyhow::anyhow!("the sign-in ended without a code")))?;
@@ -65,20 +72,28 @@ pub async fn login_sso(url: &str, no_browser: bool, out: Out) -> CliResult<()> {
     save_session(url, session, out)
 }
 
-/// Answers the one request the sign-in ends with; its query parameters.
-async fn wait_for_callback(listener: &tokio::net::TcpListener) -> CliResult<Vec<(String, String)>> {
+/// Answers the request the sign-in ends with (carrying `expected` as `state`; anything else on
+/// the port is answered 404 and ignored); its query parameters.
+async fn wait_for_callback(listener: &tokio::net::TcpListener, expected: &str) -> CliResult<Vec<(String, String)>> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     loop {
         let (mut stream, _) = listener.accept().await.map_err(|e| CliError::Usage(format!("sign-in listener: {e}")))?;
         let mut buffer = vec![0u8; 8192];
-        let n = stream.read(&mut buffer).await.unwrap_or(0);
+        // A connection that sends nothing does not hold the listener.
+        let n = match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(n)) => n,
+            _ => continue,
+        };
         let head = String::from_utf8_lossy(&buffer[..n]).into_owned();
         let target = head.lines().next().and_then(|line| line.split(' ').nth(1)).unwrap_or("");
-        let Some(query) = target.strip_prefix("/callback?") else {
+        let params: Vec<(String, String)> = target
+            .strip_prefix("/callback?")
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        if !params.iter().any(|(k, v)| k == "state" && v == expected) {
             let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
             continue;
-        };
-        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        }
         let text = if params.iter().any(|(k, _)| k == "error") {
             "Single sign-on was refused: see the terminal."
         } else {

@@ -55,9 +55,12 @@ pub enum Command {
     Logout,
     /// Show who the credentials belong to
     Whoami,
-    /// Users: list, get, create, update, deactivate, reactivate, budget, routing
+    /// Users: list, get, create, update, deactivate, reactivate, budget, routing, team
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Teams: list, get, create, update, delete, budget, routing default
+    #[command(subcommand)]
+    Teams(TeamsCommand),
     /// Access keys: list, get, issue, revoke, rotate, Bedrock settings
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -223,6 +226,9 @@ pub enum UsersCommand {
         /// Only users with this status
         #[arg(long, value_enum)]
         status: Option<StatusArg>,
+        /// Only members of this team (`team_…` or its exact name), or `none`
+        #[arg(long, value_name = "TEAM|none")]
+        team: Option<String>,
         /// Page size (1–500, default 50)
         #[arg(long)]
         limit: Option<usize>,
@@ -301,6 +307,91 @@ pub enum UsersCommand {
         #[arg(value_enum)]
         strategy: RoutingArg,
     },
+    /// Put a user in a team, move them to another, or take them out (`none`); spend already
+    /// incurred stays with the team it was incurred in
+    Team {
+        /// The user: `usr_…`, or their exact name or e-mail
+        #[arg(value_name = "USER")]
+        user_id: String,
+        /// The team: `team_…` or its exact name, or `none`
+        #[arg(value_name = "TEAM|none")]
+        team: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    /// List teams (sorted by name) with their budgets, routing defaults and member counts
+    List,
+    /// A team with its members
+    Get {
+        /// The team: `team_…` or its exact name
+        #[arg(value_name = "TEAM")]
+        team: String,
+    },
+    /// Create a team
+    Create {
+        /// Display name (unique among teams)
+        name: String,
+        /// Free text
+        #[arg(long)]
+        description: Option<String>,
+        /// Monthly budget of the members together, in USD; unlimited when omitted
+        #[arg(long, value_name = "USD", value_parser = parse_usd)]
+        budget: Option<Decimal>,
+        /// Routing default of members without a strategy of their own
+        #[arg(long, value_enum)]
+        routing: Option<RoutingArg>,
+    },
+    /// Change a team's name or description ("" clears the description)
+    Update {
+        /// The team: `team_…` or its exact name
+        #[arg(value_name = "TEAM")]
+        team: String,
+        /// New name
+        #[arg(long)]
+        name: Option<String>,
+        /// New description
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a team (refused while it has members)
+    Delete {
+        /// The team: `team_…` or its exact name
+        #[arg(value_name = "TEAM")]
+        team: String,
+    },
+    /// Set a team's monthly budget (the members' spend together)
+    Budget {
+        /// The team: `team_…` or its exact name
+        #[arg(value_name = "TEAM")]
+        team: String,
+        /// USD amount, or `unlimited`
+        #[arg(value_name = "USD|unlimited", value_parser = parse_limit)]
+        limit: Limit,
+    },
+    /// Set or clear (`none`) a team's routing default
+    Routing {
+        /// The team: `team_…` or its exact name
+        #[arg(value_name = "TEAM")]
+        team: String,
+        /// plan_first, bedrock_only, plan_only, or none
+        #[arg(value_name = "STRATEGY|none", value_parser = parse_team_routing)]
+        strategy: TeamRouting,
+    },
+}
+
+/// A team's routing default: a strategy or `None` (no default).
+#[derive(Debug, Clone, Copy)]
+pub struct TeamRouting(pub Option<RoutingStrategy>);
+
+fn parse_team_routing(raw: &str) -> Result<TeamRouting, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "none" => Ok(TeamRouting(None)),
+        other => RoutingArg::from_str(other, true)
+            .map(|r| TeamRouting(Some(r.into())))
+            .map_err(|_| format!("`{raw}` is not plan_first, bedrock_only, plan_only or none")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,7 @@ mod output;
 mod reports;
 mod resolve;
 mod session;
+mod teams;
 mod users;
 
 use std::process::ExitCode;
@@ -99,6 +100,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Login { .. } | Command::Logout | Command::Completions { .. } | Command::Endpoints => Ok(()),
         Command::Whoami => auth::whoami(&client, out).await,
         Command::Users(c) => users::run(&client, c, out).await,
+        Command::Teams(c) => teams::run(&client, c, out).await,
         Command::Keys(c) => keys::run(&client, c, out).await,
         Command::BedrockKey(c) => keys::bedrock_key(&client, c, out).await,
         Command::Tokens(c) => auth::tokens(&client, c, out).await,

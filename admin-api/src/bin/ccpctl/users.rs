@@ -1,6 +1,6 @@
 //! `users …`.
 
-use ccp_admin_api::api::{CreateUser, Page, Reason, SetBudget, SetRouting, UpdateUser, User, UserDetail};
+use ccp_admin_api::api::{CreateUser, Page, Reason, SetBudget, SetRouting, SetTeam, UpdateUser, User, UserDetail};
 
 use crate::cli::UsersCommand;
 use crate::client::{CliError, CliResult, Client};
@@ -12,8 +12,12 @@ use crate::to_json;
 /// Runs a `users` subcommand.
 pub async fn run(client: &Client, command: UsersCommand, out: Out) -> CliResult<()> {
     match command {
-        UsersCommand::List { search, status, limit, offset } => {
+        UsersCommand::List { search, status, team, limit, offset } => {
             let mut query = Vec::new();
+            if let Some(t) = team {
+                let t = if t == "none" { t } else { crate::teams::team_id(client, &t).await? };
+                query.push(("team", t));
+            }
             if let Some(s) = search {
                 query.push(("search", s));
             }
@@ -93,6 +97,16 @@ pub async fn run(client: &Client, command: UsersCommand, out: Out) -> CliResult<
                 format!("budget of {} ({}): {}{per}", u.name, u.user_id, output::budget(u.monthly_limit_usd.as_ref()))
             })
         }
+        UsersCommand::Team { user_id, team } => {
+            let user_id = resolve::user_id(client, &user_id).await?;
+            let team_id = if team == "none" { None } else { Some(crate::teams::team_id(client, &team).await?) };
+            let body = to_json(&SetTeam { team_id })?;
+            let answer = client.put(&["v1", "users", &user_id, "team"], &body, None).await?;
+            show(&answer, out, |u| match &u.team {
+                Some(t) => format!("{} ({}) is in team {t} now", u.name, u.user_id),
+                None => format!("{} ({}) is in no team now", u.name, u.user_id),
+            })
+        }
         UsersCommand::Routing { user_id, strategy } => {
             let user_id = resolve::user_id(client, &user_id).await?;
             let body = to_json(&SetRouting { strategy: strategy.into() })?;
@@ -123,13 +137,14 @@ fn list(page: &Page<User>, out: Out) -> CliResult<()> {
                 u.name.clone(),
                 output::label(&u.status),
                 output::budget(u.monthly_limit_usd.as_ref()),
-                output::label(&u.routing),
+                output::label(&u.effective_routing),
+                output::or_dash(u.team.as_deref()),
                 u.active_keys.to_string(),
                 output::or_dash(u.email.as_deref()),
             ]
         })
         .collect();
-    out.table(&["USER_ID", "NAME", "STATUS", "BUDGET", "ROUTING", "KEYS", "EMAIL"], &rows)?;
+    out.table(&["USER_ID", "NAME", "STATUS", "BUDGET", "ROUTING", "TEAM", "KEYS", "EMAIL"], &rows)?;
     let shown_to = page.offset + page.items.len();
     if page.offset > 0 || shown_to < page.total {
         let more = if shown_to < page.total { format!(" (--offset {shown_to} for more)") } else { String::new() };
@@ -148,9 +163,20 @@ fn user_fields(u: &User) -> Vec<(&'static str, String)> {
         ("email", output::or_dash(u.email.as_deref())),
         ("description", output::or_dash(u.description.as_deref())),
         ("budget", output::budget(u.monthly_limit_usd.as_ref())),
-        ("routing", output::label(&u.routing)),
+        ("routing", routing_line(u)),
+        ("team", output::or_dash(u.team.as_deref())),
         ("active keys", u.active_keys.to_string()),
         ("created", output::time(&u.created_at)),
         ("updated", output::time(&u.updated_at)),
     ]
+}
+
+/// The routing a user gets, and where it comes from when it is not their own.
+fn routing_line(u: &User) -> String {
+    let effective = output::label(&u.effective_routing);
+    if u.effective_routing == u.routing {
+        effective
+    } else {
+        format!("{effective} (team default; own: {})", output::label(&u.routing))
+    }
 }

@@ -53,45 +53,7 @@ impl Drop for Reference {
 
 /// `nginx` from `PATH` (or `/usr/sbin`, where Debian puts it), if installed.
 pub fn find() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("nginx"))
-        .find(|candidate| candidate.is_file())
-}
-
-fn config(dir: &Path, listen: &str, upstream: &str) -> String {
-    let d = dir.display();
-    format!(
-        "daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    client_max_body_size 32m;
-    client_body_buffer_size 1m;
-    upstream anthropic {{ server {upstream}; keepalive 128; }}
-    server {{
-        listen {listen};
-        location = /nginx-ready {{ return 204; }}
-        location / {{
-            proxy_pass http://anthropic;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_buffering off;
-        }}
-    }}
-}}
-"
-    )
+    ccp_tests::balancer::find_nginx()
 }
 
 /// Starts nginx (`bin`) in front of `upstream_url` (`http://host:port`) and waits until it
@@ -102,7 +64,7 @@ pub async fn start_nginx(bin: &Path, upstream_url: &str, pin: bool) -> anyhow::R
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
     let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, config(&dir, &listen, upstream)).context("write nginx.conf")?;
+    std::fs::write(&conf, ccp_tests::balancer::nginx_config(&dir, &listen, &[upstream])).context("write nginx.conf")?;
     let (prefix, conf_arg, err_log) =
         (dir.display().to_string(), conf.display().to_string(), dir.join("error.log").display().to_string());
     let service = match spawn(bin, &["-p", &prefix, "-c", &conf_arg, "-e", &err_log], &[], pin) {

@@ -1,8 +1,9 @@
-//! Budget thresholds: one incident per user, calendar month (budget time zone), threshold and
-//! limit — raising the limit re-arms the thresholds for the new limit.
+//! Budget thresholds: one incident per user (or team), calendar month (budget time zone),
+//! threshold and limit — raising the limit re-arms the thresholds for the new limit. A team's
+//! spend is what its members spent while in it (each request's `team_id`).
 
 use ccp_schemas::events::{AlertRule, AlertSeverity};
-use ccp_schemas::ids::UserId;
+use ccp_schemas::ids::{TeamId, UserId};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -15,6 +16,44 @@ impl Rules {
         let month = self.month(at);
         *self.spend.entry((user_id, month.clone())).or_default() += r.cost_usd;
         self.check_budget(user_id, &month, at, out);
+        if let Some(team_id) = r.team_id {
+            *self.team_spend.entry((team_id, month.clone())).or_default() += r.cost_usd;
+            self.check_team_budget(team_id, &month, at, out);
+        }
+    }
+
+    pub(super) fn check_team_budget(&self, team_id: TeamId, month: &str, at: DateTime<Utc>, out: &mut Vec<Incident>) {
+        let Some(team) = self.dir.team(&team_id) else { return };
+        let Some(limit) = team.monthly_limit_usd.filter(|l| *l > Decimal::ZERO) else { return };
+        let spend = self.team_spend.get(&(team_id, month.to_owned())).copied().unwrap_or_default();
+        let percent = (spend * Decimal::ONE_HUNDRED / limit).floor();
+        for &threshold in &self.cfg.budget_thresholds {
+            if spend * Decimal::ONE_HUNDRED < limit * Decimal::from(threshold) {
+                continue;
+            }
+            let limit = limit.normalize();
+            out.push(Incident {
+                rule: AlertRule::BudgetThreshold,
+                key: format!("team_budget_threshold:{team_id}:{month}:{threshold}:{limit}"),
+                severity: if threshold >= 100 { AlertSeverity::Critical } else { AlertSeverity::Warning },
+                user_id: None,
+                key_id: None,
+                message: format!(
+                    "Team {} has spent ${} of its ${limit} monthly budget ({percent}%, threshold {threshold}%) in {month}",
+                    team.name,
+                    spend.round_dp(2),
+                ),
+                values: values([
+                    ("team_id", json!(team_id.to_string())),
+                    ("month", json!(month)),
+                    ("spend_usd", json!(spend.normalize().to_string())),
+                    ("limit_usd", json!(limit.to_string())),
+                    ("percent", json!(percent.to_string().parse::<u64>().unwrap_or(0))),
+                    ("threshold_percent", json!(threshold)),
+                ]),
+                at,
+            });
+        }
     }
 
     pub(super) fn check_budget(&self, user_id: UserId, month: &str, at: DateTime<Utc>, out: &mut Vec<Incident>) {
@@ -85,6 +124,32 @@ mod tests {
         // A new month starts from zero.
         g.now = "2026-12-01T00:00:01Z".parse().unwrap();
         assert!(g.spend("1").is_empty());
+    }
+
+    #[test]
+    fn team_thresholds_count_what_members_spent_in_the_team_and_not_after_they_left() {
+        use ccp_schemas::ids::TeamId;
+        let mut g = Given::new();
+        let team_id = TeamId::new();
+        g.when(Event::TeamCreated(TeamCreated { team_id, name: "x-files".into(), description: None }));
+        g.when(Event::TeamBudgetSet(TeamBudgetSet { team_id, monthly_limit_usd: Some("100".parse().unwrap()) }));
+        let in_team = |g: &mut Given, cost: &str, team: Option<TeamId>| {
+            let mut r = request(g.user, g.key, cost);
+            r.team_id = team;
+            g.when(Event::RequestCompleted(r))
+        };
+        assert!(in_team(&mut g, "70", Some(team_id)).is_empty());
+        // Spent after leaving the team: not the team's.
+        assert!(in_team(&mut g, "20", None).is_empty());
+        let fired = in_team(&mut g, "10", Some(team_id));
+        assert_eq!(keys(&fired), [format!("team_budget_threshold:{team_id}:2026-11:80:100")]);
+        assert!(fired[0].message.contains("Team x-files has spent $80 of its $100"), "{}", fired[0].message);
+        assert_eq!(fired[0].values["team_id"], json!(team_id.to_string()));
+        assert!(in_team(&mut g, "1", Some(team_id)).is_empty(), "one incident, one alert");
+        // Lowering the team's limit under its spend fires the 100% threshold at once.
+        let lowered =
+            g.when(Event::TeamBudgetSet(TeamBudgetSet { team_id, monthly_limit_usd: Some("50".parse().unwrap()) }));
+        assert_eq!(lowered.len(), 2, "{:?}", keys(&lowered));
     }
 
     #[test]
