@@ -19,9 +19,9 @@ machines. This script shows that the same DDL also works on a current release, u
    ClickHouse has not, so each statement is parsed and formatted (`formatQuery`), not run: it
    must parse, keep its `ON CLUSTER`, and a table must keep its `Replicated*` engine. A backfill
    (`INSERT INTO t (…) SELECT …`, data rather than DDL) has no `ON CLUSTER` form: it must parse.
-5. The dictionaries of `schemas/dictionaries/*.sql` (DDL dictionaries over the `users` and `keys`
-   dimensions: ClickHouse 18.16 has none, so they are checked here only), created in the check's
-   database after one user and one key were inserted, then read with `dictGet`: the name must
+5. The dictionaries of `schemas/dictionaries/*.sql` (DDL dictionaries over the `users`, `teams`
+   and `keys` dimensions: ClickHouse 18.16 has none, so they are checked here only), created in
+   the check's database after one user, one team and one key were inserted, then read with `dictGet`: the name must
    come back.
 
 Prints one line per migration file, table and query file, then
@@ -404,6 +404,11 @@ def check_dictionaries(runner: Runner, directory: Path, root: Path) -> None:
         f"INSERT INTO {DB}.keys (key_id, user_id, name, status, stream_seq) "
         "VALUES ('key_dict', 'usr_dict', 'laptop', 'active', 1)",
     )
+    runner.run(
+        "dictionary sample team",
+        f"INSERT INTO {DB}.teams (team_id, name, stream_seq) "
+        "VALUES ('team_x', 'old team', 1), ('team_x', 'Dict Team', 2)",
+    )
     for path in files:
         rel = path.relative_to(root)
         statements = split_statements(path.read_text(encoding="utf-8"), DB)
@@ -414,11 +419,12 @@ def check_dictionaries(runner: Runner, directory: Path, root: Path) -> None:
         "dictGet",
         f"SELECT dictGet('{DB}.users_dict', 'name', tuple('usr_dict')), "
         f"dictGet('{DB}.users_dict', 'team_id', tuple('usr_dict')), "
-        f"dictGet('{DB}.keys_dict', 'user_id', tuple('key_dict'))",
+        f"dictGet('{DB}.keys_dict', 'user_id', tuple('key_dict')), "
+        f"dictGet('{DB}.teams_dict', 'name', tuple('team_x'))",
     ).strip()
-    if got != "Dict User\tteam_x\tusr_dict":
+    if got != "Dict User\tteam_x\tusr_dict\tDict Team":
         raise CheckFailed("dictGet", "", f"expected the newest user row and the key's user, got {got!r}")
-    print("dictionaries: dictGet answers the newest row of users and keys")
+    print("dictionaries: dictGet answers the newest row of users, teams and keys")
 
 
 def check_cluster_ddl(runner: Runner, path: Path, root: Path) -> None:

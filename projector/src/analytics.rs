@@ -1,5 +1,5 @@
 //! The analytics projection: events → ClickHouse rows (`requests`, `audit_log`,
-//! `circuit_transitions`, and the dimensions `users` and `keys`), in batches, exactly once.
+//! `circuit_transitions`, and the dimensions `users`, `teams` and `keys`), in batches, exactly once.
 //!
 //! Exactly once: each batch is one `INSERT` (one block, written atomically) whose rows carry their
 //! stream sequence, and a table's progress *is* `max(stream_seq)` of its rows — stored with the
@@ -12,7 +12,7 @@
 //! This file is the writer, the same for every table ([`Projection`] over a [`TableSpec`]); each
 //! table's mapping of an event to its row is in its own file: `requests.rs` ([`Requests`]),
 //! `audit.rs` ([`Audit`], which leaves secrets out of `details`), `circuits.rs` ([`Circuits`]),
-//! and the dimensions `users.rs` ([`Users`]) and `keys.rs` ([`Keys`]). The row types are in
+//! and the dimensions `users.rs` ([`Users`]), `teams.rs` ([`Teams`]) and `keys.rs` ([`Keys`]). The row types are in
 //! [`ccp_runtime::tables`], shared with the admin API.
 //!
 //! A dimension's row is the entity's whole state after the event, so its mapping needs the state
@@ -24,6 +24,7 @@ mod audit;
 mod circuits;
 mod keys;
 mod requests;
+mod teams;
 mod users;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,7 @@ pub use self::audit::Audit;
 pub use self::circuits::Circuits;
 pub use self::keys::Keys;
 pub use self::requests::Requests;
+pub use self::teams::Teams;
 pub use self::users::Users;
 
 /// A serde enum's snake_case name (the events' own spelling).

@@ -12,7 +12,7 @@ use ccp_runtime::migrate;
 use ccp_schemas::migrations::MIGRATIONS;
 use ccp_schemas::Namespace;
 
-use crate::analytics::{Audit, Circuits, Keys, Projection, Requests, TableSpec, Users};
+use crate::analytics::{Audit, Circuits, Keys, Projection, Requests, TableSpec, Teams, Users};
 
 /// Tables moved in the swap (everything the migrations create but their own bookkeeping).
 const DATA_TABLES: &[&str] = &[
@@ -24,6 +24,7 @@ const DATA_TABLES: &[&str] = &[
     "usage_hour",
     "usage_day",
     "users",
+    "teams",
     "keys",
     "requests_by_user",
     "key_last_used",
@@ -87,6 +88,7 @@ pub async fn rebuild(settings: &Settings, js: &jetstream::Context, ns: &Namespac
     let audit = replay::<Audit>(js, ns, &client, batch).await?;
     let circuits = replay::<Circuits>(js, ns, &client, batch).await?;
     replay::<Users>(js, ns, &client, batch).await?;
+    replay::<Teams>(js, ns, &client, batch).await?;
     replay::<Keys>(js, ns, &client, batch).await?;
 
     // Swap: views first (they name their source and target), then every data table at once.

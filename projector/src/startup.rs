@@ -12,7 +12,7 @@ use ccp_runtime::config::Settings;
 use ccp_runtime::migrate;
 use ccp_runtime::streams::{self, StreamPolicy};
 
-use crate::analytics::{Audit, Circuits, Keys, Projection, Requests, Stats, TableSpec, Users};
+use crate::analytics::{Audit, Circuits, Keys, Projection, Requests, Stats, TableSpec, Teams, Users};
 use ccp_runtime::telemetry;
 
 /// Readiness shared with the HTTP handlers.
@@ -53,6 +53,7 @@ impl Application {
             spawn::<Audit>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
             spawn::<Circuits>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
             spawn::<Users>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
+            spawn::<Teams>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
             spawn::<Keys>(&js, &ns, &clickhouse, batch, flush, &stop).await?,
         ] {
             stats.push((name, s));

@@ -1,5 +1,5 @@
-//! The `users` and `keys` dimensions, `requests_by_user` and `key_last_used` (migration 0006)
-//! projected by the real projector from real events into the real ClickHouse, a restart that
+//! The `users`, `teams` and `keys` dimensions, `requests_by_user` and `key_last_used`
+//! (migrations 0006 and 0007), `requests.team_id`, projected by the real projector from real events into the real ClickHouse, a restart that
 //! resumes the dimensions from their own rows, and the example queries of issue 22 answering from
 //! that data (on this ClickHouse 18.16; `scripts/check_clickhouse_lts.py` runs them on a current
 //! one).
@@ -10,7 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ccp_runtime::config::Settings;
-use ccp_schemas::events::{Event, Provider, RequestCompleted, TokenUsage, UserTeamSet, UserUpdated};
+use ccp_schemas::events::{
+    Event, Provider, RequestCompleted, RoutingStrategy, TeamBudgetSet, TeamCreated, TeamDeleted, TeamRoutingSet,
+    TeamUpdated, TokenUsage, UserTeamSet, UserUpdated,
+};
 use ccp_schemas::ids::TeamId;
 use ccp_schemas::{Actor, Envelope};
 use ccp_tests::events::{completed, wait_requests, wait_rollups, Log};
@@ -83,7 +86,20 @@ async fn dimensions_user_ordered_rows_and_the_issue_22_queries() {
     let log = Log::new(&settings).await;
     let (ann, ann_key, ann_secret) = log.user_with_key("ann").await;
     let (bob, bob_key, _) = log.user_with_key("bob").await;
-    let team = TeamId::new();
+    let (team, gone) = (TeamId::new(), TeamId::new());
+    log.append(Event::TeamCreated(TeamCreated { team_id: team, name: "platform".into(), description: None })).await;
+    log.append(Event::TeamUpdated(TeamUpdated {
+        team_id: team,
+        name: Some("Platform Eng".into()),
+        description: Some("infra".into()),
+    }))
+    .await;
+    log.append(Event::TeamBudgetSet(TeamBudgetSet { team_id: team, monthly_limit_usd: Some(Decimal::new(500, 0)) }))
+        .await;
+    log.append(Event::TeamRoutingSet(TeamRoutingSet { team_id: team, strategy: Some(RoutingStrategy::PlanOnly) }))
+        .await;
+    log.append(Event::TeamCreated(TeamCreated { team_id: gone, name: "gone".into(), description: None })).await;
+    log.append(Event::TeamDeleted(TeamDeleted { team_id: gone })).await;
     log.append(Event::UserUpdated(UserUpdated {
         user_id: ann,
         name: Some("Ann Example".into()),
@@ -114,6 +130,7 @@ async fn dimensions_user_ordered_rows_and_the_issue_22_queries() {
         latency_ms: 900,
         usage,
         session_id: Some("s-ann".into()),
+        team_id: Some(team),
         ..completed(ann, ann_key)
     };
     let envelopes = [
@@ -124,6 +141,7 @@ async fn dimensions_user_ordered_rows_and_the_issue_22_queries() {
                 latency_ms: 100,
                 usage,
                 session_id: Some("s-early".into()),
+                team_id: Some(team),
                 ..completed(ann, ann_key)
             },
         ),
@@ -137,6 +155,7 @@ async fn dimensions_user_ordered_rows_and_the_issue_22_queries() {
                 latency_ms: 100,
                 usage,
                 session_id: Some("s-ann".into()),
+                team_id: Some(team),
                 ..completed(ann, ann_key)
             },
         ),
@@ -186,6 +205,41 @@ async fn dimensions_user_ordered_rows_and_the_issue_22_queries() {
     let ann_row = keys.iter().find(|k| k["key_id"] == ann_key.to_string()).unwrap();
     assert_eq!((ann_row["status"].as_str(), ann_row["revoked_at"].is_null()), (Some("active"), true));
     assert!(!format!("{keys:?}").contains(&ann_secret.hash(&log.pepper).to_hex()), "no key hash in keys");
+
+    // Teams: renamed, budget and routing set; a deleted team keeps its row, dated.
+    let teams = eventually(
+        &db,
+        "SELECT team_id, name, description, routing, monthly_budget_nanos, deleted_at FROM {db}.teams FINAL \
+         ORDER BY name",
+        |r| r.len() == 2 && r.iter().all(|t| t["name"] != "platform") && !r[1]["deleted_at"].is_null(),
+        text,
+    )
+    .await;
+    assert_eq!(teams[0]["team_id"], team.to_string());
+    assert_eq!(
+        (teams[0]["name"].as_str(), teams[0]["description"].as_str(), teams[0]["routing"].as_str()),
+        (Some("Platform Eng"), Some("infra"), Some("plan_only"))
+    );
+    assert_eq!(num(&teams[0]["monthly_budget_nanos"]) as u64, 500_000_000_000);
+    assert!(teams[0]["deleted_at"].is_null());
+    assert_eq!(
+        (teams[1]["team_id"].as_str(), teams[1]["name"].as_str()),
+        (Some(gone.to_string().as_str()), Some("gone"))
+    );
+
+    // The team at request time, in requests and in requests_by_user: ann's 4 requests, not bob's.
+    for table in ["requests", "requests_by_user"] {
+        let by_team =
+            rows(&db, &format!("SELECT team_id, count() AS n FROM {{db}}.{table} GROUP BY team_id ORDER BY team_id"))
+                .await;
+        assert_eq!(by_team.len(), 2, "{table}: {by_team:?}");
+        assert_eq!((by_team[0]["team_id"].as_str(), num(&by_team[0]["n"]) as u64), (Some(""), 1), "{table}");
+        assert_eq!(
+            (by_team[1]["team_id"].as_str(), num(&by_team[1]["n"]) as u64),
+            (Some(team.to_string().as_str()), 4),
+            "{table}"
+        );
+    }
 
     // requests_by_user holds every request, with the same sums; key_last_used the newest time.
     let copy =
@@ -256,9 +310,10 @@ async fn dimensions_user_ordered_rows_and_the_issue_22_queries() {
     assert_eq!(num(&ann_month[0]["unpriced_requests"]) as u64, 1);
     assert_eq!(num(&ann_month[0]["estimated_requests"]) as u64, 1);
 
-    // Cost per team: ann's team, and bob without one.
+    // Cost per team (the team at request time), with its name: ann's team, and bob without one.
     let teams = example(&db, "cost_per_team_this_month", "Europe/Berlin").await;
     let ann_team = teams.iter().find(|r| r["team_id"] == team.to_string()).unwrap();
+    assert_eq!((ann_team["team_name"].as_str(), num(&ann_team["team_deleted"]) as u64), (Some("Platform Eng"), 0));
     assert!((num(&ann_team["organisation_spend_usd"]) - 2.0).abs() < 1e-9, "{teams:?}");
     assert!((num(&ann_team["plan_value_usd"]) - 1.0).abs() < 1e-9, "{teams:?}");
     let no_team = teams.iter().find(|r| r["team_id"] == "").unwrap();

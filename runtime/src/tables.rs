@@ -9,8 +9,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// One `requests` row: one usage event (migrations 0001, 0003 and 0004; `cost_nanos_or_null` is
-/// an `ALIAS` column, never stored and not a field).
+/// One `requests` row: one usage event (migrations 0001, 0003, 0004 and 0007; `cost_nanos_or_null`
+/// is an `ALIAS` column, never stored and not a field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
 pub struct RequestRow {
     pub event_id: String,
@@ -74,6 +74,9 @@ pub struct RequestRow {
     pub priced_model: String,
     pub bedrock_resolution: String,
     pub model_substituted: u8,
+    /// The team of the request's user at the time of the request, `''` if none (migration 0007;
+    /// `users.team_id` is the user's team now).
+    pub team_id: String,
 }
 
 /// One `audit_log` row: an admin command or login (no secrets: sealed keys and hashes are left
@@ -138,6 +141,29 @@ pub struct UserRow {
     /// When the user was deactivated; `None` while active.
     #[serde(with = "clickhouse::serde::chrono::datetime::option")]
     pub deactivated_at: Option<DateTime<Utc>>,
+    /// Sequence of the event in the admin stream (the row's version and the projection's progress).
+    pub stream_seq: u64,
+}
+
+/// One `teams` row: a team's state after one admin event (migration 0007). The table keeps the
+/// row with the highest `stream_seq` per team (ReplacingMergeTree; read with `FINAL`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct TeamRow {
+    pub team_id: String,
+    pub name: String,
+    /// `''` if none.
+    pub description: String,
+    /// The members' routing default (`plan_first`, `bedrock_only` or `plan_only`), `''` if none.
+    pub routing: String,
+    /// The members' monthly budget together, in nano-dollars; `None`: no budget.
+    pub monthly_budget_nanos: Option<u64>,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub updated_at: DateTime<Utc>,
+    /// When the team was deleted; `None` while it exists.
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub deleted_at: Option<DateTime<Utc>>,
     /// Sequence of the event in the admin stream (the row's version and the projection's progress).
     pub stream_seq: u64,
 }

@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dimensions_and_user_order",
         sql: include_str!("../migrations/0006_dimensions_and_user_order.sql"),
     },
+    Migration { version: 7, name: "teams", sql: include_str!("../migrations/0007_teams.sql") },
 ];
 
 /// The ledger of applied migrations, `{db}.schema_migrations` (created before any migration).

@@ -76,6 +76,7 @@ fn request_row(seq: u64, envelope: &Envelope, r: &RequestCompleted) -> RequestRo
         priced_model: text(&r.priced_model),
         bedrock_resolution: r.bedrock_resolution.map(|s| s.as_str().to_owned()).unwrap_or_default(),
         model_substituted: u8::from(r.model_substituted),
+        team_id: r.team_id.map(|t| t.to_string()).unwrap_or_default(),
     };
     if let Some(state) = &r.rate_limit {
         set_rate_limit(&mut row, state);

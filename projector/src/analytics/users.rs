@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use super::{label, TableSpec};
 
 /// USD → whole nano-dollars (rounded; a budget beyond `u64` nano-dollars saturates).
-fn nanos(usd: Decimal) -> u64 {
+pub(super) fn nanos(usd: Decimal) -> u64 {
     (usd * Decimal::new(1_000_000_000, 0)).round().to_u64().unwrap_or(if usd.is_sign_negative() { 0 } else { u64::MAX })
 }
 
