@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ccp_runtime::config::SsoSettings;
+use ccp_schemas::secrets::random_token;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Digest as _;
@@ -484,12 +485,9 @@ fn verify_signature(parts: &Parts, keys: &[Jwk]) -> Result<(), Refusal> {
     }
 }
 
-/// 32 random bytes, base64url.
+/// 32 random bytes, base64url ([`random_token`] without a prefix).
 pub fn random_url_token() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| "no randomness available".to_owned())?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+    random_token("").map(|t| t.expose().to_owned()).map_err(|e| format!("no randomness available: {e}"))
 }
 
 /// The PKCE S256 challenge of a verifier.

@@ -108,6 +108,7 @@ async fn sso_state(
         format!("{}_admin_sso", ns.prefix()),
         max_age,
         "ClaudeCodeProxy single sign-ons under way",
+        settings.nats.replicas,
     )
     .await?;
     tracing::info!(issuer = %settings.admin.sso.issuer, password_login = settings.admin.sso.password_login,
@@ -123,9 +124,14 @@ impl Application {
         let js = jetstream::new(client.clone());
         streams::ensure(&js, &ns, &StreamPolicy::from(&settings.nats)).await?;
         let ttl = Duration::from_secs(settings.admin.session_ttl_secs.max(60));
-        let sessions =
-            streams::own_bucket(&js, format!("{}_admin_sessions", ns.prefix()), ttl, "ClaudeCodeProxy admin sessions")
-                .await?;
+        let sessions = streams::own_bucket(
+            &js,
+            format!("{}_admin_sessions", ns.prefix()),
+            ttl,
+            "ClaudeCodeProxy admin sessions",
+            settings.nats.replicas,
+        )
+        .await?;
 
         let pepper = KeyPepper::new(&settings.secrets.access_key_pepper)
             .map_err(|_| anyhow::anyhow!("secrets.access_key_pepper must be at least 32 bytes"))?;
@@ -161,7 +167,8 @@ impl Application {
             }
         });
         // Which releases run beside this one: events they cannot read are held back.
-        let announcer = ccp_runtime::compat::Announcer::start(client.clone(), &ns, "ccp-admin").await?;
+        let announcer =
+            ccp_runtime::compat::Announcer::start(client.clone(), &ns, "ccp-admin", settings.nats.replicas).await?;
         let state = web::Data::new(AppState {
             store: EventStore::new(client.clone(), ns.clone()).with_readers(Arc::clone(&announcer.readers)),
             view: Arc::clone(&view),
@@ -187,6 +194,7 @@ impl Application {
                 format!("{}_idempotency", ns.prefix()),
                 Duration::from_secs(24 * 3600),
                 "ClaudeCodeProxy admin API idempotency records",
+                settings.nats.replicas,
             )
             .await?,
         });

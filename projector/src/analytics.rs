@@ -234,6 +234,9 @@ impl<T: TableSpec> Projection<T> {
         }
         if self.rebind {
             self.consumer = Self::bind(&self.stream, &self.name, self.batch_size, self.last_seq).await?;
+            // A dropped fetch may have folded events into the state whose rows were never
+            // written; they come again, so the state goes back to what the table holds.
+            self.state = T::load(&self.clickhouse).await?;
             (self.rebind, self.next_seq) = (false, None);
             tracing::info!(last_seq = self.last_seq, table = T::TABLE, "projection consumer bound anew");
         }

@@ -39,7 +39,8 @@ impl Application {
         }
         let ns = settings.nats.namespace()?;
         let client = telemetry::connect_nats(&settings.nats, "ccp-projector").await?;
-        let announcer = ccp_runtime::compat::Announcer::spawn(client.clone(), ns.clone(), "ccp-projector");
+        let announcer =
+            ccp_runtime::compat::Announcer::spawn(client.clone(), ns.clone(), "ccp-projector", settings.nats.replicas);
         let js = async_nats::jetstream::new(client);
         streams::ensure(&js, &ns, &StreamPolicy::from(&settings.nats)).await?;
         let clickhouse = migrate::server_client(&settings.clickhouse)?.with_database(&settings.clickhouse.database);

@@ -271,10 +271,7 @@ impl BedrockClient {
             return failure;
         }
         let authority = match &self.endpoint {
-            Some(url) => {
-                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-                rest.split(['/', '?', '#']).next().unwrap_or(rest).to_owned()
-            }
+            Some(url) => ccp_runtime::egress::authority(url).to_owned(),
             None => format!("bedrock-runtime.{region}.amazonaws.com"),
         };
         let default_port = if self.endpoint.as_deref().is_some_and(|u| u.starts_with("http://")) { 80 } else { 443 };

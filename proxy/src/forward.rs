@@ -14,7 +14,7 @@ use awc::error::SendRequestError;
 use awc::http::Uri;
 use bytes::{Bytes, BytesMut};
 use ccp_runtime::config::BudgetEnforcement;
-use ccp_runtime::egress::{explain_connect_failure, Egress};
+use ccp_runtime::egress::{authority, explain_connect_failure, Egress};
 use ccp_schemas::events::{Endpoint, ErrorClass, FallbackReason, ModelFamily, Provider, RoutingStrategy, TripReason};
 use ccp_schemas::secrets::access_key::{AccessKey, KeyPepper, KeyPrefix};
 use ccp_schemas::secrets::envelope::ConfiguredMasterKey;
@@ -75,35 +75,31 @@ pub struct Shared {
 }
 
 /// Whose monthly budget refuses a request: the user's own, or their team's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Whose {
     /// The user's own budget.
     User,
-    /// The budget of the user's team (its name).
-    Team(String),
+    /// The budget of the user's team.
+    Team,
 }
 
-/// The budgets a request is checked against: the user's and their team's (the stricter one
-/// refuses first), each as (whose, key its spend and reservations are counted under, limit).
-fn budgets(record: &RequestRecord) -> Vec<(Whose, ccp_schemas::ids::UserId, Decimal)> {
-    let Some(key) = record.key.as_ref() else { return Vec::new() };
-    let mut out = Vec::with_capacity(2);
-    if let Some(limit) = key.monthly_limit_usd {
-        out.push((Whose::User, key.user_id, limit));
-    }
-    if let Some(team) = key.team.as_ref() {
-        if let Some(limit) = team.monthly_limit_usd {
-            out.push((Whose::Team(team.name.clone()), crate::spend::team::team_key(team.team_id), limit));
-        }
-    }
-    out
+/// The budgets a request is checked against — the user's, then their team's (the stricter one
+/// refuses first) — each as (whose, the key its spend and reservations are counted under, limit).
+/// No allocation: this runs on every request.
+fn budgets(record: &RequestRecord) -> impl Iterator<Item = (Whose, ccp_schemas::ids::UserId, Decimal)> + '_ {
+    let key = record.key.as_ref();
+    let user = key.and_then(|k| Some((Whose::User, k.user_id, k.monthly_limit_usd?)));
+    let team = key
+        .and_then(|k| k.team.as_ref())
+        .and_then(|t| Some((Whose::Team, crate::spend::team::team_key(t.team_id), t.monthly_limit_usd?)));
+    user.into_iter().chain(team)
 }
 
 /// 429 when the user's or their team's monthly budget is spent (by every replica's finished
 /// requests) or reserved by requests in flight here.
 pub(crate) fn budget_refusal(shared: &Shared, record: &RequestRecord) -> Option<ProxyError> {
     let (whose, spent, in_flight, limit, now) = budget_used(shared, record)?;
-    Some(budget_error(shared, &whose, spent, in_flight, Decimal::ZERO, limit, now))
+    Some(budget_error(shared, record, whose, spent, in_flight, Decimal::ZERO, limit, now))
 }
 
 /// The first budget (user's, then team's) whose spend and what *other* requests in flight here
@@ -118,7 +114,7 @@ fn budget_used(
         let spent = shared.spend.spent_everywhere(counted_as, now);
         let own = match whose {
             Whose::User => record.reservation.as_ref(),
-            Whose::Team(_) => record.team_reservation.as_ref(),
+            Whose::Team => record.team_reservation.as_ref(),
         }
         .map_or(Decimal::ZERO, crate::reserve::Reservation::amount);
         let in_flight = shared.reservations.held(counted_as) - own;
@@ -128,9 +124,11 @@ fn budget_used(
 
 /// The budget's 429, naming whose budget it is, what is spent, what is in flight and when the
 /// budget resets.
+#[allow(clippy::too_many_arguments)]
 fn budget_error(
     shared: &Shared,
-    whose: &Whose,
+    record: &RequestRecord,
+    whose: Whose,
     spent: Decimal,
     in_flight: Decimal,
     amount: Decimal,
@@ -139,11 +137,10 @@ fn budget_error(
 ) -> ProxyError {
     let tz = shared.spend.tz();
     let resets = Month::of(now, tz).next().first_day();
+    let team = record.key.as_ref().and_then(|k| k.team.as_ref()).map_or("", |t| t.name.as_str());
     let (owner, requests) = match whose {
         Whose::User => ("Your monthly ClaudeCodeProxy budget".to_owned(), "your requests"),
-        Whose::Team(name) => {
-            (format!("The monthly ClaudeCodeProxy budget of your team `{name}`"), "your team's requests")
-        }
+        Whose::Team => (format!("The monthly ClaudeCodeProxy budget of your team `{team}`"), "your team's requests"),
     };
     let (what, retry) = if spent >= limit {
         ("is used up".to_owned(), "Ask your platform team to raise it.")
@@ -189,8 +186,7 @@ pub(crate) fn reserve(
     body_bytes: usize,
     max_tokens: Option<u64>,
 ) -> Result<(), ProxyError> {
-    let budgets = budgets(record);
-    if budgets.is_empty() {
+    if budgets(record).next().is_none() {
         return Ok(());
     }
     let prices = shared.keys.prices();
@@ -198,21 +194,20 @@ pub(crate) fn reserve(
     let amount = price
         .map_or(Decimal::ZERO, |p| crate::reserve::estimate(body_bytes, max_tokens, p, shared.max_reservation_usd));
     let now = chrono::Utc::now();
-    let mut held = Vec::with_capacity(2);
-    for (whose, counted_as, limit) in budgets {
+    let (mut user, mut team) = (None, None);
+    for (whose, counted_as, limit) in budgets(record) {
         let spent = shared.spend.spent_everywhere(counted_as, now);
         match shared.reservations.admit(counted_as, amount, spent, limit) {
-            Ok(reservation) => held.push((whose, reservation)),
-            // Dropping `held` releases what was reserved of the other budget.
-            Err(refused) => return Err(budget_error(shared, &whose, spent, refused.in_flight, amount, limit, now)),
+            Ok(reservation) if whose == Whose::User => user = Some(reservation),
+            Ok(reservation) => team = Some(reservation),
+            // Dropping `user` releases what was reserved of the user's budget.
+            Err(refused) => {
+                return Err(budget_error(shared, record, whose, spent, refused.in_flight, amount, limit, now))
+            }
         }
     }
-    for (whose, reservation) in held {
-        match whose {
-            Whose::User => record.reservation = Some(reservation),
-            Whose::Team(_) => record.team_reservation = Some(reservation),
-        }
-    }
+    record.reservation = user;
+    record.team_reservation = team;
     Ok(())
 }
 
@@ -684,23 +679,9 @@ async fn send(
     }
 }
 
-/// `host:port` of a base URL (no scheme, credentials or path).
-fn authority(base: &str) -> &str {
-    let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
-    let rest = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    rest.rsplit_once('@').map_or(rest, |(_, host)| host)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{authority, proxied_path, ProxiedPath};
-
-    #[test]
-    fn the_authority_of_a_base_url() {
-        assert_eq!(authority("https://api.anthropic.com"), "api.anthropic.com");
-        assert_eq!(authority("https://u:p@localhost:8443/base"), "localhost:8443");
-        assert_eq!(authority("http://127.0.0.1:1"), "127.0.0.1:1");
-    }
+    use super::{proxied_path, ProxiedPath};
 
     #[test]
     fn proxied_paths_are_split_and_others_refused() {

@@ -68,10 +68,10 @@ impl RateLimits {
     /// Shares states with the other replicas through the `<prefix>_rate_limits` bucket, for
     /// ever: puts the states this replica renewed (every [`SHARE_EVERY`]) and merges every
     /// state the bucket receives. Re-opens the bucket after a failure.
-    pub async fn share(self: Arc<Self>, js: jetstream::Context, ns: Namespace) {
+    pub async fn share(self: Arc<Self>, js: jetstream::Context, ns: Namespace, nats_replicas: usize) {
         loop {
             let result = async {
-                let kv = open_bucket(&js, &ns).await?;
+                let kv = open_bucket(&js, &ns, nats_replicas).await?;
                 tokio::select! {
                     r = self.watch(&kv) => r,
                     r = self.put_renewed(&kv) => r,
@@ -142,14 +142,15 @@ impl RateLimits {
     }
 }
 
-/// Opens (or creates) the shared bucket.
-pub async fn open_bucket(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<kv::Store> {
+/// Opens (or creates) the shared bucket on `nats_replicas` NATS replicas.
+pub async fn open_bucket(js: &jetstream::Context, ns: &Namespace, nats_replicas: usize) -> anyhow::Result<kv::Store> {
     ccp_runtime::streams::own_bucket(
         js,
         format!("{}_rate_limits", ns.prefix()),
         // Anthropic's longest window is a week; older states describe nothing current.
         Duration::from_secs(8 * 86_400),
         "ClaudeCodeProxy newest Anthropic rate-limit state per access key",
+        nats_replicas,
     )
     .await
 }

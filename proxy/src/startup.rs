@@ -94,7 +94,7 @@ impl Application {
         let client = telemetry::connect_nats(&settings.nats, "ccp-proxy").await?;
         // Announces the contract revision this replica reads, in the background (it runs while
         // the process lives; a stopped replica's announcement lapses after `compat::STALE`).
-        drop(ccp_runtime::compat::Announcer::spawn(client.clone(), ns.clone(), "ccp-proxy"));
+        drop(ccp_runtime::compat::Announcer::spawn(client.clone(), ns.clone(), "ccp-proxy", settings.nats.replicas));
         let (sink, publisher) = publisher::channel(client.clone(), ns.clone(), spool, metrics.clone());
         let (stop_publisher, stop_rx) = tokio::sync::oneshot::channel();
         let publisher = tokio::spawn(publisher.run(stop_rx));
@@ -107,10 +107,10 @@ impl Application {
         // spools) without NATS.
         let tally_watch = {
             let (spend, js, ns) = (spend.clone(), async_nats::jetstream::new(client.clone()), ns.clone());
-            let replica = replica.clone();
+            let (replica, nats_replicas) = (replica.clone(), settings.nats.replicas);
             tokio::spawn(async move {
                 loop {
-                    match crate::spend::SharedTally::open_as(&js, &ns, &replica).await {
+                    match crate::spend::SharedTally::open_as(&js, &ns, &replica, nats_replicas).await {
                         Ok(tally) => {
                             let tally = Arc::new(tally);
                             spend.share(tally.clone());
@@ -129,7 +129,11 @@ impl Application {
         let background = vec![
             tally_watch,
             tokio::spawn(spend.clone().start(client.clone(), ns.clone())),
-            tokio::spawn(rate_limits.clone().share(async_nats::jetstream::new(client.clone()), ns.clone())),
+            tokio::spawn(rate_limits.clone().share(
+                async_nats::jetstream::new(client.clone()),
+                ns.clone(),
+                settings.nats.replicas,
+            )),
         ];
         let policy = StreamPolicy::from(&settings.nats);
         let follower = {

@@ -59,7 +59,7 @@ impl Env {
     /// started as the proxy starts it; returned once ready.
     async fn replica(&self, replica: &str) -> (Arc<Spend>, Vec<tokio::task::JoinHandle<()>>) {
         let spend = Arc::new(Spend::new(chrono_tz::UTC));
-        let tally = Arc::new(SharedTally::open_as(&self.js, &self.ns, replica).await.unwrap());
+        let tally = Arc::new(SharedTally::open_as(&self.js, &self.ns, replica, 1).await.unwrap());
         spend.share(tally.clone());
         let tasks = vec![
             tokio::spawn(tally.clone().watch()),

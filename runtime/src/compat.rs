@@ -75,7 +75,6 @@ impl Readers {
 
 /// This service's announcement, renewed until [`Announcer::withdraw`], and what the others say.
 pub struct Announcer {
-    own: Announcement,
     key: String,
     /// The running services.
     pub readers: Arc<Readers>,
@@ -84,7 +83,7 @@ pub struct Announcer {
 }
 
 /// The bucket of announcements.
-pub fn bucket_name(ns: &Namespace) -> String {
+fn bucket_name(ns: &Namespace) -> String {
     format!("{}_services", ns.prefix())
 }
 
@@ -103,29 +102,34 @@ impl Announcer {
 
     /// Announces `service` (reading [`ccp_schemas::compat::reading`]) once the others'
     /// announcements have been read — for a writer, which must not miss an older reader.
-    pub async fn start(client: async_nats::Client, ns: &Namespace, service: &str) -> anyhow::Result<Self> {
+    pub async fn start(
+        client: async_nats::Client,
+        ns: &Namespace,
+        service: &str,
+        replicas: usize,
+    ) -> anyhow::Result<Self> {
         let (own, key) = Self::own(service);
         let readers = Arc::new(Readers::default());
-        let (store, entries) = connect(&client, ns, &readers).await?;
+        let (store, entries) = connect(&client, ns, &readers, replicas).await?;
         put(&store, &key, &own).await?;
         tracing::info!(contract = own.contract, "announced in {}", bucket_name(ns));
         let slot = Arc::new(std::sync::OnceLock::new());
         let _ = slot.set(store.clone());
-        let task = tokio::spawn(keep(store, entries, Arc::clone(&readers), key.clone(), own.clone()));
-        Ok(Self { own, key, readers, store: slot, task })
+        let task = tokio::spawn(keep(store, entries, Arc::clone(&readers), key.clone(), own));
+        Ok(Self { key, readers, store: slot, task })
     }
 
     /// Announces `service` in the background, retrying until NATS answers (a reader that must
     /// start without NATS: the proxy).
-    pub fn spawn(client: async_nats::Client, ns: Namespace, service: &str) -> Self {
+    pub fn spawn(client: async_nats::Client, ns: Namespace, service: &str, replicas: usize) -> Self {
         let (own, key) = Self::own(service);
         let readers = Arc::new(Readers::default());
         let slot = Arc::new(std::sync::OnceLock::new());
         let task = {
-            let (readers, slot, key, own) = (Arc::clone(&readers), Arc::clone(&slot), key.clone(), own.clone());
+            let (readers, slot, key) = (Arc::clone(&readers), Arc::clone(&slot), key.clone());
             tokio::spawn(async move {
                 loop {
-                    match connect(&client, &ns, &readers).await {
+                    match connect(&client, &ns, &readers, replicas).await {
                         Ok((store, entries)) => {
                             let _ = slot.set(store.clone());
                             keep(store, entries, readers, key, own).await;
@@ -137,12 +141,7 @@ impl Announcer {
                 }
             })
         };
-        Self { own, key, readers, store: slot, task }
-    }
-
-    /// This service's announcement.
-    pub fn announcement(&self) -> &Announcement {
-        &self.own
+        Self { key, readers, store: slot, task }
     }
 
     /// Stops renewing and deletes the announcement (a clean stop).
@@ -159,6 +158,7 @@ async fn connect(
     client: &async_nats::Client,
     ns: &Namespace,
     readers: &Readers,
+    replicas: usize,
 ) -> anyhow::Result<(kv::Store, kv::Watch)> {
     let js = jetstream::new(client.clone());
     let store = crate::streams::own_bucket(
@@ -166,6 +166,7 @@ async fn connect(
         bucket_name(ns),
         STALE * 3,
         "ClaudeCodeProxy running services and the contract revision each reads",
+        replicas,
     )
     .await?;
     let mut entries = store.watch_all().await.map_err(|e| anyhow::anyhow!("watch {}: {e}", bucket_name(ns)))?;

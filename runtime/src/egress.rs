@@ -122,11 +122,6 @@ impl Egress {
         Self::resolve(settings, |name| std::env::var(name).ok())
     }
 
-    /// Direct connections trusting the public roots only (no proxy, no extra CA).
-    pub fn direct() -> Result<Self, EgressError> {
-        Self::resolve(&EgressSettings { proxy_url: Some(ProxyUrl::new("")), ..EgressSettings::default() }, |_| None)
-    }
-
     /// From the settings, `env` filling in what they leave unset: the proxy from `HTTPS_PROXY`
     /// then `https_proxy`, the bypass list from `NO_PROXY` then `no_proxy` (the first that is
     /// set and not empty; a setting, even empty, wins over the environment).
@@ -445,6 +440,13 @@ impl EgressProxy {
     }
 }
 
+/// `host:port` of a URL (no scheme, credentials or path), to name a connection in a message.
+pub fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    rest.rsplit_once('@').map_or(rest, |(_, host)| host)
+}
+
 /// A failed outbound connection to `host` explained: the cause as the client library gave it,
 /// and what to check when it is an untrusted certificate.
 pub fn explain_connect_failure(host: &str, cause: &str, egress_ca: Option<&Path>) -> String {
@@ -467,6 +469,13 @@ pub fn explain_connect_failure(host: &str, cause: &str, egress_ca: Option<&Path>
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_authority_of_a_url() {
+        assert_eq!(super::authority("https://api.anthropic.com"), "api.anthropic.com");
+        assert_eq!(super::authority("https://u:p@localhost:8443/base"), "localhost:8443");
+        assert_eq!(super::authority("http://127.0.0.1:1"), "127.0.0.1:1");
+    }
     use super::*;
 
     fn settings(proxy: Option<&str>, no_proxy: Option<&str>) -> EgressSettings {

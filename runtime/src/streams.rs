@@ -1,7 +1,6 @@
 //! JetStream stream and KV bucket definitions as code, and an idempotent `ensure` that creates
 //! them or brings their managed settings in line (every service calls it at start).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -131,25 +130,18 @@ pub async fn ensure(js: &jetstream::Context, ns: &Namespace, policy: &StreamPoli
     Ok(report)
 }
 
-/// Replicas of the buckets a process opens for itself ([`own_bucket`]): the `nats.replicas` of
-/// its connection (recorded by `telemetry::connect_nats`; a process serves one deployment).
-static OWN_BUCKET_REPLICAS: AtomicUsize = AtomicUsize::new(1);
-
-/// Sets the replicas of the buckets [`own_bucket`] opens from now on (at least 1).
-pub fn set_own_bucket_replicas(replicas: usize) {
-    OWN_BUCKET_REPLICAS.store(replicas.max(1), Ordering::Relaxed);
-}
-
 /// Opens (or creates) one of a service's own KV buckets (not the projector's state buckets):
-/// one value per key, kept for `max_age`, on as many replicas as the streams (an existing
-/// bucket on another number is changed to it, as [`ensure`] changes the streams).
+/// one value per key, kept for `max_age`, on `replicas` replicas (`nats.replicas`, as the
+/// streams; an existing bucket on another number is changed to it, as [`ensure`] changes the
+/// streams).
 pub async fn own_bucket(
     js: &jetstream::Context,
     name: String,
     max_age: Duration,
     description: &str,
+    replicas: usize,
 ) -> anyhow::Result<kv::Store> {
-    let replicas = OWN_BUCKET_REPLICAS.load(Ordering::Relaxed);
+    let replicas = replicas.max(1);
     if let Ok(store) = js.get_key_value(&name).await {
         if let Ok(mut stream) = js.get_stream(format!("KV_{name}")).await {
             if let Ok(info) = stream.info().await {

@@ -42,7 +42,6 @@ pub async fn connect_nats(settings: &NatsSettings, name: &str) -> anyhow::Result
     let url = shown_url(&settings.url);
     let servers = server_list(&settings.url);
     // The buckets this process opens for itself are kept as its streams are.
-    crate::streams::set_own_bucket_replicas(settings.replicas);
     let timeout = Duration::from_secs(settings.connect_timeout_secs.max(1));
     let first = nats_options(settings, name, &url).await?.connect(servers.as_slice());
     match tokio::time::timeout(timeout, first).await {

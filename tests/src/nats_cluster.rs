@@ -67,11 +67,6 @@ impl NatsCluster {
         text.trim().parse().unwrap_or_else(|_| panic!("`cluster leader {stream}` printed {text:?}"))
     }
 
-    /// The log of node `node` so far.
-    pub fn log(&self, node: usize) -> String {
-        std::fs::read_to_string(self.dir.join(format!("n{node}/log/nats-server.log"))).unwrap_or_default()
-    }
-
     fn command(&self, args: &[&str]) -> Command {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack.sh");
         let list = |p: &[u16; 3]| p.map(|p| p.to_string()).join(" ");

@@ -457,8 +457,8 @@ async fn admit(state: &AppState, ctx: &Ctx, oidc: &Oidc, person: &Person) -> Api
             }
             // Nobody knows this password: the admin signs in through the provider (another
             // admin may set one later).
-            let password = random_url_token().map_err(|e| ApiError::internal(&e))?;
-            let password_hash = crate::auth::hash_password(ccp_schemas::secrets::SecretString::new(password)).await?;
+            let password = ccp_schemas::secrets::random_token("").map_err(|e| ApiError::internal(&e))?;
+            let password_hash = crate::auth::hash_password(password).await?;
             let create = AdminCommand::CreateLinked {
                 username: person.username.clone(),
                 password_hash,

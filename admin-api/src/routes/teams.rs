@@ -6,7 +6,7 @@ use ccp_schemas::ids::{TeamId, UserId};
 use ccp_schemas::state::{KeyStatus, TeamState, UserState};
 use ccp_schemas::subjects::Aggregate;
 
-use super::users::{check_budget, run_user};
+use super::users::check_budget;
 use super::{check_name, check_text, parse_id, versioned, AppState};
 use crate::api::{CreateTeam, SetBudget, SetTeam, SetTeamRouting, Team, TeamDetail, UpdateTeam, User};
 use crate::context::Ctx;
@@ -214,5 +214,5 @@ pub async fn set_user_team(
             Some(id)
         }
     };
-    run_user(&state, &ctx, user_id, UserCommand::SetTeam(team_id)).await
+    super::users::run(&state, &ctx, user_id, UserCommand::SetTeam(team_id)).await
 }

@@ -50,16 +50,7 @@ fn name_taken(state: &AppState, name: &str, except: Option<UserId>) -> bool {
 }
 
 /// Runs a user command and answers with the user.
-pub(super) async fn run_user(
-    state: &AppState,
-    ctx: &Ctx,
-    user_id: UserId,
-    command: UserCommand,
-) -> ApiResult<HttpResponse> {
-    run(state, ctx, user_id, command).await
-}
-
-async fn run(state: &AppState, ctx: &Ctx, user_id: UserId, command: UserCommand) -> ApiResult<HttpResponse> {
+pub(super) async fn run(state: &AppState, ctx: &Ctx, user_id: UserId, command: UserCommand) -> ApiResult<HttpResponse> {
     let (user, version) = run_versioned(state, ctx, user_id, command).await?;
     Ok(versioned(HttpResponse::Ok(), &user, version))
 }

@@ -188,7 +188,6 @@ impl AdminApi {
         let _ = self.log.js.delete_key_value(format!("{prefix}_admin_sessions")).await;
         let _ = self.log.js.delete_key_value(format!("{prefix}_idempotency")).await;
         let _ = self.log.js.delete_key_value(format!("{prefix}_admin_sso")).await;
-        let _ = self.log.js.delete_key_value(format!("{prefix}_services")).await;
     }
 }
 

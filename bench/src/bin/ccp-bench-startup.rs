@@ -115,6 +115,7 @@ async fn fill(log: &Log, o: &Options, month: ccp_schemas::calendar::Month) -> an
         format!("{}_spend", log.ns.prefix()),
         Duration::from_secs(62 * 86_400),
         "ClaudeCodeProxy month-to-date spend per user and replica (nanodollars)",
+        1,
     )
     .await?;
     let mut puts = Vec::with_capacity(2000);

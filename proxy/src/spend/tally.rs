@@ -170,18 +170,26 @@ fn forgettable(user_month: &str, totals: &Totals, current: &str) -> bool {
 type Put = std::pin::Pin<Box<dyn std::future::Future<Output = (String, u64, bool)> + Send>>;
 
 impl SharedTally {
-    /// Opens (or creates) the bucket, writing as a new writer of its own.
+    /// Opens (or creates) the bucket on one NATS replica, writing as a new writer of its own
+    /// (tests and tools).
     pub async fn open(js: &jetstream::Context, ns: &Namespace) -> anyhow::Result<Self> {
-        Self::open_as(js, ns, &format!("w-{}", Ulid::new().to_string().to_ascii_lowercase())).await
+        Self::open_as(js, ns, &format!("w-{}", Ulid::new().to_string().to_ascii_lowercase()), 1).await
     }
 
-    /// Opens (or creates) the bucket, writing as the replica `replica` (the actor of its events).
-    pub async fn open_as(js: &jetstream::Context, ns: &Namespace, replica: &str) -> anyhow::Result<Self> {
+    /// Opens (or creates) the bucket on `nats_replicas` NATS replicas, writing as the proxy
+    /// replica `replica` (the actor of its events).
+    pub async fn open_as(
+        js: &jetstream::Context,
+        ns: &Namespace,
+        replica: &str,
+        nats_replicas: usize,
+    ) -> anyhow::Result<Self> {
         let kv = ccp_runtime::streams::own_bucket(
             js,
             format!("{}_spend", ns.prefix()),
             Duration::from_secs(62 * 86_400),
             "ClaudeCodeProxy month-to-date spend per user and replica (nanodollars)",
+            nats_replicas,
         )
         .await?;
         // The proxy's context has no JetStream domain, so the bucket's own subjects are used.
