@@ -20,9 +20,9 @@ pub struct Request {
     pub source: &'static str,
 }
 
-/// The capture of Claude Code 2.1.332 saying hi (`shared/fixtures/claude-code/`).
+/// The capture of Claude Code 2.1.332 saying hi (`tests/fixtures/claude-code/`).
 pub fn default_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/claude-code/request_say_hi_v2.1.332.json")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/claude-code/request_say_hi_v2.1.332.json")
 }
 
 /// The capture at `path` (JSON with `headers`, pairs of name and value, and `body`).

@@ -446,10 +446,8 @@ mod tests {
 
     #[test]
     fn claude_code_bodies_are_adapted_and_keep_their_content() {
-        let path = format!(
-            "{}/../../shared/fixtures/claude-code/tool_roundtrip_bash_v2.1.332.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path =
+            format!("{}/../tests/fixtures/claude-code/tool_roundtrip_bash_v2.1.332.json", env!("CARGO_MANIFEST_DIR"));
         let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         for request in fixture.as_array().unwrap() {
             let body = serde_json::to_vec(&request["body"]).unwrap();

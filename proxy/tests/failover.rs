@@ -229,7 +229,7 @@ async fn claude_code_requests_are_accepted_by_bedrock_intact() {
         .await;
     e.wait_applied(seq).await;
     let path =
-        format!("{}/../../shared/fixtures/claude-code/tool_roundtrip_bash_v2.1.332.json", env!("CARGO_MANIFEST_DIR"));
+        format!("{}/../tests/fixtures/claude-code/tool_roundtrip_bash_v2.1.332.json", env!("CARGO_MANIFEST_DIR"));
     let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for (i, request) in fixture.as_array().unwrap().iter().enumerate() {
         let mut req = reqwest::Client::new().post(format!("{}/ak/{}/v1/messages?beta=true", e.url, d.key));

@@ -24,7 +24,7 @@ struct Harness {
 }
 
 fn fixture(name: &str) -> serde_json::Value {
-    let path = format!("{}/../../shared/fixtures/claude-code/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../tests/fixtures/claude-code/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
 }
 

@@ -25,7 +25,7 @@ Setup (throwaway, outside the repo):
     # optional cross-check: (cd /tmp/toknpm && npm install @anthropic-ai/tokenizer@0.0.4)
 Run:
     /tmp/tokvenv/bin/python estimator_error.py --repo /work/main \
-        --fixtures /work/shared/fixtures/claude-code \
+        --fixtures tests/fixtures/claude-code \
         [--claude-json /tmp/toknpm/node_modules/@anthropic-ai/tokenizer/claude.json] [--ctok] [--csv out.csv]
 """
 from __future__ import annotations
@@ -294,7 +294,7 @@ def worst_cases(rows, kinds, key):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repo", default="/work/main")
-    ap.add_argument("--fixtures", default="/work/shared/fixtures/claude-code")
+    ap.add_argument("--fixtures", default="tests/fixtures/claude-code")
     ap.add_argument("--claude-json", help="npm @anthropic-ai/tokenizer claude.json, to cross-check")
     ap.add_argument("--ctok", action="store_true", help="also report against ctok's unofficial v3/v4.7 reconstructions")
     ap.add_argument("--csv", help="write per-sample rows here")

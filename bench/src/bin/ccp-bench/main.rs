@@ -68,7 +68,7 @@ Options:
                      failover-n=100
   --proxy-bin PATH   proxy binary                       [$CARGO_TARGET_DIR|target/release/ccp-proxy]
   --fixture PATH     Claude Code request capture (JSON with headers and body)
-                     [/work/shared/fixtures/claude-code/request_say_hi_v2.1.332.json]
+                     [tests/fixtures/claude-code/request_say_hi_v2.1.332.json]
   --nats-pid PID     also report the NATS server's CPU per request
   --nginx PATH|off   nginx measured as a plain reverse proxy (reference rows) [nginx in PATH]
   --floor PATH|off   actix-web + awc passthrough doing nothing else (reference rows: the
