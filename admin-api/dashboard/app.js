@@ -36,7 +36,7 @@ async function boot() {
       state.csrf = me.csrf_token;
       sessionStorage.setItem(CSRF_KEY, state.csrf);
     }
-    state.admin = { username: me.username, admin_id: me.admin_id, role: me.role };
+    state.admin = { username: me.username, admin_id: me.admin_id, role: me.role, team_id: me.team_id || null };
     startApp();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {

@@ -52,10 +52,12 @@ function usagePanel(title, report) {
   );
 }
 
-function budgetPanel(b) {
+/** A budget's month: `title`, the panel's `id`, what "spent" covers (`whose`). */
+function budgetPanel(b, { title = `Budget ${b.month}`, id = 'me-budget', whose = '' } = {}) {
   const limit = b.limit_usd === null ? null : Number(b.limit_usd);
   const spent = Number(b.spent_usd);
-  const children = [h('h2', { text: `Budget ${b.month}` })];
+  const children = [h('h2', { text: title })];
+  if (whose) children.push(h('p', { class: 'muted small', text: whose }));
   if (limit === null) {
     children.push(h('p', { text: `${usd(spent)} spent this month; no monthly limit.` }));
   } else {
@@ -68,7 +70,7 @@ function budgetPanel(b) {
     );
   }
   children.push(h('p', { class: 'muted small', text: `Resets ${when(b.reset_at)} (${b.time_zone}).` }));
-  return h('section', { class: 'panel', id: 'me-budget' }, children);
+  return h('section', { class: 'panel', id }, children);
 }
 
 function planPanel(plan) {
@@ -117,6 +119,15 @@ function render(data) {
       h('div', { class: 'actions' }, h('button', { type: 'button', id: 'me-refresh', class: 'button subtle', text: 'Refresh' }), h('button', { type: 'button', id: 'me-forget', class: 'button subtle', text: 'Forget key' })),
     ),
     h('div', { class: 'grid cols-2' }, budgetPanel(data.budget), planPanel(data.plan_limit)),
+    ...(data.team_budget
+      ? [
+          budgetPanel(data.team_budget, {
+            title: `Team ${data.team_budget.name}: budget ${data.team_budget.month}`,
+            id: 'me-team-budget',
+            whose: 'Your team’s requests together. A request is refused when your own budget or the team’s is used up.',
+          }),
+        ]
+      : []),
     usagePanel(`Today (${data.tz})`, data.today),
     usagePanel(`This month (${data.tz})`, data.this_month),
     h(

@@ -1,6 +1,7 @@
 //! The REST API's request and response bodies: one definition shared by the handlers, the
 //! OpenAPI document and `ccpctl`.
 
+pub mod statement;
 pub mod usage;
 
 use chrono::{DateTime, Utc};
@@ -445,6 +446,11 @@ pub struct Admin {
     pub role: Role,
     /// Disabled: no password, session or API token of theirs works.
     pub disabled: bool,
+    /// The team this admin is scoped to (`team_…`: a team lead, a `viewer` who sees only that
+    /// team's figures); `null`: unscoped.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = r"^team_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    pub team_id: Option<String>,
     /// When created (`null` in a login answer).
     pub created_at: Option<DateTime<Utc>>,
 }
@@ -460,6 +466,11 @@ pub struct Me {
     pub role: Role,
     /// How this request authenticated.
     pub method: crate::auth::AuthMethod,
+    /// The team the caller is scoped to (`team_…`: a team lead, who may read only that team, its
+    /// budget, its members and its usage); `null`: unscoped.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = r"^team_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    pub team_id: Option<String>,
     /// For the dashboard's cookie session: its CSRF token (a single sign-on ends in a redirect,
     /// so the dashboard reads it here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -486,6 +497,17 @@ pub struct CreateAdmin {
 pub struct SetRole {
     /// The new role.
     pub role: Role,
+}
+
+/// `PUT /v1/admins/{admin_id}/team-scope`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetTeamScope {
+    /// The team (`team_…`) the admin is scoped to from now on (a team lead: a `viewer` who sees
+    /// only that team's figures); `null`: unscoped.
+    #[serde(deserialize_with = "Option::deserialize")]
+    #[schema(value_type = Option<String>, required = true, pattern = r"^team_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    pub team_id: Option<String>,
 }
 
 /// What an admin (or an API token) may do: `viewer` reads; `operator` also changes users, keys,

@@ -58,6 +58,9 @@ pub struct Identity {
     /// What this request may do: the admin's current role, and for an API token no more than
     /// the token's.
     pub role: ccp_schemas::events::AdminRole,
+    /// The team the admin is scoped to (a team lead: [`crate::scope`] limits what they may
+    /// call), resolved from the admin's current state like `role`; their API tokens too.
+    pub team_scope: Option<ccp_schemas::ids::TeamId>,
     /// The session's CSRF token, for a request authenticated by the dashboard's cookie.
     pub csrf_token: Option<String>,
 }
@@ -211,10 +214,13 @@ impl Auth {
             .filter(|s| s.expires_at > Utc::now()))
     }
 
-    /// The current role of a session's admin, if the session still counts: the admin exists, is
-    /// not disabled and has not signed out everywhere since it was opened (read from the view at
-    /// every request, so a change applies at once).
-    fn role_of(&self, session: &SessionRecord) -> Result<ccp_schemas::events::AdminRole, ApiError> {
+    /// The current role and team scope of a session's admin, if the session still counts: the
+    /// admin exists, is not disabled and has not signed out everywhere since it was opened (read
+    /// from the view at every request, so a change applies at once).
+    fn role_of(
+        &self,
+        session: &SessionRecord,
+    ) -> Result<(ccp_schemas::events::AdminRole, Option<ccp_schemas::ids::TeamId>), ApiError> {
         let model = self.view.read();
         let admin = model
             .admins
@@ -226,7 +232,7 @@ impl Auth {
         if admin.sessions_valid_after.is_some_and(|after| session.issued_at < after) {
             return Err(ApiError::unauthenticated("this session was ended (signed out everywhere); log in again"));
         }
-        Ok(admin.role)
+        Ok((admin.role, admin.team_id))
     }
 
     /// Who a request is, from `Authorization: Bearer` or the session cookie (with CSRF check).
@@ -248,16 +254,18 @@ impl Auth {
                     username: admin.username.clone(),
                     method: AuthMethod::ApiToken,
                     role: token_role.map_or(admin.role, |r| r.min(admin.role)),
+                    team_scope: admin.team_id,
                     csrf_token: None,
                 });
             }
             let session = self.session(token).await?.ok_or_else(expired)?;
-            let role = self.role_of(&session)?;
+            let (role, team_scope) = self.role_of(&session)?;
             return Ok(Identity {
                 admin_id: session.admin_id,
                 username: session.username,
                 method: AuthMethod::Session,
                 role,
+                team_scope,
                 csrf_token: None,
             });
         }
@@ -274,12 +282,13 @@ impl Auth {
                     ));
                 }
             }
-            let role = self.role_of(&session)?;
+            let (role, team_scope) = self.role_of(&session)?;
             return Ok(Identity {
                 admin_id: session.admin_id,
                 username: session.username,
                 method: AuthMethod::Cookie,
                 role,
+                team_scope,
                 csrf_token: Some(session.csrf_token),
             });
         }
@@ -309,8 +318,30 @@ pub async fn require_auth(
     match auth.authenticate(req.request()).await {
         Ok(identity) => {
             // The one place roles are enforced ([`crate::roles`]).
-            if let Err(e) = crate::roles::check(req.method().as_str(), req.match_pattern().as_deref(), identity.role) {
+            let pattern = req.match_pattern();
+            if let Err(e) = crate::roles::check(req.method().as_str(), pattern.as_deref(), identity.role) {
                 return Ok(req.error_response(e));
+            }
+            // …and, for a team lead, what their team scope allows ([`crate::scope`]).
+            if let Some(team_id) = identity.team_scope {
+                let scoped = {
+                    let model = auth.view.read();
+                    let dir = &model.directory;
+                    let team_name = dir.team(&team_id).map_or_else(|| team_id.to_string(), |t| t.name.clone());
+                    let is_member =
+                        |user_id| dir.user(&user_id).and_then(|u| dir.team_of(u)).is_some_and(|t| t.team_id == team_id);
+                    let lead = crate::scope::Lead { team_id, team_name: &team_name, is_member: &is_member };
+                    crate::scope::check(
+                        req.method().as_str(),
+                        pattern.as_deref(),
+                        req.path(),
+                        req.query_string(),
+                        &lead,
+                    )
+                };
+                if let Err(e) = scoped {
+                    return Ok(req.error_response(e));
+                }
             }
             req.extensions_mut().insert(identity);
             next.call(req).await.map(ServiceResponse::map_into_boxed_body)

@@ -15,6 +15,7 @@ pub mod readiness;
 mod recover;
 pub mod roles;
 pub mod routes;
+pub mod scope;
 pub mod sso;
 mod startup;
 pub mod store;

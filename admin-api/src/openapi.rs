@@ -4,7 +4,9 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, sign_ins, sso, teams, users};
+use crate::routes::{
+    accounts, admins, keys, models, ops, queries, self_service, sign_ins, sso, statements, teams, users,
+};
 
 /// The document.
 #[derive(OpenApi)]
@@ -12,7 +14,7 @@ use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, 
     info(title = "ClaudeCodeProxy admin API", description = "Users, access keys, Bedrock API keys, budgets, routing, usage and audit for ClaudeCodeProxy. Every route except login (password or single sign-on), health, this document and `/v1/self` (a developer's own usage, authenticated by their access key in `x-ccp-access-key`) needs `Authorization: Bearer <session or API token>`."),
     paths(
         admins::login, admins::logout, admins::me, admins::list_admins, admins::create_admin,
-        admins::set_admin_role, admins::list_tokens,
+        admins::set_admin_role, admins::set_team_scope, admins::list_tokens,
         accounts::change_own_password, accounts::sign_out_everywhere, accounts::reset_password,
         accounts::disable_admin, accounts::enable_admin, accounts::sign_admin_out, accounts::list_sessions,
         accounts::revoke_session, accounts::list_admin_tokens, accounts::revoke_admin_token, admins::issue_token, admins::revoke_token,
@@ -24,7 +26,8 @@ use crate::routes::{accounts, admins, keys, models, ops, queries, self_service, 
         keys::set_bedrock_settings, keys::set_bedrock_key, keys::remove_bedrock_key, keys::check_bedrock_key,
         ops::get_circuit, ops::reset_circuit, ops::list_circuits, ops::get_pricing, ops::set_pricing,
         models::list_models, models::get_model, models::put_model, models::remove_model,
-        queries::usage, queries::get_budget, queries::get_request, queries::audit,
+        queries::usage, queries::get_budget, queries::get_team_budget, queries::get_request, queries::audit,
+        statements::statement,
         sign_ins::sign_in_failures,
         sso::methods, sso::start, sso::callback, sso::token,
         self_service::self_usage,

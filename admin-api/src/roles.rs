@@ -6,7 +6,8 @@
 //! and manages its own API tokens; `operator` also changes users, teams and membership, access
 //! keys, Bedrock keys, budgets, routing, circuits and the model catalogue; `admin` also manages admins, prices and reads the
 //! security records. A route missing from the table is refused (and fails
-//! `admin-api/tests/roles.rs`, which walks every operation with every role).
+//! `admin-api/tests/roles.rs`, which walks every operation with every role). A team lead (a
+//! `viewer` scoped to one team) is limited further, right after this check: [`crate::scope`].
 
 use ccp_schemas::events::AdminRole::{self, Admin, Operator, Viewer};
 
@@ -19,6 +20,7 @@ pub const REQUIRED: &[(&str, &str, AdminRole)] = &[
     ("GET", "/v1/admins", Admin),
     ("POST", "/v1/admins", Admin),
     ("PUT", "/v1/admins/{admin_id}/role", Admin),
+    ("PUT", "/v1/admins/{admin_id}/team-scope", Admin),
     ("PUT", "/v1/auth/password", Viewer),
     ("POST", "/v1/auth/sign-out-everywhere", Viewer),
     ("PUT", "/v1/admins/{admin_id}/password", Admin),
@@ -48,6 +50,7 @@ pub const REQUIRED: &[(&str, &str, AdminRole)] = &[
     ("PATCH", "/v1/teams/{team_id}", Operator),
     ("DELETE", "/v1/teams/{team_id}", Operator),
     ("PUT", "/v1/teams/{team_id}/budget", Operator),
+    ("GET", "/v1/teams/{team_id}/budget", Viewer),
     ("PUT", "/v1/teams/{team_id}/routing", Operator),
     ("POST", "/v1/users/{user_id}/keys", Operator),
     ("GET", "/v1/users/{user_id}/keys", Viewer),
@@ -71,6 +74,7 @@ pub const REQUIRED: &[(&str, &str, AdminRole)] = &[
     ("GET", "/v1/usage", Viewer),
     ("GET", "/v1/requests/{request_id}", Viewer),
     ("GET", "/v1/audit", Viewer),
+    ("GET", "/v1/statements", Viewer),
     ("GET", "/v1/sign-in-failures", Admin),
 ];
 

@@ -47,6 +47,7 @@ impl Model {
             Event::AdminEnabled(e) => e.admin_id,
             Event::AdminSessionsRevoked(e) => e.admin_id,
             Event::AdminSsoLinked(e) => e.admin_id,
+            Event::AdminTeamScopeSet(e) => e.admin_id,
             Event::ApiTokenIssued(e) => e.admin_id,
             Event::ApiTokenRevoked(e) => e.admin_id,
             _ => return,

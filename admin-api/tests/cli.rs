@@ -469,6 +469,32 @@ async fn reports_call_their_endpoints_or_show_the_404() {
         let r = ctl.run(&["budget", &user_id]).ok();
         assert!(r.stdout.lines().any(|l| l.starts_with("limit_usd:") && l.ends_with("40")), "{}", r.stdout);
     }
+    if offered("get", "/v1/statements") {
+        // A team's budget this month, usage by team, and the finance statement.
+        let team = unique("Ops");
+        ctl.run(&["teams", "create", &team, "--budget", "25"]).ok();
+        ctl.run(&["users", "team", &user_id, &team]).ok();
+        let r = ctl.run(&["teams", "budget", &team]).ok();
+        assert!(r.stdout.lines().any(|l| l.starts_with("budget:") && l.contains("$25.00")), "{}", r.stdout);
+        assert!(r.stdout.lines().any(|l| l.starts_with("spent:") && l.contains("$0")), "{}", r.stdout);
+        let b = ctl.run(&["teams", "budget", &team, "--json"]).ok().json();
+        assert_eq!((b["limit_usd"].as_str(), b["spent_usd"].as_str()), (Some("25"), Some("0")), "{b}");
+        let u = ctl.run(&["usage", "--json", "--group-by", "team", "--team", &team]).ok().json();
+        assert_eq!(u["group_by"], serde_json::json!(["team"]), "{u}");
+        let s = ctl.run(&["statement", "--json", "--month", "2026-01", "--team", &team]).ok().json();
+        assert_eq!((s["month"].as_str(), s["lines"].as_array().map(Vec::len)), (Some("2026-01"), Some(0)), "{s}");
+        let r = ctl.run(&["statement", "--month", "2026-01"]).ok();
+        assert!(r.stdout.starts_with("statement 2026-01 (UTC)"), "{}", r.stdout);
+        assert!(r.stdout.lines().any(|l| l.starts_with("total")), "{}", r.stdout);
+        assert!(r.stdout.contains("ORG_SPEND: Bedrock"), "{}", r.stdout);
+        let r = ctl.run(&["statement", "--csv", "--month", "2026-01"]).ok();
+        assert!(r.stdout.starts_with("month,time_zone,team_id,team_name,"), "{}", r.stdout);
+        let r = ctl.run(&["statement", "--month", "2026-13"]).fails(1);
+        assert!(r.stderr.contains("(field: month)"), "{}", r.stderr);
+        ctl.run(&["statement", "--csv", "--json"]).fails(2);
+        let r = ctl.run(&["statement", "--team", "no-such-team"]).fails(1);
+        assert!(r.stderr.contains("no-such-team"), "{}", r.stderr);
+    }
     let db = api.settings.clickhouse.database.clone();
     ccp_tests::clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
     api.finish().await;

@@ -452,6 +452,32 @@ fn screenshots_dir(sub: Option<&str>) -> PathBuf {
     dir
 }
 
+/// The CSV file the browser downloaded into `downloads` (its path and text), once it is whole.
+async fn downloaded_csv(b: &mut Browser, downloads: &Path) -> (PathBuf, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let done = std::fs::read_dir(downloads)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        // Chromium may show the final name before the content is written: wait for a
+        // non-empty file that no longer changes.
+        if let Some(path) = done {
+            let first = std::fs::read_to_string(&path).unwrap_or_default();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let second = std::fs::read_to_string(&path).unwrap_or_default();
+            if !second.is_empty() && first == second {
+                return (path, second);
+            }
+        }
+        if Instant::now() > deadline {
+            b.die("no CSV was downloaded (or it stayed empty)").await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Stops the projector and the proxy, drops the scenario's ClickHouse database and download
 /// directory, and finishes the admin API.
 async fn tear_down(api: AdminApi, services: (ccp_tests::Service, ccp_tests::Service), downloads: &Path) {
@@ -728,30 +754,7 @@ async fn a_platform_engineer_manages_a_developer_and_watches_usage_in_the_dashbo
     let selected = b.js("return document.querySelector('#usage-user').value", json!([])).await;
     assert_eq!(selected, user_id.as_str(), "the user filter is applied");
     b.click("#export-csv").await;
-    let csv = {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let done = std::fs::read_dir(&downloads)
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "csv"));
-            // Chromium may show the final name before the content is written: wait for a
-            // non-empty file that no longer changes.
-            if let Some(path) = done {
-                let first = std::fs::read_to_string(&path).unwrap_or_default();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let second = std::fs::read_to_string(&path).unwrap_or_default();
-                if !second.is_empty() && first == second {
-                    break second;
-                }
-            }
-            if Instant::now() > deadline {
-                b.die("no CSV was downloaded (or it stayed empty)").await;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let (_, csv) = downloaded_csv(&mut b, &downloads).await;
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -1648,7 +1651,16 @@ async fn a_platform_engineer_creates_a_team_adds_members_and_cannot_delete_it_wh
     assert_eq!(team.body[0]["members"], 1, "{}", team.text);
     let user = api.get(&format!("/v1/users/{user_id}")).await;
     assert_eq!(user.body["team"], "X-Files", "{}", user.text);
+    b.wait_text("#team-budget-spent", "$0.00").await;
     b.screenshot("team").await;
+    // The team's finance statement downloads as CSV with the session's cookie.
+    b.click("#statement-csv").await;
+    let (path, csv) = downloaded_csv(&mut b, &downloads).await;
+    let team_id = team.body[0]["team_id"].as_str().unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("ccp-statement-") && name.ends_with(&format!("-{team_id}.csv")), "{name}");
+    assert!(csv.starts_with("month,time_zone,team_id,team_name,user_id,"), "{csv}");
+    std::fs::remove_file(&path).unwrap();
     // The member's page names the team and how they are routed because of it.
     b.click("#team-members a").await;
     b.wait_text("#user-team", "X-Files").await;
@@ -1667,6 +1679,63 @@ async fn a_platform_engineer_creates_a_team_adds_members_and_cannot_delete_it_wh
     b.click("dialog[open] button[data-role=submit]").await;
     b.wait_text("#main", "No teams yet").await;
     assert_eq!(api.get("/v1/teams").await.body, json!([]));
+    assert_clean_console(&b).await;
+    b.quit().await;
+    let _ = std::fs::remove_dir_all(&downloads);
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn an_admin_makes_a_viewer_a_team_lead_who_sees_only_their_team() {
+    let api = AdminApi::start("dashlead").await;
+    ccp_runtime::migrate::migrate(&api.settings.clickhouse).await.unwrap();
+    let team = api.post("/v1/teams", json!({"name": "X-Files"})).await.body["team_id"].as_str().unwrap().to_owned();
+    let member = api.create_user("Dana Scully").await;
+    assert_eq!(api.put(&format!("/v1/users/{member}/team"), json!({"team_id": team})).await.status, 200);
+    api.create_user("Walter Skinner").await;
+    let password = "a team lead's long password";
+    let created = api.post("/v1/admins", json!({"username": "fox", "password": password, "role": "viewer"})).await;
+    let lead_id = created.body["admin_id"].as_str().unwrap().to_owned();
+
+    let shots = screenshots_dir(Some("team-lead"));
+    let downloads = std::env::temp_dir().join(format!("ccp-downloads-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&downloads).unwrap();
+    let mut b = Browser::start(&downloads, &shots).await;
+    b.goto(&format!("{}/", api.url)).await;
+    b.wait("#login-form").await;
+    b.type_into("#login-username", common::ADMIN_USER).await;
+    b.type_into("#login-password", common::ADMIN_PASSWORD).await;
+    b.click("#login-submit").await;
+    b.wait_text("#whoami", "(admin)").await;
+    // The admin scopes the viewer on their admin page.
+    b.goto(&format!("{}/#/admins/{lead_id}", api.url)).await;
+    b.wait_text("h1", "fox").await;
+    b.wait_text("#admin-scope-value", "–").await;
+    b.choose("#admin-scope-select", &team).await;
+    b.click("#admin-scope-form button[type=submit]").await;
+    b.wait_text("#admin-scope-value", "team lead of X-Files").await;
+    b.click("a[data-nav=admins]").await;
+    b.wait_text("#admins-table", "team lead of X-Files").await;
+    b.click("#logout").await;
+
+    // The team lead lands on their team's page, with no navigation, whatever the address.
+    b.wait("#login-form").await;
+    b.type_into("#login-username", "fox").await;
+    b.type_into("#login-password", password).await;
+    b.click("#login-submit").await;
+    b.wait_text("#whoami", "fox (team lead)").await;
+    b.wait_text("h1", "X-Files").await;
+    b.wait_text("#team-members", "Dana Scully").await;
+    b.wait_text("#team-budget-spent", "$0.00").await;
+    b.wait("#statement-csv").await;
+    let nav_hidden = "return getComputedStyle(document.querySelector('#nav')).display === 'none';";
+    assert_eq!(b.js(nav_hidden, json!([])).await, true, "no navigation for a team lead");
+    assert_eq!(b.js("return document.querySelector('#team-members a') === null;", json!([])).await, true);
+    assert!(!b.text("#main").await.contains("Walter Skinner"), "no other users");
+    b.screenshot("team-lead").await;
+    b.goto(&format!("{}/#/users", api.url)).await;
+    b.wait_text("h1", "X-Files").await;
+    assert!(b.current_url().await.ends_with(&format!("#/teams/{team}")), "{}", b.current_url().await);
     assert_clean_console(&b).await;
     b.quit().await;
     let _ = std::fs::remove_dir_all(&downloads);

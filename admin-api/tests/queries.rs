@@ -88,6 +88,9 @@ struct Req {
     error: bool,
     n: u64,
     cost_nanos: u64,
+    team: Option<String>,
+    unpriced: bool,
+    estimated: bool,
 }
 
 impl Req {
@@ -103,7 +106,15 @@ impl Req {
             error: false,
             n,
             cost_nanos,
+            team: None,
+            unpriced: false,
+            estimated: false,
         }
+    }
+
+    fn in_team(mut self, team: &str) -> Self {
+        self.team = Some(team.to_owned());
+        self
     }
 
     fn haiku(mut self) -> Self {
@@ -133,7 +144,10 @@ impl Req {
                 cache_read_input_tokens: self.n * 1000,
                 cache_creation_input_tokens: self.n * 5,
             },
-            cost_usd: Some(Decimal::new(i64::try_from(self.cost_nanos).unwrap(), 9)),
+            cost_usd: (!self.unpriced).then(|| Decimal::new(i64::try_from(self.cost_nanos).unwrap(), 9)),
+            unpriced: self.unpriced,
+            usage_estimated: self.estimated,
+            team_id: self.team.as_deref().map(|t| t.parse().unwrap()),
             latency_ms: 1200,
             ttfb_ms: Some(300),
             ..completed(self.user.parse::<UserId>().unwrap(), self.key.parse::<AccessKeyId>().unwrap())
@@ -735,7 +749,15 @@ async fn bad_parameters_are_400_naming_the_parameter_and_a_missing_database_is_5
         ("/v1/usage?preset=fortnight", "preset"),
         ("/v1/usage?bucket=fortnight", "bucket"),
         ("/v1/usage?bucket=minute&preset=last_7d", "bucket"),
-        ("/v1/usage?group_by=user,team", "group_by"),
+        ("/v1/usage?group_by=user,cost_centre", "group_by"),
+        ("/v1/usage?team_id=team_nope", "team_id"),
+        ("/v1/statements?month=2026-13", "month"),
+        ("/v1/statements?month=11-2026", "month"),
+        ("/v1/statements?month=2099-01", "month"),
+        ("/v1/statements?team_id=team_nope", "team_id"),
+        ("/v1/statements?format=xml", "format"),
+        ("/v1/statements?colour=red", "colour"),
+        ("/v1/teams/team_x/budget", "team_id"),
         ("/v1/usage?user_id=bob", "user_id"),
         (other_id.as_str(), "key_id"),
         ("/v1/usage?provider=openai", "provider"),
@@ -764,7 +786,7 @@ async fn bad_parameters_are_400_naming_the_parameter_and_a_missing_database_is_5
 
     // Valid questions while the analytics database does not exist: 503, never 500.
     let request = format!("/v1/requests/{}", RequestId::new());
-    for path in ["/v1/usage?preset=today", "/v1/audit", request.as_str()] {
+    for path in ["/v1/usage?preset=today", "/v1/audit", request.as_str(), "/v1/statements?month=2026-01"] {
         let a = api.get(path).await;
         assert_eq!((a.status, a.error_type()), (503, "unavailable"), "{path}: {}", a.text);
         assert!(!a.text.contains("t_qbadparams"), "no internals: {}", a.text);
@@ -786,4 +808,204 @@ async fn bad_parameters_are_400_naming_the_parameter_and_a_missing_database_is_5
         .collect();
     assert!(params.contains(&"type") && params.contains(&"actor"), "{params:?}");
     api.finish().await;
+}
+
+/// Nano-dollars of some requests.
+fn nanos(reqs: &[&Req]) -> u64 {
+    reqs.iter().filter(|r| !r.unpriced).map(|r| r.cost_nanos).sum()
+}
+
+#[tokio::test]
+async fn teams_usage_budgets_and_the_finance_statement_keep_spend_where_it_was_incurred() {
+    let mut stack = Stack::start("qteams", &[("CCP__BUDGETS__TIME_ZONE", "Europe/Berlin")]).await;
+    let berlin: Tz = "Europe/Berlin".parse().unwrap();
+    let mut teams = Vec::new();
+    for (name, limit) in [("Platform", Some("0.05")), ("Data", None)] {
+        let a = stack.api.post("/v1/teams", json!({"name": name, "monthly_limit_usd": limit})).await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        teams.push(a.body["team_id"].as_str().unwrap().to_owned());
+    }
+    let (platform, data) = (teams[0].clone(), teams[1].clone());
+    let ann = stack.api.create_user("Ann").await;
+    let bob = stack.api.create_user("Bob").await;
+    // A name a spreadsheet would run as a formula, with a comma and quotes.
+    let cy = stack.api.create_user("=Cy, \"the\" tester").await;
+    let (ka, ann_key) = stack.api.issue_key(&ann).await;
+    let (kb, _) = stack.api.issue_key(&bob).await;
+    let (kc, cy_key) = stack.api.issue_key(&cy).await;
+    for (user, team) in [(&ann, &data), (&bob, &data)] {
+        let a = stack.api.put(&format!("/v1/users/{user}/team"), json!({ "team_id": team })).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+
+    // Last month: Ann worked in Platform (one request of a model without a price), then moved
+    // to Data; Bob's Bedrock requests include one with estimated output; Cy is in no team.
+    let now = Utc::now();
+    let (last, this) = (month_start(berlin, now, -1), month_start(berlin, now, 0));
+    let at = |base: DateTime<Utc>, secs: i64| (base + chrono::Duration::seconds(secs)).to_rfc3339();
+    let mut r5 = Req::new(&at(last, 7_200), &ann, &ka, 2, 0).in_team(&platform);
+    r5.unpriced = true;
+    let mut r6 = Req::new(&at(last, 400_000), &bob, &kb, 3, 9_000_001).bedrock().in_team(&data);
+    r6.estimated = true;
+    let before = Req::new(&at(last, -1), &bob, &kb, 1, 77_000_000).in_team(&data);
+    let month = [
+        Req::new(&at(last, 3_600), &ann, &ka, 1, 1_500_000).in_team(&platform),
+        r5,
+        Req::new(&at(last, 2 * 86_400), &ann, &ka, 1, 2_000_000).bedrock().in_team(&data),
+        Req::new(&at(last, 3 * 86_400), &bob, &kb, 5, 123_456_789).bedrock().in_team(&data),
+        r6,
+        Req::new(&at(last, 4 * 86_400), &cy, &kc, 1, 300_000),
+    ];
+    let current = vec![
+        Req::new(&at(this, 1), &ann, &ka, 1, 7_000_000).in_team(&data),
+        Req::new(&at(this, 2), &bob, &kb, 1, 40_000_000).bedrock().in_team(&data),
+    ];
+    for r in month.iter().chain(&current).chain([&before]) {
+        stack.publish(r).await;
+    }
+    stack.project().await;
+    let label = last.with_timezone(&berlin).format("%Y-%m").to_string();
+    let range = format!("from={}&to={}", last.to_rfc3339().replace('+', "%2B"), this.to_rfc3339().replace('+', "%2B"));
+    let of = |pick: &dyn Fn(&Req) -> bool| month.iter().filter(|r| pick(r)).collect::<Vec<_>>();
+    let in_team = |t: &str| of(&|r: &Req| r.team.as_deref() == Some(t));
+
+    // Usage by team (at request time): Ann's spend is split where it was incurred.
+    let by_team = stack.get(&format!("/v1/usage?{range}&bucket=month&group_by=team")).await;
+    let start = last.with_timezone(&berlin).fixed_offset().to_rfc3339();
+    let mut expected = [
+        (String::new(), of(&|r: &Req| r.team.is_none())),
+        (data.clone(), in_team(&data)),
+        (platform.clone(), in_team(&platform)),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    let rows: Vec<Value> = expected
+        .iter()
+        .map(|(t, reqs)| {
+            let mut row = row(&start, &[("team_id", t)], reqs);
+            let m = row.as_object_mut().unwrap();
+            m.insert("cost_usd".into(), json!(usd(nanos(reqs))));
+            m.insert("unpriced_requests".into(), json!(reqs.iter().filter(|r| r.unpriced).count()));
+            m.insert(
+                "unpriced_tokens".into(),
+                json!(reqs.iter().filter(|r| r.unpriced).map(|r| r.n * 1115).sum::<u64>()),
+            );
+            m.insert("estimated_requests".into(), json!(reqs.iter().filter(|r| r.estimated).count()));
+            row
+        })
+        .collect();
+    assert_rows(&by_team, &rows, "group_by=team");
+    let everyone = stack.get(&format!("/v1/usage?{range}&bucket=month")).await;
+    assert_eq!(everyone["totals"], by_team["totals"], "grouping by team loses nothing");
+    let platform_users = stack.get(&format!("/v1/usage?{range}&bucket=month&group_by=user&team_id={platform}")).await;
+    let rows = platform_users["rows"].as_array().unwrap();
+    assert_eq!((rows.len(), rows[0]["user_id"].as_str()), (1, Some(ann.as_str())), "{platform_users}");
+    assert_eq!(rows[0]["requests"], 2);
+    assert_eq!(rows[0]["cost_usd"], usd(1_500_000));
+    // A time zone whose days do not fall on the team rollups' hours reads the raw rows: same sums.
+    let kolkata = stack.get(&format!("/v1/usage?{range}&bucket=month&group_by=team&tz=Asia/Kolkata")).await;
+    assert_eq!(kolkata["totals"], everyone["totals"]);
+
+    // Team budgets this month: Data has both current requests (whoever is in it now), Platform none.
+    let b = stack.get(&format!("/v1/teams/{data}/budget")).await;
+    assert_eq!(
+        (b["name"].as_str(), b["spent_usd"].as_str(), &b["limit_usd"]),
+        (Some("Data"), Some("0.047"), &Value::Null)
+    );
+    assert_eq!((b["time_zone"].as_str(), b["exhausted"].as_bool()), (Some("Europe/Berlin"), Some(false)));
+    let b = stack.get(&format!("/v1/teams/{platform}/budget")).await;
+    assert_eq!(
+        (b["limit_usd"].as_str(), b["spent_usd"].as_str(), b["remaining_usd"].as_str()),
+        (Some("0.05"), Some("0"), Some("0.05"))
+    );
+    let missing = stack.api.get(&format!("/v1/teams/{}/budget", ccp_schemas::ids::TeamId::new())).await;
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    let bad = stack.api.get("/v1/teams/team_nope/budget").await;
+    assert_eq!((bad.status, bad.body["error"]["field"].as_str()), (400, Some("team_id")), "{}", bad.text);
+
+    // A developer sees their team's budget beside their own; one in no team sees none.
+    let url = format!("{}/v1/self", stack.api.url);
+    let me = |key: String| {
+        let request = reqwest::Client::new().get(&url).header("x-ccp-access-key", key);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let ann_self = me(ann_key).await;
+    assert_eq!(
+        (ann_self["team_budget"]["team_id"].as_str(), ann_self["team_budget"]["spent_usd"].as_str()),
+        (Some(data.as_str()), Some("0.047")),
+        "{ann_self}"
+    );
+    assert_eq!(me(cy_key).await["team_budget"], Value::Null);
+
+    // The statement: per team, user and provider; totals are the usage API's to the nano-dollar.
+    let s = stack.get(&format!("/v1/statements?month={label}")).await;
+    assert_eq!(
+        (s["month"].as_str(), s["time_zone"].as_str(), s["complete"].as_bool()),
+        (Some(label.as_str()), Some("Europe/Berlin"), Some(true))
+    );
+    assert_eq!(stack.get("/v1/statements").await["month"], s["month"], "the last complete month by default");
+    let t = &s["totals"];
+    assert_eq!(t["cost_usd"], everyone["totals"]["cost_usd"]);
+    assert_eq!(t["requests"], everyone["totals"]["requests"]);
+    let bedrock = of(&|r: &Req| r.provider == Provider::Bedrock);
+    let anthropic = of(&|r: &Req| r.provider == Provider::Anthropic);
+    assert_eq!(t["organisation_spend_usd"], usd(nanos(&bedrock)));
+    assert_eq!(t["plan_value_usd"], usd(nanos(&anthropic)));
+    assert_eq!((t["unpriced_requests"].as_u64(), t["estimated_requests"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(t["cost_status"], "partly_unpriced");
+    let lines = s["lines"].as_array().unwrap();
+    let summary: Vec<(String, String, String, String, String)> = lines
+        .iter()
+        .map(|l| {
+            let f = |k: &str| l[k].as_str().unwrap().to_owned();
+            (f("team_name"), f("user_name"), f("provider"), f("cost_basis"), f("cost_status"))
+        })
+        .collect();
+    let owned = |v: [&str; 5]| (v[0].to_owned(), v[1].to_owned(), v[2].to_owned(), v[3].to_owned(), v[4].to_owned());
+    assert_eq!(
+        summary,
+        vec![
+            owned(["", "=Cy, \"the\" tester", "anthropic", "plan_value", "exact"]),
+            owned(["Data", "Ann", "bedrock", "organisation_spend", "exact"]),
+            owned(["Data", "Bob", "bedrock", "organisation_spend", "estimated"]),
+            owned(["Platform", "Ann", "anthropic", "plan_value", "partly_unpriced"]),
+        ],
+        "{s}"
+    );
+    let bob_line = &lines[2];
+    assert_eq!(
+        (bob_line["requests"].as_u64(), bob_line["cost_usd"].as_str()),
+        (Some(2), Some(usd(123_456_789 + 9_000_001).as_str()))
+    );
+    let teams = s["teams"].as_array().unwrap();
+    assert_eq!(teams.len(), 3);
+    assert_eq!(
+        (teams[1]["team_name"].as_str(), teams[1]["organisation_spend_usd"].as_str()),
+        (Some("Data"), Some(usd(nanos(&in_team(&data))).as_str()))
+    );
+    let sum: Decimal = lines.iter().map(|l| l["cost_usd"].as_str().unwrap().parse::<Decimal>().unwrap()).sum();
+    assert_eq!(sum.normalize().to_string(), t["cost_usd"].as_str().unwrap(), "the lines add up to the total");
+
+    // One team's statement: its lines only, and the usage API's figure for the team.
+    let p = stack.get(&format!("/v1/statements?month={label}&team_id={platform}")).await;
+    assert_eq!(p["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(p["team_id"].as_str(), Some(platform.as_str()));
+    let pu = stack.get(&format!("/v1/usage?{range}&bucket=month&team_id={platform}")).await;
+    assert_eq!(p["totals"]["cost_usd"], pu["totals"]["cost_usd"]);
+
+    // CSV: a download, one line per statement line, formulas defused, amounts as in JSON.
+    let csv = stack.api.get(&format!("/v1/statements?month={label}&format=csv")).await;
+    assert_eq!(csv.status, 200, "{}", csv.text);
+    assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
+    let disposition = csv.headers["content-disposition"].to_str().unwrap();
+    assert_eq!(disposition, format!("attachment; filename=\"ccp-statement-{label}.csv\""));
+    let csv_lines: Vec<&str> = csv.text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(csv_lines.len(), 1 + lines.len(), "{}", csv.text);
+    assert!(csv_lines[0].starts_with(
+        "month,time_zone,team_id,team_name,user_id,user_name,user_email,provider,cost_basis,cost_status,"
+    ));
+    assert!(csv_lines[1].contains(",\"'=Cy, \"\"the\"\" tester\","), "{}", csv_lines[1]);
+    assert!(csv_lines[3].contains(",bedrock,organisation_spend,estimated,2,2,"), "{}", csv_lines[3]);
+    assert!(csv_lines[3].ends_with(&format!(",{},1,0,0", usd(123_456_789 + 9_000_001))), "{}", csv_lines[3]);
+
+    stack.finish().await;
 }

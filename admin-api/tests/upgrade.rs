@@ -8,7 +8,8 @@
 //! with a retryable 503 naming the older replica — and the older replica keeps serving (ready,
 //! logins work): no outage. Once it stops, the sign-in goes through. And the rule the hold-back
 //! enforces is real: an older replica started after the event is in the log fails closed (it
-//! refuses to start, naming the event) rather than serving from a state it cannot read.
+//! refuses to start, naming the event) rather than serving from a state it cannot read. The same
+//! hold-back, without single sign-on, for revision 3's `admin_team_scope_set` (team leads).
 
 mod common;
 
@@ -88,5 +89,35 @@ async fn a_newer_writer_holds_back_events_an_older_reader_cannot_read() {
     let said = again.log_text();
     assert!(said.contains("admin_sso_linked") && said.contains("upgrade this admin API"), "{said}");
     drop(idp);
+    api.finish().await;
+}
+
+/// The same hold-back for revision 3's `admin_team_scope_set` (team leads), without single
+/// sign-on: while a replica of revision 2 runs, scoping an admin to a team is refused with a
+/// retryable 503 naming the event and the older replica, and nothing is appended; once it stops,
+/// the same command goes through.
+#[tokio::test]
+async fn scoping_a_team_lead_waits_for_the_last_older_reader() {
+    let api = AdminApi::start("upgradescope").await;
+    let team = api.post("/v1/teams", json!({"name": "Data"})).await.body["team_id"].as_str().unwrap().to_owned();
+    let created = api
+        .post("/v1/admins", json!({"username": "tess", "password": "tess has a long password", "role": "viewer"}))
+        .await;
+    let lead = created.body["admin_id"].as_str().unwrap().to_owned();
+    let env = api.replica_env(ccp_tests::free_port(), &[("CCP__COMPAT__EMULATE_CONTRACT", "2")]);
+    let (mut older, older_url) = common::spawn_admin(&env).await;
+
+    let held = api.put(&format!("/v1/admins/{lead}/team-scope"), json!({"team_id": team})).await;
+    assert_eq!(held.status, 503, "{}", held.text);
+    assert!(held.header("retry-after").is_some(), "{:?}", held.headers);
+    let message = held.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("admin_team_scope_set") && message.contains("revision 2"), "{message}");
+    assert_eq!(status(&format!("{older_url}/ready")).await, 200, "{}", older.log_text());
+    let events = api.log.read_all(ccp_schemas::subjects::StreamKind::Admin).await;
+    assert!(!events.iter().any(|(_, e)| e.event.event_type() == "admin_team_scope_set"));
+
+    assert!(older.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    let done = api.put(&format!("/v1/admins/{lead}/team-scope"), json!({"team_id": team})).await;
+    assert_eq!((done.status, done.body["team_id"].as_str()), (200, Some(team.as_str())), "{}", done.text);
     api.finish().await;
 }

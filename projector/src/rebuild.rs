@@ -23,6 +23,8 @@ const DATA_TABLES: &[&str] = &[
     "usage_minute",
     "usage_hour",
     "usage_day",
+    "usage_team_hour",
+    "usage_team_day",
     "users",
     "teams",
     "keys",
@@ -31,7 +33,15 @@ const DATA_TABLES: &[&str] = &[
 ];
 
 /// The materialized views over `requests` (re-created after the swap).
-const VIEWS: &[&str] = &["usage_minute_mv", "usage_hour_mv", "usage_day_mv", "requests_by_user_mv", "key_last_used_mv"];
+const VIEWS: &[&str] = &[
+    "usage_minute_mv",
+    "usage_hour_mv",
+    "usage_day_mv",
+    "usage_team_hour_mv",
+    "usage_team_day_mv",
+    "requests_by_user_mv",
+    "key_last_used_mv",
+];
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();

@@ -362,3 +362,76 @@ async fn dimensions_user_ordered_rows_and_the_issue_22_queries() {
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
 }
+
+/// Migration 0008 on a database that already holds requests: the team rollups are filled from
+/// them once (running its copies again adds nothing), then fed by every insert; their sums per
+/// team equal the raw rows'.
+#[tokio::test]
+async fn team_rollups_are_backfilled_once_then_fed_by_inserts() {
+    use ccp_schemas::migrations::{Migration, MIGRATIONS};
+    let settings = test_settings("teamrollups");
+    let db = settings.clickhouse.database.clone();
+    let ch = clickhouse();
+    ch.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await.unwrap();
+    ccp_runtime::migrate::create_ledger(&ch, &db).await.unwrap();
+    let (before, team_rollups): (Vec<&Migration>, Vec<&Migration>) = MIGRATIONS.iter().partition(|m| m.version < 8);
+    assert_eq!(team_rollups.iter().map(|m| m.name).collect::<Vec<_>>(), ["team_rollups"]);
+    for m in before {
+        for stmt in m.statements(&db) {
+            ch.query(&stmt).execute().await.unwrap_or_else(|e| panic!("{}: {e}", m.name));
+        }
+        ccp_runtime::migrate::record_applied(&ch, &db, m).await.unwrap();
+    }
+    let (red, blue) = (TeamId::new().to_string(), TeamId::new().to_string());
+    let insert = |rows: Vec<(&str, &str, i64, u64)>| {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(team, user, at, cost)| {
+                format!(
+                    "('{}', toDateTime({at}, 'UTC'), '{user}', 'key_x', '{team}', 'bedrock', 'claude-sonnet-4-5', {cost}, 7)",
+                    ccp_schemas::ids::RequestId::new()
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {db}.requests (request_id, occurred_at, user_id, key_id, team_id, provider, requested_model, \
+             cost_nanos, input_tokens) VALUES {}",
+            values.join(", ")
+        );
+        let ch = ch.clone();
+        async move { ch.query(&sql).execute().await.unwrap() }
+    };
+    let t0 = Utc::now().timestamp() - 10 * 86_400;
+    // A user who moved from red to blue within one hour keeps each part where it was incurred.
+    insert(vec![(&red, "usr_a", t0, 100), (&blue, "usr_a", t0 + 60, 20), ("", "usr_b", t0 + 120, 3)]).await;
+    let applied = ccp_runtime::migrate::migrate(&settings.clickhouse).await.unwrap();
+    assert_eq!(applied, [8]);
+    let sums = |table: &str| {
+        let sql = format!(
+            "SELECT team_id, toUInt64(sum(cost_nanos)) AS cost, toUInt64(sum(input_tokens)) AS input \
+             FROM {{db}}.{table} GROUP BY team_id ORDER BY team_id"
+        );
+        let db = db.clone();
+        async move { rows(&db, &sql).await }
+    };
+    let raw = sums("requests").await;
+    assert_eq!(raw.len(), 3, "{raw:?}");
+    for table in ["usage_team_hour", "usage_team_day"] {
+        assert_eq!(sums(table).await, raw, "{table} after the backfill");
+    }
+    // The copies again (an interrupted migration run twice): nothing is counted twice.
+    for stmt in team_rollups[0].statements(&db).iter().filter(|s| s.trim_start().starts_with("INSERT")) {
+        ch.query(stmt).execute().await.unwrap();
+    }
+    for table in ["usage_team_hour", "usage_team_day"] {
+        assert_eq!(sums(table).await, raw, "{table} after the copies ran again");
+    }
+    // Later inserts reach the rollups through their views.
+    insert(vec![(&blue, "usr_a", t0 + 3_600, 5_000), (&red, "usr_c", t0 + 86_400, 7)]).await;
+    let raw = sums("requests").await;
+    assert_eq!(num(&raw[1]["cost"]) as u64 + num(&raw[2]["cost"]) as u64, 100 + 20 + 5_000 + 7);
+    for table in ["usage_team_hour", "usage_team_day"] {
+        assert_eq!(sums(table).await, raw, "{table} fed by inserts");
+    }
+    ch.query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+}

@@ -11,13 +11,14 @@
 //! |---|---|
 //! | 1 | every event type up to 2026-12 |
 //! | 2 | `admin_sso_linked` (single sign-on); `team_created`, `team_updated`, `team_budget_set`, `team_routing_set`, `team_deleted`, `user_team_set` (teams) |
+//! | 3 | `admin_team_scope_set` (team leads: an admin scoped to one team) |
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use crate::events::Event;
 
 /// The contract revision this build reads and writes.
-pub const CONTRACT: u16 = 2;
+pub const CONTRACT: u16 = 3;
 
 /// The contract revision that introduced this event (its type at its current schema version).
 pub const fn introduced(event: &Event) -> u16 {
@@ -29,6 +30,7 @@ pub const fn introduced(event: &Event) -> u16 {
         | Event::TeamRoutingSet(_)
         | Event::TeamDeleted(_)
         | Event::UserTeamSet(_) => 2,
+        Event::AdminTeamScopeSet(_) => 3,
         _ => 1,
     }
 }

@@ -99,6 +99,7 @@ pub enum Event {
     AdminEnabled(AdminEnabled),
     AdminSessionsRevoked(AdminSessionsRevoked),
     AdminSsoLinked(AdminSsoLinked),
+    AdminTeamScopeSet(AdminTeamScopeSet),
     ApiTokenIssued(ApiTokenIssued),
     ApiTokenRevoked(ApiTokenRevoked),
     RequestCompleted(RequestCompleted),
@@ -157,6 +158,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "team_routing_set",
     "team_deleted",
     "user_team_set",
+    "admin_team_scope_set",
 ];
 
 impl Event {
@@ -203,6 +205,7 @@ impl Event {
             Self::TeamRoutingSet(_) => "team_routing_set",
             Self::TeamDeleted(_) => "team_deleted",
             Self::UserTeamSet(_) => "user_team_set",
+            Self::AdminTeamScopeSet(_) => "admin_team_scope_set",
         }
     }
 
@@ -252,6 +255,7 @@ impl Event {
             Self::TeamRoutingSet(e) => Aggregate::Team(e.team_id),
             Self::TeamDeleted(e) => Aggregate::Team(e.team_id),
             Self::UserTeamSet(e) => Aggregate::User(e.user_id),
+            Self::AdminTeamScopeSet(e) => Aggregate::Admin(e.admin_id),
         }
     }
 
@@ -287,6 +291,7 @@ impl Event {
             | Self::AdminEnabled(_)
             | Self::AdminSessionsRevoked(_)
             | Self::AdminSsoLinked(_)
+            | Self::AdminTeamScopeSet(_)
             | Self::ApiTokenIssued(_)
             | Self::ApiTokenRevoked(_)
             | Self::CircuitOpened(_)

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0006_dimensions_and_user_order.sql"),
     },
     Migration { version: 7, name: "teams", sql: include_str!("../migrations/0007_teams.sql") },
+    Migration { version: 8, name: "team_rollups", sql: include_str!("../migrations/0008_team_rollups.sql") },
 ];
 
 /// The ledger of applied migrations, `{db}.schema_migrations` (created before any migration).

@@ -59,6 +59,9 @@ pub enum Dimension {
     Model,
     /// `anthropic`, `bedrock` or `none` (the proxy answered itself) (`provider`).
     Provider,
+    /// The user's team when the request was made (`team_id`; `""`: no team). Spend stays with
+    /// the team it was incurred in when a user moves.
+    Team,
 }
 
 /// A provider to filter by.
@@ -89,8 +92,8 @@ pub struct UsageQuery {
     /// up to 2 days, else `day`. A bucket cut by the range holds only the part inside it.
     #[param(inline)]
     pub bucket: Option<Bucket>,
-    /// Comma-separated subset of `user`, `key`, `model`, `provider`.
-    #[param(pattern = r"^((user|key|model|provider)(,(user|key|model|provider))*)?$")]
+    /// Comma-separated subset of `user`, `key`, `model`, `provider`, `team`.
+    #[param(pattern = r"^((user|key|model|provider|team)(,(user|key|model|provider|team))*)?$")]
     pub group_by: Option<String>,
     /// Only this user (`usr_…`).
     #[param(pattern = r"^usr_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
@@ -98,6 +101,9 @@ pub struct UsageQuery {
     /// Only this access key (`key_…`).
     #[param(pattern = r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     pub key_id: Option<String>,
+    /// Only requests made in this team (`team_…`; the team at request time).
+    #[param(pattern = r"^team_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    pub team_id: Option<String>,
     /// Only `anthropic` or only `bedrock`.
     #[param(inline)]
     pub provider: Option<ProviderFilter>,
@@ -156,6 +162,9 @@ pub struct UsageRow {
     /// The provider (grouped by `provider`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The team at request time (grouped by `team`; `""`: no team).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
     /// What was used.
     #[serde(flatten)]
     pub usage: UsageCounts,
@@ -187,6 +196,14 @@ pub struct UsageReport {
 pub struct Budget {
     /// `usr_…`
     pub user_id: String,
+    /// This month's spend against the limit.
+    #[serde(flatten)]
+    pub month: BudgetMonth,
+}
+
+/// Spend this calendar month (in the budget time zone) against a monthly limit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BudgetMonth {
     /// The month, `YYYY-MM`.
     pub month: String,
     /// The budget time zone (`budgets.time_zone`).
@@ -208,6 +225,19 @@ pub struct Budget {
     pub reset_at: DateTime<FixedOffset>,
     /// Whether spending reached the limit (the proxy then refuses what `budgets.enforce` says).
     pub exhausted: bool,
+}
+
+/// `GET /v1/teams/{team_id}/budget`: a team's spend this calendar month (the requests its
+/// members made while in it) against the team's monthly limit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TeamBudget {
+    /// `team_…`
+    pub team_id: String,
+    /// The team's name.
+    pub name: String,
+    /// This month's spend against the team's limit.
+    #[serde(flatten)]
+    pub month: BudgetMonth,
 }
 
 /// `GET /v1/requests/{request_id}`: one request through the proxy.

@@ -2,7 +2,7 @@
 //! events ([`AdminState::apply`]) and decided on.
 
 use ccp_schemas::events::*;
-use ccp_schemas::ids::{AdminId, ApiTokenId};
+use ccp_schemas::ids::{AdminId, ApiTokenId, TeamId};
 use ccp_schemas::secrets::access_key::{KeyHash, KeyPrefix};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -49,6 +49,9 @@ pub struct AdminState {
     /// The person at the OpenID provider this admin is (`issuer`, `subject`), once single
     /// sign-on has signed them in.
     pub sso: Option<(String, String)>,
+    /// The team this admin is scoped to ("team lead": a `viewer` who sees only that team's
+    /// figures, enforced by [`crate::scope`]); `None`: unscoped.
+    pub team_id: Option<TeamId>,
     /// When created.
     pub created_at: DateTime<Utc>,
 }
@@ -67,6 +70,7 @@ impl AdminState {
                     sessions_valid_after: None,
                     tokens: Vec::new(),
                     sso: None,
+                    team_id: None,
                     created_at: at,
                 });
             }
@@ -84,6 +88,7 @@ impl AdminState {
             (Event::AdminDisabled(_), Some(s)) => s.disabled = true,
             (Event::AdminEnabled(_), Some(s)) => s.disabled = false,
             (Event::AdminSsoLinked(e), Some(s)) => s.sso = Some((e.issuer.clone(), e.subject.clone())),
+            (Event::AdminTeamScopeSet(e), Some(s)) => s.team_id = e.team_id,
             (Event::AdminSessionsRevoked(e), Some(s)) => {
                 s.sessions_valid_after = Some(s.sessions_valid_after.map_or(e.before, |t| t.max(e.before)));
             }
@@ -123,8 +128,12 @@ pub enum AdminCommand {
         /// The person's `sub` there.
         subject: String,
     },
-    /// Change the role.
+    /// Change the role. Refused for a team lead (scoped admin) unless the role stays `viewer`:
+    /// their scope is cleared first, so a role change never silently widens or keeps a scope.
     SetRole(AdminRole),
+    /// Scope the admin to one team (a team lead) or unscope them (`None`). Only a `viewer` is
+    /// scoped; the team's existence is checked by the caller against the read model.
+    SetTeamScope(Option<TeamId>),
     /// Set a new password; every session opened before `now` ends.
     ChangePassword {
         /// argon2id hash of the new password.
@@ -200,7 +209,25 @@ pub fn decide_admin(state: Option<&AdminState>, admin_id: AdminId, command: Admi
             vec![Event::AdminSessionsRevoked(AdminSessionsRevoked { admin_id, before })]
         }
         AdminCommand::SetRole(role) if role == admin.role => vec![],
+        AdminCommand::SetRole(role) if admin.team_id.is_some() => {
+            return Err(Rejection::Conflict(format!(
+                "admin `{}` is a team lead (scoped to a team) and only a `viewer` is: clear the team scope \
+                 first (PUT /v1/admins/{admin_id}/team-scope with team_id null), then give the `{}` role",
+                admin.username,
+                role.as_str()
+            )))
+        }
         AdminCommand::SetRole(role) => vec![Event::AdminRoleSet(AdminRoleSet { admin_id, role })],
+        AdminCommand::SetTeamScope(team_id) if team_id == admin.team_id => vec![],
+        AdminCommand::SetTeamScope(Some(_)) if admin.role != AdminRole::Viewer => {
+            return Err(Rejection::Conflict(format!(
+                "admin `{}` has the `{}` role; only a `viewer` can be scoped to a team (a team lead): \
+                 give them the `viewer` role first",
+                admin.username,
+                admin.role.as_str()
+            )))
+        }
+        AdminCommand::SetTeamScope(team_id) => vec![Event::AdminTeamScopeSet(AdminTeamScopeSet { admin_id, team_id })],
         AdminCommand::IssueToken { token_id, name, token_hash, token_prefix, role } => {
             if admin.tokens.iter().any(|t| t.token_id == token_id) {
                 return Err(Rejection::Conflict(format!("API token {token_id} already exists")));
@@ -330,6 +357,51 @@ mod tests {
         given.extend(events);
         given.push(Event::AdminSessionsRevoked(AdminSessionsRevoked { admin_id: ADMIN, before: earlier }));
         assert_eq!(fold(AdminState::apply, &given).unwrap().sessions_valid_after, Some(now), "never moves back");
+    }
+
+    fn viewer_created() -> Event {
+        Event::AdminCreated(AdminCreated {
+            admin_id: ADMIN,
+            username: "tl".into(),
+            password_hash: password_hash(),
+            role: AdminRole::Viewer,
+        })
+    }
+
+    fn scoped(team_id: Option<TeamId>) -> Event {
+        Event::AdminTeamScopeSet(AdminTeamScopeSet { admin_id: ADMIN, team_id })
+    }
+
+    #[test]
+    fn only_a_viewer_is_scoped_to_a_team_and_scoping_changes_only_when_different() {
+        assert_eq!(admin(vec![viewer_created()], AdminCommand::SetTeamScope(Some(TEAM))), Ok(vec![scoped(Some(TEAM))]));
+        let state = fold(AdminState::apply, &[viewer_created(), scoped(Some(TEAM))]).unwrap();
+        assert_eq!(state.team_id, Some(TEAM));
+        then_nothing(admin(vec![viewer_created(), scoped(Some(TEAM))], AdminCommand::SetTeamScope(Some(TEAM))));
+        then_nothing(admin(vec![viewer_created()], AdminCommand::SetTeamScope(None)));
+        assert_eq!(
+            admin(vec![viewer_created(), scoped(Some(TEAM))], AdminCommand::SetTeamScope(None)),
+            Ok(vec![scoped(None)])
+        );
+        let unscoped = fold(AdminState::apply, &[viewer_created(), scoped(Some(TEAM)), scoped(None)]).unwrap();
+        assert_eq!(unscoped.team_id, None);
+        let refused = admin(vec![admin_created()], AdminCommand::SetTeamScope(Some(TEAM)));
+        assert!(matches!(&refused, Err(Rejection::Conflict(m)) if m.contains("only a `viewer`")), "{refused:?}");
+        then_not_found(admin(vec![], AdminCommand::SetTeamScope(Some(TEAM))));
+    }
+
+    #[test]
+    fn a_team_leads_role_is_not_raised_until_unscoped() {
+        let given = vec![viewer_created(), scoped(Some(TEAM))];
+        let refused = admin(given.clone(), AdminCommand::SetRole(AdminRole::Operator));
+        assert!(matches!(&refused, Err(Rejection::Conflict(m)) if m.contains("team-scope")), "{refused:?}");
+        then_nothing(admin(given.clone(), AdminCommand::SetRole(AdminRole::Viewer)));
+        let mut unscoped = given;
+        unscoped.push(scoped(None));
+        assert_eq!(
+            admin(unscoped, AdminCommand::SetRole(AdminRole::Operator)),
+            Ok(vec![Event::AdminRoleSet(AdminRoleSet { admin_id: ADMIN, role: AdminRole::Operator })])
+        );
     }
 
     #[test]

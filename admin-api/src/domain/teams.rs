@@ -4,7 +4,8 @@
 //! most one team per user" is kept by the user aggregate. Deleting a team is decided with its
 //! member count as the read model has it (`TeamCommand::Delete`), a different aggregate's state:
 //! a user added to the team in the instant it is deleted names a team that no longer exists, and
-//! every reader treats that as no team (`Directory::team_of`).
+//! every reader treats that as no team (`Directory::team_of`). Its team leads (admins scoped to
+//! it) are counted the same way: a team with leads is not deleted either.
 
 use ccp_schemas::events::*;
 use ccp_schemas::ids::TeamId;
@@ -38,10 +39,12 @@ pub enum TeamCommand {
     SetBudget(Option<Decimal>),
     /// Set or clear the routing default.
     SetRouting(Option<RoutingStrategy>),
-    /// Delete the team; refused while it has members.
+    /// Delete the team; refused while it has members or team leads (admins scoped to it).
     Delete {
         /// Its members now, as the read model has them.
         members: usize,
+        /// The admins scoped to it now (team leads), as the read model has them.
+        leads: usize,
     },
 }
 
@@ -84,9 +87,15 @@ pub fn decide_team(state: Option<&TeamState>, team_id: TeamId, command: TeamComm
         }
         TeamCommand::SetRouting(strategy) if strategy == team.routing => vec![],
         TeamCommand::SetRouting(strategy) => vec![Event::TeamRoutingSet(TeamRoutingSet { team_id, strategy })],
-        TeamCommand::Delete { members } if members > 0 => {
+        TeamCommand::Delete { members, .. } if members > 0 => {
             return Err(Rejection::Conflict(format!(
                 "team `{}` has {members} member(s); move them to another team or none first",
+                team.name
+            )))
+        }
+        TeamCommand::Delete { leads, .. } if leads > 0 => {
+            return Err(Rejection::Conflict(format!(
+                "team `{}` has {leads} team lead(s) (admins scoped to it); clear their team scope first",
                 team.name
             )))
         }
@@ -150,8 +159,8 @@ mod tests {
                 then_not_found(team(given.clone(), command));
             }
         }
-        then_not_found(team(vec![], TeamCommand::Delete { members: 0 }));
-        then_nothing(team(vec![created(), deleted()], TeamCommand::Delete { members: 0 }));
+        then_not_found(team(vec![], TeamCommand::Delete { members: 0, leads: 0 }));
+        then_nothing(team(vec![created(), deleted()], TeamCommand::Delete { members: 0, leads: 0 }));
     }
 
     #[test]
@@ -180,9 +189,11 @@ mod tests {
     }
 
     #[test]
-    fn a_team_with_members_is_not_deleted() {
-        let refused = team(vec![created()], TeamCommand::Delete { members: 2 });
+    fn a_team_with_members_or_team_leads_is_not_deleted() {
+        let refused = team(vec![created()], TeamCommand::Delete { members: 2, leads: 0 });
         assert!(matches!(&refused, Err(Rejection::Conflict(m)) if m.contains("2 member")), "{refused:?}");
-        assert_eq!(team(vec![created()], TeamCommand::Delete { members: 0 }), Ok(vec![deleted()]));
+        let led = team(vec![created()], TeamCommand::Delete { members: 0, leads: 1 });
+        assert!(matches!(&led, Err(Rejection::Conflict(m)) if m.contains("1 team lead")), "{led:?}");
+        assert_eq!(team(vec![created()], TeamCommand::Delete { members: 0, leads: 0 }), Ok(vec![deleted()]));
     }
 }

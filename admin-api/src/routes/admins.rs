@@ -10,7 +10,9 @@ use ccp_schemas::subjects::Aggregate;
 use ccp_schemas::Actor;
 
 use super::{check_name, check_username, parse_id, AppState};
-use crate::api::{Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Role, Session, SetRole};
+use crate::api::{
+    Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Role, Session, SetRole, SetTeamScope,
+};
 use crate::auth::{check_password, hash_password, verify_password, Auth, API_TOKEN_PREFIX, SESSION_COOKIE};
 use crate::context::Ctx;
 use crate::domain::{decide_admin, AdminCommand, AdminState, TokenState};
@@ -24,6 +26,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admins", web::get().to(list_admins))
         .route("/admins", web::post().to(create_admin))
         .route("/admins/{admin_id}/role", web::put().to(set_admin_role))
+        .route("/admins/{admin_id}/team-scope", web::put().to(set_team_scope))
         .route("/api-tokens", web::get().to(list_tokens))
         .route("/api-tokens", web::post().to(issue_token))
         .route("/api-tokens/{token_id}/revoke", web::post().to(revoke_token));
@@ -152,6 +155,7 @@ pub async fn me(ctx: Ctx) -> ApiResult<web::Json<Me>> {
         username: admin.username.clone(),
         method: admin.method,
         role: admin.role.into(),
+        team_id: admin.team_scope.map(|t| t.to_string()),
         csrf_token: admin.csrf_token.clone(),
     }))
 }
@@ -162,6 +166,7 @@ pub(super) fn admin_view(a: &AdminState) -> Admin {
         username: a.username.clone(),
         role: a.role.into(),
         disabled: a.disabled,
+        team_id: a.team_id.map(|t| t.to_string()),
         created_at: Some(a.created_at),
     }
 }
@@ -249,6 +254,36 @@ pub async fn set_admin_role(
         .field("role"));
     }
     let admin = super::accounts::execute(&state, &ctx, admin_id, AdminCommand::SetRole(role)).await?;
+    Ok(web::Json(admin_view(&admin)))
+}
+
+/// Scope an admin to one team — a team lead: a `viewer` who may read only that team, its budget,
+/// its members and its usage — or unscope them (`team_id` null). Only a `viewer` is scoped
+/// (409 otherwise), and a team lead's role is not changed until they are unscoped. A team with
+/// team leads is not deleted (409).
+#[utoipa::path(put, path = "/v1/admins/{admin_id}/team-scope", tag = "auth", request_body = SetTeamScope,
+    params(("admin_id" = String, Path, pattern = r"^adm_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
+    responses((status = 200, body = Admin), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_team_scope(
+    state: web::Data<AppState>,
+    ctx: Ctx,
+    path: web::Path<String>,
+    body: Json<SetTeamScope>,
+) -> ApiResult<web::Json<Admin>> {
+    let admin_id: AdminId = parse_id("admin_id", &path)?;
+    let team_id = match body.0.team_id.as_deref() {
+        None => None,
+        Some(raw) => {
+            let team_id: ccp_schemas::ids::TeamId = parse_id("team_id", raw)?;
+            if state.view.read().directory.team(&team_id).is_none() {
+                return Err(ApiError::not_found(format!("no team {team_id}")).field("team_id"));
+            }
+            Some(team_id)
+        }
+    };
+    let admin = super::accounts::execute(&state, &ctx, admin_id, AdminCommand::SetTeamScope(team_id)).await?;
     Ok(web::Json(admin_view(&admin)))
 }
 

@@ -9,6 +9,7 @@ pub mod queries;
 pub mod self_service;
 pub mod sign_ins;
 pub mod sso;
+pub mod statements;
 pub mod teams;
 pub mod users;
 
@@ -75,6 +76,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     admins::configure(cfg);
     accounts::configure(cfg);
     queries::configure(cfg);
+    statements::configure(cfg);
     ops::configure(cfg);
     models::configure(cfg);
     sign_ins::configure(cfg);

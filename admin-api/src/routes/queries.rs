@@ -1,12 +1,12 @@
-//! The usage routes: usage over time, a user's budget this month, one request by id and the
-//! audit log. Handlers only bind HTTP to the usage store ([`crate::usage`]), which checks the
+//! The usage routes: usage over time, a user's and a team's budget this month, one request by id
+//! and the audit log. Handlers only bind HTTP to the usage store ([`crate::usage`]), which checks the
 //! query and reads ClickHouse; the bodies are [`crate::api::usage`]'s.
 
 use actix_web::web;
-use ccp_schemas::ids::{RequestId, UserId};
+use ccp_schemas::ids::{RequestId, TeamId, UserId};
 
 use super::{parse_id, AppState};
-use crate::api::usage::{AuditEntry, AuditQuery, Budget, RequestDetail, UsageQuery, UsageReport};
+use crate::api::usage::{AuditEntry, AuditQuery, Budget, RequestDetail, TeamBudget, UsageQuery, UsageReport};
 use crate::api::Page;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::query::Query;
@@ -15,6 +15,7 @@ use crate::usage::UsageStore;
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/usage", web::get().to(usage))
         .route("/users/{user_id}/budget", web::get().to(get_budget))
+        .route("/teams/{team_id}/budget", web::get().to(get_team_budget))
         .route("/requests/{request_id}", web::get().to(get_request))
         .route("/audit", web::get().to(audit));
 }
@@ -47,6 +48,24 @@ pub async fn get_budget(state: web::Data<AppState>, path: web::Path<String>) -> 
         .map(|u| u.monthly_limit_usd)
         .ok_or_else(|| ApiError::not_found(format!("no user {user_id}")))?;
     store(&state).budget(user_id, limit).await.map(web::Json)
+}
+
+/// A team's spend this calendar month (in the budget time zone): the requests its members made
+/// while in it, against the team's monthly limit.
+#[utoipa::path(get, path = "/v1/teams/{team_id}/budget", tag = "usage", params(("team_id" = String, Path, pattern = r"^team_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
+    responses((status = 200, body = TeamBudget), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_team_budget(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<web::Json<TeamBudget>> {
+    let team_id: TeamId = parse_id("team_id", &path)?;
+    let (name, limit) = state
+        .view
+        .read()
+        .directory
+        .team(&team_id)
+        .map(|t| (t.name.clone(), t.monthly_limit_usd))
+        .ok_or_else(|| ApiError::not_found(format!("no team {team_id}")))?;
+    store(&state).team_budget(team_id, &name, limit).await.map(web::Json)
 }
 
 /// One request through the proxy, by the request id the developer saw (`x-ccp-request-id`).

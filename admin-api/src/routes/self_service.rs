@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use crate::api::usage::{Budget, Preset, RequestDetail, UsageQuery, UsageReport};
+use crate::api::usage::{Budget, Preset, RequestDetail, TeamBudget, UsageQuery, UsageReport};
 use crate::auth::bearer_token;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorKind};
@@ -136,6 +136,9 @@ pub struct SelfUsage {
     pub this_month_by_key: UsageReport,
     /// The monthly budget (in the budget time zone).
     pub budget: Budget,
+    /// The team's monthly budget, shared with its members (`null`: not in a team). Requests are
+    /// refused when either budget is exhausted (the stricter applies).
+    pub team_budget: Option<TeamBudget>,
     /// The newest Plan-limit state of any of their keys (`null`: none reported yet).
     pub plan_limit: Option<PlanLimit>,
     /// Failovers to Bedrock.
@@ -267,9 +270,10 @@ pub async fn self_usage(
     if !(1..=MAX_RECENT).contains(&recent) {
         return Err(ApiError::invalid("recent", format!("must be between 1 and {MAX_RECENT}")));
     }
-    let (user, keys) = {
+    let (user, keys, team) = {
         let model = state.view.read();
         let user = model.directory.user(&user_id).ok_or_else(refused)?;
+        let team = model.directory.team_of(user).map(|t| (t.team_id, t.name.clone(), t.monthly_limit_usd));
         let user = SelfUser {
             user_id: user_id.to_string(),
             name: user.name.clone(),
@@ -292,7 +296,7 @@ pub async fn self_usage(
             })
             .collect();
         keys.sort_by(|a, b| b.current.cmp(&a.current).then_with(|| a.key_id.cmp(&b.key_id)));
-        (user, keys)
+        (user, keys, team)
     };
     let tz = match q.tz {
         Some(tz) => tz,
@@ -303,6 +307,10 @@ pub async fn self_usage(
     let this_month = report(&store, user_id, &tz, Preset::ThisMonth, "model,provider").await?;
     let this_month_by_key = report(&store, user_id, &tz, Preset::ThisMonth, "key").await?;
     let budget = store.budget(user_id, user.monthly_limit_usd).await?;
+    let team_budget = match team {
+        Some((team_id, name, limit)) => Some(store.team_budget(team_id, &name, limit).await?),
+        None => None,
+    };
     let key_ids: Vec<AccessKeyId> = keys.iter().filter_map(|k| k.key_id.parse().ok()).collect();
     let plan_limit = plan_limit(&service, &key_ids).await;
     let since: DateTime<Utc> = Utc::now() - chrono::Duration::days(RECENT_DAYS);
@@ -317,6 +325,7 @@ pub async fn self_usage(
         this_month,
         this_month_by_key,
         budget,
+        team_budget,
         plan_limit,
         recent_requests,
     };

@@ -33,6 +33,11 @@ fn members(state: &AppState, team_id: TeamId) -> usize {
     state.view.read().directory.members(team_id).count()
 }
 
+/// Its team leads: the admins scoped to it.
+fn leads(state: &AppState, team_id: TeamId) -> usize {
+    state.view.read().admins.values().filter(|a| a.team_id == Some(team_id)).count()
+}
+
 async fn run(state: &AppState, ctx: &Ctx, team_id: TeamId, command: TeamCommand) -> ApiResult<(Team, u64)> {
     let executed = state
         .store
@@ -130,8 +135,8 @@ pub async fn update_team(
     Ok(versioned(HttpResponse::Ok(), &team, version))
 }
 
-/// Delete a team. Refused with 409 while it has members; spend already recorded keeps its
-/// team id.
+/// Delete a team. Refused with 409 while it has members or team leads (admins scoped to it);
+/// spend already recorded keeps its team id.
 #[utoipa::path(delete, path = "/v1/teams/{team_id}", tag = "teams", params(("team_id" = String, Path, pattern = r"^team_[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)),
@@ -144,7 +149,11 @@ pub async fn delete_team(state: web::Data<AppState>, ctx: Ctx, path: web::Path<S
     let executed = state
         .store
         .execute(Aggregate::Team(team_id), &ctx.meta(), TeamState::apply, |s| {
-            decide_team(s, team_id, TeamCommand::Delete { members: members(&state, team_id) })
+            decide_team(
+                s,
+                team_id,
+                TeamCommand::Delete { members: members(&state, team_id), leads: leads(&state, team_id) },
+            )
         })
         .await?;
     state.settle(executed.seq).await;

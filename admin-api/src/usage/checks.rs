@@ -66,11 +66,12 @@ pub(super) fn parse_group_by(value: Option<&str>) -> ApiResult<Vec<Dimension>> {
             "key" => Dimension::Key,
             "model" => Dimension::Model,
             "provider" => Dimension::Provider,
+            "team" => Dimension::Team,
             other => {
                 let shown: String = other.chars().take(40).collect();
                 return Err(ApiError::invalid(
                     "group_by",
-                    format!("`{shown}` is not one of `user`, `key`, `model`, `provider`"),
+                    format!("`{shown}` is not one of `user`, `key`, `model`, `provider`, `team`"),
                 ));
             }
         };
@@ -151,6 +152,7 @@ mod tests {
     fn group_by_is_a_set_of_known_dimensions() {
         assert_eq!(parse_group_by(None).unwrap(), vec![]);
         assert_eq!(parse_group_by(Some("model, user,model")).unwrap(), vec![Dimension::Model, Dimension::User]);
-        assert_eq!(parse_group_by(Some("user,team")).unwrap_err().field.as_deref(), Some("group_by"));
+        assert_eq!(parse_group_by(Some("user,team")).unwrap(), vec![Dimension::User, Dimension::Team]);
+        assert_eq!(parse_group_by(Some("user,cost_centre")).unwrap_err().field.as_deref(), Some("group_by"));
     }
 }

@@ -19,6 +19,7 @@
 //!   in a time zone, nano-dollars as USD;
 //! - `source`: which table answers a question exactly (its grid against the buckets' boundaries);
 //! - `sql`: the usage query, built with bound arguments, its rows and their sums;
+//! - `statement`: the finance statement of a month (per team, user and provider) and its CSV;
 //! - `requests`, `audit`: the queries over the `requests` and `audit_log` rows and what the API
 //!   shows of them (the row types are in [`ccp_runtime::tables`], shared with the projector);
 //! - `testing` (unit tests only): instants and time zones written as text.
@@ -29,12 +30,13 @@ mod period;
 mod requests;
 mod source;
 mod sql;
+mod statement;
 #[cfg(test)]
 mod testing;
 
 use ccp_runtime::config::Settings;
 use ccp_schemas::calendar::Month;
-use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_schemas::ids::{AccessKeyId, TeamId, UserId};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -42,13 +44,16 @@ use rust_decimal::Decimal;
 use self::checks::{check_model, parse_group_by, parse_tz, resolve_range};
 use self::period::{local, usd};
 use self::sql::{read_usage, Filters, Question, Totals};
-use crate::api::usage::{Bucket, Budget, Dimension, ProviderFilter, UsageQuery, UsageReport, UsageRow};
+use crate::api::usage::{
+    Bucket, Budget, BudgetMonth, Dimension, ProviderFilter, TeamBudget, UsageQuery, UsageReport, UsageRow,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::parse_id;
 
 pub use self::audit::MAX_AUDIT_LIMIT;
 pub use self::checks::{MAX_MINUTE_RANGE_DAYS, MAX_RANGE_DAYS};
 pub use self::requests::last_used;
+pub use self::statement::{csv as statement_csv, Names};
 
 /// The usage store: the projector's ClickHouse tables, read in the deployment's budget time zone
 /// and with its minute-rollup retention.
@@ -96,6 +101,7 @@ impl<'a> UsageStore<'a> {
                 .map(|v| parse_id::<AccessKeyId>("key_id", v))
                 .transpose()?
                 .map(|k| k.to_string()),
+            team_id: q.team_id.as_deref().map(|v| parse_id::<TeamId>("team_id", v)).transpose()?.map(|t| t.to_string()),
             provider: q.provider.map(|p| match p {
                 ProviderFilter::Anthropic => "anthropic".to_owned(),
                 ProviderFilter::Bedrock => "bedrock".to_owned(),
@@ -121,6 +127,7 @@ impl<'a> UsageStore<'a> {
                     key_id: group_by.contains(&Dimension::Key).then(|| r.g_key.clone()),
                     model: group_by.contains(&Dimension::Model).then(|| r.g_model.clone()),
                     provider: group_by.contains(&Dimension::Provider).then(|| r.g_provider.clone()),
+                    team_id: group_by.contains(&Dimension::Team).then(|| r.g_team.clone()),
                     usage: Totals::from_row(&r).counts(),
                 }
             })
@@ -138,18 +145,33 @@ impl<'a> UsageStore<'a> {
 
     /// A user's budget status this month (in the budget time zone), given their monthly limit.
     pub async fn budget(&self, user_id: UserId, limit: Option<Decimal>) -> ApiResult<Budget> {
+        let filters = Filters { user_id: Some(user_id.to_string()), ..Filters::default() };
+        Ok(Budget { user_id: user_id.to_string(), month: self.budget_month(&filters, limit).await? })
+    }
+
+    /// A team's budget status this month: the spend of the requests made in the team (whoever is
+    /// in it now), given the team's monthly limit.
+    pub async fn team_budget(&self, team_id: TeamId, name: &str, limit: Option<Decimal>) -> ApiResult<TeamBudget> {
+        let filters = Filters { team_id: Some(team_id.to_string()), ..Filters::default() };
+        Ok(TeamBudget {
+            team_id: team_id.to_string(),
+            name: name.to_owned(),
+            month: self.budget_month(&filters, limit).await?,
+        })
+    }
+
+    /// The spend of `filters` this month in the budget time zone, against `limit`.
+    async fn budget_month(&self, filters: &Filters, limit: Option<Decimal>) -> ApiResult<BudgetMonth> {
         let tz = self.budget_tz()?;
         let now = Utc::now();
         let month = Month::of(now, tz);
         let (from, to) = (month.start(tz), month.end(tz));
-        let filters = Filters { user_id: Some(user_id.to_string()), ..Filters::default() };
-        let question = Question { bucket: Bucket::Month, tz, from, to, group_by: &[], filters: &filters };
+        let question = Question { bucket: Bucket::Month, tz, from, to, group_by: &[], filters };
         let rows = read_usage(self.clickhouse, &question, self.minutes_kept_since(now))
             .await
             .map_err(|e| ApiError::unavailable("ClickHouse", &e))?;
         let spent = usd(rows.iter().map(|r| r.n_cost).sum());
-        Ok(Budget {
-            user_id: user_id.to_string(),
+        Ok(BudgetMonth {
             month: month.to_string(),
             time_zone: tz.name().to_owned(),
             limit_usd: limit,

@@ -3,7 +3,9 @@
 //! and only their rows are read — the rollups are ordered by time first, so a user's month there
 //! reads every user's month, and with many developers an hour rollup has nearly as many rows as
 //! `requests`). Any other question reads the coarsest rollup whose (UTC) rows fit both the
-//! range's ends and every bucket boundary in the time zone, else the raw `requests`.
+//! range's ends and every bucket boundary in the time zone, else the raw `requests`; a question
+//! about teams (grouped by team or filtered on one) reads the team rollups, which hold the team
+//! at request time.
 
 use chrono::{DateTime, Duration, Offset as _, TimeZone as _, Utc};
 use chrono_tz::Tz;
@@ -16,6 +18,10 @@ pub(super) enum Source {
     Day,
     Hour,
     Minute,
+    /// `usage_team_day`: like `Day`, with the team at request time.
+    TeamDay,
+    /// `usage_team_hour`.
+    TeamHour,
     Raw,
     /// The raw rows of one user or key: `requests_by_user`.
     RawByUser,
@@ -25,8 +31,8 @@ impl Source {
     /// Width of its rows (UTC-aligned), in seconds.
     const fn seconds(self) -> i64 {
         match self {
-            Self::Day => 86_400,
-            Self::Hour => 3_600,
+            Self::Day | Self::TeamDay => 86_400,
+            Self::Hour | Self::TeamHour => 3_600,
             Self::Minute => 60,
             Self::Raw | Self::RawByUser => 1,
         }
@@ -37,6 +43,8 @@ impl Source {
             Self::Day => "usage_day",
             Self::Hour => "usage_hour",
             Self::Minute => "usage_minute",
+            Self::TeamDay => "usage_team_day",
+            Self::TeamHour => "usage_team_hour",
             Self::Raw => "requests",
             Self::RawByUser => "requests_by_user",
         }
@@ -105,21 +113,35 @@ fn offsets_aligned(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>, seconds: i64)
     }
 }
 
-/// `requests_by_user` when the question filters on a user or key (`one_user`), else the coarsest
-/// table whose rows fit both the range's ends and the buckets' boundaries in `tz` (the minute
-/// table only from `minutes_since`, within its retention).
+/// Who a usage question is about, as far as the choice of table goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// Anyone (no user, key or team named or grouped by).
+    All,
+    /// One user or key (filtered on).
+    OneUser,
+    /// Teams: grouped by team or filtered on one (and no user or key filter).
+    Teams,
+}
+
+/// `requests_by_user` for one user or key, else the coarsest table (of the team rollups for a
+/// question about teams) whose rows fit both the range's ends and the buckets' boundaries in `tz`
+/// (the minute table only from `minutes_since`, within its retention).
 pub(super) fn choose_source(
     bucket: Bucket,
     tz: Tz,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     minutes_since: DateTime<Utc>,
-    one_user: bool,
+    scope: Scope,
 ) -> Source {
-    if one_user {
-        return Source::RawByUser;
-    }
-    [Source::Day, Source::Hour, Source::Minute]
-        .into_iter()
+    let candidates: &[Source] = match scope {
+        Scope::OneUser => return Source::RawByUser,
+        Scope::All => &[Source::Day, Source::Hour, Source::Minute],
+        Scope::Teams => &[Source::TeamDay, Source::TeamHour],
+    };
+    candidates
+        .iter()
+        .copied()
         .find(|s| {
             let g = s.seconds();
             g <= min_seconds(bucket)
@@ -154,23 +176,34 @@ mod tests {
         let utc = chrono_tz::UTC;
         let (berlin, kolkata) = (tz("Europe/Berlin"), tz("Asia/Kolkata"));
         let (from, to) = (at("2026-03-01T00:00:00Z"), at("2026-04-01T00:00:00Z"));
-        assert_eq!(choose_source(Bucket::Day, utc, (from, to), recent, false), Source::Day);
-        assert_eq!(choose_source(Bucket::Month, utc, (from, to), recent, false), Source::Day);
-        assert_eq!(choose_source(Bucket::Hour, utc, (from, to), recent, false), Source::Hour);
-        assert_eq!(choose_source(Bucket::Minute, utc, (from, to), recent, false), Source::Minute);
+        assert_eq!(choose_source(Bucket::Day, utc, (from, to), recent, Scope::All), Source::Day);
+        assert_eq!(choose_source(Bucket::Month, utc, (from, to), recent, Scope::All), Source::Day);
+        assert_eq!(choose_source(Bucket::Hour, utc, (from, to), recent, Scope::All), Source::Hour);
+        assert_eq!(choose_source(Bucket::Minute, utc, (from, to), recent, Scope::All), Source::Minute);
         // Berlin's days start at 23:00 or 22:00 UTC (DST on 29 March): whole hours.
         let (bf, bt) = (at("2026-02-28T23:00:00Z"), at("2026-03-31T22:00:00Z"));
-        assert_eq!(choose_source(Bucket::Day, berlin, (bf, bt), recent, false), Source::Hour);
+        assert_eq!(choose_source(Bucket::Day, berlin, (bf, bt), recent, Scope::All), Source::Hour);
         // Kolkata's start at 18:30 UTC: minutes while kept, else the raw rows.
         let (kf, kt) = (at("2026-02-28T18:30:00Z"), at("2026-03-31T18:30:00Z"));
-        assert_eq!(choose_source(Bucket::Day, kolkata, (kf, kt), recent, false), Source::Minute);
-        assert_eq!(choose_source(Bucket::Day, kolkata, (kf, kt), at("2026-03-15T00:00:00Z"), false), Source::Raw);
+        assert_eq!(choose_source(Bucket::Day, kolkata, (kf, kt), recent, Scope::All), Source::Minute);
+        assert_eq!(choose_source(Bucket::Day, kolkata, (kf, kt), at("2026-03-15T00:00:00Z"), Scope::All), Source::Raw);
         // Range ends off the rollup grid.
-        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T00:00:30Z"), to), recent, false), Source::Raw);
-        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T00:10:00Z"), to), recent, false), Source::Minute);
-        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T01:00:00Z"), to), recent, false), Source::Hour);
+        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T00:00:30Z"), to), recent, Scope::All), Source::Raw);
+        assert_eq!(
+            choose_source(Bucket::Day, utc, (at("2026-03-01T00:10:00Z"), to), recent, Scope::All),
+            Source::Minute
+        );
+        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T01:00:00Z"), to), recent, Scope::All), Source::Hour);
         // One user's or key's rows come from the table ordered by user, whatever the grid.
-        assert_eq!(choose_source(Bucket::Day, utc, (at("2026-03-01T00:00:30Z"), to), recent, true), Source::RawByUser);
-        assert_eq!(choose_source(Bucket::Month, utc, (from, to), recent, true), Source::RawByUser);
+        assert_eq!(
+            choose_source(Bucket::Day, utc, (at("2026-03-01T00:00:30Z"), to), recent, Scope::OneUser),
+            Source::RawByUser
+        );
+        assert_eq!(choose_source(Bucket::Month, utc, (from, to), recent, Scope::OneUser), Source::RawByUser);
+        // Teams: their own day and hour rollups, else the raw rows (no team minutes).
+        assert_eq!(choose_source(Bucket::Month, utc, (from, to), recent, Scope::Teams), Source::TeamDay);
+        assert_eq!(choose_source(Bucket::Day, berlin, (bf, bt), recent, Scope::Teams), Source::TeamHour);
+        assert_eq!(choose_source(Bucket::Day, kolkata, (kf, kt), recent, Scope::Teams), Source::Raw);
+        assert_eq!(choose_source(Bucket::Minute, utc, (from, to), recent, Scope::Teams), Source::Raw);
     }
 }

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::period::usd;
-use super::source::{choose_source, Source};
+use super::source::{choose_source, Scope, Source};
 use crate::api::usage::{Bucket, Dimension, UsageCounts};
 
 /// Usage filters (already checked).
@@ -15,6 +15,7 @@ use crate::api::usage::{Bucket, Dimension, UsageCounts};
 pub(super) struct Filters {
     pub(super) user_id: Option<String>,
     pub(super) key_id: Option<String>,
+    pub(super) team_id: Option<String>,
     pub(super) provider: Option<String>,
     pub(super) model: Option<String>,
 }
@@ -49,6 +50,7 @@ pub(super) struct UsageDbRow {
     pub(super) g_key: String,
     pub(super) g_model: String,
     pub(super) g_provider: String,
+    pub(super) g_team: String,
     n_requests: u64,
     n_errors: u64,
     n_fallbacks: u64,
@@ -146,8 +148,14 @@ pub(super) async fn read_usage(
     minutes_since: DateTime<Utc>,
 ) -> Result<Vec<UsageDbRow>, clickhouse::error::Error> {
     let Question { bucket, tz, from, to, group_by, filters } = *q;
-    let one_user = filters.user_id.is_some() || filters.key_id.is_some();
-    let source = choose_source(bucket, tz, (from, to), minutes_since, one_user);
+    let scope = if filters.user_id.is_some() || filters.key_id.is_some() {
+        Scope::OneUser
+    } else if filters.team_id.is_some() || group_by.contains(&Dimension::Team) {
+        Scope::Teams
+    } else {
+        Scope::All
+    };
+    let source = choose_source(bucket, tz, (from, to), minutes_since, scope);
     let time = source.time();
     let (bucket_sql, tz_binds) = bucket_sql(bucket, time);
     let mut args: Vec<Arg> = (0..tz_binds).map(|_| Arg::Str(tz.name().to_owned())).collect();
@@ -157,6 +165,7 @@ pub(super) async fn read_usage(
         (Dimension::Key, "key_id", "g_key"),
         (Dimension::Model, source.model(), "g_model"),
         (Dimension::Provider, "provider", "g_provider"),
+        (Dimension::Team, "team_id", "g_team"),
     ];
     let mut select = vec![format!("toUInt32({bucket_sql}) AS b")];
     let mut group = vec!["b"];
@@ -173,6 +182,7 @@ pub(super) async fn read_usage(
     for (value, column) in [
         (&filters.user_id, "user_id"),
         (&filters.key_id, "key_id"),
+        (&filters.team_id, "team_id"),
         (&filters.provider, "provider"),
         (&filters.model, source.model()),
     ] {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::ids::{AdminId, ApiTokenId};
+use crate::ids::{AdminId, ApiTokenId, TeamId};
 use crate::secrets::access_key::{KeyHash, KeyPrefix};
 
 /// An argon2id password hash in PHC string form (`$argon2id$v=19$m=…`). Deserialization refuses
@@ -141,6 +141,16 @@ pub struct AdminSsoLinked {
     pub issuer: String,
     /// The provider's stable id of the person (`sub`).
     pub subject: String,
+}
+
+/// An admin was scoped to one team ("team lead": a `viewer` who sees only that team's users,
+/// budget and usage), or unscoped (`team_id` null). Only a `viewer` is scoped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminTeamScopeSet {
+    /// The admin.
+    pub admin_id: AdminId,
+    /// The team they are scoped to; `None`: unscoped (an ordinary admin of their role).
+    pub team_id: Option<TeamId>,
 }
 
 /// An admin was issued a long-lived API token (only its hash and prefix are here).

@@ -1,5 +1,6 @@
-// Admins (the `admin` role only): every admin account with its role and status; one admin's
-// role, password, disabling, open sessions and API tokens. Every change is an admin command, so
+// Admins (the `admin` role only): every admin account with its role, team scope and status; one
+// admin's role, team scope (a team lead: a viewer who sees only one team), password, disabling,
+// open sessions and API tokens. Every change is an admin command, so
 // it is in the audit log.
 
 import { get, send } from './api.js';
@@ -18,18 +19,26 @@ const ROLES = [
 
 const statusOf = (a) => (a.disabled ? badge('disabled', 'bad') : badge('enabled', 'ok'));
 
+/** The team an admin is scoped to, as a link to it (`–`: unscoped). */
+const scopeOf = (a, teams) => {
+  if (!a.team_id) return '–';
+  const team = teams.find((t) => t.team_id === a.team_id);
+  return h('a', { href: `#/teams/${a.team_id}`, text: `team lead of ${team ? team.name : a.team_id}` });
+};
+
 export function viewAdmins(ctx) {
   const list = h('div');
   const create = h('button', { type: 'button', id: 'new-admin', 'data-needs': 'admin', text: 'New admin' });
   ctx.main.append(...pageHead('Admins', [create]), list);
   const refresh = () =>
     load(list, ctx, async () => {
-      const admins = await get('/v1/admins');
+      const [admins, teams] = await Promise.all([get('/v1/admins'), get('/v1/teams')]);
       return table({
         id: 'admins-table',
         columns: [
           { label: 'Username', cell: (a) => h('a', { href: `#/admins/${a.admin_id}`, text: a.username }) },
           { label: 'Role', cell: (a) => a.role },
+          { label: 'Team scope', cell: (a) => scopeOf(a, teams) },
           { label: 'Status', cell: statusOf },
           { label: 'Created', cell: (a) => timeEl(a.created_at) },
         ],
@@ -71,7 +80,7 @@ export function viewAdmin(ctx) {
     }
   };
   const refresh = async () => {
-    const admins = await get('/v1/admins');
+    const [admins, teams] = await Promise.all([get('/v1/admins'), get('/v1/teams')]);
     const a = admins.find((x) => x.admin_id === id);
     if (!a) throw new Error(`There is no admin ${id}.`);
     const h1 = ctx.main.querySelector('h1');
@@ -84,6 +93,30 @@ export function viewAdmin(ctx) {
       try {
         await send('PUT', `/v1/admins/${id}/role`, { role: role.value });
         toast(`${a.username} is now ${role.value}.`);
+        refresh();
+      } catch (e) {
+        toast(e.message, true);
+      }
+    });
+    // The team scope: only a viewer can be a team lead (the API refuses the rest with 409).
+    const viewer = a.role === 'viewer';
+    const scope = h(
+      'select',
+      { id: 'admin-scope-select', name: 'team_id', disabled: !viewer && !a.team_id },
+      [['', 'None: sees every team'], ...teams.map((t) => [t.team_id, `Team lead of ${t.name}`])].map(([v, t]) => h('option', { value: v, text: t, selected: v === (a.team_id || '') }))
+    );
+    const scopeForm = h(
+      'form',
+      { class: 'inline', id: 'admin-scope-form' },
+      h('div', { class: 'field' }, h('label', { for: 'admin-scope-select', text: 'Team scope' }), scope),
+      h('button', { type: 'submit', class: 'subtle', text: 'Set team scope', disabled: !viewer && !a.team_id }),
+      viewer ? null : h('p', { class: 'small muted', text: 'Only a viewer can be scoped to a team.' })
+    );
+    scopeForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try {
+        const saved = await send('PUT', `/v1/admins/${id}/team-scope`, { team_id: scope.value || null });
+        toast(saved.team_id ? `${a.username} is now a team lead.` : `${a.username} is no longer scoped to a team.`);
         refresh();
       } catch (e) {
         toast(e.message, true);
@@ -118,7 +151,7 @@ export function viewAdmin(ctx) {
           ]),
       })
     );
-    profile.replaceChildren(h('dl', { class: 'kv', id: 'admin-profile' }, h('dt', { text: 'Admin id' }), h('dd', null, h('code', { text: a.admin_id })), h('dt', { text: 'Status' }), h('dd', null, statusOf(a)), h('dt', { text: 'Created' }), h('dd', null, timeEl(a.created_at))), roleForm, buttons);
+    profile.replaceChildren(h('dl', { class: 'kv', id: 'admin-profile' }, h('dt', { text: 'Admin id' }), h('dd', null, h('code', { text: a.admin_id })), h('dt', { text: 'Status' }), h('dd', null, statusOf(a)), h('dt', { text: 'Created' }), h('dd', null, timeEl(a.created_at)), h('dt', { text: 'Team scope' }), h('dd', { id: 'admin-scope-value' }, scopeOf(a, teams))), roleForm, scopeForm, buttons);
     await Promise.all([
       load(sessions, ctx, async () => {
         const list = await get(`/v1/admins/${id}/sessions`);

@@ -13,6 +13,7 @@ const EVENT_TYPES = [
   'access_key_issued', 'access_key_revoked', 'access_key_rotated', 'bedrock_settings_changed',
   'bedrock_api_key_registered', 'bedrock_api_key_rotated', 'bedrock_api_key_removed', 'pricing_set',
   'admin_created', 'admin_login_succeeded', 'admin_login_failed', 'api_token_issued', 'api_token_revoked',
+  'admin_team_scope_set',
 ];
 
 export function auditTable(items, users, compact) {

@@ -16,6 +16,7 @@ export function toCsv(report, users) {
   for (const d of dims) {
     if (d === 'user') header.push('user_id', 'user_name');
     else if (d === 'key') header.push('key_id');
+    else if (d === 'team') header.push('team_id');
     else header.push(d);
   }
   const measures = ['requests', 'errors', 'fallbacks', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_creation_tokens', 'cost_usd'];
@@ -26,6 +27,7 @@ export function toCsv(report, users) {
     for (const d of dims) {
       if (d === 'user') cells.push(r.user_id, (users.get(r.user_id) || {}).name || '');
       else if (d === 'key') cells.push(r.key_id);
+      else if (d === 'team') cells.push(r.team_id);
       else cells.push(r[d]);
     }
     for (const m of measures) cells.push(r[m]);

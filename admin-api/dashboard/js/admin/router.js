@@ -49,6 +49,12 @@ export async function render() {
   closeAllDialogs();
   if (!state.admin) return;
   const { path, params } = parseHash();
+  // A team lead has one page: their team's (the API refuses them the rest).
+  const lead = state.admin.team_id;
+  if (lead && path !== `/teams/${lead}`) {
+    location.replace(`#/teams/${lead}`);
+    return;
+  }
   const gen = ++state.generation;
   const main = clear($('#main'));
   const route = routes.find((r) => r[0].test(path));

@@ -58,7 +58,7 @@ export function showLogin(message) {
       // Only the CSRF token is kept; the session itself lives in the HttpOnly cookie.
       state.csrf = session.csrf_token;
       sessionStorage.setItem(CSRF_KEY, state.csrf);
-      state.admin = { username: session.admin.username, admin_id: session.admin.admin_id, role: session.admin.role };
+      state.admin = { username: session.admin.username, admin_id: session.admin.admin_id, role: session.admin.role, team_id: session.admin.team_id || null };
       startApp();
     } catch (e) {
       body.password = '';
@@ -94,7 +94,11 @@ export function startApp() {
   $('#topbar').hidden = false;
   // What the role cannot do is hidden (app.css: [data-needs]); the API refuses it anyway.
   document.body.dataset.role = state.admin.role || 'viewer';
-  $('#whoami').textContent = `Signed in as ${state.admin.username} (${state.admin.role || 'viewer'})`;
+  // A team lead (scoped to one team) sees only their team's page: the navigation is hidden
+  // (app.css: body[data-lead]) and the router opens that page whatever the address.
+  if (state.admin.team_id) document.body.dataset.lead = state.admin.team_id;
+  else delete document.body.dataset.lead;
+  $('#whoami').textContent = `Signed in as ${state.admin.username} (${state.admin.team_id ? 'team lead' : state.admin.role || 'viewer'})`;
   state.lastPath = null;
   render();
 }

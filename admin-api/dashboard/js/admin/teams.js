@@ -4,6 +4,7 @@
 import { get, send, usage } from './api.js';
 import { field, formDialog } from './dialogs.js';
 import { ROUTING, ROUTING_SHORT } from './labels.js';
+import { state } from './state.js';
 import { load, pageHead, panel, statusBadge, toast, unpricedNote } from './ui.js';
 import { h } from '../shared/dom.js';
 import { fmtInt, fmtUsd } from '../shared/format.js';
@@ -45,12 +46,42 @@ async function createTeam() {
   }
 }
 
+/** The last complete month, `YYYY-MM` (the statement's default; the server takes it in the budget time zone). */
+function lastMonth() {
+  const d = new Date();
+  d.setDate(1);
+  d.setMonth(d.getMonth() - 1);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}`;
+}
+
+/** Finance statement downloads (CSV, JSON) of a month, of one team (`teamId`) or of everyone. */
+export function statementPanel(teamId) {
+  const month = h('input', { id: 'statement-month', name: 'month', type: 'month', value: lastMonth(), required: true });
+  const link = (format, text) => h('a', { class: 'button subtle', id: `statement-${format}`, text, download: '' });
+  const csv = link('csv', 'Download CSV');
+  const json = link('json', 'Download JSON');
+  const sync = () => {
+    for (const [a, format] of [[csv, 'csv'], [json, 'json']]) {
+      const q = new URLSearchParams({ month: month.value, format });
+      if (teamId) q.set('team_id', teamId);
+      a.href = `/v1/statements?${q}`;
+    }
+  };
+  month.addEventListener('change', sync);
+  sync();
+  return panel('Finance statement', [
+    h('div', { class: 'filters' }, h('div', { class: 'field' }, h('label', { for: 'statement-month', text: 'Month' }), month), csv, json),
+    h('p', { class: 'small muted', text: 'Cost per team, user and provider for the month in the budget time zone. Bedrock lines are the organisation’s spend; Anthropic lines the list-price value of the developers’ own plans. Lines with estimated output tokens or models without a price say so (cost_status); totals match the usage page.' }),
+  ]);
+}
+
 export function viewTeams(ctx) {
   const list = h('div');
   ctx.main.append(
     ...pageHead('Teams', [h('button', { type: 'button', id: 'new-team', 'data-needs': 'operator', text: 'New team', onclick: () => createTeam() })]),
     h('p', { class: 'muted', text: 'A user is in at most one team. A team’s monthly budget applies to its members’ requests together, besides each member’s own budget: the stricter refuses first. Spend stays with the team it was incurred in when a user moves.' }),
-    panel('Teams', list)
+    panel('Teams', list),
+    statementPanel(null)
   );
   return load(list, ctx, async () => {
     const teams = await get('/v1/teams');
@@ -68,8 +99,8 @@ export function viewTeams(ctx) {
   });
 }
 
-/** This month's usage of `members` (by their current membership), summed by member and by model. */
-function usageBy(report, members) {
+/** A usage report of the team's requests, summed by user and by model. */
+function usageBy(report) {
   const byUser = new Map();
   const byModel = new Map();
   const add = (map, k, r) => {
@@ -80,7 +111,6 @@ function usageBy(report, members) {
     map.set(k, t);
   };
   for (const r of report.rows) {
-    if (!members.has(r.user_id)) continue;
     add(byUser, r.user_id, r);
     add(byModel, r.model || '(none)', r);
   }
@@ -97,12 +127,19 @@ const usageColumns = (first) => [
 export function viewTeam(ctx) {
   const id = ctx.arg;
   const body = h('div');
+  // A team lead (an admin scoped to this team) reads only the team, its members and its usage:
+  // no list of all users, no links to other pages.
+  const lead = Boolean(state.admin && state.admin.team_id);
   const refresh = () =>
     load(body, ctx, async () => {
-      const [team, users] = await Promise.all([get(`/v1/teams/${id}`), get('/v1/users', { limit: 500 })]);
+      const [team, users] = await Promise.all([get(`/v1/teams/${id}`), lead ? { items: [] } : get('/v1/users', { limit: 500 })]);
       const members = new Map(team.users.map((u) => [u.user_id, u]));
-      const report = await usage({ preset: 'this_month', bucket: 'month', group_by: 'user,model' });
-      const { byUser, byModel } = usageBy(report, members);
+      const names = new Map([...users.items, ...team.users].map((u) => [u.user_id, u.name]));
+      const [report, budget] = await Promise.all([
+        usage({ preset: 'this_month', bucket: 'month', group_by: 'user,model', team_id: id }),
+        get(`/v1/teams/${id}/budget`),
+      ]);
+      const { byUser, byModel } = usageBy(report);
       const others = users.items.filter((u) => !members.has(u.user_id));
       return [
         ...pageHead(team.name, [
@@ -110,9 +147,10 @@ export function viewTeam(ctx) {
           h('button', { type: 'button', id: 'team-budget', 'data-needs': 'operator', text: 'Budget', onclick: () => setBudget(team, refresh) }),
           h('button', { type: 'button', id: 'team-routing', 'data-needs': 'operator', text: 'Routing default', onclick: () => setRouting(team, refresh) }),
           h('button', { type: 'button', id: 'team-delete', class: 'danger', 'data-needs': 'operator', text: 'Delete', onclick: () => deleteTeam(team) }),
-        ], [h('a', { href: '#/teams', text: 'Teams' })]),
+        ], lead ? null : [h('a', { href: '#/teams', text: 'Teams' })]),
         h('dl', { class: 'kv', id: 'team-facts' },
           h('dt', { text: 'Monthly budget' }), h('dd', { id: 'team-budget-value', text: budgetText(team.monthly_limit_usd) }),
+          h('dt', { text: `Spent in ${budget.month}` }), h('dd', { id: 'team-budget-spent', text: `${fmtUsd(budget.spent_usd)}${budget.exhausted ? ' (exhausted: members’ requests are refused)' : ''}` }),
           h('dt', { text: 'Routing default' }), h('dd', { id: 'team-routing-value', text: team.routing ? ROUTING[team.routing] : 'none (members’ own)' }),
           h('dt', { text: 'Members' }), h('dd', { text: fmtInt(team.members) }),
           team.description ? [h('dt', { text: 'Description' }), h('dd', { text: team.description })] : null),
@@ -121,7 +159,7 @@ export function viewTeam(ctx) {
             id: 'team-members',
             empty: 'No members yet.',
             columns: [
-              { label: 'Name', cell: (u) => h('a', { href: `#/users/${u.user_id}`, text: u.name }) },
+              { label: 'Name', cell: (u) => (lead ? u.name : h('a', { href: `#/users/${u.user_id}`, text: u.name })) },
               { label: 'Status', cell: (u) => statusBadge(u.status) },
               { label: 'Own budget', num: true, cell: (u) => budgetText(u.monthly_limit_usd) },
               { label: 'Routing', cell: (u) => ROUTING_SHORT[u.effective_routing] || u.effective_routing },
@@ -136,11 +174,12 @@ export function viewTeam(ctx) {
                 h('button', { type: 'submit', text: 'Add' }))
             : null,
         ]),
-        panel('Usage this month by member', table({ id: 'team-usage-members', empty: 'No usage this month.', columns: usageColumns({ label: 'Member', cell: (t) => members.get(t.key).name }), rows: byUser })),
+        panel('Usage this month by member', table({ id: 'team-usage-members', empty: 'No usage this month.', columns: usageColumns({ label: 'Member', cell: (t) => [names.get(t.key) || h('code', { text: t.key }), members.has(t.key) ? null : h('span', { class: 'small muted', text: ' (no longer in the team)' })] }), rows: byUser })),
         panel('Usage this month by model', [
           table({ id: 'team-usage-models', empty: 'No usage this month.', columns: usageColumns({ label: 'Model', cell: (t) => h('code', { text: t.key }) }), rows: byModel }),
-          h('p', { class: 'small muted', text: `Requests of the current members in ${report.tz}. Spend a member made in another team stays with that team for its budget.` }),
+          h('p', { class: 'small muted', text: `Requests made in this team this month (${report.tz}), by whoever was a member then: spend stays with the team it was incurred in when a user moves.` }),
         ]),
+        statementPanel(id),
       ];
     });
   ctx.main.append(body);

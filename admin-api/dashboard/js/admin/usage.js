@@ -35,6 +35,7 @@ const GROUPS = [
   ['key', 'Key'],
   ['model', 'Model'],
   ['provider', 'Provider'],
+  ['team', 'Team (at request time)'],
 ];
 
 /** Offset of a time zone from UTC at instant `t`, in ms (throws for an unknown zone). */
@@ -135,6 +136,7 @@ export function viewUsage(ctx) {
   ctx.main.append(...pageHead('Usage'), h('div', { class: 'panel' }, form), results);
 
   let users = new Map();
+  let teams = new Map();
   const loadKeys = async () => {
     clear(key).append(h('option', { value: '', text: 'All keys' }));
     key.disabled = !user.value;
@@ -191,7 +193,7 @@ export function viewUsage(ctx) {
       const r = await get('/v1/usage', query);
       report = r;
       exportButton.disabled = !r.rows.length;
-      return usageResults(r, q, users);
+      return usageResults(r, q, users, teams);
     });
   };
 
@@ -219,6 +221,7 @@ export function viewUsage(ctx) {
   return (async () => {
     try {
       users = await usersById();
+      teams = new Map((await get('/v1/teams')).map((t) => [t.team_id, t]));
       for (const u of [...users.values()].sort((a, b) => a.name.localeCompare(b.name))) user.append(h('option', { value: u.user_id, text: u.name }));
       user.value = q.user_id;
       await loadKeys();
@@ -229,15 +232,16 @@ export function viewUsage(ctx) {
   })();
 }
 
-function usageResults(r, q, users) {
+function usageResults(r, q, users, teams) {
   const t = r.totals;
-  const groupCol = q.group === 'user' ? 'user_id' : q.group === 'key' ? 'key_id' : q.group || null;
+  const groupCol = { user: 'user_id', key: 'key_id', team: 'team_id' }[q.group] || q.group || null;
   const p = perBucket(r);
   const rows = r.rows.slice(-1000).reverse();
   const groupCell = (row) => {
     if (groupCol === 'user_id') return userLink(row.user_id, users);
     if (groupCol === 'key_id') return row.key_id ? h('code', { text: row.key_id }) : h('span', { class: 'muted', text: '(none)' });
     if (groupCol === 'provider') return PROVIDERS[row.provider] || row.provider;
+    if (groupCol === 'team_id') return row.team_id ? h('a', { href: `#/teams/${row.team_id}`, text: (teams.get(row.team_id) || {}).name || row.team_id }) : h('span', { class: 'muted', text: '(no team)' });
     return row[groupCol] || '–';
   };
   const columns = [

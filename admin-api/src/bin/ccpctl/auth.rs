@@ -1,7 +1,7 @@
 //! `login`, `logout`, `whoami`, `tokens …` and `admins …`.
 
 use ccp_admin_api::api::{
-    Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Role, Session, SetRole,
+    Admin, ApiToken, CreateAdmin, IssueApiToken, IssuedApiToken, Login, Me, Role, Session, SetRole, SetTeamScope,
 };
 use serde_json::json;
 
@@ -158,8 +158,9 @@ pub async fn whoami(client: &Client, out: Out) -> CliResult<()> {
         return out.document(&answer.body);
     }
     let me: Me = answer.parse()?;
+    let lead = me.team_id.as_ref().map(|t| format!(", team lead of {t}")).unwrap_or_default();
     out.line(&format!(
-        "{} ({}, {}) at {}, authenticated by {}",
+        "{} ({}, {}{lead}) at {}, authenticated by {}",
         me.username,
         me.admin_id,
         role_name(me.role),
@@ -264,12 +265,13 @@ pub async fn admins(client: &Client, command: AdminsCommand, out: Out) -> CliRes
                         a.admin_id.clone(),
                         a.username.clone(),
                         role_name(a.role).to_owned(),
+                        a.team_id.clone().unwrap_or_else(|| "–".to_owned()),
                         if a.disabled { "disabled" } else { "enabled" }.to_owned(),
                         output::time_or(a.created_at.as_ref(), "–"),
                     ]
                 })
                 .collect();
-            out.table(&["ADMIN_ID", "USERNAME", "ROLE", "STATUS", "CREATED"], &rows)
+            out.table(&["ADMIN_ID", "USERNAME", "ROLE", "TEAM_SCOPE", "STATUS", "CREATED"], &rows)
         }
         AdminsCommand::Role { admin, role } => {
             let admin_id = crate::accounts::admin_id(client, admin).await?;
@@ -280,6 +282,24 @@ pub async fn admins(client: &Client, command: AdminsCommand, out: Out) -> CliRes
             }
             let admin: Admin = answer.parse()?;
             out.line(&format!("{} ({}) is now {}", admin.username, admin.admin_id, role_name(admin.role)))
+        }
+        AdminsCommand::Scope { admin, team, clear: _ } => {
+            let admin_id = crate::accounts::admin_id(client, admin).await?;
+            // `--team` and `--clear` are exclusive and one is required (clap): no team = clear.
+            let team_id = match team {
+                Some(team) => Some(crate::teams::team_id(client, &team).await?),
+                None => None,
+            };
+            let body = to_json(&SetTeamScope { team_id })?;
+            let answer = client.put(&["v1", "admins", &admin_id, "team-scope"], &body, None).await?;
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let admin: Admin = answer.parse()?;
+            out.line(&match &admin.team_id {
+                Some(team_id) => format!("{} ({}) is now a team lead of {team_id}", admin.username, admin.admin_id),
+                None => format!("{} ({}) is no longer scoped to a team", admin.username, admin.admin_id),
+            })
         }
         AdminsCommand::Password { admin } => crate::accounts::reset_password(client, admin, out).await,
         AdminsCommand::Disable { admin, reason } => crate::accounts::disable(client, admin, reason, out).await,

@@ -82,6 +82,12 @@ pub enum Command {
     Onboard(OnboardArgs),
     /// Usage and cost, grouped and bucketed
     Usage(UsageArgs),
+    /// A month's statement for finance: cost per team, user and provider in the budget time zone
+    ///
+    /// Bedrock amounts are the organisation's spend; Anthropic amounts the list-price value of the
+    /// developers' own plans. Estimated and unpriced usage are flagged per line. `--csv` prints the
+    /// lines as CSV (redirect it to a file).
+    Statement(StatementArgs),
     /// A user's budget: limit, spend this month, remaining
     Budget {
         /// The user: `usr_…`, or their exact name or e-mail
@@ -361,14 +367,14 @@ pub enum TeamsCommand {
         #[arg(value_name = "TEAM")]
         team: String,
     },
-    /// Set a team's monthly budget (the members' spend together)
+    /// Show a team's spend this month against its budget (the members' spend together), or set it
     Budget {
         /// The team: `team_…` or its exact name
         #[arg(value_name = "TEAM")]
         team: String,
-        /// USD amount, or `unlimited`
+        /// USD amount, or `unlimited`; none: show this month's spend
         #[arg(value_name = "USD|unlimited", value_parser = parse_limit)]
-        limit: Limit,
+        limit: Option<Limit>,
     },
     /// Set or clear (`none`) a team's routing default
     Routing {
@@ -569,6 +575,20 @@ pub enum AdminsCommand {
         #[arg(value_parser = ["viewer", "operator", "admin"])]
         role: String,
     },
+    /// Scope a viewer to one team (a team lead: sees only that team, its budget, members and
+    /// usage), or --clear the scope
+    #[command(group = clap::ArgGroup::new("scope").required(true).args(["team", "clear"]))]
+    Scope {
+        /// The admin: `adm_…` or their username
+        #[arg(value_name = "ADMIN")]
+        admin: String,
+        /// The team: `team_…` or its name
+        #[arg(long, value_name = "TEAM")]
+        team: Option<String>,
+        /// Unscope the admin (an ordinary viewer again)
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -610,9 +630,12 @@ pub struct UsageArgs {
     /// Row width: minute, hour, day, week, month
     #[arg(long)]
     pub bucket: Option<String>,
-    /// Comma-separated dimensions: user,key,model,provider
+    /// Comma-separated dimensions: user,key,model,provider,team (the team at request time)
     #[arg(long, value_name = "DIMS")]
     pub group_by: Option<String>,
+    /// Only requests made in this team (`team_…` or its exact name)
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<String>,
     /// Only this user (`usr_…`, or their exact name or e-mail)
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
@@ -628,6 +651,19 @@ pub struct UsageArgs {
     /// IANA time zone of presets and buckets, e.g. Europe/Berlin [default: the budget time zone]
     #[arg(long)]
     pub tz: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatementArgs {
+    /// The month, YYYY-MM, in the budget time zone [default: the last complete month]
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Only requests made in this team (`team_…` or its exact name)
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<String>,
+    /// Print the lines as CSV (a header line, then one line per team, user and provider)
+    #[arg(long)]
+    pub csv: bool,
 }
 
 #[derive(Debug, Args)]

@@ -108,9 +108,25 @@ fn render(body: &Value, out: Out) -> CliResult<()> {
             text(&budget["reset_at"])
         )
     };
+    let team = &body["team_budget"];
+    let team = if team.is_null() {
+        "not in a team".to_owned()
+    } else if team["limit_usd"].is_null() {
+        format!("{}: {} spent this month, no team budget", text(&team["name"]), money(&team["spent_usd"]))
+    } else {
+        format!(
+            "{}: {} of {} spent this month ({} left{})",
+            text(&team["name"]),
+            money(&team["spent_usd"]),
+            money(&team["limit_usd"]),
+            money(&team["remaining_usd"]),
+            if team["exhausted"].as_bool() == Some(true) { "; exhausted: requests are refused" } else { "" }
+        )
+    };
     out.fields(&[
         ("today", format!("{} ({})", totals(&body["today"]), text(&body["tz"]))),
         ("this month", format!("{}; {limit}", totals(&body["this_month"]))),
+        ("team", team),
         ("failovers", format!("{} this month (to Bedrock)", text(&body["failovers"]["this_month"]))),
         ("plan limit", plan_limit(&body["plan_limit"])),
     ])?;

@@ -109,6 +109,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::SignOutEverywhere => accounts::sign_out_everywhere(&client, out).await,
         Command::Onboard(args) => onboard::run(&client, args, out).await,
         Command::Usage(args) => reports::usage(&client, args, out).await,
+        Command::Statement(args) => reports::statement(&client, args, out).await,
         Command::Budget { user_id } => reports::budget(&client, &user_id, out).await,
         Command::Request { request_id } => reports::request(&client, &request_id, out).await,
         Command::Audit(args) => reports::audit(&client, args, out).await,

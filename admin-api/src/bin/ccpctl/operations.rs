@@ -18,6 +18,7 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/admins", "admins list"),
     ("POST", "/v1/admins", "admins create"),
     ("PUT", "/v1/admins/{admin_id}/role", "admins role"),
+    ("PUT", "/v1/admins/{admin_id}/team-scope", "admins scope"),
     ("PUT", "/v1/auth/password", "passwd"),
     ("POST", "/v1/auth/sign-out-everywhere", "sign-out-everywhere"),
     ("PUT", "/v1/admins/{admin_id}/password", "admins password"),
@@ -46,6 +47,7 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("PATCH", "/v1/teams/{team_id}", "teams update"),
     ("DELETE", "/v1/teams/{team_id}", "teams delete"),
     ("PUT", "/v1/teams/{team_id}/budget", "teams budget"),
+    ("GET", "/v1/teams/{team_id}/budget", "teams budget"),
     ("PUT", "/v1/teams/{team_id}/routing", "teams routing"),
     ("POST", "/v1/users/{user_id}/keys", "keys issue"),
     ("GET", "/v1/users/{user_id}/keys", "keys list"),
@@ -69,6 +71,7 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/users/{user_id}/budget", "budget"),
     ("GET", "/v1/requests/{request_id}", "request"),
     ("GET", "/v1/audit", "audit"),
+    ("GET", "/v1/statements", "statement"),
     ("GET", "/v1/sign-in-failures", "sign-in-failures"),
     ("GET", "/v1/self", "self"),
 ];

@@ -8,7 +8,12 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::cli::{AuditArgs, UsageArgs};
+use std::io::Write as _;
+
+use ccp_admin_api::api::statement::{Statement, StatementTotals};
+use ccp_admin_api::usage::statement_csv;
+
+use crate::cli::{AuditArgs, StatementArgs, UsageArgs};
 use crate::client::{Answer, CliError, CliResult, Client};
 use crate::output::{self, Out};
 use crate::resolve::{self, Names};
@@ -134,6 +139,9 @@ pub async fn usage(client: &Client, args: UsageArgs, out: Out) -> CliResult<()> 
     if let Some(key) = args.key.filter(|k| !k.is_empty()) {
         query.push(("key_id", resolve::key_id(client, &key).await?));
     }
+    if let Some(team) = args.team.filter(|t| !t.is_empty()) {
+        query.push(("team_id", crate::teams::team_id(client, &team).await?));
+    }
     push(&mut query, "provider", args.provider);
     push(&mut query, "model", args.model);
     push(&mut query, "tz", args.tz);
@@ -164,6 +172,7 @@ pub async fn usage(client: &Client, args: UsageArgs, out: Out) -> CliResult<()> 
         .map(|d| match d.as_str() {
             Some("user") => "user_id".to_owned(),
             Some("key") => "key_id".to_owned(),
+            Some("team") => "team_id".to_owned(),
             _ => text(d),
         })
         .collect();
@@ -248,6 +257,80 @@ pub async fn usage(client: &Client, args: UsageArgs, out: Out) -> CliResult<()> 
     if estimated > 0 {
         out.line(&format!(
             "{estimated} requests have estimated output tokens (streams that ended before the final count)"
+        ))?;
+    }
+    Ok(())
+}
+
+/// `statement` → `GET /v1/statements`: the lines as a table (or CSV), then the sums per team and
+/// overall, with what the amounts mean.
+pub async fn statement(client: &Client, args: StatementArgs, out: Out) -> CliResult<()> {
+    if args.csv && out.json {
+        return Err(CliError::Usage("give --csv or --json, not both".to_owned()));
+    }
+    let mut query = Vec::new();
+    push(&mut query, "month", args.month);
+    if let Some(team) = args.team.filter(|t| !t.is_empty()) {
+        query.push(("team_id", crate::teams::team_id(client, &team).await?));
+    }
+    let answer = client.get_query(&["v1", "statements"], &query).await?;
+    if out.json {
+        return out.document(&answer.body);
+    }
+    let s: Statement = answer.parse()?;
+    if args.csv {
+        write!(std::io::stdout().lock(), "{}", statement_csv(&s))?;
+        return Ok(());
+    }
+    let state = if s.complete { "" } else { ", month not over yet" };
+    out.line(&format!("statement {} ({}{state})", s.month, s.time_zone))?;
+    let team_cell = |id: &str, name: &str| if id.is_empty() { "(no team)".to_owned() } else { name.to_owned() };
+    let rows: Vec<Vec<String>> = s
+        .lines
+        .iter()
+        .map(|l| {
+            vec![
+                team_cell(&l.team_id, &l.team_name),
+                if l.user_name.is_empty() { output::or_dash(Some(&l.user_id)) } else { l.user_name.clone() },
+                l.provider.clone(),
+                l.requests.to_string(),
+                format!("${}", l.cost_usd),
+                output::label(&l.cost_basis),
+                output::label(&l.cost_status),
+            ]
+        })
+        .collect();
+    out.table(&["TEAM", "USER", "PROVIDER", "REQUESTS", "COST_USD", "BASIS", "STATUS"], &rows)?;
+    out.line("")?;
+    let sums = |name: String, t: &StatementTotals| {
+        vec![
+            name,
+            format!("${}", t.organisation_spend_usd),
+            format!("${}", t.plan_value_usd),
+            format!("${}", t.cost_usd),
+            t.requests.to_string(),
+            t.estimated_requests.to_string(),
+            t.unpriced_requests.to_string(),
+        ]
+    };
+    let mut teams: Vec<Vec<String>> =
+        s.teams.iter().map(|t| sums(team_cell(&t.team_id, &t.team_name), &t.totals)).collect();
+    teams.push(sums("total".to_owned(), &s.totals));
+    out.table(&["TEAM", "ORG_SPEND_USD", "PLAN_VALUE_USD", "COST_USD", "REQUESTS", "ESTIMATED", "UNPRICED"], &teams)?;
+    out.line(
+        "ORG_SPEND: Bedrock, paid by the organisation's AWS account. PLAN_VALUE: Anthropic, answered on the \
+         developers' own plans or keys, valued at list price (not an invoice of the organisation's).",
+    )?;
+    if s.totals.unpriced_requests > 0 {
+        out.line(&format!(
+            "{} requests ({} tokens) were of models without a price: their cost is unknown and not in the amounts",
+            s.totals.unpriced_requests, s.totals.unpriced_tokens
+        ))?;
+    }
+    if s.totals.estimated_requests > 0 {
+        out.line(&format!(
+            "{} requests have estimated output tokens (streams that ended before the final count)",
+            s.totals.estimated_requests
         ))?;
     }
     Ok(())

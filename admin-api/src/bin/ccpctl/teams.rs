@@ -1,6 +1,7 @@
 //! `teams …`, and TEAM arguments: a team id (`team_…`, sent as it is) or a team's exact name
 //! (names are unique, case aside), looked up in `GET /v1/teams`.
 
+use ccp_admin_api::api::usage::TeamBudget;
 use ccp_admin_api::api::{CreateTeam, SetBudget, SetTeamRouting, Team, TeamDetail, UpdateTeam};
 
 use crate::cli::TeamsCommand;
@@ -110,7 +111,25 @@ pub async fn run(client: &Client, command: TeamsCommand, out: Out) -> CliResult<
             }
             out.line(&format!("deleted team {team_id}"))
         }
-        TeamsCommand::Budget { team, limit } => {
+        TeamsCommand::Budget { team, limit: None } => {
+            let team_id = team_id(client, &team).await?;
+            let answer = client.get(&["v1", "teams", &team_id, "budget"]).await?;
+            if out.json {
+                return out.document(&answer.body);
+            }
+            let b: TeamBudget = answer.parse()?;
+            let m = &b.month;
+            out.fields(&[
+                ("team", format!("{} ({})", b.name, b.team_id)),
+                ("month", format!("{} ({})", m.month, m.time_zone)),
+                ("budget", output::budget(m.limit_usd.as_ref())),
+                ("spent", output::budget(Some(&m.spent_usd))),
+                ("remaining", m.remaining_usd.as_ref().map_or_else(|| "–".to_owned(), |r| output::budget(Some(r)))),
+                ("exhausted", if m.exhausted { "yes: members' requests are refused" } else { "no" }.to_owned()),
+                ("resets", m.reset_at.to_rfc3339()),
+            ])
+        }
+        TeamsCommand::Budget { team, limit: Some(limit) } => {
             let team_id = team_id(client, &team).await?;
             let body = to_json(&SetBudget { monthly_limit_usd: limit.0 })?;
             let answer = client.put(&["v1", "teams", &team_id, "budget"], &body, None).await?;
