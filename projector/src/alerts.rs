@@ -3,9 +3,13 @@
 //! then delivered to every configured webhook ([`deliver`]).
 //!
 //! Restarts never re-fire: every start folds the admin stream first — which holds every alert
-//! already raised — and only then replays the circuit stream and the request stream from the
-//! start of the period the rules look at (this budget month, the anomaly baseline), so the
-//! rules' state is rebuilt and the incidents they find again are recognised as raised. Each alert
+//! already raised — and only then replays the circuit stream and the request stream, so the
+//! rules' state is rebuilt and the incidents they find again are recognised as raised. Start-up
+//! does not grow with the month's traffic: the month-to-date spend per user and team comes from
+//! the analytics tables (`requests`, every request up to the projection's progress, one
+//! aggregate), and the request stream is replayed only from the anomaly baseline's start (or from
+//! that progress, when ClickHouse is behind). Without ClickHouse (unreachable, nothing projected
+//! yet) the whole month is replayed, as a rebuild. Each alert
 //! is also published with `Nats-Msg-Id` = a hash of its incident, so two runs racing within the
 //! duplicate window store it once. Incidents whose triggering event is older than
 //! `alerts.max_alert_age_mins` update the state but raise nothing (a first start on an old log
@@ -24,13 +28,18 @@ use async_nats::jetstream;
 use ccp_runtime::config::Settings;
 use ccp_runtime::follow::{Decoded, Delivery, Follower, Next, Start};
 use ccp_schemas::calendar::Month;
+use std::collections::HashMap;
+
 use ccp_schemas::events::{AlertRaised, AlertRule, Event};
+use ccp_schemas::ids::{TeamId, UserId};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Actor, Envelope, Namespace};
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
+use rust_decimal::Decimal;
 use sha2::{Digest as _, Sha256};
 
 use self::deliver::{DeliveryStats, Webhook};
@@ -44,6 +53,8 @@ pub const ACTOR_COMPONENT: &str = "projector-alerts";
 pub struct AlertStats {
     raised: [AtomicU64; AlertRule::ALL.len()],
     duplicates: AtomicU64,
+    /// The first request-stream sequence the last start replayed (0: none yet).
+    replay_from: AtomicU64,
     webhooks: Vec<(String, Arc<DeliveryStats>)>,
 }
 
@@ -57,6 +68,13 @@ impl AlertStats {
     /// raised (within the duplicate window): a sign of two evaluators racing.
     pub fn duplicates(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// The first request-stream sequence the last (re)start of the rules replayed: everything
+    /// before it came from the analytics tables' totals (or, after a whole-month replay, was
+    /// before the month).
+    pub fn request_replay_from(&self) -> u64 {
+        self.replay_from.load(Ordering::Relaxed)
     }
 
     /// The delivery counters of a webhook.
@@ -79,6 +97,14 @@ impl AlertStats {
             None,
             MetricType::Counter,
         )?)?;
+        ConstGauge::new(i64::try_from(self.request_replay_from()).unwrap_or(i64::MAX)).encode(
+            encoder.encode_descriptor(
+                "alerts_request_replay_from_seq",
+                "First request-stream sequence the alert rules replayed at their last start.",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
         let mut deliveries = encoder.encode_descriptor(
             "alert_deliveries",
             "Alert deliveries to webhooks by outcome (retried: failed attempts that were retried).",
@@ -108,7 +134,14 @@ pub struct Alerts {
 
 impl Alerts {
     /// Binds every webhook's delivery consumer, then starts delivery and evaluation.
-    pub async fn start(client: async_nats::Client, ns: Namespace, settings: &Settings) -> anyhow::Result<Self> {
+    /// With `clickhouse` (the analytics database), a start reads the month's spend there instead
+    /// of replaying the month's requests.
+    pub async fn start(
+        client: async_nats::Client,
+        ns: Namespace,
+        settings: &Settings,
+        clickhouse: Option<clickhouse::Client>,
+    ) -> anyhow::Result<Self> {
         let cfg = RuleConfig::new(&settings.alerts, &settings.budgets)?;
         let js = jetstream::new(client.clone());
         let mut webhooks = Vec::new();
@@ -125,7 +158,7 @@ impl Alerts {
             webhooks.push((webhook.name().to_owned(), webhook.stats.clone()));
             tasks.push(tokio::spawn(webhook.run()));
         }
-        let stats = Arc::new(AlertStats { raised: Default::default(), duplicates: AtomicU64::new(0), webhooks });
+        let stats = Arc::new(AlertStats { webhooks, ..AlertStats::default() });
         let evaluator = Evaluator {
             js,
             client,
@@ -133,6 +166,7 @@ impl Alerts {
             cfg,
             max_age: chrono::Duration::minutes(i64::from(settings.alerts.max_alert_age_mins)),
             stats: stats.clone(),
+            clickhouse,
         };
         tasks.push(tokio::spawn(evaluator.run()));
         tracing::info!(webhooks = settings.alerts.webhooks.len(), "alerts started");
@@ -155,6 +189,15 @@ struct Evaluator {
     cfg: RuleConfig,
     max_age: chrono::Duration,
     stats: Arc<AlertStats>,
+    clickhouse: Option<clickhouse::Client>,
+}
+
+/// Month-to-date spend of one user in one team (`''`: none), in nano-dollars.
+#[derive(Debug, serde::Deserialize, clickhouse::Row)]
+struct SpendRow {
+    user_id: String,
+    team_id: String,
+    nanos: u64,
 }
 
 impl Evaluator {
@@ -173,12 +216,62 @@ impl Evaluator {
         Follower::new("alert rules", self.client.clone(), &self.ns, kind).start(start)
     }
 
-    /// Where the request replay starts: this budget month's start or the anomaly baseline's,
-    /// whichever is earlier.
+    /// The start of the anomaly baseline (with five minutes of margin).
+    fn baseline_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - chrono::Duration::seconds(self.cfg.window_secs * (self.cfg.baseline_windows + 1))
+            - chrono::Duration::minutes(5)
+    }
+
+    /// Where the request replay starts without ClickHouse: this budget month's start or the
+    /// anomaly baseline's, whichever is earlier.
     fn request_replay_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let month_start = Month::of(now, self.cfg.tz).start(self.cfg.tz);
-        let baseline = now - chrono::Duration::seconds(self.cfg.window_secs * (self.cfg.baseline_windows + 1));
-        month_start.min(baseline) - chrono::Duration::minutes(5)
+        let month_start = Month::of(now, self.cfg.tz).start(self.cfg.tz) - chrono::Duration::minutes(5);
+        month_start.min(self.baseline_start(now))
+    }
+
+    /// Seeds the rules' month-to-date spend from ClickHouse's `requests` (every request up to the
+    /// projection's progress) and returns the request-stream sequence the replay starts after:
+    /// the baseline's first request or the progress, whichever is earlier. `None`: nothing to seed
+    /// from (no ClickHouse, nothing projected yet).
+    async fn seed(&self, rules: &mut Rules, now: DateTime<Utc>) -> anyhow::Result<Option<u64>> {
+        let Some(ch) = &self.clickhouse else { return Ok(None) };
+        // The projection inserts batches in stream order: its rows are every request up to here.
+        let through: u64 = ch.query("SELECT max(stream_seq) FROM requests").fetch_one().await?;
+        if through == 0 {
+            return Ok(None);
+        }
+        let month = Month::of(now, self.cfg.tz);
+        let rows: Vec<SpendRow> = ch
+            .query(
+                "SELECT user_id, team_id, sum(cost_nanos) AS nanos FROM requests \
+                 WHERE occurred_at >= toDateTime(?) AND stream_seq <= ? AND user_id != '' GROUP BY user_id, team_id",
+            )
+            .bind(month.start(self.cfg.tz).timestamp())
+            .bind(through)
+            .fetch_all()
+            .await?;
+        let usd = |nanos: u64| Decimal::from_i128_with_scale(i128::from(nanos), 9);
+        let mut users: HashMap<UserId, Decimal> = HashMap::new();
+        let mut teams: HashMap<TeamId, Decimal> = HashMap::new();
+        for row in &rows {
+            if let Ok(user_id) = row.user_id.parse::<UserId>() {
+                *users.entry(user_id).or_default() += usd(row.nanos);
+            }
+            if let Ok(team_id) = row.team_id.parse::<TeamId>() {
+                *teams.entry(team_id).or_default() += usd(row.nanos);
+            }
+        }
+        rules.seed_spend(&month.to_string(), through, users, teams);
+        // `min` over no rows is 0: no request since the baseline's start, everything after the
+        // progress is newer.
+        let first: u64 = ch
+            .query("SELECT min(stream_seq) FROM requests WHERE occurred_at >= toDateTime(?)")
+            .bind(self.baseline_start(now).timestamp())
+            .fetch_one()
+            .await?;
+        let after = if first == 0 { through } else { (first - 1).min(through) };
+        tracing::info!(through, users = rows.len(), month = %month, replay_after = after, "alert rules: month spend from ClickHouse");
+        Ok(Some(after))
     }
 
     async fn run_once(&self) -> anyhow::Result<()> {
@@ -192,16 +285,29 @@ impl Evaluator {
                 break;
             }
         }
-        let start = self.request_replay_start(Utc::now());
-        let mut requests = self.follower(StreamKind::Requests, Start::Since(start));
+        let now = Utc::now();
+        let start = match self.seed(&mut rules, now).await {
+            Ok(Some(after)) => Start::After(after),
+            Ok(None) => Start::Since(self.request_replay_start(now)),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "alert rules: ClickHouse did not answer; replaying the month's requests");
+                Start::Since(self.request_replay_start(now))
+            }
+        };
+        let mut requests = self.follower(StreamKind::Requests, start);
         let mut circuits = self.follower(StreamKind::Circuit, Start::All);
-        tracing::info!(admin_events = admin.last(), requests_from = %start, "alert rules loaded; replaying usage and circuits");
+        let mut first_request = true;
+        tracing::info!(admin_events = admin.last(), requests = ?start, "alert rules loaded; replaying usage and circuits");
         loop {
             let (next, follower) = tokio::select! {
                 next = admin.next() => (next, &mut admin),
                 next = circuits.next() => (next, &mut circuits),
                 next = requests.next() => {
                     if let Next::Message(delivery) = &next {
+                        if first_request {
+                            first_request = false;
+                            self.stats.replay_from.store(delivery.seq, Ordering::Relaxed);
+                        }
                         if let Some((at, facts)) = request_facts(&delivery.message.payload) {
                             for incident in rules.apply_request(delivery.seq, at, &facts) {
                                 self.raise(incident).await?;

@@ -63,7 +63,7 @@ impl Application {
         let stats: crate::metrics::AllStats = Arc::new(stats);
         let state_projection = tokio::spawn(crate::state::run(js.client(), ns.clone()));
         let alerts = if settings.alerts.enabled {
-            Some(crate::alerts::Alerts::start(js.client(), ns.clone(), &settings).await?)
+            Some(crate::alerts::Alerts::start(js.client(), ns.clone(), &settings, Some(clickhouse.clone())).await?)
         } else {
             None
         };

@@ -212,7 +212,7 @@ fn settings_with(label: &str, hooks: Vec<WebhookSettings>) -> Settings {
 }
 
 async fn start(log: &Log, settings: &Settings) -> Alerts {
-    Alerts::start(log.js.client(), log.ns.clone(), settings).await.unwrap()
+    Alerts::start(log.js.client(), log.ns.clone(), settings, None).await.unwrap()
 }
 
 /// Waits (bounded) until `condition` holds.
@@ -462,4 +462,59 @@ async fn the_projector_binary_records_alerts_in_the_audit_log_and_metrics() {
     std::fs::remove_file(&config).ok();
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+}
+
+/// A start with ClickHouse reads the month's spend from `requests` (one aggregate) and replays
+/// only the requests since the anomaly baseline's start: budgets still count every request of the
+/// month exactly once.
+#[tokio::test]
+async fn a_start_takes_the_months_spend_from_clickhouse_and_replays_only_the_baseline() {
+    use ccp_projector::analytics::{Projection, Requests};
+    let hook = Receiver::start(Behaviour::Ok).await;
+    let mut settings = settings_with("alertseed", vec![hook.webhook("ops", WebhookFormat::Json, "")]);
+    settings.alerts.anomaly_window_mins = 60;
+    settings.alerts.anomaly_baseline_days = 1;
+    let log = Log::new(&settings).await;
+    let (ana, ana_key, _) = log.user_with_key("ana").await;
+    log.append(Event::BudgetSet(BudgetSet { user_id: ana, monthly_limit_usd: Some("10".parse().unwrap()) })).await;
+    let now = chrono::Utc::now();
+    let month_start = ccp_schemas::calendar::Month::of(now, chrono_tz::UTC).start(chrono_tz::UTC);
+    // The rules replay from one window and a baseline day (and five minutes) back.
+    let baseline_start = now - chrono::Duration::minutes(60 + 24 * 60 + 5);
+    let old_at = (month_start + chrono::Duration::minutes(1)).max(now - chrono::Duration::days(2));
+    let at = |when: chrono::DateTime<chrono::Utc>, cost: &str| {
+        let mut envelope = ccp_schemas::Envelope::new(
+            Event::RequestCompleted(request(ana, ana_key, cost)),
+            ccp_schemas::Actor::System { component: "test".into() },
+        );
+        envelope.occurred_at = when;
+        envelope
+    };
+    let first_old = log.publish(&at(old_at, "5")).await;
+    log.publish(&at(old_at, "2")).await;
+    let recent = log.publish(&at(now - chrono::Duration::seconds(10), "0.5")).await;
+    // Projected into ClickHouse, as the projector does.
+    ccp_runtime::migrate::migrate(&settings.clickhouse).await.unwrap();
+    let db = settings.clickhouse.database.clone();
+    let ch = ccp_runtime::migrate::server_client(&settings.clickhouse).unwrap().with_database(&db);
+    let mut projection =
+        Projection::<Requests>::open(&log.js, &log.ns, ch.clone(), 100, Duration::from_millis(50)).await.unwrap();
+    while projection.process_next_batch().await.unwrap().received > 0 {}
+
+    let alerts = Alerts::start(log.js.client(), log.ns.clone(), &settings, Some(ch.clone())).await.unwrap();
+    // The requests before the baseline were read as totals, not replayed (early in a month the
+    // baseline reaches back before it, and they are replayed but not counted twice).
+    let want_from = if old_at < baseline_start { recent } else { first_old };
+    eventually("the replay began", || alerts.stats.request_replay_from() == want_from).await;
+    // $1.5 more makes $9 of $10: the 80% threshold, once. Counting the replayed $0.5 twice (or
+    // missing the seeded $7) would show another amount.
+    log.append(Event::RequestCompleted(request(ana, ana_key, "1.5"))).await;
+    let raised = wait_for_alerts(&log, 1).await;
+    assert_eq!(raised.len(), 1, "{raised:#?}");
+    assert_eq!(raised[0].values["threshold_percent"], json!(80));
+    assert_eq!(raised[0].values["spend_usd"], json!("9"), "{raised:#?}");
+    hook.wait_for(1).await;
+    drop(alerts);
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+    delete_namespace(&log.js, &log.ns).await;
 }

@@ -177,6 +177,9 @@ pub struct Rules {
     spend: HashMap<(UserId, String), Decimal>,
     /// Month-to-date spend per team (the team of each request when it was made) and month.
     team_spend: HashMap<(ccp_schemas::ids::TeamId, String), Decimal>,
+    /// Requests up to this request-stream sequence are in the spend already ([`Rules::seed_spend`]):
+    /// replayed again (for the anomaly windows), their cost is not added twice.
+    seeded_through: u64,
     /// Keys with an open circuit → the circuit stream sequence of the opening.
     open: BTreeMap<AccessKeyId, u64>,
     /// Whether the open-circuits alert can fire (below the threshold since it last did).
@@ -198,12 +201,32 @@ impl Rules {
             raised: HashSet::new(),
             spend: HashMap::new(),
             team_spend: HashMap::new(),
+            seeded_through: 0,
             open: BTreeMap::new(),
             many_armed: true,
             auth_failing: HashMap::new(),
             usage: HashMap::new(),
             readiness: HashMap::new(),
         }
+    }
+
+    /// Starts the month-to-date spend of `month` (`YYYY-MM`) from totals of every request up to
+    /// request-stream sequence `through` (per user, and per team at request time), read from the
+    /// analytics tables instead of replaying the month.
+    pub fn seed_spend(
+        &mut self,
+        month: &str,
+        through: u64,
+        users: impl IntoIterator<Item = (UserId, Decimal)>,
+        teams: impl IntoIterator<Item = (ccp_schemas::ids::TeamId, Decimal)>,
+    ) {
+        for (user_id, usd) in users {
+            *self.spend.entry((user_id, month.to_owned())).or_default() += usd;
+        }
+        for (team_id, usd) in teams {
+            *self.team_spend.entry((team_id, month.to_owned())).or_default() += usd;
+        }
+        self.seeded_through = self.seeded_through.max(through);
     }
 
     /// Whether an incident was already raised.
@@ -254,7 +277,7 @@ impl Rules {
     /// [`Rules::apply`] for a usage event that occurred at `at`.
     pub fn apply_request(&mut self, seq: u64, at: DateTime<Utc>, r: &RequestFacts) -> Vec<Incident> {
         let mut out = Vec::new();
-        self.budget(r, at, &mut out);
+        self.budget(r, at, seq > self.seeded_through, &mut out);
         self.anomaly(r, at, &mut out);
         self.bedrock_auth(seq, r, at, &mut out);
         self.unpriced(r, at, &mut out);

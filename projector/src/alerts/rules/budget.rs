@@ -11,13 +11,19 @@ use serde_json::json;
 use super::{values, Incident, RequestFacts, Rules};
 
 impl Rules {
-    pub(super) fn budget(&mut self, r: &RequestFacts, at: DateTime<Utc>, out: &mut Vec<Incident>) {
+    /// Counts a request's cost (unless `count` is false: it is in the seeded spend already) and
+    /// checks the thresholds of its user's and team's budgets.
+    pub(super) fn budget(&mut self, r: &RequestFacts, at: DateTime<Utc>, count: bool, out: &mut Vec<Incident>) {
         let Some(user_id) = r.user_id else { return };
         let month = self.month(at);
-        *self.spend.entry((user_id, month.clone())).or_default() += r.cost_usd;
+        if count {
+            *self.spend.entry((user_id, month.clone())).or_default() += r.cost_usd;
+        }
         self.check_budget(user_id, &month, at, out);
         if let Some(team_id) = r.team_id {
-            *self.team_spend.entry((team_id, month.clone())).or_default() += r.cost_usd;
+            if count {
+                *self.team_spend.entry((team_id, month.clone())).or_default() += r.cost_usd;
+            }
             self.check_team_budget(team_id, &month, at, out);
         }
     }
