@@ -317,8 +317,11 @@ pub async fn require_auth(
     };
     match auth.authenticate(req.request()).await {
         Ok(identity) => {
-            // The one place roles are enforced ([`crate::roles`]).
-            let pattern = req.match_pattern();
+            // The one place roles are enforced ([`crate::roles`]). The route is matched on the
+            // path as the router sees it (percent-encoded unreserved characters decoded: `/v1/%75sage`
+            // is `/v1/usage`), not the raw one, which would match no pattern and escape the checks.
+            let routed = req.match_info().as_str().to_owned();
+            let pattern = req.resource_map().match_pattern(&routed);
             if let Err(e) = crate::roles::check(req.method().as_str(), pattern.as_deref(), identity.role) {
                 return Ok(req.error_response(e));
             }
@@ -331,13 +334,7 @@ pub async fn require_auth(
                     let is_member =
                         |user_id| dir.user(&user_id).and_then(|u| dir.team_of(u)).is_some_and(|t| t.team_id == team_id);
                     let lead = crate::scope::Lead { team_id, team_name: &team_name, is_member: &is_member };
-                    crate::scope::check(
-                        req.method().as_str(),
-                        pattern.as_deref(),
-                        req.path(),
-                        req.query_string(),
-                        &lead,
-                    )
+                    crate::scope::check(req.method().as_str(), pattern.as_deref(), &routed, req.query_string(), &lead)
                 };
                 if let Err(e) = scoped {
                     return Ok(req.error_response(e));

@@ -88,6 +88,8 @@ async fn recover_account(settings: Settings) -> anyhow::Result<()> {
         vec![
             AdminCommand::ChangePassword { password_hash, now },
             AdminCommand::Enable,
+            // A team lead is unscoped first: only an unscoped admin's role is raised.
+            AdminCommand::SetTeamScope(None),
             AdminCommand::SetRole(AdminRole::Admin),
         ]
     } else {

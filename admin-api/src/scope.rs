@@ -37,10 +37,13 @@ const OWN_ACCOUNT: &[(&str, &str)] = &[
     ("POST", "/v1/api-tokens/{token_id}/revoke"),
 ];
 
-/// Whether `lead` may call `method` on `path` (matched by the router's `pattern`; `None`: no
-/// route matched, the router answers 404/405 itself) with the raw `query` string.
+/// Whether `lead` may call `method` on `path` (as the router matches it, percent-decoded, with
+/// its `pattern`; `None`: no route matched — refused too, a 403 instead of a 404 costs a team lead
+/// nothing) with the raw `query` string.
 pub fn check(method: &str, pattern: Option<&str>, path: &str, query: &str, lead: &Lead<'_>) -> Result<(), ApiError> {
-    let Some(pattern) = pattern else { return Ok(()) };
+    let Some(pattern) = pattern else {
+        return Err(refused(lead, &format!("{method} {path} is not for team leads")));
+    };
     // HEAD is answered like GET.
     let method = if method == "HEAD" { "GET" } else { method };
     if OWN_ACCOUNT.contains(&(method, pattern)) {
@@ -198,6 +201,6 @@ mod tests {
         assert!(lead_check("GET", "/v1/audit", "/v1/audit", &format!("team_id={TEAM}")).is_err());
         let is_member = |_: UserId| true;
         let lead = Lead { team_id: TEAM, team_name: "Data", is_member: &is_member };
-        assert!(check("GET", None, "/v1/nowhere", "", &lead).is_ok(), "no route: the router answers");
+        assert!(check("GET", None, "/v1/nowhere", "", &lead).is_err(), "no route: refused all the same");
     }
 }

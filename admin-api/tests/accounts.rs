@@ -18,7 +18,7 @@ use ccp_schemas::{Actor, Event};
 use ccp_tests::{free_port, wait_http_ok, Service};
 use common::{AdminApi, BIN};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const PASSWORD: &str = "Mulder's first passphrase";
 
@@ -178,6 +178,10 @@ async fn recover_on_the_server_gives_an_admin_back_and_is_audited() {
     let created =
         api.post("/v1/admins", json!({ "username": "skinner", "password": PASSWORD, "role": "viewer" })).await;
     let skinner = created.body["admin_id"].as_str().unwrap().to_owned();
+    // A team lead (a viewer scoped to a team): recovering them unscopes them first.
+    let team = api.post("/v1/teams", json!({ "name": "X-Files" })).await.body["team_id"].as_str().unwrap().to_owned();
+    let scoped = api.put(&format!("/v1/admins/{skinner}/team-scope"), json!({ "team_id": team })).await;
+    assert_eq!(scoped.status, 200, "{}", scoped.text);
     assert_eq!(api.post(&format!("/v1/admins/{skinner}/disable"), json!({})).await.status, 200);
 
     let recover = |stdin: &'static str| {
@@ -198,6 +202,7 @@ async fn recover_on_the_server_gives_an_admin_back_and_is_audited() {
     let session = api.login("skinner", "A brand new passphrase 7").await;
     let me = api.send(Method::GET, "/v1/auth/me", Some(&session), None).await;
     assert_eq!(me.body["role"], "admin", "{}", me.text);
+    assert_eq!(me.body["team_id"], Value::Null, "{}", me.text);
     // A new one.
     let out = recover("scully\nAnother new passphrase 8\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -106,6 +106,14 @@ async fn every_operation_allows_and_refuses_each_role_as_declared() {
             }
         }
         if *role == "viewer" {
+            // A path with percent-encoded letters is routed as the decoded one: checked as it too.
+            let name = format!("Encoded {}", ulid::Ulid::new());
+            for path in ["/v1/%75sers", "/v1/u%73ers", "/v1/%55sers"] {
+                let a = api.send(Method::POST, path, Some(token), Some(json!({ "name": name }))).await;
+                assert!(matches!(a.status, 403 | 404), "viewer POST {path}: {}", a.text);
+            }
+            let a = api.send(Method::POST, "/v1/%75sers", Some(token), Some(json!({ "name": name }))).await;
+            assert_eq!(a.status, 403, "viewer POST /v1/%75sers is POST /v1/users: {}", a.text);
             // Only its own "sign out everywhere": a viewer changes nothing but its own account.
             let appended: Vec<_> =
                 api.log.read_all(StreamKind::Admin).await.into_iter().filter(|(seq, _)| *seq > before).collect();

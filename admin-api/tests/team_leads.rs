@@ -58,6 +58,13 @@ async fn a_team_lead_sees_only_their_team() {
     let (lead_id, lead) = viewer(&api, "tess").await;
     let scoped = scope(&api, &lead_id, json!(data)).await;
     assert_eq!(scoped.status, 200, "{}", scoped.text);
+    // Percent-encoded letters reach the same handlers: the scope sees the routed path.
+    refused(&as_lead(&api, &lead, Method::GET, "/v1/%75sage").await, Some("team_id"), "GET /v1/%75sage");
+    refused(&as_lead(&api, &lead, Method::GET, "/v1/%74eams").await, None, "GET /v1/%74eams");
+    refused(&as_lead(&api, &lead, Method::GET, "/v1/%61udit").await, None, "GET /v1/%61udit");
+    let other = format!("/v1/teams/{web}/%62udget");
+    refused(&as_lead(&api, &lead, Method::GET, &other).await, Some("team_id"), "another team's budget, encoded");
+    refused(&as_lead(&api, &lead, Method::GET, "/v1/no-such-route").await, None, "no route");
     assert_eq!((scoped.body["team_id"].as_str(), scoped.body["role"].as_str()), (Some(data.as_str()), Some("viewer")));
     let listed = api.get("/v1/admins").await;
     let tess = listed.body.as_array().unwrap().iter().find(|a| a["username"] == "tess").unwrap();

@@ -166,7 +166,15 @@ impl Alerts {
             cfg,
             max_age: chrono::Duration::minutes(i64::from(settings.alerts.max_alert_age_mins)),
             stats: stats.clone(),
-            clickhouse,
+            // On a replicated cluster a replica that lags may miss parts below the progress it
+            // reports: the seed reads with sequential consistency there.
+            clickhouse: clickhouse.map(|ch| {
+                if settings.clickhouse.cluster.is_some() {
+                    ch.with_setting("select_sequential_consistency", "1")
+                } else {
+                    ch
+                }
+            }),
         };
         tasks.push(tokio::spawn(evaluator.run()));
         tracing::info!(webhooks = settings.alerts.webhooks.len(), "alerts started");

@@ -7,9 +7,20 @@
 -- (a column outside a SummingMergeTree's key would take either team's value on merge).
 -- No minute table: a question off the hour grid reads the raw `requests`.
 --
--- The copies from `requests` run before the views exist (the projector migrates before it
--- inserts) and only into an empty table, so running the migration again does not count twice.
--- Rows written before migration 0007 have team_id '' (no team), as in `requests`.
+-- The migration is redone whole when it runs again (an earlier run interrupted before it was
+-- recorded): the views and tables are dropped, then created and filled from `requests`, then the
+-- views that feed them from later inserts are created. The copy runs before its view exists, so
+-- no insert may fall between them: the projector runs migrations before it inserts (run
+-- `ccp-projector migrate` by hand only with the projector stopped). Rows written before
+-- migration 0007 have team_id '' (no team), as in `requests`.
+
+DROP TABLE IF EXISTS {db}.usage_team_hour_mv;
+
+DROP TABLE IF EXISTS {db}.usage_team_day_mv;
+
+DROP TABLE IF EXISTS {db}.usage_team_hour;
+
+DROP TABLE IF EXISTS {db}.usage_team_day;
 
 CREATE TABLE IF NOT EXISTS {db}.usage_team_hour
 (
@@ -82,7 +93,6 @@ SELECT
     sum(unpriced_tokens) AS unpriced_tokens,
     sum(usage_estimated) AS estimated_requests
 FROM {db}.requests
-WHERE (SELECT count() FROM {db}.usage_team_hour) = 0
 GROUP BY bucket, team_id, user_id, key_id, model, provider;
 
 INSERT INTO {db}.usage_team_day
@@ -108,7 +118,6 @@ SELECT
     sum(unpriced_tokens) AS unpriced_tokens,
     sum(usage_estimated) AS estimated_requests
 FROM {db}.requests
-WHERE (SELECT count() FROM {db}.usage_team_day) = 0
 GROUP BY bucket, team_id, user_id, key_id, model, provider;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.usage_team_hour_mv TO {db}.usage_team_hour AS

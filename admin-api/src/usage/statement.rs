@@ -34,7 +34,7 @@ pub(super) fn parse_month(value: &str) -> ApiResult<Month> {
         ApiError::invalid("month", format!("`{shown}` is not a month like 2026-11 (YYYY-MM)"))
     };
     let (y, m) = value.trim().split_once('-').ok_or_else(bad)?;
-    if y.len() != 4 || m.len() != 2 {
+    if y.len() != 4 || m.len() != 2 || !y.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
     let (year, month) = (y.parse::<i32>().map_err(|_| bad())?, m.parse::<u32>().map_err(|_| bad())?);
@@ -277,7 +277,9 @@ mod tests {
     #[test]
     fn months_parse_strictly() {
         assert_eq!(parse_month("2026-11").unwrap().to_string(), "2026-11");
-        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "", "2026-11-01", "abcd-ef", "1969-12"] {
+        for bad in
+            ["2026-13", "2026-1", "26-11", "2026/11", "", "2026-11-01", "abcd-ef", "1969-12", "2026-+1", "+026-11"]
+        {
             assert_eq!(parse_month(bad).unwrap_err().field.as_deref(), Some("month"), "{bad}");
         }
     }

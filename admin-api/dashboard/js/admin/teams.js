@@ -46,23 +46,17 @@ async function createTeam() {
   }
 }
 
-/** The last complete month, `YYYY-MM` (the statement's default; the server takes it in the budget time zone). */
-function lastMonth() {
-  const d = new Date();
-  d.setDate(1);
-  d.setMonth(d.getMonth() - 1);
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}`;
-}
-
 /** Finance statement downloads (CSV, JSON) of a month, of one team (`teamId`) or of everyone. */
 export function statementPanel(teamId) {
-  const month = h('input', { id: 'statement-month', name: 'month', type: 'month', value: lastMonth(), required: true });
+  // Empty: the server's default, the last complete month in the budget time zone.
+  const month = h('input', { id: 'statement-month', name: 'month', type: 'month', value: '' });
   const link = (format, text) => h('a', { class: 'button subtle', id: `statement-${format}`, text, download: '' });
   const csv = link('csv', 'Download CSV');
   const json = link('json', 'Download JSON');
   const sync = () => {
     for (const [a, format] of [[csv, 'csv'], [json, 'json']]) {
-      const q = new URLSearchParams({ month: month.value, format });
+      const q = new URLSearchParams({ format });
+      if (month.value) q.set('month', month.value);
       if (teamId) q.set('team_id', teamId);
       a.href = `/v1/statements?${q}`;
     }
@@ -70,7 +64,7 @@ export function statementPanel(teamId) {
   month.addEventListener('change', sync);
   sync();
   return panel('Finance statement', [
-    h('div', { class: 'filters' }, h('div', { class: 'field' }, h('label', { for: 'statement-month', text: 'Month' }), month), csv, json),
+    h('div', { class: 'filters' }, h('div', { class: 'field' }, h('label', { for: 'statement-month', text: 'Month (empty: the last complete one)' }), month), csv, json),
     h('p', { class: 'small muted', text: 'Cost per team, user and provider for the month in the budget time zone. Bedrock lines are the organisation’s spend; Anthropic lines the list-price value of the developers’ own plans. Lines with estimated output tokens or models without a price say so (cost_status); totals match the usage page.' }),
   ]);
 }
