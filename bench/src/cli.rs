@@ -1,5 +1,6 @@
 //! What every benchmark command does alike: its command line, its exit codes, its
-//! single-threaded runtime, pinning itself to CPU 0, and progress lines on stderr.
+//! single-threaded runtime, pinning itself to CPU 0, raising its open-file limit, and progress
+//! lines on stderr.
 
 use std::future::Future;
 use std::process::{ExitCode, Termination};
@@ -107,6 +108,26 @@ pub fn pin_self(cpus: &str) -> anyhow::Result<()> {
         bail!("taskset failed: {status}");
     }
     Ok(())
+}
+
+/// Raises this process's soft limit on open files to the hard one (`prlimit`: no `unsafe`
+/// here), so that it — and the processes it starts later, which inherit it — can hold many
+/// connections; returns the soft limit now.
+pub fn raise_nofile() -> anyhow::Result<u64> {
+    let me = std::process::id();
+    let (soft, hard) = crate::procfs::nofile_limit(me)?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    let hard_arg = if hard == u64::MAX { "unlimited".to_owned() } else { hard.to_string() };
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &me.to_string(), &format!("--nofile={hard_arg}:{hard_arg}")])
+        .status()
+        .context("run prlimit")?;
+    if !status.success() {
+        bail!("prlimit failed: {status}");
+    }
+    Ok(crate::procfs::nofile_limit(me)?.0)
 }
 
 /// Progress lines on stderr, with the time since start.

@@ -1,4 +1,4 @@
-//! CPU time and memory of a process, from `/proc` (Linux).
+//! CPU time, memory and the open-file limit of a process, from `/proc` (Linux).
 
 use anyhow::Context as _;
 
@@ -106,6 +106,21 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((get("VmRSS:"), get("VmHWM:")))
 }
 
+/// The soft and hard limits on open files (`RLIMIT_NOFILE`) of `pid`; `u64::MAX`: unlimited.
+pub fn nofile_limit(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let limits =
+        std::fs::read_to_string(format!("/proc/{pid}/limits")).with_context(|| format!("read /proc/{pid}/limits"))?;
+    let line = limits.lines().find_map(|l| l.strip_prefix("Max open files")).context("no open-file limit")?;
+    let value = |v: Option<&str>| -> anyhow::Result<u64> {
+        match v.context("short open-file limit line")? {
+            "unlimited" => Ok(u64::MAX),
+            n => n.parse().with_context(|| format!("open-file limit {n:?}")),
+        }
+    };
+    let mut fields = line.split_whitespace();
+    Ok((value(fields.next())?, value(fields.next())?))
+}
+
 /// Whole-machine CPU counters from the first line of `/proc/stat`, in clock ticks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemCpu {
@@ -145,5 +160,7 @@ mod tests {
         assert!(cpu.sched_ns > 0 || cpu.ticks > 0);
         let (rss, hwm) = rss_kib(me).unwrap();
         assert!(rss > 0 && hwm >= rss);
+        let (soft, hard) = nofile_limit(me).unwrap();
+        assert!(soft > 0 && hard >= soft);
     }
 }

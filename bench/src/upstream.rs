@@ -6,6 +6,8 @@
 //! body contains `"stream":true` (message_start … 10 text deltas … message_stop, chunked, with
 //! Anthropic's response headers), else a fixed JSON message. With `x-bench-pace-ms: N` the SSE
 //! events are sent N ms apart (the first one right away), to measure time to first byte. With
+//! `x-bench-deltas: N` the answer has N text deltas instead of 10 (the same ten in turn, between
+//! the same events), for long streams: with the pace, N × pace ms of tokens. With
 //! `x-bench-scenario: rate_limit` it answers what Anthropic answers a rate-limited request: 429
 //! `rate_limit_error` JSON with `retry-after` (the proxy then fails over to Bedrock).
 //!
@@ -36,6 +38,8 @@ pub use self::responses::{BedrockResponses, Responses};
 
 /// Request header that spaces the SSE events this many milliseconds apart.
 pub const PACE_HEADER: &str = "x-bench-pace-ms";
+/// Request header asking for a streamed answer with this many text deltas (default: 10).
+pub const DELTAS_HEADER: &str = "x-bench-deltas";
 /// Request header choosing a failure: `rate_limit` answers 429 `rate_limit_error`.
 pub const SCENARIO_HEADER: &str = "x-bench-scenario";
 
@@ -152,6 +156,11 @@ async fn serve(mut stream: TcpStream, responses: &Responses) -> anyhow::Result<(
             buf.advance(n);
             wanted
         };
+        // A large body grew the buffer: do not keep that memory for as long as the answer
+        // streams (a thousand open streams of 2 MB requests would hold 2 GB).
+        if buf.capacity() > 1024 * 1024 {
+            buf = BytesMut::from(&buf[..]);
+        }
         match head.route {
             Route::Other => stream.write_all(&responses.not_found).await?,
             Route::BedrockInvoke | Route::BedrockStream if !head.bearer => {
@@ -161,17 +170,21 @@ async fn serve(mut stream: TcpStream, responses: &Responses) -> anyhow::Result<(
             Route::BedrockStream => stream.write_all(&responses.bedrock.stream_whole).await?,
             Route::Messages if head.rate_limit => stream.write_all(&responses.rate_limited).await?,
             Route::Messages if !stream_wanted => stream.write_all(&responses.json_whole).await?,
-            Route::Messages if head.pace_ms == 0 => stream.write_all(&responses.sse_whole).await?,
+            Route::Messages if head.pace_ms == 0 && head.deltas == 0 => {
+                stream.write_all(&responses.sse_whole).await?;
+            }
             Route::Messages => {
                 let pace = Duration::from_millis(head.pace_ms);
                 let mut first = BytesMut::from(&responses.sse_head[..]);
-                let mut chunks = responses.sse_chunks.iter();
+                let mut chunks = responses.sse_stream(head.deltas);
                 if let Some(c) = chunks.next() {
                     first.extend_from_slice(c);
                 }
                 stream.write_all(&first).await?;
                 for c in chunks {
-                    tokio::time::sleep(pace).await;
+                    if !pace.is_zero() {
+                        tokio::time::sleep(pace).await;
+                    }
                     stream.write_all(c).await?;
                 }
             }

@@ -5,7 +5,8 @@
 //! both references answered and used CPU: keeps the README's `scripts/bench` working.
 //! `ccp-bench-statusline` starts the proxy, the developer's line shows the Plan, Bedrock and the
 //! budget, and every target answered and cost the proxy some CPU: keeps docs/statusline.md's
-//! command working.
+//! command working. `ccp-bench-streams` holds a few paced streams open directly and through the
+//! proxy, and every one of them completes without a stall.
 
 use std::path::Path;
 use std::process::Command;
@@ -87,4 +88,34 @@ fn the_statusline_benchmark_measures_every_target_against_health() {
         assert!(cpu > 0.0, "{row}");
     }
     assert!(stdout.contains("µs of proxy CPU per call"), "{stdout}");
+}
+
+#[test]
+fn the_open_streams_benchmark_holds_every_stream_to_its_end() {
+    let out = std::env::temp_dir().join(format!("ccp-bench-streams-smoke-{}.json", ulid::Ulid::new()));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ccp-bench-streams"));
+    command
+        .args(["--streams", "20", "--secs", "2", "--ramp-secs", "0.5", "--nginx", "off"])
+        .args(["--min-body", "100000", "--max-body", "300000", "--json"])
+        .arg(&out);
+    let (stdout, stderr) = run_with_proxy(command);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&out);
+
+    for target in ["direct", "proxy"] {
+        let t = &report[target];
+        assert_eq!(t["complete"], 20, "{target}: {t}\n{stderr}");
+        assert_eq!(t["failed"], 0, "{target}: {t}");
+        assert_eq!(t["max_open"], 20, "{target}: all streams open at once: {t}");
+        assert!(t["ttfb"]["p99_ms"].as_f64().unwrap() > 0.0, "{target}: {t}");
+        assert!(t["events"].as_u64().unwrap() >= 20 * 40, "{target}: {t}");
+    }
+    let proxy = &report["proxy"];
+    assert!(proxy["cpu_us_per_event"].as_f64().unwrap() > 0.0, "{proxy}");
+    assert!(proxy["rss_peak_mib"].as_f64().unwrap() > 0.0, "{proxy}");
+    assert!(report["nginx"].is_null());
+    assert!(report["proxy_added_ttfb"]["p99_ms"].is_f64(), "{report}");
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2, "no nginx, no TTFB check against it: {checks:?}");
+    assert!(stdout.contains("targets met"), "{stdout}");
 }

@@ -10,6 +10,7 @@ use actix_tls::connect::{ConnectError as TcpConnectError, ConnectInfo, Connectio
 use actix_web::http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use awc::body::SizedStream;
 use awc::error::SendRequestError;
 use awc::http::Uri;
 use bytes::{Bytes, BytesMut};
@@ -539,6 +540,20 @@ fn fails_over(status: StatusCode) -> bool {
     status.as_u16() == 429 || status.is_server_error()
 }
 
+/// Largest piece of a request body handed to awc at once.
+const BODY_SLICE: usize = 16 * 1024;
+
+/// `body` as slices of at most [`BODY_SLICE`] bytes (views of it, not copies), with its length
+/// (sent as `Content-Length`). awc copies what it is given into the connection's write buffer,
+/// which keeps its capacity for as long as the connection lives, in the pool too: a 2 MB body
+/// given whole left 2 MB behind on every connection that carried one (measured with
+/// `ccp-bench-streams`: 200 open streams of 2 MB bodies, 460 MiB RSS).
+fn in_slices(body: Bytes) -> SizedStream<impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>>> {
+    let len = body.len();
+    let slices = (0..len).step_by(BODY_SLICE).map(move |at| Ok(body.slice(at..len.min(at + BODY_SLICE))));
+    SizedStream::new(len as u64, futures_util::stream::iter(slices))
+}
+
 /// The facts the routing policy decides on, as they are now.
 fn facts(shared: &Shared, record: &RequestRecord, post: bool, breaker: Route) -> Facts {
     let key = record.key.as_ref();
@@ -624,7 +639,7 @@ async fn send(
 
     let out = upstream_request(&upstream.client, &shared.anthropic_base, tail, req);
     record.provider = Provider::Anthropic;
-    let sent = out.send_body(body.clone()).await;
+    let sent = out.send_body(in_slices(body.clone())).await;
     if let (Ok(response), Some(k)) = (&sent, record.key.as_ref().map(|k| k.key_id)) {
         shared.recorder.rate_limits.observe(k, response.status().as_u16(), response.headers());
     }

@@ -1,12 +1,12 @@
 //! Reading a request on the fakes' connections: the head (what it asks for, and the benchmark's
-//! pace and scenario headers) and the body, by length or chunked.
+//! pace, deltas and scenario headers) and the body, by length or chunked.
 
 use anyhow::{bail, Context as _};
 use bytes::{Buf as _, BytesMut};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
-use super::{PACE_HEADER, SCENARIO_HEADER};
+use super::{DELTAS_HEADER, PACE_HEADER, SCENARIO_HEADER};
 
 /// Largest request head accepted.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
@@ -46,6 +46,8 @@ pub(super) struct Head {
     pub(super) content_length: Option<usize>,
     pub(super) chunked: bool,
     pub(super) pace_ms: u64,
+    /// Text deltas of a streamed answer; 0: the canned answer's.
+    pub(super) deltas: usize,
     pub(super) rate_limit: bool,
     pub(super) bearer: bool,
     pub(super) close: bool,
@@ -66,6 +68,7 @@ pub(super) fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
         content_length: None,
         chunked: false,
         pace_ms: 0,
+        deltas: 0,
         rate_limit: false,
         bearer: false,
         close: req.version == Some(0),
@@ -79,6 +82,8 @@ pub(super) fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
             head.chunked = v.to_ascii_lowercase().contains("chunked");
         } else if h.name.eq_ignore_ascii_case(PACE_HEADER) {
             head.pace_ms = v.parse().unwrap_or(0);
+        } else if h.name.eq_ignore_ascii_case(DELTAS_HEADER) {
+            head.deltas = v.parse().unwrap_or(0);
         } else if h.name.eq_ignore_ascii_case(SCENARIO_HEADER) {
             head.rate_limit = v.eq_ignore_ascii_case("rate_limit");
         } else if h.name.eq_ignore_ascii_case("authorization") {

@@ -35,6 +35,11 @@ pub struct Responses {
     pub rate_limited_body_len: usize,
     /// The fake Bedrock's answers.
     pub bedrock: BedrockResponses,
+    /// Where the text deltas are in `sse_chunks` (the events before and after them are the
+    /// same in every answer; a long answer repeats the deltas).
+    deltas: std::ops::Range<usize>,
+    /// Body bytes of each SSE event, in the order of `sse_chunks`.
+    event_lens: Vec<usize>,
 }
 
 /// The fake Bedrock's canned answers.
@@ -226,6 +231,9 @@ impl Responses {
         head.push_str("\r\n");
         let events = sse_events();
         let sse_body_len = events.iter().map(String::len).sum();
+        let first_delta = events.iter().position(|e| e.starts_with("event: content_block_delta")).unwrap_or(0);
+        let deltas = first_delta..first_delta + DELTAS.len();
+        let event_lens = events.iter().map(String::len).collect();
         let last = events.len() - 1;
         let sse_chunks: Vec<Bytes> = events
             .iter()
@@ -273,7 +281,33 @@ impl Responses {
             json_body_len: body.len(),
             json_whole: Bytes::from(json),
             sse_body_len,
+            deltas,
+            event_lens,
         }
+    }
+
+    /// The SSE answer with `deltas` text deltas (the canned ones in turn; `0`: the canned
+    /// answer, `sse_chunks`), one HTTP chunk per event, the last one with the terminating chunk.
+    pub fn sse_stream(&self, deltas: usize) -> impl Iterator<Item = &Bytes> {
+        let n = if deltas == 0 { self.deltas.len() } else { deltas };
+        let (before, rest) = self.sse_chunks.split_at(self.deltas.start);
+        let (canned, after) = rest.split_at(self.deltas.len());
+        before.iter().chain(canned.iter().cycle().take(n)).chain(after)
+    }
+
+    /// SSE events of the answer with `deltas` text deltas (`0`: the canned answer).
+    pub fn sse_stream_events(&self, deltas: usize) -> usize {
+        let n = if deltas == 0 { self.deltas.len() } else { deltas };
+        self.sse_chunks.len() - self.deltas.len() + n
+    }
+
+    /// Body bytes of the answer with `deltas` text deltas (`0`: the canned answer).
+    pub fn sse_stream_body_len(&self, deltas: usize) -> usize {
+        let n = if deltas == 0 { self.deltas.len() } else { deltas };
+        let canned: usize = self.event_lens[self.deltas.clone()].iter().sum();
+        let (full, part) = (n / self.deltas.len(), n % self.deltas.len());
+        let partial: usize = self.event_lens[self.deltas.start..self.deltas.start + part].iter().sum();
+        self.sse_body_len - canned + full * canned + partial
     }
 }
 
@@ -301,6 +335,32 @@ mod tests {
         let nf = std::str::from_utf8(&r.not_found).unwrap();
         let (head, body) = nf.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
+    #[test]
+    fn long_answers_repeat_the_deltas_between_the_same_events() {
+        let r = Responses::new();
+        let canned: Vec<&Bytes> = r.sse_stream(0).collect();
+        assert_eq!(canned, r.sse_chunks.iter().collect::<Vec<_>>());
+        assert_eq!(r.sse_stream_body_len(0), r.sse_body_len);
+        for deltas in [1, 10, 23, 1000] {
+            let body: Vec<u8> = r.sse_stream(deltas).flat_map(|c| dechunk(c)).collect();
+            let text = std::str::from_utf8(&body).unwrap();
+            assert_eq!(text.matches("event: content_block_delta").count(), deltas);
+            assert_eq!(text.matches("\n\n").count(), r.sse_stream_events(deltas));
+            assert_eq!(body.len(), r.sse_stream_body_len(deltas), "{deltas}");
+            assert!(text.starts_with("event: message_start\n"));
+            assert!(text.ends_with("data: {\"type\":\"message_stop\"}\n\n"));
+            assert!(r.sse_stream(deltas).last().unwrap().ends_with(b"\r\n0\r\n\r\n"));
+        }
+    }
+
+    /// The data of one HTTP chunk (and of the terminating one after it, empty).
+    fn dechunk(c: &[u8]) -> Vec<u8> {
+        let httparse::Status::Complete((skip, size)) = httparse::parse_chunk_size(c).unwrap() else {
+            panic!("partial chunk")
+        };
+        c[skip..skip + usize::try_from(size).unwrap()].to_vec()
     }
 
     #[test]
