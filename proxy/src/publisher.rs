@@ -19,8 +19,11 @@ const WINDOW: usize = 256;
 /// How long the publisher lets events gather after the first one of a batch arrives. While it
 /// waits, handlers queue events without waking it, so a busy proxy pays one wake-up, one write
 /// and one read of acknowledgements per batch instead of per request; events reach the stream
-/// this much later (usage is visible in ClickHouse within seconds anyway).
-const LINGER: Duration = Duration::from_millis(5);
+/// this much later (usage is visible in ClickHouse within about a second anyway; budgets and the
+/// spend tally do not wait for events). Each batch also costs NATS a burst of work on the cores
+/// the requests use: at 5 ms (200 batches a second at concurrency 1) the proxy's added p99 was
+/// +0.6 ms, at 50 ms +0.2–0.3 ms, the median unchanged (`ccp-bench`, docs/benchmarks.md).
+const LINGER: Duration = Duration::from_millis(50);
 /// How often a non-empty spool retries NATS.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 
