@@ -21,6 +21,8 @@ struct Dev {
     user_id: UserId,
     key_id: AccessKeyId,
     key: String,
+    /// The admin-stream sequence of the last event that set it up (0: none waited for).
+    seq: u64,
 }
 
 impl Env {
@@ -31,7 +33,7 @@ impl Env {
         if let Some(bk) = bedrock_key {
             last = self.log.register_bedrock_key(user_id, key_id, &self.master, bk).await;
         }
-        let dev = Dev { user_id, key_id, key: key.expose().to_owned() };
+        let dev = Dev { user_id, key_id, key: key.expose().to_owned(), seq: last };
         self.wait_applied(last).await;
         dev
     }
@@ -588,6 +590,8 @@ async fn a_budget_set_later_counts_what_the_user_spent_on_another_replica_before
     .await;
     let (_replica, second) = second_process(&e.settings).await;
     let d = e.dev(Some(BEDROCK_KEY)).await;
+    // Replica B knows the key and its Bedrock key too (`dev` waited for replica A only).
+    wait_applied_at(&second, d.seq).await;
     // Without a budget the user spends $0.09 on replica B (Bedrock answers, $0.045 each)…
     priced_bedrock(&e, 2);
     let client = reqwest::Client::new();

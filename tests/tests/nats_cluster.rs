@@ -299,13 +299,15 @@ async fn request_stream_leader_killed_then_every_node_restarted_under_load() {
     eprintln!("spools drained, admin commands checked after {:?}", started.elapsed());
     // The projector caught up with the whole stream, each event projected once (checked before
     // the reconciliation, so that a loss says whether the stream or the projection lacks it).
+    // The stream is read again each time: the proxies' publishers may still hand over the last
+    // events they gathered (`LINGER`) after the load stopped.
     let mut stream = log.js.get_stream(&requests).await.unwrap();
-    let state = stream.info().await.unwrap().state.clone();
     let deadline = Instant::now() + BOUND;
-    let (rows, ids, max_seq) = loop {
+    let (state, (rows, ids, max_seq)) = loop {
+        let state = stream.info().await.unwrap().state.clone();
         let (rows, ids, max_seq) = requests_table(&sys).await;
         if (rows >= state.messages && max_seq == state.last_sequence) || Instant::now() > deadline {
-            break (rows, ids, max_seq);
+            break (state, (rows, ids, max_seq));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
