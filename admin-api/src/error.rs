@@ -69,7 +69,14 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds until a retry may succeed (429).
     pub retry_after: Option<u64>,
+    /// A change was sent but not confirmed: it may have been applied ([`OutcomeUnknown`]).
+    pub outcome_unknown: bool,
 }
+
+/// Marks an error answer whose change may have been applied after all, so that a retry with the
+/// same `Idempotency-Key` is not run again (see [`crate::idempotency`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeUnknown;
 
 /// The error body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -97,7 +104,7 @@ pub struct ErrorDetail {
 impl ApiError {
     /// An error of a kind.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), field: None, retry_after: None }
+        Self { kind, message: message.into(), field: None, retry_after: None, outcome_unknown: false }
     }
 
     /// Names the field at fault.
@@ -138,6 +145,20 @@ impl ApiError {
         Self::new(ErrorKind::Unavailable, format!("{what} is unavailable; try again shortly"))
     }
 
+    /// 503 for a change `what` did not confirm in time: it may or may not have been applied.
+    pub fn outcome_unknown(what: &str) -> Self {
+        tracing::error!(dependency = what, "a change was sent but never confirmed");
+        let mut e = Self::new(
+            ErrorKind::Unavailable,
+            format!(
+                "{what} did not confirm the change in time; it may have been applied: read the resource \
+                 before sending the command again"
+            ),
+        );
+        e.outcome_unknown = true;
+        e
+    }
+
     /// 500, logged with its cause; the client sees no internals.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -165,6 +186,9 @@ impl ResponseError for ApiError {
         }
         if self.kind == ErrorKind::Unauthenticated {
             response.insert_header(("www-authenticate", "Bearer"));
+        }
+        if self.outcome_unknown {
+            response.extensions_mut().insert(OutcomeUnknown);
         }
         response.json(self.body(crate::context::current_request_id()))
     }

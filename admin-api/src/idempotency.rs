@@ -2,7 +2,9 @@
 //! again; the first answer is replayed with `idempotent-replayed: true`. Records live 24 h in a
 //! KV bucket. While the first request runs, a repeat gets 409; a repeat with a different
 //! method, path or body gets 422. Secrets in answers (a new access key or API token, the Claude
-//! Code settings that embed the key) are never stored: a replay shows them as `null`.
+//! Code settings that embed the key) are never stored: a replay shows them as `null`. A command
+//! whose change the event log never confirmed may have been applied: its key then answers 409
+//! (look, then use a new key) rather than running it again.
 
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -40,6 +42,9 @@ enum Record {
     Pending { fingerprint: String, started_at: i64 },
     /// Its answer, without secrets.
     Done { fingerprint: String, status: u16, body: String },
+    /// It failed after sending a change the event log never confirmed: it may have been applied,
+    /// so it is not run again under this key.
+    Unknown { fingerprint: String },
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -110,12 +115,17 @@ pub async fn idempotent(
         }
     };
     let status = response.status();
+    let unknown = response.response().extensions().get::<crate::error::OutcomeUnknown>().is_some();
     let (request, response) = response.into_parts();
     let (head, body) = response.into_parts();
     let body = body::to_bytes(body).await.unwrap_or_default();
     let keep = status.is_success() || (status.is_client_error() && !matches!(status.as_u16(), 409 | 429));
-    if keep {
-        let record = Record::Done { fingerprint, status: status.as_u16(), body: redact(&body) };
+    if keep || unknown {
+        let record = if unknown {
+            Record::Unknown { fingerprint }
+        } else {
+            Record::Done { fingerprint, status: status.as_u16(), body: redact(&body) }
+        };
         if let Ok(bytes) = serde_json::to_vec(&record) {
             if let Err(e) = store.records.put(&record_key, bytes.into()).await {
                 tracing::warn!(error = %e, "storing an idempotency record failed");
@@ -162,7 +172,12 @@ async fn claim(store: &Idempotency, record_key: &str, fingerprint: &str) -> Resu
     };
     match serde_json::from_slice::<Record>(&entry.value) {
         Ok(Record::Done { fingerprint: f, status, body }) if f == fingerprint => Ok(Claim::Replay { status, body }),
-        Ok(Record::Done { .. }) => Err(different()),
+        Ok(Record::Unknown { fingerprint: f }) if f == fingerprint => Err(ApiError::conflict(
+            "the first request with this Idempotency-Key may have been applied (the event log did not confirm \
+             it): read the resource, and send the command again with a new key if it is missing",
+        )
+        .field(HEADER)),
+        Ok(Record::Done { .. } | Record::Unknown { .. }) => Err(different()),
         Ok(Record::Pending { fingerprint: f, .. }) if f != fingerprint => Err(different()),
         Ok(Record::Pending { started_at, .. }) if chrono::Utc::now().timestamp() - started_at > ABANDONED_SECS => {
             match store.records.update(record_key, pending().into(), entry.revision).await {
@@ -206,5 +221,70 @@ mod tests {
         assert!(kept.contains("key_1"));
         let token = redact(br#"{"token_id":"tok_1","token":"ccpt_secret"}"#);
         assert!(!token.contains("ccpt_secret"));
+    }
+
+    /// A command whose change the event log never confirmed is not run again under its key:
+    /// the retry is told to look instead (the first attempt may have been applied).
+    #[actix_web::test]
+    async fn a_change_of_unknown_outcome_is_not_run_again_under_its_key() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        use actix_web::{middleware::from_fn, test, App};
+
+        let js = async_nats::jetstream::new(ccp_tests::nats().await);
+        let bucket = ccp_tests::unique_name("idem-unknown");
+        let records =
+            ccp_runtime::streams::own_bucket(&js, bucket.clone(), std::time::Duration::from_secs(60), "test", 1)
+                .await
+                .unwrap();
+        let pepper =
+            ccp_schemas::secrets::access_key::KeyPepper::new(&ccp_schemas::secrets::SecretString::new("p".repeat(40)))
+                .unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(Idempotency { pepper, records }))
+                .route(
+                    "/v1/users",
+                    web::post().to(move || {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        async { Err::<HttpResponse, _>(ApiError::outcome_unknown("the event log")) }
+                    }),
+                )
+                .wrap(from_fn(idempotent))
+                .wrap(from_fn(|req: ServiceRequest, next: Next<BoxBody>| async move {
+                    req.extensions_mut().insert(Identity {
+                        admin_id: ccp_schemas::ids::AdminId::from_ulid(ulid::Ulid(7)),
+                        username: "root".into(),
+                        method: crate::auth::AuthMethod::Session,
+                        role: ccp_schemas::events::AdminRole::Admin,
+                        team_scope: None,
+                        csrf_token: None,
+                    });
+                    next.call(req).await
+                })),
+        )
+        .await;
+        let send = || {
+            test::TestRequest::post()
+                .uri("/v1/users")
+                .insert_header((HEADER, "01JDQ7UNKNOWNOUTCOME000000"))
+                .set_payload(r#"{"name":"dana"}"#)
+                .to_request()
+        };
+        let first = test::call_service(&app, send()).await;
+        assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = test::read_body_json(first).await;
+        assert!(body["error"]["message"].as_str().unwrap().contains("may have been applied"), "{body}");
+
+        let retry = test::call_service(&app, send()).await;
+        assert_eq!(retry.status(), StatusCode::CONFLICT);
+        let body: serde_json::Value = test::read_body_json(retry).await;
+        assert_eq!(body["error"]["field"], HEADER, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("new key"), "{body}");
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the command ran again under the same key");
+        js.delete_key_value(bucket).await.unwrap();
     }
 }

@@ -1,7 +1,9 @@
 //! The event store side of commands: load an aggregate's own events from its JetStream subject,
 //! fold them, decide, and append the decision with `Nats-Expected-Last-Subject-Sequence` so that
 //! a concurrent writer makes the append fail instead of both winning. On such a conflict the
-//! command is decided again on fresh state (a few times), then answered 409.
+//! command is decided again on fresh state (a few times), then answered 409. An append whose
+//! acknowledgement is lost is sent again as the same message (deduplicated by `Nats-Msg-Id`)
+//! until the stream answers, so a 503 never hides an applied change.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -23,6 +25,16 @@ use crate::error::{ApiError, ApiResult};
 const ATTEMPTS: usize = 5;
 /// Longest wait for an aggregate's history.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an append whose acknowledgement was lost keeps asking whether it was stored.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// Where one appended event went.
+enum Appended {
+    /// Stored at this stream sequence.
+    At(u64),
+    /// Another writer came first; this event was not stored.
+    Conflict,
+}
 
 /// Who runs a command, for the events' metadata.
 #[derive(Debug, Clone)]
@@ -204,21 +216,105 @@ impl EventStore {
     async fn append(&self, aggregate: &Aggregate, envelopes: &[Envelope], mut expected: u64) -> ApiResult<Option<u64>> {
         let subject = self.ns.subject(aggregate);
         for (i, envelope) in envelopes.iter().enumerate() {
-            let payload = envelope.encode().map_err(|e| ApiError::internal(&e))?;
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
-            headers.insert("Nats-Expected-Last-Subject-Sequence", expected.to_string().as_str());
-            let ack = match self.js.publish_with_headers(subject.clone(), headers, payload.into()).await {
-                Ok(ack) => ack.await,
-                Err(e) => return Err(ApiError::unavailable("the event log", &e)),
-            };
-            match ack {
-                Ok(ack) => expected = ack.sequence,
-                Err(e) if i == 0 && matches!(e.kind(), PublishErrorKind::WrongLastSequence) => return Ok(None),
-                Err(e) => return Err(ApiError::unavailable("the event log", &e)),
+            match self.append_one(&subject, envelope, expected, false).await? {
+                Appended::At(seq) => expected = seq,
+                Appended::Conflict if i == 0 => return Ok(None),
+                Appended::Conflict => {
+                    return Err(ApiError::unavailable("the event log", &"a concurrent writer came between two events"))
+                }
             }
         }
         Ok(Some(expected))
+    }
+
+    /// Appends one event after `expected`. An acknowledgement that does not come (a node restarts,
+    /// the stream elects a leader) leaves it unknown whether the event was stored, so the same
+    /// event is sent again — same `Nats-Msg-Id`, which the stream deduplicates — until the stream
+    /// answers or [`CONFIRM_TIMEOUT`] passes; a refusal of the expected sequence after such a loss
+    /// is checked against the subject, where the event may already be. Answering 503 after a lost
+    /// acknowledgement would let a client's retry apply the command twice.
+    /// `maybe_stored`: an earlier attempt of this very event may have been stored (tests start there).
+    async fn append_one(
+        &self,
+        subject: &str,
+        envelope: &Envelope,
+        expected: u64,
+        mut maybe_stored: bool,
+    ) -> ApiResult<Appended> {
+        let payload: bytes::Bytes = envelope.encode().map_err(|e| ApiError::internal(&e))?.into();
+        let id = envelope.id.to_string();
+        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            headers.insert("Nats-Expected-Last-Subject-Sequence", expected.to_string().as_str());
+            let ack = match self.js.publish_with_headers(subject.to_owned(), headers, payload.clone()).await {
+                Ok(ack) => {
+                    ack.await.map_err(|e| (matches!(e.kind(), PublishErrorKind::WrongLastSequence), e.to_string()))
+                }
+                Err(e) => Err((false, e.to_string())),
+            };
+            match ack {
+                // A duplicate still being replicated has no sequence yet: ask again.
+                Ok(ack) if ack.duplicate && ack.sequence == 0 => maybe_stored = true,
+                Ok(ack) => return Ok(Appended::At(ack.sequence)),
+                Err((true, _)) if !maybe_stored => return Ok(Appended::Conflict),
+                Err((true, _)) => match self.find_after(subject, expected, &id).await {
+                    Ok(Some(seq)) => return Ok(Appended::At(seq)),
+                    Ok(None) => return Ok(Appended::Conflict),
+                    Err(e) => tracing::warn!(%subject, error = %e, "looking for an unacknowledged event failed"),
+                },
+                Err((false, e)) => {
+                    tracing::warn!(%subject, error = %e, "an append was not acknowledged; sending it again");
+                    maybe_stored = true;
+                }
+            }
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(if maybe_stored {
+                    ApiError::outcome_unknown("the event log")
+                } else {
+                    ApiError::unavailable("the event log", &"no acknowledgement")
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// The stream sequence of event `id` on `subject` after sequence `after`, if it is there.
+    async fn find_after(&self, subject: &str, after: u64, id: &str) -> anyhow::Result<Option<u64>> {
+        let stream = self.js.get_stream(self.ns.stream(StreamKind::Admin)).await?;
+        let last = match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => m,
+            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if last.sequence <= after {
+            return Ok(None);
+        }
+        if Envelope::decode(&last.payload).is_ok_and(|e| e.id.to_string() == id) {
+            return Ok(Some(last.sequence));
+        }
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+                filter_subject: subject.to_owned(),
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = tokio::time::timeout(LOAD_TIMEOUT, messages.next()).await?.transpose()? {
+            let seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
+            if Envelope::decode(&message.payload).is_ok_and(|e| e.id.to_string() == id) {
+                return Ok(Some(seq));
+            }
+            if seq >= last.sequence {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Appends one event without a concurrency check (logins: an append-only record).
@@ -318,5 +414,80 @@ impl EventStore {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use ccp_schemas::events::UserReactivated;
+    use ccp_schemas::ids::UserId;
+
+    /// A store on a fresh namespace of the test NATS server, and one user's subject.
+    async fn store(label: &str) -> (EventStore, Aggregate, jetstream::Context) {
+        let settings = ccp_tests::test_settings(label);
+        let ns = ccp_tests::namespace(&settings);
+        let client = ccp_tests::nats().await;
+        let js = jetstream::new(client.clone());
+        ccp_runtime::streams::ensure(&js, &ns, &(&settings.nats).into()).await.unwrap();
+        let user = UserId::from_ulid(ulid::Ulid::new());
+        let event = Event::UserReactivated(UserReactivated { user_id: user });
+        (EventStore::new(client, ns), event.aggregate(), js)
+    }
+
+    fn envelope(aggregate: &Aggregate) -> Envelope {
+        let Aggregate::User(user_id) = aggregate else { panic!("a user aggregate") };
+        Envelope::new(
+            Event::UserReactivated(UserReactivated { user_id: *user_id }),
+            Actor::System { component: "test".into() },
+        )
+    }
+
+    /// Stores `envelope` as a first attempt whose acknowledgement was then lost would have.
+    async fn stored_unacknowledged(
+        js: &jetstream::Context,
+        store: &EventStore,
+        envelope: &Envelope,
+        expected: u64,
+    ) -> u64 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
+        headers.insert("Nats-Expected-Last-Subject-Sequence", expected.to_string().as_str());
+        let subject = store.ns.subject(&envelope.event.aggregate());
+        js.publish_with_headers(subject, headers, envelope.encode().unwrap().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .sequence
+    }
+
+    #[tokio::test]
+    async fn an_event_stored_before_its_acknowledgement_was_lost_is_not_stored_again() {
+        let (store, aggregate, js) = store("store-lost-ack").await;
+        let subject = store.ns.subject(&aggregate);
+        let first = envelope(&aggregate);
+        let seq = stored_unacknowledged(&js, &store, &first, 0).await;
+
+        // Sent again after the loss: the stream's deduplication answers with the first copy.
+        let again = store.append_one(&subject, &first, 0, true).await.unwrap();
+        assert!(matches!(again, Appended::At(s) if s == seq), "expected the first copy's sequence {seq}");
+
+        // Another writer came after the first copy: the refused expectation is resolved by
+        // finding the event on its subject, not answered as a conflict.
+        let other = envelope(&aggregate);
+        let other_seq = stored_unacknowledged(&js, &store, &other, seq).await;
+        let found = store.append_one(&subject, &first, 0, true).await.unwrap();
+        assert!(matches!(found, Appended::At(s) if s == seq), "expected {seq} (the other writer is at {other_seq})");
+        assert_eq!(store.find_after(&subject, seq, &other.id.to_string()).await.unwrap(), Some(other_seq));
+        assert_eq!(store.load(&aggregate).await.unwrap().0.len(), 2, "two events on the subject, each once");
+
+        // An event that was never stored, behind another writer: a plain conflict (decide again).
+        let never = envelope(&aggregate);
+        assert!(matches!(store.append_one(&subject, &never, seq, true).await.unwrap(), Appended::Conflict));
+        assert!(matches!(store.append_one(&subject, &never, seq, false).await.unwrap(), Appended::Conflict));
+        assert_eq!(store.find_after(&subject, 0, &never.id.to_string()).await.unwrap(), None);
+        ccp_tests::delete_namespace(&js, &store.ns).await;
     }
 }
