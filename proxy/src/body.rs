@@ -45,15 +45,20 @@ pub fn claude_code_shape(body: &[u8]) -> Option<(&str, bool)> {
     Some((model, stream))
 }
 
-/// The `max_tokens` of a Messages body, found without parsing it (the first `"max_tokens":`
-/// followed by a number; Claude Code's bodies have it once, at the top level). `None` when
-/// absent or not a plain number. Used for a budget's reservation, where an approximation is
-/// enough.
+/// The `max_tokens` of a Messages body, found without parsing it: the last `"max_tokens":`
+/// followed by a number. Claude Code writes it once, at the top level after `messages`, `system`
+/// and `tools` — so it is found from the end after a few hundred bytes, and a tool's parameter of
+/// that name (an object, earlier) is not taken for it. `None` when absent or not a plain number.
+/// Used for a budget's reservation, where an approximation is enough.
 pub(crate) fn max_tokens(body: &[u8]) -> Option<u64> {
-    let at = memchr::memmem::find(body, b"\"max_tokens\"")? + b"\"max_tokens\"".len();
-    let rest = body[at..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+    const KEY: &[u8] = b"\"max_tokens\"";
+    static FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(KEY));
+    FINDER.rfind_iter(body).find_map(|at| {
+        let rest = body[at + KEY.len()..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+    })
 }
 
 /// Checks a Messages API body is a JSON object and notes its `model` and `stream`.
@@ -182,6 +187,12 @@ mod tests {
         assert_eq!(super::max_tokens(br#"{"model":"m","max_tokens": 32000,"stream":true}"#), Some(32000));
         assert_eq!(super::max_tokens(br#"{"max_tokens":"5"}"#), None);
         assert_eq!(super::max_tokens(br#"{"model":"m"}"#), None);
+        // A tool's parameter of that name (an object, before the top-level member) is not it,
+        // whichever comes first; nor is the text of a message (its quotes are escaped).
+        let tool = br#"{"model":"m","messages":[{"role":"user","content":"set \"max_tokens\": 7"}],"tools":[{"input_schema":{"properties":{"max_tokens":{"type":"integer"}}}}],"max_tokens":64000,"stream":true}"#;
+        assert_eq!(super::max_tokens(tool), Some(64000));
+        let after = br#"{"model":"m","max_tokens":900,"metadata":{"max_tokens":{"x":1}},"stream":true}"#;
+        assert_eq!(super::max_tokens(after), Some(900));
     }
 
     #[test]

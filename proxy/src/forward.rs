@@ -546,17 +546,24 @@ fn fails_over(status: StatusCode) -> bool {
     status.as_u16() == 429 || status.is_server_error()
 }
 
-/// Largest piece of a request body handed to awc at once.
+/// Largest piece of a large request body handed to awc at once.
 const BODY_SLICE: usize = 16 * 1024;
+/// Bodies up to this size are handed to awc whole.
+const WHOLE_BODY_MAX: usize = 64 * 1024;
 
 /// `body` as slices of at most [`BODY_SLICE`] bytes (views of it, not copies), with its length
-/// (sent as `Content-Length`). awc copies what it is given into the connection's write buffer,
-/// which keeps its capacity for as long as the connection lives, in the pool too: a 2 MB body
-/// given whole left 2 MB behind on every connection that carried one (measured with
-/// `ccp-bench-streams`: 200 open streams of 2 MB bodies, 460 MiB RSS).
+/// (sent as `Content-Length`); a body of at most [`WHOLE_BODY_MAX`] as one piece. awc copies what
+/// it is given into the request's write buffer, which keeps its capacity while the answer streams
+/// back: a 2 MB body given whole kept 2 MB for as long as its stream was open (measured with
+/// `ccp-bench-streams`: 200 open streams of 2 MB bodies, 460 MiB RSS). But awc writes to the
+/// socket whenever the buffer passes 8 KiB, so each slice is a write of its own — and at low load
+/// a write is a wake-up of the other side too: a 48 KB body in 16 KiB slices cost the proxy
+/// 15–20 µs more CPU a request at concurrency 1 than in one piece (`ccp-bench`,
+/// docs/benchmarks.md). Up to 64 KiB the memory is the lesser cost.
 fn in_slices(body: Bytes) -> SizedStream<impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>>> {
     let len = body.len();
-    let slices = (0..len).step_by(BODY_SLICE).map(move |at| Ok(body.slice(at..len.min(at + BODY_SLICE))));
+    let slice = if len <= WHOLE_BODY_MAX { len.max(1) } else { BODY_SLICE };
+    let slices = (0..len).step_by(slice).map(move |at| Ok(body.slice(at..len.min(at + slice))));
     SizedStream::new(len as u64, futures_util::stream::iter(slices))
 }
 
@@ -702,7 +709,39 @@ async fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::{proxied_path, ProxiedPath};
+    use super::{in_slices, proxied_path, ProxiedPath, BODY_SLICE, WHOLE_BODY_MAX};
+    use awc::body::MessageBody as _;
+    use futures_util::StreamExt as _;
+
+    /// The pieces awc is handed for a body of `len` bytes, and the size it is told.
+    async fn pieces(len: usize) -> (Vec<usize>, awc::body::BodySize) {
+        let body = bytes::Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let sized = in_slices(body.clone());
+        let size = sized.size();
+        let mut stream = Box::pin(futures_util::stream::unfold(sized, |mut s| async move {
+            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut s).poll_next(cx)).await;
+            next.map(|chunk| (chunk, s))
+        }));
+        let (mut lens, mut joined) = (Vec::new(), Vec::new());
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.expect("a slice");
+            lens.push(chunk.len());
+            joined.extend_from_slice(&chunk);
+        }
+        assert_eq!(joined, body.as_ref(), "the slices put together are the body");
+        (lens, size)
+    }
+
+    #[actix_web::test]
+    async fn small_bodies_go_whole_and_large_ones_in_slices() {
+        assert_eq!(pieces(0).await, (vec![], awc::body::BodySize::Sized(0)));
+        assert_eq!(pieces(48_581).await, (vec![48_581], awc::body::BodySize::Sized(48_581)));
+        assert_eq!(pieces(WHOLE_BODY_MAX).await.0, vec![WHOLE_BODY_MAX]);
+        let large = WHOLE_BODY_MAX + 1;
+        let (lens, size) = pieces(large).await;
+        assert_eq!(size, awc::body::BodySize::Sized(large as u64));
+        assert_eq!(lens, vec![BODY_SLICE, BODY_SLICE, BODY_SLICE, BODY_SLICE, 1]);
+    }
 
     #[test]
     fn proxied_paths_are_split_and_others_refused() {

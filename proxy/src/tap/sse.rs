@@ -105,11 +105,15 @@ pub(super) fn scan_sse(buf: &[u8], state: &mut SseState, observed: &mut Observed
 /// parsing it: the bytes of its `text`, `thinking` or `partial_json` string as escaped in the
 /// JSON (`\n` counts two). 0 for other deltas (signatures, citations).
 fn delta_content_len(data: &[u8]) -> u64 {
-    const KEYS: [&[u8]; 3] = [b"\"text\":\"", b"\"thinking\":\"", b"\"partial_json\":\""];
-    for key in KEYS {
+    // Built once: a searcher made per call costs more than the search in these short lines.
+    static KEYS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> = std::sync::LazyLock::new(|| {
+        [b"\"text\":\"" as &[u8], b"\"thinking\":\"", b"\"partial_json\":\""].map(memchr::memmem::Finder::new)
+    });
+    for key in KEYS.iter() {
+        let key_len = key.needle().len();
         // The pattern cannot occur inside a JSON string (a quote there follows a backslash).
-        if let Some(at) = memchr::memmem::find(data, key) {
-            let start = at + key.len();
+        if let Some(at) = key.find(data) {
+            let start = at + key_len;
             let mut end = start;
             // The string ends at the first quote not escaped by an odd run of backslashes.
             while let Some(q) = memchr::memchr(b'"', &data[end..]) {
