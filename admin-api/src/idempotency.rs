@@ -127,8 +127,17 @@ pub async fn idempotent(
             Record::Done { fingerprint, status: status.as_u16(), body: redact(&body) }
         };
         if let Ok(bytes) = serde_json::to_vec(&record) {
-            if let Err(e) = store.records.put(&record_key, bytes.into()).await {
-                tracing::warn!(error = %e, "storing an idempotency record failed");
+            // An unknown outcome is kept harder: without it the pending record is taken over
+            // after `ABANDONED_SECS` and the command could run twice (NATS was failing just now).
+            let attempts = if unknown { 5 } else { 1 };
+            for attempt in 1..=attempts {
+                match store.records.put(&record_key, bytes.clone().into()).await {
+                    Ok(_) => break,
+                    Err(e) if attempt == attempts => {
+                        tracing::warn!(error = %e, unknown, "storing an idempotency record failed");
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                }
             }
         }
     } else {

@@ -212,15 +212,19 @@ impl EventStore {
     }
 
     /// Appends events to one aggregate, the first expecting `expected` as the subject's last
-    /// sequence, each following one the previous. `None`: another writer came first.
+    /// sequence, each following one the previous. `None`: another writer came first. Once one
+    /// event is stored, a failure of a later one is answered as of unknown outcome: the command
+    /// is partly applied, and running it again under the same key would repeat that part.
     async fn append(&self, aggregate: &Aggregate, envelopes: &[Envelope], mut expected: u64) -> ApiResult<Option<u64>> {
         let subject = self.ns.subject(aggregate);
         for (i, envelope) in envelopes.iter().enumerate() {
-            match self.append_one(&subject, envelope, expected, false).await? {
-                Appended::At(seq) => expected = seq,
-                Appended::Conflict if i == 0 => return Ok(None),
-                Appended::Conflict => {
-                    return Err(ApiError::unavailable("the event log", &"a concurrent writer came between two events"))
+            match self.append_one(&subject, envelope, expected, false).await {
+                Ok(Appended::At(seq)) => expected = seq,
+                Ok(Appended::Conflict) if i == 0 => return Ok(None),
+                Err(e) if i == 0 => return Err(e),
+                Ok(Appended::Conflict) | Err(_) => {
+                    tracing::error!(%subject, stored = i, of = envelopes.len(), "a command was partly appended");
+                    return Err(ApiError::outcome_unknown("the event log"));
                 }
             }
         }
@@ -230,9 +234,11 @@ impl EventStore {
     /// Appends one event after `expected`. An acknowledgement that does not come (a node restarts,
     /// the stream elects a leader) leaves it unknown whether the event was stored, so the same
     /// event is sent again — same `Nats-Msg-Id`, which the stream deduplicates — until the stream
-    /// answers or [`CONFIRM_TIMEOUT`] passes; a refusal of the expected sequence after such a loss
-    /// is checked against the subject, where the event may already be. Answering 503 after a lost
-    /// acknowledgement would let a client's retry apply the command twice.
+    /// answers or [`CONFIRM_TIMEOUT`] passes (each attempt is bounded by it too); a refusal of the
+    /// expected sequence after such a loss is checked against the subject, where the event may
+    /// already be. Answering a plain 503 after a lost acknowledgement would let a client's retry
+    /// apply the command twice. Failures that prove nothing was stored (no stream leader to
+    /// answer, the client's own limits) are retried as well but end in a plain 503.
     /// `maybe_stored`: an earlier attempt of this very event may have been stored (tests start there).
     async fn append_one(
         &self,
@@ -245,37 +251,55 @@ impl EventStore {
         let id = envelope.id.to_string();
         let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
         let mut pause = Duration::from_millis(100);
+        let gave_up = |maybe_stored: bool, why: &dyn std::fmt::Display| {
+            if maybe_stored {
+                ApiError::outcome_unknown("the event log")
+            } else {
+                ApiError::unavailable("the event log", why)
+            }
+        };
         loop {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", id.as_str());
             headers.insert("Nats-Expected-Last-Subject-Sequence", expected.to_string().as_str());
-            let ack = match self.js.publish_with_headers(subject.to_owned(), headers, payload.clone()).await {
-                Ok(ack) => {
-                    ack.await.map_err(|e| (matches!(e.kind(), PublishErrorKind::WrongLastSequence), e.to_string()))
+            let attempt = async {
+                match self.js.publish_with_headers(subject.to_owned(), headers, payload.clone()).await {
+                    // Sent: an answer that does not come leaves the outcome open.
+                    Ok(ack) => ack.await.map_err(|e| (Some(e.kind()), e.to_string())),
+                    // Not sent (the client's own limits or connection).
+                    Err(e) if matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded) => {
+                        Err((Some(PublishErrorKind::MaxPayloadExceeded), e.to_string()))
+                    }
+                    Err(e) => Err((None, e.to_string())),
                 }
-                Err(e) => Err((false, e.to_string())),
+            };
+            let ack = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(ack) => ack,
+                Err(_) => Err((Some(PublishErrorKind::TimedOut), "no acknowledgement in time".to_owned())),
             };
             match ack {
-                // A duplicate still being replicated has no sequence yet: ask again.
-                Ok(ack) if ack.duplicate && ack.sequence == 0 => maybe_stored = true,
                 Ok(ack) => return Ok(Appended::At(ack.sequence)),
-                Err((true, _)) if !maybe_stored => return Ok(Appended::Conflict),
-                Err((true, _)) => match self.find_after(subject, expected, &id).await {
-                    Ok(Some(seq)) => return Ok(Appended::At(seq)),
-                    Ok(None) => return Ok(Appended::Conflict),
-                    Err(e) => tracing::warn!(%subject, error = %e, "looking for an unacknowledged event failed"),
-                },
-                Err((false, e)) => {
-                    tracing::warn!(%subject, error = %e, "an append was not acknowledged; sending it again");
+                Err((Some(PublishErrorKind::WrongLastSequence), _)) if !maybe_stored => return Ok(Appended::Conflict),
+                Err((Some(PublishErrorKind::WrongLastSequence), _)) => {
+                    match tokio::time::timeout_at(deadline, self.find_after(subject, expected, &id)).await {
+                        Ok(Ok(Some(seq))) => return Ok(Appended::At(seq)),
+                        Ok(Ok(None)) => return Ok(Appended::Conflict),
+                        Ok(Err(e)) => {
+                            tracing::warn!(%subject, error = %e, "looking for an unacknowledged event failed")
+                        }
+                        Err(_) => tracing::warn!(%subject, "looking for an unacknowledged event timed out"),
+                    }
+                }
+                Err((Some(PublishErrorKind::MaxPayloadExceeded), e)) => return Err(ApiError::internal(&e)),
+                Err((Some(kind @ (PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe)), e)) => {
+                    tracing::warn!(%subject, ?kind, error = %e, "an append was not acknowledged; sending it again");
                     maybe_stored = true;
                 }
+                // No stream leader answered, or the stream refused: not stored; perhaps later.
+                Err((_, e)) => tracing::warn!(%subject, error = %e, "an append was refused; trying again"),
             }
             if tokio::time::Instant::now() + pause >= deadline {
-                return Err(if maybe_stored {
-                    ApiError::outcome_unknown("the event log")
-                } else {
-                    ApiError::unavailable("the event log", &"no acknowledgement")
-                });
+                return Err(gave_up(maybe_stored, &"the event log did not take the event in time"));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
@@ -474,8 +498,8 @@ mod tests {
         let again = store.append_one(&subject, &first, 0, true).await.unwrap();
         assert!(matches!(again, Appended::At(s) if s == seq), "expected the first copy's sequence {seq}");
 
-        // Another writer came after the first copy: the refused expectation is resolved by
-        // finding the event on its subject, not answered as a conflict.
+        // Another writer came after the first copy: answered with the first copy, whether the
+        // stream's deduplication or the refused expectation (then the subject is read) comes first.
         let other = envelope(&aggregate);
         let other_seq = stored_unacknowledged(&js, &store, &other, seq).await;
         let found = store.append_one(&subject, &first, 0, true).await.unwrap();
@@ -483,11 +507,31 @@ mod tests {
         assert_eq!(store.find_after(&subject, seq, &other.id.to_string()).await.unwrap(), Some(other_seq));
         assert_eq!(store.load(&aggregate).await.unwrap().0.len(), 2, "two events on the subject, each once");
 
+        // The stream's deduplication did not catch the first copy (stored without its id, as
+        // after a window that passed) and others came after it: found by reading the subject.
+        let lost = envelope(&aggregate);
+        let before = store.load(&aggregate).await.unwrap().1;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Expected-Last-Subject-Sequence", before.to_string().as_str());
+        let lost_seq = js
+            .publish_with_headers(subject.clone(), headers, lost.encode().unwrap().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .sequence;
+        let after = stored_unacknowledged(&js, &store, &envelope(&aggregate), lost_seq).await;
+        let found = store.append_one(&subject, &lost, before, true).await.unwrap();
+        assert!(matches!(found, Appended::At(s) if s == lost_seq), "expected {lost_seq} (the last is {after})");
+        assert_eq!(store.load(&aggregate).await.unwrap().0.len(), 4, "the lost event is not stored twice");
+        let seq = lost_seq;
+
         // An event that was never stored, behind another writer: a plain conflict (decide again).
         let never = envelope(&aggregate);
         assert!(matches!(store.append_one(&subject, &never, seq, true).await.unwrap(), Appended::Conflict));
         assert!(matches!(store.append_one(&subject, &never, seq, false).await.unwrap(), Appended::Conflict));
         assert_eq!(store.find_after(&subject, 0, &never.id.to_string()).await.unwrap(), None);
+        assert_eq!(store.load(&aggregate).await.unwrap().0.len(), 4, "the refused event is not stored");
         ccp_tests::delete_namespace(&js, &store.ns).await;
     }
 }
