@@ -169,7 +169,10 @@ async fn connect(
         replicas,
     )
     .await?;
-    let mut entries = store.watch_all().await.map_err(|e| anyhow::anyhow!("watch {}: {e}", bucket_name(ns)))?;
+    // With history: every key's current announcement first (`watch_all` would deliver only new
+    // puts — the start then waited for the next renewal, up to 5 s, and knew one service).
+    let mut entries =
+        store.watch_with_history(">").await.map_err(|e| anyhow::anyhow!("watch {}: {e}", bucket_name(ns)))?;
     let present = store.status().await.map(|s| s.values()).unwrap_or(0);
     if present > 0 {
         while let Ok(Some(Ok(entry))) = tokio::time::timeout(Duration::from_secs(5), entries.next()).await {
@@ -198,7 +201,7 @@ async fn keep(store: kv::Store, mut entries: kv::Watch, readers: Arc<Readers>, k
                 Some(Err(e)) => tracing::debug!(error = %e, "announcements: watch error"),
                 None => {
                     // The watch ended (NATS restarted): watch again.
-                    match store.watch_all().await {
+                    match store.watch_with_history(">").await {
                         Ok(w) => entries = w,
                         Err(_) => tokio::time::sleep(RENEW).await,
                     }

@@ -10,6 +10,10 @@
 //! `/ready` answering 200, RSS and peak RSS once ready and one second later, and the keys in the
 //! spend bucket. The namespace is deleted at the end (`--keep` keeps it and prints its prefix;
 //! `--reuse PREFIX` measures a kept one without filling).
+//!
+//! `--admin-events N` first writes N admin events (each user created with a key, then routing
+//! changes, deactivations and reactivations in turn), which every proxy and admin API folds at
+//! start; `--admin-api PATH` (repeatable) measures that binary's start to `/ready` as well.
 
 #![allow(clippy::print_stdout)] // a command-line report
 
@@ -34,12 +38,23 @@ struct Options {
     proxies: Vec<PathBuf>,
     keep: bool,
     reuse: Option<String>,
+    admin_events: u64,
+    admin_apis: Vec<PathBuf>,
 }
 
 fn options() -> Result<Options, String> {
     let target = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
-    let mut o =
-        Options { events: 100_000, users: 1000, replicas: 20, runs: 3, proxies: Vec::new(), keep: false, reuse: None };
+    let mut o = Options {
+        events: 100_000,
+        users: 1000,
+        replicas: 20,
+        runs: 3,
+        proxies: Vec::new(),
+        keep: false,
+        reuse: None,
+        admin_events: 0,
+        admin_apis: Vec::new(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} takes a value"));
@@ -52,6 +67,11 @@ fn options() -> Result<Options, String> {
             "--proxy" => o.proxies.push(PathBuf::from(value("--proxy")?)),
             "--keep" => o.keep = true,
             "--reuse" => o.reuse = Some(value("--reuse")?),
+            "--admin-events" => {
+                o.admin_events =
+                    value("--admin-events")?.parse().map_err(|_| "--admin-events takes a number".to_owned())?;
+            }
+            "--admin-api" => o.admin_apis.push(PathBuf::from(value("--admin-api")?)),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -81,6 +101,104 @@ fn event(user: UserId, key: AccessKeyId, replica: &str, i: u64) -> (u64, Envelop
         ..completed(user, key)
     };
     (nanos, Envelope::new(Event::RequestCompleted(e), Actor::Proxy { replica: replica.to_owned() }))
+}
+
+/// Writes `n` admin events: every user created with one key first, then routing changes,
+/// deactivations and reactivations over the users in turn. How long it took.
+async fn fill_admin(log: &Log, users: usize, n: u64) -> anyhow::Result<Duration> {
+    use ccp_schemas::events::{
+        AccessKeyIssued, BedrockSettings, RoutingStrategy, RoutingStrategySet, UserCreated, UserDeactivated,
+        UserReactivated, UserStatus,
+    };
+    let ids: Vec<(UserId, AccessKeyId)> = (0..users.max(1)).map(|_| (UserId::new(), AccessKeyId::new())).collect();
+    let actor = Actor::System { component: "bench".into() };
+    let started = Instant::now();
+    let mut acks = Vec::with_capacity(2000);
+    for i in 0..n {
+        let at = i as usize;
+        let event = if at < 2 * ids.len() {
+            let (user_id, key_id) = ids[at / 2];
+            if at.is_multiple_of(2) {
+                Event::UserCreated(UserCreated {
+                    user_id,
+                    name: format!("bench-user-{}", at / 2),
+                    description: None,
+                    email: Some(format!("user{}@example.com", at / 2)),
+                    status: UserStatus::Active,
+                })
+            } else {
+                let key = ccp_schemas::secrets::access_key::AccessKey::generate()?;
+                Event::AccessKeyIssued(AccessKeyIssued {
+                    key_id,
+                    user_id,
+                    name: None,
+                    key_hash: key.hash(&log.pepper),
+                    key_prefix: key.display_prefix(),
+                    bedrock: BedrockSettings::default(),
+                })
+            }
+        } else {
+            let later = at - 2 * ids.len();
+            let user_id = ids[later % ids.len()].0;
+            match (later / ids.len()) % 3 {
+                0 => Event::RoutingStrategySet(RoutingStrategySet { user_id, strategy: RoutingStrategy::PlanFirst }),
+                1 => Event::UserDeactivated(UserDeactivated { user_id, reason: Some("bench".into()) }),
+                _ => Event::UserReactivated(UserReactivated { user_id }),
+            }
+        };
+        let envelope = Envelope::new(event, actor.clone());
+        acks.push(log.js.publish(envelope.subject(&log.ns), envelope.encode()?.into()).await?);
+        if acks.len() == 2000 {
+            for a in acks.drain(..) {
+                a.await?;
+            }
+        }
+    }
+    for a in acks {
+        a.await?;
+    }
+    Ok(started.elapsed())
+}
+
+/// One start of the admin API `bin`: (seconds to ready, RSS MiB once ready, peak MiB).
+async fn measure_admin(bin: &std::path::Path, settings: &ccp_runtime::config::Settings) -> anyhow::Result<[f64; 3]> {
+    let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
+    let mut env = ccp_tests::service_env(settings);
+    env.extend([
+        ("CCP__ADMIN__LISTEN".into(), listen.clone()),
+        ("CCP__ADMIN__INITIAL_ADMIN_USERNAME".into(), "bench-admin".into()),
+        ("CCP__ADMIN__INITIAL_ADMIN_PASSWORD".into(), "bench admin password, long enough".into()),
+        ("CCP__ADMIN__PUBLIC_PROXY_URL".into(), "https://proxy.example.test".into()),
+        ("CCP__SECRETS__MASTER_KEY".into(), "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()),
+        ("CCP__SECRETS__MASTER_KEY_ID".into(), "bench".into()),
+        ("RUST_LOG".into(), "info".into()),
+    ]);
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
+    let started = Instant::now();
+    let mut service =
+        proxy_process::spawn(bin, &[], &env, false).with_context(|| format!("start {}", bin.display()))?;
+    let pid = service.child.id();
+    let ready = loop {
+        if let Ok(r) = http.get(format!("http://{listen}/ready")).send().await {
+            if r.status() == 200 {
+                break started.elapsed();
+            }
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            let tail = proxy_process::tail(&service.log_text(), 20);
+            let _ = service.terminate(Duration::from_secs(5));
+            anyhow::bail!("not ready in 900 s:\n{tail}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let (rss, peak) = procfs::rss_kib(pid)?;
+    let log = service.log_text();
+    for line in log.lines().filter(|l| l.contains("admin state loaded") || l.contains("admin API listening")) {
+        println!("    log: {}", line.chars().take(300).collect::<String>());
+    }
+    let _ = service.terminate(Duration::from_secs(10));
+    let _ = std::fs::remove_file(&service.log);
+    Ok([ready.as_secs_f64(), rss as f64 / 1024.0, peak as f64 / 1024.0])
 }
 
 /// Publishes the events and stores the replicas' totals; how long publishing took.
@@ -203,6 +321,11 @@ async fn run(o: Options) -> anyhow::Result<()> {
         }
     };
     let log = Log::new(&settings).await;
+    if o.reuse.is_none() && o.admin_events > 0 {
+        println!("filling {}: {} admin events, {} users...", settings.nats.prefix, o.admin_events, o.users);
+        let took = fill_admin(&log, o.users, o.admin_events).await?;
+        println!("  published in {:.1} s", took.as_secs_f64());
+    }
     if o.reuse.is_none() {
         println!(
             "filling {}: {} usage events of this month, {} users, {} replicas...",
@@ -236,6 +359,26 @@ async fn run(o: Options) -> anyhow::Result<()> {
             }
         }
     }
+    let admin_stream = match log.js.get_stream(log.ns.stream(ccp_schemas::subjects::StreamKind::Admin)).await {
+        Ok(mut s) => s.info().await.map_or(0, |i| i.state.messages),
+        Err(_) => 0,
+    };
+    'admin: for bin in o.admin_apis.iter().filter(|_| result.is_ok()) {
+        for run in 1..=o.runs {
+            match measure_admin(bin, &settings).await {
+                Ok([ready, rss, peak]) => println!(
+                    "{} run {run}/{}: ready in {ready:.2} s; RSS {rss:.1} MiB when ready, peak {peak:.1} MiB \
+                     (admin stream: {admin_stream} events)",
+                    bin.display(),
+                    o.runs
+                ),
+                Err(e) => {
+                    result = Err(e);
+                    break 'admin;
+                }
+            }
+        }
+    }
     if o.keep {
         println!("kept: --reuse {}", settings.nats.prefix);
     } else {
@@ -252,7 +395,7 @@ async fn main() -> ExitCode {
             eprintln!("ccp-bench-startup: {e}");
             eprintln!(
                 "usage: ccp-bench-startup [--events N] [--users N] [--replicas N] [--runs N] [--proxy PATH]... \
-                 [--keep | --reuse PREFIX]"
+                 [--admin-events N] [--admin-api PATH]... [--keep | --reuse PREFIX]"
             );
             return ExitCode::from(2);
         }
