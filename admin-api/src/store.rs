@@ -127,33 +127,41 @@ impl EventStore {
     }
 
     async fn load_inner(&self, aggregate: &Aggregate) -> anyhow::Result<(Vec<(Event, DateTime<Utc>)>, u64)> {
-        let subject = self.ns.subject(aggregate);
+        let (envelopes, last) = self.read_subject(&self.ns.subject(aggregate), 1).await?;
+        Ok((envelopes.into_iter().map(|(_, e)| (e.event, e.occurred_at)).collect(), last))
+    }
+
+    /// The events on `subject` from stream sequence `from` to the subject's last, each with its
+    /// sequence, and that last sequence (0: the subject has none).
+    async fn read_subject(&self, subject: &str, from: u64) -> anyhow::Result<(Vec<(u64, Envelope)>, u64)> {
         let stream = self.js.get_stream(self.ns.stream(StreamKind::Admin)).await?;
-        let last = match stream.get_last_raw_message_by_subject(&subject).await {
+        let last = match stream.get_last_raw_message_by_subject(subject).await {
             Ok(m) => m.sequence,
             Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok((Vec::new(), 0)),
             Err(e) => return Err(e.into()),
         };
+        if last < from {
+            return Ok((Vec::new(), last));
+        }
         let consumer = stream
             .create_consumer(OrderedConfig {
                 deliver_subject: self.client.new_inbox(),
-                deliver_policy: DeliverPolicy::All,
-                filter_subject: subject,
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from.max(1) },
+                filter_subject: subject.to_owned(),
                 ..Default::default()
             })
             .await?;
         let mut messages = consumer.messages().await?;
-        let mut events = Vec::new();
+        let mut envelopes = Vec::new();
         while let Some(message) = messages.next().await {
             let message = message?;
             let seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
-            let envelope = Envelope::decode(&message.payload)?;
-            events.push((envelope.event, envelope.occurred_at));
+            envelopes.push((seq, Envelope::decode(&message.payload)?));
             if seq >= last {
                 break;
             }
         }
-        Ok((events, last))
+        Ok((envelopes, last))
     }
 
     /// Runs a command: load, fold with `apply`, `decide`, append with the concurrency check;
@@ -251,13 +259,6 @@ impl EventStore {
         let id = envelope.id.to_string();
         let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
         let mut pause = Duration::from_millis(100);
-        let gave_up = |maybe_stored: bool, why: &dyn std::fmt::Display| {
-            if maybe_stored {
-                ApiError::outcome_unknown("the event log")
-            } else {
-                ApiError::unavailable("the event log", why)
-            }
-        };
         loop {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", id.as_str());
@@ -299,7 +300,11 @@ impl EventStore {
                 Err((_, e)) => tracing::warn!(%subject, error = %e, "an append was refused; trying again"),
             }
             if tokio::time::Instant::now() + pause >= deadline {
-                return Err(gave_up(maybe_stored, &"the event log did not take the event in time"));
+                return Err(if maybe_stored {
+                    ApiError::outcome_unknown("the event log")
+                } else {
+                    ApiError::unavailable("the event log", &"the event log did not take the event in time")
+                });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
@@ -308,37 +313,8 @@ impl EventStore {
 
     /// The stream sequence of event `id` on `subject` after sequence `after`, if it is there.
     async fn find_after(&self, subject: &str, after: u64, id: &str) -> anyhow::Result<Option<u64>> {
-        let stream = self.js.get_stream(self.ns.stream(StreamKind::Admin)).await?;
-        let last = match stream.get_last_raw_message_by_subject(subject).await {
-            Ok(m) => m,
-            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        if last.sequence <= after {
-            return Ok(None);
-        }
-        if Envelope::decode(&last.payload).is_ok_and(|e| e.id.to_string() == id) {
-            return Ok(Some(last.sequence));
-        }
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
-                filter_subject: subject.to_owned(),
-                ..Default::default()
-            })
-            .await?;
-        let mut messages = consumer.messages().await?;
-        while let Some(message) = tokio::time::timeout(LOAD_TIMEOUT, messages.next()).await?.transpose()? {
-            let seq = message.info().map_err(|e| anyhow::anyhow!("message without info: {e}"))?.stream_sequence;
-            if Envelope::decode(&message.payload).is_ok_and(|e| e.id.to_string() == id) {
-                return Ok(Some(seq));
-            }
-            if seq >= last.sequence {
-                break;
-            }
-        }
-        Ok(None)
+        let (envelopes, _) = self.read_subject(subject, after + 1).await?;
+        Ok(envelopes.into_iter().find(|(_, e)| e.id.to_string() == id).map(|(seq, _)| seq))
     }
 
     /// Appends one event without a concurrency check (logins: an append-only record).

@@ -160,6 +160,38 @@ async fn fill_admin(log: &Log, users: usize, n: u64) -> anyhow::Result<Duration>
     Ok(started.elapsed())
 }
 
+/// Starts `bin` with `env` and waits until `http://{listen}/ready` answers 200: the process and
+/// the time that took (from the spawn).
+async fn start_until_ready(
+    bin: &std::path::Path,
+    env: &[(String, String)],
+    listen: &str,
+) -> anyhow::Result<(ccp_tests::Service, Duration)> {
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
+    let started = Instant::now();
+    let mut service = proxy_process::spawn(bin, &[], env, false).with_context(|| format!("start {}", bin.display()))?;
+    loop {
+        if let Ok(r) = http.get(format!("http://{listen}/ready")).send().await {
+            if r.status() == 200 {
+                return Ok((service, started.elapsed()));
+            }
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            let tail = proxy_process::tail(&service.log_text(), 20);
+            let _ = service.terminate(Duration::from_secs(5));
+            anyhow::bail!("not ready in 900 s:\n{tail}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Prints the lines of `service`'s log that contain one of `needles`.
+fn print_log_lines(service: &ccp_tests::Service, needles: &[&str]) {
+    for line in service.log_text().lines().filter(|l| needles.iter().any(|n| l.contains(n))) {
+        println!("    log: {}", line.chars().take(300).collect::<String>());
+    }
+}
+
 /// One start of the admin API `bin`: (seconds to ready, RSS MiB once ready, peak MiB).
 async fn measure_admin(bin: &std::path::Path, settings: &ccp_runtime::config::Settings) -> anyhow::Result<[f64; 3]> {
     let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
@@ -173,29 +205,10 @@ async fn measure_admin(bin: &std::path::Path, settings: &ccp_runtime::config::Se
         ("CCP__SECRETS__MASTER_KEY_ID".into(), "bench".into()),
         ("RUST_LOG".into(), "info".into()),
     ]);
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
-    let started = Instant::now();
-    let mut service =
-        proxy_process::spawn(bin, &[], &env, false).with_context(|| format!("start {}", bin.display()))?;
+    let (mut service, ready) = start_until_ready(bin, &env, &listen).await?;
     let pid = service.child.id();
-    let ready = loop {
-        if let Ok(r) = http.get(format!("http://{listen}/ready")).send().await {
-            if r.status() == 200 {
-                break started.elapsed();
-            }
-        }
-        if started.elapsed() > Duration::from_secs(900) {
-            let tail = proxy_process::tail(&service.log_text(), 20);
-            let _ = service.terminate(Duration::from_secs(5));
-            anyhow::bail!("not ready in 900 s:\n{tail}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
     let (rss, peak) = procfs::rss_kib(pid)?;
-    let log = service.log_text();
-    for line in log.lines().filter(|l| l.contains("admin state loaded") || l.contains("admin API listening")) {
-        println!("    log: {}", line.chars().take(300).collect::<String>());
-    }
+    print_log_lines(&service, &["admin state loaded", "admin API listening"]);
     let _ = service.terminate(Duration::from_secs(10));
     let _ = std::fs::remove_file(&service.log);
     Ok([ready.as_secs_f64(), rss as f64 / 1024.0, peak as f64 / 1024.0])
@@ -270,32 +283,13 @@ async fn measure(bin: &std::path::Path, settings: &ccp_runtime::config::Settings
         ("CCP__PROXY__WORKERS".into(), "2".into()),
         ("RUST_LOG".into(), "info".into()),
     ]);
-    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
-    let started = Instant::now();
-    let mut service =
-        proxy_process::spawn(bin, &[], &env, false).with_context(|| format!("start {}", bin.display()))?;
+    let (mut service, ready) = start_until_ready(bin, &env, &listen).await?;
     let pid = service.child.id();
-    let ready = loop {
-        if let Ok(r) = http.get(format!("http://{listen}/ready")).send().await {
-            if r.status() == 200 {
-                break started.elapsed();
-            }
-        }
-        if started.elapsed() > Duration::from_secs(900) {
-            let tail = proxy_process::tail(&service.log_text(), 20);
-            let _ = service.terminate(Duration::from_secs(5));
-            anyhow::bail!("not ready in 900 s:\n{tail}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
     let mib = |kib: u64| kib as f64 / 1024.0;
     let (rss_ready, _) = procfs::rss_kib(pid)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss_later, peak) = procfs::rss_kib(pid)?;
-    let log = service.log_text();
-    for line in log.lines().filter(|l| l.contains("spend tally") || l.contains("month to date")) {
-        println!("    log: {}", line.chars().take(300).collect::<String>());
-    }
+    print_log_lines(&service, &["spend tally", "month to date"]);
     let _ = service.terminate(Duration::from_secs(10));
     let _ = std::fs::remove_file(&service.log);
     let _ = std::fs::remove_dir_all(&spool);
