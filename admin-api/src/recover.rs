@@ -115,7 +115,10 @@ async fn recover_account(settings: Settings) -> anyhow::Result<()> {
 /// The id of the admin account named `username`, read from the admin stream.
 async fn find_admin(store: &EventStore, username: &str) -> anyhow::Result<Option<ccp_schemas::ids::AdminId>> {
     let view = crate::view::View::new();
-    view.start(store.client().clone(), store.namespace().clone()).await.context("reading the admin accounts")?;
+    // The whole stream, not a snapshot: recovery trusts nothing but the events.
+    view.start(store.client().clone(), store.namespace().clone(), crate::view::SnapshotPolicy::NONE)
+        .await
+        .context("reading the admin accounts")?;
     let found = view.read().admin_by_name(username).map(|a| a.admin_id);
     Ok(found)
 }

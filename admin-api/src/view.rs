@@ -1,21 +1,44 @@
 //! The admin API's read model: every user, access key and admin account, folded from the admin
 //! stream and kept current by following it (an ordered consumer). A command waits until the
 //! view has applied its own events before answering, so the next GET already shows them.
+//!
+//! A start reads state, not history: the model is saved as a snapshot
+//! ([`ccp_runtime::snapshot`]) every `admin.view_snapshot_every` events, and a start of the same
+//! build loads it and follows the stream from the sequence after it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer};
+use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
+use ccp_runtime::snapshot::{Saver, Snapshots};
 use ccp_schemas::ids::AdminId;
 use ccp_schemas::secrets::access_key::KeyHash;
 use ccp_schemas::state::Directory;
 use ccp_schemas::subjects::{Aggregate, StreamKind};
 use ccp_schemas::{Envelope, Event, Namespace};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::domain::AdminState;
+
+/// The snapshot's name in the store.
+const SNAPSHOT_NAME: &str = "admin-view";
+
+/// How the view's snapshots are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPolicy {
+    /// Save again after this many events (0: neither load nor save one).
+    pub every: u64,
+    /// Replicas of the object store (`nats.replicas`).
+    pub replicas: usize,
+}
+
+impl SnapshotPolicy {
+    /// No snapshots: the whole stream is read (the break-glass commands).
+    pub const NONE: Self = Self { every: 0, replicas: 1 };
+}
 
 /// Everything the view holds.
 #[derive(Debug, Default)]
@@ -28,7 +51,42 @@ pub struct Model {
     pub versions: HashMap<Aggregate, u64>,
 }
 
+/// A snapshot of the model, as saved.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    directory: &'a Directory,
+    admins: Vec<&'a AdminState>,
+    versions: Vec<(&'a Aggregate, &'a u64)>,
+}
+
+/// A snapshot of the model, as read back.
+#[derive(Deserialize)]
+struct Snapshot {
+    directory: Directory,
+    admins: Vec<AdminState>,
+    versions: Vec<(Aggregate, u64)>,
+}
+
 impl Model {
+    /// The model as a snapshot saves it (JSON).
+    fn snapshot(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&SnapshotRef {
+            directory: &self.directory,
+            admins: self.admins.values().collect(),
+            versions: self.versions.iter().collect(),
+        })
+    }
+
+    /// The model a snapshot holds.
+    fn restore(bytes: &[u8]) -> serde_json::Result<Self> {
+        let snapshot: Snapshot = serde_json::from_slice(bytes)?;
+        Ok(Self {
+            directory: snapshot.directory,
+            admins: snapshot.admins.into_iter().map(|a| (a.admin_id, a)).collect(),
+            versions: snapshot.versions.into_iter().collect(),
+        })
+    }
+
     /// An aggregate's version (0: no events).
     pub fn version(&self, aggregate: &Aggregate) -> u64 {
         self.versions.get(aggregate).copied().unwrap_or(0)
@@ -123,17 +181,53 @@ impl View {
         self.halted.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// Loads the whole admin stream, then follows it for ever (in a spawned task). An event of a
-    /// newer version halts it ([`OnNewer::Halt`]): see [`Self::halted`].
-    pub async fn start(self: &Arc<Self>, client: async_nats::Client, ns: Namespace) -> anyhow::Result<()> {
+    /// Loads the admin stream (from the stored snapshot on, when `snapshots` allows and there
+    /// is one this build may use), then follows it for ever (in a spawned task), saving a
+    /// snapshot as `snapshots` says. An event of a newer version halts it ([`OnNewer::Halt`]):
+    /// see [`Self::halted`].
+    pub async fn start(
+        self: &Arc<Self>,
+        client: async_nats::Client,
+        ns: Namespace,
+        snapshots: SnapshotPolicy,
+    ) -> anyhow::Result<()> {
         let js = jetstream::new(client.clone());
         let stream = js.get_stream(ns.stream(StreamKind::Admin)).await?;
         let target = stream.get_info().await?.state.last_sequence;
-        let mut follower = Follower::new("admin API view", client, &ns, StreamKind::Admin).on_newer(OnNewer::Halt);
+        let mut saver = None;
+        if snapshots.every > 0 {
+            let name = SNAPSHOT_NAME;
+            match Snapshots::open(client.clone(), &ns, ns.stream(StreamKind::Admin), name, snapshots.replicas).await {
+                Ok(store) => {
+                    let loaded = ccp_runtime::snapshot::load(&store, "admin view", |seq, bytes| {
+                        *self.model.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Model::restore(bytes)?;
+                        self.applied.send_replace(seq);
+                        Ok(())
+                    })
+                    .await;
+                    saver = Some(Saver::new(store, "admin view", snapshots.every, loaded));
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "no admin view snapshots: replaying the stream"),
+            }
+        }
+        let from_snapshot = self.applied();
+        let mut follower = Follower::new("admin API view", client, &ns, StreamKind::Admin)
+            .start(Start::After(from_snapshot))
+            .on_newer(OnNewer::Halt);
         let this = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                let Next::Message(delivery) = follower.next().await else { continue };
+                let delivery = match follower.next().await {
+                    Next::Message(delivery) => delivery,
+                    Next::CaughtUp => {
+                        if let Some(saver) = &saver {
+                            let model = this.read();
+                            saver.maybe_save(this.applied(), || model.snapshot());
+                        }
+                        continue;
+                    }
+                };
+                let caught_up = delivery.caught_up;
                 match follower.decode(&delivery) {
                     Decoded::Apply(envelope) => {
                         this.model
@@ -150,6 +244,10 @@ impl View {
                     }
                 }
                 this.applied.send_replace(delivery.seq);
+                if let (true, Some(saver)) = (caught_up, &saver) {
+                    let model = this.read();
+                    saver.maybe_save(delivery.seq, || model.snapshot());
+                }
             }
         });
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -161,7 +259,12 @@ impl View {
                 anyhow::bail!("the admin stream did not load within 120 s");
             }
         }
-        tracing::info!(events = target, "admin state loaded");
+        tracing::info!(
+            events = target,
+            from_snapshot,
+            replayed = target.saturating_sub(from_snapshot),
+            "admin state loaded"
+        );
         Ok(())
     }
 }

@@ -1,11 +1,18 @@
 //! The proxy's in-memory table of users and access keys, folded from the admin stream of the
 //! event log and kept current by following it live (an ordered consumer), so a revocation
 //! reaches every replica within milliseconds. The request path only takes a read lock.
+//!
+//! A start reads state, not history: the table (with the price list and catalogue that arrive
+//! on the same stream) is saved as a snapshot ([`ccp_runtime::snapshot`]) once it is
+//! `proxy.key_table_snapshot_every` events past the last one, and a start loads the snapshot
+//! and follows the stream from the sequence after it. Without a usable snapshot it replays
+//! the stream from sequence 1 (and then saves one).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
+use ccp_runtime::snapshot::{Saver, Snapshots};
 use ccp_schemas::catalogue::Catalogue;
 use ccp_schemas::events::{BedrockSettings, Event, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, TeamId, UserId};
@@ -16,6 +23,10 @@ use ccp_schemas::state::{Directory, Refusal};
 use ccp_schemas::subjects::StreamKind;
 use ccp_schemas::{Envelope, Namespace};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The snapshot's name in the store.
+const SNAPSHOT_NAME: &str = "proxy-key-table";
 
 /// What a request learns about its key.
 #[derive(Debug, Clone)]
@@ -143,25 +154,99 @@ impl KeyTable {
         self.applied_seq.store(seq, Ordering::Release);
     }
 
-    fn mark_ready(&self) {
+    fn mark_ready(&self, from_snapshot: u64) {
         if !self.ready.swap(true, Ordering::AcqRel) {
-            tracing::info!(keys = self.key_count(), seq = self.applied_seq(), "access keys loaded");
+            let seq = self.applied_seq();
+            tracing::info!(
+                keys = self.key_count(),
+                seq,
+                from_snapshot,
+                replayed = seq - from_snapshot,
+                "access keys loaded"
+            );
         }
     }
+
+    /// The table as a snapshot saves it (JSON).
+    fn snapshot(&self) -> serde_json::Result<Vec<u8>> {
+        let directory = self.directory.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let prices = self.prices();
+        let catalogue = self.catalogue();
+        serde_json::to_vec(&SnapshotRef { directory: &directory, prices: &prices, catalogue: &catalogue })
+    }
+
+    /// Replaces the table by a snapshot taken at stream sequence `seq`. A price list of version
+    /// 0 is the configured one of the replica that saved it: this replica keeps its own.
+    fn restore(&self, seq: u64, bytes: &[u8]) -> serde_json::Result<()> {
+        let snapshot: Snapshot = serde_json::from_slice(bytes)?;
+        *self.directory.write().unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot.directory;
+        if snapshot.prices.version > 0 {
+            *self.prices.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snapshot.prices);
+        }
+        *self.catalogue.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snapshot.catalogue);
+        self.applied_seq.store(seq, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// A snapshot of the table, as saved.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    directory: &'a Directory,
+    prices: &'a PriceList,
+    catalogue: &'a Catalogue,
+}
+
+/// A snapshot of the table, as read back.
+#[derive(Deserialize)]
+struct Snapshot {
+    directory: Directory,
+    prices: PriceList,
+    catalogue: Catalogue,
 }
 
 /// Follows the admin stream for ever, applying every event to `table` (resuming after the last
 /// applied one when NATS goes away). An event of a newer version halts it and makes the table
 /// not ready: it may revoke a key, so the proxy refuses every request until it is upgraded
 /// ([`OnNewer::Halt`]).
-pub async fn follow(table: Arc<KeyTable>, client: async_nats::Client, ns: Namespace) {
+///
+/// With `snapshot_every` > 0 it starts from the stored snapshot when it can and saves one every
+/// `snapshot_every` events (in an object store on `replicas` replicas).
+pub async fn follow(
+    table: Arc<KeyTable>,
+    client: async_nats::Client,
+    ns: Namespace,
+    snapshot_every: u64,
+    replicas: usize,
+) {
+    let mut saver = None;
+    if snapshot_every > 0 {
+        match Snapshots::open(client.clone(), &ns, ns.stream(StreamKind::Admin), SNAPSHOT_NAME, replicas).await {
+            Ok(snapshots) => {
+                let loaded = if table.applied_seq() == 0 {
+                    ccp_runtime::snapshot::load(&snapshots, "key table", |seq, bytes| table.restore(seq, bytes)).await
+                } else {
+                    0
+                };
+                saver = Some(Saver::new(snapshots, "key table", snapshot_every, loaded));
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "no key table snapshots: replaying the admin stream"),
+        }
+    }
+    let from_snapshot = table.applied_seq();
+    let caught_up = |table: &KeyTable| {
+        table.mark_ready(from_snapshot);
+        if let Some(saver) = &saver {
+            saver.maybe_save(table.applied_seq(), || table.snapshot());
+        }
+    };
     let mut follower = Follower::new("proxy key table", client, &ns, StreamKind::Admin)
         .start(Start::After(table.applied_seq()))
         .on_newer(OnNewer::Halt);
     loop {
         let delivery = match follower.next().await {
             Next::CaughtUp => {
-                table.mark_ready();
+                caught_up(&table);
                 continue;
             }
             Next::Message(delivery) => delivery,
@@ -175,7 +260,7 @@ pub async fn follow(table: Arc<KeyTable>, client: async_nats::Client, ns: Namesp
             }
         }
         if delivery.caught_up {
-            table.mark_ready();
+            caught_up(&table);
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`telemetry`]: command line (`--version` with the git commit of the build), logging, NATS
 //!   connection and shutdown signals.
 //! - [`streams`]: JetStream stream and bucket definitions, created idempotently.
+//! - [`snapshot`]: a service's fold of a stream saved with its sequence, so a start reads state
+//!   rather than history (only by the build that wrote it, only while the stream matches).
 //! - [`follow`]: the one way to follow a stream: resume, back-off, and a policy for events of a
 //!   newer version (fail closed where state gates access).
 //! - [`migrate`]: the ClickHouse client and the runner of [`ccp_schemas::migrations`].
@@ -28,6 +30,7 @@ pub mod follow;
 pub mod metrics;
 pub mod migrate;
 pub mod ops;
+pub mod snapshot;
 pub mod streams;
 pub mod tables;
 pub mod telemetry;

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use crate::events::{BedrockTarget, CatalogueEntry, Event, ModelFamily};
 
 /// The catalogue in force: entries by id, and the index of every name they answer to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized as its version, entries and removed ids; the index is rebuilt when read back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "CatalogueParts")]
 pub struct Catalogue {
     /// How many catalogue events were applied (0: the shipped catalogue).
     version: u64,
@@ -117,6 +119,42 @@ pub fn target_for<'a>(targets: &'a [BedrockTarget], region: &str) -> Option<&'a 
         .into_iter()
         .flatten()
         .find_map(|scope| targets.iter().find(|t| t.scope == scope))
+}
+
+/// What a catalogue is serialized as.
+#[derive(serde::Deserialize)]
+struct CatalogueParts {
+    version: u64,
+    entries: Vec<CatalogueEntry>,
+    removed: BTreeSet<String>,
+}
+
+impl From<CatalogueParts> for Catalogue {
+    fn from(parts: CatalogueParts) -> Self {
+        let mut catalogue =
+            Self { version: parts.version, entries: BTreeMap::new(), removed: parts.removed, names: HashMap::new() };
+        for entry in parts.entries {
+            catalogue.insert(entry);
+        }
+        catalogue
+    }
+}
+
+impl serde::Serialize for Catalogue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        struct Entries<'a>(&'a BTreeMap<String, Arc<CatalogueEntry>>);
+        impl serde::Serialize for Entries<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.values().map(AsRef::as_ref))
+            }
+        }
+        let mut parts = serializer.serialize_struct("Catalogue", 3)?;
+        parts.serialize_field("version", &self.version)?;
+        parts.serialize_field("entries", &Entries(&self.entries))?;
+        parts.serialize_field("removed", &self.removed)?;
+        parts.end()
+    }
 }
 
 impl Catalogue {
@@ -498,6 +536,21 @@ mod tests {
         assert!(c.lookup("opus-latest").is_none() && c.lookup("claude-opus-5-5").is_none());
         assert_eq!(c.version(), 2);
         assert!(c.removed.contains("claude-opus-5-5"));
+    }
+
+    #[test]
+    fn a_catalogue_reads_back_as_it_was_saved_with_its_name_index() {
+        let mut c = Catalogue::shipped();
+        let mut entry = c.get("claude-opus-5-5").unwrap().as_ref().clone();
+        entry.aliases.push("opus-latest".into());
+        c.apply(&Event::ModelCatalogued(ModelCatalogued { entry }));
+        c.apply(&Event::ModelRemoved(ModelRemoved { model: "claude-haiku-4-5".into() }));
+        let back: Catalogue = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
+        // Equality covers the rebuilt index of names.
+        assert_eq!(back, c);
+        assert_eq!(back.version(), 2);
+        assert_eq!(back.lookup("opus-latest").unwrap().id, "claude-opus-5-5");
+        assert!(back.lookup("claude-haiku-4-5").is_none() && back.removed.contains("claude-haiku-4-5"));
     }
 
     #[test]

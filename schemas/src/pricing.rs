@@ -5,7 +5,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use crate::events::{ModelPrice, PricingSet, Provider, TokenUsage};
 
 /// A price list and its version (0: the one from configuration).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PriceList {
     /// Recorded with every cost computed from it.
     pub version: u32,

@@ -311,12 +311,56 @@ pub enum Refusal {
 }
 
 /// Every user and access key, indexed for authentication by key hash.
-#[derive(Debug, Clone, Default)]
+///
+/// Serialized (for a service's snapshot of its fold, `ccp_runtime::snapshot`) as its users,
+/// teams and keys; the index by hash is rebuilt when it is read back.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "DirectoryParts")]
 pub struct Directory {
     users: HashMap<UserId, UserState>,
     teams: HashMap<TeamId, TeamState>,
     keys: HashMap<AccessKeyId, AccessKeyState>,
     by_hash: HashMap<KeyHash, AccessKeyId>,
+}
+
+/// What a directory is serialized as.
+#[derive(Deserialize)]
+struct DirectoryParts {
+    users: Vec<UserState>,
+    teams: Vec<TeamState>,
+    keys: Vec<AccessKeyState>,
+}
+
+impl From<DirectoryParts> for Directory {
+    fn from(parts: DirectoryParts) -> Self {
+        let by_hash = parts.keys.iter().map(|k| (k.key_hash, k.key_id)).collect();
+        Self {
+            users: parts.users.into_iter().map(|u| (u.user_id, u)).collect(),
+            teams: parts.teams.into_iter().map(|t| (t.team_id, t)).collect(),
+            keys: parts.keys.into_iter().map(|k| (k.key_id, k)).collect(),
+            by_hash,
+        }
+    }
+}
+
+impl Serialize for Directory {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut parts = serializer.serialize_struct("Directory", 3)?;
+        parts.serialize_field("users", &Values(&self.users))?;
+        parts.serialize_field("teams", &Values(&self.teams))?;
+        parts.serialize_field("keys", &Values(&self.keys))?;
+        parts.end()
+    }
+}
+
+/// A map's values, serialized as a sequence.
+struct Values<'a, K, V>(&'a HashMap<K, V>);
+
+impl<K, V: Serialize> Serialize for Values<'_, K, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.values())
+    }
 }
 
 impl Directory {
@@ -481,6 +525,30 @@ mod tests {
         assert!(dir.authenticate(&key.hash(&pepper)).is_ok());
         dir.apply(&env(Event::AccessKeyRevoked(AccessKeyRevoked { key_id, user_id, reason: None })));
         assert_eq!(dir.authenticate(&key.hash(&pepper)).err(), Some(Refusal::Revoked));
+    }
+
+    #[test]
+    fn a_directory_reads_back_as_it_was_saved_and_authenticates_the_same() {
+        let (mut dir, pepper, key, user_id, key_id) = setup();
+        let other = AccessKey::generate().unwrap();
+        let revoked_id = AccessKeyId::new();
+        dir.apply(&env(Event::AccessKeyIssued(AccessKeyIssued {
+            key_id: revoked_id,
+            user_id,
+            name: Some("old laptop".into()),
+            key_hash: other.hash(&pepper),
+            key_prefix: other.display_prefix(),
+            bedrock: BedrockSettings::default(),
+        })));
+        dir.apply(&env(Event::AccessKeyRevoked(AccessKeyRevoked { key_id: revoked_id, user_id, reason: None })));
+        let back: Directory = serde_json::from_slice(&serde_json::to_vec(&dir).unwrap()).unwrap();
+        assert_eq!(back.users, dir.users);
+        assert_eq!(back.keys, dir.keys);
+        assert_eq!(back.teams, dir.teams);
+        // The index by hash is rebuilt: every key is found, the revoked one refused.
+        assert_eq!(back.by_hash, dir.by_hash);
+        assert_eq!(back.authenticate(&key.hash(&pepper)).unwrap().0.key_id, key_id);
+        assert_eq!(back.authenticate(&other.hash(&pepper)).err(), Some(Refusal::Revoked));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 use crate::events::AlertRule;
 use crate::ids::{AccessKeyId, AdminId, TeamId, UserId};
 
-/// What an event is about; decides its subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What an event is about; decides its subject. Serialized only inside a service's snapshot
+/// (the admin API's versions of aggregates); subjects are built by [`Namespace`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Aggregate {
     /// A user (profile, status, budget, routing).
     User(UserId),

@@ -85,6 +85,7 @@ pub async fn delete_namespace(js: &async_nats::jetstream::Context, ns: &Namespac
     for bucket in ["spend", "rate_limits", "services"] {
         let _ = js.delete_key_value(format!("{}_{bucket}", ns.prefix())).await;
     }
+    let _ = js.delete_object_store(ccp_runtime::snapshot::bucket_name(ns)).await;
 }
 
 /// A ClickHouse client of the test server (no database selected).

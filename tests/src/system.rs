@@ -279,6 +279,8 @@ pub struct System {
     projector_port: u16,
     /// The admin API.
     pub admin: Service,
+    /// Its environment (`CCP__…`), for [`Self::restart_admin`].
+    pub admin_env: Vec<(String, String)>,
     /// Its URL.
     pub admin_url: String,
     /// Proxy replicas.
@@ -353,9 +355,7 @@ impl System {
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );
-        let admin = Service::spawn(&workspace_bin("ccp-admin-api", "ccp-admin"), &["serve"], &admin_env)
-            .expect("starting ccp-admin");
-        ready(&admin, &format!("{admin_url}/health"), "ccp-admin").await;
+        let admin = spawn_admin(&admin_env, &admin_url).await;
 
         let mut system = Self {
             settings,
@@ -367,6 +367,7 @@ impl System {
             projector: Some(projector),
             projector_port,
             admin,
+            admin_env,
             admin_url,
             proxies: Vec::new(),
             token: String::new(),
@@ -395,6 +396,17 @@ impl System {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
+    }
+
+    /// Stops the admin API and starts it again with [`Self::admin_env`]; waits until it answers
+    /// and signs in again.
+    pub async fn restart_admin(&mut self) {
+        if matches!(self.admin.child.try_wait(), Ok(None)) {
+            sigterm(&self.admin.child);
+            let _ = self.admin.child.wait();
+        }
+        self.admin = spawn_admin(&self.admin_env, &self.admin_url).await;
+        self.token = self.login(ADMIN_USER, ADMIN_PASSWORD).await;
     }
 
     /// Starts (or restarts) proxy replica `i` and waits until it is ready.
@@ -684,6 +696,13 @@ impl System {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+async fn spawn_admin(env: &[(String, String)], url: &str) -> Service {
+    let admin =
+        Service::spawn(&workspace_bin("ccp-admin-api", "ccp-admin"), &["serve"], env).expect("starting ccp-admin");
+    ready(&admin, &format!("{url}/health"), "ccp-admin").await;
+    admin
 }
 
 async fn spawn_projector(env: &[(String, String)], port: u16) -> Service {

@@ -5,12 +5,15 @@ use ccp_schemas::events::*;
 use ccp_schemas::ids::{AdminId, ApiTokenId, TeamId};
 use ccp_schemas::secrets::access_key::{KeyHash, KeyPrefix};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Decision, Rejection};
 
-/// An API token as the admin's events describe it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An API token as the admin's events describe it. Serialized only into the admin view's
+/// snapshot (with its peppered hash, as the events carry it); answers show [`ApiToken`]s.
+///
+/// [`ApiToken`]: crate::api::ApiToken
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenState {
     /// The token.
     pub token_id: ApiTokenId,
@@ -18,8 +21,7 @@ pub struct TokenState {
     pub name: String,
     /// The token's first characters, shown in lists.
     pub prefix: KeyPrefix,
-    /// The token's peppered hash (never serialized).
-    #[serde(skip)]
+    /// The token's peppered hash.
     pub hash: KeyHash,
     /// The most it may do (`None`: whatever its admin may do).
     pub role: Option<AdminRole>,
@@ -29,8 +31,8 @@ pub struct TokenState {
     pub created_at: DateTime<Utc>,
 }
 
-/// An admin account as its events describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An admin account as its events describe it (serialized only into the admin view's snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminState {
     /// The admin.
     pub admin_id: AdminId,

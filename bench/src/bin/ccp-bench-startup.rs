@@ -208,7 +208,7 @@ async fn measure_admin(bin: &std::path::Path, settings: &ccp_runtime::config::Se
     let (mut service, ready) = start_until_ready(bin, &env, &listen).await?;
     let pid = service.child.id();
     let (rss, peak) = procfs::rss_kib(pid)?;
-    print_log_lines(&service, &["admin state loaded", "admin API listening"]);
+    print_log_lines(&service, &["admin state loaded", "admin view snapshot", "admin API listening"]);
     let _ = service.terminate(Duration::from_secs(10));
     let _ = std::fs::remove_file(&service.log);
     Ok([ready.as_secs_f64(), rss as f64 / 1024.0, peak as f64 / 1024.0])
@@ -289,7 +289,7 @@ async fn measure(bin: &std::path::Path, settings: &ccp_runtime::config::Settings
     let (rss_ready, _) = procfs::rss_kib(pid)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss_later, peak) = procfs::rss_kib(pid)?;
-    print_log_lines(&service, &["spend tally", "month to date"]);
+    print_log_lines(&service, &["spend tally", "month to date", "key table snapshot", "access keys loaded"]);
     let _ = service.terminate(Duration::from_secs(10));
     let _ = std::fs::remove_file(&service.log);
     let _ = std::fs::remove_dir_all(&spool);

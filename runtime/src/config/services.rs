@@ -39,6 +39,9 @@ pub struct ProxySettings {
     pub circuit_window_secs: u64,
     /// Seconds Anthropic is skipped (straight to Bedrock) before one probe.
     pub circuit_open_secs: u64,
+    /// Admin events after which the key table is saved again as a snapshot, which the next
+    /// start loads instead of replaying the admin stream (0: never save or load one).
+    pub key_table_snapshot_every: u64,
 }
 
 impl Default for ProxySettings {
@@ -58,6 +61,7 @@ impl Default for ProxySettings {
             circuit_failure_threshold: 3,
             circuit_window_secs: 60,
             circuit_open_secs: 30 * 60,
+            key_table_snapshot_every: 10_000,
         }
     }
 }
@@ -91,6 +95,9 @@ pub struct AdminSettings {
     pub sign_in_record_secs: u64,
     /// Single sign-on with an OpenID Connect provider (off unless `issuer` is set).
     pub sso: super::sso::SsoSettings,
+    /// Admin events after which the admin API's view is saved again as a snapshot, which the
+    /// next start loads instead of replaying the admin stream (0: never save or load one).
+    pub view_snapshot_every: u64,
 }
 
 impl Default for AdminSettings {
@@ -106,6 +113,7 @@ impl Default for AdminSettings {
             trusted_proxies: Vec::new(),
             sign_in_record_secs: 15 * 60,
             sso: super::sso::SsoSettings::default(),
+            view_snapshot_every: 10_000,
         }
     }
 }
