@@ -143,8 +143,11 @@ impl Application {
             tracing::warn!("no master key configured: Bedrock API keys cannot be registered");
         }
         let view = View::new();
-        let snapshots =
-            crate::view::SnapshotPolicy { every: settings.admin.view_snapshot_every, replicas: settings.nats.replicas };
+        let snapshots = crate::view::SnapshotPolicy {
+            every: settings.admin.view_snapshot_every,
+            pepper: Some(pepper.clone()),
+            replicas: settings.nats.replicas,
+        };
         view.start(client.clone(), ns.clone(), snapshots).await?;
         let checker = crate::readiness::Checker::new(
             settings.proxy.bedrock_endpoint_url.as_deref(),

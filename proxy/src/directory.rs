@@ -17,7 +17,7 @@ use ccp_schemas::catalogue::Catalogue;
 use ccp_schemas::events::{BedrockSettings, Event, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, TeamId, UserId};
 use ccp_schemas::pricing::PriceList;
-use ccp_schemas::secrets::access_key::{KeyHash, KeyPrefix};
+use ccp_schemas::secrets::access_key::{KeyHash, KeyPepper, KeyPrefix};
 use ccp_schemas::secrets::envelope::SealedSecret;
 use ccp_schemas::state::{Directory, Refusal};
 use ccp_schemas::subjects::StreamKind;
@@ -211,24 +211,27 @@ struct Snapshot {
 /// ([`OnNewer::Halt`]).
 ///
 /// With `snapshot_every` > 0 it starts from the stored snapshot when it can and saves one every
-/// `snapshot_every` events (in an object store on `replicas` replicas).
+/// `snapshot_every` events (in an object store on `replicas` replicas, signed with a key derived
+/// from `pepper`).
 pub async fn follow(
     table: Arc<KeyTable>,
     client: async_nats::Client,
     ns: Namespace,
     snapshot_every: u64,
+    pepper: KeyPepper,
     replicas: usize,
 ) {
     let mut saver = None;
     if snapshot_every > 0 {
-        match Snapshots::open(client.clone(), &ns, ns.stream(StreamKind::Admin), SNAPSHOT_NAME, replicas).await {
+        let stream = ns.stream(StreamKind::Admin);
+        match Snapshots::open(client.clone(), &ns, "proxy", stream, SNAPSHOT_NAME, &pepper, replicas).await {
+            Ok(snapshots) if table.applied_seq() == 0 => {
+                let restore = |seq, bytes: &[u8]| table.restore(seq, bytes);
+                saver =
+                    Some(ccp_runtime::snapshot::load_or_replay(snapshots, "key table", snapshot_every, restore).await);
+            }
             Ok(snapshots) => {
-                let loaded = if table.applied_seq() == 0 {
-                    ccp_runtime::snapshot::load(&snapshots, "key table", |seq, bytes| table.restore(seq, bytes)).await
-                } else {
-                    0
-                };
-                saver = Some(Saver::new(snapshots, "key table", snapshot_every, loaded));
+                saver = Some(Saver::new(snapshots, "key table", snapshot_every, table.applied_seq(), None));
             }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "no key table snapshots: replaying the admin stream"),
         }
@@ -262,5 +265,56 @@ pub async fn follow(
         if delivery.caught_up {
             caught_up(&table);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use ccp_schemas::events::{ModelPrice, ModelRemoved, PricingSet};
+    use ccp_schemas::Actor;
+
+    use super::*;
+
+    fn price(model: &str, input: i64) -> ModelPrice {
+        ModelPrice {
+            model: model.into(),
+            provider: None,
+            region: None,
+            input_per_mtok: Decimal::from(input),
+            output_per_mtok: Decimal::from(input * 5),
+            cache_write_per_mtok: Decimal::ZERO,
+            cache_read_per_mtok: Decimal::ZERO,
+        }
+    }
+
+    fn configured(input: i64) -> PriceList {
+        PriceList { version: 0, models: vec![price("claude-sonnet-4-5", input)] }
+    }
+
+    fn event(event: Event) -> Envelope {
+        Envelope::new(event, Actor::Anonymous)
+    }
+
+    /// A snapshot restores the catalogue and a published price list; the configured list
+    /// (version 0) of the replica that saved it is not taken over.
+    #[test]
+    fn a_snapshot_restores_catalogue_and_published_prices_but_not_another_replicas_configuration() {
+        let saved = KeyTable::new(configured(3));
+        saved.apply(1, &event(Event::ModelRemoved(ModelRemoved { model: "claude-opus-4".into() })));
+        let bytes = saved.snapshot().unwrap();
+        let restored = KeyTable::new(configured(4));
+        restored.restore(1, &bytes).unwrap();
+        assert_eq!(restored.applied_seq(), 1);
+        assert_eq!(*restored.catalogue(), *saved.catalogue());
+        assert!(restored.catalogue().lookup("claude-opus-4").is_none());
+        assert_eq!(*restored.prices(), configured(4), "its own configured list");
+
+        let published = PricingSet { version: 7, models: vec![price("claude-sonnet-4-5", 2)] };
+        saved.apply(2, &event(Event::PricingSet(published.clone())));
+        let restored = KeyTable::new(configured(4));
+        restored.restore(2, &saved.snapshot().unwrap()).unwrap();
+        assert_eq!(*restored.prices(), PriceList::from(&published));
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::events::{BedrockTarget, CatalogueEntry, Event, ModelFamily};
 
 /// The catalogue in force: entries by id, and the index of every name they answer to.
-/// Serialized as its version, entries and removed ids; the index is rebuilt when read back.
+/// Serialized (for a service's snapshot) as its version, entries, removed ids and index.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(from = "CatalogueParts")]
 pub struct Catalogue {
@@ -121,22 +121,24 @@ pub fn target_for<'a>(targets: &'a [BedrockTarget], region: &str) -> Option<&'a 
         .find_map(|scope| targets.iter().find(|t| t.scope == scope))
 }
 
-/// What a catalogue is serialized as.
+/// What a catalogue is serialized as. The index of names is kept as it is: which entry owns a
+/// contested name depends on the order of the events that built it.
 #[derive(serde::Deserialize)]
 struct CatalogueParts {
     version: u64,
     entries: Vec<CatalogueEntry>,
     removed: BTreeSet<String>,
+    names: HashMap<String, String>,
 }
 
 impl From<CatalogueParts> for Catalogue {
     fn from(parts: CatalogueParts) -> Self {
-        let mut catalogue =
-            Self { version: parts.version, entries: BTreeMap::new(), removed: parts.removed, names: HashMap::new() };
-        for entry in parts.entries {
-            catalogue.insert(entry);
+        Self {
+            version: parts.version,
+            entries: parts.entries.into_iter().map(|e| (e.id.clone(), Arc::new(e))).collect(),
+            removed: parts.removed,
+            names: parts.names,
         }
-        catalogue
     }
 }
 
@@ -149,10 +151,11 @@ impl serde::Serialize for Catalogue {
                 serializer.collect_seq(self.0.values().map(AsRef::as_ref))
             }
         }
-        let mut parts = serializer.serialize_struct("Catalogue", 3)?;
+        let mut parts = serializer.serialize_struct("Catalogue", 4)?;
         parts.serialize_field("version", &self.version)?;
         parts.serialize_field("entries", &Entries(&self.entries))?;
         parts.serialize_field("removed", &self.removed)?;
+        parts.serialize_field("names", &self.names)?;
         parts.end()
     }
 }
@@ -546,11 +549,25 @@ mod tests {
         c.apply(&Event::ModelCatalogued(ModelCatalogued { entry }));
         c.apply(&Event::ModelRemoved(ModelRemoved { model: "claude-haiku-4-5".into() }));
         let back: Catalogue = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
-        // Equality covers the rebuilt index of names.
+        // Equality covers the index of names.
         assert_eq!(back, c);
         assert_eq!(back.version(), 2);
         assert_eq!(back.lookup("opus-latest").unwrap().id, "claude-opus-5-5");
         assert!(back.lookup("claude-haiku-4-5").is_none() && back.removed.contains("claude-haiku-4-5"));
+
+        // A name two entries claimed (the fold does not check; commands do) belongs to whom the
+        // events left it with, not to whom a rebuild in id order would give it.
+        let mut c = Catalogue::shipped();
+        let mut first = c.get("claude-sonnet-4-5").unwrap().as_ref().clone();
+        first.aliases.push("team-default".into());
+        let mut second = c.get("claude-opus-4-1").unwrap().as_ref().clone();
+        second.aliases.push("team-default".into());
+        c.apply(&Event::ModelCatalogued(ModelCatalogued { entry: second }));
+        c.apply(&Event::ModelCatalogued(ModelCatalogued { entry: first }));
+        c.apply(&Event::ModelRemoved(ModelRemoved { model: "claude-sonnet-4-5".into() }));
+        let back: Catalogue = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(back.lookup("team-default").map(|e| e.id.clone()), c.lookup("team-default").map(|e| e.id.clone()));
+        assert_eq!(back, c);
     }
 
     #[test]

@@ -85,7 +85,9 @@ pub async fn delete_namespace(js: &async_nats::jetstream::Context, ns: &Namespac
     for bucket in ["spend", "rate_limits", "services"] {
         let _ = js.delete_key_value(format!("{}_{bucket}", ns.prefix())).await;
     }
-    let _ = js.delete_object_store(ccp_runtime::snapshot::bucket_name(ns)).await;
+    for service in ["proxy", "admin"] {
+        let _ = js.delete_object_store(ccp_runtime::snapshot::bucket_name(ns, service)).await;
+    }
 }
 
 /// A ClickHouse client of the test server (no database selected).

@@ -1,14 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! A proxy start reads state, not history: the key table is saved as a snapshot every
-//! `proxy.key_table_snapshot_every` admin events, and a restarted proxy loads it and replays only
+//! A start reads state, not history: the proxy's key table and the admin API's view are saved as
+//! snapshots every N admin events, and a restarted service loads its snapshot and replays only
 //! the events after it — with the same answers as a full replay. A snapshot it must not trust
-//! (another build's, one whose stream changed, one that does not read back) is ignored: the
-//! proxy replays the whole stream and answers the same.
+//! (another build's, a forged one, one of another stream, one that does not read back) is
+//! ignored: the service replays the whole stream, answers the same, and saves a good one.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store};
-use ccp_runtime::snapshot::{bucket_name, BUILD};
+use ccp_runtime::snapshot::{bucket_name, identity, Snapshots};
+use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::subjects::StreamKind;
 use ccp_tests::system::{sigterm, wait_until, Options, System};
 use serde_json::json;
@@ -17,8 +18,6 @@ const EVERY: u64 = 5;
 
 /// A snapshot object's metadata.
 type Meta = std::collections::HashMap<String, String>;
-/// A change to it.
-type Edit = Box<dyn FnOnce(&mut Meta)>;
 const NAME: &str = "proxy-key-table";
 const ADMIN_NAME: &str = "admin-view";
 
@@ -30,10 +29,12 @@ async fn admin_head(sys: &System) -> u64 {
     stream.info().await.unwrap().state.last_sequence
 }
 
-async fn store(sys: &System) -> object_store::ObjectStore {
+/// The store of the snapshot `name`.
+async fn store(sys: &System, name: &str) -> object_store::ObjectStore {
     let client = async_nats::connect(&sys.settings.nats.url).await.unwrap();
     let js = jetstream::new(client);
-    js.get_object_store(bucket_name(&ccp_tests::namespace(&sys.settings))).await.expect("the snapshot store")
+    let service = if name == NAME { "proxy" } else { "admin" };
+    js.get_object_store(bucket_name(&ccp_tests::namespace(&sys.settings), service)).await.expect("the snapshot store")
 }
 
 /// The stored proxy snapshot's metadata.
@@ -43,7 +44,7 @@ async fn stored(sys: &System) -> Option<Meta> {
 
 /// The metadata of the snapshot `name`.
 async fn stored_as(sys: &System, name: &str) -> Option<Meta> {
-    store(sys).await.info(name).await.ok().map(|i| i.metadata)
+    store(sys, name).await.info(name).await.ok().map(|i| i.metadata)
 }
 
 /// The stored proxy snapshot's sequence.
@@ -56,11 +57,11 @@ async fn seq_of(sys: &System, name: &str) -> Option<u64> {
     stored_as(sys, name).await.and_then(|m| m.get("ccp-seq")?.parse().ok())
 }
 
-/// Waits until the snapshot `name` is fewer than EVERY events behind `head`: caught up with at
-/// least EVERY events past the last snapshot, a service saves one.
-async fn near_head(sys: &System, name: &str, head: u64) {
-    wait_until(Duration::from_secs(10), &format!("snapshot {name} near the stream's head"), || async {
-        seq_of(sys, name).await.is_some_and(|seq| seq + EVERY > head)
+/// Waits until there is a snapshot `name`: caught up at least EVERY events past the last one
+/// (none: sequence 0), a service saves one.
+async fn saved(sys: &System, name: &str) {
+    wait_until(Duration::from_secs(10), &format!("snapshot {name}"), || async {
+        seq_of(sys, name).await.is_some_and(|seq| seq >= EVERY)
     })
     .await;
 }
@@ -78,17 +79,73 @@ async fn settled(sys: &System, name: &str) -> u64 {
     }
 }
 
-/// Replaces the stored snapshot by `bytes` with `metadata` changed by `edit`.
-async fn tamper(sys: &System, edit: impl FnOnce(&mut Meta), bytes: Option<&[u8]>) {
+/// What a snapshot the proxy must not trust is made of.
+#[derive(Debug, Clone, Copy)]
+enum Attack {
+    /// The stored one, labelled as another build's.
+    OtherBuild,
+    /// The stored one with its revoked key made active again, its metadata (and signature) kept.
+    Forged,
+    /// The stored content, signed with the services' key, but taken after another stream's
+    /// message.
+    OtherStream,
+    /// Signed, at the admin stream's first message, but not a key table.
+    Unreadable,
+}
+
+impl Attack {
+    /// What the proxy's log says of it.
+    fn reason(self) -> &'static str {
+        match self {
+            Self::OtherBuild => "written by build",
+            Self::Forged => "signature does not match",
+            Self::OtherStream => "no longer holds the message",
+            Self::Unreadable => "does not read back",
+        }
+    }
+}
+
+/// Replaces the stored proxy snapshot as `attack` says.
+async fn plant(sys: &System, attack: Attack) {
     use tokio::io::AsyncReadExt as _;
-    let store = store(sys).await;
+    let store = store(sys, NAME).await;
     let mut metadata = store.info(NAME).await.unwrap().metadata;
     let mut content = Vec::new();
     store.get(NAME).await.unwrap().read_to_end(&mut content).await.unwrap();
-    edit(&mut metadata);
-    let mut reader = bytes.unwrap_or(&content);
-    let meta = object_store::ObjectMetadata { name: NAME.into(), metadata, ..Default::default() };
-    store.put(meta, &mut reader).await.unwrap();
+    let ns = ccp_tests::namespace(&sys.settings);
+    let client = async_nats::connect(&sys.settings.nats.url).await.unwrap();
+    let pepper = KeyPepper::new(&sys.settings.secrets.access_key_pepper).unwrap();
+    let signed_for = |stream: String| {
+        let (client, ns, pepper) = (client.clone(), ns.clone(), pepper.clone());
+        async move { Snapshots::open(client, &ns, "proxy", stream, NAME, &pepper, 1).await.unwrap() }
+    };
+    match attack {
+        Attack::OtherBuild | Attack::Forged => {
+            if let Attack::OtherBuild = attack {
+                metadata.insert("ccp-build".into(), "2 0.0.0 (0123456789ab) reading contract 1".into());
+            } else {
+                let text = String::from_utf8(content).unwrap();
+                assert!(text.contains(r#""status":"revoked""#), "{text}");
+                content = text.replace(r#""status":"revoked""#, r#""status":"active""#).into_bytes();
+            }
+            let meta = object_store::ObjectMetadata { name: NAME.into(), metadata, ..Default::default() };
+            store.put(meta, &mut content.as_slice()).await.unwrap();
+        }
+        Attack::OtherStream => {
+            let js = jetstream::new(client.clone());
+            let name = format!("{}_SNAPTEST", ns.prefix().to_ascii_uppercase());
+            let subject = format!("{}_snaptest.x", ns.prefix());
+            let config =
+                jetstream::stream::Config { name: name.clone(), subjects: vec![subject.clone()], ..Default::default() };
+            js.get_or_create_stream(config).await.unwrap();
+            js.publish(subject, "not an admin event".into()).await.unwrap().await.unwrap();
+            signed_for(name.clone()).await.save(1, &content).await.unwrap();
+            js.delete_stream(name).await.unwrap();
+        }
+        Attack::Unreadable => {
+            signed_for(ns.stream(StreamKind::Admin)).await.save(1, br#"{"directory":"#).await.unwrap();
+        }
+    }
 }
 
 /// Restarts proxy 0 and returns the part of its log written by this start.
@@ -144,13 +201,12 @@ async fn a_restarted_proxy_loads_its_snapshot_and_replays_only_what_came_after()
     let (_, _, kept) = sys.developer("kept").await;
     let (_, revoked_id, revoked) = sys.developer("revoked").await;
 
-    // Caught up with at least EVERY events past the last snapshot, the proxy saves one: the
-    // last is fewer than EVERY events behind the head.
+    // Caught up with at least EVERY events past the last snapshot, the proxy saves one.
     let head = admin_head(&sys).await;
     assert!(head >= EVERY, "{head}");
-    near_head(&sys, NAME, head).await;
+    saved(&sys, NAME).await;
     let meta = stored(&sys).await.unwrap();
-    assert_eq!(meta.get("ccp-build").map(String::as_str), Some(BUILD));
+    assert_eq!(meta.get("ccp-build").map(String::as_str), identity().as_deref());
 
     // With the proxy stopped (nothing saves), a revocation and a new developer follow.
     drop(sys.proxies[0].service.take());
@@ -176,17 +232,9 @@ async fn a_restarted_proxy_loads_its_snapshot_and_replays_only_what_came_after()
     // (saving every EVERY events again) replaces the snapshot by a good one.
     set_every(&mut sys, EVERY);
 
-    let cases: [(&str, Edit, Option<&[u8]>); 3] = [
-        ("written by build", Box::new(|m| drop(m.insert("ccp-build".into(), "0 0.0.0 (older)".into()))), None),
-        (
-            "no longer holds the message",
-            Box::new(|m| drop(m.insert("ccp-message-digest".into(), "00".repeat(16)))),
-            None,
-        ),
-        ("does not read back", Box::new(|_| {}), Some(br#"{"directory":"#)),
-    ];
-    for (why, edit, bytes) in cases {
-        tamper(&sys, edit, bytes).await;
+    for attack in [Attack::OtherBuild, Attack::Forged, Attack::OtherStream, Attack::Unreadable] {
+        let why = attack.reason();
+        plant(&sys, attack).await;
         let log = restart(&mut sys).await;
         assert!(log.contains(why), "expected '{why}' in\n{log}");
         assert!(!log.contains("key table snapshot loaded"), "{log}");
@@ -201,7 +249,7 @@ async fn a_restarted_proxy_loads_its_snapshot_and_replays_only_what_came_after()
         let saved = field(&log, "key table snapshot saved", "seq").unwrap();
         assert!(saved >= now, "{log}");
         let meta = stored(&sys).await.unwrap();
-        assert_eq!(meta.get("ccp-build").map(String::as_str), Some(BUILD), "{why}");
+        assert_eq!(meta.get("ccp-build").map(String::as_str), identity().as_deref(), "{why}");
         assert_eq!(meta.get("ccp-seq").cloned(), Some(saved.to_string()), "{why}");
     }
     // And the next start uses it.
@@ -254,8 +302,7 @@ async fn a_restarted_admin_api_loads_its_view_snapshot_and_answers_as_after_a_re
         let id = issued["token_id"].as_str().unwrap().to_owned();
         tokens.push((id, issued["token"].as_str().unwrap().to_owned()));
     }
-    let head = admin_head(&sys).await;
-    near_head(&sys, ADMIN_NAME, head).await;
+    saved(&sys, ADMIN_NAME).await;
 
     // Started again saving only every 1,000 events: it loads the snapshot it saved.
     set(&mut sys.admin_env, "CCP__ADMIN__VIEW_SNAPSHOT_EVERY", 1000);

@@ -185,6 +185,19 @@ async fn start_until_ready(
     }
 }
 
+/// After a start that replayed the admin stream, waits (up to 15 s) until the service has saved
+/// its snapshot, so the next start measures loading it.
+async fn await_snapshot(service: &ccp_tests::Service) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let log = service.log_text();
+        if log.contains("snapshot loaded") || log.contains("snapshot saved") || log.contains("cannot save") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Prints the lines of `service`'s log that contain one of `needles`.
 fn print_log_lines(service: &ccp_tests::Service, needles: &[&str]) {
     for line in service.log_text().lines().filter(|l| needles.iter().any(|n| l.contains(n))) {
@@ -208,6 +221,7 @@ async fn measure_admin(bin: &std::path::Path, settings: &ccp_runtime::config::Se
     let (mut service, ready) = start_until_ready(bin, &env, &listen).await?;
     let pid = service.child.id();
     let (rss, peak) = procfs::rss_kib(pid)?;
+    await_snapshot(&service).await;
     print_log_lines(&service, &["admin state loaded", "admin view snapshot", "admin API listening"]);
     let _ = service.terminate(Duration::from_secs(10));
     let _ = std::fs::remove_file(&service.log);
@@ -289,6 +303,7 @@ async fn measure(bin: &std::path::Path, settings: &ccp_runtime::config::Settings
     let (rss_ready, _) = procfs::rss_kib(pid)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss_later, peak) = procfs::rss_kib(pid)?;
+    await_snapshot(&service).await;
     print_log_lines(&service, &["spend tally", "month to date", "key table snapshot", "access keys loaded"]);
     let _ = service.terminate(Duration::from_secs(10));
     let _ = std::fs::remove_file(&service.log);
