@@ -2,9 +2,12 @@
 //! read): users, access keys (by id, and key id by key hash), their sealed Bedrock keys and
 //! settings, budgets, routing, and each key's circuit state. Watchable, so readers update live.
 //!
-//! Every start folds the admin stream from sequence 1 with the same `apply` the proxy uses and
-//! writes each changed aggregate's whole state (puts are idempotent), then follows live; the
-//! circuit bucket keeps the last transition of each key.
+//! Every start folds the admin stream from sequence 1 in memory with the same `apply` the proxy
+//! uses, writing nothing until it has caught up; then it writes every user's and key's current
+//! state once (puts are idempotent; hash entries of no current key are purged) and follows live,
+//! writing each changed aggregate's whole state. So a restart costs writes in proportion to the
+//! state, not the history, and a reader of the buckets never sees an entry go back to an older
+//! state while the projector replays. The circuit bucket keeps the last transition of each key.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -126,11 +129,18 @@ pub async fn run(client: async_nats::Client, ns: Namespace) {
         Follower::new("projector state", client.clone(), &ns, StreamKind::Admin).on_newer(OnNewer::Quarantine);
     let mut circuits =
         Follower::new("projector circuit state", client, &ns, StreamKind::Circuit).start(Start::LastPerSubject);
-    let mut projection = Projection { ns, dir: Directory::default(), users: HashSet::new(), keys: HashSet::new() };
+    let mut projection =
+        Projection { ns, dir: Directory::default(), users: HashSet::new(), keys: HashSet::new(), live: false };
     loop {
         tokio::select! {
             next = admin.next() => {
-                let Next::Message(delivery) = next else { continue };
+                let delivery = match next {
+                    Next::CaughtUp => {
+                        projection.go_live(&buckets).await;
+                        continue;
+                    }
+                    Next::Message(delivery) => delivery,
+                };
                 let result = match admin.decode(&delivery) {
                     Decoded::Apply(envelope) => projection.apply(&buckets, &envelope).await,
                     Decoded::Quarantine(subject) => projection.quarantine(&buckets, &subject).await,
@@ -140,7 +150,10 @@ pub async fn run(client: async_nats::Client, ns: Namespace) {
                     // The fold is not idempotent: start it again from sequence 1.
                     tracing::warn!(error = %format!("{e:#}"), "state projection failed; restarting from sequence 1");
                     projection.dir = Directory::default();
+                    projection.live = false;
                     admin.rewind(1);
+                } else if delivery.caught_up {
+                    projection.go_live(&buckets).await;
                 }
             }
             next = circuits.next() => {
@@ -164,6 +177,8 @@ struct Projection {
     /// Users and keys quarantined (an event of theirs was written by a newer version).
     users: HashSet<UserId>,
     keys: HashSet<AccessKeyId>,
+    /// Caught up and written once: each event's aggregate is written as it comes.
+    live: bool,
 }
 
 impl Projection {
@@ -174,6 +189,9 @@ impl Projection {
             _ => None,
         };
         self.dir.apply(envelope);
+        if !self.live {
+            return Ok(());
+        }
         let quarantined = match aggregate {
             Aggregate::User(id) => self.users.contains(&id),
             Aggregate::AccessKey(id) => {
@@ -185,6 +203,70 @@ impl Projection {
             return Ok(());
         }
         buckets.write(&self.dir, envelope, previous_hash).await
+    }
+
+    /// Once caught up: writes every user's and key's state, purges hash entries of no current
+    /// key, and goes live. Retried until it succeeds (the buckets are on the same NATS as the
+    /// stream just read).
+    async fn go_live(&mut self, buckets: &Buckets) {
+        if self.live {
+            return;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = std::time::Instant::now();
+            match self.write_all(buckets).await {
+                Ok((written, purged)) => {
+                    tracing::info!(
+                        written,
+                        purged,
+                        ms = started.elapsed().as_millis() as u64,
+                        "state projection caught up: every user and key written"
+                    );
+                    self.live = true;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "writing the state projection failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Writes the state of every user and key not quarantined, and purges hash entries that name
+    /// no current key's hash; (entries written, hash entries purged).
+    async fn write_all(&self, buckets: &Buckets) -> anyhow::Result<(usize, usize)> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        // (bucket: 0 users, 1 keys, 2 hashes; key; value)
+        let mut puts: Vec<(u8, String, bytes::Bytes)> = Vec::new();
+        for user in self.dir.users().filter(|u| !self.users.contains(&u.user_id)) {
+            puts.push((0, user.user_id.to_string(), serde_json::to_vec(user)?.into()));
+        }
+        let mut current = HashSet::new();
+        for key in self.dir.keys().filter(|k| !self.keys.contains(&k.key_id) && !self.users.contains(&k.user_id)) {
+            puts.push((1, key.key_id.to_string(), serde_json::to_vec(key)?.into()));
+            let hash = key.key_hash.to_hex();
+            puts.push((2, hash.clone(), key.key_id.to_string().into()));
+            current.insert(hash);
+        }
+        let written = puts.len();
+        let stores = [&buckets.users, &buckets.keys, &buckets.hashes];
+        futures_util::stream::iter(puts)
+            .map(|(bucket, key, value)| {
+                let store = stores[usize::from(bucket)];
+                async move { store.put(&key, value).await.map(drop) }
+            })
+            .buffer_unordered(64)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let stale: Vec<String> =
+            buckets.hashes.keys().await?.try_filter(|h| std::future::ready(!current.contains(h))).try_collect().await?;
+        for hash in &stale {
+            buckets.hashes.purge(hash).await?;
+        }
+        Ok((written, stale.len()))
     }
 
     /// Deletes what the buckets hold of the user or key of `subject` and writes it no more.

@@ -89,3 +89,56 @@ async fn users_keys_hashes_bedrock_keys_and_circuits_are_projected_live() {
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
 }
+
+/// A restart writes each user and key once, with its current state, after reading the stream:
+/// a reader of the buckets never sees an older state come back while the projector replays, the
+/// writes follow the state (one user, one key) and not the history (twenty routing changes, a
+/// rotation, a revocation), and a hash entry that names no current key is purged.
+#[tokio::test]
+async fn a_restart_writes_current_states_once_and_never_an_older_one() {
+    use futures_util::StreamExt as _;
+    let settings = test_settings("kvrestart");
+    let db = settings.clickhouse.database.clone();
+    let log = Log::new(&settings).await;
+    let (user_id, key_id, key) = log.user_with_key("erin").await;
+    for i in 0..20 {
+        let strategy = if i % 2 == 0 { RoutingStrategy::BedrockOnly } else { RoutingStrategy::PlanFirst };
+        log.set_routing(user_id, strategy).await;
+    }
+    let rotated = log.rotate(user_id, key_id, &key).await;
+    log.revoke(user_id, key_id).await;
+    let mut env = service_env(&settings);
+    env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
+    let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
+    eventually(&log, Bucket::AccessKeys, &key_id.to_string(), |k| k["status"] == "revoked").await;
+    eventually(&log, Bucket::KeyHashes, &rotated.hash(&log.pepper).to_hex(), |_| true).await;
+    drop(projector);
+
+    // A hash entry left behind (a projector that died between a rotation's put and purge).
+    let hashes = log.js.get_key_value(log.ns.bucket(Bucket::KeyHashes)).await.unwrap();
+    let stale = key.hash(&log.pepper).to_hex();
+    hashes.put(&stale, key_id.to_string().into()).await.unwrap();
+    let users_stream = format!("KV_{}", log.ns.bucket(Bucket::Users));
+    let users_written =
+        || async { log.js.get_stream(&users_stream).await.unwrap().info().await.unwrap().state.last_sequence };
+    let before = users_written().await;
+    let keys = log.js.get_key_value(log.ns.bucket(Bucket::AccessKeys)).await.unwrap();
+    let mut watch = keys.watch(key_id.to_string()).await.unwrap();
+
+    let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !projector.log_text().contains("state projection caught up") {
+        assert!(Instant::now() < deadline, "never caught up:\n{}", projector.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(users_written().await - before, 1, "one put for the one user, not one per event");
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(entry))) = tokio::time::timeout(Duration::from_millis(500), watch.next()).await {
+        seen.push(serde_json::from_slice::<serde_json::Value>(&entry.value).unwrap_or_default()["status"].clone());
+    }
+    assert_eq!(seen, vec![serde_json::json!("revoked")], "the key's entry as a reader saw it during the restart");
+    assert!(get(&log, Bucket::KeyHashes, &stale).await.is_none(), "the stale hash entry was purged");
+    drop(projector);
+    delete_namespace(&log.js, &log.ns).await;
+    clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
+}
