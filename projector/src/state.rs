@@ -131,12 +131,20 @@ pub async fn run(client: async_nats::Client, ns: Namespace) {
         Follower::new("projector circuit state", client, &ns, StreamKind::Circuit).start(Start::LastPerSubject);
     let mut projection =
         Projection { ns, dir: Directory::default(), users: HashSet::new(), keys: HashSet::new(), live: false };
+    // When writing every state failed: try again then (the circuits go on meanwhile).
+    let mut retry_live: Option<(tokio::time::Instant, Duration)> = None;
     loop {
         tokio::select! {
+            () = async { tokio::time::sleep_until(retry_live.map_or_else(tokio::time::Instant::now, |r| r.0)).await },
+                if retry_live.is_some() =>
+            {
+                let backoff = retry_live.map_or(Duration::ZERO, |r| r.1);
+                retry_live = projection.go_live(&buckets, backoff).await;
+            }
             next = admin.next() => {
                 let delivery = match next {
                     Next::CaughtUp => {
-                        projection.go_live(&buckets).await;
+                        retry_live = projection.go_live(&buckets, Duration::ZERO).await;
                         continue;
                     }
                     Next::Message(delivery) => delivery,
@@ -151,9 +159,11 @@ pub async fn run(client: async_nats::Client, ns: Namespace) {
                     tracing::warn!(error = %format!("{e:#}"), "state projection failed; restarting from sequence 1");
                     projection.dir = Directory::default();
                     projection.live = false;
-                    admin.rewind(1);
-                } else if delivery.caught_up {
-                    projection.go_live(&buckets).await;
+                    retry_live = None;
+                    // Caught up again at the stream's end now, not at the first start's.
+                    admin.restart();
+                } else if delivery.caught_up && !projection.live && retry_live.is_none() {
+                    retry_live = projection.go_live(&buckets, Duration::ZERO).await;
                 }
             }
             next = circuits.next() => {
@@ -205,38 +215,36 @@ impl Projection {
         buckets.write(&self.dir, envelope, previous_hash).await
     }
 
-    /// Once caught up: writes every user's and key's state, purges hash entries of no current
-    /// key, and goes live. Retried until it succeeds (the buckets are on the same NATS as the
-    /// stream just read).
-    async fn go_live(&mut self, buckets: &Buckets) {
+    /// Once caught up: writes every user's and key's state, purges entries of no current key or
+    /// of a quarantined one, and goes live. On failure, when to try again (after `backoff`,
+    /// doubled, at most 5 s); the caller retries without holding up the circuits.
+    async fn go_live(&mut self, buckets: &Buckets, backoff: Duration) -> Option<(tokio::time::Instant, Duration)> {
         if self.live {
-            return;
+            return None;
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let started = std::time::Instant::now();
-            match self.write_all(buckets).await {
-                Ok((written, purged)) => {
-                    tracing::info!(
-                        written,
-                        purged,
-                        ms = started.elapsed().as_millis() as u64,
-                        "state projection caught up: every user and key written"
-                    );
-                    self.live = true;
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "writing the state projection failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+        let started = std::time::Instant::now();
+        match self.write_all(buckets).await {
+            Ok((written, purged)) => {
+                tracing::info!(
+                    written,
+                    purged,
+                    ms = started.elapsed().as_millis() as u64,
+                    "state projection caught up: every user and key written"
+                );
+                self.live = true;
+                None
+            }
+            Err(e) => {
+                let backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "writing the state projection failed; retrying");
+                Some((tokio::time::Instant::now() + backoff, backoff))
             }
         }
     }
 
-    /// Writes the state of every user and key not quarantined, and purges hash entries that name
-    /// no current key's hash; (entries written, hash entries purged).
+    /// Writes the state of every user and key not quarantined, purges the entries of quarantined
+    /// ones and hash entries that name no current key's hash; (entries written, hash entries
+    /// purged).
     async fn write_all(&self, buckets: &Buckets) -> anyhow::Result<(usize, usize)> {
         use futures_util::{StreamExt as _, TryStreamExt as _};
         // (bucket: 0 users, 1 keys, 2 hashes; key; value)

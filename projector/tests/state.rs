@@ -90,6 +90,15 @@ async fn users_keys_hashes_bedrock_keys_and_circuits_are_projected_live() {
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
 }
 
+/// Waits until the projector's state projection has caught up and written every state.
+async fn caught_up(projector: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !projector.log_text().contains("state projection caught up") {
+        assert!(Instant::now() < deadline, "never caught up:\n{}", projector.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A restart writes each user and key once, with its current state, after reading the stream:
 /// a reader of the buckets never sees an older state come back while the projector replays, the
 /// writes follow the state (one user, one key) and not the history (twenty routing changes, a
@@ -110,6 +119,7 @@ async fn a_restart_writes_current_states_once_and_never_an_older_one() {
     let mut env = service_env(&settings);
     env.push(("CCP__PROJECTOR__LISTEN".into(), "127.0.0.1:0".into()));
     let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
+    caught_up(&projector).await;
     eventually(&log, Bucket::AccessKeys, &key_id.to_string(), |k| k["status"] == "revoked").await;
     eventually(&log, Bucket::KeyHashes, &rotated.hash(&log.pepper).to_hex(), |_| true).await;
     drop(projector);
@@ -126,11 +136,7 @@ async fn a_restart_writes_current_states_once_and_never_an_older_one() {
     let mut watch = keys.watch(key_id.to_string()).await.unwrap();
 
     let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !projector.log_text().contains("state projection caught up") {
-        assert!(Instant::now() < deadline, "never caught up:\n{}", projector.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    caught_up(&projector).await;
     assert_eq!(users_written().await - before, 1, "one put for the one user, not one per event");
     let mut seen = Vec::new();
     while let Ok(Some(Ok(entry))) = tokio::time::timeout(Duration::from_millis(500), watch.next()).await {
@@ -138,6 +144,9 @@ async fn a_restart_writes_current_states_once_and_never_an_older_one() {
     }
     assert_eq!(seen, vec![serde_json::json!("revoked")], "the key's entry as a reader saw it during the restart");
     assert!(get(&log, Bucket::KeyHashes, &stale).await.is_none(), "the stale hash entry was purged");
+    // Live again: the next event is written as it comes.
+    log.set_routing(user_id, RoutingStrategy::BedrockOnly).await;
+    eventually(&log, Bucket::Users, &user_id.to_string(), |u| u["routing"] == "bedrock_only").await;
     drop(projector);
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();

@@ -259,6 +259,14 @@ impl Follower {
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
+    /// Delivers the whole stream again from sequence 1, after the back-off, as a first read:
+    /// "caught up" is reckoned against the stream's end when it reconnects, not when it first
+    /// connected (a fold that failed and starts over).
+    pub fn restart(&mut self) {
+        self.head = None;
+        self.rewind(1);
+    }
+
     /// Decodes a delivery under the follower's policy (see the module documentation).
     pub fn decode(&mut self, delivery: &Delivery) -> Decoded {
         let subject = delivery.message.subject.as_str();
