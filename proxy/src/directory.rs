@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
-use ccp_runtime::snapshot::{Saver, Snapshots};
+use ccp_runtime::snapshot::Snapshots;
 use ccp_schemas::catalogue::Catalogue;
 use ccp_schemas::events::{BedrockSettings, Event, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, TeamId, UserId};
@@ -225,13 +225,10 @@ pub async fn follow(
     if snapshot_every > 0 {
         let stream = ns.stream(StreamKind::Admin);
         match Snapshots::open(client.clone(), &ns, "proxy", stream, SNAPSHOT_NAME, &pepper, replicas).await {
-            Ok(snapshots) if table.applied_seq() == 0 => {
+            Ok(snapshots) => {
                 let restore = |seq, bytes: &[u8]| table.restore(seq, bytes);
                 saver =
                     Some(ccp_runtime::snapshot::load_or_replay(snapshots, "key table", snapshot_every, restore).await);
-            }
-            Ok(snapshots) => {
-                saver = Some(Saver::new(snapshots, "key table", snapshot_every, table.applied_seq(), None));
             }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "no key table snapshots: replaying the admin stream"),
         }

@@ -303,7 +303,7 @@ impl Saver {
     /// A saver of `snapshots` (`what` names it in log lines) every `every` events past `loaded`,
     /// the sequence of the snapshot the fold started from (0: none; then `distrusted` is the
     /// stored object found unusable, if there was one).
-    pub fn new(snapshots: Snapshots, what: &'static str, every: u64, loaded: u64, distrusted: Option<String>) -> Self {
+    fn new(snapshots: Snapshots, what: &'static str, every: u64, loaded: u64, distrusted: Option<String>) -> Self {
         Self {
             snapshots,
             what,
