@@ -14,8 +14,16 @@ use tokio::sync::mpsc;
 use crate::metrics::Metrics;
 use crate::spool::{Record, Spool};
 
-/// Events published per round trip window.
+/// Events gathered into one batch, and published per round trip when replaying the spool.
 const WINDOW: usize = 256;
+/// Events published per round trip while the publisher keeps up (its batch is not full). NATS
+/// takes each window in one read and stores it in one run; on a machine it shares with the
+/// proxy, a run of 100–256 events (1.5–2.5 ms here) held requests whose thread was queued behind
+/// it: the proxy's added p99 at concurrency 1 fell by about a quarter (2.0 → 1.5 ms on a slow
+/// day; with no events published at all, 1.4 ms) with windows of 16 (`ccp-bench`,
+/// docs/benchmarks.md). A full batch (the publisher fell behind: a far NATS, heavy load) and a
+/// replay of the spool go out in full windows, where throughput is what counts.
+const LIVE_WINDOW: usize = 16;
 /// How long the publisher lets events gather after the first one of a batch arrives. While it
 /// waits, handlers queue events without waking it, so a busy proxy pays one wake-up, one write
 /// and one read of acknowledgements per batch instead of per request; events reach the stream
@@ -136,7 +144,8 @@ impl Publisher {
 
     async fn handle(&mut self, records: Vec<Record>) {
         if self.spool.is_empty() && self.connected() {
-            let failed = self.publish(records).await;
+            let window = if records.len() < WINDOW { LIVE_WINDOW } else { WINDOW };
+            let failed = self.publish(records, window).await;
             self.spool_records(failed);
         } else {
             self.spool_records(records);
@@ -163,10 +172,11 @@ impl Publisher {
         }
     }
 
-    /// Publishes in order, pipelined; returns the records that were not acknowledged.
-    async fn publish(&self, records: Vec<Record>) -> Vec<Record> {
+    /// Publishes in order, `window` at a time pipelined; returns the records that were not
+    /// acknowledged.
+    async fn publish(&self, records: Vec<Record>, window: usize) -> Vec<Record> {
         let mut failed = Vec::new();
-        for window in records.chunks(WINDOW) {
+        for window in records.chunks(window) {
             let mut acks = Vec::with_capacity(window.len());
             for record in window {
                 let mut headers = async_nats::HeaderMap::new();
@@ -205,7 +215,7 @@ impl Publisher {
                 }
             };
             let n = batch.len();
-            let failed = self.publish(batch).await;
+            let failed = self.publish(batch, WINDOW).await;
             let done = n - failed.len();
             // Only a fully acknowledged prefix is consumed, so order is kept.
             if failed.is_empty() {

@@ -1,6 +1,7 @@
 //! The proxy as a process under faults: NATS goes away (requests keep being served, events are
 //! spooled durably, survive a proxy restart and are replayed exactly once, in order), and
-//! SIGTERM lets an in-flight stream finish before the process exits.
+//! SIGTERM lets an in-flight stream finish before the process exits; live events go out in small
+//! windows and still arrive once and in order.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -220,5 +221,65 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
         "the drained request's cost is in the shared tally"
     );
     ccp_tests::delete_namespace(&log.js, &log.ns).await;
+    std::fs::remove_dir_all(spool).ok();
+}
+
+/// Events published live go out in windows of a few per round trip: with eight clients sending
+/// one request after another, batches span several windows, and every event still reaches the
+/// stream exactly once, each client's in the order its requests were answered.
+#[tokio::test]
+async fn live_events_are_published_once_and_in_order_across_windows() {
+    let settings = test_settings("windows");
+    let fake = FakeAnthropic::start().unwrap();
+    let log = Log::new(&settings).await;
+    let (_, _, key) = log.user_with_key("wim").await;
+    let key = key.expose().to_owned();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let spool = std::env::temp_dir().join(format!("ccp-windows-{}", ulid::Ulid::new()));
+    let proxy = Service::spawn(Path::new(BIN), &[], &proxy_env(&settings, &fake.url(), port, &spool)).unwrap();
+    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log_text()));
+    wait_accepted(&url, &key).await;
+
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (url, key) = (url.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..40 {
+                    let body = format!(
+                        r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":"c{c} n{i}"}}]}}"#
+                    );
+                    let resp = post(&url, &key, &body, &[]).await;
+                    assert_eq!(resp.status(), 200, "client {c}, request {i}");
+                    ids.push(resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned());
+                    resp.bytes().await.unwrap();
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for client in clients {
+        sent.push(client.await.unwrap());
+    }
+    let all: std::collections::HashSet<&String> = sent.iter().flatten().collect();
+    assert_eq!(all.len(), 320);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stored: Vec<String> = loop {
+        let got: Vec<String> = log.requests().await.into_iter().map(|r| r.request_id.to_string()).collect();
+        if all.iter().all(|id| got.contains(id)) {
+            break got.into_iter().filter(|id| all.contains(id)).collect();
+        }
+        assert!(Instant::now() < deadline, "events missing from the stream\n{}", proxy.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stored.len(), 320, "each event exactly once");
+    for ids in &sent {
+        let order: Vec<&String> = stored.iter().filter(|id| ids.contains(id)).collect();
+        assert_eq!(order, ids.iter().collect::<Vec<_>>(), "one client's events in the order they were answered");
+    }
     std::fs::remove_dir_all(spool).ok();
 }
