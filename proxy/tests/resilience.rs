@@ -86,6 +86,35 @@ async fn wait_accepted(url: &str, key: &str) {
     }
 }
 
+/// A proxy (one worker) on the shared NATS in front of a fake Anthropic, ready, with one user's
+/// key it has applied.
+struct Running {
+    log: Log,
+    user_id: ccp_schemas::ids::UserId,
+    key: String,
+    url: String,
+    spool: PathBuf,
+    proxy: Service,
+    _fake: FakeAnthropic,
+}
+
+async fn running(label: &str, user: &str) -> Running {
+    let settings = test_settings(label);
+    let fake = FakeAnthropic::start().unwrap();
+    let log = Log::new(&settings).await;
+    let (user_id, _, key) = log.user_with_key(user).await;
+    let key = key.expose().to_owned();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let spool = std::env::temp_dir().join(format!("ccp-{label}-{}", ulid::Ulid::new()));
+    let proxy = Service::spawn(Path::new(BIN), &[], &proxy_env(&settings, &fake.url(), port, &spool)).unwrap();
+    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log_text()));
+    wait_accepted(&url, &key).await;
+    Running { log, user_id, key, url, spool, proxy, _fake: fake }
+}
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -166,19 +195,7 @@ async fn events_survive_a_nats_outage_and_a_restart_and_are_sent_once_in_order()
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_stream_finish() {
-    let settings = test_settings("drain");
-    let fake = FakeAnthropic::start().unwrap();
-    let log = Log::new(&settings).await;
-    let (user_id, _, key) = log.user_with_key("pia").await;
-    let key = key.expose().to_owned();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let spool = std::env::temp_dir().join(format!("ccp-drain-{}", ulid::Ulid::new()));
-    let mut proxy = Service::spawn(Path::new(BIN), &[], &proxy_env(&settings, &fake.url(), port, &spool)).unwrap();
-    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log_text()));
-    wait_accepted(&url, &key).await;
+    let Running { log, user_id, key, url, spool, mut proxy, _fake } = running("drain", "pia").await;
 
     let body = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"a b c d e f g h"}]}"#;
     let resp = post(&url, &key, body, &[("x-fake-pace-ms", "150")]).await;
@@ -229,19 +246,7 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
 /// stream exactly once, each client's in the order its requests were answered.
 #[tokio::test]
 async fn live_events_are_published_once_and_in_order_across_windows() {
-    let settings = test_settings("windows");
-    let fake = FakeAnthropic::start().unwrap();
-    let log = Log::new(&settings).await;
-    let (_, _, key) = log.user_with_key("wim").await;
-    let key = key.expose().to_owned();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let spool = std::env::temp_dir().join(format!("ccp-windows-{}", ulid::Ulid::new()));
-    let proxy = Service::spawn(Path::new(BIN), &[], &proxy_env(&settings, &fake.url(), port, &spool)).unwrap();
-    wait_http_ok(&format!("{url}/ready"), Duration::from_secs(20))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log_text()));
-    wait_accepted(&url, &key).await;
+    let Running { log, key, url, spool, proxy, _fake, .. } = running("windows", "wim").await;
 
     let clients: Vec<_> = (0..8)
         .map(|c| {
@@ -281,5 +286,6 @@ async fn live_events_are_published_once_and_in_order_across_windows() {
         let order: Vec<&String> = stored.iter().filter(|id| ids.contains(id)).collect();
         assert_eq!(order, ids.iter().collect::<Vec<_>>(), "one client's events in the order they were answered");
     }
+    ccp_tests::delete_namespace(&log.js, &log.ns).await;
     std::fs::remove_dir_all(spool).ok();
 }
