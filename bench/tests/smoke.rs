@@ -61,6 +61,18 @@ fn the_benchmark_runs_every_phase_through_the_proxy_nginx_and_the_framework_floo
     assert_eq!(report["failover"].as_array().unwrap().len(), 2);
     let checks = report["checks"].as_array().unwrap();
     assert!(checks.iter().any(|c| c["what"] == "proxy RSS idle after start"), "{checks:?}");
+    // Issue 20's tail and CPU targets, against the references of the same rounds.
+    for phase in ["stream c=1", "json c=1"] {
+        for what in [
+            format!("added p99 latency, {phase}"),
+            format!("added p99 latency <= 3x nginx's, {phase}"),
+            format!("proxy CPU per request / the floor's, {phase}"),
+        ] {
+            let check =
+                checks.iter().find(|c| c["what"] == what.as_str()).unwrap_or_else(|| panic!("{what}: {checks:?}"));
+            assert!(check["value"].as_f64().is_some_and(f64::is_finite), "{check}");
+        }
+    }
     assert!(
         !checks
             .iter()

@@ -23,6 +23,12 @@ pub const OTHER_LOAD_WARN: f64 = 0.15;
 pub const RSS_MIB: f64 = 40.0;
 /// Added p50 latency of the failover path beyond the two upstreams' own p50s, ms.
 pub const FAILOVER_ADDED_P50_MS: f64 = 1.0;
+/// Added p99 latency at concurrency 1, ms (issue 20).
+pub const ADDED_P99_MS: f64 = 0.5;
+/// Added p99 latency at concurrency 1 over nginx's added p99 in the same rounds (issue 20).
+pub const ADDED_P99_NGINX_RATIO: f64 = 3.0;
+/// Proxy CPU per request over the framework floor's in the same rounds (issue 20).
+pub const CPU_FLOOR_RATIO: f64 = 1.3;
 
 /// One target's figures in one phase.
 #[derive(Debug, Clone, Serialize)]
@@ -336,6 +342,22 @@ impl Report {
             if let Some(added) = p.checked_added_p50() {
                 let what = format!("added p50 latency, {} +checks", p.name);
                 checks.push(Check::at_most(what, added, ADDED_P50_MS, "ms"));
+            }
+        }
+        // The tail and the CPU against the references measured in the same rounds: the
+        // machine's own noise moves both sides alike.
+        for p in self.latency_phases().filter(|p| p.concurrency == 1) {
+            checks.push(Check::at_most(format!("added p99 latency, {}", p.name), p.added_p99(), ADDED_P99_MS, "ms"));
+            if let Some(nginx) = &p.nginx {
+                let limit = ADDED_P99_NGINX_RATIO * (nginx.latency.p99_ms - p.direct.latency.p99_ms);
+                let what = format!("added p99 latency <= 3x nginx's, {}", p.name);
+                checks.push(Check::at_most(what, p.added_p99(), limit, "ms"));
+            }
+            if let (Some(cpu), Some(floor)) =
+                (p.proxy.proxy_cpu_ms_per_req, p.floor.as_ref().and_then(|f| f.proxy_cpu_ms_per_req))
+            {
+                let what = format!("proxy CPU per request / the floor's, {}", p.name);
+                checks.push(Check::at_most(what, cpu / floor.max(1e-9), CPU_FLOOR_RATIO, "x"));
             }
         }
         for f in &self.failover {
