@@ -573,21 +573,25 @@ impl System {
         (user_id, key_id, key)
     }
 
+    /// The status replica `i` answers a small request on `key` with (0: no answer).
+    pub async fn ping_status(&self, i: usize, key: &str) -> u16 {
+        self.http
+            .post(format!("{}/ak/{key}/v1/messages", self.proxies[i].url))
+            .header("content-type", "application/json")
+            .header("x-api-key", API_KEY)
+            .body(r#"{"model":"claude-sonnet-4-5","max_tokens":1,"messages":[{"role":"user","content":"ping"}]}"#)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
     /// Polls replica `i` with a small request on `key` until its status satisfies `want`;
     /// returns how long that took.
     pub async fn wait_key_status(&self, i: usize, key: &str, want: impl Fn(u16) -> bool, what: &str) -> Duration {
         let started = Instant::now();
         loop {
-            let status = self
-                .http
-                .post(format!("{}/ak/{key}/v1/messages", self.proxies[i].url))
-                .header("content-type", "application/json")
-                .header("x-api-key", API_KEY)
-                .body(r#"{"model":"claude-sonnet-4-5","max_tokens":1,"messages":[{"role":"user","content":"ping"}]}"#)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0);
+            let status = self.ping_status(i, key).await;
             if want(status) {
                 return started.elapsed();
             }

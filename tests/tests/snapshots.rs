@@ -177,18 +177,7 @@ fn set(env: &mut Vec<(String, String)>, name: &str, value: u64) {
 async fn statuses(sys: &System, keys: &[&str]) -> Vec<u16> {
     let mut out = Vec::new();
     for key in keys {
-        let status = sys
-            .http
-            .post(format!("{}/ak/{key}/v1/messages", sys.proxy_url(0)))
-            .header("content-type", "application/json")
-            .header("x-api-key", ccp_tests::system::API_KEY)
-            .body(r#"{"model":"claude-sonnet-4-5","max_tokens":1,"messages":[{"role":"user","content":"ping"}]}"#)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
-        out.push(status);
+        out.push(sys.ping_status(0, key).await);
     }
     out
 }
