@@ -172,34 +172,41 @@ impl Publisher {
         }
     }
 
-    /// Publishes in order, `window` at a time pipelined; returns the records that were not
-    /// acknowledged.
-    async fn publish(&self, records: Vec<Record>, window: usize) -> Vec<Record> {
-        let mut failed = Vec::new();
-        for window in records.chunks(window) {
-            let mut acks = Vec::with_capacity(window.len());
-            for record in window {
+    /// Publishes in order, `window` at a time pipelined; returns the records from the first one
+    /// not acknowledged on, in order. Later windows are not sent once one failed (NATS may be
+    /// back by then, and would store them ahead of the failed one, which the spool replays
+    /// later); records after the failed one that NATS did store are sent again with the spool
+    /// and dropped by its `Nats-Msg-Id` deduplication.
+    async fn publish(&self, mut records: Vec<Record>, window: usize) -> Vec<Record> {
+        let mut failed_at = None;
+        'windows: for (w, chunk) in records.chunks(window).enumerate() {
+            if !self.connected() {
+                failed_at = Some(w * window);
+                break;
+            }
+            let mut acks = Vec::with_capacity(chunk.len());
+            for record in chunk {
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", record.id.as_str());
                 let sent =
                     self.js.publish_with_headers(record.subject.clone(), headers, record.payload.clone().into()).await;
                 acks.push(sent);
             }
-            for (record, sent) in window.iter().zip(acks) {
+            for (i, sent) in acks.into_iter().enumerate() {
                 let ok = match sent {
                     Ok(ack) => ack.await.is_ok(),
                     Err(_) => false,
                 };
-                if ok {
-                    self.metrics.events_published.inc();
-                } else {
-                    failed.push(record.clone());
+                if !ok {
+                    failed_at = Some(w * window + i);
+                    break 'windows;
                 }
+                self.metrics.events_published.inc();
             }
         }
-        if !failed.is_empty() {
-            tracing::warn!(events = failed.len(), "NATS did not acknowledge events; spooling them");
-        }
+        let Some(from) = failed_at else { return Vec::new() };
+        let failed = records.split_off(from);
+        tracing::warn!(events = failed.len(), "NATS did not acknowledge events; spooling them");
         failed
     }
 
