@@ -146,6 +146,9 @@ impl Publisher {
         if self.spool.is_empty() && self.connected() {
             let window = if records.len() < WINDOW { LIVE_WINDOW } else { WINDOW };
             let failed = self.publish(records, window).await;
+            if !failed.is_empty() {
+                tracing::warn!(events = failed.len(), "NATS did not acknowledge events; spooling them");
+            }
             self.spool_records(failed);
         } else {
             self.spool_records(records);
@@ -205,9 +208,7 @@ impl Publisher {
             }
         }
         let Some(from) = failed_at else { return Vec::new() };
-        let failed = records.split_off(from);
-        tracing::warn!(events = failed.len(), "NATS did not acknowledge events; spooling them");
-        failed
+        records.split_off(from)
     }
 
     /// Replays the spool oldest first until it is empty or NATS fails again.
@@ -223,15 +224,22 @@ impl Publisher {
             };
             let n = batch.len();
             let failed = self.publish(batch, WINDOW).await;
+            // The acknowledged prefix is consumed even when the rest failed: sent again with a
+            // later retry, after the stream's duplicate window, it would be stored twice.
             let done = n - failed.len();
-            // Only a fully acknowledged prefix is consumed, so order is kept.
-            if failed.is_empty() {
+            if done > 0 {
                 if let Err(e) = self.spool.consume(done) {
                     tracing::error!(error = %e, "cannot advance the spool");
                     break;
                 }
                 self.metrics.spool_depth.set(self.spool.len() as i64);
-            } else {
+            }
+            if !failed.is_empty() {
+                tracing::warn!(
+                    events = failed.len(),
+                    replayed = done,
+                    "NATS did not acknowledge spooled events; they stay in the spool"
+                );
                 break;
             }
         }

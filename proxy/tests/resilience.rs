@@ -1,7 +1,8 @@
 //! The proxy as a process under faults: NATS goes away (requests keep being served, events are
 //! spooled durably, survive a proxy restart and are replayed exactly once, in order), and
 //! SIGTERM lets an in-flight stream finish before the process exits; live events go out in small
-//! windows and still arrive once and in order.
+//! windows and still arrive once and in order; events NATS refuses part-way through a batch are
+//! spooled from the first refused one and replayed once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::stream::DiscardPolicy;
 use ccp_runtime::config::Settings;
+use ccp_schemas::subjects::StreamKind;
 use ccp_tests::events::Log;
 use ccp_tests::fake_anthropic::FakeAnthropic;
 use ccp_tests::{free_port, service_env, test_settings, wait_http_ok, Service};
@@ -286,6 +289,92 @@ async fn live_events_are_published_once_and_in_order_across_windows() {
         let order: Vec<&String> = stored.iter().filter(|id| ids.contains(id)).collect();
         assert_eq!(order, ids.iter().collect::<Vec<_>>(), "one client's events in the order they were answered");
     }
+    ccp_tests::delete_namespace(&log.js, &log.ns).await;
+    std::fs::remove_dir_all(spool).ok();
+}
+
+/// Messages in the request stream.
+async fn stored(log: &Log) -> u64 {
+    let mut stream = log.js.get_stream(log.ns.stream(StreamKind::Requests)).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+/// Lets the request stream take `max` messages in all and refuse more (NATS's own "maximum
+/// messages exceeded" acknowledgement), or any number.
+async fn limit_requests(log: &Log, max: Option<u64>) {
+    let mut stream = log.js.get_stream(log.ns.stream(StreamKind::Requests)).await.unwrap();
+    let mut config = stream.info().await.unwrap().config.clone();
+    config.max_messages = max.map_or(-1, |m| i64::try_from(m).unwrap());
+    config.discard = DiscardPolicy::New;
+    log.js.update_stream(&config).await.unwrap();
+}
+
+/// Waits until the proxy's metric `name` is `want` (and the stream holds `stored` messages).
+async fn wait_metric(url: &str, name: &str, want: f64, log: &Log, want_stored: u64, proxy: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+        let (got, in_stream) = (metric(&text, name), stored(log).await);
+        if (got - want).abs() < f64::EPSILON && in_stream == want_stored {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} {got} (want {want}), stream {in_stream} (want {want_stored})\n{}",
+            proxy.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// NATS refuses events part-way through a batch (here: the request stream is full): those it
+/// acknowledged stay stored and the rest are spooled, in order. A replay that NATS again takes
+/// only in part consumes the acknowledged part of the spool — sent again by a later retry, after
+/// the stream's duplicate window, it would be stored twice. Once NATS takes everything, each
+/// event is in the stream once, in the order the requests were answered, each published once.
+#[tokio::test]
+async fn events_refused_part_way_are_spooled_from_there_and_replayed_once() {
+    let Running { log, key, url, spool, proxy, _fake, .. } = running("refused", "rea").await;
+    // The readiness requests' events are in (the stream stays the same for a few batches).
+    let mut before = stored(&log).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = stored(&log).await;
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    let published_before = metric(&text, "ccp_proxy_events_published_total");
+    assert!(published_before >= 0.0, "{text}");
+
+    // Room for three more: eight requests answered one after another, their events in one or
+    // a few live batches.
+    limit_requests(&log, Some(before + 3)).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let body = format!(r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":"n{i}"}}]}}"#);
+        let resp = post(&url, &key, &body, &[]).await;
+        assert_eq!(resp.status(), 200, "request {i}");
+        ids.push(resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned());
+        resp.bytes().await.unwrap();
+    }
+    wait_metric(&url, "ccp_proxy_spool_depth_events", 5.0, &log, before + 3, &proxy).await;
+
+    // Room for two more: the replay stores two of the five and keeps three.
+    limit_requests(&log, Some(before + 5)).await;
+    wait_metric(&url, "ccp_proxy_spool_depth_events", 3.0, &log, before + 5, &proxy).await;
+    // Retried twice more (every 500 ms), still refused from the same event on.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait_metric(&url, "ccp_proxy_spool_depth_events", 3.0, &log, before + 5, &proxy).await;
+
+    limit_requests(&log, None).await;
+    wait_metric(&url, "ccp_proxy_spool_depth_events", 0.0, &log, before + 8, &proxy).await;
+    let in_stream: Vec<String> =
+        log.requests().await.into_iter().map(|r| r.request_id.to_string()).filter(|id| ids.contains(id)).collect();
+    assert_eq!(in_stream, ids, "each event once, in the order the requests were answered");
+    wait_metric(&url, "ccp_proxy_events_published_total", published_before + 8.0, &log, before + 8, &proxy).await;
     ccp_tests::delete_namespace(&log.js, &log.ns).await;
     std::fs::remove_dir_all(spool).ok();
 }
