@@ -28,9 +28,8 @@ struct Dev {
 impl Env {
     /// A developer whose key has the Bedrock key registered (and is known to the proxy).
     async fn dev(&self, bedrock_key: Option<&str>) -> Dev {
-        let (user_id, key_id, key) = self.log.user_with_key("dana").await;
         // The key's issue, at least: a request sent before the proxy applied it is a 401.
-        let mut last = self.log.read_all(StreamKind::Admin).await.last().map_or(0, |e| e.0);
+        let (user_id, key_id, key, mut last) = self.log.user_with_key_at("dana").await;
         if let Some(bk) = bedrock_key {
             last = self.log.register_bedrock_key(user_id, key_id, &self.master, bk).await;
         }

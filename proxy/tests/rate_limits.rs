@@ -21,8 +21,7 @@ const BODY: &str =
 impl Env {
     /// A developer (with a Bedrock API key if asked), known to the proxy.
     async fn dev(&self, name: &str, bedrock: bool) -> (UserId, AccessKeyId, String) {
-        let (user_id, key_id, key) = self.log.user_with_key(name).await;
-        let mut last = self.log.read_all(ccp_schemas::subjects::StreamKind::Admin).await.last().map_or(0, |e| e.0);
+        let (user_id, key_id, key, mut last) = self.log.user_with_key_at(name).await;
         if bedrock {
             last = self.log.register_bedrock_key(user_id, key_id, &self.master, BEDROCK_KEY).await;
         }

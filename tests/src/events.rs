@@ -79,25 +79,39 @@ impl Log {
 
     /// Issues a key to `user_id`; returns its id and the plaintext key.
     pub async fn issue_key(&self, user_id: UserId) -> (AccessKeyId, AccessKey) {
+        let (key_id, key, _) = self.issue_key_at(user_id).await;
+        (key_id, key)
+    }
+
+    /// Issues a key to `user_id`; returns its id, the plaintext key and the issue's sequence
+    /// (what a service must have applied before it accepts the key).
+    pub async fn issue_key_at(&self, user_id: UserId) -> (AccessKeyId, AccessKey, u64) {
         let key = AccessKey::generate().expect("key");
         let key_id = AccessKeyId::new();
-        self.append(Event::AccessKeyIssued(AccessKeyIssued {
-            key_id,
-            user_id,
-            name: None,
-            key_hash: key.hash(&self.pepper),
-            key_prefix: key.display_prefix(),
-            bedrock: BedrockSettings::default(),
-        }))
-        .await;
-        (key_id, key)
+        let seq = self
+            .append(Event::AccessKeyIssued(AccessKeyIssued {
+                key_id,
+                user_id,
+                name: None,
+                key_hash: key.hash(&self.pepper),
+                key_prefix: key.display_prefix(),
+                bedrock: BedrockSettings::default(),
+            }))
+            .await;
+        (key_id, key, seq)
     }
 
     /// A user with one key.
     pub async fn user_with_key(&self, name: &str) -> (UserId, AccessKeyId, AccessKey) {
-        let user_id = self.create_user(name).await;
-        let (key_id, key) = self.issue_key(user_id).await;
+        let (user_id, key_id, key, _) = self.user_with_key_at(name).await;
         (user_id, key_id, key)
+    }
+
+    /// A user with one key, and the sequence of the key's issue.
+    pub async fn user_with_key_at(&self, name: &str) -> (UserId, AccessKeyId, AccessKey, u64) {
+        let user_id = self.create_user(name).await;
+        let (key_id, key, seq) = self.issue_key_at(user_id).await;
+        (user_id, key_id, key, seq)
     }
 
     /// Revokes a key.
