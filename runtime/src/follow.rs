@@ -147,7 +147,7 @@ pub struct Follower {
     backoff: Duration,
     /// Resume from this sequence instead (a halted message is delivered again).
     rewind: Option<u64>,
-    /// Do not reconnect before this (after a rewind).
+    /// Do not reconnect before this (the back-off after a failure or a rewind).
     not_before: Option<tokio::time::Instant>,
     quarantined: HashSet<String>,
 }
@@ -222,7 +222,7 @@ impl Follower {
                     Ok(true) => return Next::CaughtUp,
                     Ok(false) => {}
                     Err(e) => {
-                        self.fail(&e).await;
+                        self.fail(&e);
                         continue;
                     }
                 }
@@ -231,16 +231,16 @@ impl Follower {
             let received = match messages.next().await {
                 Some(Ok(message)) => message,
                 Some(Err(e)) => {
-                    self.fail(&anyhow::anyhow!(e)).await;
+                    self.fail(&anyhow::anyhow!(e));
                     continue;
                 }
                 None => {
-                    self.fail(&anyhow::anyhow!("the subscription ended")).await;
+                    self.fail(&anyhow::anyhow!("the subscription ended"));
                     continue;
                 }
             };
             let Ok(info) = received.info() else {
-                self.fail(&anyhow::anyhow!("a message without JetStream info")).await;
+                self.fail(&anyhow::anyhow!("a message without JetStream info"));
                 continue;
             };
             let (seq, pending) = (info.stream_sequence, info.pending);
@@ -341,7 +341,10 @@ impl Follower {
         Ok(nothing)
     }
 
-    async fn fail(&mut self, error: &anyhow::Error) {
+    /// Drops the subscription after `error`; the next connection waits out the back-off at the
+    /// top of [`Follower::next`], where a call dropped while waiting (a `select!` whose other
+    /// branch was ready) leaves the wait to the next call instead of cutting it short.
+    fn fail(&mut self, error: &anyhow::Error) {
         self.messages = None;
         tracing::warn!(
             follower = self.name,
@@ -351,7 +354,7 @@ impl Follower {
             "following the stream failed; resuming after sequence {}",
             self.last
         );
-        tokio::time::sleep(self.backoff).await;
+        self.not_before = Some(tokio::time::Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 }
