@@ -83,7 +83,14 @@ async fn post(url: &str, key: &str, body: &str, headers: &[(&str, &str)]) -> req
 
 async fn wait_accepted(url: &str, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while post(url, key, r#"{"model":"m","max_tokens":1,"messages":[]}"#, &[]).await.status() == 401 {
+    loop {
+        let resp = post(url, key, r#"{"model":"m","max_tokens":1,"messages":[]}"#, &[]).await;
+        let status = resp.status();
+        // Read to its end: the request is over (and its event emitted) when this returns.
+        let _ = resp.bytes().await;
+        if status != 401 {
+            break;
+        }
         assert!(Instant::now() < deadline, "key not accepted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -335,16 +342,13 @@ async fn wait_metric(url: &str, name: &str, want: f64, log: &Log, want_stored: u
 #[tokio::test]
 async fn events_refused_part_way_are_spooled_from_there_and_replayed_once() {
     let Running { log, key, url, spool, proxy, _fake, .. } = running("refused", "rea").await;
-    // The readiness requests' events are in (the stream stays the same for a few batches).
-    let mut before = stored(&log).await;
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = stored(&log).await;
-        if now == before {
-            break;
-        }
-        before = now;
-    }
+    // The readiness requests' events are in once a later request's is: the publisher keeps
+    // their order.
+    let resp = post(&url, &key, r#"{"model":"m","max_tokens":5,"messages":[]}"#, &[]).await;
+    let barrier = resp.headers()["x-ccp-request-id"].to_str().unwrap().to_owned();
+    resp.bytes().await.unwrap();
+    log.wait_request(&barrier, Duration::from_secs(10)).await;
+    let before = stored(&log).await;
     let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
     let published_before = metric(&text, "ccp_proxy_events_published_total");
     assert!(published_before >= 0.0, "{text}");

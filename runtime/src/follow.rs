@@ -5,7 +5,9 @@
 //! (100 ms doubling to 5 s, reset by the next message) and resumes after the last message it
 //! handed out, so its user never sees an error, a gap or a repeat. Each message comes with its
 //! stream sequence and whether the follower has *caught up* (it is the last message there was
-//! when the follower first connected, or nothing is pending after it).
+//! when the follower first connected, or nothing is pending after it). [`Follower::next`] may be
+//! dropped at any point (a `select!` whose other branch was ready): a back-off being waited out
+//! and a connection being made are kept in the follower and taken up by the next call.
 //!
 //! What an event this build cannot read means is decided once, by the follower's [`OnNewer`]
 //! policy, in [`Follower::decode`]:
@@ -21,6 +23,8 @@
 //! rights on the stream stop the system.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -127,6 +131,19 @@ impl SkipCounts {
     }
 }
 
+/// A consumer being created: held by the follower, so that a dropped [`Follower::next`] leaves
+/// it to the next call rather than starting over.
+type Connecting = Pin<Box<dyn Future<Output = anyhow::Result<Connected>> + Send>>;
+
+/// A consumer created for the follower.
+struct Connected {
+    /// The stream's last sequence when it was created.
+    head: u64,
+    messages: jetstream::consumer::push::Ordered,
+    /// Nothing was pending for it.
+    nothing: bool,
+}
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -140,6 +157,8 @@ pub struct Follower {
     start: Start,
     on_newer: OnNewer,
     messages: Option<jetstream::consumer::push::Ordered>,
+    /// The consumer being created, while `messages` is `None`.
+    connecting: Option<Connecting>,
     /// The last sequence handed out (resume after it).
     last: u64,
     /// The stream's last sequence when first connected (caught up at or after it).
@@ -174,6 +193,7 @@ impl Follower {
             start: Start::All,
             on_newer: OnNewer::Skip,
             messages: None,
+            connecting: None,
             last: 0,
             head: None,
             backoff: FIRST_BACKOFF,
@@ -213,14 +233,26 @@ impl Follower {
     pub async fn next(&mut self) -> Next {
         loop {
             if self.messages.is_none() {
-                if let Some(at) = self.not_before {
-                    // Cancel-safe: a cancelled wait is taken up again by the next call.
-                    tokio::time::sleep_until(at).await;
-                    self.not_before = None;
+                if self.connecting.is_none() {
+                    if let Some(at) = self.not_before {
+                        // Cancel-safe: a cancelled wait is taken up again by the next call.
+                        tokio::time::sleep_until(at).await;
+                        self.not_before = None;
+                    }
+                    self.connecting = Some(self.connect());
                 }
-                match self.connect().await {
-                    Ok(true) => return Next::CaughtUp,
-                    Ok(false) => {}
+                let Some(connecting) = self.connecting.as_mut() else { continue };
+                // Cancel-safe: the connection being made stays in `self.connecting`.
+                let connected = connecting.await;
+                self.connecting = None;
+                match connected {
+                    Ok(c) => {
+                        self.head.get_or_insert(c.head);
+                        self.messages = Some(c.messages);
+                        if c.nothing {
+                            return Next::CaughtUp;
+                        }
+                    }
                     Err(e) => {
                         self.fail(&e);
                         continue;
@@ -255,6 +287,7 @@ impl Follower {
     pub fn rewind(&mut self, seq: u64) {
         self.rewind = Some(seq);
         self.messages = None;
+        self.connecting = None;
         self.not_before = Some(tokio::time::Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
@@ -311,39 +344,44 @@ impl Follower {
     }
 
     /// Creates the consumer; whether there is nothing to read.
-    async fn connect(&mut self) -> anyhow::Result<bool> {
-        let mut stream = self.js.get_stream(&self.stream).await?;
-        let head = stream.info().await?.state.last_sequence;
+    /// Starts creating a consumer that delivers from where the follower resumes.
+    fn connect(&mut self) -> Connecting {
         let first = self.head.is_none();
-        self.head.get_or_insert(head);
         let deliver_policy = match (self.rewind.take(), first || self.last == 0, self.start) {
             (Some(seq), _, _) => {
                 self.last = seq.saturating_sub(1);
-                DeliverPolicy::ByStartSequence { start_sequence: seq.max(1) }
+                Ok(DeliverPolicy::ByStartSequence { start_sequence: seq.max(1) })
             }
-            (None, true, Start::All) => DeliverPolicy::All,
-            (None, true, Start::LastPerSubject) => DeliverPolicy::LastPerSubject,
-            (None, true, Start::Since(at)) => {
-                DeliverPolicy::ByStartTime { start_time: time::OffsetDateTime::from_unix_timestamp(at.timestamp())? }
-            }
-            (None, _, _) => DeliverPolicy::ByStartSequence { start_sequence: self.last + 1 },
+            (None, true, Start::All) => Ok(DeliverPolicy::All),
+            (None, true, Start::LastPerSubject) => Ok(DeliverPolicy::LastPerSubject),
+            (None, true, Start::Since(at)) => time::OffsetDateTime::from_unix_timestamp(at.timestamp())
+                .map(|start_time| DeliverPolicy::ByStartTime { start_time })
+                .map_err(anyhow::Error::from),
+            (None, _, _) => Ok(DeliverPolicy::ByStartSequence { start_sequence: self.last + 1 }),
         };
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                deliver_policy,
-                filter_subject: self.filter.clone(),
-                ..Default::default()
-            })
-            .await?;
-        let nothing = consumer.cached_info().num_pending == 0;
-        self.messages = Some(consumer.messages().await?);
-        Ok(nothing)
+        let (js, stream, filter, inbox) =
+            (self.js.clone(), self.stream.clone(), self.filter.clone(), self.client.new_inbox());
+        Box::pin(async move {
+            let deliver_policy = deliver_policy?;
+            let mut stream = js.get_stream(&stream).await?;
+            let head = stream.info().await?.state.last_sequence;
+            let consumer = stream
+                .create_consumer(OrderedConfig {
+                    deliver_subject: inbox,
+                    deliver_policy,
+                    filter_subject: filter,
+                    ..Default::default()
+                })
+                .await?;
+            let nothing = consumer.cached_info().num_pending == 0;
+            let messages = consumer.messages().await?;
+            Ok(Connected { head, messages, nothing })
+        })
     }
 
     /// Drops the subscription after `error`; the next connection waits out the back-off at the
-    /// top of [`Follower::next`], where a call dropped while waiting (a `select!` whose other
-    /// branch was ready) leaves the wait to the next call instead of cutting it short.
+    /// top of [`Follower::next`], where a call dropped while waiting leaves the wait to the next
+    /// call instead of cutting it short.
     fn fail(&mut self, error: &anyhow::Error) {
         self.messages = None;
         tracing::warn!(
