@@ -36,11 +36,12 @@ async fn a_dropped_next_keeps_the_back_off() {
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), attempts.next()).await {
         seen += 1;
     }
-    // At 0 ms, after 100 and after 200 more (the next would be 400 ms later), however long NATS
-    // takes to answer (a call dropped before it did leaves the attempt to the next call). A
-    // follower that forgot its back-off tries once per call.
+    // At 0 ms, after 100 and after 200 more (the next would be 400 ms later); fewer when NATS is
+    // slow to answer (the back-off starts with the answer), never more: a call dropped before
+    // the answer leaves the attempt to the next call. A follower that forgot its back-off tries
+    // once per call.
     assert!(calls >= 5, "only {calls} calls in 350 ms: too few to tell");
-    assert!((2..=3).contains(&seen), "{seen} attempts to read the stream in {calls} dropped calls over 350 ms");
+    assert!((1..=3).contains(&seen), "{seen} attempts to read the stream in {calls} dropped calls over 350 ms");
 }
 
 /// A follower whose every call of `next()` is dropped after a single poll (a `select!` whose

@@ -247,6 +247,7 @@ impl Follower {
                 self.connecting = None;
                 match connected {
                     Ok(c) => {
+                        self.rewind = None;
                         self.head.get_or_insert(c.head);
                         self.messages = Some(c.messages);
                         if c.nothing {
@@ -343,11 +344,11 @@ impl Follower {
         }
     }
 
-    /// Creates the consumer; whether there is nothing to read.
     /// Starts creating a consumer that delivers from where the follower resumes.
     fn connect(&mut self) -> Connecting {
         let first = self.head.is_none();
-        let deliver_policy = match (self.rewind.take(), first || self.last == 0, self.start) {
+        // A rewind is kept until a consumer is made: one that failed is asked for again.
+        let deliver_policy = match (self.rewind, first || self.last == 0, self.start) {
             (Some(seq), _, _) => {
                 self.last = seq.saturating_sub(1);
                 Ok(DeliverPolicy::ByStartSequence { start_sequence: seq.max(1) })
