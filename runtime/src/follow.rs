@@ -287,8 +287,15 @@ impl Follower {
     /// Delivers the messages again from `seq` on, after the back-off (when handling `seq` failed).
     pub fn rewind(&mut self, seq: u64) {
         self.rewind = Some(seq);
-        self.messages = None;
         self.connecting = None;
+        self.back_off();
+    }
+
+    /// Drops the subscription; the next connection waits out the back-off (at the top of
+    /// [`Follower::next`], where a call dropped while waiting leaves the wait to the next call),
+    /// and the one after that twice as long.
+    fn back_off(&mut self) {
+        self.messages = None;
         self.not_before = Some(tokio::time::Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
@@ -380,11 +387,8 @@ impl Follower {
         })
     }
 
-    /// Drops the subscription after `error`; the next connection waits out the back-off at the
-    /// top of [`Follower::next`], where a call dropped while waiting leaves the wait to the next
-    /// call instead of cutting it short.
+    /// Logs `error` and backs off ([`Follower::back_off`]).
     fn fail(&mut self, error: &anyhow::Error) {
-        self.messages = None;
         tracing::warn!(
             follower = self.name,
             stream = %self.stream,
@@ -393,7 +397,6 @@ impl Follower {
             "following the stream failed; resuming after sequence {}",
             self.last
         );
-        self.not_before = Some(tokio::time::Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.back_off();
     }
 }
