@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ccp_runtime::follow::{Decoded, Follower, Next};
+use ccp_runtime::follow::{Decoded, Follower, Next, Start};
 use ccp_schemas::events::Event;
 use ccp_schemas::subjects::StreamKind;
 use futures_util::StreamExt as _;
@@ -66,6 +66,80 @@ async fn a_follower_polled_once_per_call_still_connects() {
     };
     let Next::Message(delivery) = delivered else { panic!("the stream's event, not 'caught up'") };
     let Decoded::Apply(envelope) = follower.decode(&delivery) else { panic!("a current event") };
+    assert!(matches!(envelope.event, Event::UserCreated(u) if u.user_id == user_id));
+    ccp_tests::delete_namespace(&log.js, &log.ns).await;
+}
+
+/// A follower that starts after a snapshot (`Start::After`) and has read nothing yet, whose
+/// connection to NATS drops and comes back, resumes after the snapshot: it never hands out the
+/// stream again from sequence 1. (async-nats's ordered consumer remakes its consumer after a
+/// reconnection from the last message *it* delivered, and from the stream's start when it has
+/// delivered none: the proxy's key table, started after its snapshot, would apply a key's issue
+/// again after its revocation.)
+#[tokio::test]
+async fn a_reconnection_before_the_first_message_does_not_replay_the_stream() {
+    follow_across_a_reconnection("follow-reconnect", |_| Start::After(2)).await;
+}
+
+/// The same for a follower that starts at a time (the proxy's month-to-date budget read on the
+/// first day of a month): a reconnection must not count last month's requests in this one's.
+#[tokio::test]
+async fn a_reconnection_before_the_first_message_since_a_time_does_not_replay_the_stream() {
+    follow_across_a_reconnection("follow-reconnect-since", |appended| {
+        // A consumer's start time is in whole seconds: start in the second after the appends.
+        let at = appended + chrono::Duration::seconds(1);
+        let at = at - chrono::Duration::nanoseconds(i64::from(at.timestamp_subsec_nanos()));
+        std::thread::sleep((at - chrono::Utc::now()).to_std().unwrap_or_default());
+        Start::Since(at)
+    })
+    .await;
+}
+
+/// Two events, then a follower started at `start` (given when they were appended) that has
+/// nothing to read; its connection is cut for 500 ms; then a third event, which must be the
+/// first thing it hands out.
+async fn follow_across_a_reconnection(name: &str, start: impl FnOnce(chrono::DateTime<chrono::Utc>) -> Start) {
+    let settings = ccp_tests::test_settings(name);
+    let log = ccp_tests::events::Log::new(&settings).await;
+    log.create_user("amber").await;
+    log.create_user("beryl").await;
+    let start = start(chrono::Utc::now());
+    let link = ccp_tests::link::Link::to(settings.nats.url.trim_start_matches("nats://")).await;
+    let client = async_nats::connect(link.nats_url()).await.unwrap();
+    let mut follower = Follower::new("test", client.clone(), &log.ns, StreamKind::Admin).start(start);
+    let next = tokio::time::timeout(Duration::from_secs(5), follower.next()).await.expect("connects");
+    assert!(matches!(next, Next::CaughtUp), "nothing to read at {start:?} yet");
+
+    // The connection drops and stays down for 500 ms while the follower waits for a message,
+    // then it is polled for a second more.
+    link.cut();
+    let mended = tokio::time::Instant::now() + Duration::from_millis(500);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut reconnected = false;
+    while !reconnected || tokio::time::Instant::now() < mended + Duration::from_secs(1) {
+        if tokio::time::Instant::now() >= mended {
+            link.mend();
+        }
+        if let Ok(Next::Message(delivery)) = tokio::time::timeout(Duration::from_millis(50), follower.next()).await {
+            panic!("sequence {} handed out again after a reconnection", delivery.seq);
+        }
+        reconnected = tokio::time::Instant::now() >= mended
+            && client.connection_state() == async_nats::connection::State::Connected;
+        assert!(tokio::time::Instant::now() < deadline, "never reconnected");
+    }
+
+    let user_id = log.create_user("coral").await;
+    let delivered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Next::Message(delivery) = follower.next().await {
+                break delivery;
+            }
+        }
+    })
+    .await
+    .expect("the new event is delivered");
+    assert_eq!(delivered.seq, 3, "the first message after the reconnection is the new one");
+    let Decoded::Apply(envelope) = follower.decode(&delivered) else { panic!("a current event") };
     assert!(matches!(envelope.event, Event::UserCreated(u) if u.user_id == user_id));
     ccp_tests::delete_namespace(&log.js, &log.ns).await;
 }

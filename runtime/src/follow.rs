@@ -8,6 +8,9 @@
 //! when the follower first connected, or nothing is pending after it). [`Follower::next`] may be
 //! dropped at any point (a `select!` whose other branch was ready): a back-off being waited out
 //! and a connection being made are kept in the follower and taken up by the next call.
+//! The ordered consumer underneath remakes itself when the connection comes back, from the
+//! stream's start if it has delivered nothing yet; the follower takes a message at or before
+//! where it should resume for that, and reconnects from there instead.
 //!
 //! What an event this build cannot read means is decided once, by the follower's [`OnNewer`]
 //! policy, in [`Follower::decode`]:
@@ -142,6 +145,8 @@ struct Connected {
     messages: jetstream::consumer::push::Ordered,
     /// Nothing was pending for it.
     nothing: bool,
+    /// The stream sequence its first message comes after.
+    before: u64,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -161,6 +166,9 @@ pub struct Follower {
     connecting: Option<Connecting>,
     /// The last sequence handed out (resume after it).
     last: u64,
+    /// The sequence the current consumer was made to deliver after: a message at or before it
+    /// (or `last`) is a replay, not the next message.
+    floor: u64,
     /// The stream's last sequence when first connected (caught up at or after it).
     head: Option<u64>,
     backoff: Duration,
@@ -195,6 +203,7 @@ impl Follower {
             messages: None,
             connecting: None,
             last: 0,
+            floor: 0,
             head: None,
             backoff: FIRST_BACKOFF,
             rewind: None,
@@ -249,6 +258,7 @@ impl Follower {
                     Ok(c) => {
                         self.rewind = None;
                         self.head.get_or_insert(c.head);
+                        self.floor = c.before;
                         self.messages = Some(c.messages);
                         if c.nothing {
                             return Next::CaughtUp;
@@ -277,6 +287,19 @@ impl Follower {
                 continue;
             };
             let (seq, pending) = (info.stream_sequence, info.pending);
+            if seq <= self.last.max(self.floor) {
+                // async-nats's ordered consumer remakes its consumer by itself when the connection
+                // comes back (or it sees a gap): from after the last message it delivered, and
+                // from the stream's start when it has delivered none. A follower that started
+                // after a snapshot or at a time, or reconnected, and was idle since, would hand
+                // out the stream again from 1 (a revoked key's issue applied once more, a past
+                // month's requests counted in this one's budget). Resume where it should instead.
+                self.fail(&anyhow::anyhow!(
+                    "its consumer was remade from the stream's start (sequence {seq} after {})",
+                    self.last.max(self.floor)
+                ));
+                continue;
+            }
             self.last = seq;
             self.backoff = FIRST_BACKOFF;
             let caught_up = pending == 0 || self.head.is_some_and(|head| seq >= head);
@@ -381,9 +404,10 @@ impl Follower {
                     ..Default::default()
                 })
                 .await?;
-            let nothing = consumer.cached_info().num_pending == 0;
+            let info = consumer.cached_info();
+            let (nothing, before) = (info.num_pending == 0, info.delivered.stream_sequence);
             let messages = consumer.messages().await?;
-            Ok(Connected { head, messages, nothing })
+            Ok(Connected { head, messages, nothing, before })
         })
     }
 

@@ -22,6 +22,7 @@ pub mod events;
 pub mod fake_anthropic;
 pub mod fake_bedrock;
 pub mod fake_kms;
+pub mod link;
 pub mod nats_cluster;
 pub mod pki;
 pub mod secret_scan;
