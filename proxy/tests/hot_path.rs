@@ -73,12 +73,19 @@ impl Harness {
         key
     }
 
-    /// Waits until the proxy knows the key (events are applied asynchronously).
+    /// Waits until the proxy knows the key (events are applied asynchronously), and until the
+    /// usage event of the request that found it so is stored (a test that counts events after
+    /// this does not count it).
     async fn wait_accepted(&self, key: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let resp = self.post(key, "messages", br#"{"model":"m","max_tokens":1,"messages":[]}"#.to_vec(), &[]).await;
             if resp.status() != 401 {
+                let rid = resp.headers().get("x-ccp-request-id").map(|v| v.to_str().unwrap().to_owned());
+                let _ = resp.bytes().await;
+                if let Some(rid) = rid {
+                    self.log.wait_request(&rid, Duration::from_secs(5)).await;
+                }
                 return;
             }
             assert!(Instant::now() < deadline, "key not accepted in time");
