@@ -61,7 +61,18 @@ impl Application {
             workers.push(w);
         }
         let stats: crate::metrics::AllStats = Arc::new(stats);
-        let state_projection = tokio::spawn(crate::state::run(js.client(), ns.clone()));
+        let pepper = ccp_schemas::secrets::access_key::KeyPepper::new(&settings.secrets.access_key_pepper).ok();
+        if pepper.is_none() && settings.projector.state_snapshot_every > 0 {
+            tracing::info!(
+                "no secrets.access_key_pepper to sign its snapshots with: the state projection replays the admin stream at each start"
+            );
+        }
+        let snapshots = crate::state::SnapshotPolicy {
+            every: settings.projector.state_snapshot_every,
+            pepper,
+            replicas: settings.nats.replicas,
+        };
+        let state_projection = tokio::spawn(crate::state::run(js.client(), ns.clone(), snapshots));
         let alerts = if settings.alerts.enabled {
             Some(crate::alerts::Alerts::start(js.client(), ns.clone(), &settings, Some(clickhouse.clone())).await?)
         } else {

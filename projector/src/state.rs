@@ -2,26 +2,87 @@
 //! read): users, access keys (by id, and key id by key hash), their sealed Bedrock keys and
 //! settings, budgets, routing, and each key's circuit state. Watchable, so readers update live.
 //!
-//! Every start folds the admin stream from sequence 1 in memory with the same `apply` the proxy
-//! uses, writing nothing until it has caught up; then it writes every user's and key's current
-//! state once (puts are idempotent; hash entries of no current key are purged) and follows live,
-//! writing each changed aggregate's whole state. So a restart costs writes in proportion to the
-//! state, not the history, and a reader of the buckets never sees an entry go back to an older
-//! state while the projector replays. The circuit bucket keeps the last transition of each key.
+//! Every start folds the admin stream in memory with the same `apply` the proxy uses — from its
+//! stored snapshot on ([`ccp_runtime::snapshot`], saved every `projector.state_snapshot_every`
+//! events), else from sequence 1 — writing nothing until it has caught up; then it writes every
+//! user's and key's current state once (puts are idempotent; hash entries of no current key are
+//! purged) and follows live, writing each changed aggregate's whole state. So a restart costs
+//! reads and writes in proportion to the state, not the history, and a reader of the buckets
+//! never sees an entry go back to an older state while the projector replays. The circuit bucket
+//! keeps the last transition of each key.
+//!
+//! No snapshot is saved while a user or key is quarantined (see [`run`]): the fold then differs
+//! from a plain fold of the stream, and a start replays the event that quarantined it anyway.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
+use ccp_runtime::snapshot::{Saver, Snapshots};
 use ccp_schemas::events::Event;
 use ccp_schemas::ids::{AccessKeyId, UserId};
+use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::state::Directory;
 use ccp_schemas::subjects::{Aggregate, Bucket, StreamKind};
 use ccp_schemas::{Envelope, Namespace};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::analytics::label;
+
+/// The state projection's snapshot in its store (`<prefix>_snapshots_projector`).
+pub const SNAPSHOT_NAME: &str = "projector-state";
+
+/// How the state projection's snapshots are kept.
+#[derive(Debug, Clone)]
+pub struct SnapshotPolicy {
+    /// Save one every this many admin events (0: never, and none is loaded).
+    pub every: u64,
+    /// What their signing key is derived from (`None`: no snapshots).
+    pub pepper: Option<KeyPepper>,
+    /// Replicas of their object store.
+    pub replicas: usize,
+}
+
+/// A snapshot of the fold, as saved.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    directory: &'a Directory,
+}
+
+/// A snapshot of the fold, as read back.
+#[derive(Deserialize)]
+struct Snapshot {
+    directory: Directory,
+}
+
+/// Loads the stored snapshot into `dir` when `policy` allows and there is one this build may
+/// use: the sequence it was taken at (0: none) and the saver of later ones, if any.
+async fn load_snapshot(
+    client: &async_nats::Client,
+    ns: &Namespace,
+    policy: &SnapshotPolicy,
+    dir: &mut Directory,
+) -> (u64, Option<Saver>) {
+    let Some(pepper) = policy.pepper.as_ref().filter(|_| policy.every > 0) else { return (0, None) };
+    let stream = ns.stream(StreamKind::Admin);
+    match Snapshots::open(client.clone(), ns, "projector", stream, SNAPSHOT_NAME, pepper, policy.replicas).await {
+        Ok(store) => {
+            let mut from = 0;
+            let restore = |seq, bytes: &[u8]| {
+                *dir = serde_json::from_slice::<Snapshot>(bytes)?.directory;
+                from = seq;
+                Ok(())
+            };
+            let saver = ccp_runtime::snapshot::load_or_replay(store, "state projection", policy.every, restore).await;
+            (from, Some(saver))
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no state projection snapshots: replaying the admin stream");
+            (0, None)
+        }
+    }
+}
 
 /// A key's circuit, as the circuits bucket stores it.
 #[derive(Debug, Clone, Serialize)]
@@ -115,7 +176,7 @@ fn circuit_state(envelope: &Envelope) -> Option<(String, CircuitState)> {
 /// their entries are deleted from the buckets and not written again until the projector is
 /// upgraded, so a reader of the buckets refuses the key, as the proxy does (it stops serving:
 /// [`OnNewer::Halt`]). Circuit transitions it cannot read are skipped.
-pub async fn run(client: async_nats::Client, ns: Namespace) {
+pub async fn run(client: async_nats::Client, ns: Namespace, snapshots: SnapshotPolicy) {
     let buckets = loop {
         match Buckets::open(&jetstream::new(client.clone()), &ns).await {
             Ok(buckets) => break buckets,
@@ -125,12 +186,23 @@ pub async fn run(client: async_nats::Client, ns: Namespace) {
             }
         }
     };
-    let mut admin =
-        Follower::new("projector state", client.clone(), &ns, StreamKind::Admin).on_newer(OnNewer::Quarantine);
+    let mut dir = Directory::default();
+    let (from_snapshot, saver) = load_snapshot(&client, &ns, &snapshots, &mut dir).await;
+    let mut admin = Follower::new("projector state", client.clone(), &ns, StreamKind::Admin)
+        .start(Start::After(from_snapshot))
+        .on_newer(OnNewer::Quarantine);
     let mut circuits =
         Follower::new("projector circuit state", client, &ns, StreamKind::Circuit).start(Start::LastPerSubject);
     let mut projection =
-        Projection { ns, dir: Directory::default(), users: HashSet::new(), keys: HashSet::new(), live: false };
+        Projection { ns, dir, users: HashSet::new(), keys: HashSet::new(), live: false, from_snapshot };
+    // Saves the fold at `seq` (all of it applied) when it is time and nothing is quarantined.
+    let save = |projection: &Projection, seq: u64| {
+        if let (Some(saver), true) =
+            (&saver, projection.live && projection.users.is_empty() && projection.keys.is_empty())
+        {
+            saver.maybe_save(seq, || serde_json::to_vec(&SnapshotRef { directory: &projection.dir }));
+        }
+    };
     // When writing every state failed: try again then (the circuits go on meanwhile).
     let mut retry_live: Option<(tokio::time::Instant, Duration)> = None;
     loop {
@@ -140,11 +212,13 @@ pub async fn run(client: async_nats::Client, ns: Namespace) {
             {
                 let backoff = retry_live.map_or(Duration::ZERO, |r| r.1);
                 retry_live = projection.go_live(&buckets, backoff).await;
+                save(&projection, admin.last());
             }
             next = admin.next() => {
                 let delivery = match next {
                     Next::CaughtUp => {
                         retry_live = projection.go_live(&buckets, Duration::ZERO).await;
+                        save(&projection, admin.last());
                         continue;
                     }
                     Next::Message(delivery) => delivery,
@@ -159,11 +233,15 @@ pub async fn run(client: async_nats::Client, ns: Namespace) {
                     tracing::warn!(error = %format!("{e:#}"), "state projection failed; restarting from sequence 1");
                     projection.dir = Directory::default();
                     projection.live = false;
+                    projection.from_snapshot = 0;
                     retry_live = None;
                     // Caught up again at the stream's end now, not at the first start's.
                     admin.restart();
-                } else if delivery.caught_up && !projection.live && retry_live.is_none() {
-                    retry_live = projection.go_live(&buckets, Duration::ZERO).await;
+                } else if delivery.caught_up {
+                    if !projection.live && retry_live.is_none() {
+                        retry_live = projection.go_live(&buckets, Duration::ZERO).await;
+                    }
+                    save(&projection, delivery.seq);
                 }
             }
             next = circuits.next() => {
@@ -189,6 +267,8 @@ struct Projection {
     keys: HashSet<AccessKeyId>,
     /// Caught up and written once: each event's aggregate is written as it comes.
     live: bool,
+    /// The sequence of the snapshot the fold started from (0: none).
+    from_snapshot: u64,
 }
 
 impl Projection {
@@ -228,6 +308,7 @@ impl Projection {
                 tracing::info!(
                     written,
                     purged,
+                    from_snapshot = self.from_snapshot,
                     ms = started.elapsed().as_millis() as u64,
                     "state projection caught up: every user and key written"
                 );

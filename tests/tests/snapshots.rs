@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! A start reads state, not history: the proxy's key table and the admin API's view are saved as
-//! snapshots every N admin events, and a restarted service loads its snapshot and replays only
+//! A start reads state, not history: the proxy's key table, the admin API's view and the
+//! projector's state projection are saved as snapshots every N admin events, and a restarted service loads its snapshot and replays only
 //! the events after it — with the same answers as a full replay. A snapshot it must not trust
 //! (another build's, a forged one, one of another stream, one that does not read back) is
 //! ignored: the service replays the whole stream, answers the same, and saves a good one.
@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, object_store};
 use ccp_runtime::snapshot::{bucket_name, identity, Snapshots};
 use ccp_schemas::secrets::access_key::KeyPepper;
-use ccp_schemas::subjects::StreamKind;
+use ccp_schemas::subjects::{Bucket, StreamKind};
 use ccp_tests::system::{sigterm, wait_until, Options, System};
 use serde_json::json;
 
@@ -20,6 +20,7 @@ const EVERY: u64 = 5;
 type Meta = std::collections::HashMap<String, String>;
 const NAME: &str = "proxy-key-table";
 const ADMIN_NAME: &str = "admin-view";
+const PROJECTOR_NAME: &str = "projector-state";
 
 /// The admin stream's last sequence.
 async fn admin_head(sys: &System) -> u64 {
@@ -33,7 +34,11 @@ async fn admin_head(sys: &System) -> u64 {
 async fn store(sys: &System, name: &str) -> object_store::ObjectStore {
     let client = async_nats::connect(&sys.settings.nats.url).await.unwrap();
     let js = jetstream::new(client);
-    let service = if name == NAME { "proxy" } else { "admin" };
+    let service = match name {
+        NAME => "proxy",
+        PROJECTOR_NAME => "projector",
+        _ => "admin",
+    };
     js.get_object_store(bucket_name(&ccp_tests::namespace(&sys.settings), service)).await.expect("the snapshot store")
 }
 
@@ -342,5 +347,96 @@ async fn a_restarted_admin_api_loads_its_view_snapshot_and_answers_as_after_a_re
     assert_eq!(field(&log, "admin state loaded", "from_snapshot"), Some(0), "{log}");
     let replayed = answers(&sys, &paths, &tokens[0].1).await;
     assert_eq!(replayed, before);
+    sys.finish().await;
+}
+
+/// Every entry of the state projection's users, access keys and key hashes buckets:
+/// (bucket, key) → value (JSON, or the text of a hash entry).
+async fn state_buckets(sys: &System) -> std::collections::BTreeMap<(String, String), serde_json::Value> {
+    use futures_util::TryStreamExt as _;
+    let client = async_nats::connect(&sys.settings.nats.url).await.unwrap();
+    let (js, ns) = (jetstream::new(client), ccp_tests::namespace(&sys.settings));
+    let mut out = std::collections::BTreeMap::new();
+    for bucket in [Bucket::Users, Bucket::AccessKeys, Bucket::KeyHashes] {
+        let store = js.get_key_value(ns.bucket(bucket)).await.unwrap();
+        let keys: Vec<String> = store.keys().await.unwrap().try_collect().await.unwrap();
+        for key in keys {
+            let Some(value) = store.get(&key).await.unwrap() else { continue };
+            let value = serde_json::from_slice(&value)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&value).into_owned()));
+            out.insert((ns.bucket(bucket), key), value);
+        }
+    }
+    out
+}
+
+/// Purges every entry of those buckets.
+async fn purge_state_buckets(sys: &System) {
+    use futures_util::TryStreamExt as _;
+    let client = async_nats::connect(&sys.settings.nats.url).await.unwrap();
+    let (js, ns) = (jetstream::new(client), ccp_tests::namespace(&sys.settings));
+    for bucket in [Bucket::Users, Bucket::AccessKeys, Bucket::KeyHashes] {
+        let store = js.get_key_value(ns.bucket(bucket)).await.unwrap();
+        let keys: Vec<String> = store.keys().await.unwrap().try_collect().await.unwrap();
+        for key in keys {
+            store.purge(&key).await.unwrap();
+        }
+    }
+}
+
+/// Starts the projector (after emptying its buckets) and waits until its state projection has
+/// written every user and key; the projector's log.
+async fn start_projector_afresh(sys: &mut System) -> String {
+    sys.kill_projector();
+    purge_state_buckets(sys).await;
+    assert!(state_buckets(sys).await.is_empty());
+    sys.start_projector().await;
+    wait_until(Duration::from_secs(20), "the state projection written", || async {
+        sys.projector.as_ref().unwrap().log_text().contains("state projection caught up")
+    })
+    .await;
+    sys.projector.as_ref().unwrap().log_text()
+}
+
+/// The projector's state projection starts from its snapshot, replays only the admin events
+/// after it, and writes the buckets exactly as a replay of the whole stream does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_projector_loads_its_state_snapshot_and_writes_as_after_a_replay() {
+    let mut options = Options::new("projsnap");
+    options.env.push(("CCP__PROJECTOR__STATE_SNAPSHOT_EVERY".into(), EVERY.to_string()));
+    let mut sys = System::start(options).await;
+    let (kept_user, kept_key, _) = sys.developer("kept").await;
+    let (_, revoked_key, _) = sys.developer("revoked").await;
+    saved(&sys, PROJECTOR_NAME).await;
+    let meta = stored_as(&sys, PROJECTOR_NAME).await.unwrap();
+    assert_eq!(meta.get("ccp-build").map(String::as_str), identity().as_deref());
+
+    // With the projector stopped (nothing saves), a revocation and a new developer follow.
+    sys.kill_projector();
+    let snapshot = settled(&sys, PROJECTOR_NAME).await;
+    sys.admin(reqwest::Method::POST, &format!("/v1/keys/{revoked_key}/revoke"), Some(json!({}))).await;
+    let (added_user, added_key, _) = sys.developer("added").await;
+
+    // Started again on empty buckets (saving only every 1,000 events now): it loads the
+    // snapshot, replays the rest, and writes every user and key — those of the snapshot too.
+    set(&mut sys.env, "CCP__PROJECTOR__STATE_SNAPSHOT_EVERY", 1000);
+    let log = start_projector_afresh(&mut sys).await;
+    assert_eq!(field(&log, "state projection snapshot loaded", "seq"), Some(snapshot), "{log}");
+    assert_eq!(field(&log, "state projection caught up", "from_snapshot"), Some(snapshot), "{log}");
+    let from_snapshot = state_buckets(&sys).await;
+    let ns = ccp_tests::namespace(&sys.settings);
+    let entry = |bucket: Bucket, key: &str| from_snapshot.get(&(ns.bucket(bucket), key.to_owned())).cloned();
+    assert!(entry(Bucket::Users, &kept_user).is_some(), "a user of the snapshot: {from_snapshot:?}");
+    assert!(entry(Bucket::AccessKeys, &kept_key).is_some(), "a key of the snapshot: {from_snapshot:?}");
+    assert!(entry(Bucket::Users, &added_user).is_some(), "a user added after it: {from_snapshot:?}");
+    assert!(entry(Bucket::AccessKeys, &added_key).is_some(), "a key added after it: {from_snapshot:?}");
+    assert_eq!(entry(Bucket::AccessKeys, &revoked_key).unwrap()["status"], "revoked", "revoked after it");
+
+    // With snapshots off, the whole stream is read, and the buckets are the same.
+    set(&mut sys.env, "CCP__PROJECTOR__STATE_SNAPSHOT_EVERY", 0);
+    let log = start_projector_afresh(&mut sys).await;
+    assert!(!log.contains("state projection snapshot loaded"), "{log}");
+    assert_eq!(field(&log, "state projection caught up", "from_snapshot"), Some(0), "{log}");
+    assert_eq!(state_buckets(&sys).await, from_snapshot);
     sys.finish().await;
 }

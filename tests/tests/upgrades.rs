@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use ccp_runtime::snapshot::bucket_name;
+use ccp_schemas::events::RoutingStrategy;
 use ccp_schemas::secrets::access_key::KeyPepper;
 use ccp_schemas::subjects::{Aggregate, Bucket};
 use ccp_tests::system::{wait_until, Options, System};
@@ -25,9 +27,12 @@ fn newer_revocation(key_id: &str, user_id: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_proxy_and_the_kv_state_both_refuse_a_key_revoked_by_a_newer_version() {
-    let sys = System::start(Options::new("newer")).await;
+    let mut options = Options::new("newer");
+    // The projector would save a snapshot of its state at every event.
+    options.env.push(("CCP__PROJECTOR__STATE_SNAPSHOT_EVERY".into(), "1".into()));
+    let mut sys = System::start(options).await;
     let (user_a, key_a, access_a) = sys.developer("Dana Scully").await;
-    let (_, key_b, _) = sys.developer("Walter Skinner").await;
+    let (user_b, key_b, _) = sys.developer("Walter Skinner").await;
     let client = async_nats::connect(&sys.settings.nats.url).await.unwrap();
     let js = jetstream::new(client);
     let ns = ccp_tests::namespace(&sys.settings);
@@ -42,9 +47,24 @@ async fn the_proxy_and_the_kv_state_both_refuse_a_key_revoked_by_a_newer_version
     })
     .await;
     sys.wait_key_status(0, &access_a, |s| s == 200, "served before").await;
+    // The projector has saved a snapshot and no save is under way (none for longer than a
+    // save's random pause, 3 s): the next event it applies would make one.
+    let snapshots = js.get_object_store(bucket_name(&ns, "projector")).await.unwrap();
+    let snapshot_seq = || async {
+        snapshots.info("projector-state").await.ok().and_then(|i| i.metadata.get("ccp-seq")?.parse::<u64>().ok())
+    };
+    let (mut seen, mut since, deadline) = (None, Instant::now(), Instant::now() + Duration::from_secs(30));
+    while seen.is_none() || since.elapsed() < Duration::from_millis(3500) {
+        let now = snapshot_seq().await;
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        }
+        assert!(Instant::now() < deadline, "the projector's snapshots never settled (at {seen:?})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let subject = ns.subject(&Aggregate::AccessKey(key_a.parse().unwrap()));
-    js.publish(subject, newer_revocation(&key_a, &user_a).into()).await.unwrap().await.unwrap();
+    let newer = js.publish(subject, newer_revocation(&key_a, &user_a).into()).await.unwrap().await.unwrap().sequence;
 
     // The proxy fails closed: it cannot tell what the event changed, so it serves nobody.
     sys.wait_key_status(0, &access_a, |s| s == 503, "the proxy refuses the key").await;
@@ -88,5 +108,34 @@ async fn the_proxy_and_the_kv_state_both_refuse_a_key_revoked_by_a_newer_version
     // And every service says why in its log.
     let logs = sys.logs();
     assert!(logs.matches("schema version 2").count() >= 3, "each service logs the reason: {logs}");
+
+    // While a key is quarantined the projector saves no snapshot of its state, though an event
+    // follows: its fold lacks the newer revocation, and a start from it would never read that
+    // event again and would write the key back as active.
+    let log = ccp_tests::events::Log::new(&sys.settings).await;
+    log.set_routing(user_b.parse().unwrap(), RoutingStrategy::BedrockOnly).await;
+    let users = js.get_key_value(ns.bucket(Bucket::Users)).await.unwrap();
+    wait_until(Duration::from_secs(10), "the later event projected", || async {
+        users
+            .get(&user_b)
+            .await
+            .unwrap()
+            .is_some_and(|u| serde_json::from_slice::<Value>(&u).unwrap()["routing"] == "bedrock_only")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // longer than a save's random pause (3 s)
+    let saved = snapshot_seq().await;
+    assert!(saved.is_some_and(|seq| seq < newer), "snapshot at {saved:?}, the newer event at {newer}");
+    sys.kill_projector();
+    sys.start_projector().await;
+    let projector = || sys.projector.as_ref().unwrap().log_text();
+    wait_until(Duration::from_secs(20), "the restarted projector caught up", || async {
+        projector().contains("state projection caught up")
+    })
+    .await;
+    assert!(projector().contains("state projection snapshot loaded"), "{}", projector());
+    assert!(keys.get(&key_a).await.unwrap().is_none(), "the quarantined key stays out of the buckets");
+    assert!(hashes.get(&hash_a).await.unwrap().is_none());
+    assert!(keys.get(&key_b).await.unwrap().is_some());
     sys.finish().await;
 }

@@ -146,6 +146,11 @@ pub struct ProjectorSettings {
     pub migrate_on_start: bool,
     /// Days of per-minute usage rollups kept (older day partitions are dropped hourly).
     pub minute_retention_days: u32,
+    /// Admin events after which the state projection's fold is saved again as a snapshot
+    /// (object store `<prefix>_snapshots_projector`, signed with a key derived from
+    /// `secrets.access_key_pepper`; without it, no snapshots) that the next start of the same
+    /// build loads instead of replaying the admin stream; 0: never.
+    pub state_snapshot_every: u64,
 }
 
 impl Default for ProjectorSettings {
@@ -156,6 +161,7 @@ impl Default for ProjectorSettings {
             flush_interval_ms: 500,
             migrate_on_start: true,
             minute_retention_days: 14,
+            state_snapshot_every: 10_000,
         }
     }
 }
