@@ -104,8 +104,7 @@ async fn follow_across_a_reconnection(name: &str, start: impl FnOnce(chrono::Dat
     log.create_user("amber").await;
     log.create_user("beryl").await;
     let start = start(chrono::Utc::now());
-    let link = ccp_tests::link::Link::to(settings.nats.url.trim_start_matches("nats://")).await;
-    let client = async_nats::connect(link.nats_url()).await.unwrap();
+    let (link, client) = linked(&settings).await;
     let mut follower = Follower::new("test", client.clone(), &log.ns, StreamKind::Admin).start(start);
     let next = tokio::time::timeout(Duration::from_secs(5), follower.next()).await.expect("connects");
     assert!(matches!(next, Next::CaughtUp), "nothing to read at {start:?} yet");
@@ -142,4 +141,92 @@ async fn follow_across_a_reconnection(name: &str, start: impl FnOnce(chrono::Dat
     let Decoded::Apply(envelope) = follower.decode(&delivered) else { panic!("a current event") };
     assert!(matches!(envelope.event, Event::UserCreated(u) if u.user_id == user_id));
     ccp_tests::delete_namespace(&log.js, &log.ns).await;
+}
+
+/// A link to the test NATS server (its first URL) and a client connected through it.
+async fn linked(settings: &ccp_runtime::config::Settings) -> (ccp_tests::link::Link, async_nats::Client) {
+    let first = settings.nats.url.split(',').next().unwrap().trim();
+    let link = ccp_tests::link::Link::to(first.trim_start_matches("nats://")).await;
+    let client = async_nats::connect(link.nats_url()).await.unwrap();
+    (link, client)
+}
+
+/// An idle follower whose connection drops again and again (each drop a failure: its consumer
+/// is remade from the stream's start and refused) reconnects each time after the first
+/// back-off, not after one that doubles with every drop: each connection (a second) had lasted
+/// longer than the back-off. (A revocation reaches the proxy's key table no later after the fifth
+/// network blip than after the first.)
+#[tokio::test]
+async fn an_idle_follower_whose_connection_keeps_dropping_reconnects_promptly() {
+    let settings = ccp_tests::test_settings("follow-drops");
+    let log = ccp_tests::events::Log::new(&settings).await;
+    log.create_user("amber").await;
+    log.create_user("beryl").await;
+    let (link, client) = linked(&settings).await;
+    // The follower's own connections (each asks for the stream's info; remakes by the ordered
+    // consumer do not), seen from a client beside it.
+    let watcher = async_nats::connect(settings.nats.url.as_str()).await.unwrap();
+    let mut connects =
+        watcher.subscribe(format!("$JS.API.STREAM.INFO.{}", log.ns.stream(StreamKind::Admin))).await.unwrap();
+    watcher.flush().await.unwrap();
+    let mut follower = Follower::new("test", client.clone(), &log.ns, StreamKind::Admin).start(Start::After(2));
+    let next = tokio::time::timeout(Duration::from_secs(5), follower.next()).await.expect("connects");
+    assert!(matches!(next, Next::CaughtUp));
+
+    let mut gaps = Vec::new();
+    for _ in 0..5 {
+        while tokio::time::timeout(Duration::from_millis(50), connects.next()).await.is_ok() {}
+        // Down for 200 ms; then, from the moment the client is connected again, how long until
+        // the follower connects again.
+        link.cut();
+        let mend = tokio::time::Instant::now() + Duration::from_millis(200);
+        let deadline = mend + Duration::from_secs(10);
+        while tokio::time::Instant::now() < mend
+            || client.connection_state() != async_nats::connection::State::Connected
+        {
+            if tokio::time::Instant::now() >= mend {
+                link.mend();
+            }
+            poll_once(&mut follower).await;
+            assert!(tokio::time::Instant::now() < deadline, "the client never reconnected");
+        }
+        let reconnected = tokio::time::Instant::now();
+        loop {
+            poll_once(&mut follower).await;
+            if tokio::time::timeout(Duration::from_millis(1), connects.next()).await.is_ok() {
+                break;
+            }
+            assert!(reconnected.elapsed() < Duration::from_secs(10), "the follower never reconnected: {gaps:?}");
+        }
+        gaps.push(reconnected.elapsed());
+        // Connected for a second (no request of the connection in flight when it is cut).
+        let settled = tokio::time::Instant::now() + Duration::from_secs(1);
+        while tokio::time::Instant::now() < settled {
+            poll_once(&mut follower).await;
+        }
+    }
+    // With a back-off doubled at each drop the fourth and fifth would take 0.8 s and 1.6 s.
+    assert!(gaps.iter().all(|gap| *gap < Duration::from_millis(700)), "{gaps:?}");
+
+    let user_id = log.create_user("coral").await;
+    let delivered = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Next::Message(delivery) = follower.next().await {
+                break delivery;
+            }
+        }
+    })
+    .await
+    .expect("the new event is delivered");
+    assert_eq!(delivered.seq, 3);
+    let Decoded::Apply(envelope) = follower.decode(&delivered) else { panic!("a current event") };
+    assert!(matches!(envelope.event, Event::UserCreated(u) if u.user_id == user_id));
+    ccp_tests::delete_namespace(&log.js, &log.ns).await;
+}
+
+/// Polls `follower` for 20 ms: it must hand out nothing.
+async fn poll_once(follower: &mut Follower) {
+    if let Ok(Next::Message(delivery)) = tokio::time::timeout(Duration::from_millis(20), follower.next()).await {
+        panic!("sequence {} handed out again after a reconnection", delivery.seq);
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! A [`Follower`] reads one stream (or a subject filter of it) through an ordered push consumer
 //! from a [`Start`], and then for ever: when NATS goes away it reconnects with a growing back-off
-//! (100 ms doubling to 5 s, reset by the next message) and resumes after the last message it
+//! (100 ms doubling to 5 s; back to 100 ms after a message, or when the connection that failed
+//! had lasted longer than the back-off) and resumes after the last message it
 //! handed out, so its user never sees an error, a gap or a repeat. Each message comes with its
 //! stream sequence and whether the follower has *caught up* (it is the last message there was
 //! when the follower first connected, or nothing is pending after it). [`Follower::next`] may be
@@ -176,6 +177,8 @@ pub struct Follower {
     rewind: Option<u64>,
     /// Do not reconnect before this (the back-off after a failure or a rewind).
     not_before: Option<tokio::time::Instant>,
+    /// When the current consumer was made.
+    connected_at: Option<tokio::time::Instant>,
     quarantined: HashSet<String>,
 }
 
@@ -208,6 +211,7 @@ impl Follower {
             backoff: FIRST_BACKOFF,
             rewind: None,
             not_before: None,
+            connected_at: None,
             quarantined: HashSet::new(),
         }
     }
@@ -257,6 +261,7 @@ impl Follower {
                 match connected {
                     Ok(c) => {
                         self.rewind = None;
+                        self.connected_at = Some(tokio::time::Instant::now());
                         self.head.get_or_insert(c.head);
                         self.floor = c.before;
                         self.messages = Some(c.messages);
@@ -319,6 +324,7 @@ impl Follower {
     /// and the one after that twice as long.
     fn back_off(&mut self) {
         self.messages = None;
+        self.connected_at = None;
         self.not_before = Some(tokio::time::Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
@@ -411,8 +417,14 @@ impl Follower {
         })
     }
 
-    /// Logs `error` and backs off ([`Follower::back_off`]).
+    /// Logs `error` and backs off ([`Follower::back_off`]): from the first back-off again when
+    /// the connection that failed had lasted longer than the back-off (an idle follower whose
+    /// connection drops now and then — each drop a failure, see [`Follower::next`] — is not
+    /// left waiting ever longer to reconnect).
     fn fail(&mut self, error: &anyhow::Error) {
+        if self.connected_at.is_some_and(|at| at.elapsed() > self.backoff) {
+            self.backoff = FIRST_BACKOFF;
+        }
         tracing::warn!(
             follower = self.name,
             stream = %self.stream,

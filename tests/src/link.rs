@@ -1,5 +1,5 @@
 //! A TCP link on loopback to a server (NATS) that a test can cut: every connection through it is
-//! closed and new ones are refused until it is mended, so a client sees its connection drop and
+//! closed, and new ones are closed as soon as they are accepted, until it is mended, so a client sees its connection drop and
 //! stay down for as long as the test wants, without the server itself going away.
 
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ impl Link {
         let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if cut_.load(Ordering::SeqCst) {
-                    continue; // dropped: refused
+                    continue; // closed at once
                 }
                 let upstream = upstream.clone();
                 let relay = tokio::spawn(async move {
@@ -35,7 +35,14 @@ impl Link {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });
-                relays_.lock().expect("relays").push(relay.abort_handle());
+                let mut relays = relays_.lock().expect("relays");
+                relays.retain(|r| !r.is_finished());
+                // A cut between the accept and here closes this one too.
+                if cut_.load(Ordering::SeqCst) {
+                    relay.abort();
+                } else {
+                    relays.push(relay.abort_handle());
+                }
             }
         });
         Self { addr, cut, relays, task }
