@@ -13,7 +13,10 @@
 //!
 //! `--admin-events N` first writes N admin events (each user created with a key, then routing
 //! changes, deactivations and reactivations in turn), which every proxy and admin API folds at
-//! start; `--admin-api PATH` (repeatable) measures that binary's start to `/ready` as well.
+//! start; `--admin-api PATH` (repeatable) measures that binary's start to `/ready` as well, and
+//! `--projector PATH` (repeatable) the projector's start until its state projection has written
+//! every user and key (its log says "state projection caught up"). With `--events 0` the
+//! projector has no usage to insert; its ClickHouse database is dropped at the end.
 
 #![allow(clippy::print_stdout)] // a command-line report
 
@@ -40,6 +43,7 @@ struct Options {
     reuse: Option<String>,
     admin_events: u64,
     admin_apis: Vec<PathBuf>,
+    projectors: Vec<PathBuf>,
 }
 
 fn options() -> Result<Options, String> {
@@ -54,6 +58,7 @@ fn options() -> Result<Options, String> {
         reuse: None,
         admin_events: 0,
         admin_apis: Vec::new(),
+        projectors: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -72,6 +77,7 @@ fn options() -> Result<Options, String> {
                     value("--admin-events")?.parse().map_err(|_| "--admin-events takes a number".to_owned())?;
             }
             "--admin-api" => o.admin_apis.push(PathBuf::from(value("--admin-api")?)),
+            "--projector" => o.projectors.push(PathBuf::from(value("--projector")?)),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -226,6 +232,35 @@ async fn measure_admin(bin: &std::path::Path, settings: &ccp_runtime::config::Se
     let _ = service.terminate(Duration::from_secs(10));
     let _ = std::fs::remove_file(&service.log);
     Ok([ready.as_secs_f64(), rss as f64 / 1024.0, peak as f64 / 1024.0])
+}
+
+/// One start of the projector `bin`: (seconds until its state projection has caught up and
+/// written every user and key, RSS MiB then, peak MiB).
+async fn measure_projector(
+    bin: &std::path::Path,
+    settings: &ccp_runtime::config::Settings,
+) -> anyhow::Result<[f64; 3]> {
+    let listen = format!("127.0.0.1:{}", ccp_tests::free_port());
+    let mut env = ccp_tests::service_env(settings);
+    env.extend([("CCP__PROJECTOR__LISTEN".into(), listen), ("RUST_LOG".into(), "info".into())]);
+    let started = Instant::now();
+    let mut service =
+        proxy_process::spawn(bin, &[], &env, false).with_context(|| format!("start {}", bin.display()))?;
+    while !service.log_text().contains("state projection caught up") {
+        if started.elapsed() > Duration::from_secs(900) || !matches!(service.child.try_wait(), Ok(None)) {
+            let tail = proxy_process::tail(&service.log_text(), 20);
+            let _ = service.terminate(Duration::from_secs(5));
+            anyhow::bail!("the state projection did not catch up:\n{tail}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let caught_up = started.elapsed();
+    let (rss, peak) = procfs::rss_kib(service.child.id())?;
+    await_snapshot(&service).await;
+    print_log_lines(&service, &["state projection"]);
+    let _ = service.terminate(Duration::from_secs(10));
+    let _ = std::fs::remove_file(&service.log);
+    Ok([caught_up.as_secs_f64(), rss as f64 / 1024.0, peak as f64 / 1024.0])
 }
 
 /// Publishes the events and stores the replicas' totals; how long publishing took.
@@ -388,6 +423,26 @@ async fn run(o: Options) -> anyhow::Result<()> {
             }
         }
     }
+    'projector: for bin in o.projectors.iter().filter(|_| result.is_ok()) {
+        for run in 1..=o.runs {
+            match measure_projector(bin, &settings).await {
+                Ok([caught_up, rss, peak]) => println!(
+                    "{} run {run}/{}: state projection caught up in {caught_up:.2} s; RSS {rss:.1} MiB then, peak \
+                     {peak:.1} MiB (admin stream: {admin_stream} events)",
+                    bin.display(),
+                    o.runs
+                ),
+                Err(e) => {
+                    result = Err(e);
+                    break 'projector;
+                }
+            }
+        }
+    }
+    if !o.projectors.is_empty() && !o.keep {
+        let db = &settings.clickhouse.database;
+        ccp_tests::clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await?;
+    }
     if o.keep {
         println!("kept: --reuse {}", settings.nats.prefix);
     } else {
@@ -404,7 +459,7 @@ async fn main() -> ExitCode {
             eprintln!("ccp-bench-startup: {e}");
             eprintln!(
                 "usage: ccp-bench-startup [--events N] [--users N] [--replicas N] [--runs N] [--proxy PATH]... \
-                 [--admin-events N] [--admin-api PATH]... [--keep | --reuse PREFIX]"
+                 [--admin-events N] [--admin-api PATH]... [--projector PATH]... [--keep | --reuse PREFIX]"
             );
             return ExitCode::from(2);
         }
