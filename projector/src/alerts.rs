@@ -55,6 +55,8 @@ pub struct AlertStats {
     duplicates: AtomicU64,
     /// The first request-stream sequence the last start replayed (0: none yet).
     replay_from: AtomicU64,
+    /// The admin-stream sequence of the snapshot the last start loaded (0: it replayed).
+    admin_from_snapshot: AtomicU64,
     webhooks: Vec<(String, Arc<DeliveryStats>)>,
 }
 
@@ -75,6 +77,12 @@ impl AlertStats {
     /// before the month).
     pub fn request_replay_from(&self) -> u64 {
         self.replay_from.load(Ordering::Relaxed)
+    }
+
+    /// The admin-stream sequence of the snapshot the last start loaded (0: it replayed the
+    /// admin stream from sequence 1).
+    pub fn admin_from_snapshot(&self) -> u64 {
+        self.admin_from_snapshot.load(Ordering::Relaxed)
     }
 
     /// The delivery counters of a webhook.
@@ -121,6 +129,9 @@ impl AlertStats {
     }
 }
 
+/// The alert rules' snapshot in the projector's store (`<prefix>_snapshots_projector`).
+pub const SNAPSHOT_NAME: &str = "alert-rules";
+
 fn rule_index(rule: AlertRule) -> usize {
     AlertRule::ALL.iter().position(|r| *r == rule).unwrap_or(0)
 }
@@ -165,6 +176,11 @@ impl Alerts {
             ns,
             cfg,
             max_age: chrono::Duration::minutes(i64::from(settings.alerts.max_alert_age_mins)),
+            snapshots: crate::state::SnapshotPolicy {
+                every: settings.projector.state_snapshot_every,
+                pepper: ccp_schemas::secrets::access_key::KeyPepper::new(&settings.secrets.access_key_pepper).ok(),
+                replicas: settings.nats.replicas,
+            },
             stats: stats.clone(),
             // On a replicated cluster a replica that lags may miss parts below the progress it
             // reports: the seed reads with sequential consistency there.
@@ -198,6 +214,8 @@ struct Evaluator {
     max_age: chrono::Duration,
     stats: Arc<AlertStats>,
     clickhouse: Option<clickhouse::Client>,
+    /// Snapshots of the rules' admin-stream state (with the state projection's policy).
+    snapshots: crate::state::SnapshotPolicy,
 }
 
 /// Month-to-date spend of one user in one team (`''`: none), in nano-dollars.
@@ -284,8 +302,19 @@ impl Evaluator {
 
     async fn run_once(&self) -> anyhow::Result<()> {
         let mut rules = Rules::new(self.cfg.clone());
-        let mut admin = self.follower(StreamKind::Admin, Start::All);
-        // The admin stream first, up to where it was: users, budgets and every alert raised.
+        // The admin stream first, up to where it was (from the stored snapshot on, if there is
+        // one this build may use): users, budgets and every alert raised.
+        let restore = |bytes: &[u8]| rules.restore(bytes);
+        let (from, saver) = crate::state::load_snapshot(
+            &self.client,
+            &self.ns,
+            &self.snapshots,
+            (SNAPSHOT_NAME, "alert rules"),
+            restore,
+        )
+        .await;
+        self.stats.admin_from_snapshot.store(from, Ordering::Relaxed);
+        let mut admin = self.follower(StreamKind::Admin, Start::After(from));
         loop {
             let Next::Message(delivery) = admin.next().await else { break };
             self.apply(&mut rules, &mut admin, &delivery).await?;
@@ -293,6 +322,13 @@ impl Evaluator {
                 break;
             }
         }
+        // Saved once caught up with the admin stream, when it is `every` events past the last.
+        let save = |rules: &Rules, seq: u64| {
+            if let Some(saver) = &saver {
+                saver.maybe_save(seq, || rules.snapshot());
+            }
+        };
+        save(&rules, admin.last());
         let now = Utc::now();
         let start = match self.seed(&mut rules, now).await {
             Ok(Some(after)) => Start::After(after),
@@ -305,11 +341,11 @@ impl Evaluator {
         let mut requests = self.follower(StreamKind::Requests, start);
         let mut circuits = self.follower(StreamKind::Circuit, Start::All);
         let mut first_request = true;
-        tracing::info!(admin_events = admin.last(), requests = ?start, "alert rules loaded; replaying usage and circuits");
+        tracing::info!(admin_events = admin.last(), from_snapshot = from, requests = ?start, "alert rules loaded; replaying usage and circuits");
         loop {
-            let (next, follower) = tokio::select! {
-                next = admin.next() => (next, &mut admin),
-                next = circuits.next() => (next, &mut circuits),
+            let (next, follower, is_admin) = tokio::select! {
+                next = admin.next() => (next, &mut admin, true),
+                next = circuits.next() => (next, &mut circuits, false),
                 next = requests.next() => {
                     if let Next::Message(delivery) = &next {
                         if first_request {
@@ -323,11 +359,14 @@ impl Evaluator {
                             continue;
                         }
                     }
-                    (next, &mut requests)
+                    (next, &mut requests, false)
                 }
             };
             if let Next::Message(delivery) = next {
                 self.apply(&mut rules, follower, &delivery).await?;
+                if is_admin && delivery.caught_up {
+                    save(&rules, delivery.seq);
+                }
             }
         }
     }

@@ -56,29 +56,31 @@ struct Snapshot {
     directory: Directory,
 }
 
-/// Loads the stored snapshot into `dir` when `policy` allows and there is one this build may
-/// use: the sequence it was taken at (0: none) and the saver of later ones, if any.
-async fn load_snapshot(
+/// Loads the projector's stored snapshot `name` of its fold of the admin stream (`what`, in log
+/// lines) with `restore` when `policy` allows and there is one this build may use: the sequence
+/// it was taken at (0: none, the caller replays the stream) and the saver of later ones, if any.
+pub(crate) async fn load_snapshot(
     client: &async_nats::Client,
     ns: &Namespace,
     policy: &SnapshotPolicy,
-    dir: &mut Directory,
+    (name, what): (&str, &'static str),
+    restore: impl FnOnce(&[u8]) -> serde_json::Result<()>,
 ) -> (u64, Option<Saver>) {
     let Some(pepper) = policy.pepper.as_ref().filter(|_| policy.every > 0) else { return (0, None) };
     let stream = ns.stream(StreamKind::Admin);
-    match Snapshots::open(client.clone(), ns, "projector", stream, SNAPSHOT_NAME, pepper, policy.replicas).await {
+    match Snapshots::open(client.clone(), ns, "projector", stream, name, pepper, policy.replicas).await {
         Ok(store) => {
             let mut from = 0;
             let restore = |seq, bytes: &[u8]| {
-                *dir = serde_json::from_slice::<Snapshot>(bytes)?.directory;
+                restore(bytes)?;
                 from = seq;
                 Ok(())
             };
-            let saver = ccp_runtime::snapshot::load_or_replay(store, "state projection", policy.every, restore).await;
+            let saver = ccp_runtime::snapshot::load_or_replay(store, what, policy.every, restore).await;
             (from, Some(saver))
         }
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "no state projection snapshots: replaying the admin stream");
+            tracing::warn!(error = %format!("{e:#}"), "no {what} snapshots: replaying the admin stream");
             (0, None)
         }
     }
@@ -187,7 +189,12 @@ pub async fn run(client: async_nats::Client, ns: Namespace, snapshots: SnapshotP
         }
     };
     let mut dir = Directory::default();
-    let (from_snapshot, saver) = load_snapshot(&client, &ns, &snapshots, &mut dir).await;
+    let restore = |bytes: &[u8]| {
+        dir = serde_json::from_slice::<Snapshot>(bytes)?.directory;
+        Ok(())
+    };
+    let (from_snapshot, saver) =
+        load_snapshot(&client, &ns, &snapshots, (SNAPSHOT_NAME, "state projection"), restore).await;
     let mut admin = Follower::new("projector state", client.clone(), &ns, StreamKind::Admin)
         .start(Start::After(from_snapshot))
         .on_newer(OnNewer::Quarantine);

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use ccp_projector::alerts::deliver::{signature, ALERT_ID_HEADER, SIGNATURE_HEADER};
 use ccp_projector::alerts::Alerts;
 use ccp_runtime::config::{Settings, WebhookFormat, WebhookSettings};
+use ccp_runtime::snapshot::bucket_name;
 use ccp_schemas::events::{
-    AlertRaised, AlertRule, BudgetSet, CircuitHalfOpened, CircuitOpened, Event, RequestCompleted, TripReason,
+    AlertRaised, AlertRule, BudgetSet, CircuitHalfOpened, CircuitOpened, Event, RequestCompleted, RoutingStrategy,
+    TripReason,
 };
 use ccp_schemas::ids::{AccessKeyId, RequestId, UserId};
 use ccp_schemas::secrets::SecretString;
@@ -234,15 +236,29 @@ fn count_by_incident(alerts: &[AlertRaised]) -> BTreeMap<String, usize> {
 
 #[tokio::test]
 async fn each_rule_fires_once_per_incident_in_both_formats_and_a_restart_does_not_re_fire() {
+    rules_fire_once_and_a_restart_does_not_re_fire("alertrules", None).await;
+}
+
+/// The same, where the restart starts from the rules' snapshot (saved at every admin event
+/// here) instead of replaying the admin stream: the same alerts, none twice.
+#[tokio::test]
+async fn a_restart_from_the_rules_snapshot_does_not_re_fire_either() {
+    rules_fire_once_and_a_restart_does_not_re_fire("alertsnap", Some(1)).await;
+}
+
+/// Every rule fires once per incident; a restart (from a snapshot of the rules saved every
+/// `snapshot_every` admin events, or by replaying the admin stream) raises only new incidents.
+async fn rules_fire_once_and_a_restart_does_not_re_fire(label: &str, snapshot_every: Option<u64>) {
     let json_hook = Receiver::start(Behaviour::Ok).await;
     let slack_hook = Receiver::start(Behaviour::Ok).await;
-    let settings = settings_with(
-        "alertrules",
+    let mut settings = settings_with(
+        label,
         vec![
             json_hook.webhook("ops_json", WebhookFormat::Json, "whsec-test-secret"),
             slack_hook.webhook("ops_slack", WebhookFormat::Slack, ""),
         ],
     );
+    settings.projector.state_snapshot_every = snapshot_every.unwrap_or(0);
     let log = Log::new(&settings).await;
     let (budgeted, budgeted_key, _) = log.user_with_key("ana").await;
     let (bedrock_user, bedrock_key, _) = log.user_with_key("ben").await;
@@ -320,12 +336,41 @@ async fn each_rule_fires_once_per_incident_in_both_formats_and_a_restart_does_no
     let json_stats = alerts.stats.webhook("ops_json").unwrap();
     eventually("9 deliveries counted", || json_stats.ok.load(Ordering::Relaxed) == 9).await;
 
-    // A restart replays every stream; only the two new incidents below are raised and delivered.
+    // A restart replays every stream (the admin stream from the rules' snapshot on, when they
+    // save one); only the two new incidents below are raised and delivered.
+    let snapshot_seq = || async {
+        let store = log.js.get_object_store(bucket_name(&log.ns, "projector")).await.ok()?;
+        store.info(ccp_projector::alerts::SNAPSHOT_NAME).await.ok()?.metadata.get("ccp-seq")?.parse::<u64>().ok()
+    };
+    if snapshot_every.is_some() {
+        // No save under way (none for longer than a save's random pause, 3 s), then one more
+        // admin event: the rules save a snapshot at it, which holds every alert raised so far.
+        let (mut seen, mut since, deadline) =
+            (snapshot_seq().await, Instant::now(), Instant::now() + Duration::from_secs(30));
+        while since.elapsed() < Duration::from_millis(3500) {
+            let now = snapshot_seq().await;
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            }
+            assert!(Instant::now() < deadline, "the rules' snapshots never settled");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let last = log.set_routing(heavy, RoutingStrategy::PlanFirst).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while snapshot_seq().await.is_none_or(|seq| seq < last) {
+            assert!(Instant::now() < deadline, "no snapshot at {last}: {:?}", snapshot_seq().await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(alerts.stats.admin_from_snapshot(), 0, "the first start had no snapshot");
     drop(alerts);
     let (late, late_key, _) = log.user_with_key("dee").await;
     log.append(Event::BudgetSet(BudgetSet { user_id: late, monthly_limit_usd: Some("1".parse().unwrap()) })).await;
     let alerts = start(&log, &settings).await;
     log.append(Event::RequestCompleted(request(late, late_key, "0.9"))).await;
+    if snapshot_every.is_some() {
+        eventually("the restart loaded the snapshot", || alerts.stats.admin_from_snapshot() > 0).await;
+    }
     log.append(Event::RequestCompleted(request(budgeted, budgeted_key, "1"))).await;
     log.append(bedrock_auth_failure(bedrock_user, bedrock_key)).await;
     log.append(opened(circuit_keys[3])).await;
@@ -345,6 +390,9 @@ async fn each_rule_fires_once_per_incident_in_both_formats_and_a_restart_does_no
     assert_eq!(alerts.stats.raised(AlertRule::BudgetThreshold), 1);
     assert_eq!(alerts.stats.raised(AlertRule::CircuitOpen), 1);
     assert_eq!(alerts.stats.raised(AlertRule::SpendAnomaly), 0);
+    if snapshot_every.is_none() {
+        assert_eq!(alerts.stats.admin_from_snapshot(), 0, "no snapshots: the admin stream replayed");
+    }
     let delivered: std::collections::BTreeSet<String> =
         json_hook.accepted().iter().map(|d| d.body["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(delivered.len(), 11);

@@ -43,7 +43,7 @@ use ccp_schemas::state::Directory;
 use ccp_schemas::Envelope;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use self::anomaly::Usage;
@@ -192,7 +192,45 @@ pub struct Rules {
     readiness: HashMap<AccessKeyId, ccp_schemas::events::BedrockReadiness>,
 }
 
+/// What a snapshot of the rules holds: the state folded from the admin stream (the directory,
+/// each key's last Bedrock readiness) and every incident raised. The rest (spend, usage windows,
+/// open circuits, refused Bedrock keys) is rebuilt from the request and circuit streams at each
+/// start, after the admin stream, as without a snapshot.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    directory: &'a Directory,
+    raised: Vec<&'a String>,
+    readiness: Vec<(&'a AccessKeyId, &'a ccp_schemas::events::BedrockReadiness)>,
+}
+
+/// A snapshot of the rules, as read back.
+#[derive(Deserialize)]
+struct Snapshot {
+    directory: Directory,
+    raised: HashSet<String>,
+    readiness: Vec<(AccessKeyId, ccp_schemas::events::BedrockReadiness)>,
+}
+
 impl Rules {
+    /// The rules' admin-stream state and raised incidents as a snapshot saves them (JSON).
+    pub fn snapshot(&self) -> serde_json::Result<Vec<u8>> {
+        let mut raised: Vec<&String> = self.raised.iter().collect();
+        raised.sort_unstable();
+        let mut readiness: Vec<_> = self.readiness.iter().collect();
+        readiness.sort_unstable_by_key(|(key, _)| **key);
+        serde_json::to_vec(&SnapshotRef { directory: &self.dir, raised, readiness })
+    }
+
+    /// Takes the admin-stream state and raised incidents of a snapshot (rules with no history
+    /// otherwise: call it before anything is applied).
+    pub fn restore(&mut self, bytes: &[u8]) -> serde_json::Result<()> {
+        let snapshot: Snapshot = serde_json::from_slice(bytes)?;
+        self.dir = snapshot.directory;
+        self.raised = snapshot.raised;
+        self.readiness = snapshot.readiness.into_iter().collect();
+        Ok(())
+    }
+
     /// Rules with no history.
     pub fn new(cfg: RuleConfig) -> Self {
         Self {

@@ -146,10 +146,10 @@ pub struct ProjectorSettings {
     pub migrate_on_start: bool,
     /// Days of per-minute usage rollups kept (older day partitions are dropped hourly).
     pub minute_retention_days: u32,
-    /// Admin events after which the state projection's fold is saved again as a snapshot
-    /// (object store `<prefix>_snapshots_projector`, signed with a key derived from
-    /// `secrets.access_key_pepper`; without it, no snapshots) that the next start of the same
-    /// build loads instead of replaying the admin stream; 0: never.
+    /// Admin events after which the state projection's fold and the alert rules' are saved
+    /// again as snapshots (object store `<prefix>_snapshots_projector`, signed with a key
+    /// derived from `secrets.access_key_pepper`; without it, no snapshots) that the next start
+    /// of the same build loads instead of replaying the admin stream; 0: never.
     pub state_snapshot_every: u64,
 }
 
