@@ -4,9 +4,9 @@
 //!
 //! Every start folds the admin stream in memory with the same `apply` the proxy uses — from its
 //! stored snapshot on ([`ccp_runtime::snapshot`], saved every `projector.state_snapshot_every`
-//! events), else from sequence 1 — writing nothing until it has caught up; then it writes every
-//! user's and key's current state once (puts are idempotent; hash entries of no current key are
-//! purged) and follows live, writing each changed aggregate's whole state. So a restart costs
+//! events), else from sequence 1 — writing nothing until it has caught up; then it reads what the
+//! buckets hold and writes every user's and key's current state they do not hold yet, once (hash
+//! entries of no current key are purged), and follows live, writing each changed aggregate's whole state. So a restart costs
 //! reads and writes in proportion to the state, not the history, and a reader of the buckets
 //! never sees an entry go back to an older state while the projector replays. The circuit bucket
 //! keeps the last transition of each key.
@@ -172,6 +172,34 @@ fn circuit_state(envelope: &Envelope) -> Option<(String, CircuitState)> {
     }
 }
 
+/// Every entry `store` holds (key → value), read in one pass of its stream (the last message of
+/// each key), at most 60 s.
+async fn entries(store: &kv::Store) -> anyhow::Result<std::collections::HashMap<String, bytes::Bytes>> {
+    use futures_util::StreamExt as _;
+    let mut held = std::collections::HashMap::new();
+    if store.status().await?.values() == 0 {
+        return Ok(held);
+    }
+    let read = async {
+        let mut watch = store.watch_with_history(">").await?;
+        while let Some(entry) = watch.next().await {
+            let entry = entry?;
+            match entry.operation {
+                kv::Operation::Put => held.insert(entry.key, entry.value),
+                kv::Operation::Delete | kv::Operation::Purge => held.remove(&entry.key),
+            };
+            if entry.delta == 0 {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .map_err(|_| anyhow::anyhow!("reading a bucket's entries took over 60 s"))??;
+    Ok(held)
+}
+
 /// Follows the admin and circuit streams for ever, keeping the KV buckets current.
 ///
 /// An admin event of a newer version quarantines its user or key ([`OnNewer::Quarantine`]):
@@ -330,11 +358,17 @@ impl Projection {
         }
     }
 
-    /// Writes the state of every user and key not quarantined, purges the entries of quarantined
-    /// ones and hash entries that name no current key's hash; (entries written, hash entries
-    /// purged).
+    /// Writes the state of every user and key not quarantined that the buckets do not already
+    /// hold, purges the entries of quarantined ones and hash entries that name no current key's
+    /// hash; (entries written, hash entries purged).
     async fn write_all(&self, buckets: &Buckets) -> anyhow::Result<(usize, usize)> {
         use futures_util::{StreamExt as _, TryStreamExt as _};
+        let stores = [&buckets.users, &buckets.keys, &buckets.hashes];
+        // What they hold (a restart finds most entries as it would write them).
+        let mut held = Vec::with_capacity(stores.len());
+        for store in stores {
+            held.push(entries(store).await?);
+        }
         // (bucket: 0 users, 1 keys, 2 hashes; key; value)
         let mut puts: Vec<(u8, String, bytes::Bytes)> = Vec::new();
         for user in self.dir.users().filter(|u| !self.users.contains(&u.user_id)) {
@@ -347,8 +381,8 @@ impl Projection {
             puts.push((2, hash.clone(), key.key_id.to_string().into()));
             current.insert(hash);
         }
+        puts.retain(|(bucket, key, value)| held[usize::from(*bucket)].get(key) != Some(value));
         let written = puts.len();
-        let stores = [&buckets.users, &buckets.keys, &buckets.hashes];
         futures_util::stream::iter(puts)
             .map(|(bucket, key, value)| {
                 let store = stores[usize::from(bucket)];
@@ -357,8 +391,7 @@ impl Projection {
             .buffer_unordered(64)
             .try_collect::<Vec<()>>()
             .await?;
-        let stale: Vec<String> =
-            buckets.hashes.keys().await?.try_filter(|h| std::future::ready(!current.contains(h))).try_collect().await?;
+        let stale: Vec<&String> = held[2].keys().filter(|h| !current.contains(*h)).collect();
         for hash in &stale {
             buckets.hashes.purge(hash).await?;
         }

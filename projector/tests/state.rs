@@ -99,10 +99,12 @@ async fn caught_up(projector: &Service) {
     }
 }
 
-/// A restart writes each user and key once, with its current state, after reading the stream:
-/// a reader of the buckets never sees an older state come back while the projector replays, the
-/// writes follow the state (one user, one key) and not the history (twenty routing changes, a
-/// rotation, a revocation), and a hash entry that names no current key is purged.
+/// A restart writes each user and key whose state the buckets do not hold yet once, with its
+/// current state, after reading the stream: a reader of the buckets never sees an older state
+/// come back while the projector replays, the writes follow the state (the one user whose state
+/// changed while the projector was down, once; the unchanged key, never) and not the history
+/// (forty routing changes, a rotation, a revocation), and a hash entry that names no current key
+/// is purged.
 #[tokio::test]
 async fn a_restart_writes_current_states_once_and_never_an_older_one() {
     use futures_util::StreamExt as _;
@@ -123,6 +125,11 @@ async fn a_restart_writes_current_states_once_and_never_an_older_one() {
     eventually(&log, Bucket::AccessKeys, &key_id.to_string(), |k| k["status"] == "revoked").await;
     eventually(&log, Bucket::KeyHashes, &rotated.hash(&log.pepper).to_hex(), |_| true).await;
     drop(projector);
+    // Twenty more routing changes while it is down; the last one differs from what was written.
+    for i in 0..20 {
+        let strategy = if i % 2 == 0 { RoutingStrategy::PlanFirst } else { RoutingStrategy::BedrockOnly };
+        log.set_routing(user_id, strategy).await;
+    }
 
     // A hash entry left behind (a projector that died between a rotation's put and purge).
     let hashes = log.js.get_key_value(log.ns.bucket(Bucket::KeyHashes)).await.unwrap();
@@ -131,22 +138,27 @@ async fn a_restart_writes_current_states_once_and_never_an_older_one() {
     let users_stream = format!("KV_{}", log.ns.bucket(Bucket::Users));
     let users_written =
         || async { log.js.get_stream(&users_stream).await.unwrap().info().await.unwrap().state.last_sequence };
-    let before = users_written().await;
-    let keys = log.js.get_key_value(log.ns.bucket(Bucket::AccessKeys)).await.unwrap();
-    let mut watch = keys.watch(key_id.to_string()).await.unwrap();
+    let keys_stream = format!("KV_{}", log.ns.bucket(Bucket::AccessKeys));
+    let keys_written =
+        || async { log.js.get_stream(&keys_stream).await.unwrap().info().await.unwrap().state.last_sequence };
+    let (before, keys_before) = (users_written().await, keys_written().await);
+    let users = log.js.get_key_value(log.ns.bucket(Bucket::Users)).await.unwrap();
+    let mut watch = users.watch(user_id.to_string()).await.unwrap();
 
     let projector = Service::spawn(Path::new(BIN), &["serve"], &env).unwrap();
     caught_up(&projector).await;
     assert_eq!(users_written().await - before, 1, "one put for the one user, not one per event");
+    assert_eq!(keys_written().await - keys_before, 0, "no put for the key, whose entry is current");
     let mut seen = Vec::new();
     while let Ok(Some(Ok(entry))) = tokio::time::timeout(Duration::from_millis(500), watch.next()).await {
-        seen.push(serde_json::from_slice::<serde_json::Value>(&entry.value).unwrap_or_default()["status"].clone());
+        seen.push(serde_json::from_slice::<serde_json::Value>(&entry.value).unwrap_or_default()["routing"].clone());
     }
-    assert_eq!(seen, vec![serde_json::json!("revoked")], "the key's entry as a reader saw it during the restart");
+    assert_eq!(seen, vec![serde_json::json!("bedrock_only")], "the user's entry as a reader saw it during the restart");
+    eventually(&log, Bucket::AccessKeys, &key_id.to_string(), |k| k["status"] == "revoked").await;
     assert!(get(&log, Bucket::KeyHashes, &stale).await.is_none(), "the stale hash entry was purged");
     // Live again: the next event is written as it comes.
-    log.set_routing(user_id, RoutingStrategy::BedrockOnly).await;
-    eventually(&log, Bucket::Users, &user_id.to_string(), |u| u["routing"] == "bedrock_only").await;
+    log.set_routing(user_id, RoutingStrategy::PlanFirst).await;
+    eventually(&log, Bucket::Users, &user_id.to_string(), |u| u["routing"] == "plan_first").await;
     drop(projector);
     delete_namespace(&log.js, &log.ns).await;
     clickhouse().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await.unwrap();
