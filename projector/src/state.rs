@@ -189,10 +189,10 @@ async fn entries(store: &kv::Store) -> anyhow::Result<std::collections::HashMap<
                 kv::Operation::Delete | kv::Operation::Purge => held.remove(&entry.key),
             };
             if entry.delta == 0 {
-                break;
+                return anyhow::Ok(());
             }
         }
-        anyhow::Ok(())
+        anyhow::bail!("a bucket's watch ended before its last entry")
     };
     tokio::time::timeout(Duration::from_secs(60), read)
         .await
@@ -228,13 +228,19 @@ pub async fn run(client: async_nats::Client, ns: Namespace, snapshots: SnapshotP
         .on_newer(OnNewer::Quarantine);
     let mut circuits =
         Follower::new("projector circuit state", client, &ns, StreamKind::Circuit).start(Start::LastPerSubject);
-    let mut projection =
-        Projection { ns, dir, users: HashSet::new(), keys: HashSet::new(), live: false, from_snapshot };
+    let mut projection = Projection {
+        ns,
+        dir,
+        users: HashSet::new(),
+        keys: HashSet::new(),
+        live: false,
+        from_snapshot,
+        quarantined_other: false,
+    };
     // Saves the fold at `seq` (all of it applied) when it is time and nothing is quarantined.
     let save = |projection: &Projection, seq: u64| {
-        if let (Some(saver), true) =
-            (&saver, projection.live && projection.users.is_empty() && projection.keys.is_empty())
-        {
+        let quarantined = !projection.users.is_empty() || !projection.keys.is_empty() || projection.quarantined_other;
+        if let (Some(saver), true) = (&saver, projection.live && !quarantined) {
             saver.maybe_save(seq, || serde_json::to_vec(&SnapshotRef { directory: &projection.dir }));
         }
     };
@@ -304,6 +310,8 @@ struct Projection {
     live: bool,
     /// The sequence of the snapshot the fold started from (0: none).
     from_snapshot: u64,
+    /// An aggregate that is neither a user nor a key (a team, pricing) is quarantined.
+    quarantined_other: bool,
 }
 
 impl Projection {
@@ -391,6 +399,18 @@ impl Projection {
             .buffer_unordered(64)
             .try_collect::<Vec<()>>()
             .await?;
+        // Entries of quarantined users and keys (a purge in `quarantine` that failed before the
+        // fold restarted): not written, and not left showing an older state either.
+        for user in self.users.iter().map(ToString::to_string).filter(|u| held[0].contains_key(u)) {
+            buckets.users.purge(&user).await?;
+        }
+        let keys_of_quarantined_users =
+            self.dir.keys().filter(|k| self.users.contains(&k.user_id)).map(|k| k.key_id.to_string());
+        let quarantined_keys: HashSet<String> =
+            self.keys.iter().map(ToString::to_string).chain(keys_of_quarantined_users).collect();
+        for key in quarantined_keys.iter().filter(|k| held[1].contains_key(*k)) {
+            buckets.keys.purge(key).await?;
+        }
         let stale: Vec<&String> = held[2].keys().filter(|h| !current.contains(*h)).collect();
         for hash in &stale {
             buckets.hashes.purge(hash).await?;
@@ -407,7 +427,11 @@ impl Projection {
                 self.dir.keys().filter(|k| k.user_id == user).map(|k| k.key_id).collect()
             }
             Some(Aggregate::AccessKey(key)) => vec![key],
-            _ => return Ok(()),
+            _ => {
+                // Nothing of it is written, but the fold no longer equals a plain one.
+                self.quarantined_other = true;
+                return Ok(());
+            }
         };
         for key in keys {
             self.keys.insert(key);

@@ -343,23 +343,20 @@ async fn rules_fire_once_and_a_restart_does_not_re_fire(label: &str, snapshot_ev
         store.info(ccp_projector::alerts::SNAPSHOT_NAME).await.ok()?.metadata.get("ccp-seq")?.parse::<u64>().ok()
     };
     if snapshot_every.is_some() {
-        // No save under way (none for longer than a save's random pause, 3 s), then one more
-        // admin event: the rules save a snapshot at it, which holds every alert raised so far.
-        let (mut seen, mut since, deadline) =
-            (snapshot_seq().await, Instant::now(), Instant::now() + Duration::from_secs(30));
-        while since.elapsed() < Duration::from_millis(3500) {
-            let now = snapshot_seq().await;
-            if now != seen {
-                (seen, since) = (now, Instant::now());
+        // One more admin event, and again while a save under way skips it (each save waits a
+        // random pause of up to 3 s): the rules save a snapshot at one, holding every alert
+        // raised so far.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        'saved: loop {
+            let last = log.set_routing(heavy, RoutingStrategy::PlanFirst).await;
+            let attempt = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < attempt {
+                if snapshot_seq().await.is_some_and(|seq| seq >= last) {
+                    break 'saved;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            assert!(Instant::now() < deadline, "the rules' snapshots never settled");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let last = log.set_routing(heavy, RoutingStrategy::PlanFirst).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while snapshot_seq().await.is_none_or(|seq| seq < last) {
             assert!(Instant::now() < deadline, "no snapshot at {last}: {:?}", snapshot_seq().await);
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     assert_eq!(alerts.stats.admin_from_snapshot(), 0, "the first start had no snapshot");

@@ -123,7 +123,7 @@ async fn the_proxy_and_the_kv_state_both_refuse_a_key_revoked_by_a_newer_version
             .is_some_and(|u| serde_json::from_slice::<Value>(&u).unwrap()["routing"] == "bedrock_only")
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await; // longer than a save's random pause (3 s)
+    tokio::time::sleep(Duration::from_secs(6)).await; // twice a save's random pause (3 s)
     let saved = snapshot_seq().await;
     assert!(saved.is_some_and(|seq| seq < newer), "snapshot at {saved:?}, the newer event at {newer}");
     sys.kill_projector();
