@@ -194,10 +194,21 @@ async fn start_until_ready(
 /// After a start that replayed the admin stream, waits (up to 15 s) until the service has saved
 /// its snapshot, so the next start measures loading it.
 async fn await_snapshot(service: &ccp_tests::Service) {
+    await_snapshots(service, &[""]).await;
+}
+
+/// [`await_snapshot`] for a service with several snapshots, named by the `what` of their log
+/// lines ("state projection snapshot saved"): waits until each is loaded, saved or failed.
+async fn await_snapshots(service: &ccp_tests::Service, whats: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         let log = service.log_text();
-        if log.contains("snapshot loaded") || log.contains("snapshot saved") || log.contains("cannot save") {
+        let done = |what: &str| {
+            [format!("{what}snapshot loaded"), format!("{what}snapshot saved"), format!("cannot save the {what}")]
+                .iter()
+                .any(|line| log.contains(line.as_str()))
+        };
+        if whats.iter().all(|what| done(what)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -256,8 +267,8 @@ async fn measure_projector(
     }
     let caught_up = started.elapsed();
     let (rss, peak) = procfs::rss_kib(service.child.id())?;
-    await_snapshot(&service).await;
-    print_log_lines(&service, &["state projection"]);
+    await_snapshots(&service, &["state projection ", "alert rules "]).await;
+    print_log_lines(&service, &["state projection", "alert rules"]);
     let _ = service.terminate(Duration::from_secs(10));
     let _ = std::fs::remove_file(&service.log);
     Ok([caught_up.as_secs_f64(), rss as f64 / 1024.0, peak as f64 / 1024.0])
