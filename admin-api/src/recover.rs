@@ -116,7 +116,7 @@ async fn recover_account(settings: Settings) -> anyhow::Result<()> {
 async fn find_admin(store: &EventStore, username: &str) -> anyhow::Result<Option<ccp_schemas::ids::AdminId>> {
     let view = crate::view::View::new();
     // The whole stream, not a snapshot: recovery trusts nothing but the events.
-    view.start(store.client().clone(), store.namespace().clone(), crate::view::SnapshotPolicy::NONE)
+    view.start(store.client().clone(), store.namespace().clone(), ccp_runtime::snapshot::SnapshotPolicy::NONE)
         .await
         .context("reading the admin accounts")?;
     let found = view.read().admin_by_name(username).map(|a| a.admin_id);

@@ -143,7 +143,7 @@ impl Application {
             tracing::warn!("no master key configured: Bedrock API keys cannot be registered");
         }
         let view = View::new();
-        let snapshots = crate::view::SnapshotPolicy {
+        let snapshots = ccp_runtime::snapshot::SnapshotPolicy {
             every: settings.admin.view_snapshot_every,
             pepper: Some(pepper.clone()),
             replicas: settings.nats.replicas,

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
-use ccp_runtime::snapshot::Snapshots;
+use ccp_runtime::snapshot::SnapshotPolicy;
 use ccp_schemas::ids::AdminId;
-use ccp_schemas::secrets::access_key::{KeyHash, KeyPepper};
+use ccp_schemas::secrets::access_key::KeyHash;
 use ccp_schemas::state::Directory;
 use ccp_schemas::subjects::{Aggregate, StreamKind};
 use ccp_schemas::{Envelope, Event, Namespace};
@@ -25,22 +25,6 @@ use crate::domain::AdminState;
 
 /// The snapshot's name in the store.
 const SNAPSHOT_NAME: &str = "admin-view";
-
-/// How the view's snapshots are kept.
-#[derive(Debug, Clone)]
-pub struct SnapshotPolicy {
-    /// Save again after this many events (0: neither load nor save one).
-    pub every: u64,
-    /// What their signing key is derived from (`None`: no snapshots).
-    pub pepper: Option<KeyPepper>,
-    /// Replicas of the object store (`nats.replicas`).
-    pub replicas: usize,
-}
-
-impl SnapshotPolicy {
-    /// No snapshots: the whole stream is read (the break-glass commands).
-    pub const NONE: Self = Self { every: 0, pepper: None, replicas: 1 };
-}
 
 /// Everything the view holds.
 #[derive(Debug, Default)]
@@ -196,23 +180,12 @@ impl View {
         let js = jetstream::new(client.clone());
         let stream = js.get_stream(ns.stream(StreamKind::Admin)).await?;
         let target = stream.get_info().await?.state.last_sequence;
-        let mut saver = None;
-        if let (true, Some(pepper)) = (snapshots.every > 0, &snapshots.pepper) {
-            let (name, stream) = (SNAPSHOT_NAME, ns.stream(StreamKind::Admin));
-            match Snapshots::open(client.clone(), &ns, "admin", stream, name, pepper, snapshots.replicas).await {
-                Ok(store) => {
-                    let restore = |seq, bytes: &[u8]| {
-                        *self.model.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Model::restore(bytes)?;
-                        self.applied.send_replace(seq);
-                        Ok(())
-                    };
-                    saver = Some(
-                        ccp_runtime::snapshot::load_or_replay(store, "admin view", snapshots.every, restore).await,
-                    );
-                }
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "no admin view snapshots: replaying the stream"),
-            }
-        }
+        let restore = |seq, bytes: &[u8]| {
+            *self.model.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Model::restore(bytes)?;
+            self.applied.send_replace(seq);
+            Ok(())
+        };
+        let (_, saver) = snapshots.load(&client, &ns, ("admin", SNAPSHOT_NAME, "admin view"), restore).await;
         let from_snapshot = self.applied();
         let mut follower = Follower::new("admin API view", client, &ns, StreamKind::Admin)
             .start(Start::After(from_snapshot))

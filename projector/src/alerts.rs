@@ -176,11 +176,7 @@ impl Alerts {
             ns,
             cfg,
             max_age: chrono::Duration::minutes(i64::from(settings.alerts.max_alert_age_mins)),
-            snapshots: crate::state::SnapshotPolicy {
-                every: settings.projector.state_snapshot_every,
-                pepper: ccp_schemas::secrets::access_key::KeyPepper::new(&settings.secrets.access_key_pepper).ok(),
-                replicas: settings.nats.replicas,
-            },
+            snapshots: crate::state::snapshot_policy(settings),
             stats: stats.clone(),
             // On a replicated cluster a replica that lags may miss parts below the progress it
             // reports: the seed reads with sequential consistency there.
@@ -215,7 +211,7 @@ struct Evaluator {
     stats: Arc<AlertStats>,
     clickhouse: Option<clickhouse::Client>,
     /// Snapshots of the rules' admin-stream state (with the state projection's policy).
-    snapshots: crate::state::SnapshotPolicy,
+    snapshots: ccp_runtime::snapshot::SnapshotPolicy,
 }
 
 /// Month-to-date spend of one user in one team (`''`: none), in nano-dollars.
@@ -304,15 +300,9 @@ impl Evaluator {
         let mut rules = Rules::new(self.cfg.clone());
         // The admin stream first, up to where it was (from the stored snapshot on, if there is
         // one this build may use): users, budgets and every alert raised.
-        let restore = |bytes: &[u8]| rules.restore(bytes);
-        let (from, saver) = crate::state::load_snapshot(
-            &self.client,
-            &self.ns,
-            &self.snapshots,
-            (SNAPSHOT_NAME, "alert rules"),
-            restore,
-        )
-        .await;
+        let restore = |_, bytes: &[u8]| rules.restore(bytes);
+        let (from, saver) =
+            self.snapshots.load(&self.client, &self.ns, ("projector", SNAPSHOT_NAME, "alert rules"), restore).await;
         self.stats.admin_from_snapshot.store(from, Ordering::Relaxed);
         let mut admin = self.follower(StreamKind::Admin, Start::After(from));
         loop {

@@ -61,17 +61,12 @@ impl Application {
             workers.push(w);
         }
         let stats: crate::metrics::AllStats = Arc::new(stats);
-        let pepper = ccp_schemas::secrets::access_key::KeyPepper::new(&settings.secrets.access_key_pepper).ok();
-        if pepper.is_none() && settings.projector.state_snapshot_every > 0 {
+        let snapshots = crate::state::snapshot_policy(&settings);
+        if snapshots.pepper.is_none() && snapshots.every > 0 {
             tracing::info!(
                 "no secrets.access_key_pepper to sign its snapshots with: the state projection replays the admin stream at each start"
             );
         }
-        let snapshots = crate::state::SnapshotPolicy {
-            every: settings.projector.state_snapshot_every,
-            pepper,
-            replicas: settings.nats.replicas,
-        };
         let state_projection = tokio::spawn(crate::state::run(js.client(), ns.clone(), snapshots));
         let alerts = if settings.alerts.enabled {
             Some(crate::alerts::Alerts::start(js.client(), ns.clone(), &settings, Some(clickhouse.clone())).await?)

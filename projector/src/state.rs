@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
-use ccp_runtime::snapshot::{Saver, Snapshots};
+use ccp_runtime::snapshot::SnapshotPolicy;
 use ccp_schemas::events::Event;
 use ccp_schemas::ids::{AccessKeyId, UserId};
 use ccp_schemas::secrets::access_key::KeyPepper;
@@ -33,15 +33,15 @@ use crate::analytics::label;
 /// The state projection's snapshot in its store (`<prefix>_snapshots_projector`).
 pub const SNAPSHOT_NAME: &str = "projector-state";
 
-/// How the state projection's snapshots are kept.
-#[derive(Debug, Clone)]
-pub struct SnapshotPolicy {
-    /// Save one every this many admin events (0: never, and none is loaded).
-    pub every: u64,
-    /// What their signing key is derived from (`None`: no snapshots).
-    pub pepper: Option<KeyPepper>,
-    /// Replicas of their object store.
-    pub replicas: usize,
+/// The projector's snapshot policy (the state projection's and the alert rules'): every
+/// `projector.state_snapshot_every` events, signed with a key derived from the access-key
+/// pepper when the projector has one.
+pub fn snapshot_policy(settings: &ccp_runtime::config::Settings) -> SnapshotPolicy {
+    SnapshotPolicy {
+        every: settings.projector.state_snapshot_every,
+        pepper: KeyPepper::new(&settings.secrets.access_key_pepper).ok(),
+        replicas: settings.nats.replicas,
+    }
 }
 
 /// A snapshot of the fold, as saved.
@@ -54,36 +54,6 @@ struct SnapshotRef<'a> {
 #[derive(Deserialize)]
 struct Snapshot {
     directory: Directory,
-}
-
-/// Loads the projector's stored snapshot `name` of its fold of the admin stream (`what`, in log
-/// lines) with `restore` when `policy` allows and there is one this build may use: the sequence
-/// it was taken at (0: none, the caller replays the stream) and the saver of later ones, if any.
-pub(crate) async fn load_snapshot(
-    client: &async_nats::Client,
-    ns: &Namespace,
-    policy: &SnapshotPolicy,
-    (name, what): (&str, &'static str),
-    restore: impl FnOnce(&[u8]) -> serde_json::Result<()>,
-) -> (u64, Option<Saver>) {
-    let Some(pepper) = policy.pepper.as_ref().filter(|_| policy.every > 0) else { return (0, None) };
-    let stream = ns.stream(StreamKind::Admin);
-    match Snapshots::open(client.clone(), ns, "projector", stream, name, pepper, policy.replicas).await {
-        Ok(store) => {
-            let mut from = 0;
-            let restore = |seq, bytes: &[u8]| {
-                restore(bytes)?;
-                from = seq;
-                Ok(())
-            };
-            let saver = ccp_runtime::snapshot::load_or_replay(store, what, policy.every, restore).await;
-            (from, Some(saver))
-        }
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "no {what} snapshots: replaying the admin stream");
-            (0, None)
-        }
-    }
 }
 
 /// A key's circuit, as the circuits bucket stores it.
@@ -217,12 +187,12 @@ pub async fn run(client: async_nats::Client, ns: Namespace, snapshots: SnapshotP
         }
     };
     let mut dir = Directory::default();
-    let restore = |bytes: &[u8]| {
+    let restore = |_, bytes: &[u8]| {
         dir = serde_json::from_slice::<Snapshot>(bytes)?.directory;
         Ok(())
     };
     let (from_snapshot, saver) =
-        load_snapshot(&client, &ns, &snapshots, (SNAPSHOT_NAME, "state projection"), restore).await;
+        snapshots.load(&client, &ns, ("projector", SNAPSHOT_NAME, "state projection"), restore).await;
     let mut admin = Follower::new("projector state", client.clone(), &ns, StreamKind::Admin)
         .start(Start::After(from_snapshot))
         .on_newer(OnNewer::Quarantine);

@@ -127,19 +127,7 @@ async fn follow_across_a_reconnection(name: &str, start: impl FnOnce(chrono::Dat
         assert!(tokio::time::Instant::now() < deadline, "never reconnected");
     }
 
-    let user_id = log.create_user("coral").await;
-    let delivered = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Next::Message(delivery) = follower.next().await {
-                break delivery;
-            }
-        }
-    })
-    .await
-    .expect("the new event is delivered");
-    assert_eq!(delivered.seq, 3, "the first message after the reconnection is the new one");
-    let Decoded::Apply(envelope) = follower.decode(&delivered) else { panic!("a current event") };
-    assert!(matches!(envelope.event, Event::UserCreated(u) if u.user_id == user_id));
+    the_next_is_a_new_user(&mut follower, &log, Duration::from_secs(10)).await;
     ccp_tests::delete_namespace(&log.js, &log.ns).await;
 }
 
@@ -208,19 +196,7 @@ async fn an_idle_follower_whose_connection_keeps_dropping_reconnects_promptly() 
     // With a back-off doubled at each drop the fourth and fifth would take 0.8 s and 1.6 s.
     assert!(gaps.iter().all(|gap| *gap < Duration::from_millis(700)), "{gaps:?}");
 
-    let user_id = log.create_user("coral").await;
-    let delivered = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Next::Message(delivery) = follower.next().await {
-                break delivery;
-            }
-        }
-    })
-    .await
-    .expect("the new event is delivered");
-    assert_eq!(delivered.seq, 3);
-    let Decoded::Apply(envelope) = follower.decode(&delivered) else { panic!("a current event") };
-    assert!(matches!(envelope.event, Event::UserCreated(u) if u.user_id == user_id));
+    the_next_is_a_new_user(&mut follower, &log, Duration::from_secs(5)).await;
     ccp_tests::delete_namespace(&log.js, &log.ns).await;
 }
 
@@ -229,4 +205,22 @@ async fn poll_once(follower: &mut Follower) {
     if let Ok(Next::Message(delivery)) = tokio::time::timeout(Duration::from_millis(20), follower.next()).await {
         panic!("sequence {} handed out again after a reconnection", delivery.seq);
     }
+}
+
+/// Creates a user (the stream's third event) and checks that `follower` hands out its event
+/// next, within `within`: the first message after the reconnections is the new one.
+async fn the_next_is_a_new_user(follower: &mut Follower, log: &ccp_tests::events::Log, within: Duration) {
+    let user_id = log.create_user("coral").await;
+    let delivered = tokio::time::timeout(within, async {
+        loop {
+            if let Next::Message(delivery) = follower.next().await {
+                break delivery;
+            }
+        }
+    })
+    .await
+    .expect("the new event is delivered");
+    assert_eq!(delivered.seq, 3, "the first message after the reconnection is the new one");
+    let Decoded::Apply(envelope) = follower.decode(&delivered) else { panic!("a current event") };
+    assert!(matches!(envelope.event, Event::UserCreated(u) if u.user_id == user_id));
 }

@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ccp_runtime::follow::{Decoded, Follower, Next, OnNewer, Start};
-use ccp_runtime::snapshot::Snapshots;
+use ccp_runtime::snapshot::SnapshotPolicy;
 use ccp_schemas::catalogue::Catalogue;
 use ccp_schemas::events::{BedrockSettings, Event, RoutingStrategy};
 use ccp_schemas::ids::{AccessKeyId, TeamId, UserId};
 use ccp_schemas::pricing::PriceList;
-use ccp_schemas::secrets::access_key::{KeyHash, KeyPepper, KeyPrefix};
+use ccp_schemas::secrets::access_key::{KeyHash, KeyPrefix};
 use ccp_schemas::secrets::envelope::SealedSecret;
 use ccp_schemas::state::{Directory, Refusal};
 use ccp_schemas::subjects::StreamKind;
@@ -210,29 +210,11 @@ struct Snapshot {
 /// not ready: it may revoke a key, so the proxy refuses every request until it is upgraded
 /// ([`OnNewer::Halt`]).
 ///
-/// With `snapshot_every` > 0 it starts from the stored snapshot when it can and saves one every
-/// `snapshot_every` events (in an object store on `replicas` replicas, signed with a key derived
-/// from `pepper`).
-pub async fn follow(
-    table: Arc<KeyTable>,
-    client: async_nats::Client,
-    ns: Namespace,
-    snapshot_every: u64,
-    pepper: KeyPepper,
-    replicas: usize,
-) {
-    let mut saver = None;
-    if snapshot_every > 0 {
-        let stream = ns.stream(StreamKind::Admin);
-        match Snapshots::open(client.clone(), &ns, "proxy", stream, SNAPSHOT_NAME, &pepper, replicas).await {
-            Ok(snapshots) => {
-                let restore = |seq, bytes: &[u8]| table.restore(seq, bytes);
-                saver =
-                    Some(ccp_runtime::snapshot::load_or_replay(snapshots, "key table", snapshot_every, restore).await);
-            }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "no key table snapshots: replaying the admin stream"),
-        }
-    }
+/// As `snapshots` says, it starts from the stored snapshot when it can and saves one every
+/// `snapshots.every` events.
+pub async fn follow(table: Arc<KeyTable>, client: async_nats::Client, ns: Namespace, snapshots: SnapshotPolicy) {
+    let restore = |seq, bytes: &[u8]| table.restore(seq, bytes);
+    let (_, saver) = snapshots.load(&client, &ns, ("proxy", SNAPSHOT_NAME, "key table"), restore).await;
     let from_snapshot = table.applied_seq();
     let caught_up = |table: &KeyTable| {
         table.mark_ready(from_snapshot);

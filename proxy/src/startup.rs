@@ -138,15 +138,18 @@ impl Application {
         let policy = StreamPolicy::from(&settings.nats);
         let follower = {
             let (keys, client, ns) = (keys.clone(), client.clone(), ns.clone());
-            let (snapshot_every, nats_replicas) = (cfg.key_table_snapshot_every, settings.nats.replicas);
-            let pepper = pepper.clone();
+            let snapshots = ccp_runtime::snapshot::SnapshotPolicy {
+                every: cfg.key_table_snapshot_every,
+                pepper: Some(pepper.clone()),
+                replicas: settings.nats.replicas,
+            };
             tokio::spawn(async move {
                 let js = async_nats::jetstream::new(client.clone());
                 while let Err(e) = streams::ensure(&js, &ns, &policy).await {
                     tracing::warn!(error = %e, "cannot prepare the event streams yet; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                directory::follow(keys, client, ns, snapshot_every, pepper, nats_replicas).await;
+                directory::follow(keys, client, ns, snapshots).await;
             })
         };
 

@@ -81,7 +81,7 @@ impl Harness {
         loop {
             let resp = self.post(key, "messages", br#"{"model":"m","max_tokens":1,"messages":[]}"#.to_vec(), &[]).await;
             if resp.status() != 401 {
-                let rid = resp.headers().get("x-ccp-request-id").map(|v| v.to_str().unwrap().to_owned());
+                let rid = request_id_of(&resp);
                 let _ = resp.bytes().await;
                 if let Some(rid) = rid {
                     self.log.wait_request(&rid, Duration::from_secs(5)).await;
@@ -107,7 +107,12 @@ impl Harness {
 }
 
 fn request_id(resp: &reqwest::Response) -> String {
-    resp.headers().get("x-ccp-request-id").expect("x-ccp-request-id").to_str().unwrap().to_owned()
+    request_id_of(resp).expect("x-ccp-request-id")
+}
+
+/// The proxy's `x-ccp-request-id` of an answer, if it has one.
+fn request_id_of(resp: &reqwest::Response) -> Option<String> {
+    resp.headers().get("x-ccp-request-id").map(|v| v.to_str().unwrap().to_owned())
 }
 
 fn sse_events(body: &str) -> Vec<(String, serde_json::Value)> {

@@ -249,6 +249,53 @@ impl Snapshots {
     }
 }
 
+/// How a service keeps snapshots of its fold of the admin stream.
+#[derive(Debug, Clone)]
+pub struct SnapshotPolicy {
+    /// Save again after this many events (0: neither load nor save one).
+    pub every: u64,
+    /// What their signing key is derived from (`None`: no snapshots).
+    pub pepper: Option<KeyPepper>,
+    /// Replicas of the object store (`nats.replicas`).
+    pub replicas: usize,
+}
+
+impl SnapshotPolicy {
+    /// No snapshots: the whole stream is read (the break-glass commands).
+    pub const NONE: Self = Self { every: 0, pepper: None, replicas: 1 };
+
+    /// Loads `service`'s stored snapshot `name` of its fold of the admin stream (`what`, in log
+    /// lines) with `restore` when the policy allows and there is one this build may use (see
+    /// [`load_or_replay`]): the sequence it was taken at (0: none, the caller replays the
+    /// stream) and the saver of later ones, if any.
+    pub async fn load(
+        &self,
+        client: &async_nats::Client,
+        ns: &Namespace,
+        (service, name, what): (&str, &str, &'static str),
+        restore: impl FnOnce(u64, &[u8]) -> serde_json::Result<()>,
+    ) -> (u64, Option<Saver>) {
+        let Some(pepper) = self.pepper.as_ref().filter(|_| self.every > 0) else { return (0, None) };
+        let stream = ns.stream(ccp_schemas::subjects::StreamKind::Admin);
+        match Snapshots::open(client.clone(), ns, service, stream, name, pepper, self.replicas).await {
+            Ok(store) => {
+                let mut from = 0;
+                let restore = |seq, bytes: &[u8]| {
+                    restore(seq, bytes)?;
+                    from = seq;
+                    Ok(())
+                };
+                let saver = load_or_replay(store, what, self.every, restore).await;
+                (from, Some(saver))
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "no {what} snapshots: replaying the admin stream");
+                (0, None)
+            }
+        }
+    }
+}
+
 /// Loads the stored snapshot with `restore` (given its sequence and bytes) when there is one
 /// this build may use; else (the reason logged, as `what`) the caller replays the stream. A
 /// saver that starts where the state now ends.
